@@ -1,0 +1,59 @@
+//! The decision cost of each balancer: one select and its release, at
+//! cluster sizes from the paper's (5 workers, 40 functions) up.
+//!
+//! `cargo bench --bench select`; ids are `<balancer>/<W>w-<F>f`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use hiku::balancer::{BalancerKind, Outcome};
+use hiku::config::WorkerUrl;
+use hiku::scheduler::Scheduler;
+
+const SIZES: [(usize, usize); 3] = [(5, 40), (100, 10_000), (1000, 100_000)];
+
+fn scheduler(kind: BalancerKind, workers: usize) -> Scheduler {
+    let urls = (0..workers)
+        .map(|i| (WorkerUrl::parse(&format!("http://10.0.{}.{}:8080", i / 250, i % 250 + 1)).unwrap(), Vec::new()))
+        .collect();
+    Scheduler::new(kind, urls)
+}
+
+/// Function names in a scattered order (a fixed-seed shuffle), as requests
+/// for many functions arrive.
+fn functions(n: usize) -> Vec<String> {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut names: Vec<String> = (0..n).map(|i| format!("function-{i}")).collect();
+    rng.shuffle(&mut names);
+    names
+}
+
+fn select(c: &mut Criterion) {
+    let mut group = c.benchmark_group("select");
+    group.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2));
+    for kind in BalancerKind::ALL {
+        for (w, f) in SIZES {
+            let s = scheduler(kind, w);
+            let names = functions(f);
+            // Warm: every function has been seen once (pull-based queues exist).
+            for name in &names {
+                let lease = s.select(name).unwrap();
+                s.release(name, lease, Outcome::Completed);
+            }
+            let mut i = 0;
+            group.bench_function(format!("{}/{w}w-{f}f", kind.name()), |b| {
+                b.iter(|| {
+                    let name = &names[i];
+                    i = if i + 1 == names.len() { 0 } else { i + 1 };
+                    let lease = s.select(black_box(name)).unwrap();
+                    s.release(name, black_box(lease), Outcome::Completed);
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, select);
+criterion_main!(benches);

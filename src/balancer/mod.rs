@@ -1,0 +1,105 @@
+//! Scheduling strategies: one file per balancer behind the `Balancer` trait.
+//!
+//! A balancer is shared by every core (`Send + Sync`) and must decide without
+//! locks or allocation: it reads the worker-set snapshot it is given, atomic
+//! counters, and its own lock-free state.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::worker::{Lease, Worker, WorkerSet};
+
+mod hashing_bounded;
+mod idle_queues;
+mod least_connections;
+mod pull_based;
+mod random;
+
+pub use hashing_bounded::HashingBounded;
+pub use idle_queues::IdleQueues;
+pub use least_connections::LeastConnections;
+pub use pull_based::PullBased;
+pub use random::Random;
+
+/// How a request on a worker ended, as the balancer sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The worker answered in full: its instance of the function ran and is warm.
+    Completed,
+    /// No usable answer (connection failed, worker error, client went away).
+    Failed,
+}
+
+pub trait Balancer: Send + Sync {
+    /// Picks a worker of the non-empty `workers` for `function` and leases it.
+    fn select(&self, workers: &WorkerSet, function: &str) -> Lease;
+
+    /// A request for `function` on `worker` ended.
+    fn release(&self, _function: &str, _worker: &Worker, _outcome: Outcome) {}
+
+    /// `worker` evicted an idle instance of `function`; true if the balancer
+    /// dropped state for it.
+    fn sandbox_destroyed(&self, _function: &str, _worker: &Worker) -> bool {
+        false
+    }
+
+    /// A new worker set was published (called after every add or remove).
+    fn workers_changed(&self, _workers: &WorkerSet) {}
+}
+
+/// The balancer names of the Go original.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BalancerKind {
+    PullBased,
+    HashingBounded,
+    LeastConnections,
+    Random,
+}
+
+impl BalancerKind {
+    pub const ALL: [BalancerKind; 4] = [
+        BalancerKind::PullBased,
+        BalancerKind::HashingBounded,
+        BalancerKind::LeastConnections,
+        BalancerKind::Random,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BalancerKind::PullBased => "pull-based",
+            BalancerKind::HashingBounded => "hashing-bounded",
+            BalancerKind::LeastConnections => "least-connections",
+            BalancerKind::Random => "random",
+        }
+    }
+
+    pub fn build(self) -> Arc<dyn Balancer> {
+        match self {
+            BalancerKind::PullBased => Arc::new(PullBased::new()),
+            BalancerKind::HashingBounded => Arc::new(HashingBounded::new()),
+            BalancerKind::LeastConnections => Arc::new(LeastConnections),
+            BalancerKind::Random => Arc::new(Random),
+        }
+    }
+}
+
+impl fmt::Display for BalancerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BalancerKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        BalancerKind::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = BalancerKind::ALL.iter().map(|k| k.name()).collect();
+            format!("unknown \"balancer\" {s:?}; valid names: {}", names.join(", "))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,56 @@
+//! Pull-based scheduling (the paper's Join-Idle-Queue variant): a worker that
+//! finishes a request for f joins f's idle queue, since it now holds a warm
+//! idle instance of f. A request for f goes to the least-loaded worker in f's
+//! queue (consuming that entry); with none, to the least-loaded worker.
+
+use super::idle_queues::{IdleQueues, DEFAULT_MAX_FUNCTIONS};
+use super::least_connections::least_loaded;
+use super::{Balancer, Outcome};
+use crate::worker::{Lease, Worker, WorkerSet};
+
+pub struct PullBased {
+    idle: IdleQueues,
+}
+
+impl PullBased {
+    pub fn new() -> PullBased {
+        PullBased::with_max_functions(DEFAULT_MAX_FUNCTIONS)
+    }
+
+    pub fn with_max_functions(max: usize) -> PullBased {
+        PullBased { idle: IdleQueues::new(max) }
+    }
+
+    pub fn idle_queues(&self) -> &IdleQueues {
+        &self.idle
+    }
+}
+
+impl Default for PullBased {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Balancer for PullBased {
+    fn select(&self, workers: &WorkerSet, function: &str) -> Lease {
+        match self.idle.take_least_loaded(function, workers) {
+            Some(w) => Lease::new(w),
+            None => Lease::new(least_loaded(workers.as_slice())),
+        }
+    }
+
+    fn release(&self, function: &str, worker: &Worker, outcome: Outcome) {
+        if outcome == Outcome::Completed && !self.idle.push(function, worker.id()) {
+            log::debug!("idle queues full: {function} is not tracked");
+        }
+    }
+
+    fn sandbox_destroyed(&self, function: &str, worker: &Worker) -> bool {
+        self.idle.remove_one(function, worker.id())
+    }
+
+    fn workers_changed(&self, workers: &WorkerSet) {
+        self.idle.retain(workers);
+    }
+}

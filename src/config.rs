@@ -1,0 +1,258 @@
+//! The JSON config file: the Go original's keys and defaults, validated once.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::balancer::BalancerKind;
+
+/// What `hiku start` needs to run, as read from the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    pub balancer: BalancerKind,
+    pub workers: Vec<WorkerUrl>,
+    /// Keys the file has that hiku does not know (reported as warnings).
+    pub unknown_keys: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "localhost".into(),
+            port: 9020,
+            balancer: BalancerKind::PullBased,
+            workers: Vec::new(),
+            unknown_keys: Vec::new(),
+        }
+    }
+}
+
+/// The file as written; everything optional so defaults apply key by key.
+#[derive(Deserialize)]
+struct RawConfig {
+    host: Option<String>,
+    port: Option<i64>,
+    balancer: Option<String>,
+    workers: Option<Vec<String>>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A config that can't be used; the message names the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+        Config::parse(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_json::from_str(text).map_err(|e| {
+            ConfigError(format!("invalid JSON at line {} column {}: {e}", e.line(), e.column()))
+        })?;
+        let defaults = Config::default();
+        let host = raw.host.unwrap_or(defaults.host);
+        if host.is_empty() {
+            return Err(ConfigError("\"host\" must not be empty".into()));
+        }
+        let port = match raw.port {
+            None => defaults.port,
+            Some(p) => u16::try_from(p)
+                .map_err(|_| ConfigError(format!("\"port\" {p} is out of range (0-65535)")))?,
+        };
+        let balancer = match raw.balancer {
+            None => defaults.balancer,
+            Some(name) => name.parse().map_err(ConfigError)?,
+        };
+        let mut workers: Vec<WorkerUrl> = Vec::new();
+        for text in raw.workers.unwrap_or_default() {
+            let url = WorkerUrl::parse(&text)
+                .map_err(|e| ConfigError(format!("\"workers\": {e}")))?;
+            if workers.contains(&url) {
+                return Err(ConfigError(format!("\"workers\": {url} is listed twice")));
+            }
+            workers.push(url);
+        }
+        let mut unknown_keys: Vec<String> = raw.rest.keys().cloned().collect();
+        unknown_keys.sort();
+        Ok(Config { host, port, balancer, workers, unknown_keys })
+    }
+
+    /// The addresses to listen on for `host:port`, IPv4 first (as Go's
+    /// `net.Listen` does for "localhost").
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let mut addrs: Vec<SocketAddr> = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(|e| ConfigError(format!("cannot resolve \"host\" {}: {e}", self.host)))?
+            .collect();
+        addrs.sort_by_key(|a| a.is_ipv6());
+        addrs
+            .into_iter()
+            .next()
+            .ok_or_else(|| ConfigError(format!("\"host\" {} resolves to no address", self.host)))
+    }
+}
+
+/// An absolute `http://host[:port]` worker URL, kept in canonical form
+/// (`http://host:port`, host in lower case, no trailing slash).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WorkerUrl {
+    canonical: String,
+    /// `host:port` (IPv6 hosts in brackets): what goes in a `Host` header.
+    authority_start: usize,
+    host_end: usize,
+    port: u16,
+}
+
+impl WorkerUrl {
+    /// Accepts `http://host[:port][/]`; anything else is an error naming the URL.
+    pub fn parse(text: &str) -> Result<WorkerUrl, String> {
+        let bad = |why: &str| format!("worker URL {text:?} is not an absolute http://host[:port] URL ({why})");
+        let t = text.trim();
+        let rest = match t.get(..7) {
+            Some(s) if s.eq_ignore_ascii_case("http://") => &t[7..],
+            _ if t.len() >= 8 && t[..8].eq_ignore_ascii_case("https://") => {
+                return Err(bad("https is not supported"))
+            }
+            _ => return Err(bad("it must start with http://")),
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.contains(['/', '?', '#', '@']) {
+            return Err(bad("only scheme, host and port are allowed"));
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let end = v6.find(']').ok_or_else(|| bad("unclosed ["))?;
+            let host = &v6[..end];
+            if host.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(bad("bad IPv6 address"));
+            }
+            (&authority[..end + 2], &v6[end + 1..])
+        } else {
+            match authority.find(':') {
+                Some(i) => (&authority[..i], &authority[i..]),
+                None => (authority, ""),
+            }
+        };
+        let port = match port {
+            "" => 80,
+            p => p
+                .strip_prefix(':')
+                .and_then(|p| p.parse::<u16>().ok())
+                .filter(|&p| p != 0)
+                .ok_or_else(|| bad("bad port"))?,
+        };
+        let valid_host = |h: &str| {
+            !h.is_empty()
+                && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        };
+        if !host.starts_with('[') && !valid_host(host) {
+            return Err(bad("bad host"));
+        }
+        let canonical = format!("http://{}:{port}", host.to_ascii_lowercase());
+        Ok(WorkerUrl { authority_start: 7, host_end: 7 + host.len(), canonical, port })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.canonical
+    }
+
+    /// `host:port`, as sent in `Host` headers and by OpenLambda in `destroySandbox`.
+    pub fn authority(&self) -> &str {
+        &self.canonical[self.authority_start..]
+    }
+
+    /// The host without the port (IPv6 in brackets).
+    pub fn host(&self) -> &str {
+        &self.canonical[self.authority_start..self.host_end]
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Resolves the host (blocking: call it off the request path).
+    pub fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
+        let host = self.host().trim_start_matches('[').trim_end_matches(']');
+        let mut addrs: Vec<SocketAddr> = (host, self.port).to_socket_addrs()?.collect();
+        addrs.sort_by_key(|a| a.is_ipv6());
+        addrs.dedup();
+        if addrs.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no address"));
+        }
+        Ok(addrs)
+    }
+}
+
+impl fmt::Display for WorkerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.canonical)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_go_original() {
+        let c = Config::parse("{}").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!((c.host.as_str(), c.port, c.balancer), ("localhost", 9020, BalancerKind::PullBased));
+    }
+
+    #[test]
+    fn reads_every_key_and_reports_unknown_ones() {
+        let c = Config::parse(
+            r#"{"host":"0.0.0.0","port":8080,"balancer":"random","workers":["http://a:1","http://B:2/"],"x":1}"#,
+        )
+        .unwrap();
+        assert_eq!(c.host, "0.0.0.0");
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.balancer, BalancerKind::Random);
+        let urls: Vec<&str> = c.workers.iter().map(|w| w.as_str()).collect();
+        assert_eq!(urls, ["http://a:1", "http://b:2"]);
+        assert_eq!(c.unknown_keys, ["x"]);
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let err = |t: &str| Config::parse(t).unwrap_err().0;
+        assert!(err("{\"port\": 1,\n}").contains("line 2 column 1"));
+        assert!(err(r#"{"port": 70000}"#).contains("\"port\" 70000 is out of range"));
+        assert!(err(r#"{"port": -1}"#).contains("\"port\""));
+        let e = err(r#"{"balancer": "round-robin"}"#);
+        assert!(e.contains("round-robin") && e.contains("pull-based"), "{e}");
+        assert!(err(r#"{"workers": ["localhost:5000"]}"#).contains("\"localhost:5000\""));
+        assert!(err(r#"{"workers": ["http://a:1", "http://A:1/"]}"#).contains("http://a:1 is listed twice"));
+    }
+
+    #[test]
+    fn worker_urls() {
+        let u = WorkerUrl::parse("http://[::1]:5000").unwrap();
+        assert_eq!((u.as_str(), u.authority(), u.host(), u.port()), ("http://[::1]:5000", "[::1]:5000", "[::1]", 5000));
+        assert_eq!(WorkerUrl::parse("HTTP://Example.com").unwrap().as_str(), "http://example.com:80");
+        for bad in [
+            "", "http://", "http://a:", "http://a:0", "http://a:99999", "http://a/x", "http://a?q",
+            "https://a", "ftp://a", "http://u@a", "http://[zz]:1", "http://a b",
+        ] {
+            assert!(WorkerUrl::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

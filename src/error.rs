@@ -1,0 +1,71 @@
+//! Every way a request can fail, each mapped to exactly one HTTP answer.
+
+use std::fmt;
+
+/// Whose fault a failure is: the client's (downstream), a worker's
+/// (upstream), or the scheduler's own state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Worker,
+    Scheduler,
+}
+
+#[derive(Debug)]
+pub enum Error {
+    /// The request can't be parsed or framed (RFC 9112), or names no route.
+    BadRequest(String),
+    NotFound(String),
+    /// The request head is larger than `http::MAX_HEAD` or has too many fields.
+    HeadTooLarge,
+    /// A body over the limit (in bytes) of the endpoint.
+    BodyTooLarge(usize),
+    /// A transfer coding other than chunked.
+    NotImplemented(String),
+    NoWorkers,
+    /// No connection to the worker, or it failed before any response byte.
+    WorkerUnreachable { worker: String, cause: String },
+    /// The worker answered something that is not a valid HTTP/1.1 response.
+    BadResponse { worker: String, cause: String },
+}
+
+impl Error {
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::BadRequest(_) => 400,
+            Error::NotFound(_) => 404,
+            Error::BodyTooLarge(_) => 413,
+            Error::HeadTooLarge => 431,
+            Error::NotImplemented(_) => 501,
+            Error::NoWorkers => 503,
+            Error::WorkerUnreachable { .. } | Error::BadResponse { .. } => 502,
+        }
+    }
+
+    pub fn side(&self) -> Side {
+        match self {
+            Error::BadRequest(_)
+            | Error::NotFound(_)
+            | Error::BodyTooLarge(_)
+            | Error::HeadTooLarge
+            | Error::NotImplemented(_) => Side::Client,
+            Error::NoWorkers => Side::Scheduler,
+            Error::WorkerUnreachable { .. } | Error::BadResponse { .. } => Side::Worker,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::BadRequest(m) | Error::NotFound(m) | Error::NotImplemented(m) => f.write_str(m),
+            Error::BodyTooLarge(limit) => write!(f, "body larger than {limit} bytes"),
+            Error::HeadTooLarge => write!(f, "request head larger than {} bytes or {} fields", crate::http::MAX_HEAD, crate::http::MAX_HEADERS),
+            Error::NoWorkers => f.write_str("can't select a worker: no workers"),
+            Error::WorkerUnreachable { worker, cause } => write!(f, "worker {worker} unreachable: {cause}"),
+            Error::BadResponse { worker, cause } => write!(f, "worker {worker} sent an invalid response: {cause}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,147 @@
+use proptest::prelude::*;
+
+use super::*;
+
+fn req(raw: &[u8]) -> Result<Option<(String, Framing, bool, bool, usize)>, Error> {
+    let mut h = empty_headers();
+    Ok(parse_request(raw, &mut h)?.map(|r| (r.target.to_string(), r.framing, r.keep_alive, r.expect_continue, r.head_len)))
+}
+
+fn status(raw: &[u8]) -> u16 {
+    req(raw).unwrap_err().status()
+}
+
+#[test]
+fn parses_requests_and_their_framing() {
+    let (target, framing, keep, expect, len) =
+        req(b"POST /run/f?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello").unwrap().unwrap();
+    assert_eq!((target.as_str(), framing, keep, expect, len), ("/run/f?x=1", Framing::Length(5), true, false, 56));
+    let r = req(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n").unwrap().unwrap();
+    assert_eq!((r.1, r.3), (Framing::Chunked, true));
+    let r = req(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 3\r\nConnection: close\r\n\r\n").unwrap().unwrap();
+    assert_eq!((r.1, r.2), (Framing::Length(3), false));
+    let r = req(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+    assert_eq!((r.1, r.2), (Framing::None, false));
+    let r = req(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap().unwrap();
+    assert!(r.2);
+    assert!(req(b"GET / HTTP/1.1\r\nHost: h\r\n").unwrap().is_none());
+}
+
+#[test]
+fn rejects_ambiguous_or_malformed_requests() {
+    assert_eq!(status(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"), 400);
+    assert_eq!(status(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
+    assert_eq!(status(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n"), 400);
+    assert_eq!(status(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999\r\n\r\n"), 400);
+    assert_eq!(status(b"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), 400);
+    assert_eq!(status(b"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), 501);
+    assert_eq!(status(b"GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
+    assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), 400);
+    assert_eq!(status(b"GARBAGE\r\n\r\n"), 400);
+    let mut big = b"GET / HTTP/1.1\r\nHost: h\r\nX: ".to_vec();
+    big.resize(MAX_HEAD + 1, b'a');
+    assert_eq!(status(&big), 431);
+    let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+    for i in 0..=MAX_HEADERS {
+        many.extend_from_slice(format!("H{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    assert_eq!(status(&many), 431);
+}
+
+#[test]
+fn rewrites_the_request_for_the_worker() {
+    let raw = b"POST /run/f HTTP/1.1\r\nHost: sched\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n\
+        Keep-Alive: 5\r\nX-Forwarded-For: 10.0.0.1\r\nUpgrade: h2c\r\nX-Ok: yes\r\nExpect: 100-continue\r\n\
+        Transfer-Encoding: chunked\r\n\r\n";
+    let mut h = empty_headers();
+    let r = parse_request(raw, &mut h).unwrap().unwrap();
+    let mut out = Vec::new();
+    write_request_head(&mut out, &r, "w:1", b"127.0.0.1");
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "POST /run/f HTTP/1.1\r\nHost: sched\r\nX-Ok: yes\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n\
+         Transfer-Encoding: chunked\r\n\r\n"
+    );
+    let raw = b"GET /run/f HTTP/1.0\r\n\r\n";
+    let mut h = empty_headers();
+    let r = parse_request(raw, &mut h).unwrap().unwrap();
+    let mut out = Vec::new();
+    write_request_head(&mut out, &r, "w:1", b"::1");
+    assert_eq!(String::from_utf8(out).unwrap(), "GET /run/f HTTP/1.1\r\nHost: w:1\r\nX-Forwarded-For: ::1\r\n\r\n");
+}
+
+fn res(raw: &[u8], head: bool) -> (u16, Framing, bool) {
+    let mut h = empty_headers();
+    let r = parse_response(raw, &mut h, head).unwrap().unwrap();
+    (r.code, r.framing, r.keep_alive)
+}
+
+#[test]
+fn frames_responses() {
+    assert_eq!(res(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false), (200, Framing::Length(2), true));
+    assert_eq!(res(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", true), (200, Framing::None, true));
+    assert_eq!(res(b"HTTP/1.1 204 No Content\r\n\r\n", false), (204, Framing::None, true));
+    assert_eq!(res(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", false), (304, Framing::None, true));
+    assert_eq!(res(b"HTTP/1.1 100 Continue\r\n\r\n", false), (100, Framing::None, true));
+    assert_eq!(res(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false), (200, Framing::Chunked, true));
+    assert_eq!(res(b"HTTP/1.1 200 OK\r\n\r\n", false), (200, Framing::Close, false));
+    assert_eq!(res(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\n", false).2, false);
+    assert_eq!(res(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false).2, false);
+    let mut h = empty_headers();
+    assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", &mut h, false).is_err());
+    let mut h = empty_headers();
+    assert!(parse_response(b"HTTP/1.1 200 OK\r\n", &mut h, false).unwrap().is_none());
+}
+
+#[test]
+fn rewrites_the_response_for_the_client() {
+    let raw = b"HTTP/1.1 201 Created\r\nX-Worker: 1\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let mut h = empty_headers();
+    let r = parse_response(raw, &mut h, false).unwrap().unwrap();
+    let mut out = Vec::new();
+    write_response_head(&mut out, &r, Framing::Chunked, true, Version::Http11);
+    assert_eq!(String::from_utf8(out).unwrap(), "HTTP/1.1 201 Created\r\nX-Worker: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let mut out = Vec::new();
+    write_response_head(&mut out, &r, Framing::Close, false, Version::Http10);
+    assert_eq!(String::from_utf8(out).unwrap(), "HTTP/1.1 201 Created\r\nX-Worker: 1\r\nConnection: close\r\n\r\n");
+    let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n";
+    let mut h = empty_headers();
+    let r = parse_response(raw, &mut h, true).unwrap().unwrap();
+    let mut out = Vec::new();
+    write_response_head(&mut out, &r, Framing::None, true, Version::Http10);
+    assert_eq!(String::from_utf8(out).unwrap(), "HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: keep-alive\r\n\r\n");
+}
+
+#[test]
+fn writes_local_responses() {
+    let mut out = Vec::new();
+    write_local_response(&mut out, 404, "text/plain", b"nope\n", false, Version::Http11);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "HTTP/1.1 404 Not Found\r\nServer: hiku\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: close\r\n\r\nnope\n"
+    );
+}
+
+proptest! {
+    /// The parsers never panic, whatever the bytes.
+    #[test]
+    fn parsers_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600), head in any::<bool>()) {
+        let mut h = empty_headers();
+        let _ = parse_request(&bytes, &mut h);
+        let mut h = empty_headers();
+        let _ = parse_response(&bytes, &mut h, head);
+        let mut d = ChunkedDecoder::default();
+        let _ = d.feed(&bytes, |_| {});
+    }
+
+    /// Mutations of a valid request never panic either.
+    #[test]
+    fn mutated_requests_never_panic(pos in 0usize..80, byte in any::<u8>()) {
+        let mut raw = b"POST /run/f HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let i = pos % raw.len();
+        raw[i] = byte;
+        let mut h = empty_headers();
+        let _ = parse_request(&raw, &mut h);
+    }
+}

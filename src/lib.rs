@@ -1,0 +1,73 @@
+//! # hiku: a thread-per-core request scheduler for serverless workers
+//!
+//! Clients POST to `/run/<function>`; hiku picks a worker with a balancer
+//! and reverse-proxies the call. It is a drop-in replacement for the Go Hiku
+//! scheduler (same command, config file, endpoints and balancers).
+//!
+//! ## The machine
+//!
+//! hiku runs one [glommio] executor per core, pinned to it. Each executor
+//! is a *shard* ([`server::Shard`]) that owns, with no sharing at all:
+//!
+//! - its listening socket: every shard binds the same address with
+//!   `SO_REUSEPORT`, and the kernel spreads new connections over them;
+//! - its client connections, each served start to finish on the shard,
+//!   with fixed buffers reused from request to request ([`server::Conn`]);
+//! - its keep-alive connections to the workers ([`pool::Pool`]), since a
+//!   glommio stream can't move between threads.
+//!
+//! Shared by all shards, through one `Arc<`[`scheduler::Scheduler`]`>`:
+//!
+//! - the worker set, an immutable [`worker::WorkerSet`] snapshot in an
+//!   `ArcSwap`: reading it is one atomic load; admin changes publish a new
+//!   snapshot with a compare-and-swap;
+//! - per worker, its requests in flight as an atomic counter, moved only by
+//!   a [`worker::Lease`] (increment on select, decrement on drop, so no path
+//!   can leak a count);
+//! - the balancer's own state, lock-free: the hashing ring is another
+//!   `ArcSwap` snapshot, and pull-based keeps its idle queues in
+//!   [`balancer::IdleQueues`], a table of atomics.
+//!
+//! Nothing on the request path takes a lock, allocates in the decision, or
+//! logs at info level.
+//!
+//! ## The life of a request
+//!
+//! 1. A shard accepts the connection and reads the head into the
+//!    connection's buffer; [`http::parse_request`] (httparse) borrows it.
+//! 2. [`server`] routes by path. For `/run/<fn>` the scheduler selects a
+//!    worker and returns a `Lease`.
+//! 3. [`proxy`] writes the rewritten head (hop-by-hop fields removed,
+//!    `X-Forwarded-For` extended) to a pooled or new worker connection and
+//!    streams the body through a fixed buffer; a small request goes out in
+//!    one write and can be replayed if a pooled connection turns out closed.
+//! 4. The response head is rewritten the same way and the body streamed back
+//!    (chunked bodies passed through, or decoded for HTTP/1.0 clients).
+//! 5. The worker connection returns to the shard's pool; the balancer hears
+//!    how the request ended (pull-based records a warm idle instance); the
+//!    lease drops.
+//!
+//! ## Layout
+//!
+//! - [`config`]: the JSON config file and worker URLs.
+//! - [`worker`]: workers, the worker-set snapshot, leases.
+//! - [`balancer`]: the `Balancer` trait and one file per strategy.
+//! - [`scheduler`]: the shared state and worker-set changes.
+//! - [`http`]: parsing, framing and rewriting of HTTP/1.1 messages.
+//! - [`server`], [`proxy`], [`pool`]: the engine.
+//! - [`admin`]: `/status`, `/admin/workers/*`, `/destroySandbox/<fn>`.
+//! - [`error`]: every failure and its HTTP answer.
+//! - [`sys`], [`logger`]: start-up checks and stderr logging.
+
+pub mod admin;
+pub mod balancer;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod logger;
+pub mod pool;
+pub mod proxy;
+pub mod scheduler;
+pub mod server;
+pub mod sys;
+pub mod worker;

@@ -1,0 +1,86 @@
+//! The `hiku` command: parse arguments, load the config, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hiku::config::Config;
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Exit status for a config that can't be used (sysexits EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(name = "hiku", version, about = "A thread-per-core request scheduler for serverless workers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the scheduler
+    Start {
+        /// The JSON config file
+        #[arg(short, long, default_value = "hiku.json")]
+        config: PathBuf,
+        /// Cores to run on, one executor each [default: every available core]
+        #[arg(long)]
+        cores: Option<usize>,
+    },
+    /// Validate a config file and exit
+    Check {
+        /// The JSON config file
+        #[arg(short, long, default_value = "hiku.json")]
+        config: PathBuf,
+    },
+}
+
+fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+    match Config::load(path) {
+        Ok(config) => {
+            for key in &config.unknown_keys {
+                log::warn!("{}: unknown key {key:?} ignored", path.display());
+            }
+            Ok(config)
+        }
+        Err(e) => {
+            eprintln!("hiku: {e}");
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    hiku::logger::init();
+    match Cli::parse().command {
+        Command::Check { config } => match load(&config) {
+            Ok(c) => {
+                println!("{}: config OK ({} balancer, {} workers)", config.display(), c.balancer, c.workers.len());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Start { config, cores } => {
+            let config = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let cores = cores.unwrap_or(available);
+            if cores == 0 || cores > available {
+                eprintln!("hiku: --cores {cores} is not between 1 and the {available} available cores");
+                return ExitCode::from(2);
+            }
+            match hiku::server::run(&config, cores) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("hiku: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

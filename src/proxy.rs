@@ -1,0 +1,327 @@
+//! Forwarding one `/run/<fn>` request to its worker and the answer back,
+//! streaming bodies through fixed buffers.
+
+use std::io;
+
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
+
+use crate::balancer::Outcome;
+use crate::error::Error;
+use crate::http::{self, ChunkError, ChunkedDecoder, Framing, ReadBuf, Version};
+use crate::server::{Conn, Shard};
+use crate::worker::{Lease, Worker};
+
+/// A whole request up to this size is kept until the worker answers, so it
+/// can be sent again on a fresh connection if a pooled one turns out closed.
+const REPLAY_LIMIT: usize = 64 * 1024;
+/// Writes of data smaller than this are joined with the head before them.
+const COALESCE_LIMIT: usize = 8 * 1024;
+
+/// What hiku needs to know of the client's request once its head is gone.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestMeta {
+    pub framing: Framing,
+    pub keep_alive: bool,
+    pub version: Version,
+    pub head: bool,
+    pub expect_continue: bool,
+}
+
+/// How a body copy failed: on the side read from, the side written to, or
+/// in the body's own framing.
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+    Framing(ChunkError),
+}
+
+impl std::fmt::Display for CopyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CopyError::Read(e) => write!(f, "reading: {e}"),
+            CopyError::Write(e) => write!(f, "writing: {e}"),
+            CopyError::Framing(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Why an exchange with the worker ended early.
+enum Failure {
+    /// Before any answer went to the client: it gets an error response.
+    /// `body_read` says whether the request body was fully read, so the
+    /// client connection may stay open.
+    Answer { error: Error, body_read: bool },
+    /// The client went away, or the answer was cut short: close.
+    Close,
+}
+
+/// Forwards the request whose head is in `conn.out` (already rewritten) and
+/// whose body follows in `conn.rbuf`/the client stream. Returns whether the
+/// client connection can carry another request.
+pub async fn forward(shard: &Shard, conn: &mut Conn, lease: Lease, meta: RequestMeta) -> bool {
+    let result = exchange(shard, conn, lease.worker(), meta).await;
+    let (outcome, keep_alive) = match result {
+        Ok((code, keep_alive)) => {
+            let ok = !(502..=504).contains(&code);
+            (if ok { Outcome::Completed } else { Outcome::Failed }, keep_alive)
+        }
+        Err(Failure::Answer { error, body_read }) => {
+            let keep = body_read && meta.keep_alive;
+            let sent = conn.send_error(&error, keep, meta.version).await;
+            (Outcome::Failed, keep && sent)
+        }
+        Err(Failure::Close) => (Outcome::Failed, false),
+    };
+    conn.ubuf.clear();
+    shard.scheduler.release(&conn.function, lease, outcome);
+    keep_alive
+}
+
+/// Sends the request, relays the response; returns the worker's status code
+/// and whether the client connection stays open.
+async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: RequestMeta) -> Result<(u16, bool), Failure> {
+    let unreachable = |cause: String| Error::WorkerUnreachable { worker: worker.url().to_string(), cause };
+    let buffered = match buffered_body_len(&conn.rbuf, meta.framing) {
+        Ok(n) => n,
+        Err(e) => return Err(Failure::Answer { error: Error::BadRequest(e.to_string()), body_read: false }),
+    };
+    // A request that is whole in the buffer is sent in one write, and again
+    // on a fresh connection if a reused one fails before any answer.
+    let replay = buffered.filter(|&n| conn.out.len() + n <= REPLAY_LIMIT);
+    if let Some(n) = replay {
+        conn.out.extend_from_slice(&conn.rbuf.data()[..n]);
+        conn.rbuf.consume(n);
+    }
+    let mut pooled = shard.pool.take(worker.id());
+    let upstream = loop {
+        let reused = pooled.is_some();
+        let mut up = match pooled.take() {
+            Some(up) => up,
+            None => crate::pool::connect(worker)
+                .await
+                .map_err(|e| Failure::Answer { error: unreachable(e.to_string()), body_read: replay.is_some() })?,
+        };
+        let sent = match replay {
+            Some(_) => up.write_all(&conn.out).await.map_err(CopyError::Write),
+            None => send_streaming(conn, &mut up, meta).await,
+        };
+        let result = match sent {
+            Ok(()) => read_response_head(&mut up, &mut conn.ubuf).await,
+            Err(CopyError::Write(e)) => Err(HeadError::Io(e)),
+            Err(CopyError::Read(_)) => return Err(Failure::Close),
+            Err(CopyError::Framing(e)) => {
+                return Err(Failure::Answer { error: Error::BadRequest(e.to_string()), body_read: false })
+            }
+        };
+        match result {
+            Ok(()) => break up,
+            Err(HeadError::Io(_)) if reused && replay.is_some() && conn.ubuf.is_empty() => continue,
+            Err(e) => {
+                let error = match e {
+                    HeadError::Io(e) => unreachable(e.to_string()),
+                    HeadError::Closed => unreachable("connection closed before a response".into()),
+                    HeadError::Invalid(cause) => Error::BadResponse { worker: worker.url().to_string(), cause },
+                };
+                return Err(Failure::Answer { error, body_read: replay.is_some() });
+            }
+        }
+    };
+    relay_response(shard, conn, worker, upstream, meta).await
+}
+
+/// Bytes of the request body if all of it is already in `buf`.
+fn buffered_body_len(buf: &ReadBuf, framing: Framing) -> Result<Option<usize>, ChunkError> {
+    Ok(match framing {
+        Framing::None => Some(0),
+        Framing::Length(n) => usize::try_from(n).ok().filter(|&n| n <= buf.data().len()),
+        Framing::Chunked => {
+            let mut d = ChunkedDecoder::default();
+            let used = d.feed(buf.data(), |_| {})?;
+            d.is_done().then_some(used)
+        }
+        Framing::Close => None,
+    })
+}
+
+/// Sends the head in `conn.out`, then streams the body from the client.
+async fn send_streaming(conn: &mut Conn, up: &mut TcpStream, meta: RequestMeta) -> Result<(), CopyError> {
+    if meta.expect_continue {
+        conn.client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.map_err(CopyError::Read)?;
+    }
+    copy_body(&mut conn.client, &mut conn.rbuf, up, meta.framing, false, &mut conn.out).await
+}
+
+enum HeadError {
+    Io(io::Error),
+    /// The worker closed the connection before sending anything.
+    Closed,
+    Invalid(String),
+}
+
+/// Reads until `buf` holds a complete head (the blank line after the fields).
+async fn read_head(from: &mut TcpStream, buf: &mut ReadBuf) -> Result<(), HeadError> {
+    let mut scanned = 0;
+    loop {
+        if let Some(_end) = head_end(buf.data(), scanned) {
+            return Ok(());
+        }
+        scanned = buf.data().len();
+        if buf.is_full() || scanned >= http::MAX_HEAD {
+            return Err(HeadError::Invalid("response head too large".into()));
+        }
+        match buf.fill(from).await {
+            Ok(0) if buf.is_empty() => return Err(HeadError::Closed),
+            Ok(0) => return Err(HeadError::Invalid("connection closed inside the response head".into())),
+            Ok(_) => {}
+            Err(e) => return Err(HeadError::Io(e)),
+        }
+    }
+}
+
+/// Reads the worker's response head, skipping interim (1xx) responses.
+async fn read_response_head(up: &mut TcpStream, buf: &mut ReadBuf) -> Result<(), HeadError> {
+    loop {
+        read_head(up, buf).await?;
+        let mut headers = http::empty_headers();
+        let interim = match http::parse_response(buf.data(), &mut headers, false) {
+            Ok(Some(r)) if r.code == 101 => return Err(HeadError::Invalid("unrequested protocol switch".into())),
+            Ok(Some(r)) if r.code < 200 => Some(r.head_len),
+            Ok(Some(_)) => None,
+            Ok(None) => return Err(HeadError::Invalid("incomplete response head".into())),
+            Err(e) => return Err(HeadError::Invalid(e)),
+        };
+        match interim {
+            Some(len) => buf.consume(len),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// The end of a head in `data`, searching from about `from`: the index
+/// after the empty line. Bare-LF line ends count, as httparse accepts them.
+pub fn head_end(data: &[u8], from: usize) -> Option<usize> {
+    let start = from.saturating_sub(3);
+    let mut i = start;
+    while let Some(p) = data[i..].iter().position(|&b| b == b'\n') {
+        let nl = i + p;
+        match data.get(nl + 1..) {
+            Some([b'\n', ..]) => return Some(nl + 2),
+            Some([b'\r', b'\n', ..]) => return Some(nl + 3),
+            _ => i = nl + 1,
+        }
+    }
+    None
+}
+
+/// Relays the response whose head is at the front of `conn.ubuf`.
+async fn relay_response(
+    shard: &Shard,
+    conn: &mut Conn,
+    worker: &Worker,
+    mut up: TcpStream,
+    meta: RequestMeta,
+) -> Result<(u16, bool), Failure> {
+    conn.out.clear();
+    let (code, head_len, framing, worker_keep_alive) = {
+        let mut headers = http::empty_headers();
+        let res = match http::parse_response(conn.ubuf.data(), &mut headers, meta.head) {
+            Ok(Some(r)) => r,
+            _ => unreachable!("read_response_head parsed this head"),
+        };
+        let to_client = match res.framing {
+            Framing::Chunked if meta.version == Version::Http10 => Framing::Close,
+            f => f,
+        };
+        let keep = meta.keep_alive && to_client != Framing::Close;
+        http::write_response_head(&mut conn.out, &res, to_client, keep, meta.version);
+        (res.code, res.head_len, res.framing, res.keep_alive)
+    };
+    conn.ubuf.consume(head_len);
+    let decode = framing == Framing::Chunked && meta.version == Version::Http10;
+    let client_keep = meta.keep_alive && !(framing == Framing::Close || decode);
+    if let Err(e) = copy_body(&mut up, &mut conn.ubuf, &mut conn.client, framing, decode, &mut conn.out).await {
+        // The head is out: all that is left is to cut the answer short.
+        log::debug!("response from {} cut short: {e}", worker.url());
+        return Err(Failure::Close);
+    }
+    if worker_keep_alive && conn.ubuf.is_empty() {
+        shard.pool.put(worker.id(), up);
+    }
+    Ok((code, client_keep))
+}
+
+/// Copies a body framed as `framing` from `src` (whose bytes already read
+/// are in `buf`) to `dst`; first writes `pending` (a head), joined with the
+/// first data when small. With `decode`, a chunked body goes out as its
+/// data alone. Leaves in `buf` whatever follows the body.
+async fn copy_body(
+    src: &mut TcpStream,
+    buf: &mut ReadBuf,
+    dst: &mut TcpStream,
+    framing: Framing,
+    decode: bool,
+    pending: &mut Vec<u8>,
+) -> Result<(), CopyError> {
+    let mut left = match framing {
+        Framing::Length(n) => n,
+        _ => 0,
+    };
+    let mut chunked = ChunkedDecoder::default();
+    loop {
+        let done = match framing {
+            Framing::None => true,
+            Framing::Length(_) => left == 0,
+            Framing::Chunked => chunked.is_done(),
+            Framing::Close => false,
+        };
+        if done {
+            break;
+        }
+        if buf.is_empty() {
+            // Nothing to pass on yet: let what is pending go before waiting.
+            flush(dst, pending).await?;
+            if buf.fill(src).await.map_err(CopyError::Read)? == 0 {
+                if framing == Framing::Close {
+                    break;
+                }
+                return Err(CopyError::Read(io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+        let data = buf.data();
+        let used = match framing {
+            Framing::Length(_) => {
+                let n = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
+                left -= n as u64;
+                n
+            }
+            Framing::Chunked => chunked
+                .feed(data, |d| {
+                    if decode {
+                        pending.extend_from_slice(d)
+                    }
+                })
+                .map_err(CopyError::Framing)?,
+            Framing::None | Framing::Close => data.len(),
+        };
+        if !decode {
+            if pending.len() + used <= COALESCE_LIMIT {
+                pending.extend_from_slice(&data[..used]);
+            } else {
+                flush(dst, pending).await?;
+                dst.write_all(&data[..used]).await.map_err(CopyError::Write)?;
+            }
+        }
+        flush(dst, pending).await?;
+        buf.consume(used);
+    }
+    flush(dst, pending).await
+}
+
+async fn flush(dst: &mut TcpStream, pending: &mut Vec<u8>) -> Result<(), CopyError> {
+    if !pending.is_empty() {
+        dst.write_all(pending).await.map_err(CopyError::Write)?;
+        pending.clear();
+    }
+    Ok(())
+}

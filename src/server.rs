@@ -1,0 +1,394 @@
+//! The engine: one glommio executor per core, each accepting on its own
+//! SO_REUSEPORT listener and serving its connections start to finish.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::AsyncWriteExt;
+use glommio::net::{TcpListener, TcpStream};
+use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::admin;
+use crate::config::Config;
+use crate::error::Error;
+use crate::http::{self, Framing, ReadBuf, Version};
+use crate::pool::Pool;
+use crate::proxy::{self, RequestMeta};
+use crate::scheduler::{NewWorker, Scheduler};
+
+/// Memory each executor registers with io_uring. Sockets read into our own
+/// buffers, so glommio's 10 MiB default would only lock memory for nothing.
+const IO_MEMORY: usize = 64 << 10;
+const LISTEN_BACKLOG: i32 = 4096;
+/// Bytes of worker responses read at a time per connection.
+const RESPONSE_BUFFER: usize = http::MAX_HEAD;
+/// Largest body hiku reads for its own endpoints (`destroySandbox`, admin).
+const LOCAL_BODY_LIMIT: usize = 64 * 1024;
+/// How often each core closes idle connections to removed or closed workers.
+const POOL_SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// What one core owns.
+pub struct Shard {
+    pub scheduler: Arc<Scheduler>,
+    pub pool: Pool,
+    pub cores: usize,
+}
+
+/// One client connection and its buffers, reused from request to request.
+pub struct Conn {
+    pub client: TcpStream,
+    /// Bytes from the client.
+    pub rbuf: ReadBuf,
+    /// Bytes from the worker.
+    pub ubuf: ReadBuf,
+    /// Heads (and small bodies) on their way out.
+    pub out: Vec<u8>,
+    /// The function of the request being served.
+    pub function: String,
+    client_ip: String,
+}
+
+impl Conn {
+    fn new(client: TcpStream) -> Conn {
+        let client_ip = client.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+        Conn {
+            client,
+            rbuf: ReadBuf::with_capacity(http::MAX_HEAD),
+            ubuf: ReadBuf::with_capacity(RESPONSE_BUFFER),
+            out: Vec::with_capacity(4096),
+            function: String::new(),
+            client_ip,
+        }
+    }
+
+    /// Sends a response of hiku's own; false if the client is gone.
+    pub async fn send(&mut self, code: u16, content_type: &str, body: &[u8], keep_alive: bool, meta: Option<RequestMeta>) -> bool {
+        let version = meta.map_or(Version::Http11, |m| m.version);
+        self.out.clear();
+        http::write_local_response(&mut self.out, code, content_type, body, keep_alive, version);
+        if meta.is_some_and(|m| m.head) {
+            self.out.truncate(self.out.len() - body.len());
+        }
+        let sent = self.client.write_all(&self.out).await.is_ok();
+        self.out.clear();
+        sent
+    }
+
+    pub async fn send_error(&mut self, error: &Error, keep_alive: bool, version: Version) -> bool {
+        log::debug!("answering {}: {error}", error.status());
+        let body = format!("{error}\n");
+        let meta = RequestMeta { framing: Framing::None, keep_alive, version, head: false, expect_continue: false };
+        self.send(error.status(), "text/plain; charset=utf-8", body.as_bytes(), keep_alive, Some(meta)).await
+    }
+}
+
+/// Where a request goes, by its path.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Run(&'a str),
+    DestroySandbox(&'a str),
+    Status,
+    AddWorkers,
+    RemoveWorkers,
+    /// A `/run` or `/destroySandbox` path without exactly two segments.
+    BadPath,
+    NotFound,
+}
+
+fn route(path: &str) -> Route<'_> {
+    match path {
+        "/status" => return Route::Status,
+        "/admin/workers/add" => return Route::AddWorkers,
+        "/admin/workers/remove" => return Route::RemoveWorkers,
+        _ => {}
+    }
+    let mut segments = path.trim_matches('/').split('/');
+    let first = segments.next().unwrap_or("");
+    if first != "run" && first != "destroySandbox" {
+        return Route::NotFound;
+    }
+    match (segments.next(), segments.next()) {
+        (Some(f), None) if !f.is_empty() && first == "run" => Route::Run(f),
+        (Some(f), None) if !f.is_empty() => Route::DestroySandbox(f),
+        _ => Route::BadPath,
+    }
+}
+
+/// Serves one client connection until it closes or can't go on.
+async fn serve(shard: Rc<Shard>, client: TcpStream) {
+    let mut conn = Conn::new(client);
+    loop {
+        match read_request_head(&mut conn).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                conn.send_error(&e, false, Version::Http11).await;
+                return;
+            }
+        }
+        if !serve_one(&shard, &mut conn).await {
+            return;
+        }
+    }
+}
+
+/// Waits for a complete request head in `conn.rbuf`; false if the client
+/// closed the connection first.
+async fn read_request_head(conn: &mut Conn) -> Result<bool, Error> {
+    let mut scanned = 0;
+    loop {
+        if proxy::head_end(conn.rbuf.data(), scanned).is_some() {
+            return Ok(true);
+        }
+        if !conn.rbuf.is_empty() {
+            // Reject garbage early instead of waiting for a blank line.
+            let mut headers = http::empty_headers();
+            http::parse_request(conn.rbuf.data(), &mut headers)?;
+        }
+        scanned = conn.rbuf.data().len();
+        if conn.rbuf.is_full() {
+            return Err(Error::HeadTooLarge);
+        }
+        match conn.rbuf.fill(&mut conn.client).await {
+            Ok(0) | Err(_) => return Ok(false),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Serves the request whose head is in `conn.rbuf`; false to close.
+async fn serve_one(shard: &Shard, conn: &mut Conn) -> bool {
+    let mut headers = http::empty_headers();
+    let req = match http::parse_request(conn.rbuf.data(), &mut headers) {
+        Ok(Some(req)) => Ok(req),
+        Ok(None) => Err(Error::BadRequest("incomplete request head".into())),
+        Err(e) => Err(e),
+    };
+    let req = match req {
+        Ok(req) => req,
+        Err(e) => {
+            conn.send_error(&e, false, Version::Http11).await;
+            return false;
+        }
+    };
+    let meta = RequestMeta {
+        framing: req.framing,
+        keep_alive: req.keep_alive,
+        version: req.version,
+        head: req.is_head(),
+        expect_continue: req.expect_continue,
+    };
+    let head_len = req.head_len;
+    let local = match route(req.path()) {
+        Route::Run(function) => match shard.scheduler.select(function) {
+            Ok(lease) => {
+                conn.function.clear();
+                conn.function.push_str(function);
+                conn.out.clear();
+                http::write_request_head(&mut conn.out, &req, lease.worker().url().authority(), conn.client_ip.as_bytes());
+                conn.rbuf.consume(head_len);
+                return proxy::forward(shard, conn, lease, meta).await;
+            }
+            Err(_) => Local::Error(Error::NoWorkers),
+        },
+        Route::DestroySandbox(function) => Local::DestroySandbox(function.to_string()),
+        Route::Status => Local::Status,
+        Route::AddWorkers => Local::AddWorkers(req.query().to_string()),
+        Route::RemoveWorkers => Local::RemoveWorkers(req.query().to_string()),
+        Route::BadPath => Local::Error(Error::BadRequest(format!("could not find a function name in path {}", req.path()))),
+        Route::NotFound => Local::Error(Error::NotFound(format!("no such endpoint: {}", req.path()))),
+    };
+    conn.rbuf.consume(head_len);
+    serve_local(shard, conn, local, meta).await
+}
+
+/// A request hiku answers itself.
+enum Local {
+    DestroySandbox(String),
+    Status,
+    AddWorkers(String),
+    RemoveWorkers(String),
+    Error(Error),
+}
+
+async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: RequestMeta) -> bool {
+    let body = match read_small_body(conn, meta).await {
+        Ok(body) => body,
+        Err(None) => return false,
+        Err(Some(e)) => {
+            conn.send_error(&e, false, meta.version).await;
+            return false;
+        }
+    };
+    let answer = match local {
+        Local::Status => Ok(admin::status(shard).await),
+        Local::AddWorkers(query) => admin::add_workers(&shard.scheduler, &query).await,
+        Local::RemoveWorkers(query) => admin::remove_workers(&shard.scheduler, &query),
+        Local::DestroySandbox(function) => admin::destroy_sandbox(&shard.scheduler, &function, &body),
+        Local::Error(e) => Err(e),
+    };
+    match answer {
+        Ok(json) => conn.send(200, "application/json", json.as_bytes(), meta.keep_alive, Some(meta)).await && meta.keep_alive,
+        Err(e) => conn.send_error(&e, meta.keep_alive, meta.version).await && meta.keep_alive,
+    }
+}
+
+/// Reads a body of at most `LOCAL_BODY_LIMIT` bytes. `Err(None)`: the
+/// client is gone; `Err(Some(e))`: answer `e` and close.
+async fn read_small_body(conn: &mut Conn, meta: RequestMeta) -> Result<Vec<u8>, Option<Error>> {
+    let too_large = || Some(Error::BodyTooLarge(LOCAL_BODY_LIMIT));
+    let mut body = Vec::new();
+    match meta.framing {
+        Framing::None | Framing::Close => {}
+        Framing::Length(n) if n > LOCAL_BODY_LIMIT as u64 => return Err(too_large()),
+        Framing::Length(n) => {
+            let n = n as usize;
+            while body.len() < n {
+                if conn.rbuf.is_empty() && matches!(conn.rbuf.fill(&mut conn.client).await, Ok(0) | Err(_)) {
+                    return Err(None);
+                }
+                let take = (n - body.len()).min(conn.rbuf.data().len());
+                body.extend_from_slice(&conn.rbuf.data()[..take]);
+                conn.rbuf.consume(take);
+            }
+        }
+        Framing::Chunked => {
+            let mut decoder = http::ChunkedDecoder::default();
+            while !decoder.is_done() {
+                if conn.rbuf.is_empty() && matches!(conn.rbuf.fill(&mut conn.client).await, Ok(0) | Err(_)) {
+                    return Err(None);
+                }
+                let used = decoder
+                    .feed(conn.rbuf.data(), |d| body.extend_from_slice(d))
+                    .map_err(|e| Some(Error::BadRequest(e.to_string())))?;
+                conn.rbuf.consume(used);
+                if body.len() > LOCAL_BODY_LIMIT {
+                    return Err(too_large());
+                }
+            }
+        }
+    }
+    Ok(body)
+}
+
+/// Binds one listening socket per core to `addr`, all with SO_REUSEPORT so
+/// the kernel spreads connections over the cores. With port 0 the first
+/// socket picks the port and the others share it.
+fn bind_listeners(addr: SocketAddr, cores: usize) -> io::Result<(SocketAddr, Vec<Socket>)> {
+    let mut bound = addr;
+    let mut sockets = Vec::with_capacity(cores);
+    for _ in 0..cores {
+        let socket = Socket::new(Domain::for_address(bound), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nodelay(true)?;
+        socket.bind(&bound.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        if bound.port() == 0 {
+            bound = socket.local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an IP socket"))?;
+        }
+        sockets.push(socket);
+    }
+    Ok((bound, sockets))
+}
+
+/// Resolves the configured workers; one that doesn't resolve is kept (its
+/// requests get a 502 naming it) so a config that starts elsewhere starts.
+fn resolve_workers(config: &Config) -> Vec<NewWorker> {
+    config
+        .workers
+        .iter()
+        .map(|url| {
+            let addrs = url.resolve().unwrap_or_else(|e| {
+                log::warn!("worker {url}: cannot resolve its host: {e}");
+                Vec::new()
+            });
+            (url.clone(), addrs)
+        })
+        .collect()
+}
+
+/// Runs hiku on `cores` cores until the process is stopped.
+pub fn run(config: &Config, cores: usize) -> Result<(), String> {
+    crate::sys::check_io_uring()?;
+    crate::sys::raise_limits();
+    let addr = config.listen_addr().map_err(|e| e.to_string())?;
+    let (bound, sockets) = bind_listeners(addr, cores).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let scheduler = Arc::new(Scheduler::new(config.balancer, resolve_workers(config)));
+    let fds: Arc<Vec<RawFd>> = Arc::new(sockets.into_iter().map(IntoRawFd::into_raw_fd).collect());
+    let next_fd = Arc::new(AtomicUsize::new(0));
+    log::info!(
+        "hiku {} on {bound}: {} balancer, {} workers, {cores} cores",
+        env!("CARGO_PKG_VERSION"),
+        config.balancer,
+        config.workers.len()
+    );
+    println!("listening on {bound}");
+    let pool = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(cores, None))
+        .name("hiku")
+        .io_memory(IO_MEMORY)
+        .on_all_shards(move || async move {
+            let fd = fds[next_fd.fetch_add(1, Ordering::Relaxed)];
+            // SAFETY: a listening socket made above, handed to exactly one shard.
+            let listener = unsafe { TcpListener::from_raw_fd(fd) };
+            let shard = Rc::new(Shard { scheduler, pool: Pool::default(), cores });
+            glommio::spawn_local(sweep_pool(Rc::clone(&shard))).detach();
+            accept_loop(shard, listener).await;
+        })
+        .map_err(|e| format!("cannot start executors: {e}"))?;
+    for result in pool.join_all() {
+        result.map_err(|e| format!("executor failed: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                glommio::spawn_local(serve(Rc::clone(&shard), stream)).detach();
+            }
+            Err(e) => {
+                // Out of descriptors or memory: back off instead of spinning.
+                log::warn!("accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn sweep_pool(shard: Rc<Shard>) {
+    loop {
+        glommio::timer::sleep(POOL_SWEEP_EVERY).await;
+        shard.pool.sweep(&shard.scheduler.workers());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_like_the_go_original() {
+        assert_eq!(route("/run/f"), Route::Run("f"));
+        assert_eq!(route("/run/f/"), Route::Run("f"));
+        assert_eq!(route("/run/"), Route::BadPath);
+        assert_eq!(route("/run"), Route::BadPath);
+        assert_eq!(route("/run/f/g"), Route::BadPath);
+        assert_eq!(route("/run//f"), Route::BadPath);
+        assert_eq!(route("/destroySandbox/f"), Route::DestroySandbox("f"));
+        assert_eq!(route("/status"), Route::Status);
+        assert_eq!(route("/admin/workers/add"), Route::AddWorkers);
+        assert_eq!(route("/admin/workers/remove"), Route::RemoveWorkers);
+        assert_eq!(route("/"), Route::NotFound);
+        assert_eq!(route("/runner/f"), Route::NotFound);
+        assert_eq!(route("/status/x"), Route::NotFound);
+    }
+}

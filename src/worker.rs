@@ -1,0 +1,182 @@
+//! Workers, the immutable worker-set snapshot every core reads, and the
+//! `Lease` that counts a request in flight on a worker.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::config::WorkerUrl;
+
+/// Identifies one worker for the life of the process. Ids grow with every
+/// addition and are never reused, so a stale id can't alias a newer worker,
+/// and a `WorkerSet` (kept in order of addition) is sorted by id.
+pub type WorkerId = u64;
+
+/// One worker, shared by every core.
+#[derive(Debug)]
+pub struct Worker {
+    id: WorkerId,
+    url: WorkerUrl,
+    addrs: Vec<SocketAddr>,
+    in_flight: AtomicUsize,
+    /// In-flight requests over all workers (shared by every worker of a scheduler).
+    total: Arc<AtomicUsize>,
+}
+
+impl Worker {
+    pub fn new(id: WorkerId, url: WorkerUrl, addrs: Vec<SocketAddr>, total: Arc<AtomicUsize>) -> Worker {
+        Worker { id, url, addrs, in_flight: AtomicUsize::new(0), total }
+    }
+
+    pub fn id(&self) -> WorkerId {
+        self.id
+    }
+
+    pub fn url(&self) -> &WorkerUrl {
+        &self.url
+    }
+
+    /// Resolved addresses, IPv4 first.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Requests this scheduler has in flight on this worker, over all cores.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Requests in flight over all workers of the scheduler.
+    pub fn total_in_flight(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Whether `host` (`ip:port`, `name:port` or a URL, as a worker names
+    /// itself in `destroySandbox`) denotes this worker.
+    pub fn is_named_by(&self, host: &str) -> bool {
+        let host = host.trim().trim_end_matches('/');
+        let host = host.strip_prefix("http://").unwrap_or(host);
+        if host.eq_ignore_ascii_case(self.url.authority()) {
+            return true;
+        }
+        match host.parse::<SocketAddr>() {
+            Ok(addr) => self.addrs.contains(&addr),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Counts one request in flight on a worker until dropped, so a counter can't
+/// leak on any path (error, cancellation or panic).
+#[derive(Debug)]
+pub struct Lease {
+    worker: Arc<Worker>,
+}
+
+impl Lease {
+    pub fn new(worker: &Arc<Worker>) -> Lease {
+        worker.in_flight.fetch_add(1, Ordering::Relaxed);
+        worker.total.fetch_add(1, Ordering::Relaxed);
+        Lease { worker: Arc::clone(worker) }
+    }
+
+    pub fn worker(&self) -> &Arc<Worker> {
+        &self.worker
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let before = self.worker.in_flight.fetch_sub(1, Ordering::Relaxed);
+        debug_assert!(before > 0, "in-flight counter underflow");
+        self.worker.total.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An immutable snapshot of the workers, in order of addition (so by id).
+/// Changes publish a new snapshot with a higher generation.
+#[derive(Debug, Default)]
+pub struct WorkerSet {
+    generation: u64,
+    workers: Vec<Arc<Worker>>,
+}
+
+impl WorkerSet {
+    pub fn new(generation: u64, workers: Vec<Arc<Worker>>) -> WorkerSet {
+        debug_assert!(workers.windows(2).all(|w| w[0].id < w[1].id), "workers out of id order");
+        WorkerSet { generation, workers }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn len(&self) -> usize {
+        self.workers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.workers.is_empty()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Arc<Worker>> {
+        self.workers.iter()
+    }
+
+    pub fn as_slice(&self) -> &[Arc<Worker>] {
+        &self.workers
+    }
+
+    /// The worker with this id, if it is still in the set (binary search).
+    pub fn get(&self, id: WorkerId) -> Option<&Arc<Worker>> {
+        self.workers.binary_search_by_key(&id, |w| w.id).ok().map(|i| &self.workers[i])
+    }
+
+    pub fn find_url(&self, url: &WorkerUrl) -> Option<&Arc<Worker>> {
+        self.workers.iter().find(|w| &w.url == url)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A set of `n` workers named `http://w<i>:80` with ids 1..=n.
+    pub fn set_of(n: usize) -> WorkerSet {
+        let total = Arc::new(AtomicUsize::new(0));
+        let workers = (1..=n)
+            .map(|i| {
+                let url = WorkerUrl::parse(&format!("http://w{i}")).unwrap();
+                Arc::new(Worker::new(i as u64, url, Vec::new(), Arc::clone(&total)))
+            })
+            .collect();
+        WorkerSet::new(1, workers)
+    }
+
+    #[test]
+    fn lease_counts_until_dropped() {
+        let set = set_of(2);
+        let w = &set.as_slice()[0];
+        let a = Lease::new(w);
+        let b = Lease::new(w);
+        assert_eq!((w.in_flight(), w.total_in_flight()), (2, 2));
+        drop(a);
+        assert_eq!((w.in_flight(), set.as_slice()[1].total_in_flight()), (1, 1));
+        drop(b);
+        assert_eq!(w.in_flight(), 0);
+    }
+
+    #[test]
+    fn lookup_by_id_and_name() {
+        let set = set_of(3);
+        assert_eq!(set.get(2).unwrap().url().as_str(), "http://w2:80");
+        assert!(set.get(4).is_none());
+        let total = Arc::new(AtomicUsize::new(0));
+        let url = WorkerUrl::parse("http://localhost:5000").unwrap();
+        let w = Worker::new(1, url, vec!["127.0.0.1:5000".parse().unwrap()], total);
+        assert!(w.is_named_by("127.0.0.1:5000"));
+        assert!(w.is_named_by("localhost:5000"));
+        assert!(w.is_named_by("http://127.0.0.1:5000/"));
+        assert!(!w.is_named_by("127.0.0.1:5001"));
+    }
+}
