@@ -1,0 +1,51 @@
+//! The decision must not allocate: select + release for every balancer,
+//! once every function has been seen, under a counting allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hiku::balancer::{BalancerKind, Outcome};
+use hiku::config::WorkerUrl;
+use hiku::scheduler::Scheduler;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn select_and_release_do_not_allocate() {
+    for kind in BalancerKind::ALL {
+        let workers = (0..8).map(|i| (WorkerUrl::parse(&format!("http://w{i}:1")).unwrap(), Vec::new())).collect();
+        let s = Scheduler::new(kind, workers);
+        let names: Vec<String> = (0..100).map(|i| format!("f{i}")).collect();
+        for name in &names {
+            let lease = s.select(name).unwrap();
+            s.release(name, lease, Outcome::Completed);
+        }
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        for _ in 0..10 {
+            for name in &names {
+                let lease = s.select(name).unwrap();
+                let held = s.select(name).unwrap();
+                s.release(name, lease, Outcome::Completed);
+                s.release(name, held, Outcome::Failed);
+            }
+        }
+        let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+        assert_eq!(allocations, 0, "{kind}: {allocations} allocations in 2000 decisions");
+    }
+}
