@@ -94,6 +94,7 @@ async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: Request
         conn.rbuf.consume(n);
     }
     let mut pooled = shard.pool.take(worker.id());
+    let mut body_cut = false;
     let upstream = loop {
         let reused = pooled.is_some();
         let mut up = match pooled.take() {
@@ -108,7 +109,15 @@ async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: Request
         };
         let result = match sent {
             Ok(()) => read_response_head(&mut up, &mut conn.ubuf).await,
-            Err(CopyError::Write(e)) => Err(HeadError::Io(e)),
+            // The worker stopped taking the body: it may have answered early
+            // (a 413, say). Relay that answer if there is one.
+            Err(CopyError::Write(e)) => match read_response_head(&mut up, &mut conn.ubuf).await {
+                Ok(()) => {
+                    body_cut = replay.is_none();
+                    Ok(())
+                }
+                Err(_) => Err(HeadError::Io(e)),
+            },
             Err(CopyError::Read(_)) => return Err(Failure::Close),
             Err(CopyError::Framing(e)) => {
                 return Err(Failure::Answer { error: Error::BadRequest(e.to_string()), body_read: false })
@@ -116,7 +125,8 @@ async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: Request
         };
         match result {
             Ok(()) => break up,
-            Err(HeadError::Io(_)) if reused && replay.is_some() && conn.ubuf.is_empty() => continue,
+            // A pooled connection the worker closed while idle: send again.
+            Err(HeadError::Io(_) | HeadError::Closed) if reused && replay.is_some() && conn.ubuf.is_empty() => continue,
             Err(e) => {
                 let error = match e {
                     HeadError::Io(e) => unreachable(e.to_string()),
@@ -127,6 +137,8 @@ async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: Request
             }
         }
     };
+    // The rest of a cut-off body is still on its way: close after answering.
+    let meta = RequestMeta { keep_alive: meta.keep_alive && !body_cut, ..meta };
     relay_response(shard, conn, worker, upstream, meta).await
 }
 

@@ -32,6 +32,11 @@ pub struct HashingBounded {
 struct Ring {
     generation: u64,
     points: Vec<(u64, u32)>,
+    /// `starts[b]`: the first point whose hash has top bits >= b, so finding
+    /// a key's successor is a lookup and a short scan, not a binary search
+    /// over the whole ring.
+    starts: Vec<u32>,
+    shift: u32,
     workers: Vec<Arc<Worker>>,
 }
 
@@ -50,8 +55,31 @@ impl Ring {
             }
         }
         points.sort_unstable();
-        Ring { generation: set.generation(), points, workers }
+        let buckets = points.len().max(1).next_power_of_two();
+        let shift = 64 - buckets.trailing_zeros();
+        let mut starts = Vec::with_capacity(buckets);
+        let mut p = 0;
+        for b in 0..buckets as u64 {
+            while p < points.len() && bucket(points[p].0, shift) < b {
+                p += 1;
+            }
+            starts.push(p as u32);
+        }
+        Ring { generation: set.generation(), points, starts, shift, workers }
     }
+
+    /// The index of the first point at or after `key` (may be `points.len()`).
+    fn successor(&self, key: u64) -> usize {
+        let mut i = self.starts[bucket(key, self.shift) as usize] as usize;
+        while i < self.points.len() && self.points[i].0 < key {
+            i += 1;
+        }
+        i
+    }
+}
+
+fn bucket(hash: u64, shift: u32) -> u64 {
+    hash.checked_shr(shift).unwrap_or(0)
 }
 
 impl HashingBounded {
@@ -76,7 +104,8 @@ impl Balancer for HashingBounded {
         let total = ring.workers[0].total_in_flight();
         let limit = (LOAD_FACTOR_NUM * (total + 1)).div_ceil(LOAD_FACTOR_DEN * n);
         let key = hasher().hash_one(function);
-        let start = ring.points.partition_point(|&(h, _)| h < key);
+        let start = ring.successor(key);
+        debug_assert_eq!(start, ring.points.partition_point(|&(h, _)| h < key));
         let (before, after) = ring.points.split_at(start);
         for &(_, i) in after.iter().chain(before) {
             let w = &ring.workers[i as usize];

@@ -54,10 +54,39 @@ impl Segment {
     }
 }
 
+/// Names up to this long are kept inside the queue, so a lookup touches no
+/// memory but the queue's own (two adjacent cache lines).
+const INLINE_NAME: usize = 40;
+
 struct FunctionQueue {
     hash: u64,
-    name: Box<str>,
+    name: Name,
     head: Segment,
+}
+
+enum Name {
+    Inline { len: u8, bytes: [u8; INLINE_NAME] },
+    Heap(Box<str>),
+}
+
+impl Name {
+    fn new(name: &str) -> Name {
+        match name.len() {
+            len @ 0..=INLINE_NAME => {
+                let mut bytes = [0; INLINE_NAME];
+                bytes[..len].copy_from_slice(name.as_bytes());
+                Name::Inline { len: len as u8, bytes }
+            }
+            _ => Name::Heap(name.into()),
+        }
+    }
+
+    fn is(&self, name: &str) -> bool {
+        match self {
+            Name::Inline { len, bytes } => &bytes[..usize::from(*len)] == name.as_bytes(),
+            Name::Heap(own) => &**own == name,
+        }
+    }
 }
 
 impl FunctionQueue {
@@ -189,7 +218,7 @@ impl IdleQueues {
         for entry in self.probe(hash) {
             // SAFETY: see `FunctionQueue::segments`; queues live as long as `self`.
             let q = unsafe { entry.load(Ordering::Acquire).as_ref()? };
-            if q.hash == hash && &*q.name == function {
+            if q.hash == hash && q.name.is(function) {
                 return Some(q);
             }
         }
@@ -208,7 +237,7 @@ impl IdleQueues {
                         self.functions.fetch_sub(1, Ordering::Relaxed);
                         return None;
                     }
-                    let q = FunctionQueue { hash, name: function.into(), head: Segment::new() };
+                    let q = FunctionQueue { hash, name: Name::new(function), head: Segment::new() };
                     fresh = Box::into_raw(Box::new(q));
                 }
                 match entry.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
@@ -219,7 +248,7 @@ impl IdleQueues {
             }
             // SAFETY: non-null entries are published queues.
             let q = unsafe { &*current };
-            if q.hash == hash && &*q.name == function {
+            if q.hash == hash && q.name.is(function) {
                 found = Some(q);
                 break;
             }
@@ -352,6 +381,18 @@ mod tests {
         assert!(q.take_least_loaded("f", &smaller).is_none());
         q.retain(&smaller);
         assert_eq!(q.count("g", 3), 0);
+    }
+
+    #[test]
+    fn long_and_short_names_are_told_apart() {
+        let set = set_of(2);
+        let q = IdleQueues::new(16);
+        let long = "f".repeat(INLINE_NAME + 1);
+        q.push(&long, 1);
+        q.push(&long[..INLINE_NAME], 2);
+        assert_eq!(q.take_least_loaded(&long, &set).unwrap().id(), 1);
+        assert_eq!(q.take_least_loaded(&long[..INLINE_NAME], &set).unwrap().id(), 2);
+        assert!(q.take_least_loaded("", &set).is_none());
     }
 
     #[test]
