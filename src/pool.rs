@@ -33,11 +33,13 @@ pub struct Pool {
 
 impl Pool {
     /// The most recently used live idle connection to `worker`, if any.
-    pub fn take(&self, worker: WorkerId) -> Option<TcpStream> {
+    /// With `verify`, even a recently used one is checked (for a request
+    /// that could not be sent again if the connection turned out closed).
+    pub fn take(&self, worker: WorkerId, verify: bool) -> Option<TcpStream> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&worker)?;
         while let Some(c) = list.pop() {
-            if c.since.elapsed() < TRUST_IDLE || is_open(&c.stream) {
+            if (!verify && c.since.elapsed() < TRUST_IDLE) || is_open(&c.stream) {
                 return Some(c.stream);
             }
         }

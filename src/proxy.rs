@@ -93,7 +93,7 @@ async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: Request
         conn.out.extend_from_slice(&conn.rbuf.data()[..n]);
         conn.rbuf.consume(n);
     }
-    let mut pooled = shard.pool.take(worker.id());
+    let mut pooled = shard.pool.take(worker.id(), replay.is_none());
     let mut body_cut = false;
     let upstream = loop {
         let reused = pooled.is_some();
