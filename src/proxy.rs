@@ -59,23 +59,26 @@ enum Failure {
 /// Forwards the request whose head is in `conn.out` (already rewritten) and
 /// whose body follows in `conn.rbuf`/the client stream. Returns whether the
 /// client connection can carry another request.
+///
+/// The lease is released as soon as the worker's part is over, before the
+/// last bytes go to the client: a client that sends its next call the moment
+/// it has the answer must find the worker idle (and, for pull-based, warm).
 pub async fn forward(shard: &Shard, conn: &mut Conn, lease: Lease, meta: RequestMeta) -> bool {
     let result = exchange(shard, conn, lease.worker(), meta).await;
-    let (outcome, keep_alive) = match result {
-        Ok((code, keep_alive)) => {
-            let ok = !(502..=504).contains(&code);
-            (if ok { Outcome::Completed } else { Outcome::Failed }, keep_alive)
-        }
+    let outcome = match result {
+        Ok((code, _)) if !(502..=504).contains(&code) => Outcome::Completed,
+        _ => Outcome::Failed,
+    };
+    shard.scheduler.release(&conn.function, lease, outcome);
+    conn.ubuf.clear();
+    match result {
+        Ok((_, keep_alive)) => flush(&mut conn.client, &mut conn.out).await.is_ok() && keep_alive,
         Err(Failure::Answer { error, body_read }) => {
             let keep = body_read && meta.keep_alive;
-            let sent = conn.send_error(&error, keep, meta.version).await;
-            (Outcome::Failed, keep && sent)
+            conn.send_error(&error, keep, meta.version).await && keep
         }
-        Err(Failure::Close) => (Outcome::Failed, false),
-    };
-    conn.ubuf.clear();
-    shard.scheduler.release(&conn.function, lease, outcome);
-    keep_alive
+        Err(Failure::Close) => false,
+    }
 }
 
 /// Sends the request, relays the response; returns the worker's status code
@@ -161,7 +164,8 @@ async fn send_streaming(conn: &mut Conn, up: &mut TcpStream, meta: RequestMeta) 
     if meta.expect_continue {
         conn.client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.map_err(CopyError::Read)?;
     }
-    copy_body(&mut conn.client, &mut conn.rbuf, up, meta.framing, false, &mut conn.out).await
+    copy_body(&mut conn.client, &mut conn.rbuf, up, meta.framing, false, &mut conn.out).await?;
+    flush(up, &mut conn.out).await
 }
 
 enum HeadError {
@@ -226,7 +230,8 @@ pub fn head_end(data: &[u8], from: usize) -> Option<usize> {
     None
 }
 
-/// Relays the response whose head is at the front of `conn.ubuf`.
+/// Relays the response whose head is at the front of `conn.ubuf`, all but
+/// its last piece, which is left in `conn.out` for `forward` to send.
 async fn relay_response(
     shard: &Shard,
     conn: &mut Conn,
@@ -264,9 +269,10 @@ async fn relay_response(
 }
 
 /// Copies a body framed as `framing` from `src` (whose bytes already read
-/// are in `buf`) to `dst`; first writes `pending` (a head), joined with the
-/// first data when small. With `decode`, a chunked body goes out as its
-/// data alone. Leaves in `buf` whatever follows the body.
+/// are in `buf`) to `dst`, after `pending` (a head), joining small pieces
+/// into one write. With `decode`, a chunked body goes out as its data alone.
+/// Leaves in `buf` whatever follows the body, and in `pending` the last
+/// piece (at most `COALESCE_LIMIT` bytes) for the caller to send.
 async fn copy_body(
     src: &mut TcpStream,
     buf: &mut ReadBuf,
@@ -288,14 +294,14 @@ async fn copy_body(
             Framing::Close => false,
         };
         if done {
-            break;
+            return Ok(());
         }
         if buf.is_empty() {
             // Nothing to pass on yet: let what is pending go before waiting.
             flush(dst, pending).await?;
             if buf.fill(src).await.map_err(CopyError::Read)? == 0 {
                 if framing == Framing::Close {
-                    break;
+                    return Ok(());
                 }
                 return Err(CopyError::Read(io::ErrorKind::UnexpectedEof.into()));
             }
@@ -316,18 +322,16 @@ async fn copy_body(
                 .map_err(CopyError::Framing)?,
             Framing::None | Framing::Close => data.len(),
         };
-        if !decode {
-            if pending.len() + used <= COALESCE_LIMIT {
-                pending.extend_from_slice(&data[..used]);
-            } else {
-                flush(dst, pending).await?;
-                dst.write_all(&data[..used]).await.map_err(CopyError::Write)?;
-            }
+        if !decode && pending.len() + used > COALESCE_LIMIT {
+            flush(dst, pending).await?;
+            dst.write_all(&data[..used]).await.map_err(CopyError::Write)?;
+        } else if !decode {
+            pending.extend_from_slice(&data[..used]);
+        } else if pending.len() > COALESCE_LIMIT {
+            flush(dst, pending).await?;
         }
-        flush(dst, pending).await?;
         buf.consume(used);
     }
-    flush(dst, pending).await
 }
 
 async fn flush(dst: &mut TcpStream, pending: &mut Vec<u8>) -> Result<(), CopyError> {

@@ -1,0 +1,103 @@
+//! The `hiku` command line: subcommands, exit codes and the one-line
+//! messages for configs that can't be used.
+
+mod support;
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use support::{hiku_command, DEADLINE};
+
+/// Runs `hiku <args> -c <file with config>` to its end (within the deadline).
+fn run(config: &str, args: &[&str]) -> Output {
+    let (mut cmd, path) = hiku_command(config, args);
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            panic!("hiku {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    out
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn hiku(args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hiku")).args(args).output().unwrap()
+}
+
+#[test]
+fn version_and_help() {
+    let out = hiku(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("hiku {}", env!("CARGO_PKG_VERSION")));
+    let help = String::from_utf8_lossy(&hiku(&["--help"]).stdout).into_owned();
+    assert!(help.contains("start") && help.contains("check"), "{help}");
+    let help = String::from_utf8_lossy(&hiku(&["start", "--help"]).stdout).into_owned();
+    assert!(help.contains("--config") && help.contains("--cores") && help.contains("hiku.json"), "{help}");
+}
+
+#[test]
+fn check_accepts_the_sample_and_go_configs() {
+    let sample = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/hiku.json")).unwrap();
+    let out = run(&sample, &["check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("config OK (pull-based balancer, 2 workers)"));
+    // Keys the Go original never had are warned about, not fatal.
+    let out = run(r#"{"balancer": "random", "workers": [], "timeout": 5}"#, &["check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unknown key \"timeout\" ignored"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_configs_exit_78_with_one_line_naming_the_problem() {
+    let cases = [
+        ("{\"port\": 9020,\n \"balancer\": }", "line 2 column"),
+        (r#"{"balancer": "round-robin"}"#, "unknown \"balancer\" \"round-robin\"; valid names: pull-based, hashing-bounded, least-connections, random"),
+        (r#"{"workers": ["localhost:5000"]}"#, "\"localhost:5000\""),
+        (r#"{"workers": ["http://a:1/path"]}"#, "\"http://a:1/path\""),
+        (r#"{"port": 65536}"#, "\"port\" 65536 is out of range"),
+        (r#"{"workers": ["http://a:1", "http://a:1/"]}"#, "http://a:1 is listed twice"),
+        (r#"{"port": "9020"}"#, "invalid type"),
+    ];
+    for (config, message) in cases {
+        for command in ["check", "start"] {
+            let out = run(config, &[command]);
+            assert_eq!(out.status.code(), Some(78), "{command} {config}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert!(err.contains(message), "{command} {config}: {err}");
+            assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+            assert!(out.stdout.is_empty(), "nothing bound or printed: {}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let out = hiku(&["check", "-c", "/nonexistent/hiku.json"]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(stderr(&out).contains("cannot read config file /nonexistent/hiku.json"), "{}", stderr(&out));
+}
+
+#[test]
+fn runtime_and_usage_failures() {
+    let out = run("{}", &["start", "--cores", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--cores 0"));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = run(&format!(r#"{{"host": "127.0.0.1", "port": {port}}}"#), &["start", "--cores", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("cannot listen on 127.0.0.1:{port}")), "{}", stderr(&out));
+}
