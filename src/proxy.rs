@@ -85,7 +85,7 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, lease: Lease, meta: Request
 /// and whether the client connection stays open.
 async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: RequestMeta) -> Result<(u16, bool), Failure> {
     let unreachable = |cause: String| Error::WorkerUnreachable { worker: worker.url().to_string(), cause };
-    let buffered = match buffered_body_len(&conn.rbuf, meta.framing) {
+    let buffered = match http::buffered_body_len(conn.rbuf.data(), meta.framing) {
         Ok(n) => n,
         Err(e) => return Err(Failure::Answer { error: Error::BadRequest(e.to_string()), body_read: false }),
     };
@@ -143,20 +143,6 @@ async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: Request
     // The rest of a cut-off body is still on its way: close after answering.
     let meta = RequestMeta { keep_alive: meta.keep_alive && !body_cut, ..meta };
     relay_response(shard, conn, worker, upstream, meta).await
-}
-
-/// Bytes of the request body if all of it is already in `buf`.
-fn buffered_body_len(buf: &ReadBuf, framing: Framing) -> Result<Option<usize>, ChunkError> {
-    Ok(match framing {
-        Framing::None => Some(0),
-        Framing::Length(n) => usize::try_from(n).ok().filter(|&n| n <= buf.data().len()),
-        Framing::Chunked => {
-            let mut d = ChunkedDecoder::default();
-            let used = d.feed(buf.data(), |_| {})?;
-            d.is_done().then_some(used)
-        }
-        Framing::Close => None,
-    })
 }
 
 /// Sends the head in `conn.out`, then streams the body from the client.

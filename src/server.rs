@@ -30,6 +30,10 @@ const LISTEN_BACKLOG: i32 = 4096;
 const RESPONSE_BUFFER: usize = http::MAX_HEAD;
 /// Largest body hiku reads for its own endpoints (`destroySandbox`, admin).
 const LOCAL_BODY_LIMIT: usize = 64 * 1024;
+/// How long a connection hiku closes keeps being read (and the bytes
+/// dropped), so that a client still sending does not get a reset that
+/// destroys the answer before it is read (RFC 9112 §9.6).
+const LINGER: Duration = Duration::from_secs(2);
 /// How often each core closes idle connections to removed or closed workers.
 const POOL_SWEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -129,13 +133,31 @@ async fn serve(shard: Rc<Shard>, client: TcpStream) {
             Ok(false) => return,
             Err(e) => {
                 conn.send_error(&e, false, Version::Http11).await;
-                return;
+                break;
             }
         }
         if !serve_one(&shard, &mut conn).await {
-            return;
+            break;
         }
     }
+    linger_close(&mut conn).await;
+}
+
+/// Closes our side, then drops what the client still sends until it closes
+/// too or `LINGER` runs out.
+async fn linger_close(conn: &mut Conn) {
+    if conn.client.shutdown(std::net::Shutdown::Write).await.is_err() {
+        return;
+    }
+    let drain = async {
+        loop {
+            conn.rbuf.clear();
+            if matches!(conn.rbuf.fill(&mut conn.client).await, Ok(0) | Err(_)) {
+                return Ok(());
+            }
+        }
+    };
+    let _ = glommio::timer::timeout(LINGER, drain).await;
 }
 
 /// Waits for a complete request head in `conn.rbuf`; false if the client
@@ -218,6 +240,10 @@ enum Local {
 }
 
 async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: RequestMeta) -> bool {
+    let local = match local {
+        Local::Error(e) => return answer_error(conn, &e, meta).await,
+        local => local,
+    };
     let body = match read_small_body(conn, meta).await {
         Ok(body) => body,
         Err(None) => return false,
@@ -231,7 +257,7 @@ async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: Request
         Local::AddWorkers(query) => admin::add_workers(&shard.scheduler, &query).await,
         Local::RemoveWorkers(query) => admin::remove_workers(&shard.scheduler, &query),
         Local::DestroySandbox(function) => admin::destroy_sandbox(&shard.scheduler, &function, &body),
-        Local::Error(e) => Err(e),
+        Local::Error(_) => unreachable!("answered above"),
     };
     match answer {
         Ok(json) => conn.send(200, "application/json", json.as_bytes(), meta.keep_alive, Some(meta)).await && meta.keep_alive,
@@ -239,14 +265,36 @@ async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: Request
     }
 }
 
+/// Answers `error` to a request whose body is of no use: at once, without
+/// waiting for a body not sent yet. The connection stays open only if the
+/// whole body was already read (it is skipped).
+async fn answer_error(conn: &mut Conn, error: &Error, meta: RequestMeta) -> bool {
+    let keep_alive = match http::buffered_body_len(conn.rbuf.data(), meta.framing) {
+        Ok(Some(n)) => {
+            conn.rbuf.consume(n);
+            meta.keep_alive
+        }
+        _ => false,
+    };
+    conn.send_error(error, keep_alive, meta.version).await && keep_alive
+}
+
 /// Reads a body of at most `LOCAL_BODY_LIMIT` bytes. `Err(None)`: the
 /// client is gone; `Err(Some(e))`: answer `e` and close.
 async fn read_small_body(conn: &mut Conn, meta: RequestMeta) -> Result<Vec<u8>, Option<Error>> {
     let too_large = || Some(Error::BodyTooLarge(LOCAL_BODY_LIMIT));
+    if let Framing::Length(n) = meta.framing {
+        if n > LOCAL_BODY_LIMIT as u64 {
+            return Err(too_large());
+        }
+    }
+    let whole = matches!(http::buffered_body_len(conn.rbuf.data(), meta.framing), Ok(Some(_)));
+    if meta.expect_continue && !whole && conn.client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+        return Err(None);
+    }
     let mut body = Vec::new();
     match meta.framing {
         Framing::None | Framing::Close => {}
-        Framing::Length(n) if n > LOCAL_BODY_LIMIT as u64 => return Err(too_large()),
         Framing::Length(n) => {
             let n = n as usize;
             while body.len() < n {

@@ -298,6 +298,44 @@ fn malformed_and_ambiguous_requests_are_refused() {
     assert!(w.seen().is_empty(), "nothing malformed reached the worker");
 }
 
+#[test]
+fn errors_before_a_large_body_are_answered_not_reset() {
+    let w = Worker::start();
+    let hiku = Hiku::start("random", &[&w.url]);
+    let empty = Hiku::start("random", &[]);
+    const SIZE: usize = 4 << 20;
+    for (hiku, target, status) in [(&hiku, "/run/a/b", 400), (&hiku, "/nowhere", 404), (&empty, "/run/f", 503)] {
+        let mut c = hiku.client();
+        let mut writer = c.writer();
+        let sender = std::thread::spawn(move || {
+            let head = format!("POST {target} HTTP/1.1\r\nHost: h\r\nContent-Length: {SIZE}\r\n\r\n");
+            let mut raw = head.into_bytes();
+            raw.extend_from_slice(&pattern(SIZE));
+            // hiku may stop reading after it answers; that is fine.
+            let _ = std::io::Write::write_all(&mut writer, &raw);
+        });
+        let res = c.read(false);
+        assert_eq!(res.status, status, "{target}: {}", res.text());
+        sender.join().unwrap();
+    }
+    // A local endpoint with a body over its limit: 413.
+    let res = hiku.post("/destroySandbox/f", &pattern(100_000));
+    assert_eq!(res.status, 413);
+}
+
+#[test]
+fn local_endpoints_honour_expect_100_continue() {
+    let w = Worker::start();
+    let hiku = Hiku::start("pull-based", &[&w.url]);
+    let mut c = hiku.client();
+    let body = format!("{{\"host\": \"{}\"}}", &w.url[7..]);
+    c.send(format!("POST /destroySandbox/f HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+    assert_eq!(c.read(false).status, 100);
+    c.send(body.as_bytes());
+    let res = c.read(false);
+    assert_eq!((res.status, res.json()), (200, serde_json::json!({"removed": false})));
+}
+
 // ---- /status ----
 
 #[test]

@@ -205,6 +205,20 @@ fn is_hop_by_hop(name: &str, headers: Headers) -> bool {
     HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) || connection_has(headers, name)
 }
 
+/// Bytes of a request body framed as `framing` if all of it is in `data`.
+pub fn buffered_body_len(data: &[u8], framing: Framing) -> Result<Option<usize>, ChunkError> {
+    Ok(match framing {
+        Framing::None => Some(0),
+        Framing::Length(n) => usize::try_from(n).ok().filter(|&n| n <= data.len()),
+        Framing::Chunked => {
+            let mut d = ChunkedDecoder::default();
+            let used = d.feed(data, |_| {})?;
+            d.is_done().then_some(used)
+        }
+        Framing::Close => None,
+    })
+}
+
 /// A parsed response head, borrowing the read buffer.
 #[derive(Debug)]
 pub struct Response<'h, 'b> {

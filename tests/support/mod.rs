@@ -447,6 +447,11 @@ impl Client {
         Client { writer: stream.try_clone().unwrap(), reader: BufReader::new(stream) }
     }
 
+    /// A second handle on the socket, for writing from another thread.
+    pub fn writer(&self) -> TcpStream {
+        self.writer.try_clone().unwrap()
+    }
+
     pub fn send(&mut self, raw: &[u8]) {
         self.writer.write_all(raw).unwrap();
     }
