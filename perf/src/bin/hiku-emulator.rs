@@ -1,0 +1,89 @@
+//! `hiku-emulator`: N emulated OpenLambda workers in one process, one
+//! loopback port each. Prints `worker <url>` per worker on stdout once all
+//! listen, then serves until interrupted.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use hiku_perf::emulator::{self, Config};
+use hiku_perf::scale::TimeScale;
+
+#[derive(Parser)]
+#[command(name = "hiku-emulator", version, about = "Emulated OpenLambda workers for the hiku experiment")]
+struct Cli {
+    /// Workers to emulate, one port each
+    #[arg(long, default_value_t = 5)]
+    workers: usize,
+    /// Port of the first worker, the others follow; 0: any free ports
+    #[arg(long, default_value_t = 0)]
+    base_port: u16,
+    /// Cores per worker, shared by its running calls
+    #[arg(long, default_value_t = 4)]
+    cores: u32,
+    /// Usable memory per worker; each sandbox holds 512 MB of it
+    #[arg(long, default_value_t = 6144)]
+    memory_mb: u64,
+    /// Seconds (paper scale) an idle sandbox lives
+    #[arg(long, default_value_t = 60.0)]
+    keep_alive_s: f64,
+    /// Spread of the log-normal noise on service times (median 1)
+    #[arg(long, default_value_t = 0.1)]
+    sigma: f64,
+    /// Cold start ms of a benchmark not in Table I
+    #[arg(long, default_value_t = 300.0)]
+    default_cold_ms: f64,
+    /// Warm start ms of a benchmark not in Table I
+    #[arg(long, default_value_t = 100.0)]
+    default_warm_ms: f64,
+    /// Multiplies every duration (0.1: ten times faster than the paper)
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Seed of the service-time noise
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Scheduler to report removed sandboxes to (http://host:port)
+    #[arg(long)]
+    scheduler: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(time_scale) = TimeScale::new(cli.time_scale) else {
+        eprintln!("hiku-emulator: --time-scale must be positive");
+        return ExitCode::from(2);
+    };
+    if !(cli.sigma >= 0.0 && cli.default_cold_ms >= 0.0 && cli.default_warm_ms >= 0.0) {
+        eprintln!("hiku-emulator: --sigma and the default times must not be negative");
+        return ExitCode::from(2);
+    }
+    let config = Config {
+        cores: cli.cores,
+        memory_mb: cli.memory_mb,
+        keep_alive_s: cli.keep_alive_s,
+        sigma: cli.sigma,
+        default_cold_ms: cli.default_cold_ms,
+        default_warm_ms: cli.default_warm_ms,
+        time_scale,
+        seed: cli.seed,
+        scheduler: cli.scheduler,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    runtime.block_on(async {
+        let urls = match emulator::start(config, cli.workers, cli.base_port).await {
+            Ok(urls) => urls,
+            Err(e) => {
+                eprintln!("hiku-emulator: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        for url in &urls {
+            let _ = writeln!(out, "worker {url}");
+        }
+        let _ = out.flush();
+        drop(out);
+        let _ = tokio::signal::ctrl_c().await;
+        ExitCode::SUCCESS
+    })
+}

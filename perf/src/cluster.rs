@@ -1,0 +1,154 @@
+//! The processes of one run: an emulator cluster and a scheduler in front
+//! of it, started, waited for, and killed however the run ends (the
+//! children are killed when their handles drop, and by the kernel if this
+//! process dies first).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+use crate::http::{self, Conn};
+use crate::model::Stats;
+
+/// How long a process gets to come up.
+const START_DEADLINE: Duration = Duration::from_secs(20);
+
+/// What the emulator is told, beyond where to report evictions.
+#[derive(Debug, Clone)]
+pub struct EmulatorArgs {
+    pub binary: PathBuf,
+    pub workers: usize,
+    pub memory_mb: u64,
+    pub keep_alive_s: f64,
+    pub time_scale: f64,
+    pub seed: u64,
+}
+
+/// A running emulator and its workers' URLs.
+pub struct Emulator {
+    _child: Child,
+    pub urls: Vec<String>,
+}
+
+/// A running scheduler and the `host:port` it listens on.
+pub struct Scheduler {
+    _child: Child,
+    pub address: String,
+}
+
+/// A command whose process dies with us, even if we are killed outright.
+fn command(binary: &Path) -> Command {
+    let mut command = Command::new(binary);
+    command.kill_on_drop(true).stdin(Stdio::null());
+    // SAFETY: prctl is async-signal-safe and touches only the child.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
+fn error(what: &str, e: impl std::fmt::Display) -> String {
+    format!("{what}: {e}")
+}
+
+/// Starts the emulator and reads its workers' URLs from its stdout.
+pub async fn start_emulator(args: &EmulatorArgs, scheduler_url: &str) -> Result<Emulator, String> {
+    let mut child = command(&args.binary)
+        .args(["--workers", &args.workers.to_string(), "--memory-mb", &args.memory_mb.to_string()])
+        .args(["--keep-alive-s", &args.keep_alive_s.to_string(), "--time-scale", &args.time_scale.to_string()])
+        .args(["--seed", &args.seed.to_string(), "--scheduler", scheduler_url])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| error(&format!("starting {}", args.binary.display()), e))?;
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut urls = Vec::new();
+    let read = async {
+        while urls.len() < args.workers {
+            match lines.next_line().await {
+                Ok(Some(line)) => urls.extend(line.strip_prefix("worker ").map(str::to_string)),
+                Ok(None) => return Err("the emulator exited before listing its workers".to_string()),
+                Err(e) => return Err(error("reading the emulator's output", e)),
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(START_DEADLINE, read).await {
+        Ok(Ok(())) => Ok(Emulator { _child: child, urls }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!("the emulator listed no workers within {START_DEADLINE:?}")),
+    }
+}
+
+/// Starts `binary start -c <config>` with its output in `log`, and waits
+/// until its port accepts connections.
+pub async fn start_scheduler(binary: &Path, config: &Path, address: &str, log: &Path) -> Result<Scheduler, String> {
+    let log_file = std::fs::File::create(log).map_err(|e| error(&log.display().to_string(), e))?;
+    let log_err = log_file.try_clone().map_err(|e| error(&log.display().to_string(), e))?;
+    let mut child = command(binary)
+        .arg("start")
+        .arg("-c")
+        .arg(config)
+        .stdout(log_file)
+        .stderr(log_err)
+        .spawn()
+        .map_err(|e| error(&format!("starting {}", binary.display()), e))?;
+    let deadline = tokio::time::Instant::now() + START_DEADLINE;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("{} exited ({status}) before listening; its log:\n{}", binary.display(), tail(log)));
+        }
+        if TcpStream::connect(address).await.is_ok() {
+            return Ok(Scheduler { _child: child, address: address.to_string() });
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "{} did not listen on {address} within {START_DEADLINE:?}; its log:\n{}",
+                binary.display(),
+                tail(log)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The last lines of a log, for an error message.
+pub fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// A free port on 127.0.0.1 for the scheduler. The emulator must know the
+/// scheduler's address before the scheduler (which needs the workers' URLs)
+/// starts, so the port is picked first and released; another process could
+/// take it in between, which the readiness check would not notice, but
+/// nothing else on this machine binds ports at random.
+pub fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| error("finding a free port", e))?;
+    Ok(listener.local_addr().map_err(|e| error("finding a free port", e))?.port())
+}
+
+/// A worker's `GET /stats`.
+pub async fn worker_stats(url: &str) -> Result<Stats, String> {
+    let host = http::authority(url).ok_or_else(|| format!("bad worker URL {url}"))?;
+    let fetch = async {
+        let mut conn = Conn::new(TcpStream::connect(host).await?);
+        conn.write_all(&http::get(host, "/stats")).await?;
+        conn.read_response().await
+    };
+    let response = tokio::time::timeout(START_DEADLINE, fetch)
+        .await
+        .map_err(|_| format!("{url}/stats: no answer"))?
+        .map_err(|e| error(&format!("{url}/stats"), e))?;
+    serde_json::from_slice(&response.body).map_err(|e| error(&format!("{url}/stats"), e))
+}

@@ -1,0 +1,231 @@
+//! The worker emulator's network side: one listener per emulated worker,
+//! each driving its own [`model::Worker`] with real timers.
+//!
+//! Per worker, a driver task owns the timing: it advances the model to the
+//! current (scaled) time, answers the calls that completed, reports removed
+//! sandboxes to the scheduler, then sleeps until the model's next deadline
+//! or until a new call wakes it. Calls never burn CPU while they "run".
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, Notify};
+
+use crate::functions::table_i_times;
+use crate::http::{self, Conn};
+use crate::model::{self, CallId, Event, Limits, Work};
+use crate::rng::{derive_seed, lognormal_noise};
+use crate::scale::{Clock, TimeScale};
+
+/// Give up on a `destroySandbox` notification after this long.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How the emulated workers behave.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub cores: u32,
+    pub memory_mb: u64,
+    /// Paper-scale seconds an idle sandbox lives.
+    pub keep_alive_s: f64,
+    /// Spread of the log-normal service-time noise.
+    pub sigma: f64,
+    /// Times for benchmarks not in Table I.
+    pub default_cold_ms: f64,
+    pub default_warm_ms: f64,
+    pub time_scale: TimeScale,
+    pub seed: u64,
+    /// Where removed sandboxes are reported (`http://host:port`), if anywhere.
+    pub scheduler: Option<String>,
+}
+
+impl Config {
+    fn limits(&self) -> io::Result<Limits> {
+        Limits::new(self.cores, self.memory_mb, self.keep_alive_s * 1000.0).ok_or_else(|| {
+            let why = format!("need at least 1 core and {} MB of memory, and a keep-alive >= 0", model::SANDBOX_MB);
+            io::Error::new(io::ErrorKind::InvalidInput, why)
+        })
+    }
+
+    fn work(&self, function: &str, noise: f64) -> Work {
+        let (cold, warm) = table_i_times(function).unwrap_or((self.default_cold_ms, self.default_warm_ms));
+        Work { cold_ms: cold * noise, warm_ms: warm * noise }
+    }
+}
+
+struct Worker {
+    /// `127.0.0.1:<port>`, as the worker names itself to the scheduler.
+    host: String,
+    config: Arc<Config>,
+    clock: Clock,
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+struct State {
+    model: model::Worker,
+    noise: fastrand::Rng,
+    next_call: CallId,
+    /// Calls in the model, by id: the sender answers whether it was cold.
+    pending: HashMap<CallId, oneshot::Sender<bool>>,
+}
+
+/// Binds `count` workers on 127.0.0.1 (ports `base_port + i`, or any free
+/// port if `base_port` is 0), starts serving them on the current runtime,
+/// and returns their URLs.
+pub async fn start(config: Config, count: usize, base_port: u16) -> io::Result<Vec<String>> {
+    let config = Arc::new(config);
+    let limits = config.limits()?;
+    let mut urls = Vec::with_capacity(count);
+    for i in 0..count {
+        let port = if base_port == 0 { 0 } else { base_port + i as u16 };
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let host = format!("127.0.0.1:{}", listener.local_addr()?.port());
+        urls.push(format!("http://{host}"));
+        let state = State {
+            model: model::Worker::new(limits),
+            noise: fastrand::Rng::with_seed(derive_seed(config.seed, i as u64)),
+            next_call: 0,
+            pending: HashMap::new(),
+        };
+        let clock = Clock::new(config.time_scale);
+        let worker =
+            Arc::new(Worker { host, config: config.clone(), clock, state: Mutex::new(state), wake: Notify::new() });
+        tokio::spawn(drive(worker.clone()));
+        tokio::spawn(accept(worker, listener));
+    }
+    Ok(urls)
+}
+
+async fn accept(worker: Arc<Worker>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(serve(worker.clone(), stream));
+            }
+            // Out of descriptors or similar: back off rather than spin.
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// The driver: the only place the model's time moves on its own.
+async fn drive(worker: Arc<Worker>) {
+    loop {
+        let deadline = {
+            let mut state = worker.state.lock().expect("no panics while locked");
+            state.model.advance(worker.clock.now_ms());
+            for event in state.model.take_events() {
+                match event {
+                    Event::Completed { call, cold, .. } => {
+                        if let Some(answer) = state.pending.remove(&call) {
+                            let _ = answer.send(cold);
+                        }
+                    }
+                    Event::Removed { function, .. } => report_removal(&worker, function),
+                }
+            }
+            state.model.next_deadline()
+        };
+        match deadline {
+            Some(at) => {
+                let at = tokio::time::Instant::from_std(worker.clock.instant_at(at));
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = worker.wake.notified() => {}
+                }
+            }
+            None => worker.wake.notified().await,
+        }
+    }
+}
+
+/// Tells the scheduler a sandbox is gone, as OpenLambda does, without
+/// making anyone wait for it; a failed report is dropped.
+fn report_removal(worker: &Worker, function: String) {
+    let Some(scheduler) = worker.config.scheduler.as_deref().and_then(http::authority) else { return };
+    let request = http::post_json(
+        scheduler,
+        &format!("/destroySandbox/{function}"),
+        serde_json::json!({"host": worker.host}).to_string().as_bytes(),
+        false,
+    );
+    let scheduler = scheduler.to_string();
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(NOTIFY_TIMEOUT, async {
+            let mut conn = Conn::new(TcpStream::connect(&scheduler).await?);
+            conn.write_all(&request).await?;
+            conn.read_response().await
+        })
+        .await;
+    });
+}
+
+async fn serve(worker: Arc<Worker>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut conn = Conn::new(stream);
+    loop {
+        let request = match conn.read_request().await {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(e) => {
+                let _ = conn.write_all(&http::response(400, "Bad Request", &[], e.to_string().as_bytes(), false)).await;
+                return;
+            }
+        };
+        let answer = route(&worker, &request).await;
+        if conn.write_all(&answer).await.is_err() || !request.keep_alive {
+            return;
+        }
+    }
+}
+
+async fn route(worker: &Worker, request: &http::Request) -> Vec<u8> {
+    let path = request.path.split('?').next().unwrap_or("");
+    let keep_alive = request.keep_alive;
+    let json = [("Content-Type", "application/json")];
+    match path.strip_prefix("/run/") {
+        Some(function) if !function.is_empty() && !function.contains('/') => run(worker, function, keep_alive).await,
+        _ if path == "/status" => http::response(200, "OK", &json, b"{\"status\": \"ok\"}", keep_alive),
+        _ if path == "/stats" => {
+            let stats = worker.state.lock().expect("no panics while locked").model.stats();
+            let body = serde_json::to_vec(&stats).expect("plain struct");
+            http::response(200, "OK", &json, &body, keep_alive)
+        }
+        _ => http::response(404, "Not Found", &[], format!("no route {path}").as_bytes(), keep_alive),
+    }
+}
+
+/// One call: into the model, wait for the driver to finish it, answer.
+async fn run(worker: &Worker, function: &str, keep_alive: bool) -> Vec<u8> {
+    let arrived = Instant::now();
+    let done = {
+        let mut state = worker.state.lock().expect("no panics while locked");
+        let noise = lognormal_noise(&mut state.noise, worker.config.sigma);
+        let call = state.next_call;
+        state.next_call += 1;
+        let (answer, done) = oneshot::channel();
+        state.pending.insert(call, answer);
+        state.model.arrive(worker.clock.now_ms(), call, function, worker.config.work(function, noise));
+        done
+    };
+    worker.wake.notify_one();
+    let Ok(cold) = done.await else {
+        return http::response(500, "Internal Server Error", &[], b"call lost", false);
+    };
+    // Measured, not taken from the model: timer lateness is the worker's,
+    // so the scheduler's added latency (latency minus this) excludes it.
+    let service_ms = worker.config.time_scale.paper_ms(arrived.elapsed());
+    let url = format!("http://{}", worker.host);
+    let body = serde_json::json!({"function": function, "cold": cold, "service_ms": service_ms}).to_string();
+    let (cold, service) = (cold.to_string(), format!("{service_ms:.3}"));
+    let headers =
+        [("Content-Type", "application/json"), ("X-Worker", &url), ("X-Cold-Start", &cold), ("X-Service-Ms", &service)];
+    http::response(200, "OK", &headers, body.as_bytes(), keep_alive)
+}
+
+#[cfg(test)]
+#[path = "emulator_tests.rs"]
+mod tests;

@@ -1,0 +1,97 @@
+//! The emulator on loopback, with time compressed 100-fold: answers,
+//! headers, keep-alive, and the `destroySandbox` report of an eviction.
+
+use super::*;
+
+fn config(memory_mb: u64, scheduler: Option<String>) -> Config {
+    Config {
+        cores: 4,
+        memory_mb,
+        keep_alive_s: 600.0,
+        sigma: 0.0,
+        default_cold_ms: 300.0,
+        default_warm_ms: 100.0,
+        time_scale: TimeScale::new(0.01).unwrap(),
+        seed: 1,
+        scheduler,
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), f).await.expect("test took over 20 s") })
+}
+
+async fn call(conn: &mut Conn<TcpStream>, host: &str, function: &str) -> http::Response {
+    conn.write_all(&http::post_json(host, &format!("/run/{function}"), b"{\"param0\": \"value0\"}", true))
+        .await
+        .unwrap();
+    conn.read_response().await.unwrap()
+}
+
+#[test]
+fn cold_then_warm_on_one_kept_alive_connection() {
+    block_on(async {
+        let urls = start(config(6144, None), 1, 0).await.unwrap();
+        let host = http::authority(&urls[0]).unwrap().to_string();
+        let mut conn = Conn::new(TcpStream::connect(&host).await.unwrap());
+
+        let first = call(&mut conn, &host, "linpack-0").await;
+        assert_eq!((first.status, first.header("X-Cold-Start")), (200, Some("true")));
+        assert_eq!(first.header("X-Worker"), Some(urls[0].as_str()));
+        let service: f64 = first.header("X-Service-Ms").unwrap().parse().unwrap();
+        // Table I: 282 ms cold; the timer can only be late, by a few real ms.
+        assert!((282.0..282.0 + 1000.0).contains(&service), "cold service {service} ms");
+
+        let second = call(&mut conn, &host, "linpack-0").await;
+        assert_eq!(second.header("X-Cold-Start"), Some("false"));
+        let service: f64 = second.header("X-Service-Ms").unwrap().parse().unwrap();
+        assert!((58.0..58.0 + 1000.0).contains(&service), "warm service {service} ms");
+
+        let unknown = call(&mut conn, &host, "hello-0").await;
+        assert_eq!(unknown.header("X-Cold-Start"), Some("true"));
+
+        conn.write_all(&http::get(&host, "/stats")).await.unwrap();
+        let stats: model::Stats = serde_json::from_slice(&conn.read_response().await.unwrap().body).unwrap();
+        assert_eq!(stats, model::Stats { cold: 2, warm: 1, evictions: 0, expired: 0, queued: 0 });
+    });
+}
+
+#[test]
+fn an_eviction_is_reported_to_the_scheduler() {
+    block_on(async {
+        let scheduler = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let scheduler_url = format!("http://{}", scheduler.local_addr().unwrap());
+        // Room for one sandbox: the second function evicts the first.
+        let urls = start(config(512, Some(scheduler_url)), 1, 0).await.unwrap();
+        let host = http::authority(&urls[0]).unwrap().to_string();
+        let mut conn = Conn::new(TcpStream::connect(&host).await.unwrap());
+        call(&mut conn, &host, "dd-0").await;
+        let second = call(&mut conn, &host, "dd-1").await;
+        assert_eq!(second.header("X-Cold-Start"), Some("true"));
+
+        let (stream, _) = scheduler.accept().await.unwrap();
+        let mut report = Conn::new(stream);
+        let request = report.read_request().await.unwrap().unwrap();
+        assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/destroySandbox/dd-0"));
+        let content_type = request.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+        assert_eq!(content_type.map(|(_, v)| v.as_str()), Some("application/json"));
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(body, serde_json::json!({"host": host}));
+    });
+}
+
+#[test]
+fn status_answers_and_unknown_paths_are_404() {
+    block_on(async {
+        let urls = start(config(6144, None), 2, 0).await.unwrap();
+        assert_eq!(urls.len(), 2);
+        assert_ne!(urls[0], urls[1]);
+        for (path, status) in [("/status", 200), ("/nope", 404), ("/run/", 404)] {
+            let host = http::authority(&urls[1]).unwrap();
+            let mut conn = Conn::new(TcpStream::connect(host).await.unwrap());
+            conn.write_all(&http::get(host, path)).await.unwrap();
+            assert_eq!(conn.read_response().await.unwrap().status, status, "{path}");
+        }
+    });
+}

@@ -1,0 +1,175 @@
+//! The experiment: for each scheduler and balancer, a fresh emulated
+//! cluster, the scheduler in front of it, the whole workload, a summary.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cluster::{self, EmulatorArgs};
+use crate::functions;
+use crate::loadgen::{self, Call, Plan, Progress};
+use crate::model::Stats;
+use crate::report::{self, Run};
+use crate::rng::WeightedChoice;
+use crate::scale::TimeScale;
+use crate::workload::{self, PHASE_VUS};
+
+/// The balancers every scheduler is run with, in the paper's order.
+pub const BALANCERS: [&str; 4] = ["pull-based", "hashing-bounded", "least-connections", "random"];
+
+/// A scheduler binary and the label of its rows.
+#[derive(Debug, Clone)]
+pub struct Contender {
+    pub label: String,
+    pub binary: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub contenders: Vec<Contender>,
+    pub balancers: Vec<String>,
+    pub emulator: EmulatorArgs,
+    /// Paper-scale seconds per phase.
+    pub phase_seconds: f64,
+    pub seed: u64,
+    pub probabilities: PathBuf,
+    /// Show progress on stderr.
+    pub progress: bool,
+}
+
+/// One run's summary and the raw material behind it.
+pub struct Outcome {
+    pub run: Run,
+    pub calls: Vec<Call>,
+    pub workers: Vec<String>,
+    /// Each worker's own count of what it did, in `workers` order.
+    pub worker_stats: Vec<Stats>,
+}
+
+impl Options {
+    fn scale(&self) -> Result<TimeScale, String> {
+        TimeScale::new(self.emulator.time_scale).ok_or_else(|| "the time scale must be positive".to_string())
+    }
+}
+
+/// Every contender with every balancer, one after the other.
+pub async fn run(options: &Options) -> Result<Vec<Outcome>, String> {
+    let weights = workload::sample_weights(
+        &workload::load_probabilities(&options.probabilities)?,
+        functions::names().len(),
+        options.seed,
+    )
+    .ok_or_else(|| format!("{}: fewer than 40 functions with a weight", options.probabilities.display()))?;
+    let choice = WeightedChoice::new(&weights).ok_or("the sampled weights are all zero")?;
+    let workdir = WorkDir::new()?;
+    let mut outcomes = Vec::new();
+    for contender in &options.contenders {
+        for balancer in &options.balancers {
+            outcomes.push(run_one(options, contender, balancer, &choice, &workdir.0).await?);
+        }
+    }
+    Ok(outcomes)
+}
+
+async fn run_one(
+    options: &Options,
+    contender: &Contender,
+    balancer: &str,
+    choice: &WeightedChoice,
+    workdir: &Path,
+) -> Result<Outcome, String> {
+    let scale = options.scale()?;
+    let address = format!("127.0.0.1:{}", cluster::free_port()?);
+    let emulator = cluster::start_emulator(&options.emulator, &format!("http://{address}")).await?;
+    let name = format!("{}-{balancer}", contender.label);
+    let config = workdir.join(format!("{name}.json"));
+    let (host, port) = address.split_once(':').expect("host:port");
+    // The Go original's keys only, so any scheduler with its interface starts.
+    let port: u16 = port.parse().expect("a port");
+    let json = serde_json::json!({"host": host, "port": port, "balancer": balancer, "workers": emulator.urls});
+    std::fs::write(&config, json.to_string()).map_err(|e| format!("{}: {e}", config.display()))?;
+    let log = workdir.join(format!("{name}.log"));
+    let scheduler = cluster::start_scheduler(&contender.binary, &config, &address, &log).await?;
+
+    let plan = Arc::new(Plan {
+        target: scheduler.address.clone(),
+        functions: functions::names(),
+        choice: choice.clone(),
+        phase_ms: options.phase_seconds * 1000.0,
+        scale,
+        seed: options.seed,
+    });
+    let progress = Arc::new(Progress::default());
+    let label = format!("{} {balancer}", contender.label);
+    let show = options.progress.then(|| tokio::spawn(show_progress(label, plan.clone(), progress.clone())));
+    let calls = loadgen::run(plan, progress).await;
+    if let Some(show) = show {
+        show.abort();
+    }
+    let mut worker_stats = Vec::new();
+    for url in &emulator.urls {
+        worker_stats.push(cluster::worker_stats(url).await?);
+    }
+    let run =
+        report::summarize(&contender.label, balancer, &calls, &emulator.urls, options.phase_seconds * 1000.0, scale);
+    if options.progress {
+        let clear = if std::io::stderr().is_terminal() { "\r\x1b[2K" } else { "" };
+        eprintln!("{clear}[{} {balancer}] done: {} calls, {} failed", contender.label, run.calls, run.failed);
+    }
+    if run.calls == 0 {
+        return Err(format!(
+            "{} with {balancer} completed no call; its log:\n{}",
+            contender.label,
+            cluster::tail(&log)
+        ));
+    }
+    Ok(Outcome { run, calls, workers: emulator.urls.clone(), worker_stats })
+}
+
+/// A one-line progress display, redrawn twice a second on a terminal.
+async fn show_progress(label: String, plan: Arc<Plan>, progress: Arc<Progress>) {
+    let started = Instant::now();
+    let total = plan.scale.real(plan.phase_ms * PHASE_VUS.len() as f64);
+    let terminal = std::io::stderr().is_terminal();
+    let mut last_phase = usize::MAX;
+    loop {
+        let elapsed = started.elapsed().min(total);
+        let phase = ((elapsed.as_secs_f64() / total.as_secs_f64()) * PHASE_VUS.len() as f64) as usize;
+        let phase = phase.min(PHASE_VUS.len() - 1);
+        let (done, failed) = (progress.completed.load(Ordering::Relaxed), progress.failed.load(Ordering::Relaxed));
+        let line = format!(
+            "[{label}] {:>5.1}/{:.1} s  {:>3} VUs  {done} calls  {failed} failed",
+            elapsed.as_secs_f64(),
+            total.as_secs_f64(),
+            PHASE_VUS[phase]
+        );
+        if terminal {
+            eprint!("\r\x1b[2K{line}");
+            let _ = std::io::stderr().flush();
+        } else if phase != last_phase {
+            eprintln!("{line}");
+        }
+        last_phase = phase;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A scratch directory for configs and logs, removed when dropped.
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn new() -> Result<WorkDir, String> {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let path = std::env::temp_dir().join(format!("hiku-perf-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(WorkDir(path))
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,48 @@
+//! # hiku-perf: the Hiku paper's experiment on one machine
+//!
+//! The paper (Akbari and Hauswirth, CCGrid 2025) measured its scheduler on
+//! six VMs with real OpenLambda workers. This crate reproduces that
+//! experiment on one machine, so any scheduler binary with the Go
+//! original's `start -c <config>` interface can be run through it:
+//!
+//! - `hiku-emulator` ([`emulator`] over the pure [`model`]) serves N
+//!   emulated workers, one loopback port each: sandboxes that hold 512 MB
+//!   each, warm and cold starts with Table I's times ([`functions`]),
+//!   processor sharing over 4 cores, LRU eviction and keep-alive expiry
+//!   reported to the scheduler as `POST /destroySandbox/<fn>`, and a FIFO
+//!   queue when memory is full of busy sandboxes.
+//! - [`loadgen`] plays the paper's k6 workload ([`workload`]): closed-loop
+//!   virtual users in phases of 20, 50 and 100, each with its own seeded
+//!   sequence of functions and think times, so every scheduler sees the
+//!   same calls.
+//! - [`experiment`] runs each scheduler with each balancer against a fresh
+//!   cluster ([`cluster`] starts and kills the processes); [`report`]
+//!   summarises the calls with [`metrics`] into the paper's numbers, and
+//!   [`figures`] draws them ([`svg`]).
+//!
+//! Time can be compressed ([`scale`]): every duration is multiplied by the
+//! time scale and every measurement divided by it, so a run at 0.1 takes a
+//! tenth of the time and reports paper-scale numbers. Only the latency the
+//! scheduler adds is reported in real milliseconds: it does not scale.
+//!
+//! [`http`] is the minimal HTTP/1.1 both ends speak; [`rng`] the seeded
+//! randomness.
+
+pub mod cluster;
+pub mod emulator;
+pub mod experiment;
+pub mod figures;
+pub mod functions;
+pub mod http;
+pub mod loadgen;
+pub mod metrics;
+pub mod model;
+pub mod report;
+pub mod rng;
+pub mod scale;
+pub mod svg;
+pub mod workload;
+
+/// The Azure Functions 2021 trace's per-function probabilities, beside the repository.
+pub const DEFAULT_PROBABILITIES: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/azure_function_probabilities.json");

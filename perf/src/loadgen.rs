@@ -1,0 +1,124 @@
+//! The load generator: closed-loop virtual users, each on its own
+//! keep-alive connection, playing their [`UserScript`] against the
+//! scheduler and recording every call.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+use crate::http::{self, Conn};
+use crate::rng::WeightedChoice;
+use crate::scale::{Clock, TimeScale};
+use crate::workload::{joining_phase, UserScript, PAYLOAD, PHASE_VUS};
+
+/// A call gets at least this long, in real time, before it counts as failed.
+const MIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// ...and at least this long at paper scale (k6's default request timeout).
+const TIMEOUT_PAPER_MS: f64 = 60_000.0;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The scheduler, `host:port`.
+    pub target: String,
+    /// Function names, one per weight.
+    pub functions: Vec<String>,
+    pub choice: WeightedChoice,
+    /// Length of each phase, paper-scale ms.
+    pub phase_ms: f64,
+    pub scale: TimeScale,
+    pub seed: u64,
+}
+
+/// One call as the client saw it. Times are paper-scale ms; `start_ms`
+/// counts from the start of the run.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub vu: usize,
+    pub function: usize,
+    pub start_ms: f64,
+    pub latency_ms: f64,
+    /// The answer's status; 0 if there was none (connection failure, timeout).
+    pub status: u16,
+    pub cold: Option<bool>,
+    pub worker: Option<String>,
+    pub service_ms: Option<f64>,
+}
+
+impl Call {
+    /// Completed: a 200 from a worker that says where and how it ran.
+    pub fn completed(&self) -> bool {
+        self.status == 200 && self.cold.is_some() && self.worker.is_some() && self.service_ms.is_some()
+    }
+}
+
+/// Counters a progress display can read while the run goes on.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub completed: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// Runs every phase to the end and returns the calls, ordered by start.
+/// Calls in flight at the end are waited for; no new one starts.
+pub async fn run(plan: Arc<Plan>, progress: Arc<Progress>) -> Vec<Call> {
+    let clock = Clock::new(plan.scale);
+    let users = PHASE_VUS[PHASE_VUS.len() - 1];
+    let tasks: Vec<_> = (0..users).map(|vu| tokio::spawn(user(plan.clone(), clock, vu, progress.clone()))).collect();
+    let mut calls = Vec::new();
+    for task in tasks {
+        calls.extend(task.await.expect("a virtual user panicked"));
+    }
+    calls.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+    calls
+}
+
+async fn user(plan: Arc<Plan>, clock: Clock, vu: usize, progress: Arc<Progress>) -> Vec<Call> {
+    let end_ms = plan.phase_ms * PHASE_VUS.len() as f64;
+    let timeout = plan.scale.real(TIMEOUT_PAPER_MS).max(MIN_TIMEOUT);
+    let mut script = UserScript::new(plan.seed, vu);
+    let mut conn: Option<Conn<TcpStream>> = None;
+    let mut calls = Vec::new();
+    tokio::time::sleep_until(clock.instant_at(plan.phase_ms * joining_phase(vu) as f64).into()).await;
+    while clock.now_ms() < end_ms {
+        let (function, think_ms) = script.next(&plan.choice);
+        let start_ms = clock.now_ms();
+        let started = Instant::now();
+        let answer = tokio::time::timeout(timeout, call(&plan, &plan.functions[function], &mut conn)).await;
+        let latency_ms = plan.scale.paper_ms(started.elapsed());
+        let mut record =
+            Call { vu, function, start_ms, latency_ms, status: 0, cold: None, worker: None, service_ms: None };
+        match answer {
+            Ok(Ok(response)) => {
+                record.status = response.status;
+                record.cold = response.header("X-Cold-Start").and_then(|v| v.parse().ok());
+                record.worker = response.header("X-Worker").map(str::to_string);
+                record.service_ms = response.header("X-Service-Ms").and_then(|v| v.parse().ok());
+                if !response.keep_alive {
+                    conn = None;
+                }
+            }
+            // The connection is in an unknown state: start afresh.
+            Ok(Err(_)) | Err(_) => conn = None,
+        }
+        let counter = if record.completed() { &progress.completed } else { &progress.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+        calls.push(record);
+        tokio::time::sleep(plan.scale.real(think_ms)).await;
+    }
+    calls
+}
+
+/// One POST on the user's connection, opened first if there is none.
+async fn call(plan: &Plan, function: &str, conn: &mut Option<Conn<TcpStream>>) -> std::io::Result<http::Response> {
+    if conn.is_none() {
+        let stream = TcpStream::connect(&plan.target).await?;
+        stream.set_nodelay(true)?;
+        *conn = Some(Conn::new(stream));
+    }
+    let conn = conn.as_mut().expect("just opened");
+    conn.write_all(&http::post_json(&plan.target, &format!("/run/{function}"), PAYLOAD, true)).await?;
+    conn.read_response().await
+}

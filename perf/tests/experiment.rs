@@ -1,0 +1,108 @@
+//! End to end: a tiny experiment (two workers, time compressed 50-fold,
+//! 2 s phases) through the real hiku binary, and the report checked
+//! against what the workers themselves counted.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use hiku_perf::cluster::EmulatorArgs;
+use hiku_perf::experiment::{self, Contender, Options};
+
+/// The whole experiment must end within this.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// hiku's binary: `HIKU_BIN`, else `hiku` in the target directory this test
+/// was built into (`target/<profile>/deps/<test>` -> `target/<profile>/hiku`).
+fn hiku_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("HIKU_BIN") {
+        return PathBuf::from(path);
+    }
+    let test = std::env::current_exe().expect("the test's own path");
+    let profile_dir = test.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>");
+    let hiku = profile_dir.join("hiku");
+    assert!(
+        hiku.is_file(),
+        "no hiku binary at {}: build it first (`cargo build -p hiku`, or run `cargo test --workspace`), \
+         or point HIKU_BIN at one",
+        hiku.display()
+    );
+    hiku
+}
+
+#[test]
+fn a_tiny_experiment_is_complete_and_consistent() {
+    let options = Options {
+        contenders: vec![Contender { label: "hiku".to_string(), binary: hiku_binary() }],
+        balancers: vec!["pull-based".to_string(), "least-connections".to_string()],
+        emulator: EmulatorArgs {
+            binary: PathBuf::from(env!("CARGO_BIN_EXE_hiku-emulator")),
+            workers: 2,
+            memory_mb: 6144,
+            keep_alive_s: 60.0,
+            time_scale: 0.02,
+            seed: 7,
+        },
+        phase_seconds: 100.0,
+        seed: 7,
+        probabilities: PathBuf::from(hiku_perf::DEFAULT_PROBABILITIES),
+        progress: false,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let outcomes = runtime
+        .block_on(async { tokio::time::timeout(DEADLINE, experiment::run(&options)).await })
+        .expect("the experiment ran over its deadline")
+        .expect("the experiment failed");
+
+    assert_eq!(outcomes.len(), 2);
+    for o in &outcomes {
+        let r = &o.run;
+        let who = format!("{} {}", r.scheduler, r.balancer);
+        assert_eq!(r.failed, 0, "{who}: failed calls");
+        assert!(r.calls > 0, "{who}: no calls");
+        assert_eq!(r.calls as usize, o.calls.len());
+
+        // The client's view and the workers' own counts agree.
+        let cold = o.calls.iter().filter(|c| c.cold == Some(true)).count() as u64;
+        let (worker_cold, worker_warm) = o.worker_stats.iter().fold((0, 0), |(c, w), s| (c + s.cold, w + s.warm));
+        assert_eq!((cold, r.calls - cold), (worker_cold, worker_warm), "{who}: cold/warm per client vs workers");
+        assert!((r.cold_start_rate - cold as f64 / r.calls as f64).abs() < 1e-12);
+        for url in &o.workers {
+            assert!(o.calls.iter().any(|c| c.worker.as_ref() == Some(url)), "{who}: {url} got no call");
+        }
+
+        // Every phase ran, and the phases add up to the whole run.
+        let vus: Vec<usize> = r.phases.iter().map(|p| p.vus).collect();
+        assert_eq!(vus, [20, 50, 100]);
+        let per_phase: f64 = r.phases.iter().map(|p| p.throughput_rps * options.phase_seconds).sum();
+        assert!((per_phase - r.calls as f64).abs() < 1e-6, "{who}: phases {per_phase} vs calls {}", r.calls);
+        assert!(r.phases.iter().all(|p| p.throughput_rps > 0.0), "{who}: an empty phase");
+
+        // Latencies are ordered, at least a warm start at paper scale, and
+        // never shorter than the time the worker spent.
+        let l = &r.latency_ms;
+        assert!(l.p50 <= l.p90 && l.p90 <= l.p95 && l.p95 <= l.p99, "{who}: {l:?}");
+        assert!(l.p50 >= 58.0, "{who}: median {} ms is below any warm start", l.p50);
+        assert!(r.added_latency_ms.p50 >= 0.0 && r.added_latency_ms.p50 <= r.added_latency_ms.p99);
+        assert!(r.load_cv.is_finite() && r.load_cv >= 0.0, "{who}: cv {}", r.load_cv);
+    }
+
+    // The figures and the CSV come out of the same outcomes.
+    let dir = std::env::temp_dir().join(format!("hiku-perf-e2e-{}", std::process::id()));
+    let written = hiku_perf::figures::write(&dir, &outcomes).unwrap();
+    assert_eq!(written.len(), 3);
+    let cdf = std::fs::read_to_string(dir.join("latency_cdf.svg")).unwrap();
+    assert_eq!(cdf.matches("<polyline").count(), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_bad_option_is_a_usage_error_naming_it() {
+    let output = Command::new(env!("CARGO_BIN_EXE_hiku-perf"))
+        .args(["experiment", "--balancers", "round-robin"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown balancer \"round-robin\""), "{stderr}");
+}
