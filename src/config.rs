@@ -4,8 +4,6 @@ use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
-use serde::Deserialize;
-
 use crate::balancer::BalancerKind;
 
 /// What `hiku start` needs to run, as read from the config file.
@@ -31,15 +29,44 @@ impl Default for Config {
     }
 }
 
-/// The file as written; everything optional so defaults apply key by key.
-#[derive(Deserialize)]
+/// The keys hiku reads, as the Go original spells them.
+const KEYS: [&str; 4] = ["host", "port", "balancer", "workers"];
+
+/// The file's top-level object, read as Go's `encoding/json` reads it into
+/// the original's struct, so that every file it accepts starts here too:
+/// keys match case-insensitively (an exact match first), the last of
+/// repeated keys wins, `null` means absent, and whatever follows the first
+/// JSON value is ignored.
 struct RawConfig {
-    host: Option<String>,
-    port: Option<i64>,
-    balancer: Option<String>,
-    workers: Option<Vec<String>>,
-    #[serde(flatten)]
-    rest: serde_json::Map<String, serde_json::Value>,
+    map: serde_json::Map<String, serde_json::Value>,
+}
+
+impl RawConfig {
+    fn parse(text: &str) -> Result<RawConfig, ConfigError> {
+        let json_error =
+            |e: serde_json::Error| ConfigError(format!("invalid JSON at line {} column {}: {e}", e.line(), e.column()));
+        let mut values = serde_json::Deserializer::from_str(text).into_iter::<serde_json::Map<_, _>>();
+        match values.next() {
+            Some(map) => Ok(RawConfig { map: map.map_err(json_error)? }),
+            None => Err(ConfigError("the config is empty: expected a JSON object".into())),
+        }
+    }
+
+    /// The value of `key`, deserialized; `None` if absent or null.
+    fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ConfigError> {
+        let value = self.map.get(key).or_else(|| {
+            self.map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v)
+        });
+        match value {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => T::deserialize(v).map(Some).map_err(|e| ConfigError(format!("\"{key}\": {e}"))),
+        }
+    }
+
+    fn unknown_keys(&self) -> Vec<String> {
+        let known = |k: &String| KEYS.iter().any(|known| k.eq_ignore_ascii_case(known));
+        self.map.keys().filter(|k| !known(k)).cloned().collect()
+    }
 }
 
 /// A config that can't be used; the message names the problem.
@@ -64,35 +91,29 @@ impl Config {
 
     /// Parses and validates config text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = serde_json::from_str(text).map_err(|e| {
-            ConfigError(format!("invalid JSON at line {} column {}: {e}", e.line(), e.column()))
-        })?;
+        let raw = RawConfig::parse(text)?;
         let defaults = Config::default();
-        let host = raw.host.unwrap_or(defaults.host);
+        let host = raw.get::<String>("host")?.unwrap_or(defaults.host);
         if host.is_empty() {
             return Err(ConfigError("\"host\" must not be empty".into()));
         }
-        let port = match raw.port {
+        let port = match raw.get::<i64>("port")? {
             None => defaults.port,
-            Some(p) => u16::try_from(p)
-                .map_err(|_| ConfigError(format!("\"port\" {p} is out of range (0-65535)")))?,
+            Some(p) => u16::try_from(p).map_err(|_| ConfigError(format!("\"port\" {p} is out of range (0-65535)")))?,
         };
-        let balancer = match raw.balancer {
+        let balancer = match raw.get::<String>("balancer")? {
             None => defaults.balancer,
             Some(name) => name.parse().map_err(ConfigError)?,
         };
         let mut workers: Vec<WorkerUrl> = Vec::new();
-        for text in raw.workers.unwrap_or_default() {
-            let url = WorkerUrl::parse(&text)
-                .map_err(|e| ConfigError(format!("\"workers\": {e}")))?;
+        for text in raw.get::<Vec<String>>("workers")?.unwrap_or_default() {
+            let url = WorkerUrl::parse(&text).map_err(|e| ConfigError(format!("\"workers\": {e}")))?;
             if workers.contains(&url) {
                 return Err(ConfigError(format!("\"workers\": {url} is listed twice")));
             }
             workers.push(url);
         }
-        let mut unknown_keys: Vec<String> = raw.rest.keys().cloned().collect();
-        unknown_keys.sort();
-        Ok(Config { host, port, balancer, workers, unknown_keys })
+        Ok(Config { host, port, balancer, workers, unknown_keys: raw.unknown_keys() })
     }
 
     /// The addresses to listen on for `host:port`, IPv4 first (as Go's
@@ -126,11 +147,11 @@ impl WorkerUrl {
     pub fn parse(text: &str) -> Result<WorkerUrl, String> {
         let bad = |why: &str| format!("worker URL {text:?} is not an absolute http://host[:port] URL ({why})");
         let t = text.trim();
-        let rest = match t.get(..7) {
-            Some(s) if s.eq_ignore_ascii_case("http://") => &t[7..],
-            _ if t.len() >= 8 && t[..8].eq_ignore_ascii_case("https://") => {
-                return Err(bad("https is not supported"))
-            }
+        // Byte prefixes: `text` comes from the network and may be any UTF-8.
+        let starts_with = |prefix: &str| t.as_bytes().get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes()));
+        let rest = match () {
+            _ if starts_with("http://") => &t[7..],
+            _ if starts_with("https://") => return Err(bad("https is not supported")),
             _ => return Err(bad("it must start with http://")),
         };
         let authority = rest.strip_suffix('/').unwrap_or(rest);
@@ -232,11 +253,27 @@ mod tests {
     }
 
     #[test]
+    fn reads_what_go_reads() {
+        // Keys in any case (an exact match first), the last of repeated
+        // keys, null as absent, and nothing after the first value matters.
+        let c = Config::parse(r#"{"Port": 8080, "BALANCER": "random", "workers": null, "port": 1, "port": 7} trailing"#)
+            .unwrap();
+        assert_eq!((c.port, c.balancer, c.workers.len()), (7, BalancerKind::Random, 0));
+        assert!(c.unknown_keys.is_empty(), "{:?}", c.unknown_keys);
+        let c = Config::parse(r#"{"Workers": ["http://a:1"], "Host": "0.0.0.0"}"#).unwrap();
+        assert_eq!((c.host.as_str(), c.workers.len()), ("0.0.0.0", 1));
+        assert!(Config::parse("").unwrap_err().0.contains("empty"));
+        assert!(Config::parse("[]").unwrap_err().0.contains("line 1 column"));
+    }
+
+    #[test]
     fn errors_name_the_problem() {
         let err = |t: &str| Config::parse(t).unwrap_err().0;
         assert!(err("{\"port\": 1,\n}").contains("line 2 column 1"));
         assert!(err(r#"{"port": 70000}"#).contains("\"port\" 70000 is out of range"));
         assert!(err(r#"{"port": -1}"#).contains("\"port\""));
+        assert!(err(r#"{"port": "9020"}"#).contains("\"port\": invalid type: string"));
+        assert!(err(r#"{"workers": "http://a:1"}"#).contains("\"workers\": invalid type"));
         let e = err(r#"{"balancer": "round-robin"}"#);
         assert!(e.contains("round-robin") && e.contains("pull-based"), "{e}");
         assert!(err(r#"{"workers": ["localhost:5000"]}"#).contains("\"localhost:5000\""));
@@ -250,7 +287,8 @@ mod tests {
         assert_eq!(WorkerUrl::parse("HTTP://Example.com").unwrap().as_str(), "http://example.com:80");
         for bad in [
             "", "http://", "http://a:", "http://a:0", "http://a:99999", "http://a/x", "http://a?q",
-            "https://a", "ftp://a", "http://u@a", "http://[zz]:1", "http://a b",
+            "https://a", "ftp://a", "http://u@a", "http://[zz]:1", "http://a b", "123456€", "http://€", "httpé://a",
+            "http://a:€",
         ] {
             assert!(WorkerUrl::parse(bad).is_err(), "{bad:?} accepted");
         }

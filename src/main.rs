@@ -1,6 +1,6 @@
 //! The `hiku` command: parse arguments, load the config, run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -38,7 +38,7 @@ enum Command {
     },
 }
 
-fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+fn load(path: &Path) -> Result<Config, ExitCode> {
     match Config::load(path) {
         Ok(config) => {
             for key in &config.unknown_keys {

@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ahash::AHashMap;
 use glommio::net::TcpStream;
@@ -17,30 +17,22 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Idle connections kept per worker on one core. The pool grows to the
 /// concurrency the core has seen (the Go original keeps 2).
 pub const MAX_IDLE_PER_WORKER: usize = 4096;
-/// A connection idle for longer is checked for a close by the worker
-/// before reuse; younger ones are trusted (and retried if stale).
-const TRUST_IDLE: Duration = Duration::from_secs(1);
-
-struct Idle {
-    stream: TcpStream,
-    since: Instant,
-}
-
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<AHashMap<WorkerId, Vec<Idle>>>,
+    idle: RefCell<AHashMap<WorkerId, Vec<TcpStream>>>,
 }
 
 impl Pool {
-    /// The most recently used live idle connection to `worker`, if any.
-    /// With `verify`, even a recently used one is checked (for a request
-    /// that could not be sent again if the connection turned out closed).
-    pub fn take(&self, worker: WorkerId, verify: bool) -> Option<TcpStream> {
+    /// The most recently used idle connection to `worker` that is still
+    /// open and has nothing waiting to be read: a worker may have closed it,
+    /// or sent stray bytes after its last answer that must not be taken for
+    /// the next one.
+    pub fn take(&self, worker: WorkerId) -> Option<TcpStream> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&worker)?;
-        while let Some(c) = list.pop() {
-            if (!verify && c.since.elapsed() < TRUST_IDLE) || is_open(&c.stream) {
-                return Some(c.stream);
+        while let Some(stream) = list.pop() {
+            if is_open(&stream) {
+                return Some(stream);
             }
         }
         None
@@ -50,7 +42,7 @@ impl Pool {
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(worker).or_default();
         if list.len() < MAX_IDLE_PER_WORKER {
-            list.push(Idle { stream, since: Instant::now() });
+            list.push(stream);
         }
     }
 
@@ -61,7 +53,7 @@ impl Pool {
             if workers.get(*id).is_none() {
                 return false;
             }
-            list.retain(|c| is_open(&c.stream));
+            list.retain(is_open);
             !list.is_empty()
         });
     }

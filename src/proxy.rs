@@ -12,9 +12,10 @@ use crate::http::{self, ChunkError, ChunkedDecoder, Framing, ReadBuf, Version};
 use crate::server::{Conn, Shard};
 use crate::worker::{Lease, Worker};
 
-/// A whole request up to this size is kept until the worker answers, so it
-/// can be sent again on a fresh connection if a pooled one turns out closed.
-const REPLAY_LIMIT: usize = 64 * 1024;
+/// A whole request up to this size is sent in one write and kept until the
+/// worker answers, so it can be sent again if it is idempotent and a pooled
+/// connection turns out closed.
+const WHOLE_LIMIT: usize = 64 * 1024;
 /// Writes of data smaller than this are joined with the head before them.
 const COALESCE_LIMIT: usize = 8 * 1024;
 
@@ -26,6 +27,8 @@ pub struct RequestMeta {
     pub version: Version,
     pub head: bool,
     pub expect_continue: bool,
+    /// Whether the request may be sent again (RFC 9110 §9.2.2).
+    pub idempotent: bool,
 }
 
 /// How a body copy failed: on the side read from, the side written to, or
@@ -52,8 +55,24 @@ enum Failure {
     /// `body_read` says whether the request body was fully read, so the
     /// client connection may stay open.
     Answer { error: Error, body_read: bool },
-    /// The client went away, or the answer was cut short: close.
+    /// The client went away while the worker's answer (status `code`) was
+    /// relayed: close. The worker did its part.
+    ClientGone { code: u16 },
+    /// The client went away before the worker answered, or the worker's
+    /// answer broke off: close.
     Close,
+}
+
+/// How a request ended for the balancer: a worker that answered 2xx or 3xx
+/// ran the function and now holds a warm idle instance of it. An error
+/// status (a 404 for an unknown function, a 500 for a sandbox that failed
+/// to start, a 429 for an overloaded worker) says nothing of the kind.
+fn outcome(code: u16) -> Outcome {
+    if (200..400).contains(&code) {
+        Outcome::Completed
+    } else {
+        Outcome::Failed
+    }
 }
 
 /// Forwards the request whose head is in `conn.out` (already rewritten) and
@@ -66,8 +85,8 @@ enum Failure {
 pub async fn forward(shard: &Shard, conn: &mut Conn, lease: Lease, meta: RequestMeta) -> bool {
     let result = exchange(shard, conn, lease.worker(), meta).await;
     let outcome = match result {
-        Ok((code, _)) if !(502..=504).contains(&code) => Outcome::Completed,
-        _ => Outcome::Failed,
+        Ok((code, _)) | Err(Failure::ClientGone { code }) => outcome(code),
+        Err(Failure::Answer { .. } | Failure::Close) => Outcome::Failed,
     };
     shard.scheduler.release(&conn.function, lease, outcome);
     conn.ubuf.clear();
@@ -75,9 +94,9 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, lease: Lease, meta: Request
         Ok((_, keep_alive)) => flush(&mut conn.client, &mut conn.out).await.is_ok() && keep_alive,
         Err(Failure::Answer { error, body_read }) => {
             let keep = body_read && meta.keep_alive;
-            conn.send_error(&error, keep, meta.version).await && keep
+            conn.send_error(&error, keep, Some(meta)).await && keep
         }
-        Err(Failure::Close) => false,
+        Err(Failure::ClientGone { .. } | Failure::Close) => false,
     }
 }
 
@@ -89,14 +108,17 @@ async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: Request
         Ok(n) => n,
         Err(e) => return Err(Failure::Answer { error: Error::BadRequest(e.to_string()), body_read: false }),
     };
-    // A request that is whole in the buffer is sent in one write, and again
-    // on a fresh connection if a reused one fails before any answer.
-    let replay = buffered.filter(|&n| conn.out.len() + n <= REPLAY_LIMIT);
-    if let Some(n) = replay {
+    // A small request that is whole in the buffer is sent in one write. If
+    // it is idempotent it is sent again on a fresh connection when a reused
+    // one fails before any answer (the worker closed it while idle); any
+    // other request may have reached the worker, and must not run twice.
+    let whole = buffered.filter(|&n| conn.out.len() + n <= WHOLE_LIMIT);
+    if let Some(n) = whole {
         conn.out.extend_from_slice(&conn.rbuf.data()[..n]);
         conn.rbuf.consume(n);
     }
-    let mut pooled = shard.pool.take(worker.id(), replay.is_none());
+    let resend = whole.is_some() && meta.idempotent;
+    let mut pooled = shard.pool.take(worker.id());
     let mut body_cut = false;
     let upstream = loop {
         let reused = pooled.is_some();
@@ -104,9 +126,9 @@ async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: Request
             Some(up) => up,
             None => crate::pool::connect(worker)
                 .await
-                .map_err(|e| Failure::Answer { error: unreachable(e.to_string()), body_read: replay.is_some() })?,
+                .map_err(|e| Failure::Answer { error: unreachable(e.to_string()), body_read: whole.is_some() })?,
         };
-        let sent = match replay {
+        let sent = match whole {
             Some(_) => up.write_all(&conn.out).await.map_err(CopyError::Write),
             None => send_streaming(conn, &mut up, meta).await,
         };
@@ -116,7 +138,7 @@ async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: Request
             // (a 413, say). Relay that answer if there is one.
             Err(CopyError::Write(e)) => match read_response_head(&mut up, &mut conn.ubuf).await {
                 Ok(()) => {
-                    body_cut = replay.is_none();
+                    body_cut = whole.is_none();
                     Ok(())
                 }
                 Err(_) => Err(HeadError::Io(e)),
@@ -129,14 +151,14 @@ async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: Request
         match result {
             Ok(()) => break up,
             // A pooled connection the worker closed while idle: send again.
-            Err(HeadError::Io(_) | HeadError::Closed) if reused && replay.is_some() && conn.ubuf.is_empty() => continue,
+            Err(HeadError::Io(_) | HeadError::Closed) if reused && resend && conn.ubuf.is_empty() => continue,
             Err(e) => {
                 let error = match e {
                     HeadError::Io(e) => unreachable(e.to_string()),
                     HeadError::Closed => unreachable("connection closed before a response".into()),
                     HeadError::Invalid(cause) => Error::BadResponse { worker: worker.url().to_string(), cause },
                 };
-                return Err(Failure::Answer { error, body_read: replay.is_some() });
+                return Err(Failure::Answer { error, body_read: whole.is_some() });
             }
         }
     };
@@ -246,7 +268,10 @@ async fn relay_response(
     if let Err(e) = copy_body(&mut up, &mut conn.ubuf, &mut conn.client, framing, decode, &mut conn.out).await {
         // The head is out: all that is left is to cut the answer short.
         log::debug!("response from {} cut short: {e}", worker.url());
-        return Err(Failure::Close);
+        return Err(match e {
+            CopyError::Write(_) => Failure::ClientGone { code },
+            CopyError::Read(_) | CopyError::Framing(_) => Failure::Close,
+        });
     }
     if worker_keep_alive && conn.ubuf.is_empty() {
         shard.pool.put(worker.id(), up);

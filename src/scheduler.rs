@@ -66,8 +66,11 @@ impl Scheduler {
         Ok(self.balancer.select(&workers, function))
     }
 
-    /// Ends a request: tells the balancer, then frees the lease.
+    /// Ends a request: tells the balancer, then frees the lease. A worker
+    /// removed meanwhile is not recorded as holding anything.
     pub fn release(&self, function: &str, lease: Lease, outcome: Outcome) {
+        let present = self.workers.load().get(lease.worker().id()).is_some();
+        let outcome = if present { outcome } else { Outcome::Failed };
         self.balancer.release(function, lease.worker(), outcome);
     }
 
@@ -147,9 +150,24 @@ mod tests {
             let w3 = WorkerUrl::parse("http://worker3:8080").unwrap();
             s.remove(std::slice::from_ref(&w3)).unwrap();
             assert_eq!(listed(&s).len(), 2, "{kind}");
-            assert_eq!(s.remove(&[w3.clone()]).unwrap_err(), w3);
+            assert_eq!(s.remove(std::slice::from_ref(&w3)).unwrap_err(), w3);
             assert_eq!(listed(&s).len(), 2, "{kind}");
         }
+    }
+
+    #[test]
+    fn a_worker_removed_during_a_request_gets_no_warm_entry() {
+        let pull = Arc::new(crate::balancer::PullBased::new());
+        let s = Scheduler::with_balancer(BalancerKind::PullBased, pull.clone(), urls(&["http://a:1", "http://b:1"]));
+        let lease = s.select("f").unwrap();
+        let id = lease.worker().id();
+        s.remove(&[lease.worker().url().clone()]).unwrap();
+        s.release("f", lease, Outcome::Completed);
+        assert_eq!(pull.idle_queues().count("f", id), 0);
+        let lease = s.select("f").unwrap();
+        let other = lease.worker().id();
+        s.release("f", lease, Outcome::Completed);
+        assert_eq!(pull.idle_queues().count("f", other), 1);
     }
 
     #[test]

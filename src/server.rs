@@ -4,12 +4,13 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_lite::AsyncWriteExt;
+use futures_lite::{AsyncWriteExt, FutureExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -84,11 +85,12 @@ impl Conn {
         sent
     }
 
-    pub async fn send_error(&mut self, error: &Error, keep_alive: bool, version: Version) -> bool {
+    /// Sends `error` as text; `meta` is the request's, if it was parsed
+    /// (a HEAD request gets the head alone).
+    pub async fn send_error(&mut self, error: &Error, keep_alive: bool, meta: Option<RequestMeta>) -> bool {
         log::debug!("answering {}: {error}", error.status());
         let body = format!("{error}\n");
-        let meta = RequestMeta { framing: Framing::None, keep_alive, version, head: false, expect_continue: false };
-        self.send(error.status(), "text/plain; charset=utf-8", body.as_bytes(), keep_alive, Some(meta)).await
+        self.send(error.status(), "text/plain; charset=utf-8", body.as_bytes(), keep_alive, meta).await
     }
 }
 
@@ -132,7 +134,7 @@ async fn serve(shard: Rc<Shard>, client: TcpStream) {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
-                conn.send_error(&e, false, Version::Http11).await;
+                conn.send_error(&e, false, None).await;
                 break;
             }
         }
@@ -195,7 +197,7 @@ async fn serve_one(shard: &Shard, conn: &mut Conn) -> bool {
     let req = match req {
         Ok(req) => req,
         Err(e) => {
-            conn.send_error(&e, false, Version::Http11).await;
+            conn.send_error(&e, false, None).await;
             return false;
         }
     };
@@ -205,20 +207,27 @@ async fn serve_one(shard: &Shard, conn: &mut Conn) -> bool {
         version: req.version,
         head: req.is_head(),
         expect_continue: req.expect_continue,
+        idempotent: req.is_idempotent(),
     };
     let head_len = req.head_len;
     let local = match route(req.path()) {
-        Route::Run(function) => match shard.scheduler.select(function) {
-            Ok(lease) => {
+        Route::Run(function) => {
+            // Malformed body framing already in view is the client's error:
+            // found before a worker is leased (and, for pull-based, before a
+            // warm entry is used up).
+            if let Err(e) = http::buffered_body_len(&conn.rbuf.data()[head_len..], req.framing) {
+                Local::Error(Error::BadRequest(e.to_string()))
+            } else if let Ok(lease) = shard.scheduler.select(function) {
                 conn.function.clear();
                 conn.function.push_str(function);
                 conn.out.clear();
                 http::write_request_head(&mut conn.out, &req, lease.worker().url().authority(), conn.client_ip.as_bytes());
                 conn.rbuf.consume(head_len);
                 return proxy::forward(shard, conn, lease, meta).await;
+            } else {
+                Local::Error(Error::NoWorkers)
             }
-            Err(_) => Local::Error(Error::NoWorkers),
-        },
+        }
         Route::DestroySandbox(function) => Local::DestroySandbox(function.to_string()),
         Route::Status => Local::Status,
         Route::AddWorkers => Local::AddWorkers(req.query().to_string()),
@@ -248,7 +257,7 @@ async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: Request
         Ok(body) => body,
         Err(None) => return false,
         Err(Some(e)) => {
-            conn.send_error(&e, false, meta.version).await;
+            conn.send_error(&e, false, Some(meta)).await;
             return false;
         }
     };
@@ -261,7 +270,7 @@ async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: Request
     };
     match answer {
         Ok(json) => conn.send(200, "application/json", json.as_bytes(), meta.keep_alive, Some(meta)).await && meta.keep_alive,
-        Err(e) => conn.send_error(&e, meta.keep_alive, meta.version).await && meta.keep_alive,
+        Err(e) => conn.send_error(&e, meta.keep_alive, Some(meta)).await && meta.keep_alive,
     }
 }
 
@@ -276,7 +285,7 @@ async fn answer_error(conn: &mut Conn, error: &Error, meta: RequestMeta) -> bool
         }
         _ => false,
     };
-    conn.send_error(error, keep_alive, meta.version).await && keep_alive
+    conn.send_error(error, keep_alive, Some(meta)).await && keep_alive
 }
 
 /// Reads a body of at most `LOCAL_BODY_LIMIT` bytes. `Err(None)`: the
@@ -329,6 +338,14 @@ async fn read_small_body(conn: &mut Conn, meta: RequestMeta) -> Result<Vec<u8>, 
 /// the kernel spreads connections over the cores. With port 0 the first
 /// socket picks the port and the others share it.
 fn bind_listeners(addr: SocketAddr, cores: usize) -> io::Result<(SocketAddr, Vec<Socket>)> {
+    if addr.port() != 0 {
+        // Any process of this user that also sets SO_REUSEPORT could join
+        // the port and take half the connections: a socket without it finds
+        // out whether the port is in use first (another hiku, say).
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        probe.set_reuse_address(true)?;
+        probe.bind(&addr.into())?;
+    }
     let mut bound = addr;
     let mut sockets = Vec::with_capacity(cores);
     for _ in 0..cores {
@@ -401,7 +418,15 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
         match listener.accept().await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                glommio::spawn_local(serve(Rc::clone(&shard), stream)).detach();
+                // A bug that panics on some input must cost one connection,
+                // not the shard (glommio would end the executor).
+                let serving = AssertUnwindSafe(serve(Rc::clone(&shard), stream)).catch_unwind();
+                glommio::spawn_local(async move {
+                    if serving.await.is_err() {
+                        log::error!("a connection task panicked; its connection was closed");
+                    }
+                })
+                .detach();
             }
             Err(e) => {
                 // Out of descriptors or memory: back off instead of spinning.

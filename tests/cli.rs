@@ -69,7 +69,7 @@ fn bad_configs_exit_78_with_one_line_naming_the_problem() {
         (r#"{"workers": ["http://a:1/path"]}"#, "\"http://a:1/path\""),
         (r#"{"port": 65536}"#, "\"port\" 65536 is out of range"),
         (r#"{"workers": ["http://a:1", "http://a:1/"]}"#, "http://a:1 is listed twice"),
-        (r#"{"port": "9020"}"#, "invalid type"),
+        (r#"{"port": "9020"}"#, "\"port\": invalid type"),
     ];
     for (config, message) in cases {
         for command in ["check", "start"] {
@@ -100,4 +100,13 @@ fn runtime_and_usage_failures() {
     let out = run(&format!(r#"{{"host": "127.0.0.1", "port": {port}}}"#), &["start", "--cores", "1"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains(&format!("cannot listen on 127.0.0.1:{port}")), "{}", stderr(&out));
+}
+
+#[test]
+fn a_second_hiku_on_the_same_port_does_not_start() {
+    let first = support::Hiku::start("random", &[]);
+    let config = format!(r#"{{"host": "127.0.0.1", "port": {}}}"#, first.addr.port());
+    let out = run(&config, &["start"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("cannot listen on {}", first.addr)), "{}", stderr(&out));
 }

@@ -104,17 +104,74 @@ fn an_unreachable_worker_is_a_502_naming_it() {
 fn a_worker_that_closes_without_answering_is_a_502_and_not_warm() {
     let (a, b) = (Worker::start(), Worker::start());
     let hiku = Hiku::start("pull-based", &[&a.url, &b.url]);
+    // A worker's error answer does not mean a warm instance either.
+    for _ in 0..20 {
+        assert_eq!(hiku.post("/run/e?code=500", b"x").status, 500);
+    }
+    let on = |w: &Worker, f: &str| w.seen().iter().filter(|s| s.target.starts_with(f)).count();
+    assert!(on(&a, "/run/e") > 0 && on(&b, "/run/e") > 0, "500s must not pin e to a worker");
     let res = hiku.post("/run/f?mode=drop", b"x");
     assert_eq!(res.status, 502);
-    let failed_on = if a.seen().is_empty() { &b } else { &a };
+    let failed_on = if on(&a, "/run/f") == 0 { &b } else { &a };
     assert!(res.text().contains(&failed_on.url), "{}", res.text());
     // The failure left no warm entry: with both idle, the next pick is
     // random, so over many rounds both workers get picked.
     for _ in 0..40 {
         assert_eq!(hiku.post("/run/g?mode=drop", b"x").status, 502);
     }
-    let (ga, gb) = (a.seen().iter().filter(|s| s.target.starts_with("/run/g")).count(), b.seen().iter().filter(|s| s.target.starts_with("/run/g")).count());
+    let (ga, gb) = (on(&a, "/run/g"), on(&b, "/run/g"));
     assert!(ga > 0 && gb > 0, "failed requests must not pin g to a worker: {ga} on a, {gb} on b");
+}
+
+#[test]
+fn a_request_that_may_have_reached_the_worker_is_not_sent_twice() {
+    let w = Worker::start();
+    let hiku = Hiku::start("least-connections", &[&w.url]);
+    let mut c = hiku.client();
+    let count = |target: &str| w.seen().iter().filter(|s| s.target == target).count();
+    // The worker reads the request on a pooled connection, then closes it.
+    assert_eq!(c.request("POST", "/run/f", &[], b"warm up the pool").status, 200);
+    let res = c.request("POST", "/run/f?mode=drop&n=1", &[], b"run once");
+    assert_eq!(res.status, 502);
+    assert_eq!(count("/run/f?mode=drop&n=1"), 1, "a POST that reached the worker was sent again");
+    // An idempotent request may be sent again on a fresh connection.
+    assert_eq!(c.request("GET", "/run/f", &[], b"").status, 200);
+    assert_eq!(c.request("GET", "/run/f?mode=drop&n=2", &[], b"").status, 502);
+    assert_eq!(count("/run/f?mode=drop&n=2"), 2);
+}
+
+#[test]
+fn stray_bytes_from_a_worker_never_reach_another_request() {
+    let w = Worker::start();
+    let hiku = Hiku::start("random", &[&w.url]);
+    let mut c = hiku.client();
+    for i in 1..=5 {
+        assert_eq!(c.request("POST", "/run/f?mode=extra", &[], b"x").status, 200);
+        wait_for("the stray bytes to be sent", || w.strays() == i);
+        // The pooled connection has the strays waiting: it is not reused.
+        let res = c.request("POST", "/run/g", &[], b"clean");
+        assert_eq!((res.status, res.body.as_slice()), (200, &b"clean"[..]), "{}", res.text());
+    }
+}
+
+#[test]
+fn transfer_codings_hiku_cannot_relay_are_a_502() {
+    let w = Worker::start();
+    let hiku = Hiku::start("random", &[&w.url]);
+    let mut c = hiku.client();
+    let res = c.request("POST", "/run/f?mode=gzip", &[], b"x");
+    assert_eq!(res.status, 502);
+    assert!(res.text().contains(&w.url) && res.text().contains("transfer coding"), "{}", res.text());
+    assert_eq!(c.request("POST", "/run/f", &[], b"next").body, b"next");
+}
+
+#[test]
+fn absolute_form_targets_are_forwarded_in_origin_form() {
+    let w = Worker::start();
+    let hiku = Hiku::start("random", &[&w.url]);
+    let res = hiku.post(&format!("http://{}/run/f?x=1", hiku.addr), b"abs");
+    assert_eq!((res.status, res.body.as_slice()), (200, &b"abs"[..]));
+    assert_eq!(w.last().target, "/run/f?x=1");
 }
 
 // ---- bodies and framing ----
@@ -296,6 +353,47 @@ fn malformed_and_ambiguous_requests_are_refused() {
     c.send(&huge);
     assert_eq!(c.read(false).status, 431);
     assert!(w.seen().is_empty(), "nothing malformed reached the worker");
+}
+
+#[test]
+fn error_answers_to_head_have_no_body() {
+    let w = Worker::start();
+    let hiku = Hiku::start("random", &[&w.url]);
+    let empty = Hiku::start("random", &[]);
+    for (hiku, target, status) in [(&hiku, "/nope", 404), (&hiku, "/run/a/b", 400), (&empty, "/run/f", 503)] {
+        let mut c = hiku.client();
+        let res = c.request("HEAD", target, &[], b"");
+        assert_eq!(res.status, status, "{target}");
+        assert!(res.header("content-length").is_some_and(|l| l != "0"), "{target}: the length of the body not sent");
+        // The connection is still in step: the next answer is read whole.
+        assert_eq!(c.request("GET", "/status", &[], b"").status, 200, "{target}");
+    }
+}
+
+#[test]
+fn input_that_once_panicked_gets_an_answer_and_hiku_stays_up() {
+    let w = Worker::start();
+    let mut hiku = Hiku::start("pull-based", &[&w.url]);
+    for _ in 0..4 {
+        let res = hiku.get("/admin/workers/add?workers=123456%E2%82%AC");
+        assert_eq!(res.status, 400, "{}", res.text());
+        assert!(res.text().contains("123456€"), "{}", res.text());
+    }
+    assert!(hiku.is_running(), "{}", hiku.stderr());
+    assert_eq!(hiku.post("/run/f", b"").status, 200);
+}
+
+#[test]
+fn http_1_0_expect_gets_no_interim_answer() {
+    let w = Worker::start();
+    let hiku = Hiku::start("random", &[&w.url]);
+    let mut c = hiku.client();
+    c.send(b"POST /run/f HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    // Give hiku the head alone first, so it decides whether to send 100.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    c.send(b"hello");
+    let res = c.read(false);
+    assert_eq!((res.status, res.body.as_slice()), (200, &b"hello"[..]));
 }
 
 #[test]

@@ -109,7 +109,8 @@ impl Balancer for HashingBounded {
         let (before, after) = ring.points.split_at(start);
         for &(_, i) in after.iter().chain(before) {
             let w = &ring.workers[i as usize];
-            if w.in_flight() + 1 <= limit {
+            // load + 1 <= limit
+            if w.in_flight() < limit {
                 return Lease::new(w);
             }
         }

@@ -52,18 +52,35 @@ pub struct Request<'h, 'b> {
     pub expect_continue: bool,
 }
 
-impl Request<'_, '_> {
-    /// The path without the query.
-    pub fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or("")
+impl<'b> Request<'_, 'b> {
+    /// The target in origin form (path and query): an absolute-form target
+    /// (RFC 9112 §3.2.2, `http://host/run/f`) loses its scheme and authority.
+    pub fn origin_target(&self) -> &'b str {
+        let t = self.target;
+        let scheme = ["http://", "https://"].into_iter().find(|s| t.as_bytes().get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s.as_bytes())));
+        match scheme {
+            Some(s) => t[s.len()..].find(['/', '?']).map_or("/", |i| &t[s.len() + i..]),
+            None => t,
+        }
     }
 
-    pub fn query(&self) -> &str {
-        self.target.split_once('?').map_or("", |(_, q)| q)
+    /// The path without the query.
+    pub fn path(&self) -> &'b str {
+        self.origin_target().split('?').next().unwrap_or("")
+    }
+
+    pub fn query(&self) -> &'b str {
+        self.origin_target().split_once('?').map_or("", |(_, q)| q)
     }
 
     pub fn is_head(&self) -> bool {
         self.method == "HEAD"
+    }
+
+    /// Whether sending the request twice means the same as sending it once
+    /// (RFC 9110 §9.2.2), so it may be sent again on a fresh connection.
+    pub fn is_idempotent(&self) -> bool {
+        matches!(self.method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE")
     }
 }
 
@@ -101,9 +118,9 @@ pub fn parse_request<'h, 'b>(
         head_len,
         framing,
         keep_alive: keep_alive(version, headers),
-        expect_continue: headers
-            .iter()
-            .any(|h| h.name.eq_ignore_ascii_case("expect") && h.value.eq_ignore_ascii_case(b"100-continue")),
+        // RFC 9110 §10.1.1: an HTTP/1.0 client's Expect is ignored.
+        expect_continue: version == Version::Http11
+            && headers.iter().any(|h| h.name.eq_ignore_ascii_case("expect") && h.value.eq_ignore_ascii_case(b"100-continue")),
     }))
 }
 
@@ -258,7 +275,11 @@ pub fn parse_response<'h, 'b>(
         match transfer_coding(headers) {
             Coding::Chunked => Framing::Chunked,
             Coding::Absent => length.map_or(Framing::Close, Framing::Length),
-            _ => Framing::Close,
+            // hiku relays bodies as they are and re-states their framing;
+            // a coding it would drop can't be passed on.
+            Coding::ChunkedAfterOthers | Coding::NotChunkedLast => {
+                return Err("a transfer coding other than chunked".into())
+            }
         }
     };
     Ok(Some(Response {
@@ -311,7 +332,7 @@ fn fmt_u64(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
 pub fn write_request_head(out: &mut Vec<u8>, req: &Request, worker_authority: &str, client_ip: &[u8]) {
     out.extend_from_slice(req.method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(req.target.as_bytes());
+    out.extend_from_slice(req.origin_target().as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut has_host = false;
     for h in req.headers {

@@ -165,6 +165,7 @@ struct WorkerState {
     /// Requests waiting at the gate (`?mode=hold`), and whether it is open.
     held: Mutex<(usize, bool)>,
     gate: Condvar,
+    strays: AtomicUsize,
     stop: AtomicBool,
 }
 
@@ -176,6 +177,9 @@ struct WorkerState {
 ///   closing the connection; `mode=drop`: no answer, the connection closes;
 ///   `mode=hold`: the answer waits until `open_gate`; `mode=continue`: a
 ///   `100 Continue` first;
+/// - `mode=extra`: after the answer, stray bytes on the connection (counted
+///   by `strays`); `mode=gzip`: the echo with `Transfer-Encoding: gzip,
+///   chunked`;
 /// - `code=N`: that status (204 and 304 without a body);
 /// - `size=N`: N bytes of a pattern instead of the echo.
 ///
@@ -199,6 +203,9 @@ impl Worker {
                     return;
                 }
                 let Ok(stream) = stream else { continue };
+                // As Go's net/http does; without it, Nagle would hold back
+                // a small write after an answer (the strays) until hiku's ACK.
+                let _ = stream.set_nodelay(true);
                 s.connections.fetch_add(1, Ordering::Relaxed);
                 let (s, u) = (Arc::clone(&s), u.clone());
                 std::thread::spawn(move || serve_worker_connection(stream, &s, &u));
@@ -224,6 +231,11 @@ impl Worker {
 
     pub fn last(&self) -> Seen {
         self.state.seen.lock().unwrap().back().cloned().expect("the worker got a request")
+    }
+
+    /// Times stray bytes were sent after an answer (`mode=extra`).
+    pub fn strays(&self) -> usize {
+        self.state.strays.load(Ordering::Relaxed)
     }
 
     /// Requests waiting at the gate.
@@ -301,6 +313,7 @@ fn serve_worker_connection(stream: TcpStream, state: &WorkerState, url: &str) {
         let close = mode == "close" || header(&msg.headers, "connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
         match mode {
             "chunked" => head.push_str("Transfer-Encoding: chunked\r\n"),
+            "gzip" => head.push_str("Transfer-Encoding: gzip, chunked\r\n"),
             "close" => head.push_str("Connection: close\r\n"),
             _ if code == 204 => {}
             _ => head.push_str(&format!("Content-Length: {}\r\n", body.len())),
@@ -308,7 +321,7 @@ fn serve_worker_connection(stream: TcpStream, state: &WorkerState, url: &str) {
         head.push_str("\r\n");
         let mut out = head.into_bytes();
         if !no_body {
-            if mode == "chunked" {
+            if mode == "chunked" || mode == "gzip" {
                 for piece in body.chunks(64 * 1024) {
                     out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
                     out.extend_from_slice(piece);
@@ -322,6 +335,10 @@ fn serve_worker_connection(stream: TcpStream, state: &WorkerState, url: &str) {
         if writer.write_all(&out).is_err() || close {
             let _ = writer.shutdown(Shutdown::Both);
             return;
+        }
+        if mode == "extra" {
+            let _ = writer.write_all(b"HTTP/1.1 408 Stray\r\nContent-Length: 0\r\n\r\n");
+            state.strays.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
