@@ -66,7 +66,8 @@ enum Probe {
 async fn probe(worker: &Worker) -> Result<u16, String> {
     let exchange = async {
         let mut stream = crate::pool::connect(worker).await?;
-        let request = format!("GET /status HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", worker.url().authority());
+        let request =
+            format!("GET /status HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", worker.url().authority());
         stream.write_all(request.as_bytes()).await?;
         let mut buf = ReadBuf::with_capacity(http::MAX_HEAD);
         loop {
@@ -169,7 +170,8 @@ mod tests {
 
     #[test]
     fn parses_worker_lists_in_every_form() {
-        let urls = worker_list("workers=http://a:1,http://b:2&x=1&workers=http%3A%2F%2Fc%3A3&workers=http://a:1").unwrap();
+        let urls =
+            worker_list("workers=http://a:1,http://b:2&x=1&workers=http%3A%2F%2Fc%3A3&workers=http://a:1").unwrap();
         let urls: Vec<&str> = urls.iter().map(|u| u.as_str()).collect();
         assert_eq!(urls, ["http://a:1", "http://b:2", "http://c:3"]);
         assert_eq!(worker_list("workers=").unwrap_err().status(), 400);

@@ -54,9 +54,8 @@ impl RawConfig {
 
     /// The value of `key`, deserialized; `None` if absent or null.
     fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ConfigError> {
-        let value = self.map.get(key).or_else(|| {
-            self.map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v)
-        });
+        let value =
+            self.map.get(key).or_else(|| self.map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v));
         match value {
             None | Some(serde_json::Value::Null) => Ok(None),
             Some(v) => T::deserialize(v).map(Some).map_err(|e| ConfigError(format!("\"{key}\": {e}"))),
@@ -124,10 +123,7 @@ impl Config {
             .map_err(|e| ConfigError(format!("cannot resolve \"host\" {}: {e}", self.host)))?
             .collect();
         addrs.sort_by_key(|a| a.is_ipv6());
-        addrs
-            .into_iter()
-            .next()
-            .ok_or_else(|| ConfigError(format!("\"host\" {} resolves to no address", self.host)))
+        addrs.into_iter().next().ok_or_else(|| ConfigError(format!("\"host\" {} resolves to no address", self.host)))
     }
 }
 
@@ -148,7 +144,8 @@ impl WorkerUrl {
         let bad = |why: &str| format!("worker URL {text:?} is not an absolute http://host[:port] URL ({why})");
         let t = text.trim();
         // Byte prefixes: `text` comes from the network and may be any UTF-8.
-        let starts_with = |prefix: &str| t.as_bytes().get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes()));
+        let starts_with =
+            |prefix: &str| t.as_bytes().get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes()));
         let rest = match () {
             _ if starts_with("http://") => &t[7..],
             _ if starts_with("https://") => return Err(bad("https is not supported")),
@@ -180,8 +177,7 @@ impl WorkerUrl {
                 .ok_or_else(|| bad("bad port"))?,
         };
         let valid_host = |h: &str| {
-            !h.is_empty()
-                && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+            !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
         };
         if !host.starts_with('[') && !valid_host(host) {
             return Err(bad("bad host"));
@@ -256,8 +252,9 @@ mod tests {
     fn reads_what_go_reads() {
         // Keys in any case (an exact match first), the last of repeated
         // keys, null as absent, and nothing after the first value matters.
-        let c = Config::parse(r#"{"Port": 8080, "BALANCER": "random", "workers": null, "port": 1, "port": 7} trailing"#)
-            .unwrap();
+        let c =
+            Config::parse(r#"{"Port": 8080, "BALANCER": "random", "workers": null, "port": 1, "port": 7} trailing"#)
+                .unwrap();
         assert_eq!((c.port, c.balancer, c.workers.len()), (7, BalancerKind::Random, 0));
         assert!(c.unknown_keys.is_empty(), "{:?}", c.unknown_keys);
         let c = Config::parse(r#"{"Workers": ["http://a:1"], "Host": "0.0.0.0"}"#).unwrap();
@@ -286,8 +283,21 @@ mod tests {
         assert_eq!((u.as_str(), u.authority(), u.host(), u.port()), ("http://[::1]:5000", "[::1]:5000", "[::1]", 5000));
         assert_eq!(WorkerUrl::parse("HTTP://Example.com").unwrap().as_str(), "http://example.com:80");
         for bad in [
-            "", "http://", "http://a:", "http://a:0", "http://a:99999", "http://a/x", "http://a?q",
-            "https://a", "ftp://a", "http://u@a", "http://[zz]:1", "http://a b", "123456€", "http://€", "httpé://a",
+            "",
+            "http://",
+            "http://a:",
+            "http://a:0",
+            "http://a:99999",
+            "http://a/x",
+            "http://a?q",
+            "https://a",
+            "ftp://a",
+            "http://u@a",
+            "http://[zz]:1",
+            "http://a b",
+            "123456€",
+            "http://€",
+            "httpé://a",
             "http://a:€",
         ] {
             assert!(WorkerUrl::parse(bad).is_err(), "{bad:?} accepted");

@@ -24,9 +24,15 @@ pub enum Error {
     NotImplemented(String),
     NoWorkers,
     /// No connection to the worker, or it failed before any response byte.
-    WorkerUnreachable { worker: String, cause: String },
+    WorkerUnreachable {
+        worker: String,
+        cause: String,
+    },
     /// The worker answered something that is not a valid HTTP/1.1 response.
-    BadResponse { worker: String, cause: String },
+    BadResponse {
+        worker: String,
+        cause: String,
+    },
 }
 
 impl Error {
@@ -60,7 +66,12 @@ impl fmt::Display for Error {
         match self {
             Error::BadRequest(m) | Error::NotFound(m) | Error::NotImplemented(m) => f.write_str(m),
             Error::BodyTooLarge(limit) => write!(f, "body larger than {limit} bytes"),
-            Error::HeadTooLarge => write!(f, "request head larger than {} bytes or {} fields", crate::http::MAX_HEAD, crate::http::MAX_HEADERS),
+            Error::HeadTooLarge => write!(
+                f,
+                "request head larger than {} bytes or {} fields",
+                crate::http::MAX_HEAD,
+                crate::http::MAX_HEADERS
+            ),
             Error::NoWorkers => f.write_str("can't select a worker: no workers"),
             Error::WorkerUnreachable { worker, cause } => write!(f, "worker {worker} unreachable: {cause}"),
             Error::BadResponse { worker, cause } => write!(f, "worker {worker} sent an invalid response: {cause}"),

@@ -73,7 +73,14 @@ impl Conn {
     }
 
     /// Sends a response of hiku's own; false if the client is gone.
-    pub async fn send(&mut self, code: u16, content_type: &str, body: &[u8], keep_alive: bool, meta: Option<RequestMeta>) -> bool {
+    pub async fn send(
+        &mut self,
+        code: u16,
+        content_type: &str,
+        body: &[u8],
+        keep_alive: bool,
+        meta: Option<RequestMeta>,
+    ) -> bool {
         let version = meta.map_or(Version::Http11, |m| m.version);
         self.out.clear();
         http::write_local_response(&mut self.out, code, content_type, body, keep_alive, version);
@@ -221,7 +228,12 @@ async fn serve_one(shard: &Shard, conn: &mut Conn) -> bool {
                 conn.function.clear();
                 conn.function.push_str(function);
                 conn.out.clear();
-                http::write_request_head(&mut conn.out, &req, lease.worker().url().authority(), conn.client_ip.as_bytes());
+                http::write_request_head(
+                    &mut conn.out,
+                    &req,
+                    lease.worker().url().authority(),
+                    conn.client_ip.as_bytes(),
+                );
                 conn.rbuf.consume(head_len);
                 return proxy::forward(shard, conn, lease, meta).await;
             } else {
@@ -232,7 +244,9 @@ async fn serve_one(shard: &Shard, conn: &mut Conn) -> bool {
         Route::Status => Local::Status,
         Route::AddWorkers => Local::AddWorkers(req.query().to_string()),
         Route::RemoveWorkers => Local::RemoveWorkers(req.query().to_string()),
-        Route::BadPath => Local::Error(Error::BadRequest(format!("could not find a function name in path {}", req.path()))),
+        Route::BadPath => {
+            Local::Error(Error::BadRequest(format!("could not find a function name in path {}", req.path())))
+        }
         Route::NotFound => Local::Error(Error::NotFound(format!("no such endpoint: {}", req.path()))),
     };
     conn.rbuf.consume(head_len);
@@ -269,7 +283,9 @@ async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: Request
         Local::Error(_) => unreachable!("answered above"),
     };
     match answer {
-        Ok(json) => conn.send(200, "application/json", json.as_bytes(), meta.keep_alive, Some(meta)).await && meta.keep_alive,
+        Ok(json) => {
+            conn.send(200, "application/json", json.as_bytes(), meta.keep_alive, Some(meta)).await && meta.keep_alive
+        }
         Err(e) => conn.send_error(&e, meta.keep_alive, Some(meta)).await && meta.keep_alive,
     }
 }

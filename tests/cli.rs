@@ -11,11 +11,7 @@ use support::{hiku_command, DEADLINE};
 /// Runs `hiku <args> -c <file with config>` to its end (within the deadline).
 fn run(config: &str, args: &[&str]) -> Output {
     let (mut cmd, path) = hiku_command(config, args);
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if start.elapsed() > DEADLINE {
@@ -64,7 +60,10 @@ fn check_accepts_the_sample_and_go_configs() {
 fn bad_configs_exit_78_with_one_line_naming_the_problem() {
     let cases = [
         ("{\"port\": 9020,\n \"balancer\": }", "line 2 column"),
-        (r#"{"balancer": "round-robin"}"#, "unknown \"balancer\" \"round-robin\"; valid names: pull-based, hashing-bounded, least-connections, random"),
+        (
+            r#"{"balancer": "round-robin"}"#,
+            "unknown \"balancer\" \"round-robin\"; valid names: pull-based, hashing-bounded, least-connections, random",
+        ),
         (r#"{"workers": ["localhost:5000"]}"#, "\"localhost:5000\""),
         (r#"{"workers": ["http://a:1/path"]}"#, "\"http://a:1/path\""),
         (r#"{"port": 65536}"#, "\"port\" 65536 is out of range"),

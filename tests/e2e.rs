@@ -427,7 +427,13 @@ fn local_endpoints_honour_expect_100_continue() {
     let hiku = Hiku::start("pull-based", &[&w.url]);
     let mut c = hiku.client();
     let body = format!("{{\"host\": \"{}\"}}", &w.url[7..]);
-    c.send(format!("POST /destroySandbox/f HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+    c.send(
+        format!(
+            "POST /destroySandbox/f HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
     assert_eq!(c.read(false).status, 100);
     c.send(body.as_bytes());
     let res = c.read(false);
@@ -537,7 +543,11 @@ fn workers_change_while_requests_are_in_flight() {
         a.open_gate();
         for h in held {
             let res = h.join().unwrap();
-            assert_eq!((res.status, res.worker(), res.body.as_slice()), (200, a.url.as_str(), &b"held"[..]), "{balancer}");
+            assert_eq!(
+                (res.status, res.worker(), res.body.as_slice()),
+                (200, a.url.as_str(), &b"held"[..]),
+                "{balancer}"
+            );
         }
         let status = hiku.get("/status").json();
         assert_eq!(status["workers"].as_array().unwrap().len(), 1, "{balancer}");
@@ -632,7 +642,12 @@ fn destroy_sandbox_removes_one_idle_entry() {
     assert_eq!(hiku.post("/destroySandbox/f/g", b"{}").status, 400);
     // Other balancers accept the message and keep no state.
     let hiku = Hiku::start("random", &[&a.url]);
-    let res = hiku.client().request("POST", "/destroySandbox/f", &[], format!("{{\"host\": \"{}\"}}", &a.url[7..]).as_bytes());
+    let res = hiku.client().request(
+        "POST",
+        "/destroySandbox/f",
+        &[],
+        format!("{{\"host\": \"{}\"}}", &a.url[7..]).as_bytes(),
+    );
     assert_eq!((res.status, res.json()), (200, serde_json::json!({"removed": false})));
 }
 

@@ -121,12 +121,14 @@ impl Balancer for HashingBounded {
     fn workers_changed(&self, workers: &WorkerSet) {
         let ring = Arc::new(Ring::build(workers));
         // Publish unless a newer set's ring got there first.
-        self.ring.rcu(|current| {
-            if current.generation > ring.generation {
-                Arc::clone(current)
-            } else {
-                Arc::clone(&ring)
-            }
-        });
+        self.ring.rcu(
+            |current| {
+                if current.generation > ring.generation {
+                    Arc::clone(current)
+                } else {
+                    Arc::clone(&ring)
+                }
+            },
+        );
     }
 }

@@ -58,12 +58,8 @@ pub enum BalancerKind {
 }
 
 impl BalancerKind {
-    pub const ALL: [BalancerKind; 4] = [
-        BalancerKind::PullBased,
-        BalancerKind::HashingBounded,
-        BalancerKind::LeastConnections,
-        BalancerKind::Random,
-    ];
+    pub const ALL: [BalancerKind; 4] =
+        [BalancerKind::PullBased, BalancerKind::HashingBounded, BalancerKind::LeastConnections, BalancerKind::Random];
 
     pub fn name(self) -> &'static str {
         match self {

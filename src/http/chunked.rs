@@ -11,7 +11,9 @@ pub const MAX_TRAILERS: usize = 16 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Hex digits of a chunk size (`digits` so far).
-    Size { digits: u8 },
+    Size {
+        digits: u8,
+    },
     /// After the size: optional whitespace and `;extensions` up to CR.
     Extension,
     SizeLf,

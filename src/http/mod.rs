@@ -57,7 +57,9 @@ impl<'b> Request<'_, 'b> {
     /// (RFC 9112 §3.2.2, `http://host/run/f`) loses its scheme and authority.
     pub fn origin_target(&self) -> &'b str {
         let t = self.target;
-        let scheme = ["http://", "https://"].into_iter().find(|s| t.as_bytes().get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s.as_bytes())));
+        let scheme = ["http://", "https://"]
+            .into_iter()
+            .find(|s| t.as_bytes().get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s.as_bytes())));
         match scheme {
             Some(s) => t[s.len()..].find(['/', '?']).map_or("/", |i| &t[s.len() + i..]),
             None => t,
@@ -120,7 +122,9 @@ pub fn parse_request<'h, 'b>(
         keep_alive: keep_alive(version, headers),
         // RFC 9110 §10.1.1: an HTTP/1.0 client's Expect is ignored.
         expect_continue: version == Version::Http11
-            && headers.iter().any(|h| h.name.eq_ignore_ascii_case("expect") && h.value.eq_ignore_ascii_case(b"100-continue")),
+            && headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case("expect") && h.value.eq_ignore_ascii_case(b"100-continue")),
     }))
 }
 

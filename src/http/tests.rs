@@ -7,7 +7,8 @@ type Parsed = (String, Framing, bool, bool, usize);
 
 fn req(raw: &[u8]) -> Result<Option<Parsed>, Error> {
     let mut h = empty_headers();
-    Ok(parse_request(raw, &mut h)?.map(|r| (r.target.to_string(), r.framing, r.keep_alive, r.expect_continue, r.head_len)))
+    Ok(parse_request(raw, &mut h)?
+        .map(|r| (r.target.to_string(), r.framing, r.keep_alive, r.expect_continue, r.head_len)))
 }
 
 fn status(raw: &[u8]) -> u16 {
@@ -19,7 +20,9 @@ fn parses_requests_and_their_framing() {
     let (target, framing, keep, expect, len) =
         req(b"POST /run/f?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello").unwrap().unwrap();
     assert_eq!((target.as_str(), framing, keep, expect, len), ("/run/f?x=1", Framing::Length(5), true, false, 56));
-    let r = req(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n").unwrap().unwrap();
+    let r = req(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap()
+        .unwrap();
     assert_eq!((r.1, r.3), (Framing::Chunked, true));
     let r = req(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 3\r\nConnection: close\r\n\r\n").unwrap().unwrap();
     assert_eq!((r.1, r.2), (Framing::Length(3), false));
@@ -42,7 +45,9 @@ fn absolute_form_targets_are_routed_and_forwarded_in_origin_form() {
     let mut out = Vec::new();
     write_request_head(&mut out, &r, "w:1", b"1.2.3.4");
     assert!(out.starts_with(b"POST /run/f?x=1 HTTP/1.1\r\n"), "{}", String::from_utf8_lossy(&out));
-    for (target, origin) in [("HTTP://h", "/"), ("http://h?q", "?q"), ("/a?b", "/a?b"), ("*", "*"), ("https://h/€", "/€")] {
+    for (target, origin) in
+        [("HTTP://h", "/"), ("http://h?q", "?q"), ("/a?b", "/a?b"), ("*", "*"), ("https://h/€", "/€")]
+    {
         let raw = format!("OPTIONS {target} HTTP/1.1\r\nHost: h\r\n\r\n");
         let mut h = empty_headers();
         assert_eq!(parse_request(raw.as_bytes(), &mut h).unwrap().unwrap().origin_target(), origin, "{target}");
@@ -130,7 +135,10 @@ fn rewrites_the_response_for_the_client() {
     let r = parse_response(raw, &mut h, false).unwrap().unwrap();
     let mut out = Vec::new();
     write_response_head(&mut out, &r, Framing::Chunked, true, Version::Http11);
-    assert_eq!(String::from_utf8(out).unwrap(), "HTTP/1.1 201 Created\r\nX-Worker: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "HTTP/1.1 201 Created\r\nX-Worker: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
     let mut out = Vec::new();
     write_response_head(&mut out, &r, Framing::Close, false, Version::Http10);
     assert_eq!(String::from_utf8(out).unwrap(), "HTTP/1.1 201 Created\r\nX-Worker: 1\r\nConnection: close\r\n\r\n");
@@ -139,7 +147,10 @@ fn rewrites_the_response_for_the_client() {
     let r = parse_response(raw, &mut h, true).unwrap().unwrap();
     let mut out = Vec::new();
     write_response_head(&mut out, &r, Framing::None, true, Version::Http10);
-    assert_eq!(String::from_utf8(out).unwrap(), "HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: keep-alive\r\n\r\n"
+    );
 }
 
 #[test]

@@ -30,7 +30,8 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 fn scratch_dir() -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!("hiku-e2e-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+    let dir =
+        std::env::temp_dir().join(format!("hiku-e2e-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -68,11 +69,8 @@ impl Hiku {
     pub fn start_config(config: &str, cores: usize) -> Hiku {
         let (mut cmd, path) = hiku_command(config, &["start", "--cores", &cores.to_string()]);
         let stderr = path.with_file_name("stderr.log");
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .expect("hiku starts");
+        let mut child =
+            cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&stderr).unwrap()).spawn().expect("hiku starts");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -310,7 +308,8 @@ fn serve_worker_connection(stream: TcpStream, state: &WorkerState, url: &str) {
         };
         let mut head = format!("HTTP/1.1 {code} Whatever\r\nX-Worker: {url}\r\nX-Custom: yes\r\n");
         let no_body = method == "HEAD" || code == 204 || code == 304;
-        let close = mode == "close" || header(&msg.headers, "connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        let close =
+            mode == "close" || header(&msg.headers, "connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
         match mode {
             "chunked" => head.push_str("Transfer-Encoding: chunked\r\n"),
             "gzip" => head.push_str("Transfer-Encoding: gzip, chunked\r\n"),
@@ -352,7 +351,9 @@ pub fn pattern(n: usize) -> Vec<u8> {
 enum Kind {
     Request,
     /// A response to a request of this method.
-    Response { head: bool },
+    Response {
+        head: bool,
+    },
 }
 
 struct Message {
@@ -388,7 +389,8 @@ fn read_message(r: &mut BufReader<TcpStream>, kind: Kind) -> Option<Message> {
     let chunked = header(&headers, "transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked"));
     let length = header(&headers, "content-length").map(|l| l.parse::<usize>().expect("a valid Content-Length"));
     let mut body = Vec::new();
-    let bodiless = matches!(kind, Kind::Response { head: true }) || (100..200).contains(&code) || code == 204 || code == 304;
+    let bodiless =
+        matches!(kind, Kind::Response { head: true }) || (100..200).contains(&code) || code == 204 || code == 304;
     if bodiless {
     } else if chunked {
         loop {
@@ -476,7 +478,8 @@ impl Client {
     /// Reads the next answer (to a HEAD request if `head`); interim 1xx
     /// answers are returned like any other.
     pub fn read(&mut self, head: bool) -> Response {
-        let msg = read_message(&mut self.reader, Kind::Response { head }).expect("an answer before the connection closed");
+        let msg =
+            read_message(&mut self.reader, Kind::Response { head }).expect("an answer before the connection closed");
         let mut start = msg.start.splitn(3, ' ');
         Response {
             version: start.next().unwrap().to_string(),
