@@ -37,18 +37,31 @@ pub struct Emulator {
 
 /// A running scheduler and the `host:port` it listens on.
 pub struct Scheduler {
-    _child: Child,
+    child: Child,
     pub address: String,
 }
 
+impl Scheduler {
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
 /// A command whose process dies with us, even if we are killed outright.
-fn command(binary: &Path) -> Command {
+pub fn command(binary: &Path) -> Command {
+    command_dying_with(binary, libc::SIGKILL)
+}
+
+/// A command whose process is killed when dropped, and sent `signal` if we
+/// die first (SIGTERM for a process that must take its own children down).
+pub fn command_dying_with(binary: &Path, signal: libc::c_int) -> Command {
     let mut command = Command::new(binary);
     command.kill_on_drop(true).stdin(Stdio::null());
     // SAFETY: prctl is async-signal-safe and touches only the child.
     unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal) != 0 {
                 return Err(io::Error::last_os_error());
             }
             Ok(())
@@ -89,15 +102,22 @@ pub async fn start_emulator(args: &EmulatorArgs, scheduler_url: &str) -> Result<
     }
 }
 
-/// Starts `binary start -c <config>` with its output in `log`, and waits
-/// until its port accepts connections.
-pub async fn start_scheduler(binary: &Path, config: &Path, address: &str, log: &Path) -> Result<Scheduler, String> {
+/// Starts `binary start -c <config> [extra...]` with its output in `log`,
+/// and waits until its port accepts connections.
+pub async fn start_scheduler(
+    binary: &Path,
+    config: &Path,
+    extra: &[String],
+    address: &str,
+    log: &Path,
+) -> Result<Scheduler, String> {
     let log_file = std::fs::File::create(log).map_err(|e| error(&log.display().to_string(), e))?;
     let log_err = log_file.try_clone().map_err(|e| error(&log.display().to_string(), e))?;
     let mut child = command(binary)
         .arg("start")
         .arg("-c")
         .arg(config)
+        .args(extra)
         .stdout(log_file)
         .stderr(log_err)
         .spawn()
@@ -108,7 +128,7 @@ pub async fn start_scheduler(binary: &Path, config: &Path, address: &str, log: &
             return Err(format!("{} exited ({status}) before listening; its log:\n{}", binary.display(), tail(log)));
         }
         if TcpStream::connect(address).await.is_ok() {
-            return Ok(Scheduler { _child: child, address: address.to_string() });
+            return Ok(Scheduler { child, address: address.to_string() });
         }
         if tokio::time::Instant::now() > deadline {
             return Err(format!(

@@ -91,7 +91,7 @@ async fn run_one(
     let json = serde_json::json!({"host": host, "port": port, "balancer": balancer, "workers": emulator.urls});
     std::fs::write(&config, json.to_string()).map_err(|e| format!("{}: {e}", config.display()))?;
     let log = workdir.join(format!("{name}.log"));
-    let scheduler = cluster::start_scheduler(&contender.binary, &config, &address, &log).await?;
+    let scheduler = cluster::start_scheduler(&contender.binary, &config, &[], &address, &log).await?;
 
     let plan = Arc::new(Plan {
         target: scheduler.address.clone(),
@@ -157,10 +157,10 @@ async fn show_progress(label: String, plan: Arc<Plan>, progress: Arc<Progress>) 
 }
 
 /// A scratch directory for configs and logs, removed when dropped.
-struct WorkDir(PathBuf);
+pub struct WorkDir(pub PathBuf);
 
 impl WorkDir {
-    fn new() -> Result<WorkDir, String> {
+    pub fn new() -> Result<WorkDir, String> {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let path = std::env::temp_dir().join(format!("hiku-perf-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -27,20 +27,34 @@
 //!
 //! [`http`] is the minimal HTTP/1.1 both ends speak; [`rng`] the seeded
 //! randomness.
+//!
+//! `perf/throughput` measures the other side of the question, the proxy's
+//! own cost: [`throughput`] starts `hiku-upstream` ([`upstream`]: trivial
+//! servers on one mio thread) and a proxy in front of them for every
+//! measurement, drives it with [`blast`] (a wrk-like closed-loop generator
+//! on one mio thread, framing responses with [`framing`]), reads the
+//! proxy's CPU time and peak memory from `/proc` ([`procstat`]), and
+//! [`summary`] reports the medians over rounds.
 
+pub mod blast;
 pub mod cluster;
 pub mod emulator;
 pub mod experiment;
 pub mod figures;
+pub mod framing;
 pub mod functions;
 pub mod http;
 pub mod loadgen;
 pub mod metrics;
 pub mod model;
+pub mod procstat;
 pub mod report;
 pub mod rng;
 pub mod scale;
+pub mod summary;
 pub mod svg;
+pub mod throughput;
+pub mod upstream;
 pub mod workload;
 
 /// The Azure Functions 2021 trace's per-function probabilities, beside the repository.

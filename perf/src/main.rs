@@ -1,12 +1,19 @@
-//! `hiku-perf experiment`: parse the options, run, print and write the report.
+//! `hiku-perf experiment` and `hiku-perf throughput`: parse the options,
+//! run, print and write the report.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use hiku_perf::blast::Load;
 use hiku_perf::cluster::EmulatorArgs;
 use hiku_perf::experiment::{self, Contender, Options, BALANCERS};
 use hiku_perf::report::{self, Report};
+use hiku_perf::summary;
+use hiku_perf::throughput::{self, Proxy};
 
 #[derive(Parser)]
 #[command(name = "hiku-perf", version, about = "The Hiku paper's experiment on one machine")]
@@ -19,6 +26,66 @@ struct Cli {
 enum Command {
     /// Run the paper's workload through each scheduler and balancer
     Experiment(ExperimentArgs),
+    /// Measure the proxy's own cost: throughput, latency, CPU and memory at full speed
+    Throughput(ThroughputArgs),
+    /// Run only the throughput generator against a running server, and print what it measured
+    Blast(BlastArgs),
+}
+
+#[derive(Args)]
+struct BlastArgs {
+    /// host:port to send to; repeat to spread the connections over several
+    #[arg(long, required = true)]
+    target: Vec<SocketAddr>,
+    /// Client connections, one request outstanding on each
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds measured
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Untimed seconds before
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+}
+
+#[derive(Args)]
+struct ThroughputArgs {
+    /// A short run: 3 rounds of 2 s at 64 and 256 connections
+    #[arg(long)]
+    quick: bool,
+    /// Client connections, comma-separated [default: 64,256,1024, or 64,256 with --quick]
+    #[arg(long, value_delimiter = ',')]
+    connections: Vec<usize>,
+    /// Rounds; every contender is measured at every connection count in each
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Seconds measured per contender and connection count [default: 5, or 2 with --quick]
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Untimed seconds of load before each measurement [default: 1, or 0.5 with --quick]
+    #[arg(long)]
+    warmup: Option<f64>,
+    /// The balancer in the schedulers' config
+    #[arg(long, default_value = "least-connections")]
+    balancer: String,
+    /// Cores for hiku (`--cores`) and nginx (worker processes) [default: all]
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Another scheduler binary, started as `PATH start -c <config>`
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// An nginx binary, run as a least_conn keep-alive reverse proxy
+    #[arg(long)]
+    nginx: Option<PathBuf>,
+    /// The hiku binary [default: `hiku` beside this program]
+    #[arg(long)]
+    hiku: Option<PathBuf>,
+    /// The upstream binary [default: `hiku-upstream` beside this program]
+    #[arg(long)]
+    upstream: Option<PathBuf>,
+    /// Write the medians as JSON
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -170,7 +237,160 @@ fn write_outputs(args: &ExperimentArgs, outcomes: &[experiment::Outcome]) -> Res
 }
 
 fn main() -> ExitCode {
-    let Command::Experiment(args) = Cli::parse().command;
+    match Cli::parse().command {
+        Command::Experiment(args) => experiment(args),
+        Command::Throughput(args) => throughput(args),
+        Command::Blast(args) => blast(args),
+    }
+}
+
+fn blast(args: BlastArgs) -> ExitCode {
+    let (duration, warmup) = match (seconds(args.duration, "--duration"), seconds(args.warmup, "--warmup")) {
+        (Ok(d), Ok(w)) if !d.is_zero() && args.connections > 0 => (d, w),
+        _ => {
+            eprintln!("hiku-perf: --duration and --connections must be positive");
+            return ExitCode::from(2);
+        }
+    };
+    let load = Load {
+        targets: args.target,
+        connections: args.connections,
+        functions: hiku_perf::functions::names(),
+        body: throughput::BODY.to_vec(),
+        warmup,
+        duration,
+        timeout: throughput::REQUEST_TIMEOUT,
+    };
+    match hiku_perf::blast::run(&load, &AtomicBool::new(false), |_| {}) {
+        Ok(t) => {
+            println!(
+                "{} connections: {:.0} req/s  p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  {} ok  errors {:?}",
+                args.connections,
+                t.rps(),
+                t.latency_ms(0.5),
+                t.latency_ms(0.99),
+                t.latency_ms(0.999),
+                t.ok,
+                t.errors
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hiku-perf: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn seconds(value: f64, what: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value).map_err(|_| format!("{what} must be a number of seconds, not {value}"))
+}
+
+fn throughput_options(args: &ThroughputArgs) -> Result<throughput::Options, String> {
+    let (duration, warmup, connections) = match args.quick {
+        true => (args.duration.unwrap_or(2.0), args.warmup.unwrap_or(0.5), vec![64, 256]),
+        false => (args.duration.unwrap_or(5.0), args.warmup.unwrap_or(1.0), vec![64, 256, 1024]),
+    };
+    let connections = if args.connections.is_empty() { connections } else { args.connections.clone() };
+    let (duration, warmup) = (seconds(duration, "--duration")?, seconds(warmup, "--warmup")?);
+    if duration.is_zero() || args.rounds == 0 || connections.contains(&0) {
+        return Err("--duration, --rounds and every --connections must be positive".to_string());
+    }
+    if !BALANCERS.contains(&args.balancer.as_str()) {
+        return Err(format!("unknown balancer {:?}; the balancers are {}", args.balancer, BALANCERS.join(", ")));
+    }
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = args.cores.unwrap_or(available);
+    if cores == 0 {
+        return Err("--cores must be at least 1".to_string());
+    }
+    let hiku = args.hiku.clone().unwrap_or_else(|| sibling("hiku"));
+    let upstream = args.upstream.clone().unwrap_or_else(|| sibling("hiku-upstream"));
+    let hiku_extra = args.cores.map(|n| vec!["--cores".to_string(), n.to_string()]).unwrap_or_default();
+    let mut contenders = vec![
+        throughput::Contender { label: "direct".to_string(), proxy: Proxy::Direct },
+        throughput::Contender {
+            label: "hiku".to_string(),
+            proxy: Proxy::Scheduler { binary: hiku, extra: hiku_extra },
+        },
+    ];
+    if let Some(path) = &args.baseline {
+        let proxy = Proxy::Scheduler { binary: path.clone(), extra: Vec::new() };
+        contenders.push(throughput::Contender { label: baseline_label(path), proxy });
+    }
+    if let Some(path) = &args.nginx {
+        contenders
+            .push(throughput::Contender { label: "nginx".to_string(), proxy: Proxy::Nginx { binary: path.clone() } });
+    }
+    let binaries = contenders.iter().filter_map(|c| match &c.proxy {
+        Proxy::Direct => None,
+        Proxy::Scheduler { binary, .. } | Proxy::Nginx { binary } => Some(binary),
+    });
+    for binary in binaries.chain([&upstream]) {
+        if !binary.is_file() {
+            return Err(format!(
+                "no binary at {} (build with `cargo build --release -p hiku -p hiku-perf`)",
+                binary.display()
+            ));
+        }
+    }
+    Ok(throughput::Options {
+        contenders,
+        upstream,
+        balancer: args.balancer.clone(),
+        cores,
+        connections,
+        rounds: args.rounds,
+        warmup,
+        duration,
+        progress: true,
+    })
+}
+
+fn throughput(args: ThroughputArgs) -> ExitCode {
+    let options = match throughput_options(&args) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("hiku-perf: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(dir) = args.json.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("hiku-perf: {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    let result = runtime.block_on(async {
+        tokio::select! {
+            result = throughput::run(&options) => result,
+            // Dropping the run kills every process it started and stops the generator.
+            _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
+        }
+    });
+    let outcome = result.and_then(|rows| {
+        print!("{}", summary::table(&rows, "hiku"));
+        match &args.json {
+            Some(path) => {
+                let json = serde_json::to_string_pretty(&summary::Report { results: rows }).expect("plain structs");
+                std::fs::write(path, json + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+                eprintln!("wrote {}", path.display());
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hiku-perf: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn experiment(args: ExperimentArgs) -> ExitCode {
     let options = match options(&args) {
         Ok(options) => options,
         Err(e) => {

@@ -1,0 +1,368 @@
+//! `perf/throughput`: the proxy's own cost. For each round, each
+//! connection count and each contender, fresh processes: two trivial
+//! upstreams ([`crate::upstream`], in their own process), the contender in
+//! front of them (or nothing, for `direct`), and the generator
+//! ([`crate::blast`], on its own thread) at full speed against it. Each
+//! measurement reads the contender's CPU time at the window's edges and
+//! its peak memory at the end; [`crate::summary`] takes the medians.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::Child;
+
+use crate::blast::{self, Load, Mark, Tally};
+use crate::cluster;
+use crate::experiment::WorkDir;
+use crate::functions;
+use crate::procstat;
+use crate::summary::{self, Row, Sample};
+
+/// The body of every request.
+pub const BODY: &[u8] = br#"{"param0": "value0"}"#;
+/// Upstream servers behind every contender.
+pub const UPSTREAMS: usize = 2;
+/// How long a process gets to come up.
+const START_DEADLINE: Duration = Duration::from_secs(20);
+/// A request unanswered this long is an error (wrk's default).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// nginx's keep-alive pool per worker process.
+const NGINX_KEEPALIVE: usize = 256;
+
+/// What stands between the generator and the upstreams.
+#[derive(Debug, Clone)]
+pub enum Proxy {
+    /// Nothing: the generator's connections alternate between the upstreams.
+    Direct,
+    /// A binary with the Go original's `start -c <config>` interface, and
+    /// arguments after it (hiku's `--cores`).
+    Scheduler { binary: PathBuf, extra: Vec<String> },
+    /// nginx as a least-connections keep-alive reverse proxy.
+    Nginx { binary: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct Contender {
+    pub label: String,
+    pub proxy: Proxy,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub contenders: Vec<Contender>,
+    pub upstream: PathBuf,
+    /// The balancer in the schedulers' config.
+    pub balancer: String,
+    /// Cores for the proxy: nginx's worker processes (hiku gets `--cores` in
+    /// its `extra`).
+    pub cores: usize,
+    pub connections: Vec<usize>,
+    pub rounds: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// Show progress on stderr.
+    pub progress: bool,
+}
+
+/// Every round, in which every contender is measured at every connection
+/// count; the medians.
+pub async fn run(options: &Options) -> Result<Vec<Row>, String> {
+    let workdir = WorkDir::new()?;
+    let mut samples = Vec::new();
+    for round in 1..=options.rounds {
+        for &connections in &options.connections {
+            for contender in &options.contenders {
+                let sample = measure(options, contender, connections, &workdir.0).await?;
+                if options.progress {
+                    eprintln!(
+                        "[round {round}/{}] {:<12} {connections:>5} conns: {:>8.0} req/s  p99 {:.2} ms  {} errors  \
+                         {:.4} cpu s/1k  {:.1} MB",
+                        options.rounds,
+                        contender.label,
+                        sample.rps,
+                        sample.p99_ms,
+                        sample.errors,
+                        sample.cpu_s_per_1k,
+                        sample.peak_rss_mb
+                    );
+                }
+                samples.push(sample);
+            }
+        }
+    }
+    Ok(summary::summarize(&samples))
+}
+
+/// The processes of one measurement; all are killed when this drops.
+struct Setup {
+    _upstreams: Child,
+    _proxy: Option<Running>,
+    /// Where the generator connects.
+    targets: Vec<SocketAddr>,
+    /// Whose CPU and memory are counted.
+    pids: Vec<u32>,
+}
+
+/// Held only to be dropped (which kills it).
+enum Running {
+    Scheduler { _process: cluster::Scheduler },
+    Nginx { _process: Nginx },
+}
+
+async fn measure(
+    options: &Options,
+    contender: &Contender,
+    connections: usize,
+    workdir: &Path,
+) -> Result<Sample, String> {
+    let setup = start(options, contender, workdir).await?;
+    let load = Load {
+        targets: setup.targets.clone(),
+        connections,
+        functions: functions::names(),
+        body: BODY.to_vec(),
+        warmup: options.warmup,
+        duration: options.duration,
+        timeout: REQUEST_TIMEOUT,
+    };
+    let pids = setup.pids.clone();
+    let (tally, cpu) = generate(load, pids).await?;
+    let peak_rss_mb = procstat::peak_rss_mb(&setup.pids);
+    drop(setup);
+    let cpu_s = match cpu.as_slice() {
+        [start, end] => end - start,
+        _ => f64::NAN,
+    };
+    if options.progress && tally.errors.total() > 0 {
+        eprintln!("{} at {connections} connections: errors {:?}", contender.label, tally.errors);
+    }
+    Ok(Sample {
+        contender: contender.label.clone(),
+        connections,
+        rps: tally.rps(),
+        p50_ms: tally.latency_ms(0.5),
+        p99_ms: tally.latency_ms(0.99),
+        p999_ms: tally.latency_ms(0.999),
+        errors: tally.errors.total(),
+        cpu_s_per_1k: cpu_s / (tally.ok as f64 / 1000.0),
+        peak_rss_mb,
+    })
+}
+
+/// Sets the flag when dropped: the generator stops if the measurement is
+/// abandoned (Ctrl-C, an error elsewhere).
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs the generator on its own thread; the CPU seconds of `pids` at the
+/// window's start and end come back with its tally.
+async fn generate(load: Load, pids: Vec<u32>) -> Result<(Tally, Vec<f64>), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop_on_drop = StopOnDrop(stop.clone());
+    let (send, receive) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("blast".to_string())
+        .spawn(move || {
+            let mut cpu = Vec::new();
+            let tally = blast::run(&load, &stop, |_: Mark| cpu.push(procstat::cpu_seconds(&pids)));
+            let _ = send.send(tally.map(|t| (t, cpu)));
+        })
+        .map_err(|e| format!("starting the generator: {e}"))?;
+    receive.await.map_err(|_| "the generator panicked".to_string())?.map_err(|e| format!("the generator failed: {e}"))
+}
+
+async fn start(options: &Options, contender: &Contender, workdir: &Path) -> Result<Setup, String> {
+    let (upstreams, urls) = start_upstreams(&options.upstream).await?;
+    let upstream_pid = upstreams.id().ok_or("the upstreams exited")?;
+    let addresses: Vec<SocketAddr> = urls
+        .iter()
+        .map(|u| crate::http::authority(u).and_then(|a| a.parse().ok()).ok_or_else(|| format!("bad upstream {u}")))
+        .collect::<Result<_, _>>()?;
+    let (proxy, targets, pids) = match &contender.proxy {
+        Proxy::Direct => (None, addresses, vec![upstream_pid]),
+        Proxy::Scheduler { binary, extra } => {
+            let port = cluster::free_port()?;
+            let config = workdir.join(format!("{}.json", contender.label));
+            let json =
+                serde_json::json!({"host": "127.0.0.1", "port": port, "balancer": options.balancer, "workers": urls});
+            std::fs::write(&config, json.to_string()).map_err(|e| format!("{}: {e}", config.display()))?;
+            let log = workdir.join(format!("{}.log", contender.label));
+            let address = format!("127.0.0.1:{port}");
+            let scheduler = cluster::start_scheduler(binary, &config, extra, &address, &log).await?;
+            let pid = scheduler.pid().ok_or_else(|| format!("{} exited", contender.label))?;
+            let target = address.parse().expect("an address");
+            (Some(Running::Scheduler { _process: scheduler }), vec![target], vec![pid])
+        }
+        Proxy::Nginx { binary } => {
+            let nginx = start_nginx(binary, &addresses, options.cores, workdir).await?;
+            let pids = nginx.pids();
+            let target = nginx.address;
+            (Some(Running::Nginx { _process: nginx }), vec![target], pids)
+        }
+    };
+    Ok(Setup { _upstreams: upstreams, _proxy: proxy, targets, pids })
+}
+
+/// Starts `hiku-upstream` and reads its servers' URLs.
+async fn start_upstreams(binary: &Path) -> Result<(Child, Vec<String>), String> {
+    let mut child = cluster::command(binary)
+        .args(["--servers", &UPSTREAMS.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut urls = Vec::new();
+    let read = async {
+        while urls.len() < UPSTREAMS {
+            match lines.next_line().await {
+                Ok(Some(line)) => urls.extend(line.strip_prefix("upstream ").map(str::to_string)),
+                Ok(None) => return Err("the upstreams exited before listing their URLs".to_string()),
+                Err(e) => return Err(format!("reading the upstreams' output: {e}")),
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(START_DEADLINE, read).await {
+        Ok(Ok(())) => Ok((child, urls)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!("the upstreams listed no URLs within {START_DEADLINE:?}")),
+    }
+}
+
+/// A running nginx: its master and worker processes. The workers are not
+/// our children and outlive a killed master, so they are killed by pid.
+struct Nginx {
+    master: Child,
+    workers: Vec<u32>,
+    address: SocketAddr,
+}
+
+impl Nginx {
+    fn pids(&self) -> Vec<u32> {
+        self.master.id().into_iter().chain(self.workers.iter().copied()).collect()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        for &pid in &self.workers {
+            // SAFETY: kill(2) on a pid we saw as our nginx master's child.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+        let _ = self.master.start_kill();
+    }
+}
+
+/// nginx's configuration: `cores` workers, least connections over the
+/// upstreams with a keep-alive pool, everything it writes in `dir`.
+pub fn nginx_config(upstreams: &[SocketAddr], port: u16, cores: usize, dir: &Path) -> String {
+    let dir = dir.display();
+    let servers: String = upstreams.iter().map(|a| format!("        server {a};\n")).collect();
+    format!(
+        "worker_processes {cores};
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+worker_rlimit_nofile 65536;
+events {{
+    worker_connections 16384;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    keepalive_requests 1000000;
+    upstream workers {{
+        least_conn;
+{servers}        keepalive {NGINX_KEEPALIVE};
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://workers;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }}
+    }}
+}}
+"
+    )
+}
+
+async fn start_nginx(binary: &Path, upstreams: &[SocketAddr], cores: usize, workdir: &Path) -> Result<Nginx, String> {
+    let port = cluster::free_port()?;
+    let dir = workdir.join(format!("nginx-{port}"));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let config = dir.join("nginx.conf");
+    std::fs::write(&config, nginx_config(upstreams, port, cores, &dir))
+        .map_err(|e| format!("{}: {e}", config.display()))?;
+    let log = dir.join("stderr.log");
+    let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    // On our death the master gets SIGTERM, and stops its workers itself.
+    let master = cluster::command_dying_with(binary, libc::SIGTERM)
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(&config)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log_file)
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+    let mut nginx = Nginx { master, workers: Vec::new(), address };
+    let deadline = tokio::time::Instant::now() + START_DEADLINE;
+    loop {
+        if let Ok(Some(status)) = nginx.master.try_wait() {
+            let errors = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+            return Err(format!("nginx exited ({status}) before listening:\n{}{errors}", cluster::tail(&log)));
+        }
+        let master = nginx.master.id().unwrap_or(0);
+        nginx.workers = procstat::children(master);
+        if nginx.workers.len() >= cores && TcpStream::connect(address).await.is_ok() {
+            return Ok(nginx);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("nginx did not start {cores} workers on {address} within {START_DEADLINE:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nginx_is_configured_as_a_least_connections_keep_alive_proxy() {
+        let upstreams: Vec<SocketAddr> = vec!["127.0.0.1:5000".parse().unwrap(), "127.0.0.1:5001".parse().unwrap()];
+        let config = nginx_config(&upstreams, 9020, 2, Path::new("/tmp/x"));
+        for line in [
+            "worker_processes 2;",
+            "daemon off;",
+            "pid /tmp/x/nginx.pid;",
+            "        least_conn;\n        server 127.0.0.1:5000;\n        server 127.0.0.1:5001;\n        keepalive 256;",
+            "listen 127.0.0.1:9020 backlog=4096;",
+            "proxy_http_version 1.1;",
+            "proxy_set_header Connection \"\";",
+            "access_log off;",
+        ] {
+            assert!(config.contains(line), "{line:?} missing from\n{config}");
+        }
+    }
+}
