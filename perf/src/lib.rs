@@ -35,6 +35,9 @@
 //! on one mio thread, framing responses with [`framing`]), reads the
 //! proxy's CPU time and peak memory from `/proc` ([`procstat`]), and
 //! [`summary`] reports the medians over rounds.
+//!
+//! `perf/results` runs both at full length and [`results`] lays their
+//! reports out as `perf/RESULTS.md`.
 
 pub mod blast;
 pub mod cluster;
@@ -49,6 +52,7 @@ pub mod metrics;
 pub mod model;
 pub mod procstat;
 pub mod report;
+pub mod results;
 pub mod rng;
 pub mod scale;
 pub mod summary;

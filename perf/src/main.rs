@@ -12,6 +12,7 @@ use hiku_perf::blast::Load;
 use hiku_perf::cluster::EmulatorArgs;
 use hiku_perf::experiment::{self, Contender, Options, BALANCERS};
 use hiku_perf::report::{self, Report};
+use hiku_perf::results::{self, Experiment, Provenance};
 use hiku_perf::summary;
 use hiku_perf::throughput::{self, Proxy};
 
@@ -30,6 +31,27 @@ enum Command {
     Throughput(ThroughputArgs),
     /// Run only the throughput generator against a running server, and print what it measured
     Blast(BlastArgs),
+    /// Lay out saved reports as markdown (perf/RESULTS.md) on stdout
+    Results(ResultsArgs),
+}
+
+#[derive(Args)]
+struct ResultsArgs {
+    /// A report written by `experiment --json`, with its label: LABEL=FILE (repeatable)
+    #[arg(long = "experiment", value_name = "LABEL=FILE")]
+    experiments: Vec<String>,
+    /// A report written by `throughput --json`
+    #[arg(long)]
+    throughput: Option<PathBuf>,
+    /// The commit the reports were measured at
+    #[arg(long)]
+    commit: String,
+    /// When they were measured
+    #[arg(long)]
+    date: String,
+    /// A command that produced them, as run (repeatable)
+    #[arg(long = "command")]
+    commands: Vec<String>,
 }
 
 #[derive(Args)]
@@ -241,6 +263,32 @@ fn main() -> ExitCode {
         Command::Experiment(args) => experiment(args),
         Command::Throughput(args) => throughput(args),
         Command::Blast(args) => blast(args),
+        Command::Results(args) => results(args),
+    }
+}
+
+fn results(args: ResultsArgs) -> ExitCode {
+    let page = (|| {
+        let mut experiments = Vec::new();
+        for spec in &args.experiments {
+            let (label, file) =
+                spec.split_once('=').ok_or_else(|| format!("--experiment {spec}: expected LABEL=FILE"))?;
+            experiments.push(Experiment { label: label.to_string(), report: results::load(Path::new(file))? });
+        }
+        let throughput: Option<summary::Report> = args.throughput.as_deref().map(results::load).transpose()?;
+        let provenance =
+            Provenance { date: args.date.clone(), commit: args.commit.clone(), commands: args.commands.clone() };
+        Ok::<_, String>(results::markdown(&provenance, &results::machine(), &experiments, throughput.as_ref()))
+    })();
+    match page {
+        Ok(page) => {
+            print!("{page}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hiku-perf: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,0 +1,150 @@
+//! `perf/RESULTS.md`: the reports that `experiment --json` and
+//! `throughput --json` wrote, laid out as markdown with the machine, the
+//! date, the commit and the commands that produced them. Every number in it
+//! comes from those files; nothing is typed in.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::report::{self, Report};
+use crate::summary;
+
+/// One experiment report and what distinguishes it (its memory, say).
+pub struct Experiment {
+    pub label: String,
+    pub report: Report,
+}
+
+/// Where and from what the results came.
+pub struct Provenance {
+    pub date: String,
+    pub commit: String,
+    /// The commands that produced the reports, as run.
+    pub commands: Vec<String>,
+}
+
+/// Reads a JSON report written by `experiment --json` or `throughput --json`.
+pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// This machine as the reports' reader needs to know it: processor, cores,
+/// memory and kernel, from /proc.
+pub fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_string()))
+        .unwrap_or_else(|| "unknown processor".to_string());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / (1024.0 * 1024.0));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{model}, {cores} cores, {mem_gib:.0} GiB, Linux {}", kernel.trim())
+}
+
+/// The markdown page.
+pub fn markdown(
+    provenance: &Provenance,
+    machine: &str,
+    experiments: &[Experiment],
+    throughput: Option<&summary::Report>,
+) -> String {
+    let mut out = String::from("# hiku: measured results\n\n");
+    out += "Written by `perf/results` from the JSON reports of `perf/experiment` and `perf/throughput`; ";
+    out += "see `perf/README.md` for what the columns mean. Do not edit by hand: run it again.\n\n";
+    let _ = writeln!(out, "- machine: {machine}");
+    let _ = writeln!(out, "- date: {}", provenance.date);
+    let _ = writeln!(out, "- commit: {}", provenance.commit);
+    for command in &provenance.commands {
+        let _ = writeln!(out, "- `{command}`");
+    }
+    for e in experiments {
+        let _ = write!(out, "\n## The paper's experiment: {}\n\n```\n{}```\n", e.label, report::table(&e.report.runs));
+    }
+    if let Some(t) = throughput {
+        let _ = write!(
+            out,
+            "\n## The proxy's own cost (medians over rounds)\n\n```\n{}```\n",
+            summary::table(&t.results, "hiku")
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Added, Latency, Phase, Run};
+
+    fn run(scheduler: &str, calls: u64) -> Run {
+        Run {
+            scheduler: scheduler.to_string(),
+            balancer: "pull-based".to_string(),
+            calls,
+            failed: 0,
+            throughput_rps: 54.7,
+            latency_ms: Latency { mean: 481.0, p50: 400.0, p90: 800.0, p95: 900.0, p99: 1200.0 },
+            cold_start_rate: 0.3,
+            load_cv: 0.27,
+            added_latency_ms: Added { p50: 0.2, p99: 1.5 },
+            phases: vec![Phase { vus: 20, throughput_rps: 20.0 }],
+        }
+    }
+
+    #[test]
+    fn the_page_holds_every_report_and_where_it_came_from() {
+        let provenance = Provenance {
+            date: "2026-11-23".to_string(),
+            commit: "abc123".to_string(),
+            commands: vec!["perf/experiment --baseline /x/hiku-go".to_string()],
+        };
+        let experiments = vec![
+            Experiment {
+                label: "6 GB".to_string(),
+                report: Report { runs: vec![run("hiku", 16414), run("go", 12361)] },
+            },
+            Experiment { label: "16 GB".to_string(), report: Report { runs: vec![run("hiku", 17000)] } },
+        ];
+        let row = |contender: &str, rps: f64| summary::Row {
+            contender: contender.to_string(),
+            connections: 64,
+            rps,
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            p999_ms: 3.0,
+            errors: 0,
+            cpu_s_per_1k: 0.02,
+            peak_rss_mb: 20.0,
+        };
+        let throughput = summary::Report { results: vec![row("hiku", 40000.0), row("nginx", 50000.0)] };
+        let page = markdown(&provenance, "a machine", &experiments, Some(&throughput));
+        for needle in [
+            "a machine",
+            "2026-11-23",
+            "abc123",
+            "`perf/experiment --baseline /x/hiku-go`",
+            "## The paper's experiment: 6 GB",
+            "## The paper's experiment: 16 GB",
+            "16414",
+            "12361",
+            "17000",
+            "40000",
+            "50000",
+            "1.25",
+        ] {
+            assert!(page.contains(needle), "{needle} missing from:\n{page}");
+        }
+    }
+
+    #[test]
+    fn machine_names_cores_and_kernel() {
+        let m = machine();
+        assert!(m.contains("cores") && m.contains("Linux"), "{m}");
+    }
+}
