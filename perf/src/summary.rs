@@ -6,19 +6,9 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
-/// One measurement: one contender at one connection count in one round.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub contender: String,
-    pub connections: usize,
-    pub rps: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub p999_ms: f64,
-    pub errors: u64,
-    pub cpu_s_per_1k: f64,
-    pub peak_rss_mb: f64,
-}
+/// One measurement: one contender at one connection count in one round,
+/// with the same numbers a [`Row`] summarises.
+pub type Sample = Row;
 
 /// Everything written to `--json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,6 +2,8 @@
 //! 2 s phases) through the real hiku binary, and the report checked
 //! against what the workers themselves counted.
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -12,28 +14,10 @@ use hiku_perf::experiment::{self, Contender, Options};
 /// The whole experiment must end within this.
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// hiku's binary: `HIKU_BIN`, else `hiku` in the target directory this test
-/// was built into (`target/<profile>/deps/<test>` -> `target/<profile>/hiku`).
-fn hiku_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("HIKU_BIN") {
-        return PathBuf::from(path);
-    }
-    let test = std::env::current_exe().expect("the test's own path");
-    let profile_dir = test.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>");
-    let hiku = profile_dir.join("hiku");
-    assert!(
-        hiku.is_file(),
-        "no hiku binary at {}: build it first (`cargo build -p hiku`, or run `cargo test --workspace`), \
-         or point HIKU_BIN at one",
-        hiku.display()
-    );
-    hiku
-}
-
 #[test]
 fn a_tiny_experiment_is_complete_and_consistent() {
     let options = Options {
-        contenders: vec![Contender { label: "hiku".to_string(), binary: hiku_binary() }],
+        contenders: vec![Contender { label: "hiku".to_string(), binary: support::hiku_binary() }],
         balancers: vec!["pull-based".to_string(), "least-connections".to_string()],
         emulator: EmulatorArgs {
             binary: PathBuf::from(env!("CARGO_BIN_EXE_hiku-emulator")),

@@ -2,7 +2,8 @@
 //! of about a second at 8 connections) through the real binaries, and its
 //! JSON report checked for completeness. Speed is reported, not asserted.
 
-use std::path::PathBuf;
+mod support;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -10,24 +11,6 @@ use hiku_perf::summary::Report;
 
 /// The whole run must end within this.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// hiku's binary: `HIKU_BIN`, else `hiku` in the target directory this test
-/// was built into (`target/<profile>/deps/<test>` -> `target/<profile>/hiku`).
-fn hiku_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("HIKU_BIN") {
-        return PathBuf::from(path);
-    }
-    let test = std::env::current_exe().expect("the test's own path");
-    let profile_dir = test.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>");
-    let hiku = profile_dir.join("hiku");
-    assert!(
-        hiku.is_file(),
-        "no hiku binary at {}: build it first (`cargo build -p hiku`, or run `cargo test --workspace`), \
-         or point HIKU_BIN at one",
-        hiku.display()
-    );
-    hiku
-}
 
 #[test]
 fn a_tiny_measurement_reports_every_contender_without_errors() {
@@ -37,7 +20,7 @@ fn a_tiny_measurement_reports_every_contender_without_errors() {
     let output = Command::new(env!("CARGO_BIN_EXE_hiku-perf"))
         .args(["throughput", "--rounds", "1", "--duration", "1", "--warmup", "0.2", "--connections", "8"])
         .arg("--hiku")
-        .arg(hiku_binary())
+        .arg(support::hiku_binary())
         .arg("--upstream")
         .arg(env!("CARGO_BIN_EXE_hiku-upstream"))
         .arg("--json")
