@@ -52,6 +52,9 @@ struct ResultsArgs {
     /// A command that produced them, as run (repeatable)
     #[arg(long = "command")]
     commands: Vec<String>,
+    /// Anything else a reader must know, such as what the baseline is (repeatable)
+    #[arg(long = "note")]
+    notes: Vec<String>,
 }
 
 #[derive(Args)]
@@ -276,8 +279,12 @@ fn results(args: ResultsArgs) -> ExitCode {
             experiments.push(Experiment { label: label.to_string(), report: results::load(Path::new(file))? });
         }
         let throughput: Option<summary::Report> = args.throughput.as_deref().map(results::load).transpose()?;
-        let provenance =
-            Provenance { date: args.date.clone(), commit: args.commit.clone(), commands: args.commands.clone() };
+        let provenance = Provenance {
+            date: args.date.clone(),
+            commit: args.commit.clone(),
+            commands: args.commands.clone(),
+            notes: args.notes.clone(),
+        };
         Ok::<_, String>(results::markdown(&provenance, &results::machine(), &experiments, throughput.as_ref()))
     })();
     match page {

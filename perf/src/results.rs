@@ -21,6 +21,8 @@ pub struct Provenance {
     pub commit: String,
     /// The commands that produced the reports, as run.
     pub commands: Vec<String>,
+    /// Anything else the reader must know (what a baseline binary is).
+    pub notes: Vec<String>,
 }
 
 /// Reads a JSON report written by `experiment --json` or `throughput --json`.
@@ -56,13 +58,17 @@ pub fn markdown(
     throughput: Option<&summary::Report>,
 ) -> String {
     let mut out = String::from("# hiku: measured results\n\n");
-    out += "Written by `perf/results` from the JSON reports of `perf/experiment` and `perf/throughput`; ";
-    out += "see `perf/README.md` for what the columns mean. Do not edit by hand: run it again.\n\n";
+    out += "Written by `hiku-perf results` (as `perf/results` runs it after measuring) from the JSON reports of ";
+    out += "`perf/experiment` and `perf/throughput`; `perf/README.md` says what the columns mean. ";
+    out += "Not edited by hand: measure again to update it.\n\n";
     let _ = writeln!(out, "- machine: {machine}");
     let _ = writeln!(out, "- date: {}", provenance.date);
     let _ = writeln!(out, "- commit: {}", provenance.commit);
     for command in &provenance.commands {
         let _ = writeln!(out, "- `{command}`");
+    }
+    for note in &provenance.notes {
+        let _ = writeln!(out, "- {note}");
     }
     for e in experiments {
         let _ = write!(out, "\n## The paper's experiment: {}\n\n```\n{}```\n", e.label, report::table(&e.report.runs));
@@ -103,6 +109,7 @@ mod tests {
             date: "2026-11-23".to_string(),
             commit: "abc123".to_string(),
             commands: vec!["perf/experiment --baseline /x/hiku-go".to_string()],
+            notes: vec!["hiku-go is a local build".to_string()],
         };
         let experiments = vec![
             Experiment {
@@ -129,6 +136,7 @@ mod tests {
             "2026-11-23",
             "abc123",
             "`perf/experiment --baseline /x/hiku-go`",
+            "- hiku-go is a local build",
             "## The paper's experiment: 6 GB",
             "## The paper's experiment: 16 GB",
             "16414",
