@@ -140,7 +140,8 @@ async fn show_progress(label: String, plan: Arc<Plan>, progress: Arc<Progress>) 
         let phase = phase.min(PHASE_VUS.len() - 1);
         let (done, failed) = (progress.completed.load(Ordering::Relaxed), progress.failed.load(Ordering::Relaxed));
         let line = format!(
-            "[{label}] {:>5.1}/{:.1} s  {:>3} VUs  {done} calls  {failed} failed",
+            "[{label}] {} {:>5.1}/{:.1} s  {:>3} VUs  {done} calls  {failed} failed",
+            bar(elapsed.as_secs_f64() / total.as_secs_f64(), 24),
             elapsed.as_secs_f64(),
             total.as_secs_f64(),
             PHASE_VUS[phase]
@@ -154,6 +155,12 @@ async fn show_progress(label: String, plan: Arc<Plan>, progress: Arc<Progress>) 
         last_phase = phase;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// A progress bar `width` characters wide, `done` (0 to 1) of it filled.
+fn bar(done: f64, width: usize) -> String {
+    let filled = ((done.clamp(0.0, 1.0) * width as f64).round() as usize).min(width);
+    format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
 }
 
 /// A scratch directory for configs and logs, removed when dropped.
@@ -171,5 +178,16 @@ impl WorkDir {
 impl Drop for WorkDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_progress_bar_fills_with_time() {
+        assert_eq!(super::bar(0.0, 4), "[....]");
+        assert_eq!(super::bar(0.5, 4), "[##..]");
+        assert_eq!(super::bar(1.0, 4), "[####]");
+        assert_eq!(super::bar(2.0, 4), "[####]");
     }
 }
