@@ -3,6 +3,8 @@
 //! idle instance of f. A request for f goes to the least-loaded worker in f's
 //! queue (consuming that entry); with none, to the least-loaded worker.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use super::idle_queues::{IdleQueues, DEFAULT_MAX_FUNCTIONS};
 use super::least_connections::least_loaded;
 use super::{Balancer, Outcome};
@@ -10,6 +12,8 @@ use crate::worker::{Lease, Worker, WorkerSet};
 
 pub struct PullBased {
     idle: IdleQueues,
+    /// The newest worker-set generation whose removed workers were dropped.
+    retained: AtomicU64,
 }
 
 impl PullBased {
@@ -18,7 +22,7 @@ impl PullBased {
     }
 
     pub fn with_max_functions(max: usize) -> PullBased {
-        PullBased { idle: IdleQueues::new(max) }
+        PullBased { idle: IdleQueues::new(max), retained: AtomicU64::new(0) }
     }
 
     pub fn idle_queues(&self) -> &IdleQueues {
@@ -51,6 +55,11 @@ impl Balancer for PullBased {
     }
 
     fn workers_changed(&self, workers: &WorkerSet) {
-        self.idle.retain(workers);
+        // Two admin changes on two cores may get here out of order. A newer
+        // set has every removal of an older one, so the older is skipped:
+        // it would drop the entries of a worker the newer one added.
+        if self.retained.fetch_max(workers.generation(), Ordering::AcqRel) < workers.generation() {
+            self.idle.retain(workers);
+        }
     }
 }

@@ -134,6 +134,22 @@ fn pull_based_forgets_failures_destroyed_sandboxes_and_removed_workers() {
     }
 }
 
+#[test]
+fn pull_based_ignores_an_older_worker_set_that_arrives_late() {
+    let pull = PullBased::new();
+    let all = crate::worker::tests::set_of(3);
+    let older = WorkerSet::new(5, all.as_slice()[..2].to_vec());
+    let newer = WorkerSet::new(6, all.as_slice().to_vec());
+    pull.workers_changed(&newer);
+    pull.release("f", &all.as_slice()[2], Outcome::Completed);
+    // The change to `older` finished after the one to `newer`, which added w3.
+    pull.workers_changed(&older);
+    assert_eq!(pull.idle_queues().count("f", 3), 1, "w3's entry survives");
+    // A newer set still drops what it no longer has.
+    pull.workers_changed(&WorkerSet::new(7, all.as_slice()[..2].to_vec()));
+    assert_eq!(pull.idle_queues().count("f", 3), 0);
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Select(u8),
