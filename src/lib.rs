@@ -38,14 +38,20 @@
 //! 2. [`server`] routes by path. For `/run/<fn>` the scheduler selects a
 //!    worker and returns a `Lease`.
 //! 3. [`proxy`] writes the rewritten head (hop-by-hop fields removed,
-//!    `X-Forwarded-For` extended) to a pooled or new worker connection and
-//!    streams the body through a fixed buffer; a small request goes out in
-//!    one write and can be replayed if a pooled connection turns out closed.
+//!    `X-Forwarded-For` extended) to a worker connection from the shard's
+//!    pool (peeked first: closed or holding stray bytes, it is dropped) or
+//!    a new one, and streams the body through a fixed buffer; a small
+//!    request goes out in one write, and an idempotent one is sent again if
+//!    a pooled connection fails before any answer.
 //! 4. The response head is rewritten the same way and the body streamed back
 //!    (chunked bodies passed through, or decoded for HTTP/1.0 clients).
-//! 5. The worker connection returns to the shard's pool; the balancer hears
-//!    how the request ended (pull-based records a warm idle instance); the
-//!    lease drops.
+//! 5. Once the worker's answer is read to its end, the worker connection
+//!    returns to the pool and the balancer hears how the request ended
+//!    (pull-based records a warm idle instance for a 2xx/3xx); the lease
+//!    drops. Only then do the last bytes go to the client, so its next call
+//!    finds the worker idle.
+//! 6. A connection hiku closes is shut down for writing and drained for a
+//!    moment, so the client reads the last answer rather than a reset.
 //!
 //! ## Layout
 //!
