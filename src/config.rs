@@ -5,6 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
 use crate::balancer::BalancerKind;
+use crate::http::strip_prefix_ignore_case;
 
 /// What `hiku start` needs to run, as read from the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,13 +144,11 @@ impl WorkerUrl {
     pub fn parse(text: &str) -> Result<WorkerUrl, String> {
         let bad = |why: &str| format!("worker URL {text:?} is not an absolute http://host[:port] URL ({why})");
         let t = text.trim();
-        // Byte prefixes: `text` comes from the network and may be any UTF-8.
-        let starts_with =
-            |prefix: &str| t.as_bytes().get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes()));
-        let rest = match () {
-            _ if starts_with("http://") => &t[7..],
-            _ if starts_with("https://") => return Err(bad("https is not supported")),
-            _ => return Err(bad("it must start with http://")),
+        let Some(rest) = strip_prefix_ignore_case(t, "http://") else {
+            if strip_prefix_ignore_case(t, "https://").is_some() {
+                return Err(bad("https is not supported"));
+            }
+            return Err(bad("it must start with http://"));
         };
         let authority = rest.strip_suffix('/').unwrap_or(rest);
         if authority.contains(['/', '?', '#', '@']) {

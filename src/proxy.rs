@@ -29,6 +29,8 @@ pub struct RequestMeta {
     pub expect_continue: bool,
     /// Whether the request may be sent again (RFC 9110 §9.2.2).
     pub idempotent: bool,
+    /// The length of the body if all of it arrived with the head.
+    pub whole_body: Option<usize>,
 }
 
 /// How a body copy failed: on the side read from, the side written to, or
@@ -104,15 +106,11 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, lease: Lease, meta: Request
 /// and whether the client connection stays open.
 async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: RequestMeta) -> Result<(u16, bool), Failure> {
     let unreachable = |cause: String| Error::WorkerUnreachable { worker: worker.url().to_string(), cause };
-    let buffered = match http::buffered_body_len(conn.rbuf.data(), meta.framing) {
-        Ok(n) => n,
-        Err(e) => return Err(Failure::Answer { error: Error::BadRequest(e.to_string()), body_read: false }),
-    };
     // A small request that is whole in the buffer is sent in one write. If
     // it is idempotent it is sent again on a fresh connection when a reused
     // one fails before any answer (the worker closed it while idle); any
     // other request may have reached the worker, and must not run twice.
-    let whole = buffered.filter(|&n| conn.out.len() + n <= WHOLE_LIMIT);
+    let whole = meta.whole_body.filter(|&n| conn.out.len() + n <= WHOLE_LIMIT);
     if let Some(n) = whole {
         conn.out.extend_from_slice(&conn.rbuf.data()[..n]);
         conn.rbuf.consume(n);
@@ -333,13 +331,16 @@ async fn copy_body(
                 .map_err(CopyError::Framing)?,
             Framing::None | Framing::Close => data.len(),
         };
-        if !decode && pending.len() + used > COALESCE_LIMIT {
+        if decode {
+            // The data went into `pending` as it was decoded.
+            if pending.len() > COALESCE_LIMIT {
+                flush(dst, pending).await?;
+            }
+        } else if pending.len() + used <= COALESCE_LIMIT {
+            pending.extend_from_slice(&data[..used]);
+        } else {
             flush(dst, pending).await?;
             dst.write_all(&data[..used]).await.map_err(CopyError::Write)?;
-        } else if !decode {
-            pending.extend_from_slice(&data[..used]);
-        } else if pending.len() > COALESCE_LIMIT {
-            flush(dst, pending).await?;
         }
         buf.consume(used);
     }

@@ -208,6 +208,9 @@ async fn serve_one(shard: &Shard, conn: &mut Conn) -> bool {
             return false;
         }
     };
+    // Malformed body framing already in view is the client's error: found
+    // before a worker is leased (and, for pull-based, a warm entry used up).
+    let body = http::buffered_body_len(&conn.rbuf.data()[req.head_len..], req.framing);
     let meta = RequestMeta {
         framing: req.framing,
         keep_alive: req.keep_alive,
@@ -215,14 +218,12 @@ async fn serve_one(shard: &Shard, conn: &mut Conn) -> bool {
         head: req.is_head(),
         expect_continue: req.expect_continue,
         idempotent: req.is_idempotent(),
+        whole_body: body.ok().flatten(),
     };
     let head_len = req.head_len;
     let local = match route(req.path()) {
         Route::Run(function) => {
-            // Malformed body framing already in view is the client's error:
-            // found before a worker is leased (and, for pull-based, before a
-            // warm entry is used up).
-            if let Err(e) = http::buffered_body_len(&conn.rbuf.data()[head_len..], req.framing) {
+            if let Err(e) = body {
                 Local::Error(Error::BadRequest(e.to_string()))
             } else if let Ok(lease) = shard.scheduler.select(function) {
                 conn.function.clear();
@@ -294,12 +295,12 @@ async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: Request
 /// waiting for a body not sent yet. The connection stays open only if the
 /// whole body was already read (it is skipped).
 async fn answer_error(conn: &mut Conn, error: &Error, meta: RequestMeta) -> bool {
-    let keep_alive = match http::buffered_body_len(conn.rbuf.data(), meta.framing) {
-        Ok(Some(n)) => {
+    let keep_alive = match meta.whole_body {
+        Some(n) => {
             conn.rbuf.consume(n);
             meta.keep_alive
         }
-        _ => false,
+        None => false,
     };
     conn.send_error(error, keep_alive, Some(meta)).await && keep_alive
 }
@@ -313,8 +314,10 @@ async fn read_small_body(conn: &mut Conn, meta: RequestMeta) -> Result<Vec<u8>, 
             return Err(too_large());
         }
     }
-    let whole = matches!(http::buffered_body_len(conn.rbuf.data(), meta.framing), Ok(Some(_)));
-    if meta.expect_continue && !whole && conn.client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+    if meta.expect_continue
+        && meta.whole_body.is_none()
+        && conn.client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err()
+    {
         return Err(None);
     }
     let mut body = Vec::new();

@@ -57,11 +57,8 @@ impl<'b> Request<'_, 'b> {
     /// (RFC 9112 §3.2.2, `http://host/run/f`) loses its scheme and authority.
     pub fn origin_target(&self) -> &'b str {
         let t = self.target;
-        let scheme = ["http://", "https://"]
-            .into_iter()
-            .find(|s| t.as_bytes().get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s.as_bytes())));
-        match scheme {
-            Some(s) => t[s.len()..].find(['/', '?']).map_or("/", |i| &t[s.len() + i..]),
+        match ["http://", "https://"].into_iter().find_map(|scheme| strip_prefix_ignore_case(t, scheme)) {
+            Some(authority_on) => authority_on.find(['/', '?']).map_or("/", |i| &authority_on[i..]),
             None => t,
         }
     }
@@ -84,6 +81,13 @@ impl<'b> Request<'_, 'b> {
     pub fn is_idempotent(&self) -> bool {
         matches!(self.method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE")
     }
+}
+
+/// `s` without `prefix` (ASCII, any case), if it starts with it. Compares
+/// bytes: `s` comes from the network and may be any UTF-8.
+pub fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.as_bytes().get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix.as_bytes()).then(|| &s[prefix.len()..])
 }
 
 /// Parses a request head; `Ok(None)` means more bytes are needed.
