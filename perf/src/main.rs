@@ -287,16 +287,30 @@ fn results(args: ResultsArgs) -> ExitCode {
         };
         Ok::<_, String>(results::markdown(&provenance, &results::machine(), &experiments, throughput.as_ref()))
     })();
-    match page {
-        Ok(page) => {
-            print!("{page}");
-            ExitCode::SUCCESS
-        }
+    exit(page.map(|page| print!("{page}")))
+}
+
+/// The exit status for how a command ended, with the error on stderr.
+fn exit(outcome: Result<(), String>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hiku-perf: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `work` to its end or until Ctrl-C; dropping it (on Ctrl-C, too)
+/// kills every process it started.
+fn until_interrupted<T>(work: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    runtime.block_on(async {
+        tokio::select! {
+            result = work => result,
+            _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
+        }
+    })
 }
 
 fn blast(args: BlastArgs) -> ExitCode {
@@ -316,25 +330,18 @@ fn blast(args: BlastArgs) -> ExitCode {
         duration,
         timeout: throughput::REQUEST_TIMEOUT,
     };
-    match hiku_perf::blast::run(&load, &AtomicBool::new(false), |_| {}) {
-        Ok(t) => {
-            println!(
-                "{} connections: {:.0} req/s  p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  {} ok  errors {:?}",
-                args.connections,
-                t.rps(),
-                t.latency_ms(0.5),
-                t.latency_ms(0.99),
-                t.latency_ms(0.999),
-                t.ok,
-                t.errors
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("hiku-perf: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit(hiku_perf::blast::run(&load, &AtomicBool::new(false), |_| {}).map_err(|e| e.to_string()).map(|t| {
+        println!(
+            "{} connections: {:.0} req/s  p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  {} ok  errors {:?}",
+            args.connections,
+            t.rps(),
+            t.latency_ms(0.5),
+            t.latency_ms(0.99),
+            t.latency_ms(0.999),
+            t.ok,
+            t.errors
+        );
+    }))
 }
 
 fn seconds(value: f64, what: &str) -> Result<Duration, String> {
@@ -416,15 +423,7 @@ fn throughput(args: ThroughputArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
-    let result = runtime.block_on(async {
-        tokio::select! {
-            result = throughput::run(&options) => result,
-            // Dropping the run kills every process it started and stops the generator.
-            _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
-        }
-    });
-    let outcome = result.and_then(|rows| {
+    let outcome = until_interrupted(throughput::run(&options)).and_then(|rows| {
         print!("{}", summary::table(&rows, "hiku"));
         match &args.json {
             Some(path) => {
@@ -436,13 +435,7 @@ fn throughput(args: ThroughputArgs) -> ExitCode {
             None => Ok(()),
         }
     });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("hiku-perf: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit(outcome)
 }
 
 fn experiment(args: ExperimentArgs) -> ExitCode {
@@ -462,23 +455,9 @@ fn experiment(args: ExperimentArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
-    let result = runtime.block_on(async {
-        tokio::select! {
-            result = experiment::run(&options) => result,
-            // Dropping the run kills every process it started.
-            _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
-        }
-    });
-    let outcome = result.and_then(|outcomes| {
+    let outcome = until_interrupted(experiment::run(&options)).and_then(|outcomes| {
         print!("{}", report::table(&outcomes.iter().map(|o| o.run.clone()).collect::<Vec<_>>()));
         write_outputs(&args, &outcomes)
     });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("hiku-perf: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit(outcome)
 }
