@@ -4,15 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_lite::AsyncWriteExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::config::WorkerUrl;
+use crate::conn::Shard;
 use crate::error::Error;
 use crate::http::{self, ReadBuf};
+use crate::runtime;
 use crate::scheduler::Scheduler;
-use crate::server::Shard;
 use crate::worker::{Worker, WorkerSet};
 
 /// How long `/status` waits for a worker's own `/status`.
@@ -26,7 +26,7 @@ pub async fn status(shard: &Shard) -> String {
         .iter()
         .map(|w| {
             let w = Arc::clone(w);
-            glommio::spawn_local(async move { probe(&w).await })
+            runtime::spawn(async move { probe(&w).await })
         })
         .collect();
     let mut list = Vec::with_capacity(workers.len());
@@ -68,26 +68,25 @@ async fn probe(worker: &Worker) -> Result<u16, String> {
         let mut stream = crate::pool::connect(worker).await?;
         let request =
             format!("GET /status HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", worker.url().authority());
-        stream.write_all(request.as_bytes()).await?;
+        runtime::write_all(&mut stream, &mut request.into_bytes()).await?;
         let mut buf = ReadBuf::with_capacity(http::MAX_HEAD);
         loop {
             let mut headers = http::empty_headers();
             match http::parse_response(buf.data(), &mut headers, false) {
                 Ok(Some(res)) => return Ok(res.code),
                 Ok(None) if !buf.is_full() => {}
-                Ok(None) => return Err(std::io::Error::other("response head too large").into()),
-                Err(e) => return Err(std::io::Error::other(e).into()),
+                Ok(None) => return Err(std::io::Error::other("response head too large")),
+                Err(e) => return Err(std::io::Error::other(e)),
             }
             if buf.fill(&mut stream).await? == 0 {
-                return Err(std::io::Error::other("connection closed before a response").into());
+                return Err(std::io::Error::other("connection closed before a response"));
             }
         }
     };
-    glommio::timer::timeout(PROBE_TIMEOUT, exchange).await.map_err(|e| match e {
-        glommio::GlommioError::TimedOut(_) => format!("no answer within {PROBE_TIMEOUT:?}"),
-        glommio::GlommioError::IoError(e) => e.to_string(),
-        e => e.to_string(),
-    })
+    match runtime::timeout(PROBE_TIMEOUT, exchange).await {
+        Ok(result) => result.map_err(|e: std::io::Error| e.to_string()),
+        Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+    }
 }
 
 /// `?workers=a,b&workers=c`: every URL, validated, without repeats.
@@ -125,9 +124,9 @@ pub async fn add_workers(scheduler: &Scheduler, query: &str) -> Result<String, E
         }
         let lookup = url.clone();
         // Name resolution blocks: run it off the executor.
-        let addrs = glommio::executor()
-            .spawn_blocking(move || lookup.resolve())
+        let addrs = runtime::blocking(move || lookup.resolve())
             .await
+            .and_then(|resolved| resolved)
             .map_err(|e| Error::BadRequest(format!("cannot resolve the host of worker {url}: {e}")))?;
         new.push((url, addrs));
     }

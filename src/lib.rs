@@ -6,15 +6,21 @@
 //!
 //! ## The machine
 //!
-//! hiku runs one [glommio] executor per core, pinned to it. Each executor
-//! is a *shard* ([`server::Shard`]) that owns, with no sharing at all:
+//! hiku runs one [monoio] runtime per core, on a thread pinned to it. Each
+//! is a *shard* ([`conn::Shard`]) that owns, with no sharing at all:
 //!
 //! - its listening socket: every shard binds the same address with
 //!   `SO_REUSEPORT`, and the kernel spreads new connections over them;
 //! - its client connections, each served start to finish on the shard,
-//!   with fixed buffers reused from request to request ([`server::Conn`]);
+//!   with fixed buffers reused from request to request ([`conn::Conn`]);
 //! - its keep-alive connections to the workers ([`pool::Pool`]), since a
-//!   glommio stream can't move between threads.
+//!   stream belongs to the runtime that made it;
+//! - its I/O driver: an io_uring ring set up with `COOP_TASKRUN`,
+//!   `SINGLE_ISSUER` and `DEFER_TASKRUN`, so reads and writes are
+//!   submitted in batches and their completions reaped by the shard itself
+//!   when it next enters the kernel (no interrupt, no wake-up from another
+//!   core); or epoll, where io_uring is blocked ([`runtime`] chooses once
+//!   at start, and nothing else knows which).
 //!
 //! Shared by all shards, through one `Arc<`[`scheduler::Scheduler`]`>`:
 //!
@@ -60,19 +66,23 @@
 //! - [`balancer`]: the `Balancer` trait and one file per strategy.
 //! - [`scheduler`]: the shared state and worker-set changes.
 //! - [`http`]: parsing, framing and rewriting of HTTP/1.1 messages.
-//! - [`server`], [`proxy`], [`pool`]: the engine.
+//! - [`runtime`]: the seam to the runtime: driver, shard threads, socket I/O.
+//! - [`server`]: listeners, accepting, routing; [`conn`]: a shard and a
+//!   client connection; [`proxy`]: forwarding; [`pool`]: worker connections.
 //! - [`admin`]: `/status`, `/admin/workers/*`, `/destroySandbox/<fn>`.
 //! - [`error`]: every failure and its HTTP answer.
-//! - [`sys`], [`logger`]: start-up checks and stderr logging.
+//! - [`sys`], [`logger`]: start-up settings and stderr logging.
 
 pub mod admin;
 pub mod balancer;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod http;
 pub mod logger;
 pub mod pool;
 pub mod proxy;
+pub mod runtime;
 pub mod scheduler;
 pub mod server;
 pub mod sys;

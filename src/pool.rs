@@ -1,6 +1,6 @@
-//! One core's keep-alive connections to the workers. glommio streams can't
-//! leave the core that made them, so each core keeps its own pool: plain
-//! `RefCell` state, never borrowed across an `.await`.
+//! One core's keep-alive connections to the workers. A stream belongs to
+//! the runtime of the core that made it, so each core keeps its own pool:
+//! plain `RefCell` state, never borrowed across an `.await`.
 
 use std::cell::RefCell;
 use std::io;
@@ -8,8 +8,8 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use ahash::AHashMap;
-use glommio::net::TcpStream;
 
+use crate::runtime::{self, TcpStream};
 use crate::worker::{Worker, WorkerId, WorkerSet};
 
 /// How long to wait for a worker to accept a connection.
@@ -78,12 +78,15 @@ fn is_open(stream: &TcpStream) -> bool {
 pub async fn connect(worker: &Worker) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
     for addr in worker.addrs() {
-        match TcpStream::connect_timeout(*addr, CONNECT_TIMEOUT).await {
-            Ok(s) => {
+        match runtime::timeout(CONNECT_TIMEOUT, TcpStream::connect_addr(*addr)).await {
+            Ok(Ok(s)) => {
                 s.set_nodelay(true)?;
                 return Ok(s);
             }
-            Err(e) => last = e.into(),
+            Ok(Err(e)) => last = e,
+            Err(_) => {
+                last = io::Error::new(io::ErrorKind::TimedOut, format!("no connection within {CONNECT_TIMEOUT:?}"))
+            }
         }
     }
     Err(last)

@@ -3,13 +3,11 @@
 
 use std::io;
 
-use futures_lite::AsyncWriteExt;
-use glommio::net::TcpStream;
-
 use crate::balancer::Outcome;
+use crate::conn::{Conn, Shard};
 use crate::error::Error;
 use crate::http::{self, ChunkError, ChunkedDecoder, Framing, ReadBuf, Version};
-use crate::server::{Conn, Shard};
+use crate::runtime::{self, TcpStream};
 use crate::worker::{Lease, Worker};
 
 /// A whole request up to this size is sent in one write and kept until the
@@ -127,7 +125,7 @@ async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: Request
                 .map_err(|e| Failure::Answer { error: unreachable(e.to_string()), body_read: whole.is_some() })?,
         };
         let sent = match whole {
-            Some(_) => up.write_all(&conn.out).await.map_err(CopyError::Write),
+            Some(_) => runtime::write_all(&mut up, &mut conn.out).await.map_err(CopyError::Write),
             None => send_streaming(conn, &mut up, meta).await,
         };
         let result = match sent {
@@ -168,7 +166,7 @@ async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: Request
 /// Sends the head in `conn.out`, then streams the body from the client.
 async fn send_streaming(conn: &mut Conn, up: &mut TcpStream, meta: RequestMeta) -> Result<(), CopyError> {
     if meta.expect_continue {
-        conn.client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.map_err(CopyError::Read)?;
+        conn.send_continue().await.map_err(CopyError::Read)?;
     }
     copy_body(&mut conn.client, &mut conn.rbuf, up, meta.framing, false, &mut conn.out).await?;
     flush(up, &mut conn.out).await
@@ -340,7 +338,8 @@ async fn copy_body(
             pending.extend_from_slice(&data[..used]);
         } else {
             flush(dst, pending).await?;
-            dst.write_all(&data[..used]).await.map_err(CopyError::Write)?;
+            buf.write_to(dst, used).await.map_err(CopyError::Write)?;
+            continue;
         }
         buf.consume(used);
     }
@@ -348,7 +347,7 @@ async fn copy_body(
 
 async fn flush(dst: &mut TcpStream, pending: &mut Vec<u8>) -> Result<(), CopyError> {
     if !pending.is_empty() {
-        dst.write_all(pending).await.map_err(CopyError::Write)?;
+        runtime::write_all(dst, pending).await.map_err(CopyError::Write)?;
         pending.clear();
     }
     Ok(())

@@ -1,34 +1,28 @@
-//! The engine: one glommio executor per core, each accepting on its own
-//! SO_REUSEPORT listener and serving its connections start to finish.
+//! The shards: one per core, each accepting on its own SO_REUSEPORT
+//! listener and serving its connections start to finish, routing each
+//! request to the proxy or to hiku's own endpoints.
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_lite::{AsyncWriteExt, FutureExt};
-use glommio::net::{TcpListener, TcpStream};
-use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+use futures_lite::FutureExt;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::admin;
 use crate::config::Config;
+use crate::conn::{Conn, Shard};
 use crate::error::Error;
-use crate::http::{self, Framing, ReadBuf, Version};
+use crate::http::{self, Framing};
 use crate::pool::Pool;
 use crate::proxy::{self, RequestMeta};
+use crate::runtime::{self, Driver, TcpListener, TcpStream};
 use crate::scheduler::{NewWorker, Scheduler};
 
-/// Memory each executor registers with io_uring. Sockets read into our own
-/// buffers, so glommio's 10 MiB default would only lock memory for nothing.
-const IO_MEMORY: usize = 64 << 10;
 const LISTEN_BACKLOG: i32 = 4096;
-/// Bytes of worker responses read at a time per connection.
-const RESPONSE_BUFFER: usize = http::MAX_HEAD;
 /// Largest body hiku reads for its own endpoints (`destroySandbox`, admin).
 const LOCAL_BODY_LIMIT: usize = 64 * 1024;
 /// How long a connection hiku closes keeps being read (and the bytes
@@ -37,69 +31,6 @@ const LOCAL_BODY_LIMIT: usize = 64 * 1024;
 const LINGER: Duration = Duration::from_secs(2);
 /// How often each core closes idle connections to removed or closed workers.
 const POOL_SWEEP_EVERY: Duration = Duration::from_secs(5);
-
-/// What one core owns.
-pub struct Shard {
-    pub scheduler: Arc<Scheduler>,
-    pub pool: Pool,
-    pub cores: usize,
-}
-
-/// One client connection and its buffers, reused from request to request.
-pub struct Conn {
-    pub client: TcpStream,
-    /// Bytes from the client.
-    pub rbuf: ReadBuf,
-    /// Bytes from the worker.
-    pub ubuf: ReadBuf,
-    /// Heads (and small bodies) on their way out.
-    pub out: Vec<u8>,
-    /// The function of the request being served.
-    pub function: String,
-    client_ip: String,
-}
-
-impl Conn {
-    fn new(client: TcpStream) -> Conn {
-        let client_ip = client.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
-        Conn {
-            client,
-            rbuf: ReadBuf::with_capacity(http::MAX_HEAD),
-            ubuf: ReadBuf::with_capacity(RESPONSE_BUFFER),
-            out: Vec::with_capacity(4096),
-            function: String::new(),
-            client_ip,
-        }
-    }
-
-    /// Sends a response of hiku's own; false if the client is gone.
-    pub async fn send(
-        &mut self,
-        code: u16,
-        content_type: &str,
-        body: &[u8],
-        keep_alive: bool,
-        meta: Option<RequestMeta>,
-    ) -> bool {
-        let version = meta.map_or(Version::Http11, |m| m.version);
-        self.out.clear();
-        http::write_local_response(&mut self.out, code, content_type, body, keep_alive, version);
-        if meta.is_some_and(|m| m.head) {
-            self.out.truncate(self.out.len() - body.len());
-        }
-        let sent = self.client.write_all(&self.out).await.is_ok();
-        self.out.clear();
-        sent
-    }
-
-    /// Sends `error` as text; `meta` is the request's, if it was parsed
-    /// (a HEAD request gets the head alone).
-    pub async fn send_error(&mut self, error: &Error, keep_alive: bool, meta: Option<RequestMeta>) -> bool {
-        log::debug!("answering {}: {error}", error.status());
-        let body = format!("{error}\n");
-        self.send(error.status(), "text/plain; charset=utf-8", body.as_bytes(), keep_alive, meta).await
-    }
-}
 
 /// Where a request goes, by its path.
 #[derive(Debug, PartialEq, Eq)]
@@ -134,8 +65,8 @@ fn route(path: &str) -> Route<'_> {
 }
 
 /// Serves one client connection until it closes or can't go on.
-async fn serve(shard: Rc<Shard>, client: TcpStream) {
-    let mut conn = Conn::new(client);
+async fn serve(shard: Rc<Shard>, client: TcpStream, peer: SocketAddr) {
+    let mut conn = Conn::new(client, peer);
     loop {
         match read_request_head(&mut conn).await {
             Ok(true) => {}
@@ -155,7 +86,7 @@ async fn serve(shard: Rc<Shard>, client: TcpStream) {
 /// Closes our side, then drops what the client still sends until it closes
 /// too or `LINGER` runs out.
 async fn linger_close(conn: &mut Conn) {
-    if conn.client.shutdown(std::net::Shutdown::Write).await.is_err() {
+    if runtime::shutdown_write(&mut conn.client).await.is_err() {
         return;
     }
     let drain = async {
@@ -166,7 +97,7 @@ async fn linger_close(conn: &mut Conn) {
             }
         }
     };
-    let _ = glommio::timer::timeout(LINGER, drain).await;
+    let _: Result<io::Result<()>, _> = runtime::timeout(LINGER, drain).await;
 }
 
 /// Waits for a complete request head in `conn.rbuf`; false if the client
@@ -314,10 +245,7 @@ async fn read_small_body(conn: &mut Conn, meta: RequestMeta) -> Result<Vec<u8>, 
             return Err(too_large());
         }
     }
-    if meta.expect_continue
-        && meta.whole_body.is_none()
-        && conn.client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err()
-    {
+    if meta.expect_continue && meta.whole_body.is_none() && conn.send_continue().await.is_err() {
         return Err(None);
     }
     let mut body = Vec::new();
@@ -374,6 +302,8 @@ fn bind_listeners(addr: SocketAddr, cores: usize) -> io::Result<(SocketAddr, Vec
         socket.set_nodelay(true)?;
         socket.bind(&bound.into())?;
         socket.listen(LISTEN_BACKLOG)?;
+        // The epoll driver accepts with a plain accept4: it must not block.
+        socket.set_nonblocking(true)?;
         if bound.port() == 0 {
             bound = socket.local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an IP socket"))?;
         }
@@ -400,57 +330,53 @@ fn resolve_workers(config: &Config) -> Vec<NewWorker> {
 
 /// Runs hiku on `cores` cores until the process is stopped.
 pub fn run(config: &Config, cores: usize) -> Result<(), String> {
-    crate::sys::check_io_uring()?;
+    let driver = Driver::choose()?;
     crate::sys::raise_limits();
     let addr = config.listen_addr().map_err(|e| e.to_string())?;
     let (bound, sockets) = bind_listeners(addr, cores).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let scheduler = Arc::new(Scheduler::new(config.balancer, resolve_workers(config)));
-    let fds: Arc<Vec<RawFd>> = Arc::new(sockets.into_iter().map(IntoRawFd::into_raw_fd).collect());
-    let next_fd = Arc::new(AtomicUsize::new(0));
     log::info!(
-        "hiku {} on {bound}: {} balancer, {} workers, {cores} cores",
+        "hiku {} on {bound}: {} balancer, {} workers, {cores} cores, {driver}",
         env!("CARGO_PKG_VERSION"),
         config.balancer,
         config.workers.len()
     );
     println!("listening on {bound}");
-    let pool = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(cores, None))
-        .name("hiku")
-        .io_memory(IO_MEMORY)
-        .on_all_shards(move || async move {
-            let fd = fds[next_fd.fetch_add(1, Ordering::Relaxed)];
-            // SAFETY: a listening socket made above, handed to exactly one shard.
-            let listener = unsafe { TcpListener::from_raw_fd(fd) };
+    runtime::run_shards(sockets, driver, move |i, socket: Socket| {
+        let scheduler = Arc::clone(&scheduler);
+        async move {
+            let listener = match TcpListener::from_std(socket.into()) {
+                Ok(l) => l,
+                Err(e) => {
+                    log::error!("shard {i}: cannot adopt its listener: {e}");
+                    return;
+                }
+            };
             let shard = Rc::new(Shard { scheduler, pool: Pool::default(), cores });
-            glommio::spawn_local(sweep_pool(Rc::clone(&shard))).detach();
+            runtime::spawn(sweep_pool(Rc::clone(&shard)));
             accept_loop(shard, listener).await;
-        })
-        .map_err(|e| format!("cannot start executors: {e}"))?;
-    for result in pool.join_all() {
-        result.map_err(|e| format!("executor failed: {e}"))?;
-    }
-    Ok(())
+        }
+    })
 }
 
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     loop {
         match listener.accept().await {
-            Ok(stream) => {
+            Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 // A bug that panics on some input must cost one connection,
-                // not the shard (glommio would end the executor).
-                let serving = AssertUnwindSafe(serve(Rc::clone(&shard), stream)).catch_unwind();
-                glommio::spawn_local(async move {
+                // not the shard.
+                let serving = AssertUnwindSafe(serve(Rc::clone(&shard), stream, peer)).catch_unwind();
+                runtime::spawn(async move {
                     if serving.await.is_err() {
                         log::error!("a connection task panicked; its connection was closed");
                     }
-                })
-                .detach();
+                });
             }
             Err(e) => {
                 // Out of descriptors or memory: back off instead of spinning.
                 log::warn!("accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(50)).await;
+                runtime::sleep(Duration::from_millis(50)).await;
             }
         }
     }
@@ -458,7 +384,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 
 async fn sweep_pool(shard: Rc<Shard>) {
     loop {
-        glommio::timer::sleep(POOL_SWEEP_EVERY).await;
+        runtime::sleep(POOL_SWEEP_EVERY).await;
         shard.pool.sweep(&shard.scheduler.workers());
     }
 }

@@ -49,6 +49,9 @@ pub fn hiku_command(config: &str, args: &[&str]) -> (Command, PathBuf) {
     std::fs::write(&path, config).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hiku"));
     cmd.args(args).arg("-c").arg(&path).env("HIKU_LOG", "warn");
+    if let Some(driver) = crate::DRIVER {
+        cmd.env("HIKU_IO", driver);
+    }
     (cmd, path)
 }
 

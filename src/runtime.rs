@@ -1,0 +1,219 @@
+//! The seam between hiku and its runtime (monoio): which I/O driver the
+//! shards run on, their pinned threads, and socket I/O over the owned
+//! buffers a completion-based runtime needs. Nothing else in hiku asks
+//! which driver it runs on.
+//!
+//! The driver is chosen once at start: io_uring with `COOP_TASKRUN`,
+//! `SINGLE_ISSUER` and `DEFER_TASKRUN` (completions are reaped by the
+//! shard's own thread when it next enters the kernel, with no interrupt
+//! and no wake-up from another core), or epoll where io_uring is blocked
+//! (seccomp profiles, `kernel.io_uring_disabled`) or asked for with
+//! `HIKU_IO=epoll`.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::mem;
+
+pub use monoio::net::{TcpListener, TcpStream};
+pub use monoio::spawn;
+pub use monoio::time::{sleep, timeout};
+
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+
+/// Submission queue entries per shard's ring.
+const RING_ENTRIES: u32 = 1024;
+/// The environment variable that forces a driver: `io_uring`, `epoll` or
+/// `auto` (the default).
+pub const IO_ENV: &str = "HIKU_IO";
+
+/// The I/O driver every shard runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// io_uring; `deferred` when the kernel takes the task-run flags
+    /// (Linux 6.1+), plain io_uring otherwise.
+    IoUring {
+        deferred: bool,
+    },
+    Epoll,
+}
+
+impl fmt::Display for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Driver::IoUring { deferred: true } => "io_uring",
+            Driver::IoUring { deferred: false } => "io_uring (without deferred task running)",
+            Driver::Epoll => "epoll",
+        })
+    }
+}
+
+impl Driver {
+    /// The driver `HIKU_IO` asks for, or the best this kernel allows. An
+    /// explicit `io_uring` that the kernel refuses is an error; `auto`
+    /// falls back to epoll with a warning.
+    pub fn choose() -> Result<Driver, String> {
+        let wanted = std::env::var(IO_ENV).unwrap_or_default();
+        match wanted.to_ascii_lowercase().as_str() {
+            "epoll" => Ok(Driver::Epoll),
+            "io_uring" | "uring" => Driver::probe_uring().map_err(|e| format!("{IO_ENV}={wanted}: {e}")),
+            "" | "auto" => Ok(Driver::probe_uring().unwrap_or_else(|e| {
+                log::warn!("{e}: running on epoll instead");
+                Driver::Epoll
+            })),
+            _ => Err(format!("{IO_ENV}={wanted:?} is not one of auto, io_uring, epoll")),
+        }
+    }
+
+    fn probe_uring() -> Result<Driver, String> {
+        if uring_builder(true).build(8).is_ok() {
+            return Ok(Driver::IoUring { deferred: true });
+        }
+        match uring_builder(false).build(8) {
+            Ok(_) => Ok(Driver::IoUring { deferred: false }),
+            Err(e) => Err(format!("io_uring is not available: {e}")),
+        }
+    }
+}
+
+fn uring_builder(deferred: bool) -> io_uring::Builder {
+    let mut b = io_uring::IoUring::builder();
+    if deferred {
+        b.setup_coop_taskrun().setup_single_issuer().setup_defer_taskrun();
+    }
+    b
+}
+
+/// Runs `shard(i, input)` for each of `inputs`, each on its own thread
+/// pinned to the `i`-th core this process may use, with its own runtime on
+/// `driver`; returns when all have ended.
+pub fn run_shards<T, F, Fut>(inputs: Vec<T>, driver: Driver, shard: F) -> Result<(), String>
+where
+    T: Send + 'static,
+    F: Fn(usize, T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()>,
+{
+    let shard = std::sync::Arc::new(shard);
+    let cpus = allowed_cpus();
+    let blocking = monoio::blocking::DefaultThreadPool::new(1);
+    let threads: Vec<_> = inputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, input)| {
+            let shard = std::sync::Arc::clone(&shard);
+            let cpu = cpus.get(i % cpus.len().max(1)).copied();
+            let blocking = blocking.clone();
+            std::thread::Builder::new()
+                .name(format!("hiku-{i}"))
+                .spawn(move || -> Result<(), String> {
+                    if let Some(cpu) = cpu {
+                        pin_to(cpu);
+                    }
+                    let pool = Box::new(blocking);
+                    let fail = |e: io::Error| format!("cannot start the {driver} runtime on shard {i}: {e}");
+                    match driver {
+                        Driver::IoUring { deferred } => RuntimeBuilder::<IoUringDriver>::new()
+                            .with_entries(RING_ENTRIES)
+                            .uring_builder(uring_builder(deferred))
+                            .enable_timer()
+                            .attach_thread_pool(pool)
+                            .build()
+                            .map_err(fail)?
+                            .block_on(shard(i, input)),
+                        Driver::Epoll => RuntimeBuilder::<LegacyDriver>::new()
+                            .enable_timer()
+                            .attach_thread_pool(pool)
+                            .build()
+                            .map_err(fail)?
+                            .block_on(shard(i, input)),
+                    }
+                    Ok(())
+                })
+                .map_err(|e| format!("cannot start shard thread {i}: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    for t in threads {
+        t.join().map_err(|_| "a shard thread panicked".to_string())??;
+    }
+    Ok(())
+}
+
+/// The CPUs in this process's affinity mask (a container's cpuset, say).
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t filled in by the kernel.
+    unsafe {
+        let mut set: libc::cpu_set_t = mem::zeroed();
+        if libc::sched_getaffinity(0, mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect()
+    }
+}
+
+fn pin_to(cpu: usize) {
+    // SAFETY: a cpu_set_t with one CPU set, for the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            log::warn!("cannot pin a shard to CPU {cpu}: {}", io::Error::last_os_error());
+        }
+    }
+}
+
+/// Runs `f` on the runtime's blocking thread (name resolution, say).
+pub async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> io::Result<R> {
+    monoio::spawn_blocking(f).await.map_err(|_| io::Error::other("a blocking task was cancelled"))
+}
+
+/// Reads into the spare capacity of `buf` (after its length), growing its
+/// length by what was read; `Ok(0)` at end of stream. If the read is
+/// cancelled (its future dropped), `buf` is left empty, without capacity.
+pub async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let len = buf.len();
+    let cap = buf.capacity();
+    debug_assert!(len < cap, "read into a full buffer");
+    let (res, slice) = stream.read(mem::take(buf).slice_mut(len..cap)).await;
+    *buf = slice.into_inner();
+    res
+}
+
+/// Writes all of `buf[range]`. If the write is cancelled, `buf` is left
+/// empty, without capacity.
+pub async fn write_range(stream: &mut TcpStream, buf: &mut Vec<u8>, start: usize, end: usize) -> io::Result<()> {
+    let (res, slice) = stream.write_all(mem::take(buf).slice(start..end)).await;
+    *buf = slice.into_inner();
+    res.map(|_| ())
+}
+
+/// Writes all of `buf`.
+pub async fn write_all(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
+    let len = buf.len();
+    write_range(stream, buf, 0, len).await
+}
+
+/// Writes a constant message.
+pub async fn write_static(stream: &mut TcpStream, msg: &'static [u8]) -> io::Result<()> {
+    stream.write_all(msg).await.0.map(|_| ())
+}
+
+/// Shuts down the writing half: the peer reads end of stream.
+pub async fn shutdown_write(stream: &mut TcpStream) -> io::Result<()> {
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoll_is_always_available_and_names_are_checked() {
+        std::env::set_var(IO_ENV, "epoll");
+        assert_eq!(Driver::choose(), Ok(Driver::Epoll));
+        std::env::set_var(IO_ENV, "kqueue");
+        assert!(Driver::choose().unwrap_err().contains("auto, io_uring, epoll"));
+        std::env::remove_var(IO_ENV);
+    }
+}

@@ -1,0 +1,674 @@
+// The end-to-end tests, included by tests/e2e.rs and tests/e2e_epoll.rs:
+// the real `hiku` binary in front of test workers, checked on the wire,
+// endpoint by endpoint.
+
+use std::collections::HashSet;
+
+use support::{pattern, wait_for, Client, Hiku, Worker};
+
+const BALANCERS: [&str; 4] = ["pull-based", "hashing-bounded", "least-connections", "random"];
+
+fn workers(n: usize) -> Vec<Worker> {
+    (0..n).map(|_| Worker::start()).collect()
+}
+
+fn urls(workers: &[Worker]) -> Vec<&str> {
+    workers.iter().map(|w| w.url.as_str()).collect()
+}
+
+// ---- /run/<fn>: forwarding ----
+
+#[test]
+fn forwards_method_target_headers_and_body_and_relays_the_answer() {
+    let w = Worker::start();
+    let hiku = Hiku::start("least-connections", &[&w.url]);
+    let mut c = hiku.client();
+    let res = c.request(
+        "PUT",
+        "/run/f?code=201&x=1",
+        &[
+            ("X-Forwarded-For", "10.9.8.7"),
+            ("Connection", "keep-alive, X-Hop"),
+            ("X-Hop", "dropped"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Proxy-Authorization", "secret"),
+            ("X-End-To-End", "kept"),
+        ],
+        b"{\"param0\": \"value0\"}",
+    );
+    assert_eq!(res.status, 201);
+    assert_eq!(res.header("x-custom"), Some("yes"), "the worker's fields come back");
+    assert_eq!(res.body, b"{\"param0\": \"value0\"}");
+    let seen = w.last();
+    assert_eq!((seen.method.as_str(), seen.target.as_str()), ("PUT", "/run/f?code=201&x=1"));
+    assert_eq!(seen.body, b"{\"param0\": \"value0\"}");
+    assert_eq!(seen.header("x-end-to-end"), Some("kept"));
+    assert_eq!(seen.header("host"), Some("hiku"), "the client's Host goes through");
+    assert_eq!(seen.all("x-forwarded-for"), ["10.9.8.7, 127.0.0.1"]);
+    for hop in ["x-hop", "keep-alive", "te", "proxy-authorization"] {
+        assert_eq!(seen.header(hop), None, "{hop} must not be forwarded");
+    }
+    assert!(seen.header("connection").map_or(true, |v| !v.contains("X-Hop")));
+    // The connection stays open for the next request.
+    assert_eq!(c.request("GET", "/run/f", &[], b"").status, 200);
+}
+
+#[test]
+fn run_paths_need_exactly_two_segments() {
+    let w = Worker::start();
+    let hiku = Hiku::start("pull-based", &[&w.url]);
+    for ok in ["/run/f", "/run/f/", "/run/f?x=/y"] {
+        assert_eq!(hiku.post(ok, b"").status, 200, "{ok}");
+    }
+    for bad in ["/run", "/run/", "/run/f/g", "/run//f"] {
+        let res = hiku.post(bad, b"");
+        assert_eq!(res.status, 400, "{bad}");
+        assert!(res.text().contains(bad.trim_end_matches('/')), "{bad}: {}", res.text());
+    }
+    for missing in ["/", "/runner/f", "/status/x", "/admin", "/admin/workers/list"] {
+        assert_eq!(hiku.get(missing).status, 404, "{missing}");
+    }
+    assert_eq!(w.seen().len(), 3, "only the good paths reached the worker");
+}
+
+#[test]
+fn no_workers_is_a_503() {
+    let hiku = Hiku::start("pull-based", &[]);
+    let mut c = hiku.client();
+    let res = c.request("POST", "/run/f", &[], b"x");
+    assert_eq!(res.status, 503);
+    assert!(res.text().contains("no workers"), "{}", res.text());
+    assert_eq!(c.request("POST", "/run/f", &[], b"x").status, 503, "the connection stays usable");
+}
+
+#[test]
+fn an_unreachable_worker_is_a_502_naming_it() {
+    // A port that was just free: nothing listens there.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    for balancer in BALANCERS {
+        let hiku = Hiku::start(balancer, &[&dead]);
+        let mut c = hiku.client();
+        let res = c.request("POST", "/run/f", &[], b"payload");
+        assert_eq!(res.status, 502, "{balancer}");
+        assert!(res.text().contains(&dead), "{balancer}: {}", res.text());
+        assert_eq!(c.request("POST", "/run/f", &[], b"again").status, 502, "{balancer}: keep-alive after a 502");
+    }
+}
+
+#[test]
+fn a_worker_that_closes_without_answering_is_a_502_and_not_warm() {
+    let (a, b) = (Worker::start(), Worker::start());
+    let hiku = Hiku::start("pull-based", &[&a.url, &b.url]);
+    // A worker's error answer does not mean a warm instance either.
+    for _ in 0..20 {
+        assert_eq!(hiku.post("/run/e?code=500", b"x").status, 500);
+    }
+    let on = |w: &Worker, f: &str| w.seen().iter().filter(|s| s.target.starts_with(f)).count();
+    assert!(on(&a, "/run/e") > 0 && on(&b, "/run/e") > 0, "500s must not pin e to a worker");
+    let res = hiku.post("/run/f?mode=drop", b"x");
+    assert_eq!(res.status, 502);
+    let failed_on = if on(&a, "/run/f") == 0 { &b } else { &a };
+    assert!(res.text().contains(&failed_on.url), "{}", res.text());
+    // The failure left no warm entry: with both idle, the next pick is
+    // random, so over many rounds both workers get picked.
+    for _ in 0..40 {
+        assert_eq!(hiku.post("/run/g?mode=drop", b"x").status, 502);
+    }
+    let (ga, gb) = (on(&a, "/run/g"), on(&b, "/run/g"));
+    assert!(ga > 0 && gb > 0, "failed requests must not pin g to a worker: {ga} on a, {gb} on b");
+}
+
+#[test]
+fn a_request_that_may_have_reached_the_worker_is_not_sent_twice() {
+    let w = Worker::start();
+    let hiku = Hiku::start("least-connections", &[&w.url]);
+    let mut c = hiku.client();
+    let count = |target: &str| w.seen().iter().filter(|s| s.target == target).count();
+    // The worker reads the request on a pooled connection, then closes it.
+    assert_eq!(c.request("POST", "/run/f", &[], b"warm up the pool").status, 200);
+    let res = c.request("POST", "/run/f?mode=drop&n=1", &[], b"run once");
+    assert_eq!(res.status, 502);
+    assert_eq!(count("/run/f?mode=drop&n=1"), 1, "a POST that reached the worker was sent again");
+    // An idempotent request may be sent again on a fresh connection.
+    assert_eq!(c.request("GET", "/run/f", &[], b"").status, 200);
+    assert_eq!(c.request("GET", "/run/f?mode=drop&n=2", &[], b"").status, 502);
+    assert_eq!(count("/run/f?mode=drop&n=2"), 2);
+}
+
+#[test]
+fn stray_bytes_from_a_worker_never_reach_another_request() {
+    let w = Worker::start();
+    let hiku = Hiku::start("random", &[&w.url]);
+    let mut c = hiku.client();
+    for i in 1..=5 {
+        assert_eq!(c.request("POST", "/run/f?mode=extra", &[], b"x").status, 200);
+        wait_for("the stray bytes to be sent", || w.strays() == i);
+        // The pooled connection has the strays waiting: it is not reused.
+        let res = c.request("POST", "/run/g", &[], b"clean");
+        assert_eq!((res.status, res.body.as_slice()), (200, &b"clean"[..]), "{}", res.text());
+    }
+}
+
+#[test]
+fn transfer_codings_hiku_cannot_relay_are_a_502() {
+    let w = Worker::start();
+    let hiku = Hiku::start("random", &[&w.url]);
+    let mut c = hiku.client();
+    let res = c.request("POST", "/run/f?mode=gzip", &[], b"x");
+    assert_eq!(res.status, 502);
+    assert!(res.text().contains(&w.url) && res.text().contains("transfer coding"), "{}", res.text());
+    assert_eq!(c.request("POST", "/run/f", &[], b"next").body, b"next");
+}
+
+#[test]
+fn absolute_form_targets_are_forwarded_in_origin_form() {
+    let w = Worker::start();
+    let hiku = Hiku::start("random", &[&w.url]);
+    let res = hiku.post(&format!("http://{}/run/f?x=1", hiku.addr), b"abs");
+    assert_eq!((res.status, res.body.as_slice()), (200, &b"abs"[..]));
+    assert_eq!(w.last().target, "/run/f?x=1");
+}
+
+// ---- bodies and framing ----
+
+#[test]
+fn large_bodies_stream_both_ways_by_length_and_chunked() {
+    let w = Worker::start();
+    let hiku = Hiku::start("random", &[&w.url]);
+    let body = pattern(20 << 20);
+    let mut c = hiku.client();
+    // Content-Length in, Content-Length out.
+    let res = c.request("POST", "/run/big", &[], &body);
+    assert_eq!((res.status, res.body.len()), (200, body.len()));
+    assert!(res.body == body);
+    // Chunked in (odd-sized chunks), chunked out.
+    let mut raw = b"POST /run/big?mode=chunked HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for piece in body.chunks(100_003) {
+        raw.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        raw.extend_from_slice(piece);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    c.send(&raw);
+    let res = c.read(false);
+    assert_eq!(res.status, 200);
+    assert!(res.chunked, "a chunked answer is relayed chunked");
+    assert!(res.body == body);
+    assert!(w.last().body == body, "the worker got the decoded body");
+    assert_eq!(w.last().header("transfer-encoding"), Some("chunked"));
+    // A large answer to a small request.
+    let res = c.request("GET", "/run/big?size=5000000", &[], b"");
+    assert!(res.body == pattern(5_000_000));
+}
+
+#[test]
+fn a_100_mb_body_each_way_is_streamed_not_held() {
+    const SIZE: usize = 100_000_000;
+    let w = Worker::start();
+    let hiku = Hiku::start("pull-based", &[&w.url]);
+    let before = hiku.peak_rss_kib();
+    let mut c = hiku.client();
+    let head = format!("POST /run/big?size={SIZE} HTTP/1.1\r\nHost: h\r\nContent-Length: {SIZE}\r\n\r\n");
+    c.send(head.as_bytes());
+    let piece = pattern(1 << 20);
+    let mut sent = 0;
+    while sent < SIZE {
+        let n = piece.len().min(SIZE - sent);
+        c.send(&piece[..n]);
+        sent += n;
+    }
+    let res = c.read(false);
+    assert_eq!((res.status, res.body.len()), (200, SIZE));
+    assert!(res.body == pattern(SIZE));
+    assert_eq!(w.last().body.len(), SIZE);
+    let grown = hiku.peak_rss_kib().saturating_sub(before);
+    assert!(grown < 32 * 1024, "hiku's peak RSS grew by {grown} KiB relaying 100 MB each way");
+}
+
+#[test]
+fn answers_without_a_body() {
+    let w = Worker::start();
+    let hiku = Hiku::start("least-connections", &[&w.url]);
+    let mut c = hiku.client();
+    let head = c.request("HEAD", "/run/f?size=1234", &[], b"");
+    assert_eq!((head.status, head.header("content-length"), head.body.len()), (200, Some("1234"), 0));
+    let none = c.request("GET", "/run/f?code=204", &[], b"");
+    assert_eq!((none.status, none.body.len()), (204, 0));
+    let not_modified = c.request("GET", "/run/f?code=304&size=10", &[], b"");
+    assert_eq!((not_modified.status, not_modified.body.len()), (304, 0));
+    // After all three, the connection is still in step.
+    assert_eq!(c.request("POST", "/run/f", &[], b"next").body, b"next");
+}
+
+#[test]
+fn keep_alive_reuses_worker_connections() {
+    let w = Worker::start();
+    let hiku = Hiku::start("pull-based", &[&w.url]);
+    let mut c = hiku.client();
+    for i in 0..50 {
+        let body = format!("call {i}");
+        assert_eq!(c.request("POST", "/run/f", &[], body.as_bytes()).body, body.as_bytes());
+    }
+    // One client connection is served on one core, which reuses its pooled
+    // connection to the worker.
+    assert_eq!(w.connections(), 1, "one connection to the worker for 50 sequential calls");
+    assert_eq!(w.last().earlier_on_connection, 49);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let w = Worker::start();
+    let hiku = Hiku::start("random", &[&w.url]);
+    let mut c = hiku.client();
+    let mut raw = Vec::new();
+    for i in 0..10 {
+        raw.extend_from_slice(format!("POST /run/f HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\n{i}").as_bytes());
+    }
+    c.send(&raw);
+    for i in 0..10 {
+        assert_eq!(c.read(false).body, i.to_string().as_bytes());
+    }
+}
+
+#[test]
+fn connection_close_and_http_1_0() {
+    let w = Worker::start();
+    let hiku = Hiku::start("pull-based", &[&w.url]);
+    // Connection: close from the client.
+    let mut c = hiku.client();
+    let res = c.request("POST", "/run/f", &[("Connection", "close")], b"x");
+    assert_eq!((res.status, res.header("connection")), (200, Some("close")));
+    assert!(c.is_closed());
+    // An HTTP/1.0 client gets a chunked answer decoded and the connection closed.
+    let mut c = hiku.client();
+    c.send(b"POST /run/f?mode=chunked HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello");
+    let res = c.read(false);
+    assert_eq!((res.status, res.chunked, res.body.as_slice()), (200, false, &b"hello"[..]));
+    assert!(c.is_closed());
+    // HTTP/1.0 with keep-alive stays open.
+    let mut c = hiku.client();
+    c.send(b"POST /run/f HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nhi");
+    let res = c.read(false);
+    assert_eq!((res.body.as_slice(), res.header("connection")), (&b"hi"[..], Some("keep-alive")));
+    c.send(b"GET /run/f?size=3 HTTP/1.0\r\n\r\n");
+    assert_eq!(c.read(false).body.len(), 3);
+    assert!(c.is_closed());
+}
+
+#[test]
+fn answers_delimited_by_close_are_relayed() {
+    let w = Worker::start();
+    let hiku = Hiku::start("random", &[&w.url]);
+    let mut c = hiku.client();
+    let res = c.request("POST", "/run/f?mode=close", &[], b"until the end");
+    assert_eq!((res.status, res.body.as_slice()), (200, &b"until the end"[..]));
+    assert!(c.is_closed(), "the client learns where the body ends from the close");
+}
+
+#[test]
+fn expect_100_continue() {
+    let w = Worker::start();
+    let hiku = Hiku::start("random", &[&w.url]);
+    let mut c = hiku.client();
+    c.send(b"POST /run/f HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 300000\r\n\r\n");
+    let interim = c.read(false);
+    assert_eq!(interim.status, 100);
+    c.send(&pattern(300_000));
+    let res = c.read(false);
+    assert_eq!(res.status, 200);
+    assert!(res.body == pattern(300_000));
+    assert_eq!(w.last().header("expect"), None, "hiku answered the expectation itself");
+    // A worker's own interim answer is not passed on twice.
+    let res = c.request("POST", "/run/f?mode=continue", &[], b"x");
+    assert_eq!((res.status, res.body.as_slice()), (200, &b"x"[..]));
+}
+
+#[test]
+fn malformed_and_ambiguous_requests_are_refused() {
+    let w = Worker::start();
+    let hiku = Hiku::start("random", &[&w.url]);
+    let cases: [(&[u8], u16); 6] = [
+        (b"POST /run/f HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"POST /run/f HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400),
+        (b"POST /run/f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        (b"POST /run/f HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 400),
+        (b"GARBAGE\x01 /x\r\n\r\n", 400),
+        (b"POST /run/f HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+    ];
+    for (raw, status) in cases {
+        let mut c = hiku.client();
+        c.send(raw);
+        let res = c.read(false);
+        assert_eq!(res.status, status, "{}", String::from_utf8_lossy(raw));
+        assert!(c.is_closed(), "{}", String::from_utf8_lossy(raw));
+    }
+    let mut c = hiku.client();
+    let mut huge = b"GET /run/f HTTP/1.1\r\nHost: h\r\nX-Big: ".to_vec();
+    huge.resize(40_000, b'a');
+    c.send(&huge);
+    assert_eq!(c.read(false).status, 431);
+    assert!(w.seen().is_empty(), "nothing malformed reached the worker");
+}
+
+#[test]
+fn error_answers_to_head_have_no_body() {
+    let w = Worker::start();
+    let hiku = Hiku::start("random", &[&w.url]);
+    let empty = Hiku::start("random", &[]);
+    for (hiku, target, status) in [(&hiku, "/nope", 404), (&hiku, "/run/a/b", 400), (&empty, "/run/f", 503)] {
+        let mut c = hiku.client();
+        let res = c.request("HEAD", target, &[], b"");
+        assert_eq!(res.status, status, "{target}");
+        assert!(res.header("content-length").is_some_and(|l| l != "0"), "{target}: the length of the body not sent");
+        // The connection is still in step: the next answer is read whole.
+        assert_eq!(c.request("GET", "/status", &[], b"").status, 200, "{target}");
+    }
+}
+
+#[test]
+fn input_that_once_panicked_gets_an_answer_and_hiku_stays_up() {
+    let w = Worker::start();
+    let mut hiku = Hiku::start("pull-based", &[&w.url]);
+    for _ in 0..4 {
+        let res = hiku.get("/admin/workers/add?workers=123456%E2%82%AC");
+        assert_eq!(res.status, 400, "{}", res.text());
+        assert!(res.text().contains("123456€"), "{}", res.text());
+    }
+    assert!(hiku.is_running(), "{}", hiku.stderr());
+    assert_eq!(hiku.post("/run/f", b"").status, 200);
+}
+
+#[test]
+fn http_1_0_expect_gets_no_interim_answer() {
+    let w = Worker::start();
+    let hiku = Hiku::start("random", &[&w.url]);
+    let mut c = hiku.client();
+    c.send(b"POST /run/f HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    // Give hiku the head alone first, so it decides whether to send 100.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    c.send(b"hello");
+    let res = c.read(false);
+    assert_eq!((res.status, res.body.as_slice()), (200, &b"hello"[..]));
+}
+
+#[test]
+fn errors_before_a_large_body_are_answered_not_reset() {
+    let w = Worker::start();
+    let hiku = Hiku::start("random", &[&w.url]);
+    let empty = Hiku::start("random", &[]);
+    const SIZE: usize = 4 << 20;
+    for (hiku, target, status) in [(&hiku, "/run/a/b", 400), (&hiku, "/nowhere", 404), (&empty, "/run/f", 503)] {
+        let mut c = hiku.client();
+        let mut writer = c.writer();
+        let sender = std::thread::spawn(move || {
+            let head = format!("POST {target} HTTP/1.1\r\nHost: h\r\nContent-Length: {SIZE}\r\n\r\n");
+            let mut raw = head.into_bytes();
+            raw.extend_from_slice(&pattern(SIZE));
+            // hiku may stop reading after it answers; that is fine.
+            let _ = std::io::Write::write_all(&mut writer, &raw);
+        });
+        let res = c.read(false);
+        assert_eq!(res.status, status, "{target}: {}", res.text());
+        sender.join().unwrap();
+    }
+    // A local endpoint with a body over its limit: 413.
+    let res = hiku.post("/destroySandbox/f", &pattern(100_000));
+    assert_eq!(res.status, 413);
+}
+
+#[test]
+fn local_endpoints_honour_expect_100_continue() {
+    let w = Worker::start();
+    let hiku = Hiku::start("pull-based", &[&w.url]);
+    let mut c = hiku.client();
+    let body = format!("{{\"host\": \"{}\"}}", &w.url[7..]);
+    c.send(
+        format!(
+            "POST /destroySandbox/f HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(c.read(false).status, 100);
+    c.send(body.as_bytes());
+    let res = c.read(false);
+    assert_eq!((res.status, res.json()), (200, serde_json::json!({"removed": false})));
+}
+
+// ---- /status ----
+
+#[test]
+fn status_reports_balancer_cores_load_and_probes() {
+    let live = Worker::start();
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let hiku = Hiku::start("hashing-bounded", &[&live.url]);
+    // One request held at the worker counts as in flight.
+    let held = {
+        let addr = hiku.addr;
+        std::thread::spawn(move || Client::connect(addr).request("POST", "/run/f?mode=hold", &[], b"").status)
+    };
+    wait_for("the held request to reach the worker", || live.held() == 1);
+    assert_eq!(hiku.post(&format!("/admin/workers/add?workers={dead}"), b"").status, 200);
+    let status = hiku.get("/status");
+    assert_eq!(status.status, 200);
+    assert_eq!(status.header("content-type"), Some("application/json"));
+    let json = status.json();
+    assert_eq!(json["balancer"], "hashing-bounded");
+    assert_eq!(json["cores"], support::cores());
+    let list = json["workers"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["url"], live.url.as_str());
+    assert_eq!(list[0]["in_flight"], 1);
+    assert_eq!(list[0]["probe"]["status"], 200);
+    assert_eq!(list[1]["url"], dead.as_str());
+    assert_eq!(list[1]["in_flight"], 0);
+    assert!(list[1]["probe"]["error"].as_str().is_some_and(|e| !e.is_empty()), "{json}");
+    live.open_gate();
+    assert_eq!(held.join().unwrap(), 200);
+    wait_for("the count to drop", || hiku.get("/status").json()["workers"][0]["in_flight"] == 0);
+}
+
+// ---- /admin/workers ----
+
+#[test]
+fn admin_adds_and_removes_workers_in_every_list_form() {
+    let ws = workers(3);
+    let [a, b, c] = [ws[0].url.as_str(), ws[1].url.as_str(), ws[2].url.as_str()];
+    let hiku = Hiku::start("least-connections", &[a]);
+    let list = |res: support::Response| {
+        assert_eq!(res.status, 200, "{}", res.text());
+        let json = res.json();
+        json["workers"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    // Comma-separated and repeated, with a present worker (a no-op).
+    let res = hiku.post(&format!("/admin/workers/add?workers={b},{a}&workers={c}"), b"");
+    assert_eq!(list(res), [a, b, c]);
+    let res = hiku.get(&format!("/admin/workers/add?workers={b}"));
+    assert_eq!(list(res), [a, b, c]);
+    // A malformed URL anywhere: 400 naming it, nothing added.
+    let d = Worker::start();
+    for bad in ["localhost:5000", "ftp://x", "http://a/b", "http://a:99999"] {
+        let res = hiku.post(&format!("/admin/workers/add?workers={}&workers={bad}", d.url), b"");
+        assert_eq!(res.status, 400, "{bad}");
+        assert!(res.text().contains(bad), "{bad}: {}", res.text());
+    }
+    assert_eq!(hiku.post("/admin/workers/add", b"").status, 400, "an empty list");
+    // Removing: an absent worker is a 404 naming it, and nothing changes.
+    let res = hiku.post(&format!("/admin/workers/remove?workers={a},{}", d.url), b"");
+    assert_eq!(res.status, 404);
+    assert!(res.text().contains(&d.url), "{}", res.text());
+    let res = hiku.post(&format!("/admin/workers/remove?workers={a}&workers={c}"), b"");
+    assert_eq!(list(res), [b]);
+    // Only the remaining worker is picked.
+    for _ in 0..20 {
+        assert_eq!(hiku.post("/run/f", b"").worker(), b);
+    }
+    let res = hiku.post(&format!("/admin/workers/remove?workers={b}"), b"");
+    assert_eq!(list(res), Vec::<String>::new());
+    assert_eq!(hiku.post("/run/f", b"").status, 503);
+    // Percent-encoded URLs work too, and an added worker takes requests.
+    let encoded = d.url.replace(':', "%3A").replace('/', "%2F");
+    assert_eq!(list(hiku.post(&format!("/admin/workers/add?workers={encoded}"), b"")), [d.url.as_str()]);
+    assert_eq!(hiku.post("/run/f", b"").worker(), d.url);
+}
+
+#[test]
+fn workers_change_while_requests_are_in_flight() {
+    for balancer in BALANCERS {
+        let (a, b) = (Worker::start(), Worker::start());
+        let hiku = Hiku::start(balancer, &[&a.url]);
+        // Warm f on a (a pull-based idle entry), then hold three requests there.
+        assert_eq!(hiku.post("/run/f", b"").worker(), a.url);
+        let held: Vec<_> = (0..3)
+            .map(|_| {
+                let addr = hiku.addr;
+                std::thread::spawn(move || Client::connect(addr).request("POST", "/run/f?mode=hold", &[], b"held"))
+            })
+            .collect();
+        wait_for("three requests held at a", || a.held() == 3);
+        assert_eq!(hiku.post(&format!("/admin/workers/add?workers={}", b.url), b"").status, 200);
+        assert_eq!(hiku.post(&format!("/admin/workers/remove?workers={}", a.url), b"").status, 200);
+        for _ in 0..10 {
+            let res = hiku.post("/run/f", b"after");
+            assert_eq!((res.status, res.worker()), (200, b.url.as_str()), "{balancer}: a removed worker was picked");
+        }
+        a.open_gate();
+        for h in held {
+            let res = h.join().unwrap();
+            assert_eq!(
+                (res.status, res.worker(), res.body.as_slice()),
+                (200, a.url.as_str(), &b"held"[..]),
+                "{balancer}"
+            );
+        }
+        let status = hiku.get("/status").json();
+        assert_eq!(status["workers"].as_array().unwrap().len(), 1, "{balancer}");
+        assert_eq!(status["workers"][0]["in_flight"], 0, "{balancer}");
+        // The finished requests on the removed worker left it out for good.
+        for _ in 0..10 {
+            assert_eq!(hiku.post("/run/f", b"").worker(), b.url, "{balancer}");
+        }
+    }
+}
+
+// ---- balancers on the wire ----
+
+#[test]
+fn pull_based_repicks_the_worker_that_just_finished_a_function() {
+    let ws = workers(3);
+    let hiku = Hiku::start("pull-based", &urls(&ws));
+    for function in ["f", "g", "h", "i"] {
+        let mut c = hiku.client();
+        let first = c.request("POST", &format!("/run/{function}"), &[], b"").worker().to_string();
+        for _ in 0..20 {
+            assert_eq!(c.request("POST", &format!("/run/{function}"), &[], b"").worker(), first, "{function}");
+        }
+        // The same from fresh connections (which may land on any core).
+        for _ in 0..10 {
+            assert_eq!(hiku.post(&format!("/run/{function}"), b"").worker(), first, "{function}");
+        }
+    }
+}
+
+#[test]
+fn hashing_bounded_keeps_a_function_on_one_worker() {
+    let ws = workers(4);
+    let hiku = Hiku::start("hashing-bounded", &urls(&ws));
+    let mut homes = HashSet::new();
+    for i in 0..40 {
+        let function = format!("fn-{i}");
+        let first = hiku.post(&format!("/run/{function}"), b"").worker().to_string();
+        for _ in 0..5 {
+            assert_eq!(hiku.post(&format!("/run/{function}?q={i}"), b"").worker(), first, "{function}");
+        }
+        homes.insert(first);
+    }
+    assert_eq!(homes.len(), 4, "40 functions spread over all 4 workers");
+}
+
+#[test]
+fn least_connections_avoids_a_busy_worker() {
+    let (a, b) = (Worker::start(), Worker::start());
+    let hiku = Hiku::start("least-connections", &[&a.url, &b.url]);
+    let addr = hiku.addr;
+    let held = std::thread::spawn(move || Client::connect(addr).request("POST", "/run/f?mode=hold", &[], b""));
+    wait_for("a request held", || a.held() + b.held() == 1);
+    let (busy, idle) = if a.held() == 1 { (&a, &b) } else { (&b, &a) };
+    for _ in 0..10 {
+        assert_eq!(hiku.post("/run/g", b"").worker(), idle.url);
+    }
+    busy.open_gate();
+    assert_eq!(held.join().unwrap().status, 200);
+}
+
+#[test]
+fn random_uses_every_worker() {
+    let ws = workers(3);
+    let hiku = Hiku::start("random", &urls(&ws));
+    let picked: HashSet<String> = (0..60).map(|_| hiku.post("/run/f", b"").worker().to_string()).collect();
+    assert_eq!(picked.len(), 3);
+}
+
+// ---- /destroySandbox ----
+
+#[test]
+fn destroy_sandbox_removes_one_idle_entry() {
+    let (a, b) = (Worker::start(), Worker::start());
+    let hiku = Hiku::start("pull-based", &[&a.url, &b.url]);
+    let warm = hiku.post("/run/f", b"").worker().to_string();
+    let host = warm.trim_start_matches("http://");
+    let destroy = |body: &str| {
+        let mut c = hiku.client();
+        c.request("POST", "/destroySandbox/f", &[("Content-Type", "application/json")], body.as_bytes())
+    };
+    let res = destroy(&format!("{{\"host\": \"{host}\"}}"));
+    assert_eq!((res.status, res.json()), (200, serde_json::json!({"removed": true})));
+    let res = destroy(&format!("{{\"host\": \"{warm}\"}}"));
+    assert_eq!((res.status, res.json()), (200, serde_json::json!({"removed": false})), "only one entry was there");
+    let res = destroy("{\"host\": \"127.0.0.1:1\"}");
+    assert_eq!(res.status, 404);
+    assert!(res.text().contains("127.0.0.1:1"));
+    for bad in ["", "{", "{\"hots\": \"x\"}", "[1]"] {
+        assert_eq!(destroy(bad).status, 400, "{bad:?}");
+    }
+    assert_eq!(hiku.post("/destroySandbox/f/g", b"{}").status, 400);
+    // Other balancers accept the message and keep no state.
+    let hiku = Hiku::start("random", &[&a.url]);
+    let res = hiku.client().request(
+        "POST",
+        "/destroySandbox/f",
+        &[],
+        format!("{{\"host\": \"{}\"}}", &a.url[7..]).as_bytes(),
+    );
+    assert_eq!((res.status, res.json()), (200, serde_json::json!({"removed": false})));
+}
+
+#[test]
+fn destroy_sandbox_sends_the_next_call_elsewhere() {
+    let (a, b) = (Worker::start(), Worker::start());
+    let hiku = Hiku::start("pull-based", &[&a.url, &b.url]);
+    let warm = hiku.post("/run/f", b"").worker().to_string();
+    let other = if warm == a.url { &b.url } else { &a.url };
+    // Warm f on the other worker too, then evict it there: f stays on `warm`.
+    let mut c = hiku.client();
+    let addr = hiku.addr;
+    let held = std::thread::spawn(move || Client::connect(addr).request("POST", "/run/f?mode=hold", &[], b""));
+    let holder = if warm == a.url { &a } else { &b };
+    wait_for("f held on its warm worker", || holder.held() == 1);
+    assert_eq!(c.request("POST", "/run/f", &[], b"").worker(), other.as_str(), "no idle entry left: least connections");
+    holder.open_gate();
+    assert_eq!(held.join().unwrap().worker(), warm);
+    // Both workers hold an idle f now; evict the one on `other`.
+    let body = format!("{{\"host\": \"{}\"}}", &other[7..]);
+    assert_eq!(c.request("POST", "/destroySandbox/f", &[], body.as_bytes()).json()["removed"], true);
+    for _ in 0..5 {
+        assert_eq!(c.request("POST", "/run/f", &[], b"").worker(), warm);
+    }
+}
