@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 
@@ -17,21 +17,32 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Idle connections kept per worker on one core. The pool grows to the
 /// concurrency the core has seen (the Go original keeps 2).
 pub const MAX_IDLE_PER_WORKER: usize = 4096;
+/// A connection idle for less than this is reused without checking it: a
+/// worker closes idle connections after seconds, not within moments of an
+/// answer, and the check costs a system call per request under load.
+pub const FRESH: Duration = Duration::from_millis(50);
+
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<AHashMap<WorkerId, Vec<TcpStream>>>,
+    idle: RefCell<AHashMap<WorkerId, Vec<Idle>>>,
+}
+
+struct Idle {
+    stream: TcpStream,
+    since: Instant,
 }
 
 impl Pool {
     /// The most recently used idle connection to `worker` that is still
     /// open and has nothing waiting to be read: a worker may have closed it,
     /// or sent stray bytes after its last answer that must not be taken for
-    /// the next one.
+    /// the next one. One idle for less than [`FRESH`] is taken as it is.
     pub fn take(&self, worker: WorkerId) -> Option<TcpStream> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&worker)?;
-        while let Some(stream) = list.pop() {
-            if is_open(&stream) {
+        let now = Instant::now();
+        while let Some(Idle { stream, since }) = list.pop() {
+            if now.duration_since(since) < FRESH || is_open(&stream) {
                 return Some(stream);
             }
         }
@@ -42,7 +53,7 @@ impl Pool {
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(worker).or_default();
         if list.len() < MAX_IDLE_PER_WORKER {
-            list.push(stream);
+            list.push(Idle { stream, since: Instant::now() });
         }
     }
 
@@ -53,7 +64,7 @@ impl Pool {
             if workers.get(*id).is_none() {
                 return false;
             }
-            list.retain(is_open);
+            list.retain(|i| is_open(&i.stream));
             !list.is_empty()
         });
     }
