@@ -69,7 +69,7 @@ async fn probe(worker: &Worker) -> Result<u16, String> {
         let request =
             format!("GET /status HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", worker.url().authority());
         runtime::write_all(&mut stream, &mut request.into_bytes()).await?;
-        let mut buf = ReadBuf::with_capacity(http::MAX_HEAD);
+        let mut buf = ReadBuf::new();
         loop {
             let mut headers = http::empty_headers();
             match http::parse_response(buf.data(), &mut headers, false) {

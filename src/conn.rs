@@ -3,16 +3,20 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::Error;
 use crate::http::{self, ReadBuf, Version};
 use crate::pool::Pool;
 use crate::proxy::RequestMeta;
-use crate::runtime::{self, TcpStream};
+use crate::runtime::{self, Canceller, TcpStream};
 use crate::scheduler::Scheduler;
 
-/// Bytes of worker responses read at a time per connection.
-const RESPONSE_BUFFER: usize = http::MAX_HEAD;
+/// How long a connection waits for its next request with a buffer ready.
+/// One still quiet after that gives its buffers back to the core's stock
+/// and waits for readiness alone (one more step per request, but nothing
+/// held while idle).
+const HOT_IDLE: Duration = Duration::from_millis(500);
 
 /// What one core owns.
 pub struct Shard {
@@ -33,18 +37,49 @@ pub struct Conn {
     /// The function of the request being served.
     pub function: String,
     pub client_ip: String,
+    canceller: Canceller,
+    /// Whether a request has been read on this connection.
+    answered: bool,
 }
 
 impl Conn {
     pub fn new(client: TcpStream, peer: SocketAddr) -> Conn {
         Conn {
             client,
-            rbuf: ReadBuf::with_capacity(http::MAX_HEAD),
-            ubuf: ReadBuf::with_capacity(RESPONSE_BUFFER),
-            out: Vec::with_capacity(4096),
+            rbuf: ReadBuf::new(),
+            ubuf: ReadBuf::new(),
+            out: Vec::new(),
             function: String::new(),
             client_ip: peer.ip().to_canonical().to_string(),
+            canceller: Canceller::new(),
+            answered: false,
         }
+    }
+
+    /// Between requests, with nothing buffered: gives the buffers of the
+    /// last exchange back and waits for the next request's first bytes
+    /// (`Ok(0)`: the client closed). A connection that has just been
+    /// answered waits `HOT_IDLE` with a read (and its buffer) posted, as a
+    /// keep-alive client under load sends again at once; a new connection,
+    /// or one quiet past that, waits for readiness holding no buffer.
+    pub async fn wait_request(&mut self) -> std::io::Result<usize> {
+        self.ubuf.release();
+        http::recycle(std::mem::take(&mut self.out));
+        let hot = match self.answered {
+            true => self.rbuf.fill_within(&mut self.client, HOT_IDLE, &mut self.canceller).await?,
+            false => None,
+        };
+        let read = match hot {
+            Some(n) => n,
+            None => {
+                self.rbuf.release();
+                runtime::readable(&self.client).await?;
+                self.rbuf.fill(&mut self.client).await?
+            }
+        };
+        self.answered = true;
+        self.out = http::spare();
+        Ok(read)
     }
 
     /// Sends a response of hiku's own; false if the client is gone.

@@ -54,6 +54,7 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    hiku::sys::no_huge_pages();
     hiku::logger::init();
     match Cli::parse().command {
         Command::Check { config } => match load(&config) {

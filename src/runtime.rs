@@ -11,16 +11,20 @@
 //! `HIKU_IO=epoll`.
 
 use std::fmt;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::mem;
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
 
+pub use monoio::io::Canceller;
 pub use monoio::net::{TcpListener, TcpStream};
 pub use monoio::spawn;
 pub use monoio::time::{sleep, timeout};
 
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent};
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 /// Submission queue entries per shard's ring.
@@ -178,6 +182,44 @@ pub async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<
     let (res, slice) = stream.read(mem::take(buf).slice_mut(len..cap)).await;
     *buf = slice.into_inner();
     res
+}
+
+/// Like [`read_more`], but gives up when nothing arrives `within` the time:
+/// `Ok(None)`, with `buf` as it was. The read is cancelled and its end
+/// awaited, so bytes that arrive as it is cancelled are kept, not lost.
+pub async fn read_more_within(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    within: Duration,
+    canceller: &mut Canceller,
+) -> io::Result<Option<usize>> {
+    let len = buf.len();
+    let cap = buf.capacity();
+    debug_assert!(len < cap, "read into a full buffer");
+    let mut read = pin!(stream.cancelable_read(mem::take(buf).slice_mut(len..cap), canceller.handle()));
+    let mut timer = pin!(sleep(within));
+    let first = poll_fn(|cx| match read.as_mut().poll(cx) {
+        Poll::Ready(done) => Poll::Ready(Some(done)),
+        Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+    })
+    .await;
+    let (res, slice) = match first {
+        Some(done) => done,
+        None => {
+            *canceller = mem::take(canceller).cancel();
+            read.await
+        }
+    };
+    *buf = slice.into_inner();
+    match res {
+        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => Ok(None),
+        res => res.map(Some),
+    }
+}
+
+/// Waits until `stream` has bytes (or end of stream) to read, holding no buffer.
+pub async fn readable(stream: &TcpStream) -> io::Result<()> {
+    stream.readable(true).await
 }
 
 /// Writes all of `buf[range]`. If the write is cancelled, `buf` is left

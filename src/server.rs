@@ -103,6 +103,9 @@ async fn linger_close(conn: &mut Conn) {
 /// Waits for a complete request head in `conn.rbuf`; false if the client
 /// closed the connection first.
 async fn read_request_head(conn: &mut Conn) -> Result<bool, Error> {
+    if conn.rbuf.is_empty() && matches!(conn.wait_request().await, Ok(0) | Err(_)) {
+        return Ok(false);
+    }
     let mut scanned = 0;
     loop {
         if proxy::head_end(conn.rbuf.data(), scanned).is_some() {
@@ -126,18 +129,35 @@ async fn read_request_head(conn: &mut Conn) -> Result<bool, Error> {
 
 /// Serves the request whose head is in `conn.rbuf`; false to close.
 async fn serve_one(shard: &Shard, conn: &mut Conn) -> bool {
+    match plan(shard, conn) {
+        Plan::Forward(lease, meta) => proxy::forward(shard, conn, lease, meta).await,
+        // Rare: boxed, so that its state does not size every connection's task.
+        Plan::Local(local, meta) => Box::pin(serve_local(shard, conn, local, meta)).await,
+        Plan::Refuse(e) => {
+            conn.send_error(&e, false, None).await;
+            false
+        }
+    }
+}
+
+/// What to do with a request, decided from its head alone.
+enum Plan {
+    /// To the leased worker: the rewritten head is in `conn.out`.
+    Forward(crate::worker::Lease, RequestMeta),
+    Local(Local, RequestMeta),
+    /// A head that can't be parsed: answer and close.
+    Refuse(Error),
+}
+
+/// Parses the head in `conn.rbuf`, routes it and, for `/run`, leases a
+/// worker and writes the head it gets; consumes the head. Not async: the
+/// parsed fields (a large array) never live across an await.
+fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
     let mut headers = http::empty_headers();
     let req = match http::parse_request(conn.rbuf.data(), &mut headers) {
-        Ok(Some(req)) => Ok(req),
-        Ok(None) => Err(Error::BadRequest("incomplete request head".into())),
-        Err(e) => Err(e),
-    };
-    let req = match req {
-        Ok(req) => req,
-        Err(e) => {
-            conn.send_error(&e, false, None).await;
-            return false;
-        }
+        Ok(Some(req)) => req,
+        Ok(None) => return Plan::Refuse(Error::BadRequest("incomplete request head".into())),
+        Err(e) => return Plan::Refuse(e),
     };
     // Malformed body framing already in view is the client's error: found
     // before a worker is leased (and, for pull-based, a warm entry used up).
@@ -167,7 +187,7 @@ async fn serve_one(shard: &Shard, conn: &mut Conn) -> bool {
                     conn.client_ip.as_bytes(),
                 );
                 conn.rbuf.consume(head_len);
-                return proxy::forward(shard, conn, lease, meta).await;
+                return Plan::Forward(lease, meta);
             } else {
                 Local::Error(Error::NoWorkers)
             }
@@ -182,7 +202,7 @@ async fn serve_one(shard: &Shard, conn: &mut Conn) -> bool {
         Route::NotFound => Local::Error(Error::NotFound(format!("no such endpoint: {}", req.path()))),
     };
     conn.rbuf.consume(head_len);
-    serve_local(shard, conn, local, meta).await
+    Plan::Local(local, meta)
 }
 
 /// A request hiku answers itself.

@@ -15,3 +15,12 @@ pub fn raise_limits() {
         }
     }
 }
+
+/// Turns transparent huge pages off for this process. Memory is then
+/// resident a 4 KiB page at a time, not 2 MiB: with thousands of idle
+/// connections each touching a little memory, huge pages would make most
+/// of the resident memory untouched bytes. Affects only this process.
+pub fn no_huge_pages() {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+}

@@ -112,3 +112,13 @@ fn a_second_hiku_on_the_same_port_does_not_start() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains(&format!("cannot listen on {}", first.addr)), "{}", stderr(&out));
 }
+
+#[test]
+fn an_unknown_io_driver_is_refused_by_name() {
+    let (mut cmd, path) = hiku_command(r#"{"host": "127.0.0.1", "port": 0}"#, &["start", "--cores", "1"]);
+    let out = cmd.env("HIKU_IO", "kqueue").output().unwrap();
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("auto, io_uring, epoll"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "nothing bound: {}", String::from_utf8_lossy(&out.stdout));
+}

@@ -1,8 +1,42 @@
 //! A fixed-capacity read buffer: bytes are read in at the end and consumed
 //! from the front; what is left over (a pipelined request, the next chunk)
 //! stays for the next reader.
+//!
+//! Buffers come from a per-core stock of spare ones and go back to it when
+//! a connection has nothing buffered and goes idle, so an idle keep-alive
+//! connection holds no buffer.
+
+use std::cell::RefCell;
 
 use crate::runtime::{self, TcpStream};
+
+/// The size of every buffer in the stock.
+pub const BUF_SIZE: usize = super::MAX_HEAD;
+/// Spare buffers kept per core (4 MiB); more are freed.
+const SPARE_MAX: usize = 256;
+
+thread_local! {
+    static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer of `BUF_SIZE` bytes' capacity from this core's stock.
+pub fn spare() -> Vec<u8> {
+    SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_else(|| Vec::with_capacity(BUF_SIZE))
+}
+
+/// Gives a buffer back to this core's stock (one that grew is freed).
+pub fn recycle(mut buf: Vec<u8>) {
+    if buf.capacity() != BUF_SIZE {
+        return;
+    }
+    buf.clear();
+    SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < SPARE_MAX {
+            s.push(buf);
+        }
+    });
+}
 
 pub struct ReadBuf {
     /// The bytes read are `buf[start..]`; reads append after `buf.len()`.
@@ -11,9 +45,24 @@ pub struct ReadBuf {
     capacity: usize,
 }
 
+impl Default for ReadBuf {
+    fn default() -> ReadBuf {
+        ReadBuf::new()
+    }
+}
+
 impl ReadBuf {
-    pub fn with_capacity(capacity: usize) -> ReadBuf {
-        ReadBuf { buf: Vec::with_capacity(capacity), start: 0, capacity }
+    /// A buffer of `BUF_SIZE` bytes, taken from the stock at its first read.
+    pub fn new() -> ReadBuf {
+        ReadBuf { buf: Vec::new(), start: 0, capacity: BUF_SIZE }
+    }
+
+    /// Gives the memory back to the stock if nothing is buffered.
+    pub fn release(&mut self) {
+        if self.is_empty() {
+            recycle(std::mem::take(&mut self.buf));
+            self.start = 0;
+        }
     }
 
     /// The bytes read and not yet consumed.
@@ -42,11 +91,11 @@ impl ReadBuf {
         self.buf.clear();
     }
 
-    /// Makes room after the data: compacts, or gets the capacity back after
-    /// a cancelled read took the buffer.
+    /// Makes room after the data: takes a buffer from the stock (released,
+    /// or taken by a cancelled read), or compacts.
     fn make_room(&mut self) {
         if self.buf.capacity() < self.capacity {
-            self.buf = Vec::with_capacity(self.capacity);
+            self.buf = spare();
             self.start = 0;
         } else if self.buf.len() == self.buf.capacity() {
             self.buf.drain(..self.start);
@@ -60,6 +109,19 @@ impl ReadBuf {
         debug_assert!(!self.is_full());
         self.make_room();
         runtime::read_more(from, &mut self.buf).await
+    }
+
+    /// Like [`ReadBuf::fill`], but gives up when nothing arrives `within`
+    /// the time (`Ok(None)`, nothing lost).
+    pub async fn fill_within(
+        &mut self,
+        from: &mut TcpStream,
+        within: std::time::Duration,
+        canceller: &mut runtime::Canceller,
+    ) -> std::io::Result<Option<usize>> {
+        debug_assert!(!self.is_full());
+        self.make_room();
+        runtime::read_more_within(from, &mut self.buf, within, canceller).await
     }
 
     /// Writes the first `n` bytes of the data to `to` and consumes them.
@@ -78,7 +140,7 @@ mod tests {
 
     #[test]
     fn consumes_and_compacts() {
-        let mut b = ReadBuf::with_capacity(4);
+        let mut b = ReadBuf { buf: Vec::with_capacity(4), start: 0, capacity: 4 };
         b.buf.extend_from_slice(b"abcd");
         assert!(b.is_full());
         b.consume(3);
@@ -92,6 +154,23 @@ mod tests {
         // A cancelled read took the buffer: the capacity comes back.
         b.buf = Vec::new();
         b.make_room();
-        assert_eq!(b.buf.capacity(), 4);
+        assert!(b.buf.capacity() >= 4);
+    }
+
+    #[test]
+    fn idle_buffers_go_back_to_the_stock() {
+        let mut b = ReadBuf::new();
+        b.make_room();
+        b.buf.extend_from_slice(b"pipelined");
+        b.release();
+        assert_eq!(b.data(), b"pipelined", "buffered bytes are kept");
+        b.consume(9);
+        let ptr = b.buf.as_ptr();
+        b.release();
+        assert_eq!(b.buf.capacity(), 0);
+        let next = spare();
+        assert_eq!(next.as_ptr(), ptr, "the next buffer is the one given back");
+        recycle(vec![0; 10]);
+        assert_ne!(spare().capacity(), 10, "odd sizes are not kept");
     }
 }

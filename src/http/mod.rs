@@ -5,7 +5,7 @@
 mod buf;
 mod chunked;
 
-pub use buf::ReadBuf;
+pub use buf::{recycle, spare, ReadBuf};
 pub use chunked::{ChunkError, ChunkedDecoder};
 
 use crate::error::Error;

@@ -140,6 +140,19 @@ fn a_request_that_may_have_reached_the_worker_is_not_sent_twice() {
 }
 
 #[test]
+fn a_keep_alive_connection_idle_past_its_hot_wait_is_served() {
+    let w = Worker::start();
+    let hiku = Hiku::start("random", &[&w.url]);
+    let mut c = hiku.client();
+    assert_eq!(c.request("POST", "/run/f", &[], b"one").body, b"one");
+    // Past hiku's hot wait (conn::HOT_IDLE, 500 ms) the connection gives its
+    // buffers back and waits for readiness: the next request still arrives whole.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert_eq!(c.request("POST", "/run/f", &[], b"two").body, b"two");
+    assert_eq!(c.request("POST", "/run/f", &[], b"three").body, b"three");
+}
+
+#[test]
 fn stray_bytes_from_a_worker_never_reach_another_request() {
     let w = Worker::start();
     let hiku = Hiku::start("random", &[&w.url]);
