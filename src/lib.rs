@@ -12,7 +12,8 @@
 //! - its listening socket: every shard binds the same address with
 //!   `SO_REUSEPORT`, and the kernel spreads new connections over them;
 //! - its client connections, each served start to finish on the shard,
-//!   with fixed buffers reused from request to request ([`conn::Conn`]);
+//!   with buffers borrowed from the shard's stock only while a request is
+//!   read or served ([`conn::Conn`], [`http::ReadBuf`]);
 //! - its keep-alive connections to the workers ([`pool::Pool`]), since a
 //!   stream belongs to the runtime that made it;
 //! - its I/O driver: an io_uring ring set up with `COOP_TASKRUN`,
@@ -39,13 +40,16 @@
 //!
 //! ## The life of a request
 //!
-//! 1. A shard accepts the connection and reads the head into the
-//!    connection's buffer; [`http::parse_request`] (httparse) borrows it.
+//! 1. A shard accepts the connection; once it is readable (or at once, on a
+//!    connection just answered that is sent its next request within
+//!    500 ms), it reads the head into a buffer from the shard's stock;
+//!    [`http::parse_request`] (httparse) borrows it.
 //! 2. [`server`] routes by path. For `/run/<fn>` the scheduler selects a
 //!    worker and returns a `Lease`.
 //! 3. [`proxy`] writes the rewritten head (hop-by-hop fields removed,
 //!    `X-Forwarded-For` extended) to a worker connection from the shard's
-//!    pool (peeked first: closed or holding stray bytes, it is dropped) or
+//!    pool (if idle for 50 ms or more it is peeked first: closed or holding
+//!    stray bytes, it is dropped) or
 //!    a new one, and streams the body through a fixed buffer; a small
 //!    request goes out in one write, and an idempotent one is sent again if
 //!    a pooled connection fails before any answer.
