@@ -37,9 +37,10 @@ pub struct Conn {
     /// The function of the request being served.
     pub function: String,
     pub client_ip: String,
+    /// Whether the client has sent all of the request being served (or of
+    /// the last one): a connection closed then needs no lingering.
+    pub input_done: bool,
     canceller: Canceller,
-    /// Whether a request has been read on this connection.
-    answered: bool,
 }
 
 impl Conn {
@@ -51,25 +52,21 @@ impl Conn {
             out: Vec::new(),
             function: String::new(),
             client_ip: peer.ip().to_canonical().to_string(),
+            input_done: false,
             canceller: Canceller::new(),
-            answered: false,
         }
     }
 
     /// Between requests, with nothing buffered: gives the buffers of the
     /// last exchange back and waits for the next request's first bytes
-    /// (`Ok(0)`: the client closed). A connection that has just been
-    /// answered waits `HOT_IDLE` with a read (and its buffer) posted, as a
-    /// keep-alive client under load sends again at once; a new connection,
-    /// or one quiet past that, waits for readiness holding no buffer.
+    /// (`Ok(0)`: the client closed). It waits `HOT_IDLE` with a read (and
+    /// its buffer) posted, as a new connection or a keep-alive client under
+    /// load sends at once; one quiet past that waits for readiness holding
+    /// no buffer.
     pub async fn wait_request(&mut self) -> std::io::Result<usize> {
         self.ubuf.release();
         http::recycle(std::mem::take(&mut self.out));
-        let hot = match self.answered {
-            true => self.rbuf.fill_within(&mut self.client, HOT_IDLE, &mut self.canceller).await?,
-            false => None,
-        };
-        let read = match hot {
+        let read = match self.rbuf.fill_within(&mut self.client, HOT_IDLE, &mut self.canceller).await? {
             Some(n) => n,
             None => {
                 self.rbuf.release();
@@ -77,7 +74,6 @@ impl Conn {
                 self.rbuf.fill(&mut self.client).await?
             }
         };
-        self.answered = true;
         self.out = http::spare();
         Ok(read)
     }

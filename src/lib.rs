@@ -40,9 +40,9 @@
 //!
 //! ## The life of a request
 //!
-//! 1. A shard accepts the connection; once it is readable (or at once, on a
-//!    connection just answered that is sent its next request within
-//!    500 ms), it reads the head into a buffer from the shard's stock;
+//! 1. A shard accepts the connection and reads the head into a buffer from
+//!    the shard's stock (a connection quiet for 500 ms gives the buffer
+//!    back and waits for readiness);
 //!    [`http::parse_request`] (httparse) borrows it.
 //! 2. [`server`] routes by path. For `/run/<fn>` the scheduler selects a
 //!    worker and returns a `Lease`.

@@ -129,7 +129,10 @@ async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: Request
             None => send_streaming(conn, &mut up, meta).await,
         };
         let result = match sent {
-            Ok(()) => read_response_head(&mut up, &mut conn.ubuf).await,
+            Ok(()) => {
+                conn.input_done = true;
+                read_response_head(&mut up, &mut conn.ubuf).await
+            }
             // The worker stopped taking the body: it may have answered early
             // (a 413, say). Relay that answer if there is one.
             Err(CopyError::Write(e)) => match read_response_head(&mut up, &mut conn.ubuf).await {

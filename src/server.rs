@@ -68,6 +68,7 @@ fn route(path: &str) -> Route<'_> {
 async fn serve(shard: Rc<Shard>, client: TcpStream, peer: SocketAddr) {
     let mut conn = Conn::new(client, peer);
     loop {
+        conn.input_done = false;
         match read_request_head(&mut conn).await {
             Ok(true) => {}
             Ok(false) => return,
@@ -80,7 +81,11 @@ async fn serve(shard: Rc<Shard>, client: TcpStream, peer: SocketAddr) {
             break;
         }
     }
-    linger_close(&mut conn).await;
+    // A client that sent all of its last request gets a plain close, as
+    // anything it sends now is a request it was told would not be read.
+    if !(conn.input_done && conn.rbuf.is_empty()) {
+        linger_close(&mut conn).await;
+    }
 }
 
 /// Closes our side, then drops what the client still sends until it closes
@@ -171,6 +176,7 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
         idempotent: req.is_idempotent(),
         whole_body: body.ok().flatten(),
     };
+    conn.input_done = meta.whole_body.is_some();
     let head_len = req.head_len;
     let local = match route(req.path()) {
         Route::Run(function) => {
@@ -220,7 +226,10 @@ async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: Request
         local => local,
     };
     let body = match read_small_body(conn, meta).await {
-        Ok(body) => body,
+        Ok(body) => {
+            conn.input_done = true;
+            body
+        }
         Err(None) => return false,
         Err(Some(e)) => {
             conn.send_error(&e, false, Some(meta)).await;
