@@ -39,6 +39,14 @@ pub struct Load {
     pub warmup: Duration,
     /// The measured window.
     pub duration: Duration,
+    /// A second window after it, in which only completed requests are
+    /// counted ([`Tally::counted_ok`]): the caller counts what the kernel
+    /// did in it, with tools that would slow the measured window down.
+    /// Zero for none.
+    pub counted: Duration,
+    /// Every request asks the server to close (`Connection: close`): a new
+    /// connection for every call.
+    pub close: bool,
     /// A request unanswered this long is an error, and its connection replaced.
     pub timeout: Duration,
 }
@@ -48,6 +56,8 @@ pub struct Load {
 pub enum Mark {
     WindowStart,
     WindowEnd,
+    CountStart,
+    CountEnd,
 }
 
 /// Errors in the window, by kind.
@@ -78,6 +88,8 @@ pub struct Tally {
     /// Latency of each 2xx response, in microseconds.
     pub latency_us: Histogram<u64>,
     pub elapsed: Duration,
+    /// 2xx responses completed in the counted window.
+    pub counted_ok: u64,
 }
 
 impl Tally {
@@ -134,54 +146,33 @@ struct Generator<'a> {
     latency_us: Histogram<u64>,
 }
 
-/// Runs the load: warm-up, then the window, calling `mark` at its start and
-/// end. Stops early (with what the window has so far) when `stop` is set.
+/// Runs the load: warm-up, then the window, then the counted window if
+/// any, calling `mark` at the start and end of each. Stops early (with what
+/// the window has so far) when `stop` is set.
 pub fn run(load: &Load, stop: &AtomicBool, mut mark: impl FnMut(Mark)) -> io::Result<Tally> {
     if load.targets.is_empty() || load.functions.is_empty() || load.connections == 0 {
         return Err(io::Error::new(ErrorKind::InvalidInput, "no target, function or connection"));
     }
     let mut generator = Generator::new(load)?;
-    let mut events = Events::with_capacity(load.connections.clamp(64, 4096));
-    let started = Instant::now();
-    let mut window: Option<Instant> = None;
-    let mut last_sweep = started;
-    loop {
-        let now = Instant::now();
-        match window {
-            None if now >= started + load.warmup => {
-                mark(Mark::WindowStart);
-                generator.start_window();
-                window = Some(Instant::now());
-            }
-            Some(start) if now >= start + load.duration || stop.load(Ordering::Relaxed) => {
-                let elapsed = start.elapsed();
-                mark(Mark::WindowEnd);
-                return Ok(generator.tally(elapsed));
-            }
-            None if stop.load(Ordering::Relaxed) => {
-                return Ok(generator.tally(Duration::ZERO));
-            }
-            _ => {}
-        }
-        if now.duration_since(last_sweep) >= TICK {
-            generator.sweep(now);
-            last_sweep = now;
-        }
-        match generator.poll.poll(&mut events, Some(TICK)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        for event in events.iter() {
-            let i = event.token().0;
-            if event.is_writable() || event.is_error() {
-                generator.writable(i);
-            }
-            if event.is_readable() || event.is_read_closed() {
-                generator.readable(i);
-            }
-        }
+    generator.run_for(load.warmup, stop)?;
+    if stop.load(Ordering::Relaxed) {
+        return Ok(generator.tally(Duration::ZERO));
     }
+    mark(Mark::WindowStart);
+    generator.start_window();
+    let start = Instant::now();
+    generator.run_for(load.duration, stop)?;
+    let elapsed = start.elapsed();
+    mark(Mark::WindowEnd);
+    let mut tally = generator.tally(elapsed);
+    if !load.counted.is_zero() && !stop.load(Ordering::Relaxed) {
+        mark(Mark::CountStart);
+        let before = generator.ok;
+        generator.run_for(load.counted, stop)?;
+        tally.counted_ok = generator.ok - before;
+        mark(Mark::CountEnd);
+    }
+    Ok(tally)
 }
 
 /// A POST of `body` to `/run/<function>` on `host`, keep-alive.
@@ -193,12 +184,23 @@ pub fn request(host: &SocketAddr, function: &str, body: &[u8]) -> Vec<u8> {
     [head.as_bytes(), body].concat()
 }
 
+/// [`request`], asking the server to close after answering.
+pub fn closing_request(host: &SocketAddr, function: &str, body: &[u8]) -> Vec<u8> {
+    let mut request = request(host, function, body);
+    let end = request.len() - body.len() - 2;
+    request.splice(end..end, *b"Connection: close\r\n");
+    request
+}
+
 impl<'a> Generator<'a> {
     fn new(load: &'a Load) -> io::Result<Generator<'a>> {
         let requests = load
             .targets
             .iter()
-            .map(|target| load.functions.iter().map(|f| request(target, f, &load.body)).collect())
+            .map(|target| {
+                let format = if load.close { closing_request } else { request };
+                load.functions.iter().map(|f| format(target, f, &load.body)).collect()
+            })
             .collect();
         let now = Instant::now();
         let connections = (0..load.connections)
@@ -231,6 +233,40 @@ impl<'a> Generator<'a> {
         Ok(generator)
     }
 
+    /// Waits for events (up to a tick) and handles them.
+    fn turn(&mut self, events: &mut Events) -> io::Result<()> {
+        match self.poll.poll(events, Some(TICK)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        for event in events.iter() {
+            let i = event.token().0;
+            if event.is_writable() || event.is_error() {
+                self.writable(i);
+            }
+            if event.is_readable() || event.is_read_closed() {
+                self.readable(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the load going for `duration` (or until `stop`).
+    fn run_for(&mut self, duration: Duration, stop: &AtomicBool) -> io::Result<()> {
+        let mut events = Events::with_capacity(self.load.connections.clamp(64, 4096));
+        let end = Instant::now() + duration;
+        let mut last_sweep = Instant::now();
+        while Instant::now() < end && !stop.load(Ordering::Relaxed) {
+            if last_sweep.elapsed() >= TICK {
+                last_sweep = Instant::now();
+                self.sweep(last_sweep);
+            }
+            self.turn(&mut events)?;
+        }
+        Ok(())
+    }
+
     fn start_window(&mut self) {
         self.measuring = true;
         self.ok = 0;
@@ -239,7 +275,7 @@ impl<'a> Generator<'a> {
     }
 
     fn tally(&self, elapsed: Duration) -> Tally {
-        Tally { ok: self.ok, errors: self.errors, latency_us: self.latency_us.clone(), elapsed }
+        Tally { ok: self.ok, errors: self.errors, latency_us: self.latency_us.clone(), elapsed, counted_ok: 0 }
     }
 
     fn connect(&mut self, i: usize) {
@@ -438,5 +474,9 @@ mod tests {
             "POST /run/dd-3 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Type: application/json\r\n\
              Content-Length: 20\r\n\r\n{\"param0\": \"value0\"}"
         );
+        let closing = closing_request(&host, "dd-3", br#"{"param0": "value0"}"#);
+        assert!(String::from_utf8(closing)
+            .unwrap()
+            .ends_with("Content-Length: 20\r\nConnection: close\r\n\r\n{\"param0\": \"value0\"}"));
     }
 }

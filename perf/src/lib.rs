@@ -33,20 +33,25 @@
 //! servers on one mio thread) and a proxy in front of them for every
 //! measurement, drives it with [`blast`] (a wrk-like closed-loop generator
 //! on one mio thread, framing responses with [`framing`]), reads the
-//! proxy's CPU time and peak memory from `/proc` ([`procstat`]), and
-//! [`summary`] reports the medians over rounds.
+//! proxy's CPU time and peak memory from `/proc` ([`procstat`]) and its
+//! system calls, context switches and the machine's reschedule IPIs
+//! ([`counters`]: `perf stat` and `/proc/interrupts`), and [`summary`]
+//! reports the medians over rounds. [`idle`] measures what idle keep-alive
+//! connections cost each proxy, after a burst of calls on all of them.
 //!
 //! `perf/results` runs both at full length and [`results`] lays their
 //! reports out as `perf/RESULTS.md`.
 
 pub mod blast;
 pub mod cluster;
+pub mod counters;
 pub mod emulator;
 pub mod experiment;
 pub mod figures;
 pub mod framing;
 pub mod functions;
 pub mod http;
+pub mod idle;
 pub mod loadgen;
 pub mod metrics;
 pub mod model;

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use hiku_perf::blast::Load;
 use hiku_perf::cluster::EmulatorArgs;
 use hiku_perf::experiment::{self, Contender, Options, BALANCERS};
+use hiku_perf::idle;
 use hiku_perf::report::{self, Report};
 use hiku_perf::results::{self, Experiment, Provenance};
 use hiku_perf::summary;
@@ -40,9 +41,9 @@ struct ResultsArgs {
     /// A report written by `experiment --json`, with its label: LABEL=FILE (repeatable)
     #[arg(long = "experiment", value_name = "LABEL=FILE")]
     experiments: Vec<String>,
-    /// A report written by `throughput --json`
+    /// A report written by `throughput --json` (repeatable)
     #[arg(long)]
-    throughput: Option<PathBuf>,
+    throughput: Vec<PathBuf>,
     /// The commit the reports were measured at
     #[arg(long)]
     commit: String,
@@ -108,6 +109,16 @@ struct ThroughputArgs {
     /// The upstream binary [default: `hiku-upstream` beside this program]
     #[arg(long)]
     upstream: Option<PathBuf>,
+    /// A new connection for every call: each request asks the server to close
+    #[arg(long)]
+    new_connection: bool,
+    /// Instead of throughput: open N keep-alive connections to each proxy, send one call on
+    /// each at once, and report the proxy's resident memory per idle connection
+    #[arg(long, value_name = "N")]
+    idle_connections: Option<usize>,
+    /// With --idle-connections: send the N calls all at once, not 64 at a time
+    #[arg(long, requires = "idle_connections")]
+    burst: bool,
     /// Write the medians as JSON
     #[arg(long)]
     json: Option<PathBuf>,
@@ -262,6 +273,7 @@ fn write_outputs(args: &ExperimentArgs, outcomes: &[experiment::Outcome]) -> Res
 }
 
 fn main() -> ExitCode {
+    hiku_perf::procstat::raise_open_file_limit();
     match Cli::parse().command {
         Command::Experiment(args) => experiment(args),
         Command::Throughput(args) => throughput(args),
@@ -278,14 +290,15 @@ fn results(args: ResultsArgs) -> ExitCode {
                 spec.split_once('=').ok_or_else(|| format!("--experiment {spec}: expected LABEL=FILE"))?;
             experiments.push(Experiment { label: label.to_string(), report: results::load(Path::new(file))? });
         }
-        let throughput: Option<summary::Report> = args.throughput.as_deref().map(results::load).transpose()?;
+        let throughput: Vec<summary::Report> =
+            args.throughput.iter().map(|p| results::load(p)).collect::<Result<_, _>>()?;
         let provenance = Provenance {
             date: args.date.clone(),
             commit: args.commit.clone(),
             commands: args.commands.clone(),
             notes: args.notes.clone(),
         };
-        Ok::<_, String>(results::markdown(&provenance, &results::machine(), &experiments, throughput.as_ref()))
+        Ok::<_, String>(results::markdown(&provenance, &results::machine(), &experiments, &throughput))
     })();
     exit(page.map(|page| print!("{page}")))
 }
@@ -328,6 +341,8 @@ fn blast(args: BlastArgs) -> ExitCode {
         body: throughput::BODY.to_vec(),
         warmup,
         duration,
+        counted: Duration::ZERO,
+        close: false,
         timeout: throughput::REQUEST_TIMEOUT,
     };
     exit(hiku_perf::blast::run(&load, &AtomicBool::new(false), |_| {}).map_err(|e| e.to_string()).map(|t| {
@@ -355,8 +370,8 @@ fn throughput_options(args: &ThroughputArgs) -> Result<throughput::Options, Stri
     };
     let connections = if args.connections.is_empty() { connections } else { args.connections.clone() };
     let (duration, warmup) = (seconds(duration, "--duration")?, seconds(warmup, "--warmup")?);
-    if duration.is_zero() || args.rounds == 0 || connections.contains(&0) {
-        return Err("--duration, --rounds and every --connections must be positive".to_string());
+    if duration.is_zero() || args.rounds == 0 || connections.contains(&0) || args.idle_connections == Some(0) {
+        return Err("--duration, --rounds, --idle-connections and every --connections must be positive".to_string());
     }
     if !BALANCERS.contains(&args.balancer.as_str()) {
         return Err(format!("unknown balancer {:?}; the balancers are {}", args.balancer, BALANCERS.join(", ")));
@@ -405,8 +420,24 @@ fn throughput_options(args: &ThroughputArgs) -> Result<throughput::Options, Stri
         rounds: args.rounds,
         warmup,
         duration,
+        counted: duration / 2,
+        perf: if args.idle_connections.is_some() { None } else { usable_perf() },
+        new_connection: args.new_connection,
         progress: true,
     })
+}
+
+/// `perf` from the PATH if it can count system calls here; says why not
+/// otherwise.
+fn usable_perf() -> Option<PathBuf> {
+    let perf = PathBuf::from("perf");
+    match hiku_perf::counters::perf_unusable(&perf) {
+        None => Some(perf),
+        Some(why) => {
+            eprintln!("perf is not usable ({why}): system calls and context switches are not counted");
+            None
+        }
+    }
 }
 
 fn throughput(args: ThroughputArgs) -> ExitCode {
@@ -423,11 +454,23 @@ fn throughput(args: ThroughputArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let outcome = until_interrupted(throughput::run(&options)).and_then(|rows| {
-        print!("{}", summary::table(&rows, "hiku"));
+    let measured = async {
+        Ok(match args.idle_connections {
+            Some(n) => summary::Report { idle: idle::run(&options, n, args.burst).await?, ..Default::default() },
+            None => summary::Report {
+                results: throughput::run(&options).await?,
+                new_connection: options.new_connection,
+                ..Default::default()
+            },
+        })
+    };
+    let outcome = until_interrupted(measured).and_then(|report| {
+        for (title, table) in summary::titled(&report) {
+            print!("{title}\n{table}");
+        }
         match &args.json {
             Some(path) => {
-                let json = serde_json::to_string_pretty(&summary::Report { results: rows }).expect("plain structs");
+                let json = serde_json::to_string_pretty(&report).expect("plain structs");
                 std::fs::write(path, json + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
                 eprintln!("wrote {}", path.display());
                 Ok(())

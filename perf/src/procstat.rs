@@ -24,8 +24,13 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
 
 /// `VmHWM` (peak resident set) from a `status` text, in kB.
 pub fn parse_peak_rss_kb(text: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line["VmHWM:".len()..].trim().strip_suffix("kB")?.trim().parse().ok()
+    parse_status_kb(text, "VmHWM:")
+}
+
+/// A `status` field given in kB (`VmRSS:`, `VmHWM:`).
+fn parse_status_kb(text: &str, field: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..].trim().strip_suffix("kB")?.trim().parse().ok()
 }
 
 pub fn stat(pid: u32) -> Option<Stat> {
@@ -34,6 +39,25 @@ pub fn stat(pid: u32) -> Option<Stat> {
 
 pub fn peak_rss_kb(pid: u32) -> Option<u64> {
     parse_peak_rss_kb(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+/// The resident set now (`VmRSS`), in kB.
+pub fn rss_kb(pid: u32) -> Option<u64> {
+    parse_status_kb(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?, "VmRSS:")
+}
+
+/// Raises this process's soft limit on open files to the hard limit: a
+/// descriptor per connection, and there may be ten thousand. Children
+/// (the upstreams, the proxies) inherit it.
+pub fn raise_open_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 /// Clock ticks per second, the unit of `utime` and `stime`.
@@ -54,6 +78,11 @@ pub fn cpu_seconds(pids: &[u32]) -> f64 {
 /// The sum of the peak resident sets of `pids`, in MB.
 pub fn peak_rss_mb(pids: &[u32]) -> f64 {
     pids.iter().filter_map(|&p| peak_rss_kb(p)).sum::<u64>() as f64 / 1024.0
+}
+
+/// The sum of the resident sets of `pids` now, in MB.
+pub fn rss_mb(pids: &[u32]) -> f64 {
+    pids.iter().filter_map(|&p| rss_kb(p)).sum::<u64>() as f64 / 1024.0
 }
 
 /// The processes whose parent is `pid`.
@@ -81,6 +110,7 @@ mod tests {
     fn peak_rss_is_read_in_kb() {
         let status = "Name:\thiku\nVmPeak:\t  123456 kB\nVmHWM:\t    8832 kB\nVmRSS:\t    8000 kB\n";
         assert_eq!(parse_peak_rss_kb(status), Some(8832));
+        assert_eq!(parse_status_kb(status, "VmRSS:"), Some(8000));
         assert_eq!(parse_peak_rss_kb("Name:\tkthreadd\n"), None);
     }
 
@@ -90,6 +120,7 @@ mod tests {
         let stat = stat(me).unwrap();
         assert_eq!(stat.ppid, std::os::unix::process::parent_id());
         assert!(peak_rss_kb(me).unwrap() > 0);
+        assert!(rss_kb(me).unwrap() > 0);
         let child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
         let found = children(me).contains(&child.id());
         let mut child = child;

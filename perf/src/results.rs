@@ -55,7 +55,7 @@ pub fn markdown(
     provenance: &Provenance,
     machine: &str,
     experiments: &[Experiment],
-    throughput: Option<&summary::Report>,
+    throughput: &[summary::Report],
 ) -> String {
     let mut out = String::from("# hiku: measured results\n\n");
     out += "Written by `hiku-perf results` (as `perf/results` runs it after measuring) from the JSON reports of ";
@@ -73,12 +73,8 @@ pub fn markdown(
     for e in experiments {
         let _ = write!(out, "\n## The paper's experiment: {}\n\n```\n{}```\n", e.label, report::table(&e.report.runs));
     }
-    if let Some(t) = throughput {
-        let _ = write!(
-            out,
-            "\n## The proxy's own cost (medians over rounds)\n\n```\n{}```\n",
-            summary::table(&t.results, "hiku")
-        );
+    for (title, table) in throughput.iter().flat_map(summary::titled) {
+        let _ = write!(out, "\n## {title}\n\n```\n{table}```\n");
     }
     out
 }
@@ -128,9 +124,26 @@ mod tests {
             errors: 0,
             cpu_s_per_1k: 0.02,
             peak_rss_mb: 20.0,
+            syscalls_per_request: None,
+            context_switches_per_request: None,
+            reschedule_ipis_per_request: None,
         };
-        let throughput = summary::Report { results: vec![row("hiku", 40000.0), row("nginx", 50000.0)] };
-        let page = markdown(&provenance, "a machine", &experiments, Some(&throughput));
+        let throughput =
+            summary::Report { results: vec![row("hiku", 40000.0), row("nginx", 50000.0)], ..Default::default() };
+        let closing =
+            summary::Report { results: vec![row("hiku", 21000.0)], new_connection: true, ..Default::default() };
+        let idle = crate::idle::IdleRow {
+            contender: "nginx".to_string(),
+            connections: 10000,
+            burst: false,
+            ok: 10000,
+            errors: 0,
+            rss_before_mb: 5.0,
+            rss_after_mb: 15.0,
+            kib_per_connection: 1.02,
+        };
+        let idle = summary::Report { idle: vec![idle], ..Default::default() };
+        let page = markdown(&provenance, "a machine", &experiments, &[throughput, closing, idle]);
         for needle in [
             "a machine",
             "2026-11-23",
@@ -145,6 +158,11 @@ mod tests {
             "40000",
             "50000",
             "1.25",
+            "## The proxy's own cost, keep-alive",
+            "## The proxy's own cost, a new connection per call",
+            "21000",
+            "## Idle keep-alive connections",
+            "1.02",
         ] {
             assert!(page.contains(needle), "{needle} missing from:\n{page}");
         }

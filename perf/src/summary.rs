@@ -11,9 +11,15 @@ use serde::{Deserialize, Serialize};
 pub type Sample = Row;
 
 /// Everything written to `--json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub results: Vec<Row>,
+    /// The generator asked for a new connection for every call.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub new_connection: bool,
+    /// `--idle-connections`: what idle connections cost each contender.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub idle: Vec<crate::idle::IdleRow>,
 }
 
 /// A contender at a connection count: the median of each number over the
@@ -29,6 +35,16 @@ pub struct Row {
     pub errors: u64,
     pub cpu_s_per_1k: f64,
     pub peak_rss_mb: f64,
+    /// The contender's system calls per request (all its processes), where
+    /// `perf` could count them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syscalls_per_request: Option<f64>,
+    /// Its context switches per request, where `perf` could count them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_switches_per_request: Option<f64>,
+    /// The machine's reschedule IPIs per request (every process's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reschedule_ipis_per_request: Option<f64>,
 }
 
 /// The median, the mean of the middle two for an even count; NaN values
@@ -43,19 +59,27 @@ pub fn median(values: impl IntoIterator<Item = f64>) -> f64 {
     }
 }
 
-/// One row per (contender, connections), in the order they first appear.
-pub fn summarize(samples: &[Sample]) -> Vec<Row> {
-    let mut keys: Vec<(&str, usize)> = Vec::new();
+/// `samples` grouped by a key (contender, connections), the groups in the
+/// order their keys first appear.
+pub fn groups<T>(samples: &[T], key: impl Fn(&T) -> (&str, usize)) -> Vec<((&str, usize), Vec<&T>)> {
+    let mut groups: Vec<((&str, usize), Vec<&T>)> = Vec::new();
     for s in samples {
-        if !keys.contains(&(s.contender.as_str(), s.connections)) {
-            keys.push((s.contender.as_str(), s.connections));
+        match groups.iter_mut().find(|(k, _)| *k == key(s)) {
+            Some((_, group)) => group.push(s),
+            None => groups.push((key(s), vec![s])),
         }
     }
-    keys.into_iter()
-        .map(|(contender, connections)| {
-            let of = |s: &&Sample| s.contender == contender && s.connections == connections;
-            let group: Vec<&Sample> = samples.iter().filter(of).collect();
+    groups
+}
+
+/// One row per (contender, connections), in the order they first appear.
+pub fn summarize(samples: &[Sample]) -> Vec<Row> {
+    groups(samples, |s| (s.contender.as_str(), s.connections))
+        .into_iter()
+        .map(|((contender, connections), group)| {
             let m = |f: fn(&Sample) -> f64| median(group.iter().map(|s| f(s)));
+            let counted =
+                |f: fn(&Sample) -> Option<f64>| Some(median(group.iter().filter_map(|s| f(s)))).filter(|m| !m.is_nan());
             Row {
                 contender: contender.to_string(),
                 connections,
@@ -66,6 +90,9 @@ pub fn summarize(samples: &[Sample]) -> Vec<Row> {
                 errors: group.iter().map(|s| s.errors).sum(),
                 cpu_s_per_1k: m(|s| s.cpu_s_per_1k),
                 peak_rss_mb: m(|s| s.peak_rss_mb),
+                syscalls_per_request: counted(|s| s.syscalls_per_request),
+                context_switches_per_request: counted(|s| s.context_switches_per_request),
+                reschedule_ipis_per_request: counted(|s| s.reschedule_ipis_per_request),
             }
         })
         .collect()
@@ -91,10 +118,40 @@ fn number(value: f64, decimals: usize) -> String {
     }
 }
 
-/// The rows as a table, with ratios to the `reference` contender.
+/// What a report measured, as a heading, and its table.
+pub fn titled(report: &Report) -> Vec<(&'static str, String)> {
+    let mut parts = Vec::new();
+    if !report.results.is_empty() {
+        let title = match report.new_connection {
+            true => "The proxy's own cost, a new connection per call (medians over rounds)",
+            false => "The proxy's own cost, keep-alive (medians over rounds)",
+        };
+        parts.push((title, table(&report.results, "hiku")));
+    }
+    if !report.idle.is_empty() {
+        parts.push((
+            "Idle keep-alive connections after a burst of calls on all of them",
+            crate::idle::table(&report.idle),
+        ));
+    }
+    parts
+}
+
+/// The kernel's columns: heading, width, decimals, the number.
+type Counted = (&'static str, usize, usize, fn(&Row) -> Option<f64>);
+
+const COUNTED: [Counted; 3] = [
+    ("sys/req", 8, 2, |r| r.syscalls_per_request),
+    ("cs/req", 7, 3, |r| r.context_switches_per_request),
+    ("ipi/req", 8, 4, |r| r.reschedule_ipis_per_request),
+];
+
+/// The rows as a table, with ratios to the `reference` contender. A kernel
+/// column no row has a number for is left out.
 pub fn table(rows: &[Row], reference: &str) -> String {
+    let counted: Vec<&Counted> = COUNTED.iter().filter(|c| rows.iter().any(|r| c.3(r).is_some())).collect();
     let mut out = format!(
-        "{:<14} {:>5} {:>10} {:>8} {:>8} {:>8} {:>7} {:>9} {:>7} {:>9} {:>9} {:>9}\n",
+        "{:<14} {:>5} {:>10} {:>8} {:>8} {:>8} {:>7} {:>9} {:>7} {:>9} {:>9} {:>9}",
         "contender",
         "conns",
         "req/s",
@@ -108,10 +165,14 @@ pub fn table(rows: &[Row], reference: &str) -> String {
         "p99/hiku",
         "cpu/hiku"
     );
+    for (heading, width, _, _) in &counted {
+        let _ = write!(out, " {heading:>width$}");
+    }
+    out.push('\n');
     for row in rows {
         let r = ratios(row, rows, reference);
         let ratio = |f: fn(&Ratios) -> f64| r.as_ref().map_or("-".to_string(), |r| number(f(r), 2));
-        let _ = writeln!(
+        let _ = write!(
             out,
             "{:<14} {:>5} {:>10} {:>8} {:>8} {:>8} {:>7} {:>9} {:>7} {:>9} {:>9} {:>9}",
             row.contender,
@@ -127,6 +188,10 @@ pub fn table(rows: &[Row], reference: &str) -> String {
             ratio(|r| r.p99),
             ratio(|r| r.cpu),
         );
+        for (_, width, decimals, value) in &counted {
+            let _ = write!(out, " {:>width$}", number(value(row).unwrap_or(f64::NAN), *decimals));
+        }
+        out.push('\n');
     }
     out
 }
@@ -146,6 +211,9 @@ mod tests {
             errors,
             cpu_s_per_1k: cpu,
             peak_rss_mb: 10.0,
+            syscalls_per_request: None,
+            context_switches_per_request: None,
+            reschedule_ipis_per_request: None,
         }
     }
 
@@ -184,6 +252,9 @@ mod tests {
                 errors: 2,
                 cpu_s_per_1k: 0.03,
                 peak_rss_mb: 10.0,
+                syscalls_per_request: None,
+                context_switches_per_request: None,
+                reschedule_ipis_per_request: None,
             }
         );
         assert_eq!((rows[1].rps, rows[1].p99_ms, rows[1].errors, rows[1].cpu_s_per_1k), (250.0, 0.75, 1, 0.02));
@@ -198,12 +269,46 @@ mod tests {
         assert!(lines[2].starts_with("direct            64        250     0.19     0.75     1.50       1"), "{table}");
         assert!(lines[2].ends_with("2.50      0.25      0.67"), "{table}");
 
-        let json = serde_json::to_value(Report { results: rows }).unwrap();
+        let json = serde_json::to_value(Report { results: rows, ..Report::default() }).unwrap();
         let first = json["results"][0].as_object().unwrap();
         let keys: Vec<&str> = first.keys().map(String::as_str).collect();
         let mut expected =
             ["contender", "connections", "rps", "p50_ms", "p99_ms", "p999_ms", "errors", "cpu_s_per_1k", "peak_rss_mb"];
         expected.sort();
         assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn kernel_counts_are_medians_of_the_rounds_that_have_them_and_shown_only_if_any() {
+        let counted = |syscalls: Option<f64>, ipis: Option<f64>| Sample {
+            syscalls_per_request: syscalls,
+            context_switches_per_request: syscalls.map(|s| s / 100.0),
+            reschedule_ipis_per_request: ipis,
+            ..sample("hiku", 64, 100.0, 2.0, 0, 0.02)
+        };
+        let rows = summarize(&[
+            counted(Some(0.5), Some(0.01)),
+            counted(None, Some(0.03)),
+            counted(Some(0.7), Some(0.02)),
+            Sample { contender: "nginx".to_string(), ..counted(None, None) },
+        ]);
+        assert_eq!(rows[0].syscalls_per_request, Some(0.6));
+        assert_eq!(rows[0].context_switches_per_request, Some(0.006));
+        assert_eq!(rows[0].reschedule_ipis_per_request, Some(0.02));
+        assert_eq!((rows[1].syscalls_per_request, rows[1].reschedule_ipis_per_request), (None, None));
+
+        let shown = table(&rows, "hiku");
+        let lines: Vec<&str> = shown.lines().collect();
+        assert!(lines[0].ends_with("cpu/hiku  sys/req  cs/req  ipi/req"), "{shown}");
+        assert!(lines[1].ends_with("1.00      1.00      1.00     0.60   0.006   0.0200"), "{shown}");
+        assert!(lines[2].ends_with("1.00      1.00      1.00        -       -        -"), "{shown}");
+
+        let plain = summarize(&[sample("hiku", 64, 100.0, 2.0, 0, 0.02)]);
+        assert!(table(&plain, "hiku").lines().next().unwrap().ends_with("cpu/hiku"));
+
+        // Missing counts are missing from the JSON, and read back as missing.
+        let json = serde_json::to_string(&Report { results: rows.clone(), ..Report::default() }).unwrap();
+        assert!(json.contains("\"syscalls_per_request\":0.6") && json.matches("syscalls_per_request").count() == 1);
+        assert_eq!(serde_json::from_str::<Report>(&json).unwrap().results, rows);
     }
 }

@@ -4,7 +4,11 @@
 //! front of them (or nothing, for `direct`), and the generator
 //! ([`crate::blast`], on its own thread) at full speed against it. Each
 //! measurement reads the contender's CPU time at the window's edges and
-//! its peak memory at the end; [`crate::summary`] takes the medians.
+//! its peak memory at the end, then keeps the load going for a second,
+//! counted window in which [`crate::counters`] reads what the kernel did
+//! (system calls, context switches, reschedule IPIs: tracing them slows
+//! the process down, so not in the measured window); [`crate::summary`]
+//! takes the medians.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +22,7 @@ use tokio::process::Child;
 
 use crate::blast::{self, Load, Mark, Tally};
 use crate::cluster;
+use crate::counters::{self, Counts, PerfStat};
 use crate::experiment::WorkDir;
 use crate::functions;
 use crate::procstat;
@@ -65,6 +70,13 @@ pub struct Options {
     pub rounds: usize,
     pub warmup: Duration,
     pub duration: Duration,
+    /// The counted window after the measured one (zero for none).
+    pub counted: Duration,
+    /// A `perf` that can trace system calls here, or `None` (those
+    /// columns are then missing).
+    pub perf: Option<PathBuf>,
+    /// A new connection for every call (`Connection: close` on each).
+    pub new_connection: bool,
     /// Show progress on stderr.
     pub progress: bool,
 }
@@ -99,13 +111,13 @@ pub async fn run(options: &Options) -> Result<Vec<Row>, String> {
 }
 
 /// The processes of one measurement; all are killed when this drops.
-struct Setup {
+pub(crate) struct Setup {
     _upstreams: Child,
     _proxy: Option<Running>,
     /// Where the generator connects.
-    targets: Vec<SocketAddr>,
+    pub targets: Vec<SocketAddr>,
     /// Whose CPU and memory are counted.
-    pids: Vec<u32>,
+    pub pids: Vec<u32>,
 }
 
 /// Held only to be dropped (which kills it).
@@ -128,15 +140,24 @@ async fn measure(
         body: BODY.to_vec(),
         warmup: options.warmup,
         duration: options.duration,
+        counted: options.counted,
+        close: options.new_connection,
         timeout: REQUEST_TIMEOUT,
     };
-    let pids = setup.pids.clone();
-    let (tally, cpu) = generate(load, pids).await?;
+    let perf = match &options.perf {
+        Some(perf) => Some(PerfStat::attach(perf, &setup.pids, workdir)?),
+        None => None,
+    };
+    let (tally, cpu, counts) = generate(load, setup.pids.clone(), perf).await?;
     let peak_rss_mb = procstat::peak_rss_mb(&setup.pids);
     drop(setup);
     let cpu_s = match cpu.as_slice() {
         [start, end] => end - start,
         _ => f64::NAN,
+    };
+    let per_request = |count: Option<u64>| match tally.counted_ok {
+        0 => None,
+        n => count.map(|c| c as f64 / n as f64),
     };
     if options.progress && tally.errors.total() > 0 {
         eprintln!("{} at {connections} connections: errors {:?}", contender.label, tally.errors);
@@ -151,6 +172,9 @@ async fn measure(
         errors: tally.errors.total(),
         cpu_s_per_1k: cpu_s / (tally.ok as f64 / 1000.0),
         peak_rss_mb,
+        syscalls_per_request: per_request(counts.syscalls),
+        context_switches_per_request: per_request(counts.context_switches),
+        reschedule_ipis_per_request: per_request(counts.reschedule_ipis),
     })
 }
 
@@ -165,23 +189,55 @@ impl Drop for StopOnDrop {
 }
 
 /// Runs the generator on its own thread; the CPU seconds of `pids` at the
-/// window's start and end come back with its tally.
-async fn generate(load: Load, pids: Vec<u32>) -> Result<(Tally, Vec<f64>), String> {
+/// window's start and end, and what the kernel did in the counted window
+/// (by `perf`, when given), come back with its tally.
+async fn generate(load: Load, pids: Vec<u32>, perf: Option<PerfStat>) -> Result<(Tally, Vec<f64>, Counts), String> {
     let stop = Arc::new(AtomicBool::new(false));
     let _stop_on_drop = StopOnDrop(stop.clone());
     let (send, receive) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("blast".to_string())
         .spawn(move || {
+            let mut perf = perf;
             let mut cpu = Vec::new();
-            let tally = blast::run(&load, &stop, |_: Mark| cpu.push(procstat::cpu_seconds(&pids)));
-            let _ = send.send(tally.map(|t| (t, cpu)));
+            let mut ipis = Vec::new();
+            let mut perf_error = None;
+            let tally = blast::run(&load, &stop, |mark: Mark| match mark {
+                Mark::WindowStart | Mark::WindowEnd => cpu.push(procstat::cpu_seconds(&pids)),
+                Mark::CountStart => {
+                    ipis.push(counters::reschedule_ipis());
+                    if let Some(Err(e)) = perf.as_mut().map(PerfStat::enable) {
+                        perf_error = Some(e);
+                    }
+                }
+                Mark::CountEnd => {
+                    if let Some(Err(e)) = perf.as_mut().map(PerfStat::disable) {
+                        perf_error = Some(e);
+                    }
+                    ipis.push(counters::reschedule_ipis());
+                }
+            });
+            let (syscalls, context_switches) = match (perf, perf_error) {
+                (Some(perf), None) => perf.finish(),
+                (_, Some(e)) => {
+                    eprintln!("{e}: system calls and context switches not counted");
+                    (None, None)
+                }
+                (None, None) => (None, None),
+            };
+            let reschedule_ipis = match ipis.as_slice() {
+                [Some(start), Some(end)] => end.checked_sub(*start),
+                _ => None,
+            };
+            let counts = Counts { syscalls, context_switches, reschedule_ipis };
+            let _ = send.send(tally.map(|t| (t, cpu, counts)));
         })
         .map_err(|e| format!("starting the generator: {e}"))?;
     receive.await.map_err(|_| "the generator panicked".to_string())?.map_err(|e| format!("the generator failed: {e}"))
 }
 
-async fn start(options: &Options, contender: &Contender, workdir: &Path) -> Result<Setup, String> {
+/// Starts the upstreams and `contender` in front of them.
+pub(crate) async fn start(options: &Options, contender: &Contender, workdir: &Path) -> Result<Setup, String> {
     let (upstreams, urls) = start_upstreams(&options.upstream).await?;
     let upstream_pid = upstreams.id().ok_or("the upstreams exited")?;
     let addresses: Vec<SocketAddr> = urls

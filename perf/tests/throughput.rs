@@ -1,6 +1,7 @@
-//! End to end: a tiny throughput measurement (direct and hiku, one round
-//! of about a second at 8 connections) through the real binaries, and its
-//! JSON report checked for completeness. Speed is reported, not asserted.
+//! End to end: tiny throughput measurements (direct and hiku, one round
+//! of about a second at 8 connections; a new connection per call; 200 idle
+//! connections) through the real binaries, and their JSON reports checked
+//! for completeness. Speed is reported, not asserted.
 
 mod support;
 
@@ -14,25 +15,11 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 #[test]
 fn a_tiny_measurement_reports_every_contender_without_errors() {
-    let dir = std::env::temp_dir().join(format!("hiku-perf-throughput-{}", std::process::id()));
-    let json = dir.join("out.json");
     let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_hiku-perf"))
-        .args(["throughput", "--rounds", "1", "--duration", "1", "--warmup", "0.2", "--connections", "8"])
-        .arg("--hiku")
-        .arg(support::hiku_binary())
-        .arg("--upstream")
-        .arg(env!("CARGO_BIN_EXE_hiku-upstream"))
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{}\n{stderr}", output.status);
+    let args = ["--duration", "1", "--warmup", "0.2", "--connections", "8"];
+    let (report, stdout, stderr) = run_throughput(&args, "tiny");
     assert!(started.elapsed() < DEADLINE, "took {:?}", started.elapsed());
 
-    let report: Report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     let keys: Vec<(&str, usize)> = report.results.iter().map(|r| (r.contender.as_str(), r.connections)).collect();
     assert_eq!(keys, [("direct", 8), ("hiku", 8)]);
     for r in &report.results {
@@ -41,12 +28,16 @@ fn a_tiny_measurement_reports_every_contender_without_errors() {
         assert!(0.0 < r.p50_ms && r.p50_ms <= r.p99_ms && r.p99_ms <= r.p999_ms, "{r:?}");
         assert!(r.cpu_s_per_1k.is_finite() && r.cpu_s_per_1k >= 0.0, "{r:?}");
         assert!(r.peak_rss_mb > 0.0, "{r:?}");
+        // The machine's reschedule IPIs are always counted (perf may not be).
+        assert!(r.reschedule_ipis_per_request.is_some_and(|n| n >= 0.0), "{r:?}");
+        if let Some(syscalls) = r.syscalls_per_request {
+            assert!(syscalls > 0.0 && r.context_switches_per_request.is_some(), "{r:?}");
+        }
     }
 
     // The table has the same rows, hiku's ratios to itself are 1.
-    let stdout = String::from_utf8_lossy(&output.stdout);
     let hiku_line = stdout.lines().find(|l| l.starts_with("hiku ")).expect(&stdout);
-    assert!(hiku_line.ends_with("1.00      1.00      1.00"), "{stdout}");
+    assert!(hiku_line.contains("1.00      1.00      1.00"), "{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("direct ")), "{stdout}");
 }
 
@@ -59,4 +50,53 @@ fn a_bad_option_is_a_usage_error_naming_it() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unknown balancer \"round-robin\""), "{stderr}");
+}
+
+/// Runs `hiku-perf throughput --rounds 1` with `args` (direct and hiku,
+/// the proxies with a row of their own); its report, stdout and stderr.
+fn run_throughput(args: &[&str], name: &str) -> (Report, String, String) {
+    let dir = std::env::temp_dir().join(format!("hiku-perf-{name}-{}", std::process::id()));
+    let json = dir.join("out.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_hiku-perf"))
+        .args(["throughput", "--rounds", "1"])
+        .args(args)
+        .arg("--hiku")
+        .arg(support::hiku_binary())
+        .arg("--upstream")
+        .arg(env!("CARGO_BIN_EXE_hiku-upstream"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{}\n{stdout}\n{stderr}", output.status);
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    (report, stdout, stderr)
+}
+
+#[test]
+fn idle_connections_are_opened_called_once_and_weighed() {
+    let (report, stdout, _) = run_throughput(&["--idle-connections", "200"], "idle");
+    assert!(report.results.is_empty(), "{report:?}");
+    let [hiku] = report.idle.as_slice() else { panic!("{report:?}") };
+    assert_eq!((hiku.contender.as_str(), hiku.connections, hiku.ok, hiku.errors), ("hiku", 200, 200, 0), "{hiku:?}");
+    assert!(hiku.rss_before_mb > 0.0 && hiku.rss_after_mb > 0.0, "{hiku:?}");
+    let per_connection = (hiku.rss_after_mb - hiku.rss_before_mb) * 1024.0 / 200.0;
+    assert!((hiku.kib_per_connection - per_connection).abs() < 1e-9, "{hiku:?}");
+    assert!(stdout.starts_with("Idle keep-alive connections"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("hiku               200  by 64     200       0")), "{stdout}");
+}
+
+#[test]
+fn a_new_connection_per_call_is_measured_without_errors() {
+    let args = ["--new-connection", "--duration", "0.5", "--warmup", "0.2", "--connections", "4"];
+    let (report, stdout, _) = run_throughput(&args, "close");
+    assert!(report.new_connection, "{report:?}");
+    assert_eq!(report.results.len(), 2, "{report:?}");
+    for r in &report.results {
+        assert!(r.rps > 0.0 && r.errors == 0, "{r:?}");
+    }
+    assert!(stdout.starts_with("The proxy's own cost, a new connection per call"), "{stdout}");
 }

@@ -18,6 +18,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    hiku_perf::procstat::raise_open_file_limit();
     let listeners = match upstream::bind(cli.servers) {
         Ok(listeners) => listeners,
         Err(e) => {
