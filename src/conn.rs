@@ -12,10 +12,11 @@ use crate::proxy::RequestMeta;
 use crate::runtime::{self, Canceller, TcpStream};
 use crate::scheduler::Scheduler;
 
-/// How long a connection waits for its next request with a buffer ready.
-/// One still quiet after that gives its buffers back to the core's stock
-/// and waits for readiness alone (one more step per request, but nothing
-/// held while idle).
+/// How long a connection waits for its next request with a read (and its
+/// buffer) posted. One still quiet after that gives its buffers back to the
+/// core's stock and is parked: its task ends, and a small one waits for
+/// readiness alone (one more step and a new task when it wakes, but an idle
+/// connection holds a few hundred bytes).
 const HOT_IDLE: Duration = Duration::from_millis(500);
 
 /// What one core owns.
@@ -59,22 +60,18 @@ impl Conn {
 
     /// Between requests, with nothing buffered: gives the buffers of the
     /// last exchange back and waits for the next request's first bytes
-    /// (`Ok(0)`: the client closed). It waits `HOT_IDLE` with a read (and
+    /// (`Some(0)`: the client closed). It waits `HOT_IDLE` with a read (and
     /// its buffer) posted, as a new connection or a keep-alive client under
-    /// load sends at once; one quiet past that waits for readiness holding
-    /// no buffer.
-    pub async fn wait_request(&mut self) -> std::io::Result<usize> {
+    /// load sends at once; `None` if nothing came by then: the connection
+    /// holds no buffer, and is best [parked](crate::server).
+    pub async fn wait_request(&mut self) -> std::io::Result<Option<usize>> {
         self.ubuf.release();
         http::recycle(std::mem::take(&mut self.out));
-        let read = match self.rbuf.fill_within(&mut self.client, HOT_IDLE, &mut self.canceller).await? {
-            Some(n) => n,
-            None => {
-                self.rbuf.release();
-                runtime::readable(&self.client).await?;
-                self.rbuf.fill(&mut self.client).await?
-            }
-        };
-        self.out = http::spare();
+        let read = self.rbuf.fill_within(&mut self.client, HOT_IDLE, &mut self.canceller).await?;
+        match read {
+            Some(_) => self.out = http::spare(),
+            None => self.rbuf.release(),
+        }
         Ok(read)
     }
 

@@ -42,7 +42,8 @@
 //!
 //! 1. A shard accepts the connection and reads the head into a buffer from
 //!    the shard's stock (a connection quiet for 500 ms gives the buffer
-//!    back and waits for readiness);
+//!    back, its task ends, and a small parked task waits for readiness to
+//!    start a new one: an idle connection holds under 1 KiB);
 //!    [`http::parse_request`] (httparse) borrows it.
 //! 2. [`server`] routes by path. For `/run/<fn>` the scheduler selects a
 //!    worker and returns a `Lease`.

@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::http::{self, Framing};
 use crate::pool::Pool;
 use crate::proxy::{self, RequestMeta};
-use crate::runtime::{self, Driver, TcpListener, TcpStream};
+use crate::runtime::{self, Driver, TcpListener};
 use crate::scheduler::{NewWorker, Scheduler};
 
 const LISTEN_BACKLOG: i32 = 4096;
@@ -31,6 +31,8 @@ const LOCAL_BODY_LIMIT: usize = 64 * 1024;
 const LINGER: Duration = Duration::from_secs(2);
 /// How often each core closes idle connections to removed or closed workers.
 const POOL_SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// How often each core gives the memory it freed back to the system.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
 
 /// Where a request goes, by its path.
 #[derive(Debug, PartialEq, Eq)]
@@ -64,14 +66,39 @@ fn route(path: &str) -> Route<'_> {
     }
 }
 
-/// Serves one client connection until it closes or can't go on.
-async fn serve(shard: Rc<Shard>, client: TcpStream, peer: SocketAddr) {
-    let mut conn = Conn::new(client, peer);
+/// Serves `conn` in a task of its own until it closes, or parks it when it
+/// falls quiet. A bug that panics on some input costs one connection, not
+/// the shard.
+fn spawn_serve(shard: Rc<Shard>, conn: Conn) {
+    let serving = AssertUnwindSafe(serve(Rc::clone(&shard), conn)).catch_unwind();
+    runtime::spawn(async move {
+        match serving.await {
+            Ok(Some(conn)) => park(shard, conn),
+            Ok(None) => {}
+            Err(_) => log::error!("a connection task panicked; its connection was closed"),
+        }
+    });
+}
+
+/// Waits, in a task of a few hundred bytes (a serving task is a few KiB),
+/// until a quiet connection has something to read, then serves it again.
+fn park(shard: Rc<Shard>, conn: Conn) {
+    runtime::spawn(async move {
+        if runtime::readable(&conn.client).await.is_ok() {
+            spawn_serve(shard, conn);
+        }
+    });
+}
+
+/// Serves one client connection until it closes or can't go on (`None`), or
+/// falls quiet between requests (`Some`: to be parked).
+async fn serve(shard: Rc<Shard>, mut conn: Conn) -> Option<Conn> {
     loop {
         conn.input_done = false;
         match read_request_head(&mut conn).await {
-            Ok(true) => {}
-            Ok(false) => return,
+            Ok(Head::Ready) => {}
+            Ok(Head::Closed) => return None,
+            Ok(Head::Quiet) => return Some(conn),
             Err(e) => {
                 conn.send_error(&e, false, None).await;
                 break;
@@ -86,6 +113,7 @@ async fn serve(shard: Rc<Shard>, client: TcpStream, peer: SocketAddr) {
     if !(conn.input_done && conn.rbuf.is_empty()) {
         linger_close(&mut conn).await;
     }
+    None
 }
 
 /// Closes our side, then drops what the client still sends until it closes
@@ -105,16 +133,29 @@ async fn linger_close(conn: &mut Conn) {
     let _: Result<io::Result<()>, _> = runtime::timeout(LINGER, drain).await;
 }
 
-/// Waits for a complete request head in `conn.rbuf`; false if the client
-/// closed the connection first.
-async fn read_request_head(conn: &mut Conn) -> Result<bool, Error> {
-    if conn.rbuf.is_empty() && matches!(conn.wait_request().await, Ok(0) | Err(_)) {
-        return Ok(false);
+/// What waiting for a request head came to.
+enum Head {
+    /// A whole head is in `conn.rbuf`.
+    Ready,
+    /// The client closed the connection first.
+    Closed,
+    /// Nothing came for a while: the connection holds no buffer.
+    Quiet,
+}
+
+/// Waits for a complete request head in `conn.rbuf`.
+async fn read_request_head(conn: &mut Conn) -> Result<Head, Error> {
+    if conn.rbuf.is_empty() {
+        match conn.wait_request().await {
+            Ok(Some(0)) | Err(_) => return Ok(Head::Closed),
+            Ok(None) => return Ok(Head::Quiet),
+            Ok(Some(_)) => {}
+        }
     }
     let mut scanned = 0;
     loop {
         if proxy::head_end(conn.rbuf.data(), scanned).is_some() {
-            return Ok(true);
+            return Ok(Head::Ready);
         }
         if !conn.rbuf.is_empty() {
             // Reject garbage early instead of waiting for a blank line.
@@ -126,7 +167,7 @@ async fn read_request_head(conn: &mut Conn) -> Result<bool, Error> {
             return Err(Error::HeadTooLarge);
         }
         match conn.rbuf.fill(&mut conn.client).await {
-            Ok(0) | Err(_) => return Ok(false),
+            Ok(0) | Err(_) => return Ok(Head::Closed),
             Ok(_) => {}
         }
     }
@@ -383,6 +424,7 @@ pub fn run(config: &Config, cores: usize) -> Result<(), String> {
             };
             let shard = Rc::new(Shard { scheduler, pool: Pool::default(), cores });
             runtime::spawn(sweep_pool(Rc::clone(&shard)));
+            runtime::spawn(trim_memory());
             accept_loop(shard, listener).await;
         }
     })
@@ -393,14 +435,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                // A bug that panics on some input must cost one connection,
-                // not the shard.
-                let serving = AssertUnwindSafe(serve(Rc::clone(&shard), stream, peer)).catch_unwind();
-                runtime::spawn(async move {
-                    if serving.await.is_err() {
-                        log::error!("a connection task panicked; its connection was closed");
-                    }
-                });
+                spawn_serve(Rc::clone(&shard), Conn::new(stream, peer));
             }
             Err(e) => {
                 // Out of descriptors or memory: back off instead of spinning.
@@ -408,6 +443,13 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                 runtime::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+async fn trim_memory() {
+    loop {
+        runtime::sleep(TRIM_EVERY).await;
+        crate::sys::return_free_memory();
     }
 }
 

@@ -24,3 +24,13 @@ pub fn no_huge_pages() {
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
 }
+
+/// Gives memory this thread freed back to the system. The allocator keeps
+/// freed pages a while for reuse and gives them back only when it is next
+/// busy, so a core that served a burst and fell quiet would hold its peak
+/// for good; called now and then from each core.
+pub fn return_free_memory() {
+    // SAFETY: mi_collect only walks this thread's heap; it is harmless if
+    // mimalloc is not the global allocator (nothing is there to collect).
+    unsafe { libmimalloc_sys::mi_collect(false) };
+}

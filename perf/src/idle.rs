@@ -9,7 +9,8 @@
 //!    once with `--burst`: N concurrent calls), every answer counted (2xx
 //!    or not);
 //! 4. a pause ([`SETTLE`]) with the N connections open and idle, and its
-//!    resident memory again.
+//!    resident memory again (allocators give freed memory back lazily:
+//!    hiku each second, mimalloc when next busy).
 //!
 //! (after - before) / N is what an idle connection holds in user space:
 //! its task, its buffers, its share of the worker connections the burst
@@ -38,7 +39,7 @@ pub const CONNECTING: usize = 256;
 /// Calls in flight at once, unless all are sent at once.
 pub const CALLING: usize = 64;
 /// How long a contender is left alone before each memory reading.
-pub const SETTLE: Duration = Duration::from_millis(1500);
+pub const SETTLE: Duration = Duration::from_millis(2500);
 /// Every call must be answered within this.
 const CALLS_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -12,8 +12,10 @@ use crate::runtime::{self, TcpStream};
 
 /// The size of every buffer in the stock.
 pub const BUF_SIZE: usize = super::MAX_HEAD;
-/// Spare buffers kept per core (4 MiB); more are freed.
-const SPARE_MAX: usize = 256;
+/// Spare buffers kept per core (1 MiB); more are freed. Enough for the
+/// exchanges in flight on a busy core; kept small because every one pins
+/// its page of the allocator.
+const SPARE_MAX: usize = 64;
 
 thread_local! {
     static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };

@@ -146,10 +146,17 @@ fn a_keep_alive_connection_idle_past_its_hot_wait_is_served() {
     let mut c = hiku.client();
     assert_eq!(c.request("POST", "/run/f", &[], b"one").body, b"one");
     // Past hiku's hot wait (conn::HOT_IDLE, 500 ms) the connection gives its
-    // buffers back and waits for readiness: the next request still arrives whole.
+    // buffers back and is parked in a small task waiting for readiness: the
+    // next request still arrives whole.
     std::thread::sleep(std::time::Duration::from_millis(700));
     assert_eq!(c.request("POST", "/run/f", &[], b"two").body, b"two");
     assert_eq!(c.request("POST", "/run/f", &[], b"three").body, b"three");
+    // Parked again, then woken by a head that comes in two pieces.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    c.send(b"POST /run/f HTTP/1.1\r\nHost: h\r\n");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    c.send(b"Content-Length: 4\r\n\r\nfour");
+    assert_eq!(c.read(false).body, b"four");
 }
 
 #[test]
