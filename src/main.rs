@@ -29,6 +29,11 @@ enum Command {
         /// Cores to run on, one executor each [default: every available core]
         #[arg(long)]
         cores: Option<usize>,
+        /// Let the OS move the shards between cores. By default each is pinned to a core of
+        /// its own: best on a machine hiku has to itself; where it shares the cores with other
+        /// busy processes, unpinned shards can run on whichever core is free
+        #[arg(long)]
+        no_pin: bool,
     },
     /// Validate a config file and exit
     Check {
@@ -64,7 +69,7 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Start { config, cores } => {
+        Command::Start { config, cores, no_pin } => {
             let config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -75,7 +80,7 @@ fn main() -> ExitCode {
                 eprintln!("hiku: --cores {cores} is not between 1 and the {available} available cores");
                 return ExitCode::from(2);
             }
-            match hiku::server::run(&config, cores) {
+            match hiku::server::run(&config, cores, !no_pin) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("hiku: {e}");

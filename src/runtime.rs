@@ -91,9 +91,9 @@ fn uring_builder(deferred: bool) -> io_uring::Builder {
 }
 
 /// Runs `shard(i, input)` for each of `inputs`, each on its own thread
-/// pinned to the `i`-th core this process may use, with its own runtime on
-/// `driver`; returns when all have ended.
-pub fn run_shards<T, F, Fut>(inputs: Vec<T>, driver: Driver, shard: F) -> Result<(), String>
+/// with its own runtime on `driver`, pinned to the `i`-th core this process
+/// may use if `pin`; returns when all have ended.
+pub fn run_shards<T, F, Fut>(inputs: Vec<T>, driver: Driver, pin: bool, shard: F) -> Result<(), String>
 where
     T: Send + 'static,
     F: Fn(usize, T) -> Fut + Send + Sync + 'static,
@@ -107,7 +107,7 @@ where
         .enumerate()
         .map(|(i, input)| {
             let shard = std::sync::Arc::clone(&shard);
-            let cpu = cpus.get(i % cpus.len().max(1)).copied();
+            let cpu = cpus.get(i % cpus.len().max(1)).copied().filter(|_| pin);
             let blocking = blocking.clone();
             std::thread::Builder::new()
                 .name(format!("hiku-{i}"))

@@ -67,17 +67,20 @@ fn route(path: &str) -> Route<'_> {
 }
 
 /// Serves `conn` in a task of its own until it closes, or parks it when it
-/// falls quiet. A bug that panics on some input costs one connection, not
-/// the shard.
+/// falls quiet.
 fn spawn_serve(shard: Rc<Shard>, conn: Conn) {
-    let serving = AssertUnwindSafe(serve(Rc::clone(&shard), conn)).catch_unwind();
-    runtime::spawn(async move {
-        match serving.await {
-            Ok(Some(conn)) => park(shard, conn),
-            Ok(None) => {}
-            Err(_) => log::error!("a connection task panicked; its connection was closed"),
-        }
-    });
+    runtime::spawn(serve_task(shard, conn));
+}
+
+/// A connection's task. A bug that panics on some input costs one
+/// connection, not the shard. (The serving future, a few KiB, is made
+/// inside the task rather than moved into it: each move is a copy.)
+async fn serve_task(shard: Rc<Shard>, conn: Conn) {
+    match AssertUnwindSafe(serve(Rc::clone(&shard), conn)).catch_unwind().await {
+        Ok(Some(conn)) => park(shard, conn),
+        Ok(None) => {}
+        Err(_) => log::error!("a connection task panicked; its connection was closed"),
+    }
 }
 
 /// Waits, in a task of a few hundred bytes (a serving task is a few KiB),
@@ -399,20 +402,23 @@ fn resolve_workers(config: &Config) -> Vec<NewWorker> {
 }
 
 /// Runs hiku on `cores` cores until the process is stopped.
-pub fn run(config: &Config, cores: usize) -> Result<(), String> {
+/// Serves `config` on `cores` shards, each pinned to a core of its own if
+/// `pin`, until the process ends.
+pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
     let driver = Driver::choose()?;
     crate::sys::raise_limits();
     let addr = config.listen_addr().map_err(|e| e.to_string())?;
     let (bound, sockets) = bind_listeners(addr, cores).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let scheduler = Arc::new(Scheduler::new(config.balancer, resolve_workers(config)));
     log::info!(
-        "hiku {} on {bound}: {} balancer, {} workers, {cores} cores, {driver}",
+        "hiku {} on {bound}: {} balancer, {} workers, {cores} {} cores, {driver}",
         env!("CARGO_PKG_VERSION"),
         config.balancer,
-        config.workers.len()
+        config.workers.len(),
+        if pin { "pinned" } else { "unpinned" }
     );
     println!("listening on {bound}");
-    runtime::run_shards(sockets, driver, move |i, socket: Socket| {
+    runtime::run_shards(sockets, driver, pin, move |i, socket: Socket| {
         let scheduler = Arc::clone(&scheduler);
         async move {
             let listener = match TcpListener::from_std(socket.into()) {

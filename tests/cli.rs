@@ -45,6 +45,7 @@ fn version_and_help() {
     assert!(help.contains("start") && help.contains("check"), "{help}");
     let help = String::from_utf8_lossy(&hiku(&["start", "--help"]).stdout).into_owned();
     assert!(help.contains("--config") && help.contains("--cores") && help.contains("hiku.json"), "{help}");
+    assert!(help.contains("--no-pin"), "{help}");
 }
 
 #[test]
@@ -121,4 +122,63 @@ fn an_unknown_io_driver_is_refused_by_name() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("auto, io_uring, epoll"), "{}", stderr(&out));
     assert!(out.stdout.is_empty(), "nothing bound: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// The CPUs each shard thread (`hiku-<i>`) of process `pid` may run on,
+/// from `Cpus_allowed_list` in /proc.
+fn shard_cpus(pid: u32) -> Vec<String> {
+    let mut cpus = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap_or_default();
+        let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string());
+        if field("Name:").is_some_and(|n| n.starts_with("hiku-")) {
+            cpus.extend(field("Cpus_allowed_list:"));
+        }
+    }
+    cpus.sort();
+    cpus
+}
+
+#[test]
+fn shards_are_pinned_to_a_core_each_unless_told_not_to() {
+    let allowed = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:").map(|v| v.trim().to_string()))
+        .unwrap();
+    for (extra, pinned) in [(None, true), (Some("--no-pin"), false)] {
+        let mut args = vec!["start", "--cores", "2"];
+        args.extend(extra);
+        if std::thread::available_parallelism().unwrap().get() < 2 {
+            args[2] = "1";
+        }
+        let (mut cmd, path) = hiku_command(r#"{"host": "127.0.0.1", "port": 0}"#, &args);
+        let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line).unwrap();
+        assert!(line.starts_with("listening on"), "{line}");
+        let shards = if args[2] == "2" { 2 } else { 1 };
+        // The shard threads start just after the line.
+        let mut cpus = shard_cpus(child.id());
+        for _ in 0..100 {
+            if cpus.len() >= shards {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            cpus = shard_cpus(child.id());
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+        assert_eq!(cpus.len(), shards, "{cpus:?}");
+        for cpu in &cpus {
+            match pinned {
+                true => assert!(cpu.parse::<usize>().is_ok(), "{extra:?}: a shard may run on {cpu}"),
+                false => assert_eq!(cpu, &allowed, "{extra:?}"),
+            }
+        }
+        if pinned && cpus.len() == 2 {
+            assert_ne!(cpus[0], cpus[1], "two shards on one core");
+        }
+    }
 }

@@ -102,12 +102,14 @@ pub async fn start_emulator(args: &EmulatorArgs, scheduler_url: &str) -> Result<
     }
 }
 
-/// Starts `binary start -c <config> [extra...]` with its output in `log`,
-/// and waits until its port accepts connections.
+/// Starts `binary start -c <config> [extra...]`, with `env` added to its
+/// environment and its output in `log`, and waits until its port accepts
+/// connections.
 pub async fn start_scheduler(
     binary: &Path,
     config: &Path,
     extra: &[String],
+    env: &[(String, String)],
     address: &str,
     log: &Path,
 ) -> Result<Scheduler, String> {
@@ -118,6 +120,7 @@ pub async fn start_scheduler(
         .arg("-c")
         .arg(config)
         .args(extra)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(log_file)
         .stderr(log_err)
         .spawn()

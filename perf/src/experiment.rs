@@ -91,7 +91,7 @@ async fn run_one(
     let json = serde_json::json!({"host": host, "port": port, "balancer": balancer, "workers": emulator.urls});
     std::fs::write(&config, json.to_string()).map_err(|e| format!("{}: {e}", config.display()))?;
     let log = workdir.join(format!("{name}.log"));
-    let scheduler = cluster::start_scheduler(&contender.binary, &config, &[], &address, &log).await?;
+    let scheduler = cluster::start_scheduler(&contender.binary, &config, &[], &[], &address, &log).await?;
 
     let plan = Arc::new(Plan {
         target: scheduler.address.clone(),

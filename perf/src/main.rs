@@ -109,6 +109,10 @@ struct ThroughputArgs {
     /// The upstream binary [default: `hiku-upstream` beside this program]
     #[arg(long)]
     upstream: Option<PathBuf>,
+    /// hiku once more, labelled LABEL, with environment variables and arguments:
+    /// LABEL=[NAME=VALUE...] [ARG...], e.g. `hiku-epoll=HIKU_IO=epoll` (repeatable)
+    #[arg(long = "variant", value_name = "LABEL=ARGS")]
+    variants: Vec<String>,
     /// A new connection for every call: each request asks the server to close
     #[arg(long)]
     new_connection: bool,
@@ -388,16 +392,26 @@ fn throughput_options(args: &ThroughputArgs) -> Result<throughput::Options, Stri
         throughput::Contender { label: "direct".to_string(), proxy: Proxy::Direct },
         throughput::Contender {
             label: "hiku".to_string(),
-            proxy: Proxy::Scheduler { binary: hiku, extra: hiku_extra },
+            proxy: Proxy::Scheduler { binary: hiku.clone(), extra: hiku_extra.clone(), env: Vec::new() },
         },
     ];
+    for spec in &args.variants {
+        let (label, extra, env) = throughput::parse_variant(spec)?;
+        let extra = hiku_extra.iter().cloned().chain(extra).collect();
+        contenders.push(throughput::Contender { label, proxy: Proxy::Scheduler { binary: hiku.clone(), extra, env } });
+    }
     if let Some(path) = &args.baseline {
-        let proxy = Proxy::Scheduler { binary: path.clone(), extra: Vec::new() };
+        let proxy = Proxy::Scheduler { binary: path.clone(), extra: Vec::new(), env: Vec::new() };
         contenders.push(throughput::Contender { label: baseline_label(path), proxy });
     }
     if let Some(path) = &args.nginx {
         contenders
             .push(throughput::Contender { label: "nginx".to_string(), proxy: Proxy::Nginx { binary: path.clone() } });
+    }
+    for (i, c) in contenders.iter().enumerate() {
+        if contenders[..i].iter().any(|earlier| earlier.label == c.label) {
+            return Err(format!("two contenders are labelled {:?}", c.label));
+        }
     }
     let binaries = contenders.iter().filter_map(|c| match &c.proxy {
         Proxy::Direct => None,

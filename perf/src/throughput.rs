@@ -44,9 +44,10 @@ const NGINX_KEEPALIVE: usize = 256;
 pub enum Proxy {
     /// Nothing: the generator's connections alternate between the upstreams.
     Direct,
-    /// A binary with the Go original's `start -c <config>` interface, and
-    /// arguments after it (hiku's `--cores`).
-    Scheduler { binary: PathBuf, extra: Vec<String> },
+    /// A binary with the Go original's `start -c <config>` interface, with
+    /// arguments after it (hiku's `--cores`) and variables added to its
+    /// environment.
+    Scheduler { binary: PathBuf, extra: Vec<String>, env: Vec<(String, String)> },
     /// nginx as a least-connections keep-alive reverse proxy.
     Nginx { binary: PathBuf },
 }
@@ -108,6 +109,27 @@ pub async fn run(options: &Options) -> Result<Vec<Row>, String> {
         }
     }
     Ok(summary::summarize(&samples))
+}
+
+/// A `--variant`: `LABEL=[NAME=VALUE...] [ARG...]`, hiku run with the
+/// variables in its environment and the arguments after `start -c
+/// <config>`; its label, arguments and variables.
+pub fn parse_variant(spec: &str) -> Result<(String, Vec<String>, Vec<(String, String)>), String> {
+    let (label, rest) = spec.split_once('=').ok_or_else(|| format!("--variant {spec:?} is not LABEL=ARGS"))?;
+    if label.is_empty() || label.contains(char::is_whitespace) || ["direct", "hiku", "nginx"].contains(&label) {
+        return Err(format!("--variant {spec:?}: its label must be a new word, not {label:?}"));
+    }
+    let is_name = |n: &str| {
+        n.chars().next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+            && n.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    };
+    let mut words = rest.split_whitespace().peekable();
+    let mut env = Vec::new();
+    while let Some((name, value)) = words.peek().and_then(|w| w.split_once('=')).filter(|(n, _)| is_name(n)) {
+        env.push((name.to_string(), value.to_string()));
+        words.next();
+    }
+    Ok((label.to_string(), words.map(str::to_string).collect(), env))
 }
 
 /// The processes of one measurement; all are killed when this drops.
@@ -246,7 +268,7 @@ pub(crate) async fn start(options: &Options, contender: &Contender, workdir: &Pa
         .collect::<Result<_, _>>()?;
     let (proxy, targets, pids) = match &contender.proxy {
         Proxy::Direct => (None, addresses, vec![upstream_pid]),
-        Proxy::Scheduler { binary, extra } => {
+        Proxy::Scheduler { binary, extra, env } => {
             let port = cluster::free_port()?;
             let config = workdir.join(format!("{}.json", contender.label));
             let json =
@@ -254,7 +276,7 @@ pub(crate) async fn start(options: &Options, contender: &Contender, workdir: &Pa
             std::fs::write(&config, json.to_string()).map_err(|e| format!("{}: {e}", config.display()))?;
             let log = workdir.join(format!("{}.log", contender.label));
             let address = format!("127.0.0.1:{port}");
-            let scheduler = cluster::start_scheduler(binary, &config, extra, &address, &log).await?;
+            let scheduler = cluster::start_scheduler(binary, &config, extra, env, &address, &log).await?;
             let pid = scheduler.pid().ok_or_else(|| format!("{} exited", contender.label))?;
             let target = address.parse().expect("an address");
             (Some(Running::Scheduler { _process: scheduler }), vec![target], vec![pid])
@@ -403,6 +425,22 @@ async fn start_nginx(binary: &Path, upstreams: &[SocketAddr], cores: usize, work
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variants_are_a_label_variables_and_arguments() {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            parse_variant("hiku-epoll=HIKU_IO=epoll").unwrap(),
+            ("hiku-epoll".into(), vec![], vec![("HIKU_IO".into(), "epoll".into())])
+        );
+        assert_eq!(parse_variant("unpinned=--no-pin").unwrap(), ("unpinned".into(), strings(&["--no-pin"]), vec![]));
+        let (label, args, env) = parse_variant("x=A=1 B_2=two --cores 1 C=3").unwrap();
+        assert_eq!((label.as_str(), args, env.len()), ("x", strings(&["--cores", "1", "C=3"]), 2));
+        assert_eq!(parse_variant("plain=").unwrap(), ("plain".into(), vec![], vec![]));
+        for bad in ["no-equals", "=--no-pin", "hiku=--no-pin", "a b=x"] {
+            assert!(parse_variant(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn nginx_is_configured_as_a_least_connections_keep_alive_proxy() {

@@ -100,3 +100,18 @@ fn a_new_connection_per_call_is_measured_without_errors() {
     }
     assert!(stdout.starts_with("The proxy's own cost, a new connection per call"), "{stdout}");
 }
+
+#[test]
+fn variants_of_hiku_are_measured_under_their_labels() {
+    let args = ["--duration", "0.5", "--warmup", "0.2", "--connections", "4", "--variant", "hiku-epoll=HIKU_IO=epoll"];
+    let (report, _, _) = run_throughput(&args, "variant");
+    let keys: Vec<&str> = report.results.iter().map(|r| r.contender.as_str()).collect();
+    assert_eq!(keys, ["direct", "hiku", "hiku-epoll"]);
+    assert!(report.results.iter().all(|r| r.rps > 0.0 && r.errors == 0), "{report:?}");
+    let output = Command::new(env!("CARGO_BIN_EXE_hiku-perf"))
+        .args(["throughput", "--variant", "hiku=--no-pin"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("must be a new word"), "{output:?}");
+}
