@@ -396,9 +396,10 @@ fn throughput_options(args: &ThroughputArgs) -> Result<throughput::Options, Stri
         },
     ];
     for spec in &args.variants {
-        let (label, extra, env) = throughput::parse_variant(spec)?;
-        let extra = hiku_extra.iter().cloned().chain(extra).collect();
-        contenders.push(throughput::Contender { label, proxy: Proxy::Scheduler { binary: hiku.clone(), extra, env } });
+        let variant = throughput::parse_variant(spec)?;
+        let extra = hiku_extra.iter().cloned().chain(variant.args).collect();
+        let proxy = Proxy::Scheduler { binary: hiku.clone(), extra, env: variant.env };
+        contenders.push(throughput::Contender { label: variant.label, proxy });
     }
     if let Some(path) = &args.baseline {
         let proxy = Proxy::Scheduler { binary: path.clone(), extra: Vec::new(), env: Vec::new() };

@@ -111,10 +111,17 @@ pub async fn run(options: &Options) -> Result<Vec<Row>, String> {
     Ok(summary::summarize(&samples))
 }
 
-/// A `--variant`: `LABEL=[NAME=VALUE...] [ARG...]`, hiku run with the
-/// variables in its environment and the arguments after `start -c
-/// <config>`; its label, arguments and variables.
-pub fn parse_variant(spec: &str) -> Result<(String, Vec<String>, Vec<(String, String)>), String> {
+/// A `--variant`: hiku run with variables added to its environment and
+/// arguments after `start -c <config>`, under a label of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variant {
+    pub label: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// Parses `LABEL=[NAME=VALUE...] [ARG...]`.
+pub fn parse_variant(spec: &str) -> Result<Variant, String> {
     let (label, rest) = spec.split_once('=').ok_or_else(|| format!("--variant {spec:?} is not LABEL=ARGS"))?;
     if label.is_empty() || label.contains(char::is_whitespace) || ["direct", "hiku", "nginx"].contains(&label) {
         return Err(format!("--variant {spec:?}: its label must be a new word, not {label:?}"));
@@ -129,7 +136,7 @@ pub fn parse_variant(spec: &str) -> Result<(String, Vec<String>, Vec<(String, St
         env.push((name.to_string(), value.to_string()));
         words.next();
     }
-    Ok((label.to_string(), words.map(str::to_string).collect(), env))
+    Ok(Variant { label: label.to_string(), args: words.map(str::to_string).collect(), env })
 }
 
 /// The processes of one measurement; all are killed when this drops.
@@ -428,15 +435,18 @@ mod tests {
 
     #[test]
     fn variants_are_a_label_variables_and_arguments() {
-        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let variant = |label: &str, args: &[&str], env: &[(&str, &str)]| Variant {
+            label: label.to_string(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        assert_eq!(parse_variant("hiku-epoll=HIKU_IO=epoll"), Ok(variant("hiku-epoll", &[], &[("HIKU_IO", "epoll")])));
+        assert_eq!(parse_variant("unpinned=--no-pin"), Ok(variant("unpinned", &["--no-pin"], &[])));
         assert_eq!(
-            parse_variant("hiku-epoll=HIKU_IO=epoll").unwrap(),
-            ("hiku-epoll".into(), vec![], vec![("HIKU_IO".into(), "epoll".into())])
+            parse_variant("x=A=1 B_2=two --cores 1 C=3"),
+            Ok(variant("x", &["--cores", "1", "C=3"], &[("A", "1"), ("B_2", "two")]))
         );
-        assert_eq!(parse_variant("unpinned=--no-pin").unwrap(), ("unpinned".into(), strings(&["--no-pin"]), vec![]));
-        let (label, args, env) = parse_variant("x=A=1 B_2=two --cores 1 C=3").unwrap();
-        assert_eq!((label.as_str(), args, env.len()), ("x", strings(&["--cores", "1", "C=3"]), 2));
-        assert_eq!(parse_variant("plain=").unwrap(), ("plain".into(), vec![], vec![]));
+        assert_eq!(parse_variant("plain="), Ok(variant("plain", &[], &[])));
         for bad in ["no-equals", "=--no-pin", "hiku=--no-pin", "a b=x"] {
             assert!(parse_variant(bad).is_err(), "{bad}");
         }
