@@ -65,7 +65,7 @@ enum Probe {
 /// The status code of the worker's `GET /status`.
 async fn probe(worker: &Worker) -> Result<u16, String> {
     let exchange = async {
-        let mut stream = crate::pool::connect(worker).await?;
+        let mut stream = crate::pool::connect(worker, PROBE_TIMEOUT).await?;
         let request =
             format!("GET /status HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", worker.url().authority());
         runtime::write_all(&mut stream, &mut request.into_bytes()).await?;

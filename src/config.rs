@@ -3,6 +3,7 @@
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
+use std::time::Duration;
 
 use crate::balancer::BalancerKind;
 use crate::http::strip_prefix_ignore_case;
@@ -14,6 +15,10 @@ pub struct Config {
     pub port: u16,
     pub balancer: BalancerKind,
     pub workers: Vec<WorkerUrl>,
+    /// `timeouts_ms`: hiku's own key, not the Go original's.
+    pub timeouts: Timeouts,
+    /// `retries`: hiku's own key.
+    pub retries: Retries,
     /// Keys the file has that hiku does not know (reported as warnings).
     pub unknown_keys: Vec<String>,
 }
@@ -25,13 +30,64 @@ impl Default for Config {
             port: 9020,
             balancer: BalancerKind::PullBased,
             workers: Vec::new(),
+            timeouts: Timeouts::default(),
+            retries: Retries::default(),
             unknown_keys: Vec::new(),
         }
     }
 }
 
-/// The keys hiku reads, as the Go original spells them.
-const KEYS: [&str; 4] = ["host", "port", "balancer", "workers"];
+/// How long hiku waits, for each thing it waits for (`timeouts_ms` in the
+/// file, in milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From the first byte of a request head to its end: 408 past it.
+    pub client_header: Duration,
+    /// A keep-alive connection with no request: closed silently past it.
+    pub client_idle: Duration,
+    /// Between two bytes of a request body: 408 past it.
+    pub client_body: Duration,
+    /// For a connection to a worker: another worker is tried past it.
+    pub upstream_connect: Duration,
+    /// From the request sent to the worker's response head: 504 past it.
+    pub upstream_response: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            client_header: Duration::from_secs(10),
+            client_idle: Duration::from_secs(60),
+            client_body: Duration::from_secs(30),
+            upstream_connect: Duration::from_secs(1),
+            upstream_response: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What hiku tries again (`retries` in the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retries {
+    /// Other workers tried when a connection to one fails: nothing was
+    /// sent, so it is always safe.
+    pub connect: u32,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries { connect: 2 }
+    }
+}
+
+/// The keys hiku reads: the Go original's, then hiku's own.
+const KEYS: [&str; 6] = ["host", "port", "balancer", "workers", "timeouts_ms", "retries"];
+/// The keys of `timeouts_ms`.
+const TIMEOUT_KEYS: [&str; 5] =
+    ["client_header", "client_idle", "client_body", "upstream_connect", "upstream_response"];
+/// The longest timeout accepted: a day.
+const MAX_TIMEOUT_MS: u64 = 86_400_000;
+/// The most retries accepted.
+pub const MAX_RETRIES: u32 = 16;
 
 /// The file's top-level object, read as Go's `encoding/json` reads it into
 /// the original's struct, so that every file it accepts starts here too:
@@ -63,10 +119,54 @@ impl RawConfig {
         }
     }
 
-    fn unknown_keys(&self) -> Vec<String> {
-        let known = |k: &String| KEYS.iter().any(|known| k.eq_ignore_ascii_case(known));
-        self.map.keys().filter(|k| !known(k)).cloned().collect()
+    /// The object under `key` (hiku's own keys are matched exactly), or an
+    /// empty one if absent or null.
+    fn section(&self, key: &str) -> Result<RawConfig, ConfigError> {
+        match self.map.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(RawConfig { map: serde_json::Map::new() }),
+            Some(serde_json::Value::Object(map)) => Ok(RawConfig { map: map.clone() }),
+            Some(other) => Err(ConfigError(format!("\"{key}\" must be an object, not {other}"))),
+        }
     }
+
+    /// The keys not among `known` (compared ignoring case), as `prefix` + key.
+    fn unknown_keys(&self, known: &[&str], prefix: &str) -> Vec<String> {
+        let is_known = |k: &String| known.iter().any(|known| k.eq_ignore_ascii_case(known));
+        self.map.keys().filter(|k| !is_known(k)).map(|k| format!("{prefix}{k}")).collect()
+    }
+
+    /// A whole number at `key` (named `name` in errors) between `min` and
+    /// `max`, or `default`.
+    fn number(&self, key: &str, name: &str, min: u64, max: u64, default: u64) -> Result<u64, ConfigError> {
+        let bad = || ConfigError(format!("\"{name}\" must be a whole number from {min} to {max}"));
+        match self.map.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(default),
+            Some(v) => v.as_u64().filter(|n| (min..=max).contains(n)).ok_or_else(bad),
+        }
+    }
+}
+
+fn parse_timeouts(raw: &RawConfig) -> Result<Timeouts, ConfigError> {
+    let section = raw.section("timeouts_ms")?;
+    let defaults = Timeouts::default();
+    let ms = |key: &str, default: Duration| {
+        let name = format!("timeouts_ms.{key}");
+        section.number(key, &name, 1, MAX_TIMEOUT_MS, default.as_millis() as u64).map(Duration::from_millis)
+    };
+    Ok(Timeouts {
+        client_header: ms("client_header", defaults.client_header)?,
+        client_idle: ms("client_idle", defaults.client_idle)?,
+        client_body: ms("client_body", defaults.client_body)?,
+        upstream_connect: ms("upstream_connect", defaults.upstream_connect)?,
+        upstream_response: ms("upstream_response", defaults.upstream_response)?,
+    })
+}
+
+fn parse_retries(raw: &RawConfig) -> Result<Retries, ConfigError> {
+    let section = raw.section("retries")?;
+    let connect =
+        section.number("connect", "retries.connect", 0, MAX_RETRIES.into(), Retries::default().connect.into())?;
+    Ok(Retries { connect: connect as u32 })
 }
 
 /// A config that can't be used; the message names the problem.
@@ -113,7 +213,12 @@ impl Config {
             }
             workers.push(url);
         }
-        Ok(Config { host, port, balancer, workers, unknown_keys: raw.unknown_keys() })
+        let timeouts = parse_timeouts(&raw)?;
+        let retries = parse_retries(&raw)?;
+        let mut unknown_keys = raw.unknown_keys(&KEYS, "");
+        unknown_keys.extend(raw.section("timeouts_ms")?.unknown_keys(&TIMEOUT_KEYS, "timeouts_ms."));
+        unknown_keys.extend(raw.section("retries")?.unknown_keys(&["connect"], "retries."));
+        Ok(Config { host, port, balancer, workers, timeouts, retries, unknown_keys })
     }
 
     /// The addresses to listen on for `host:port`, IPv4 first (as Go's
@@ -274,6 +379,43 @@ mod tests {
         assert!(e.contains("round-robin") && e.contains("pull-based"), "{e}");
         assert!(err(r#"{"workers": ["localhost:5000"]}"#).contains("\"localhost:5000\""));
         assert!(err(r#"{"workers": ["http://a:1", "http://A:1/"]}"#).contains("http://a:1 is listed twice"));
+    }
+
+    #[test]
+    fn timeouts_and_retries_have_safe_defaults_and_are_checked() {
+        let c = Config::parse("{}").unwrap();
+        let ms = |d: Duration| d.as_millis();
+        let t = c.timeouts;
+        assert_eq!(
+            [t.client_header, t.client_idle, t.client_body, t.upstream_connect, t.upstream_response].map(ms),
+            [10_000, 60_000, 30_000, 1_000, 300_000]
+        );
+        assert_eq!(c.retries.connect, 2);
+
+        let c = Config::parse(
+            r#"{"timeouts_ms": {"client_header": 5, "upstream_response": 7000, "client_headr": 1},
+                "retries": {"connect": 0, "overload": 1}}"#,
+        )
+        .unwrap();
+        assert_eq!((ms(c.timeouts.client_header), ms(c.timeouts.upstream_response)), (5, 7000));
+        assert_eq!(ms(c.timeouts.client_idle), 60_000, "the others keep their defaults");
+        assert_eq!(c.retries.connect, 0);
+        assert_eq!(c.unknown_keys, ["timeouts_ms.client_headr", "retries.overload"]);
+        assert_eq!(Config::parse(r#"{"timeouts_ms": null, "retries": {}}"#).unwrap(), Config::default());
+
+        let err = |t: &str| Config::parse(t).unwrap_err().0;
+        for (bad, message) in [
+            (r#"{"timeouts_ms": {"client_idle": 0}}"#, "\"timeouts_ms.client_idle\" must be a whole number from 1 to"),
+            (r#"{"timeouts_ms": {"client_body": -5}}"#, "\"timeouts_ms.client_body\" must be"),
+            (r#"{"timeouts_ms": {"upstream_connect": 1.5}}"#, "\"timeouts_ms.upstream_connect\" must be"),
+            (r#"{"timeouts_ms": {"upstream_response": "5s"}}"#, "\"timeouts_ms.upstream_response\" must be"),
+            (r#"{"timeouts_ms": {"client_header": 86400001}}"#, "from 1 to 86400000"),
+            (r#"{"timeouts_ms": 5}"#, "\"timeouts_ms\" must be an object"),
+            (r#"{"retries": {"connect": 17}}"#, "\"retries.connect\" must be a whole number from 0 to 16"),
+            (r#"{"retries": []}"#, "\"retries\" must be an object"),
+        ] {
+            assert!(err(bad).contains(message), "{bad}: {}", err(bad));
+        }
     }
 
     #[test]

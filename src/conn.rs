@@ -2,11 +2,14 @@
 //! buffers ([`Conn`]), and the answers hiku writes itself.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::{Retries, Timeouts};
 use crate::error::Error;
 use crate::http::{self, ReadBuf, Version};
+use crate::parking::{Parking, Spot};
 use crate::pool::Pool;
 use crate::proxy::RequestMeta;
 use crate::runtime::{self, Canceller, TcpStream};
@@ -17,13 +20,17 @@ use crate::scheduler::Scheduler;
 /// core's stock and is parked: its task ends, and a small one waits for
 /// readiness alone (one more step and a new task when it wakes, but an idle
 /// connection holds a few hundred bytes).
-const HOT_IDLE: Duration = Duration::from_millis(500);
+pub const HOT_IDLE: Duration = Duration::from_millis(500);
 
 /// What one core owns.
 pub struct Shard {
     pub scheduler: Arc<Scheduler>,
     pub pool: Pool,
     pub cores: usize,
+    pub timeouts: Timeouts,
+    pub retries: Retries,
+    /// Its quiet connections, closed when `timeouts.client_idle` is up.
+    pub parking: Parking,
 }
 
 /// One client connection and its buffers, reused from request to request.
@@ -42,6 +49,8 @@ pub struct Conn {
     /// the last one): a connection closed then needs no lingering.
     pub input_done: bool,
     canceller: Canceller,
+    /// Its place among the shard's parked connections, once it was parked.
+    pub spot: Option<Rc<Spot>>,
 }
 
 impl Conn {
@@ -55,19 +64,22 @@ impl Conn {
             client_ip: peer.ip().to_canonical().to_string(),
             input_done: false,
             canceller: Canceller::new(),
+            spot: None,
         }
     }
 
     /// Between requests, with nothing buffered: gives the buffers of the
     /// last exchange back and waits for the next request's first bytes
-    /// (`Some(0)`: the client closed). It waits `HOT_IDLE` with a read (and
-    /// its buffer) posted, as a new connection or a keep-alive client under
-    /// load sends at once; `None` if nothing came by then: the connection
-    /// holds no buffer, and is best [parked](crate::server).
-    pub async fn wait_request(&mut self) -> std::io::Result<Option<usize>> {
+    /// (`Some(0)`: the client closed). It waits `HOT_IDLE` (or `idle`, if
+    /// shorter) with a read (and its buffer) posted, as a new connection or
+    /// a keep-alive client under load sends at once; `None` if nothing came
+    /// by then: the connection holds no buffer, and is best
+    /// [parked](crate::server) for the rest of `idle`.
+    pub async fn wait_request(&mut self, idle: Duration) -> std::io::Result<Option<usize>> {
         self.ubuf.release();
         http::recycle(std::mem::take(&mut self.out));
-        let read = self.rbuf.fill_within(&mut self.client, HOT_IDLE, &mut self.canceller).await?;
+        let hot = HOT_IDLE.min(idle);
+        let read = self.rbuf.fill_within(&mut self.client, hot, &mut self.canceller).await?;
         match read {
             Some(_) => self.out = http::spare(),
             None => self.rbuf.release(),

@@ -1,6 +1,7 @@
 //! Every way a request can fail, each mapped to exactly one HTTP answer.
 
 use std::fmt;
+use std::time::Duration;
 
 /// Whose fault a failure is: the client's (downstream), a worker's
 /// (upstream), or the scheduler's own state.
@@ -22,6 +23,11 @@ pub enum Error {
     BodyTooLarge(usize),
     /// A transfer coding other than chunked.
     NotImplemented(String),
+    /// The client did not send `what` within the time.
+    ClientTimeout {
+        what: &'static str,
+        within: Duration,
+    },
     NoWorkers,
     /// No connection to the worker, or it failed before any response byte.
     WorkerUnreachable {
@@ -33,6 +39,11 @@ pub enum Error {
         worker: String,
         cause: String,
     },
+    /// The worker sent no response head within the time.
+    WorkerTimeout {
+        worker: String,
+        within: Duration,
+    },
 }
 
 impl Error {
@@ -40,11 +51,13 @@ impl Error {
         match self {
             Error::BadRequest(_) => 400,
             Error::NotFound(_) => 404,
+            Error::ClientTimeout { .. } => 408,
             Error::BodyTooLarge(_) => 413,
             Error::HeadTooLarge => 431,
             Error::NotImplemented(_) => 501,
             Error::NoWorkers => 503,
             Error::WorkerUnreachable { .. } | Error::BadResponse { .. } => 502,
+            Error::WorkerTimeout { .. } => 504,
         }
     }
 
@@ -54,9 +67,10 @@ impl Error {
             | Error::NotFound(_)
             | Error::BodyTooLarge(_)
             | Error::HeadTooLarge
-            | Error::NotImplemented(_) => Side::Client,
+            | Error::NotImplemented(_)
+            | Error::ClientTimeout { .. } => Side::Client,
             Error::NoWorkers => Side::Scheduler,
-            Error::WorkerUnreachable { .. } | Error::BadResponse { .. } => Side::Worker,
+            Error::WorkerUnreachable { .. } | Error::BadResponse { .. } | Error::WorkerTimeout { .. } => Side::Worker,
         }
     }
 }
@@ -75,6 +89,10 @@ impl fmt::Display for Error {
             Error::NoWorkers => f.write_str("can't select a worker: no workers"),
             Error::WorkerUnreachable { worker, cause } => write!(f, "worker {worker} unreachable: {cause}"),
             Error::BadResponse { worker, cause } => write!(f, "worker {worker} sent an invalid response: {cause}"),
+            Error::ClientTimeout { what, within } => write!(f, "no {what} within {} ms", within.as_millis()),
+            Error::WorkerTimeout { worker, within } => {
+                write!(f, "worker {worker} sent no response within {} ms", within.as_millis())
+            }
         }
     }
 }

@@ -43,7 +43,8 @@
 //! 1. A shard accepts the connection and reads the head into a buffer from
 //!    the shard's stock (a connection quiet for 500 ms gives the buffer
 //!    back, its task ends, and a small parked task waits for readiness to
-//!    start a new one: an idle connection holds under 1 KiB);
+//!    start a new one: an idle connection holds about 1 KiB; a per-core
+//!    sweep ([`parking`]) closes those idle past `timeouts_ms.client_idle`);
 //!    [`http::parse_request`] (httparse) borrows it.
 //! 2. [`server`] routes by path. For `/run/<fn>` the scheduler selects a
 //!    worker and returns a `Lease`.
@@ -51,9 +52,12 @@
 //!    `X-Forwarded-For` extended) to a worker connection from the shard's
 //!    pool (if idle for 50 ms or more it is peeked first: closed or holding
 //!    stray bytes, it is dropped) or
-//!    a new one, and streams the body through a fixed buffer; a small
-//!    request goes out in one write, and an idempotent one is sent again if
-//!    a pooled connection fails before any answer.
+//!    a new one (if that connection fails, nothing was sent: the call goes
+//!    to another worker, up to `retries.connect` times), and streams the
+//!    body through a fixed buffer; a small request goes out in one write,
+//!    and an idempotent one is sent again if a pooled connection fails
+//!    before any answer. Every wait has a limit (`timeouts_ms`): a client
+//!    too slow with its head or body gets 408, a worker with no answer 504.
 //! 4. The response head is rewritten the same way and the body streamed back
 //!    (chunked bodies passed through, or decoded for HTTP/1.0 clients).
 //! 5. Once the worker's answer is read to its end, the worker connection
@@ -85,6 +89,7 @@ pub mod conn;
 pub mod error;
 pub mod http;
 pub mod logger;
+pub mod parking;
 pub mod pool;
 pub mod proxy;
 pub mod runtime;

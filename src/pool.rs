@@ -12,8 +12,6 @@ use ahash::AHashMap;
 use crate::runtime::{self, TcpStream};
 use crate::worker::{Worker, WorkerId, WorkerSet};
 
-/// How long to wait for a worker to accept a connection.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Idle connections kept per worker on one core. The pool grows to the
 /// concurrency the core has seen (the Go original keeps 2).
 pub const MAX_IDLE_PER_WORKER: usize = 4096;
@@ -86,17 +84,18 @@ fn is_open(stream: &TcpStream) -> bool {
 }
 
 /// Opens a connection to `worker`, trying each of its addresses in turn.
-pub async fn connect(worker: &Worker) -> io::Result<TcpStream> {
+pub async fn connect(worker: &Worker, within: Duration) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
     for addr in worker.addrs() {
-        match runtime::timeout(CONNECT_TIMEOUT, TcpStream::connect_addr(*addr)).await {
+        match runtime::timeout(within, TcpStream::connect_addr(*addr)).await {
             Ok(Ok(s)) => {
                 s.set_nodelay(true)?;
                 return Ok(s);
             }
             Ok(Err(e)) => last = e,
             Err(_) => {
-                last = io::Error::new(io::ErrorKind::TimedOut, format!("no connection within {CONNECT_TIMEOUT:?}"))
+                last =
+                    io::Error::new(io::ErrorKind::TimedOut, format!("no connection within {} ms", within.as_millis()))
             }
         }
     }

@@ -2,13 +2,14 @@
 //! streaming bodies through fixed buffers.
 
 use std::io;
+use std::time::Duration;
 
 use crate::balancer::Outcome;
 use crate::conn::{Conn, Shard};
 use crate::error::Error;
 use crate::http::{self, ChunkError, ChunkedDecoder, Framing, ReadBuf, Version};
 use crate::runtime::{self, TcpStream};
-use crate::worker::{Lease, Worker};
+use crate::worker::{Lease, Worker, WorkerId};
 
 /// A whole request up to this size is sent in one write and kept until the
 /// worker answers, so it can be sent again if it is idempotent and a pooled
@@ -29,12 +30,15 @@ pub struct RequestMeta {
     pub idempotent: bool,
     /// The length of the body if all of it arrived with the head.
     pub whole_body: Option<usize>,
+    /// hiku added a `Host` naming the worker (the client sent none).
+    pub added_host: bool,
 }
 
-/// How a body copy failed: on the side read from, the side written to, or
-/// in the body's own framing.
+/// How a body copy failed: on the side read from (or nothing came from it
+/// in time), the side written to, or in the body's own framing.
 enum CopyError {
     Read(io::Error),
+    ReadTimeout(Duration),
     Write(io::Error),
     Framing(ChunkError),
 }
@@ -43,6 +47,7 @@ impl std::fmt::Display for CopyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CopyError::Read(e) => write!(f, "reading: {e}"),
+            CopyError::ReadTimeout(within) => write!(f, "nothing to read within {} ms", within.as_millis()),
             CopyError::Write(e) => write!(f, "writing: {e}"),
             CopyError::Framing(e) => e.fmt(f),
         }
@@ -82,8 +87,18 @@ fn outcome(code: u16) -> Outcome {
 /// The lease is released as soon as the worker's part is over, before the
 /// last bytes go to the client: a client that sends its next call the moment
 /// it has the answer must find the worker idle (and, for pull-based, warm).
-pub async fn forward(shard: &Shard, conn: &mut Conn, lease: Lease, meta: RequestMeta) -> bool {
-    let result = exchange(shard, conn, lease.worker(), meta).await;
+pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, meta: RequestMeta) -> bool {
+    let upstream = match shard.pool.take(lease.worker().id()) {
+        Some(pooled) => (pooled, true),
+        None => match connect(shard, conn, &mut lease, meta).await {
+            Ok(fresh) => (fresh, false),
+            Err(error) => {
+                shard.scheduler.release(&conn.function, lease, Outcome::Failed);
+                return answer_before_sending(conn, error, meta).await;
+            }
+        },
+    };
+    let result = exchange(shard, conn, lease.worker(), upstream, meta).await;
     let outcome = match result {
         Ok((code, _)) | Err(Failure::ClientGone { code }) => outcome(code),
         Err(Failure::Answer { .. } | Failure::Close) => Outcome::Failed,
@@ -100,9 +115,60 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, lease: Lease, meta: Request
     }
 }
 
-/// Sends the request, relays the response; returns the worker's status code
-/// and whether the client connection stays open.
-async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: RequestMeta) -> Result<(u16, bool), Failure> {
+/// Opens a connection to the leased worker. One that fails or times out
+/// sent nothing, so the call goes to another worker, the least loaded one
+/// not tried yet, up to `retries.connect` times: the lease moves with it
+/// (and a `Host` hiku added for a client that sent none is changed too).
+async fn connect(shard: &Shard, conn: &mut Conn, lease: &mut Lease, meta: RequestMeta) -> Result<TcpStream, Error> {
+    let mut tried: [WorkerId; crate::config::MAX_RETRIES as usize + 1] = Default::default();
+    let mut attempts = 0;
+    loop {
+        let worker = lease.worker();
+        let cause = match crate::pool::connect(worker, shard.timeouts.upstream_connect).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => e.to_string(),
+        };
+        tried[attempts] = worker.id();
+        attempts += 1;
+        let error = Error::WorkerUnreachable { worker: worker.url().to_string(), cause };
+        let next = match attempts <= shard.retries.connect as usize {
+            true => shard.scheduler.select_other(&tried[..attempts]),
+            false => None,
+        };
+        let Some(next) = next else { return Err(error) };
+        log::debug!("{error}; trying {} instead", next.worker().url());
+        if meta.added_host {
+            http::retarget_host(&mut conn.out, worker.url().authority(), next.worker().url().authority());
+        }
+        let failed = std::mem::replace(lease, next);
+        shard.scheduler.release(&conn.function, failed, Outcome::Failed);
+    }
+}
+
+/// Answers `error` for a request nothing of which was sent to a worker:
+/// the connection stays open if the body was read whole.
+async fn answer_before_sending(conn: &mut Conn, error: Error, meta: RequestMeta) -> bool {
+    let keep = match meta.whole_body {
+        Some(n) if conn.rbuf.data().len() >= n => {
+            conn.rbuf.consume(n);
+            meta.keep_alive
+        }
+        _ => false,
+    };
+    conn.ubuf.clear();
+    conn.send_error(&error, keep, Some(meta)).await && keep
+}
+
+/// Sends the request on `upstream` (and whether it is a reused connection),
+/// relays the response; returns the worker's status code and whether the
+/// client connection stays open.
+async fn exchange(
+    shard: &Shard,
+    conn: &mut Conn,
+    worker: &Worker,
+    upstream: (TcpStream, bool),
+    meta: RequestMeta,
+) -> Result<(u16, bool), Failure> {
     let unreachable = |cause: String| Error::WorkerUnreachable { worker: worker.url().to_string(), cause };
     // A small request that is whole in the buffer is sent in one write. If
     // it is idempotent it is sent again on a fresh connection when a reused
@@ -114,28 +180,32 @@ async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: Request
         conn.rbuf.consume(n);
     }
     let resend = whole.is_some() && meta.idempotent;
-    let mut pooled = shard.pool.take(worker.id());
+    let mut first = Some(upstream);
     let mut body_cut = false;
+    let within = shard.timeouts.upstream_response;
+    let timed_out = || Error::WorkerTimeout { worker: worker.url().to_string(), within };
     let upstream = loop {
-        let reused = pooled.is_some();
-        let mut up = match pooled.take() {
-            Some(up) => up,
-            None => crate::pool::connect(worker)
-                .await
-                .map_err(|e| Failure::Answer { error: unreachable(e.to_string()), body_read: whole.is_some() })?,
+        let (mut up, reused) = match first.take() {
+            Some(first) => first,
+            None => match crate::pool::connect(worker, shard.timeouts.upstream_connect).await {
+                Ok(up) => (up, false),
+                Err(e) => {
+                    return Err(Failure::Answer { error: unreachable(e.to_string()), body_read: whole.is_some() })
+                }
+            },
         };
         let sent = match whole {
             Some(_) => runtime::write_all(&mut up, &mut conn.out).await.map_err(CopyError::Write),
-            None => send_streaming(conn, &mut up, meta).await,
+            None => send_streaming(conn, &mut up, meta, shard.timeouts.client_body).await,
         };
         let result = match sent {
             Ok(()) => {
                 conn.input_done = true;
-                read_response_head(&mut up, &mut conn.ubuf).await
+                read_response_head(&mut up, &mut conn.ubuf, within).await
             }
             // The worker stopped taking the body: it may have answered early
             // (a 413, say). Relay that answer if there is one.
-            Err(CopyError::Write(e)) => match read_response_head(&mut up, &mut conn.ubuf).await {
+            Err(CopyError::Write(e)) => match read_response_head(&mut up, &mut conn.ubuf, within).await {
                 Ok(()) => {
                     body_cut = whole.is_none();
                     Ok(())
@@ -143,6 +213,10 @@ async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: Request
                 Err(_) => Err(HeadError::Io(e)),
             },
             Err(CopyError::Read(_)) => return Err(Failure::Close),
+            Err(CopyError::ReadTimeout(within)) => {
+                let error = Error::ClientTimeout { what: crate::server::BODY_BYTE, within };
+                return Err(Failure::Answer { error, body_read: false });
+            }
             Err(CopyError::Framing(e)) => {
                 return Err(Failure::Answer { error: Error::BadRequest(e.to_string()), body_read: false })
             }
@@ -153,6 +227,7 @@ async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: Request
             Err(HeadError::Io(_) | HeadError::Closed) if reused && resend && conn.ubuf.is_empty() => continue,
             Err(e) => {
                 let error = match e {
+                    HeadError::TimedOut => timed_out(),
                     HeadError::Io(e) => unreachable(e.to_string()),
                     HeadError::Closed => unreachable("connection closed before a response".into()),
                     HeadError::Invalid(cause) => Error::BadResponse { worker: worker.url().to_string(), cause },
@@ -166,17 +241,25 @@ async fn exchange(shard: &Shard, conn: &mut Conn, worker: &Worker, meta: Request
     relay_response(shard, conn, worker, upstream, meta).await
 }
 
-/// Sends the head in `conn.out`, then streams the body from the client.
-async fn send_streaming(conn: &mut Conn, up: &mut TcpStream, meta: RequestMeta) -> Result<(), CopyError> {
+/// Sends the head in `conn.out`, then streams the body from the client,
+/// each read within `within`.
+async fn send_streaming(
+    conn: &mut Conn,
+    up: &mut TcpStream,
+    meta: RequestMeta,
+    within: Duration,
+) -> Result<(), CopyError> {
     if meta.expect_continue {
         conn.send_continue().await.map_err(CopyError::Read)?;
     }
-    copy_body(&mut conn.client, &mut conn.rbuf, up, meta.framing, false, &mut conn.out).await?;
+    copy_body(&mut conn.client, &mut conn.rbuf, up, meta.framing, false, &mut conn.out, within).await?;
     flush(up, &mut conn.out).await
 }
 
 enum HeadError {
     Io(io::Error),
+    /// No whole head within the time.
+    TimedOut,
     /// The worker closed the connection before sending anything.
     Closed,
     Invalid(String),
@@ -202,8 +285,16 @@ async fn read_head(from: &mut TcpStream, buf: &mut ReadBuf) -> Result<(), HeadEr
     }
 }
 
-/// Reads the worker's response head, skipping interim (1xx) responses.
-async fn read_response_head(up: &mut TcpStream, buf: &mut ReadBuf) -> Result<(), HeadError> {
+/// Reads the worker's response head, skipping interim (1xx) responses;
+/// gives up if it is not whole `within` the time.
+async fn read_response_head(up: &mut TcpStream, buf: &mut ReadBuf, within: Duration) -> Result<(), HeadError> {
+    match runtime::timeout(within, read_final_head(up, buf)).await {
+        Ok(result) => result,
+        Err(_) => Err(HeadError::TimedOut),
+    }
+}
+
+async fn read_final_head(up: &mut TcpStream, buf: &mut ReadBuf) -> Result<(), HeadError> {
     loop {
         read_head(up, buf).await?;
         let mut headers = http::empty_headers();
@@ -264,12 +355,14 @@ async fn relay_response(
     conn.ubuf.consume(head_len);
     let decode = framing == Framing::Chunked && meta.version == Version::Http10;
     let client_keep = meta.keep_alive && !(framing == Framing::Close || decode);
-    if let Err(e) = copy_body(&mut up, &mut conn.ubuf, &mut conn.client, framing, decode, &mut conn.out).await {
+    let within = shard.timeouts.upstream_response;
+    let copied = copy_body(&mut up, &mut conn.ubuf, &mut conn.client, framing, decode, &mut conn.out, within).await;
+    if let Err(e) = copied {
         // The head is out: all that is left is to cut the answer short.
         log::debug!("response from {} cut short: {e}", worker.url());
         return Err(match e {
             CopyError::Write(_) => Failure::ClientGone { code },
-            CopyError::Read(_) | CopyError::Framing(_) => Failure::Close,
+            CopyError::Read(_) | CopyError::ReadTimeout(_) | CopyError::Framing(_) => Failure::Close,
         });
     }
     if worker_keep_alive && conn.ubuf.is_empty() {
@@ -282,7 +375,8 @@ async fn relay_response(
 /// are in `buf`) to `dst`, after `pending` (a head), joining small pieces
 /// into one write. With `decode`, a chunked body goes out as its data alone.
 /// Leaves in `buf` whatever follows the body, and in `pending` the last
-/// piece (at most `COALESCE_LIMIT` bytes) for the caller to send.
+/// piece (at most `COALESCE_LIMIT` bytes) for the caller to send. Gives up
+/// when a read brings nothing `within` the time.
 async fn copy_body(
     src: &mut TcpStream,
     buf: &mut ReadBuf,
@@ -290,6 +384,7 @@ async fn copy_body(
     framing: Framing,
     decode: bool,
     pending: &mut Vec<u8>,
+    within: Duration,
 ) -> Result<(), CopyError> {
     let mut left = match framing {
         Framing::Length(n) => n,
@@ -309,7 +404,8 @@ async fn copy_body(
         if buf.is_empty() {
             // Nothing to pass on yet: let what is pending go before waiting.
             flush(dst, pending).await?;
-            if buf.fill(src).await.map_err(CopyError::Read)? == 0 {
+            let read = runtime::timeout(within, buf.fill(src)).await.map_err(|_| CopyError::ReadTimeout(within))?;
+            if read.map_err(CopyError::Read)? == 0 {
                 if framing == Framing::Close {
                     return Ok(());
                 }

@@ -10,7 +10,7 @@ use arc_swap::{ArcSwap, Guard};
 
 use crate::balancer::{Balancer, BalancerKind, Outcome};
 use crate::config::WorkerUrl;
-use crate::worker::{Lease, Worker, WorkerSet};
+use crate::worker::{Lease, Worker, WorkerId, WorkerSet};
 
 /// A worker to add: its URL and the addresses it resolved to.
 pub type NewWorker = (WorkerUrl, Vec<SocketAddr>);
@@ -64,6 +64,15 @@ impl Scheduler {
             return Err(NoWorkers);
         }
         Ok(self.balancer.select(&workers, function))
+    }
+
+    /// Leases the least loaded worker not in `tried`, if there is one: where
+    /// a call goes when its connection to the chosen worker failed (nothing
+    /// was sent, so any worker will do; the balancer's pick is what failed).
+    pub fn select_other(&self, tried: &[WorkerId]) -> Option<Lease> {
+        let workers = self.workers.load();
+        let others = workers.iter().filter(|w| !tried.contains(&w.id()));
+        others.min_by_key(|w| w.in_flight()).map(Lease::new)
     }
 
     /// Ends a request: tells the balancer, then frees the lease. A worker
@@ -179,5 +188,19 @@ mod tests {
         s.remove(&[WorkerUrl::parse("http://a:1").unwrap()]).unwrap();
         s.add(urls(&["http://a:1"]));
         assert!(s.workers().as_slice()[0].id() > first);
+    }
+
+    #[test]
+    fn another_worker_is_the_least_loaded_one_not_tried() {
+        let s = Scheduler::new(BalancerKind::Random, urls(&["http://a:1", "http://b:1", "http://c:1"]));
+        let ids: Vec<WorkerId> = s.workers().iter().map(|w| w.id()).collect();
+        let busy = Lease::new(&s.workers().as_slice()[1]);
+        let other = s.select_other(&[ids[0]]).unwrap();
+        assert_eq!(other.worker().id(), ids[2], "b is busier than c");
+        assert_eq!(other.worker().in_flight(), 1, "the other worker is leased");
+        assert_eq!(s.select_other(&[ids[0], ids[2]]).unwrap().worker().id(), ids[1]);
+        assert!(s.select_other(&ids).is_none(), "every worker tried");
+        drop((busy, other));
+        assert!(s.workers().iter().all(|w| w.in_flight() == 0));
     }
 }

@@ -4,19 +4,21 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::FutureExt;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::admin;
-use crate::config::Config;
-use crate::conn::{Conn, Shard};
+use crate::config::{Config, Timeouts};
+use crate::conn::{Conn, Shard, HOT_IDLE};
 use crate::error::Error;
 use crate::http::{self, Framing};
+use crate::parking::Parking;
 use crate::pool::Pool;
 use crate::proxy::{self, RequestMeta};
 use crate::runtime::{self, Driver, TcpListener};
@@ -85,9 +87,18 @@ async fn serve_task(shard: Rc<Shard>, conn: Conn) {
 
 /// Waits, in a task of a few hundred bytes (a serving task is a few KiB),
 /// until a quiet connection has something to read, then serves it again.
-fn park(shard: Rc<Shard>, conn: Conn) {
+/// The shard's [parking](crate::parking) shuts it down if nothing comes
+/// before `timeouts.client_idle` is up.
+fn park(shard: Rc<Shard>, mut conn: Conn) {
+    let left = shard.timeouts.client_idle.saturating_sub(HOT_IDLE);
+    if left.is_zero() {
+        return;
+    }
+    let parked = shard.parking.park(&mut conn.spot, conn.client.as_raw_fd(), Instant::now() + left);
     runtime::spawn(async move {
-        if runtime::readable(&conn.client).await.is_ok() {
+        let ready = runtime::readable(&conn.client).await;
+        drop(parked);
+        if ready.is_ok() {
             spawn_serve(shard, conn);
         }
     });
@@ -98,7 +109,7 @@ fn park(shard: Rc<Shard>, conn: Conn) {
 async fn serve(shard: Rc<Shard>, mut conn: Conn) -> Option<Conn> {
     loop {
         conn.input_done = false;
-        match read_request_head(&mut conn).await {
+        match read_request_head(&mut conn, shard.timeouts).await {
             Ok(Head::Ready) => {}
             Ok(Head::Closed) => return None,
             Ok(Head::Quiet) => return Some(conn),
@@ -146,16 +157,19 @@ enum Head {
     Quiet,
 }
 
-/// Waits for a complete request head in `conn.rbuf`.
-async fn read_request_head(conn: &mut Conn) -> Result<Head, Error> {
+/// Waits for a complete request head in `conn.rbuf`: the rest of it must
+/// come within `timeouts.client_header` of its first bytes.
+async fn read_request_head(conn: &mut Conn, timeouts: Timeouts) -> Result<Head, Error> {
     if conn.rbuf.is_empty() {
-        match conn.wait_request().await {
+        match conn.wait_request(timeouts.client_idle).await {
             Ok(Some(0)) | Err(_) => return Ok(Head::Closed),
             Ok(None) => return Ok(Head::Quiet),
             Ok(Some(_)) => {}
         }
     }
     let mut scanned = 0;
+    // Set at the first wait: a head that came whole costs no clock reading.
+    let mut deadline = None;
     loop {
         if proxy::head_end(conn.rbuf.data(), scanned).is_some() {
             return Ok(Head::Ready);
@@ -169,9 +183,12 @@ async fn read_request_head(conn: &mut Conn) -> Result<Head, Error> {
         if conn.rbuf.is_full() {
             return Err(Error::HeadTooLarge);
         }
-        match conn.rbuf.fill(&mut conn.client).await {
-            Ok(0) | Err(_) => return Ok(Head::Closed),
-            Ok(_) => {}
+        let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeouts.client_header);
+        let left = deadline.saturating_duration_since(Instant::now());
+        match runtime::timeout(left, conn.rbuf.fill(&mut conn.client)).await {
+            Ok(Ok(0) | Err(_)) => return Ok(Head::Closed),
+            Ok(Ok(_)) => {}
+            Err(_) => return Err(Error::ClientTimeout { what: "whole request head", within: timeouts.client_header }),
         }
     }
 }
@@ -219,6 +236,7 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
         expect_continue: req.expect_continue,
         idempotent: req.is_idempotent(),
         whole_body: body.ok().flatten(),
+        added_host: false,
     };
     conn.input_done = meta.whole_body.is_some();
     let head_len = req.head_len;
@@ -230,14 +248,10 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
                 conn.function.clear();
                 conn.function.push_str(function);
                 conn.out.clear();
-                http::write_request_head(
-                    &mut conn.out,
-                    &req,
-                    lease.worker().url().authority(),
-                    conn.client_ip.as_bytes(),
-                );
+                let authority = lease.worker().url().authority();
+                let added_host = http::write_request_head(&mut conn.out, &req, authority, conn.client_ip.as_bytes());
                 conn.rbuf.consume(head_len);
-                return Plan::Forward(lease, meta);
+                return Plan::Forward(lease, RequestMeta { added_host, ..meta });
             } else {
                 Local::Error(Error::NoWorkers)
             }
@@ -269,7 +283,7 @@ async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: Request
         Local::Error(e) => return answer_error(conn, &e, meta).await,
         local => local,
     };
-    let body = match read_small_body(conn, meta).await {
+    let body = match read_small_body(conn, meta, shard.timeouts).await {
         Ok(body) => {
             conn.input_done = true;
             body
@@ -309,9 +323,23 @@ async fn answer_error(conn: &mut Conn, error: &Error, meta: RequestMeta) -> bool
     conn.send_error(error, keep_alive, Some(meta)).await && keep_alive
 }
 
-/// Reads a body of at most `LOCAL_BODY_LIMIT` bytes. `Err(None)`: the
-/// client is gone; `Err(Some(e))`: answer `e` and close.
-async fn read_small_body(conn: &mut Conn, meta: RequestMeta) -> Result<Vec<u8>, Option<Error>> {
+/// Reads more of a body into `conn.rbuf`: `Err(None)` if the client is
+/// gone, `Err(Some(408))` if nothing came within `within`.
+async fn fill_body(conn: &mut Conn, within: Duration) -> Result<(), Option<Error>> {
+    match runtime::timeout(within, conn.rbuf.fill(&mut conn.client)).await {
+        Ok(Ok(0) | Err(_)) => Err(None),
+        Ok(Ok(_)) => Ok(()),
+        Err(_) => Err(Some(Error::ClientTimeout { what: BODY_BYTE, within })),
+    }
+}
+
+/// What a slow body did not send in time.
+pub const BODY_BYTE: &str = "next byte of the request body";
+
+/// Reads a body of at most `LOCAL_BODY_LIMIT` bytes, each read within
+/// `timeouts.client_body`. `Err(None)`: the client is gone; `Err(Some(e))`:
+/// answer `e` and close.
+async fn read_small_body(conn: &mut Conn, meta: RequestMeta, timeouts: Timeouts) -> Result<Vec<u8>, Option<Error>> {
     let too_large = || Some(Error::BodyTooLarge(LOCAL_BODY_LIMIT));
     if let Framing::Length(n) = meta.framing {
         if n > LOCAL_BODY_LIMIT as u64 {
@@ -327,8 +355,8 @@ async fn read_small_body(conn: &mut Conn, meta: RequestMeta) -> Result<Vec<u8>, 
         Framing::Length(n) => {
             let n = n as usize;
             while body.len() < n {
-                if conn.rbuf.is_empty() && matches!(conn.rbuf.fill(&mut conn.client).await, Ok(0) | Err(_)) {
-                    return Err(None);
+                if conn.rbuf.is_empty() {
+                    fill_body(conn, timeouts.client_body).await?;
                 }
                 let take = (n - body.len()).min(conn.rbuf.data().len());
                 body.extend_from_slice(&conn.rbuf.data()[..take]);
@@ -338,8 +366,8 @@ async fn read_small_body(conn: &mut Conn, meta: RequestMeta) -> Result<Vec<u8>, 
         Framing::Chunked => {
             let mut decoder = http::ChunkedDecoder::default();
             while !decoder.is_done() {
-                if conn.rbuf.is_empty() && matches!(conn.rbuf.fill(&mut conn.client).await, Ok(0) | Err(_)) {
-                    return Err(None);
+                if conn.rbuf.is_empty() {
+                    fill_body(conn, timeouts.client_body).await?;
                 }
                 let used = decoder
                     .feed(conn.rbuf.data(), |d| body.extend_from_slice(d))
@@ -418,6 +446,7 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
         if pin { "pinned" } else { "unpinned" }
     );
     println!("listening on {bound}");
+    let (timeouts, retries) = (config.timeouts, config.retries);
     runtime::run_shards(sockets, driver, pin, move |i, socket: Socket| {
         let scheduler = Arc::clone(&scheduler);
         async move {
@@ -428,8 +457,10 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
                     return;
                 }
             };
-            let shard = Rc::new(Shard { scheduler, pool: Pool::default(), cores });
+            let parking = Parking::default();
+            let shard = Rc::new(Shard { scheduler, pool: Pool::default(), cores, timeouts, retries, parking });
             runtime::spawn(sweep_pool(Rc::clone(&shard)));
+            runtime::spawn(close_idle(Rc::clone(&shard)));
             runtime::spawn(trim_memory());
             accept_loop(shard, listener).await;
         }
@@ -449,6 +480,14 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                 runtime::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+async fn close_idle(shard: Rc<Shard>) {
+    let every = crate::parking::sweep_every(shard.timeouts.client_idle);
+    loop {
+        runtime::sleep(every).await;
+        shard.parking.sweep(Instant::now());
     }
 }
 

@@ -336,8 +336,9 @@ fn fmt_u64(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
 
 /// Writes the head hiku sends a worker for `req`: same method, target and
 /// end-to-end fields; `X-Forwarded-For` extended with `client_ip`; framing
-/// re-stated; HTTP/1.1 with keep-alive.
-pub fn write_request_head(out: &mut Vec<u8>, req: &Request, worker_authority: &str, client_ip: &[u8]) {
+/// re-stated; HTTP/1.1 with keep-alive. Returns whether it added a `Host`
+/// (the worker's authority, for a client that sent none).
+pub fn write_request_head(out: &mut Vec<u8>, req: &Request, worker_authority: &str, client_ip: &[u8]) -> bool {
     out.extend_from_slice(req.method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(req.origin_target().as_bytes());
@@ -361,6 +362,17 @@ pub fn write_request_head(out: &mut Vec<u8>, req: &Request, worker_authority: &s
     out.extend_from_slice(b"\r\n");
     put_framing(out, req.framing);
     out.extend_from_slice(b"\r\n");
+    !has_host
+}
+
+/// In a head [`write_request_head`] wrote adding a `Host` of `old`, makes
+/// it `new`: the request goes to another worker.
+pub fn retarget_host(out: &mut Vec<u8>, old: &str, new: &str) {
+    let line = |authority: &str| [b"\r\nHost: ", authority.as_bytes(), b"\r\n"].concat();
+    let old = line(old);
+    if let Some(at) = out.windows(old.len()).position(|w| w == old) {
+        out.splice(at..at + old.len(), line(new));
+    }
 }
 
 /// Writes the head hiku sends the client for a worker's response, with

@@ -43,7 +43,7 @@ fn absolute_form_targets_are_routed_and_forwarded_in_origin_form() {
     let r = parse_request(raw, &mut h).unwrap().unwrap();
     assert_eq!((r.origin_target(), r.path(), r.query()), ("/run/f?x=1", "/run/f", "x=1"));
     let mut out = Vec::new();
-    write_request_head(&mut out, &r, "w:1", b"1.2.3.4");
+    assert!(!write_request_head(&mut out, &r, "w:1", b"1.2.3.4"));
     assert!(out.starts_with(b"POST /run/f?x=1 HTTP/1.1\r\n"), "{}", String::from_utf8_lossy(&out));
     for (target, origin) in
         [("HTTP://h", "/"), ("http://h?q", "?q"), ("/a?b", "/a?b"), ("*", "*"), ("https://h/€", "/€")]
@@ -84,7 +84,7 @@ fn rewrites_the_request_for_the_worker() {
     let mut h = empty_headers();
     let r = parse_request(raw, &mut h).unwrap().unwrap();
     let mut out = Vec::new();
-    write_request_head(&mut out, &r, "w:1", b"127.0.0.1");
+    assert!(!write_request_head(&mut out, &r, "w:1", b"127.0.0.1"));
     assert_eq!(
         String::from_utf8(out).unwrap(),
         "POST /run/f HTTP/1.1\r\nHost: sched\r\nX-Ok: yes\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n\
@@ -94,8 +94,14 @@ fn rewrites_the_request_for_the_worker() {
     let mut h = empty_headers();
     let r = parse_request(raw, &mut h).unwrap().unwrap();
     let mut out = Vec::new();
-    write_request_head(&mut out, &r, "w:1", b"::1");
-    assert_eq!(String::from_utf8(out).unwrap(), "GET /run/f HTTP/1.1\r\nHost: w:1\r\nX-Forwarded-For: ::1\r\n\r\n");
+    assert!(write_request_head(&mut out, &r, "w:1", b"::1"));
+    assert_eq!(
+        String::from_utf8(out.clone()).unwrap(),
+        "GET /run/f HTTP/1.1\r\nHost: w:1\r\nX-Forwarded-For: ::1\r\n\r\n"
+    );
+    // Sent to another worker instead, the added Host follows.
+    retarget_host(&mut out, "w:1", "other:2");
+    assert_eq!(String::from_utf8(out).unwrap(), "GET /run/f HTTP/1.1\r\nHost: other:2\r\nX-Forwarded-For: ::1\r\n\r\n");
 }
 
 fn res(raw: &[u8], head: bool) -> (u16, Framing, bool) {

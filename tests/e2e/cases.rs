@@ -696,3 +696,116 @@ fn destroy_sandbox_sends_the_next_call_elsewhere() {
         assert_eq!(c.request("POST", "/run/f", &[], b"").worker(), warm);
     }
 }
+
+// ---- time limits and retries ----
+
+/// hiku with `balancer` in front of `workers`, with `extra` keys in its config.
+fn start_with(balancer: &str, workers: &[&str], extra: serde_json::Value) -> Hiku {
+    let mut config = serde_json::json!({ "host": "127.0.0.1", "port": 0, "balancer": balancer, "workers": workers });
+    config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    Hiku::start_config(&config.to_string(), support::cores())
+}
+
+/// A URL where nothing listens (a port that was just free).
+fn dead_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", l.local_addr().unwrap())
+}
+
+fn in_flight(hiku: &Hiku) -> Vec<u64> {
+    let status = hiku.get("/status").json();
+    status["workers"].as_array().unwrap().iter().map(|w| w["in_flight"].as_u64().unwrap()).collect()
+}
+
+#[test]
+fn a_client_that_sends_half_a_head_gets_a_408_and_is_closed() {
+    let w = Worker::start();
+    let hiku = start_with("random", &[&w.url], serde_json::json!({"timeouts_ms": {"client_header": 300}}));
+    let mut c = hiku.client();
+    c.send(b"POST /run/f HTTP/1.1\r\nHost: h\r\n");
+    let res = c.read(false);
+    assert_eq!(res.status, 408, "{}", res.text());
+    assert_eq!(res.text(), "no whole request head within 300 ms\n");
+    assert_eq!(res.header("connection"), Some("close"));
+    assert!(c.is_closed());
+    assert_eq!(w.requests(), 0);
+    // A head sent in pieces, each in time, is not cut off.
+    let mut c = hiku.client();
+    c.send(b"POST /run/f HTTP/1.1\r\n");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    c.send(b"Host: h\r\nContent-Length: 2\r\n\r\nok");
+    assert_eq!(c.read(false).body, b"ok");
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_silently() {
+    let w = Worker::start();
+    // Shorter and longer than the wait with a buffer ready (500 ms).
+    for idle in [200, 800] {
+        let hiku = start_with("random", &[&w.url], serde_json::json!({"timeouts_ms": {"client_idle": idle}}));
+        let mut c = hiku.client();
+        assert_eq!(c.request("POST", "/run/f", &[], b"one").body, b"one");
+        assert!(c.is_closed(), "client_idle {idle}: closed without a word");
+        // A connection that never sends anything goes the same way.
+        assert!(hiku.client().is_closed(), "client_idle {idle}: a silent new connection");
+    }
+}
+
+#[test]
+fn a_body_that_stops_coming_gets_a_408_and_releases_the_worker() {
+    let w = Worker::start();
+    let hiku = start_with("least-connections", &[&w.url], serde_json::json!({"timeouts_ms": {"client_body": 300}}));
+    for target in ["/run/f", "/destroySandbox/f"] {
+        let mut c = hiku.client();
+        c.send(format!("POST {target} HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc").as_bytes());
+        let res = c.read(false);
+        assert_eq!(res.status, 408, "{target}: {}", res.text());
+        assert_eq!(res.text(), "no next byte of the request body within 300 ms\n", "{target}");
+        assert!(c.is_closed(), "{target}");
+    }
+    wait_for("the lease released", || in_flight(&hiku) == [0]);
+    assert_eq!(hiku.post("/run/f", b"next").body, b"next");
+}
+
+#[test]
+fn a_worker_that_never_answers_is_a_504_and_its_lease_is_released() {
+    let w = Worker::start();
+    let hiku =
+        start_with("least-connections", &[&w.url], serde_json::json!({"timeouts_ms": {"upstream_response": 300}}));
+    let mut c = hiku.client();
+    let res = c.request("POST", "/run/f?mode=hold", &[], b"x");
+    assert_eq!(res.status, 504, "{}", res.text());
+    assert_eq!(res.text(), format!("worker {} sent no response within 300 ms\n", w.url));
+    assert_eq!(in_flight(&hiku), [0], "the lease is released");
+    w.open_gate();
+    // The connection the worker held is not reused: the next call is answered.
+    assert_eq!(c.request("POST", "/run/f", &[], b"next").body, b"next");
+}
+
+#[test]
+fn a_refused_connection_is_tried_on_another_worker() {
+    let (dead, live) = (dead_url(), Worker::start());
+    for balancer in BALANCERS {
+        let hiku = Hiku::start(balancer, &[&dead, &live.url]);
+        let mut c = hiku.client();
+        for i in 0..20 {
+            let res = c.request("POST", &format!("/run/f{i}"), &[], b"x");
+            assert_eq!((res.status, res.worker()), (200, live.url.as_str()), "{balancer}: {}", res.text());
+        }
+        // HTTP/1.0 without a Host: the Host hiku adds names the worker it went to.
+        let before = live.requests();
+        let mut c = hiku.client();
+        for i in 0..10 {
+            c.send(format!("POST /run/h{i} HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nx").as_bytes());
+            assert_eq!(c.read(false).status, 200, "{balancer}");
+        }
+        assert_eq!(live.requests(), before + 10);
+        let hosts: Vec<String> = live.seen().iter().rev().take(10).map(|s| s.header("host").unwrap_or("").to_string()).collect();
+        assert!(hosts.iter().all(|h| *h == live.addr.to_string()), "{balancer}: {hosts:?}");
+        assert_eq!(in_flight(&hiku), [0, 0], "{balancer}");
+    }
+    // Without retries, some calls land on the dead worker and fail.
+    let hiku = start_with("random", &[&dead, &live.url], serde_json::json!({"retries": {"connect": 0}}));
+    let failed = (0..40).filter(|i| hiku.post(&format!("/run/f{i}"), b"x").status == 502).count();
+    assert!(failed > 0, "random put no call on the dead worker in 40");
+}
