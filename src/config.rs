@@ -19,6 +19,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// `retries`: hiku's own key.
     pub retries: Retries,
+    /// `shutdown_grace_ms`: how long a drain waits for calls in flight.
+    pub shutdown_grace: Duration,
     /// Keys the file has that hiku does not know (reported as warnings).
     pub unknown_keys: Vec<String>,
 }
@@ -32,6 +34,7 @@ impl Default for Config {
             workers: Vec::new(),
             timeouts: Timeouts::default(),
             retries: Retries::default(),
+            shutdown_grace: Duration::from_secs(30),
             unknown_keys: Vec::new(),
         }
     }
@@ -80,7 +83,7 @@ impl Default for Retries {
 }
 
 /// The keys hiku reads: the Go original's, then hiku's own.
-const KEYS: [&str; 6] = ["host", "port", "balancer", "workers", "timeouts_ms", "retries"];
+const KEYS: [&str; 7] = ["host", "port", "balancer", "workers", "timeouts_ms", "retries", "shutdown_grace_ms"];
 /// The keys of `timeouts_ms`.
 const TIMEOUT_KEYS: [&str; 5] =
     ["client_header", "client_idle", "client_body", "upstream_connect", "upstream_response"];
@@ -214,11 +217,14 @@ impl Config {
             workers.push(url);
         }
         let timeouts = parse_timeouts(&raw)?;
+        let grace_ms = defaults.shutdown_grace.as_millis() as u64;
+        let grace_ms = raw.number("shutdown_grace_ms", "shutdown_grace_ms", 0, MAX_TIMEOUT_MS, grace_ms)?;
+        let shutdown_grace = Duration::from_millis(grace_ms);
         let retries = parse_retries(&raw)?;
         let mut unknown_keys = raw.unknown_keys(&KEYS, "");
         unknown_keys.extend(raw.section("timeouts_ms")?.unknown_keys(&TIMEOUT_KEYS, "timeouts_ms."));
         unknown_keys.extend(raw.section("retries")?.unknown_keys(&["connect"], "retries."));
-        Ok(Config { host, port, balancer, workers, timeouts, retries, unknown_keys })
+        Ok(Config { host, port, balancer, workers, timeouts, retries, shutdown_grace, unknown_keys })
     }
 
     /// The addresses to listen on for `host:port`, IPv4 first (as Go's
@@ -391,6 +397,8 @@ mod tests {
             [10_000, 60_000, 30_000, 1_000, 300_000]
         );
         assert_eq!(c.retries.connect, 2);
+        assert_eq!(ms(c.shutdown_grace), 30_000);
+        assert_eq!(ms(Config::parse(r#"{"shutdown_grace_ms": 0}"#).unwrap().shutdown_grace), 0);
 
         let c = Config::parse(
             r#"{"timeouts_ms": {"client_header": 5, "upstream_response": 7000, "client_headr": 1},
@@ -413,6 +421,7 @@ mod tests {
             (r#"{"timeouts_ms": 5}"#, "\"timeouts_ms\" must be an object"),
             (r#"{"retries": {"connect": 17}}"#, "\"retries.connect\" must be a whole number from 0 to 16"),
             (r#"{"retries": []}"#, "\"retries\" must be an object"),
+            (r#"{"shutdown_grace_ms": -1}"#, "\"shutdown_grace_ms\" must be a whole number from 0 to 86400000"),
         ] {
             assert!(err(bad).contains(message), "{bad}: {}", err(bad));
         }

@@ -51,6 +51,7 @@ pub struct Conn {
     canceller: Canceller,
     /// Its place among the shard's parked connections, once it was parked.
     pub spot: Option<Rc<Spot>>,
+    _open: crate::shutdown::Open,
 }
 
 impl Conn {
@@ -65,6 +66,7 @@ impl Conn {
             input_done: false,
             canceller: Canceller::new(),
             spot: None,
+            _open: crate::shutdown::Open::new(),
         }
     }
 

@@ -95,5 +95,6 @@ pub mod proxy;
 pub mod runtime;
 pub mod scheduler;
 pub mod server;
+pub mod shutdown;
 pub mod sys;
 pub mod worker;

@@ -80,6 +80,7 @@ fn main() -> ExitCode {
                 eprintln!("hiku: --cores {cores} is not between 1 and the {available} available cores");
                 return ExitCode::from(2);
             }
+            hiku::shutdown::handle_signals(config.shutdown_grace);
             match hiku::server::run(&config, cores, !no_pin) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

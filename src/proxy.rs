@@ -348,7 +348,8 @@ async fn relay_response(
             Framing::Chunked if meta.version == Version::Http10 => Framing::Close,
             f => f,
         };
-        let keep = meta.keep_alive && to_client != Framing::Close;
+        // A drain that began while the worker worked closes this connection too.
+        let keep = meta.keep_alive && to_client != Framing::Close && !crate::shutdown::draining();
         http::write_response_head(&mut conn.out, &res, to_client, keep, meta.version);
         (res.code, res.head_len, res.framing, res.keep_alive)
     };

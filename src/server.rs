@@ -4,7 +4,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use crate::pool::Pool;
 use crate::proxy::{self, RequestMeta};
 use crate::runtime::{self, Driver, TcpListener};
 use crate::scheduler::{NewWorker, Scheduler};
+use crate::shutdown;
 
 const LISTEN_BACKLOG: i32 = 4096;
 /// Largest body hiku reads for its own endpoints (`destroySandbox`, admin).
@@ -91,7 +92,7 @@ async fn serve_task(shard: Rc<Shard>, conn: Conn) {
 /// before `timeouts.client_idle` is up.
 fn park(shard: Rc<Shard>, mut conn: Conn) {
     let left = shard.timeouts.client_idle.saturating_sub(HOT_IDLE);
-    if left.is_zero() {
+    if left.is_zero() || shutdown::draining() {
         return;
     }
     let parked = shard.parking.park(&mut conn.spot, conn.client.as_raw_fd(), Instant::now() + left);
@@ -230,7 +231,8 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
     let body = http::buffered_body_len(&conn.rbuf.data()[req.head_len..], req.framing);
     let meta = RequestMeta {
         framing: req.framing,
-        keep_alive: req.keep_alive,
+        // A draining hiku answers what it was sent, and closes.
+        keep_alive: req.keep_alive && !shutdown::draining(),
         version: req.version,
         head: req.is_head(),
         expect_continue: req.expect_continue,
@@ -462,7 +464,11 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
             runtime::spawn(sweep_pool(Rc::clone(&shard)));
             runtime::spawn(close_idle(Rc::clone(&shard)));
             runtime::spawn(trim_memory());
+            runtime::spawn(watch_for_drain(Rc::clone(&shard), listener.as_raw_fd()));
             accept_loop(shard, listener).await;
+            // Draining: the connections' tasks go on until the process
+            // exits (crate::shutdown), which ending here would cut short.
+            std::future::pending::<()>().await;
         }
     })
 }
@@ -474,6 +480,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                 let _ = stream.set_nodelay(true);
                 spawn_serve(Rc::clone(&shard), Conn::new(stream, peer));
             }
+            Err(_) if shutdown::draining() => return,
             Err(e) => {
                 // Out of descriptors or memory: back off instead of spinning.
                 log::warn!("accept failed: {e}");
@@ -481,6 +488,19 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
             }
         }
     }
+}
+
+/// When the process drains: stops the accept loop (shutting the listener
+/// down wakes it; it then closes the listener) and closes the parked
+/// connections; later ones are closed instead of parked.
+async fn watch_for_drain(shard: Rc<Shard>, listener: RawFd) {
+    while !shutdown::draining() {
+        runtime::sleep(shutdown::LOOK_EVERY).await;
+    }
+    // SAFETY: shutdown(2) on the listener, which the accept loop keeps
+    // open until it sees the drain, after this.
+    unsafe { libc::shutdown(listener, libc::SHUT_RDWR) };
+    shard.parking.sweep(Instant::now() + Duration::from_secs(86_400 * 365));
 }
 
 async fn close_idle(shard: Rc<Shard>) {

@@ -131,7 +131,8 @@ fn shard_cpus(pid: u32) -> Vec<String> {
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap_or_default();
         let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string());
-        if field("Name:").is_some_and(|n| n.starts_with("hiku-")) {
+        let shard = |n: String| n.strip_prefix("hiku-").is_some_and(|i| i.parse::<usize>().is_ok());
+        if field("Name:").is_some_and(shard) {
             cpus.extend(field("Cpus_allowed_list:"));
         }
     }

@@ -809,3 +809,68 @@ fn a_refused_connection_is_tried_on_another_worker() {
     let failed = (0..40).filter(|i| hiku.post(&format!("/run/f{i}"), b"x").status == 502).count();
     assert!(failed > 0, "random put no call on the dead worker in 40");
 }
+
+// ---- signals and draining ----
+
+/// Sends a call that the worker holds until its gate opens.
+fn held_call(hiku: &Hiku, w: &Worker) -> Client {
+    let mut c = hiku.client();
+    c.send(b"POST /run/f?mode=hold HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx");
+    wait_for("the call held", || w.held() == 1);
+    c
+}
+
+fn refuses_connections(hiku: &Hiku) -> bool {
+    std::net::TcpStream::connect(hiku.addr).is_err()
+}
+
+#[test]
+fn sigterm_lets_calls_in_flight_finish_closes_the_rest_and_exits_0() {
+    let w = Worker::start();
+    let mut hiku = Hiku::start("random", &[&w.url]);
+    let mut idle = hiku.client();
+    assert_eq!(idle.request("POST", "/run/f", &[], b"warm").status, 200);
+    let mut busy = held_call(&hiku, &w);
+    hiku.signal(libc::SIGTERM);
+    wait_for("new connections refused", || refuses_connections(&hiku));
+    assert!(idle.is_closed(), "an idle keep-alive connection is closed");
+    assert!(hiku.is_running(), "a call is in flight");
+    w.open_gate();
+    let res = busy.read(false);
+    assert_eq!((res.status, res.body.as_slice(), res.header("connection")), (200, &b"x"[..], Some("close")));
+    assert_eq!(hiku.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn a_drain_ends_when_its_grace_is_up_and_a_second_signal_at_once() {
+    let w = Worker::start();
+    let mut hiku = start_with("random", &[&w.url], serde_json::json!({"shutdown_grace_ms": 300}));
+    let mut busy = held_call(&hiku, &w);
+    hiku.signal(libc::SIGINT);
+    assert_eq!(hiku.wait_exit().code(), Some(0), "exits when the grace is up");
+    assert!(busy.is_closed());
+    w.open_gate();
+
+    let w = Worker::start();
+    let mut hiku = Hiku::start("random", &[&w.url]);
+    let _busy = held_call(&hiku, &w);
+    hiku.signal(libc::SIGTERM);
+    wait_for("new connections refused", || refuses_connections(&hiku));
+    hiku.signal(libc::SIGTERM);
+    assert_eq!(hiku.wait_exit().code(), Some(1), "the second signal");
+    assert!(hiku.stderr().contains("exiting now, 1 connections open"), "{}", hiku.stderr());
+    w.open_gate();
+}
+
+#[test]
+fn sighup_does_not_stop_hiku() {
+    let w = Worker::start();
+    let mut hiku = Hiku::start("random", &[&w.url]);
+    let mut c = hiku.client();
+    for i in 0..5 {
+        hiku.signal(libc::SIGHUP);
+        assert_eq!(c.request("POST", "/run/f", &[], b"x").status, 200, "after SIGHUP {i}");
+    }
+    assert!(hiku.is_running());
+    assert!(!refuses_connections(&hiku));
+}

@@ -1,0 +1,127 @@
+//! Signals, and stopping without losing a call. SIGTERM or SIGINT starts a
+//! drain: every shard closes its listener (new connections are refused),
+//! closes its parked keep-alive connections, and answers what is in flight
+//! with `Connection: close`; the process exits 0 once no connection is
+//! left, or when `shutdown_grace_ms` is up. A second SIGTERM or SIGINT
+//! exits at once. SIGHUP, which operators send by habit to reload, is
+//! logged and ignored (there is no reload yet); SIGPIPE is ignored by the
+//! Rust runtime already.
+//!
+//! The signals are blocked in every thread and taken by one thread of
+//! their own with `sigwait`, so no handler runs inside a shard. The shards
+//! learn of the drain from an atomic flag they look at a few times a
+//! second, off the request path.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static DRAINING: AtomicBool = AtomicBool::new(false);
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// How often the shards look for a drain, and the exit for a drained process.
+pub const LOOK_EVERY: Duration = Duration::from_millis(50);
+
+/// Whether the process is draining.
+pub fn draining() -> bool {
+    DRAINING.load(Ordering::Relaxed)
+}
+
+/// Client connections open in the process.
+pub fn open_connections() -> usize {
+    OPEN.load(Ordering::Relaxed)
+}
+
+/// Counts a client connection as open while it lives.
+#[derive(Debug)]
+pub struct Open(());
+
+impl Open {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Open {
+        OPEN.fetch_add(1, Ordering::Relaxed);
+        Open(())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The signals hiku takes.
+fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset fill a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, signal);
+        }
+        set
+    }
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP in this thread (and so in every thread
+/// it starts after) and takes them in a thread of their own. Call before
+/// any other thread starts.
+pub fn handle_signals(grace: Duration) {
+    let set = signal_set();
+    // SAFETY: pthread_sigmask with a valid set, on this thread.
+    let blocked = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if blocked != 0 {
+        log::warn!("cannot block signals ({}): SIGTERM will not drain", std::io::Error::from_raw_os_error(blocked));
+        return;
+    }
+    let started = std::thread::Builder::new().name("hiku-signals".into()).spawn(move || loop {
+        let mut signal = 0;
+        // SAFETY: sigwait on a valid set, into a local.
+        if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
+            continue;
+        }
+        match signal {
+            libc::SIGHUP => log::info!("SIGHUP ignored: hiku cannot reload its config yet (restart it to change it)"),
+            _ if DRAINING.swap(true, Ordering::Relaxed) => {
+                log::warn!("{}: exiting now, {} connections open", name(signal), open_connections());
+                std::process::exit(1);
+            }
+            _ => {
+                log::info!(
+                    "{}: draining: no new connections, {} open, waiting up to {} ms for them",
+                    name(signal),
+                    open_connections(),
+                    grace.as_millis()
+                );
+                std::thread::spawn(move || exit_when_drained(grace));
+            }
+        }
+    });
+    if let Err(e) = started {
+        log::warn!("cannot start the signal thread ({e}): SIGTERM will not drain");
+    }
+}
+
+fn name(signal: libc::c_int) -> &'static str {
+    match signal {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        _ => "signal",
+    }
+}
+
+/// Exits 0 once no client connection is open, or when `grace` is up.
+fn exit_when_drained(grace: Duration) {
+    let start = Instant::now();
+    loop {
+        let open = open_connections();
+        if open == 0 {
+            log::info!("drained in {} ms; exiting", start.elapsed().as_millis());
+            std::process::exit(0);
+        }
+        if start.elapsed() >= grace {
+            log::warn!("{open} connections still open after {} ms; exiting", grace.as_millis());
+            std::process::exit(0);
+        }
+        std::thread::sleep(LOOK_EVERY.min(grace.saturating_sub(start.elapsed())));
+    }
+}
