@@ -4,7 +4,6 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
@@ -75,12 +74,7 @@ impl Pool {
 /// Whether an idle connection is still open: no EOF and no stray bytes
 /// waiting (a non-blocking peek; it never waits).
 fn is_open(stream: &TcpStream) -> bool {
-    let mut byte = 0u8;
-    // SAFETY: a valid fd and a one-byte buffer we own.
-    let n = unsafe {
-        libc::recv(stream.as_raw_fd(), (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
-    };
-    n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+    matches!(runtime::peek(stream), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// Opens a connection to `worker`, trying each of its addresses in turn.

@@ -17,6 +17,10 @@ use crate::worker::{Lease, Worker, WorkerId};
 const WHOLE_LIMIT: usize = 64 * 1024;
 /// Writes of data smaller than this are joined with the head before them.
 const COALESCE_LIMIT: usize = 8 * 1024;
+/// A client waiting this long for its worker's answer is watched: if it
+/// closes its connection, the call is given up (worker connection dropped,
+/// lease released). Quicker answers never pay for the watch.
+const WATCH_CLIENT_AFTER: Duration = Duration::from_millis(100);
 
 /// What hiku needs to know of the client's request once its head is gone.
 #[derive(Debug, Clone, Copy)]
@@ -201,7 +205,19 @@ async fn exchange(
         let result = match sent {
             Ok(()) => {
                 conn.input_done = true;
-                read_response_head(&mut up, &mut conn.ubuf, within).await
+                let (client, ubuf) = (&conn.client, &mut conn.ubuf);
+                let head = async { Some(read_response_head(&mut up, ubuf, within).await) };
+                let gone = async {
+                    client_gone(client).await;
+                    None
+                };
+                match futures_lite::future::or(head, gone).await {
+                    Some(head) => head,
+                    None => {
+                        log::debug!("the client left while {} worked on its call", worker.url());
+                        return Err(Failure::Close);
+                    }
+                }
             }
             // The worker stopped taking the body: it may have answered early
             // (a 413, say). Relay that answer if there is one.
@@ -239,6 +255,22 @@ async fn exchange(
     // The rest of a cut-off body is still on its way: close after answering.
     let meta = RequestMeta { keep_alive: meta.keep_alive && !body_cut, ..meta };
     relay_response(shard, conn, worker, upstream, meta).await
+}
+
+/// Returns when the client, waiting for an answer, has closed its
+/// connection; never if it stays, or sends more (a pipelined request).
+async fn client_gone(client: &TcpStream) {
+    runtime::sleep(WATCH_CLIENT_AFTER).await;
+    loop {
+        if runtime::readable(client).await.is_err() {
+            return;
+        }
+        match runtime::peek(client) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Ok(0) | Err(_) => return,
+            Ok(_) => return std::future::pending().await,
+        }
+    }
 }
 
 /// Sends the head in `conn.out`, then streams the body from the client,

@@ -14,6 +14,7 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::mem;
+use std::os::fd::AsRawFd;
 use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
@@ -217,9 +218,23 @@ pub async fn read_more_within(
     }
 }
 
-/// Waits until `stream` has bytes (or end of stream) to read, holding no buffer.
+/// Waits until `stream` has bytes (or end of stream) to read, holding no
+/// buffer. Never a stale answer: the epoll driver remembers readiness until
+/// a read finds nothing, so it checks with poll(2) first (the relaxed form
+/// would return at once, again and again, to a caller that only peeks).
 pub async fn readable(stream: &TcpStream) -> io::Result<()> {
-    stream.readable(true).await
+    stream.readable(false).await
+}
+
+/// Peeks at the next byte without waiting: `Ok(0)` at end of stream,
+/// `Ok(1)` if data waits, `Err` of kind `WouldBlock` if there is none yet.
+pub fn peek(stream: &TcpStream) -> io::Result<usize> {
+    let mut byte = 0u8;
+    // SAFETY: a valid fd and a one-byte buffer we own.
+    let n = unsafe {
+        libc::recv(stream.as_raw_fd(), (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 /// Writes all of `buf[range]`. If the write is cancelled, `buf` is left

@@ -874,3 +874,25 @@ fn sighup_does_not_stop_hiku() {
     assert!(hiku.is_running());
     assert!(!refuses_connections(&hiku));
 }
+
+#[test]
+fn a_client_that_leaves_while_its_worker_works_frees_the_worker() {
+    let w = Worker::start();
+    let hiku = Hiku::start("least-connections", &[&w.url]);
+    let c = held_call(&hiku, &w);
+    assert_eq!(in_flight(&hiku), [1]);
+    drop(c);
+    wait_for("the lease released", || in_flight(&hiku) == [0]);
+    w.open_gate();
+    // A client that sends its next request before the answer (pipelining)
+    // is not taken for one that left, however long the worker takes.
+    let w = Worker::start();
+    let hiku = Hiku::start("least-connections", &[&w.url]);
+    let mut c = held_call(&hiku, &w);
+    c.send(b"POST /run/f HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\ny");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(in_flight(&hiku), [1]);
+    w.open_gate();
+    assert_eq!(c.read(false).body, b"x");
+    assert_eq!(c.read(false).body, b"y");
+}
