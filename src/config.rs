@@ -21,6 +21,8 @@ pub struct Config {
     pub retries: Retries,
     /// `shutdown_grace_ms`: how long a drain waits for calls in flight.
     pub shutdown_grace: Duration,
+    /// `limits`: hiku's own key.
+    pub limits: Limits,
     /// Keys the file has that hiku does not know (reported as warnings).
     pub unknown_keys: Vec<String>,
 }
@@ -35,6 +37,7 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             retries: Retries::default(),
             shutdown_grace: Duration::from_secs(30),
+            limits: Limits::default(),
             unknown_keys: Vec::new(),
         }
     }
@@ -82,8 +85,37 @@ impl Default for Retries {
     }
 }
 
+/// How much a client may send (`limits` in the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A request head larger than this: 431.
+    pub max_header_bytes: usize,
+    /// A request head with more fields: 431.
+    pub max_headers: usize,
+    /// A request body larger than this (by its Content-Length, or as it
+    /// streams): 413.
+    pub max_body_bytes: u64,
+    /// Client connections open at once in the process; past it new ones
+    /// wait in the listen backlog. `None`: half the open-file limit.
+    pub max_connections: Option<usize>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: crate::http::MAX_HEAD,
+            max_headers: crate::http::MAX_HEADERS,
+            max_body_bytes: 64 << 20,
+            max_connections: None,
+        }
+    }
+}
+
 /// The keys hiku reads: the Go original's, then hiku's own.
-const KEYS: [&str; 7] = ["host", "port", "balancer", "workers", "timeouts_ms", "retries", "shutdown_grace_ms"];
+const KEYS: [&str; 8] =
+    ["host", "port", "balancer", "workers", "timeouts_ms", "retries", "shutdown_grace_ms", "limits"];
+/// The keys of `limits`.
+const LIMIT_KEYS: [&str; 4] = ["max_header_bytes", "max_headers", "max_body_bytes", "max_connections"];
 /// The keys of `timeouts_ms`.
 const TIMEOUT_KEYS: [&str; 5] =
     ["client_header", "client_idle", "client_body", "upstream_connect", "upstream_response"];
@@ -165,6 +197,25 @@ fn parse_timeouts(raw: &RawConfig) -> Result<Timeouts, ConfigError> {
     })
 }
 
+fn parse_limits(raw: &RawConfig) -> Result<Limits, ConfigError> {
+    let section = raw.section("limits")?;
+    let d = Limits::default();
+    let max_head = crate::http::MAX_HEAD as u64;
+    let max_fields = crate::http::MAX_HEADERS as u64;
+    let number =
+        |key: &str, min: u64, max: u64, default: u64| section.number(key, &format!("limits.{key}"), min, max, default);
+    let connections = match section.map.get("max_connections") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(_) => Some(number("max_connections", 1, 10_000_000, 0)? as usize),
+    };
+    Ok(Limits {
+        max_header_bytes: number("max_header_bytes", 1024, max_head, d.max_header_bytes as u64)? as usize,
+        max_headers: number("max_headers", 1, max_fields, d.max_headers as u64)? as usize,
+        max_body_bytes: number("max_body_bytes", 0, u64::MAX >> 1, d.max_body_bytes)?,
+        max_connections: connections,
+    })
+}
+
 fn parse_retries(raw: &RawConfig) -> Result<Retries, ConfigError> {
     let section = raw.section("retries")?;
     let connect =
@@ -220,11 +271,13 @@ impl Config {
         let grace_ms = defaults.shutdown_grace.as_millis() as u64;
         let grace_ms = raw.number("shutdown_grace_ms", "shutdown_grace_ms", 0, MAX_TIMEOUT_MS, grace_ms)?;
         let shutdown_grace = Duration::from_millis(grace_ms);
+        let limits = parse_limits(&raw)?;
         let retries = parse_retries(&raw)?;
         let mut unknown_keys = raw.unknown_keys(&KEYS, "");
         unknown_keys.extend(raw.section("timeouts_ms")?.unknown_keys(&TIMEOUT_KEYS, "timeouts_ms."));
         unknown_keys.extend(raw.section("retries")?.unknown_keys(&["connect"], "retries."));
-        Ok(Config { host, port, balancer, workers, timeouts, retries, shutdown_grace, unknown_keys })
+        unknown_keys.extend(raw.section("limits")?.unknown_keys(&LIMIT_KEYS, "limits."));
+        Ok(Config { host, port, balancer, workers, timeouts, retries, shutdown_grace, limits, unknown_keys })
     }
 
     /// The addresses to listen on for `host:port`, IPv4 first (as Go's
@@ -422,6 +475,34 @@ mod tests {
             (r#"{"retries": {"connect": 17}}"#, "\"retries.connect\" must be a whole number from 0 to 16"),
             (r#"{"retries": []}"#, "\"retries\" must be an object"),
             (r#"{"shutdown_grace_ms": -1}"#, "\"shutdown_grace_ms\" must be a whole number from 0 to 86400000"),
+        ] {
+            assert!(err(bad).contains(message), "{bad}: {}", err(bad));
+        }
+    }
+
+    #[test]
+    fn limits_have_safe_defaults_and_are_checked() {
+        let l = Config::parse("{}").unwrap().limits;
+        assert_eq!(
+            (l.max_header_bytes, l.max_headers, l.max_body_bytes, l.max_connections),
+            (16384, 100, 64 << 20, None)
+        );
+        let c = Config::parse(
+            r#"{"limits": {"max_header_bytes": 2048, "max_headers": 10, "max_body_bytes": 0, "max_connections": 5, "x": 1}}"#,
+        )
+        .unwrap();
+        let l = c.limits;
+        assert_eq!((l.max_header_bytes, l.max_headers, l.max_body_bytes, l.max_connections), (2048, 10, 0, Some(5)));
+        assert_eq!(c.unknown_keys, ["limits.x"]);
+        let err = |t: &str| Config::parse(t).unwrap_err().0;
+        for (bad, message) in [
+            (
+                r#"{"limits": {"max_header_bytes": 100000}}"#,
+                "\"limits.max_header_bytes\" must be a whole number from 1024 to 16384",
+            ),
+            (r#"{"limits": {"max_headers": 0}}"#, "\"limits.max_headers\" must be a whole number from 1 to 100"),
+            (r#"{"limits": {"max_body_bytes": -1}}"#, "\"limits.max_body_bytes\""),
+            (r#"{"limits": {"max_connections": 0}}"#, "\"limits.max_connections\" must be a whole number from 1"),
         ] {
             assert!(err(bad).contains(message), "{bad}: {}", err(bad));
         }

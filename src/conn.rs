@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Retries, Timeouts};
+use crate::config::{Limits, Retries, Timeouts};
 use crate::error::Error;
 use crate::http::{self, ReadBuf, Version};
 use crate::parking::{Parking, Spot};
@@ -29,6 +29,7 @@ pub struct Shard {
     pub cores: usize,
     pub timeouts: Timeouts,
     pub retries: Retries,
+    pub limits: Limits,
     /// Its quiet connections, closed when `timeouts.client_idle` is up.
     pub parking: Parking,
 }

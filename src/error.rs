@@ -17,10 +17,13 @@ pub enum Error {
     /// The request can't be parsed or framed (RFC 9112), or names no route.
     BadRequest(String),
     NotFound(String),
-    /// The request head is larger than `http::MAX_HEAD` or has too many fields.
-    HeadTooLarge,
+    /// The request head is larger than `bytes` or has more than `fields` fields.
+    HeadTooLarge {
+        bytes: usize,
+        fields: usize,
+    },
     /// A body over the limit (in bytes) of the endpoint.
-    BodyTooLarge(usize),
+    BodyTooLarge(u64),
     /// A transfer coding other than chunked.
     NotImplemented(String),
     /// The client did not send `what` within the time.
@@ -53,7 +56,7 @@ impl Error {
             Error::NotFound(_) => 404,
             Error::ClientTimeout { .. } => 408,
             Error::BodyTooLarge(_) => 413,
-            Error::HeadTooLarge => 431,
+            Error::HeadTooLarge { .. } => 431,
             Error::NotImplemented(_) => 501,
             Error::NoWorkers => 503,
             Error::WorkerUnreachable { .. } | Error::BadResponse { .. } => 502,
@@ -66,7 +69,7 @@ impl Error {
             Error::BadRequest(_)
             | Error::NotFound(_)
             | Error::BodyTooLarge(_)
-            | Error::HeadTooLarge
+            | Error::HeadTooLarge { .. }
             | Error::NotImplemented(_)
             | Error::ClientTimeout { .. } => Side::Client,
             Error::NoWorkers => Side::Scheduler,
@@ -80,12 +83,9 @@ impl fmt::Display for Error {
         match self {
             Error::BadRequest(m) | Error::NotFound(m) | Error::NotImplemented(m) => f.write_str(m),
             Error::BodyTooLarge(limit) => write!(f, "body larger than {limit} bytes"),
-            Error::HeadTooLarge => write!(
-                f,
-                "request head larger than {} bytes or {} fields",
-                crate::http::MAX_HEAD,
-                crate::http::MAX_HEADERS
-            ),
+            Error::HeadTooLarge { bytes, fields } => {
+                write!(f, "request head larger than {bytes} bytes or {fields} fields")
+            }
             Error::NoWorkers => f.write_str("can't select a worker: no workers"),
             Error::WorkerUnreachable { worker, cause } => write!(f, "worker {worker} unreachable: {cause}"),
             Error::BadResponse { worker, cause } => write!(f, "worker {worker} sent an invalid response: {cause}"),

@@ -45,6 +45,8 @@ enum CopyError {
     ReadTimeout(Duration),
     Write(io::Error),
     Framing(ChunkError),
+    /// The body grew past this many bytes.
+    TooLarge(u64),
 }
 
 impl std::fmt::Display for CopyError {
@@ -54,6 +56,7 @@ impl std::fmt::Display for CopyError {
             CopyError::ReadTimeout(within) => write!(f, "nothing to read within {} ms", within.as_millis()),
             CopyError::Write(e) => write!(f, "writing: {e}"),
             CopyError::Framing(e) => e.fmt(f),
+            CopyError::TooLarge(limit) => write!(f, "body larger than {limit} bytes"),
         }
     }
 }
@@ -200,7 +203,7 @@ async fn exchange(
         };
         let sent = match whole {
             Some(_) => runtime::write_all(&mut up, &mut conn.out).await.map_err(CopyError::Write),
-            None => send_streaming(conn, &mut up, meta, shard.timeouts.client_body).await,
+            None => send_streaming(conn, &mut up, meta, shard).await,
         };
         let result = match sent {
             Ok(()) => {
@@ -236,6 +239,9 @@ async fn exchange(
             Err(CopyError::Framing(e)) => {
                 return Err(Failure::Answer { error: Error::BadRequest(e.to_string()), body_read: false })
             }
+            Err(CopyError::TooLarge(limit)) => {
+                return Err(Failure::Answer { error: Error::BodyTooLarge(limit), body_read: false })
+            }
         };
         match result {
             Ok(()) => break up,
@@ -257,6 +263,14 @@ async fn exchange(
     relay_response(shard, conn, worker, upstream, meta).await
 }
 
+/// How long a body copy waits for each read, and how large a chunked body
+/// may grow (a body with a length was checked before).
+#[derive(Clone, Copy)]
+struct Bounds {
+    read_within: Duration,
+    max_bytes: u64,
+}
+
 /// Returns when the client, waiting for an answer, has closed its
 /// connection; never if it stays, or sends more (a pipelined request).
 async fn client_gone(client: &TcpStream) {
@@ -274,17 +288,19 @@ async fn client_gone(client: &TcpStream) {
 }
 
 /// Sends the head in `conn.out`, then streams the body from the client,
-/// each read within `within`.
+/// each read within `timeouts.client_body`, all of it within
+/// `limits.max_body_bytes`.
 async fn send_streaming(
     conn: &mut Conn,
     up: &mut TcpStream,
     meta: RequestMeta,
-    within: Duration,
+    shard: &Shard,
 ) -> Result<(), CopyError> {
     if meta.expect_continue {
         conn.send_continue().await.map_err(CopyError::Read)?;
     }
-    copy_body(&mut conn.client, &mut conn.rbuf, up, meta.framing, false, &mut conn.out, within).await?;
+    let bounds = Bounds { read_within: shard.timeouts.client_body, max_bytes: shard.limits.max_body_bytes };
+    copy_body(&mut conn.client, &mut conn.rbuf, up, meta.framing, false, &mut conn.out, bounds).await?;
     flush(up, &mut conn.out).await
 }
 
@@ -388,14 +404,16 @@ async fn relay_response(
     conn.ubuf.consume(head_len);
     let decode = framing == Framing::Chunked && meta.version == Version::Http10;
     let client_keep = meta.keep_alive && !(framing == Framing::Close || decode);
-    let within = shard.timeouts.upstream_response;
-    let copied = copy_body(&mut up, &mut conn.ubuf, &mut conn.client, framing, decode, &mut conn.out, within).await;
+    let bounds = Bounds { read_within: shard.timeouts.upstream_response, max_bytes: u64::MAX };
+    let copied = copy_body(&mut up, &mut conn.ubuf, &mut conn.client, framing, decode, &mut conn.out, bounds).await;
     if let Err(e) = copied {
         // The head is out: all that is left is to cut the answer short.
         log::debug!("response from {} cut short: {e}", worker.url());
         return Err(match e {
             CopyError::Write(_) => Failure::ClientGone { code },
-            CopyError::Read(_) | CopyError::ReadTimeout(_) | CopyError::Framing(_) => Failure::Close,
+            CopyError::Read(_) | CopyError::ReadTimeout(_) | CopyError::Framing(_) | CopyError::TooLarge(_) => {
+                Failure::Close
+            }
         });
     }
     if worker_keep_alive && conn.ubuf.is_empty() {
@@ -409,7 +427,7 @@ async fn relay_response(
 /// into one write. With `decode`, a chunked body goes out as its data alone.
 /// Leaves in `buf` whatever follows the body, and in `pending` the last
 /// piece (at most `COALESCE_LIMIT` bytes) for the caller to send. Gives up
-/// when a read brings nothing `within` the time.
+/// when a read brings nothing in time, or a chunked body grows too large.
 async fn copy_body(
     src: &mut TcpStream,
     buf: &mut ReadBuf,
@@ -417,8 +435,10 @@ async fn copy_body(
     framing: Framing,
     decode: bool,
     pending: &mut Vec<u8>,
-    within: Duration,
+    bounds: Bounds,
 ) -> Result<(), CopyError> {
+    let within = bounds.read_within;
+    let mut data_bytes = 0u64;
     let mut left = match framing {
         Framing::Length(n) => n,
         _ => 0,
@@ -452,13 +472,20 @@ async fn copy_body(
                 left -= n as u64;
                 n
             }
-            Framing::Chunked => chunked
-                .feed(data, |d| {
-                    if decode {
-                        pending.extend_from_slice(d)
-                    }
-                })
-                .map_err(CopyError::Framing)?,
+            Framing::Chunked => {
+                let used = chunked
+                    .feed(data, |d| {
+                        data_bytes += d.len() as u64;
+                        if decode {
+                            pending.extend_from_slice(d)
+                        }
+                    })
+                    .map_err(CopyError::Framing)?;
+                if data_bytes > bounds.max_bytes {
+                    return Err(CopyError::TooLarge(bounds.max_bytes));
+                }
+                used
+            }
             Framing::None | Framing::Close => data.len(),
         };
         if decode {

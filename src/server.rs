@@ -14,7 +14,7 @@ use futures_lite::FutureExt;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::admin;
-use crate::config::{Config, Timeouts};
+use crate::config::{Config, Limits, Timeouts};
 use crate::conn::{Conn, Shard, HOT_IDLE};
 use crate::error::Error;
 use crate::http::{self, Framing};
@@ -27,13 +27,15 @@ use crate::shutdown;
 
 const LISTEN_BACKLOG: i32 = 4096;
 /// Largest body hiku reads for its own endpoints (`destroySandbox`, admin).
-const LOCAL_BODY_LIMIT: usize = 64 * 1024;
+const LOCAL_BODY_LIMIT: u64 = 64 * 1024;
 /// How long a connection hiku closes keeps being read (and the bytes
 /// dropped), so that a client still sending does not get a reset that
 /// destroys the answer before it is read (RFC 9112 §9.6).
 const LINGER: Duration = Duration::from_secs(2);
 /// How often each core closes idle connections to removed or closed workers.
 const POOL_SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// How long a core at `limits.max_connections` waits before looking again.
+const FULL_PAUSE: Duration = Duration::from_millis(10);
 /// How often each core gives the memory it freed back to the system.
 const TRIM_EVERY: Duration = Duration::from_secs(1);
 
@@ -110,7 +112,7 @@ fn park(shard: Rc<Shard>, mut conn: Conn) {
 async fn serve(shard: Rc<Shard>, mut conn: Conn) -> Option<Conn> {
     loop {
         conn.input_done = false;
-        match read_request_head(&mut conn, shard.timeouts).await {
+        match read_request_head(&mut conn, shard.timeouts, shard.limits).await {
             Ok(Head::Ready) => {}
             Ok(Head::Closed) => return None,
             Ok(Head::Quiet) => return Some(conn),
@@ -158,9 +160,28 @@ enum Head {
     Quiet,
 }
 
+/// The answer to a head over `limits`.
+fn head_too_large(limits: Limits) -> Error {
+    Error::HeadTooLarge { bytes: limits.max_header_bytes, fields: limits.max_headers }
+}
+
+/// Parses the request head at the start of `data` within `limits`.
+fn parse_head<'h, 'b>(
+    data: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>],
+    limits: Limits,
+) -> Result<Option<http::Request<'h, 'b>>, Error> {
+    match http::parse_request(data, &mut headers[..limits.max_headers]) {
+        Ok(Some(req)) if req.head_len > limits.max_header_bytes => Err(head_too_large(limits)),
+        Ok(None) if data.len() >= limits.max_header_bytes => Err(head_too_large(limits)),
+        Err(Error::HeadTooLarge { .. }) => Err(head_too_large(limits)),
+        parsed => parsed,
+    }
+}
+
 /// Waits for a complete request head in `conn.rbuf`: the rest of it must
 /// come within `timeouts.client_header` of its first bytes.
-async fn read_request_head(conn: &mut Conn, timeouts: Timeouts) -> Result<Head, Error> {
+async fn read_request_head(conn: &mut Conn, timeouts: Timeouts, limits: Limits) -> Result<Head, Error> {
     if conn.rbuf.is_empty() {
         match conn.wait_request(timeouts.client_idle).await {
             Ok(Some(0)) | Err(_) => return Ok(Head::Closed),
@@ -178,11 +199,11 @@ async fn read_request_head(conn: &mut Conn, timeouts: Timeouts) -> Result<Head, 
         if !conn.rbuf.is_empty() {
             // Reject garbage early instead of waiting for a blank line.
             let mut headers = http::empty_headers();
-            http::parse_request(conn.rbuf.data(), &mut headers)?;
+            parse_head(conn.rbuf.data(), &mut headers, limits)?;
         }
         scanned = conn.rbuf.data().len();
         if conn.rbuf.is_full() {
-            return Err(Error::HeadTooLarge);
+            return Err(head_too_large(limits));
         }
         let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeouts.client_header);
         let left = deadline.saturating_duration_since(Instant::now());
@@ -221,7 +242,7 @@ enum Plan {
 /// parsed fields (a large array) never live across an await.
 fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
     let mut headers = http::empty_headers();
-    let req = match http::parse_request(conn.rbuf.data(), &mut headers) {
+    let req = match parse_head(conn.rbuf.data(), &mut headers, shard.limits) {
         Ok(Some(req)) => req,
         Ok(None) => return Plan::Refuse(Error::BadRequest("incomplete request head".into())),
         Err(e) => return Plan::Refuse(e),
@@ -237,15 +258,20 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
         head: req.is_head(),
         expect_continue: req.expect_continue,
         idempotent: req.is_idempotent(),
-        whole_body: body.ok().flatten(),
+        whole_body: body.as_ref().ok().copied().flatten().map(|(len, _)| len),
         added_host: false,
     };
     conn.input_done = meta.whole_body.is_some();
     let head_len = req.head_len;
     let local = match route(req.path()) {
         Route::Run(function) => {
+            let max_body = shard.limits.max_body_bytes;
             if let Err(e) = body {
                 Local::Error(Error::BadRequest(e.to_string()))
+            } else if matches!(req.framing, Framing::Length(n) if n > max_body)
+                || matches!(body, Ok(Some((_, data))) if data > max_body)
+            {
+                Local::Error(Error::BodyTooLarge(max_body))
             } else if let Ok(lease) = shard.scheduler.select(function) {
                 conn.function.clear();
                 conn.function.push_str(function);
@@ -344,7 +370,7 @@ pub const BODY_BYTE: &str = "next byte of the request body";
 async fn read_small_body(conn: &mut Conn, meta: RequestMeta, timeouts: Timeouts) -> Result<Vec<u8>, Option<Error>> {
     let too_large = || Some(Error::BodyTooLarge(LOCAL_BODY_LIMIT));
     if let Framing::Length(n) = meta.framing {
-        if n > LOCAL_BODY_LIMIT as u64 {
+        if n > LOCAL_BODY_LIMIT {
             return Err(too_large());
         }
     }
@@ -375,7 +401,7 @@ async fn read_small_body(conn: &mut Conn, meta: RequestMeta, timeouts: Timeouts)
                     .feed(conn.rbuf.data(), |d| body.extend_from_slice(d))
                     .map_err(|e| Some(Error::BadRequest(e.to_string())))?;
                 conn.rbuf.consume(used);
-                if body.len() > LOCAL_BODY_LIMIT {
+                if body.len() as u64 > LOCAL_BODY_LIMIT {
                     return Err(too_large());
                 }
             }
@@ -448,7 +474,8 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
         if pin { "pinned" } else { "unpinned" }
     );
     println!("listening on {bound}");
-    let (timeouts, retries) = (config.timeouts, config.retries);
+    let (timeouts, retries, limits) = (config.timeouts, config.retries, config.limits);
+    let max_connections = limits.max_connections.unwrap_or_else(|| crate::sys::open_file_limit() / 2).max(1);
     runtime::run_shards(sockets, driver, pin, move |i, socket: Socket| {
         let scheduler = Arc::clone(&scheduler);
         async move {
@@ -460,12 +487,13 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
                 }
             };
             let parking = Parking::default();
-            let shard = Rc::new(Shard { scheduler, pool: Pool::default(), cores, timeouts, retries, parking });
+            let pool = Pool::default();
+            let shard = Rc::new(Shard { scheduler, pool, cores, timeouts, retries, limits, parking });
             runtime::spawn(sweep_pool(Rc::clone(&shard)));
             runtime::spawn(close_idle(Rc::clone(&shard)));
             runtime::spawn(trim_memory());
             runtime::spawn(watch_for_drain(Rc::clone(&shard), listener.as_raw_fd()));
-            accept_loop(shard, listener).await;
+            accept_loop(shard, listener, max_connections).await;
             // Draining: the connections' tasks go on until the process
             // exits (crate::shutdown), which ending here would cut short.
             std::future::pending::<()>().await;
@@ -473,10 +501,17 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
     })
 }
 
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+/// Accepts connections and serves them while fewer than `max_connections`
+/// are open in the process; past that, new ones wait in the listen backlog
+/// (and the one each core has accepted already, unserved, until there is
+/// room).
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: usize) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                while shutdown::open_connections() >= max_connections && !shutdown::draining() {
+                    runtime::sleep(FULL_PAUSE).await;
+                }
                 let _ = stream.set_nodelay(true);
                 spawn_serve(Rc::clone(&shard), Conn::new(stream, peer));
             }

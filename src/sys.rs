@@ -16,6 +16,16 @@ pub fn raise_limits() {
     }
 }
 
+/// The soft limit on open files (after [`raise_limits`], the hard one).
+pub fn open_file_limit() -> usize {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain getrlimit on a local struct.
+    match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
+        0 => usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX),
+        _ => 1024,
+    }
+}
+
 /// Turns transparent huge pages off for this process. Memory is then
 /// resident a 4 KiB page at a time, not 2 MiB: with thousands of idle
 /// connections each touching a little memory, huge pages would make most

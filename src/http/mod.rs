@@ -90,21 +90,27 @@ pub fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str>
     head.eq_ignore_ascii_case(prefix.as_bytes()).then(|| &s[prefix.len()..])
 }
 
-/// Parses a request head; `Ok(None)` means more bytes are needed.
+fn head_too_large(fields: usize) -> Error {
+    Error::HeadTooLarge { bytes: MAX_HEAD, fields }
+}
+
+/// Parses a request head, with at most as many fields as `headers` holds;
+/// `Ok(None)` means more bytes are needed.
 pub fn parse_request<'h, 'b>(
     buf: &'b [u8],
     headers: &'h mut [httparse::Header<'b>],
 ) -> Result<Option<Request<'h, 'b>>, Error> {
+    let headers_len = headers.len();
     let mut req = httparse::Request::new(headers);
     let head_len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(Error::HeadTooLarge),
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(head_too_large(headers_len)),
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(Error::HeadTooLarge),
+        Err(httparse::Error::TooManyHeaders) => return Err(head_too_large(headers_len)),
         Err(e) => return Err(Error::BadRequest(format!("malformed request: {e}"))),
     };
     if head_len > MAX_HEAD {
-        return Err(Error::HeadTooLarge);
+        return Err(head_too_large(headers_len));
     }
     let (Some(method), Some(target), Some(v)) = (req.method, req.path, req.version) else {
         return Err(Error::BadRequest("malformed request line".into()));
@@ -230,15 +236,17 @@ fn is_hop_by_hop(name: &str, headers: Headers) -> bool {
     HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) || connection_has(headers, name)
 }
 
-/// Bytes of a request body framed as `framing` if all of it is in `data`.
-pub fn buffered_body_len(data: &[u8], framing: Framing) -> Result<Option<usize>, ChunkError> {
+/// If all of a request body framed as `framing` is in `data`: the bytes it
+/// takes there, and the bytes of data it holds (less, if chunked).
+pub fn buffered_body_len(data: &[u8], framing: Framing) -> Result<Option<(usize, u64)>, ChunkError> {
     Ok(match framing {
-        Framing::None => Some(0),
-        Framing::Length(n) => usize::try_from(n).ok().filter(|&n| n <= data.len()),
+        Framing::None => Some((0, 0)),
+        Framing::Length(n) => usize::try_from(n).ok().filter(|&n| n <= data.len()).map(|len| (len, n)),
         Framing::Chunked => {
             let mut d = ChunkedDecoder::default();
-            let used = d.feed(data, |_| {})?;
-            d.is_done().then_some(used)
+            let mut data_len = 0u64;
+            let used = d.feed(data, |chunk| data_len += chunk.len() as u64)?;
+            d.is_done().then_some((used, data_len))
         }
         Framing::Close => None,
     })
