@@ -23,6 +23,11 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `limits`: hiku's own key.
     pub limits: Limits,
+    /// `admin.token`: if set, `/admin/*` needs `Authorization: Bearer <token>`.
+    pub admin_token: Option<String>,
+    /// `destroy_sandbox.only_from_workers`: `/destroySandbox` is taken only
+    /// from the address of a worker.
+    pub destroy_only_from_workers: bool,
     /// Keys the file has that hiku does not know (reported as warnings).
     pub unknown_keys: Vec<String>,
 }
@@ -38,6 +43,8 @@ impl Default for Config {
             retries: Retries::default(),
             shutdown_grace: Duration::from_secs(30),
             limits: Limits::default(),
+            admin_token: None,
+            destroy_only_from_workers: true,
             unknown_keys: Vec::new(),
         }
     }
@@ -112,8 +119,18 @@ impl Default for Limits {
 }
 
 /// The keys hiku reads: the Go original's, then hiku's own.
-const KEYS: [&str; 8] =
-    ["host", "port", "balancer", "workers", "timeouts_ms", "retries", "shutdown_grace_ms", "limits"];
+const KEYS: [&str; 10] = [
+    "host",
+    "port",
+    "balancer",
+    "workers",
+    "timeouts_ms",
+    "retries",
+    "shutdown_grace_ms",
+    "limits",
+    "admin",
+    "destroy_sandbox",
+];
 /// The keys of `limits`.
 const LIMIT_KEYS: [&str; 4] = ["max_header_bytes", "max_headers", "max_body_bytes", "max_connections"];
 /// The keys of `timeouts_ms`.
@@ -272,12 +289,40 @@ impl Config {
         let grace_ms = raw.number("shutdown_grace_ms", "shutdown_grace_ms", 0, MAX_TIMEOUT_MS, grace_ms)?;
         let shutdown_grace = Duration::from_millis(grace_ms);
         let limits = parse_limits(&raw)?;
+        let admin = raw.section("admin")?;
+        let admin_token = match admin.map.get("token") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(t)) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()) => {
+                Some(t.clone())
+            }
+            Some(_) => return Err(ConfigError("\"admin.token\" must be a non-empty string of visible ASCII".into())),
+        };
+        let destroy = raw.section("destroy_sandbox")?;
+        let destroy_only_from_workers = match destroy.map.get("only_from_workers") {
+            None | Some(serde_json::Value::Null) => true,
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(_) => return Err(ConfigError("\"destroy_sandbox.only_from_workers\" must be true or false".into())),
+        };
         let retries = parse_retries(&raw)?;
         let mut unknown_keys = raw.unknown_keys(&KEYS, "");
         unknown_keys.extend(raw.section("timeouts_ms")?.unknown_keys(&TIMEOUT_KEYS, "timeouts_ms."));
         unknown_keys.extend(raw.section("retries")?.unknown_keys(&["connect"], "retries."));
         unknown_keys.extend(raw.section("limits")?.unknown_keys(&LIMIT_KEYS, "limits."));
-        Ok(Config { host, port, balancer, workers, timeouts, retries, shutdown_grace, limits, unknown_keys })
+        unknown_keys.extend(admin.unknown_keys(&["token"], "admin."));
+        unknown_keys.extend(destroy.unknown_keys(&["only_from_workers"], "destroy_sandbox."));
+        Ok(Config {
+            host,
+            port,
+            balancer,
+            workers,
+            timeouts,
+            retries,
+            shutdown_grace,
+            limits,
+            admin_token,
+            destroy_only_from_workers,
+            unknown_keys,
+        })
     }
 
     /// The addresses to listen on for `host:port`, IPv4 first (as Go's
@@ -506,6 +551,19 @@ mod tests {
         ] {
             assert!(err(bad).contains(message), "{bad}: {}", err(bad));
         }
+    }
+
+    #[test]
+    fn admin_protection_is_read_and_checked() {
+        let c = Config::parse("{}").unwrap();
+        assert_eq!((c.admin_token, c.destroy_only_from_workers), (None, true));
+        let c = Config::parse(r#"{"admin": {"token": "s3cret"}, "destroy_sandbox": {"only_from_workers": false}}"#)
+            .unwrap();
+        assert_eq!((c.admin_token.as_deref(), c.destroy_only_from_workers), (Some("s3cret"), false));
+        let err = |t: &str| Config::parse(t).unwrap_err().0;
+        assert!(err(r#"{"admin": {"token": ""}}"#).contains("\"admin.token\" must be a non-empty string"));
+        assert!(err(r#"{"admin": {"token": "a b"}}"#).contains("\"admin.token\""));
+        assert!(err(r#"{"destroy_sandbox": {"only_from_workers": "no"}}"#).contains("must be true or false"));
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! What one core owns ([`Shard`]) and one client connection with its
 //! buffers ([`Conn`]), and the answers hiku writes itself.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Limits, Retries, Timeouts};
+use crate::config::Config;
 use crate::error::Error;
 use crate::http::{self, ReadBuf, Version};
 use crate::parking::{Parking, Spot};
@@ -27,9 +27,8 @@ pub struct Shard {
     pub scheduler: Arc<Scheduler>,
     pub pool: Pool,
     pub cores: usize,
-    pub timeouts: Timeouts,
-    pub retries: Retries,
-    pub limits: Limits,
+    /// The settings hiku runs with (time limits, retries, limits, admin).
+    pub config: Arc<Config>,
     /// Its quiet connections, closed when `timeouts.client_idle` is up.
     pub parking: Parking,
 }
@@ -45,6 +44,8 @@ pub struct Conn {
     pub out: Vec<u8>,
     /// The function of the request being served.
     pub function: String,
+    /// The client's address (an IPv4-mapped IPv6 one as IPv4), and as text.
+    pub peer: IpAddr,
     pub client_ip: String,
     /// Whether the client has sent all of the request being served (or of
     /// the last one): a connection closed then needs no lingering.
@@ -63,6 +64,7 @@ impl Conn {
             ubuf: ReadBuf::new(),
             out: Vec::new(),
             function: String::new(),
+            peer: peer.ip().to_canonical(),
             client_ip: peer.ip().to_canonical().to_string(),
             input_done: false,
             canceller: Canceller::new(),

@@ -17,6 +17,10 @@ pub enum Error {
     /// The request can't be parsed or framed (RFC 9112), or names no route.
     BadRequest(String),
     NotFound(String),
+    /// An admin endpoint without the admin token.
+    Unauthorized,
+    /// A request from an address that may not make it.
+    Forbidden(String),
     /// The request head is larger than `bytes` or has more than `fields` fields.
     HeadTooLarge {
         bytes: usize,
@@ -54,6 +58,8 @@ impl Error {
         match self {
             Error::BadRequest(_) => 400,
             Error::NotFound(_) => 404,
+            Error::Unauthorized => 401,
+            Error::Forbidden(_) => 403,
             Error::ClientTimeout { .. } => 408,
             Error::BodyTooLarge(_) => 413,
             Error::HeadTooLarge { .. } => 431,
@@ -68,6 +74,8 @@ impl Error {
         match self {
             Error::BadRequest(_)
             | Error::NotFound(_)
+            | Error::Unauthorized
+            | Error::Forbidden(_)
             | Error::BodyTooLarge(_)
             | Error::HeadTooLarge { .. }
             | Error::NotImplemented(_)
@@ -81,7 +89,10 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::BadRequest(m) | Error::NotFound(m) | Error::NotImplemented(m) => f.write_str(m),
+            Error::BadRequest(m) | Error::NotFound(m) | Error::NotImplemented(m) | Error::Forbidden(m) => {
+                f.write_str(m)
+            }
+            Error::Unauthorized => f.write_str("admin endpoints need Authorization: Bearer <admin.token>"),
             Error::BodyTooLarge(limit) => write!(f, "body larger than {limit} bytes"),
             Error::HeadTooLarge { bytes, fields } => {
                 write!(f, "request head larger than {bytes} bytes or {fields} fields")

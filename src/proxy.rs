@@ -131,14 +131,14 @@ async fn connect(shard: &Shard, conn: &mut Conn, lease: &mut Lease, meta: Reques
     let mut attempts = 0;
     loop {
         let worker = lease.worker();
-        let cause = match crate::pool::connect(worker, shard.timeouts.upstream_connect).await {
+        let cause = match crate::pool::connect(worker, shard.config.timeouts.upstream_connect).await {
             Ok(stream) => return Ok(stream),
             Err(e) => e.to_string(),
         };
         tried[attempts] = worker.id();
         attempts += 1;
         let error = Error::WorkerUnreachable { worker: worker.url().to_string(), cause };
-        let next = match attempts <= shard.retries.connect as usize {
+        let next = match attempts <= shard.config.retries.connect as usize {
             true => shard.scheduler.select_other(&tried[..attempts]),
             false => None,
         };
@@ -189,12 +189,12 @@ async fn exchange(
     let resend = whole.is_some() && meta.idempotent;
     let mut first = Some(upstream);
     let mut body_cut = false;
-    let within = shard.timeouts.upstream_response;
+    let within = shard.config.timeouts.upstream_response;
     let timed_out = || Error::WorkerTimeout { worker: worker.url().to_string(), within };
     let upstream = loop {
         let (mut up, reused) = match first.take() {
             Some(first) => first,
-            None => match crate::pool::connect(worker, shard.timeouts.upstream_connect).await {
+            None => match crate::pool::connect(worker, shard.config.timeouts.upstream_connect).await {
                 Ok(up) => (up, false),
                 Err(e) => {
                     return Err(Failure::Answer { error: unreachable(e.to_string()), body_read: whole.is_some() })
@@ -299,7 +299,8 @@ async fn send_streaming(
     if meta.expect_continue {
         conn.send_continue().await.map_err(CopyError::Read)?;
     }
-    let bounds = Bounds { read_within: shard.timeouts.client_body, max_bytes: shard.limits.max_body_bytes };
+    let bounds =
+        Bounds { read_within: shard.config.timeouts.client_body, max_bytes: shard.config.limits.max_body_bytes };
     copy_body(&mut conn.client, &mut conn.rbuf, up, meta.framing, false, &mut conn.out, bounds).await?;
     flush(up, &mut conn.out).await
 }
@@ -404,7 +405,7 @@ async fn relay_response(
     conn.ubuf.consume(head_len);
     let decode = framing == Framing::Chunked && meta.version == Version::Http10;
     let client_keep = meta.keep_alive && !(framing == Framing::Close || decode);
-    let bounds = Bounds { read_within: shard.timeouts.upstream_response, max_bytes: u64::MAX };
+    let bounds = Bounds { read_within: shard.config.timeouts.upstream_response, max_bytes: u64::MAX };
     let copied = copy_body(&mut up, &mut conn.ubuf, &mut conn.client, framing, decode, &mut conn.out, bounds).await;
     if let Err(e) = copied {
         // The head is out: all that is left is to cut the answer short.

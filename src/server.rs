@@ -3,7 +3,7 @@
 //! request to the proxy or to hiku's own endpoints.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
@@ -93,7 +93,7 @@ async fn serve_task(shard: Rc<Shard>, conn: Conn) {
 /// The shard's [parking](crate::parking) shuts it down if nothing comes
 /// before `timeouts.client_idle` is up.
 fn park(shard: Rc<Shard>, mut conn: Conn) {
-    let left = shard.timeouts.client_idle.saturating_sub(HOT_IDLE);
+    let left = shard.config.timeouts.client_idle.saturating_sub(HOT_IDLE);
     if left.is_zero() || shutdown::draining() {
         return;
     }
@@ -112,7 +112,7 @@ fn park(shard: Rc<Shard>, mut conn: Conn) {
 async fn serve(shard: Rc<Shard>, mut conn: Conn) -> Option<Conn> {
     loop {
         conn.input_done = false;
-        match read_request_head(&mut conn, shard.timeouts, shard.limits).await {
+        match read_request_head(&mut conn, shard.config.timeouts, shard.config.limits).await {
             Ok(Head::Ready) => {}
             Ok(Head::Closed) => return None,
             Ok(Head::Quiet) => return Some(conn),
@@ -237,12 +237,43 @@ enum Plan {
     Refuse(Error),
 }
 
+/// Whether `peer` is an address of a worker (as its name resolved).
+fn from_a_worker(shard: &Shard, peer: IpAddr) -> bool {
+    shard.scheduler.workers().iter().any(|w| w.addrs().iter().any(|a| a.ip().to_canonical() == peer))
+}
+
+/// Whether an admin request may go on: no `admin.token`, or it carries
+/// `Authorization: Bearer <token>` (compared in constant time).
+fn admin_allowed(config: &Config, headers: &[httparse::Header]) -> bool {
+    let Some(token) = &config.admin_token else { return true };
+    let given = headers.iter().filter(|h| h.name.eq_ignore_ascii_case("authorization")).map(|h| h.value);
+    given.into_iter().any(|value| {
+        let value = value.trim_ascii();
+        match value.get(..7) {
+            Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") => {
+                constant_time_eq(value[7..].trim_ascii_start(), token.as_bytes())
+            }
+            _ => false,
+        }
+    })
+}
+
+/// `a == b`, taking the same time whatever the bytes (the length of `b`,
+/// the secret, leaks only as the loop count over the longer of the two).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
+    }
+    diff == 0
+}
+
 /// Parses the head in `conn.rbuf`, routes it and, for `/run`, leases a
 /// worker and writes the head it gets; consumes the head. Not async: the
 /// parsed fields (a large array) never live across an await.
 fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
     let mut headers = http::empty_headers();
-    let req = match parse_head(conn.rbuf.data(), &mut headers, shard.limits) {
+    let req = match parse_head(conn.rbuf.data(), &mut headers, shard.config.limits) {
         Ok(Some(req)) => req,
         Ok(None) => return Plan::Refuse(Error::BadRequest("incomplete request head".into())),
         Err(e) => return Plan::Refuse(e),
@@ -265,7 +296,7 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
     let head_len = req.head_len;
     let local = match route(req.path()) {
         Route::Run(function) => {
-            let max_body = shard.limits.max_body_bytes;
+            let max_body = shard.config.limits.max_body_bytes;
             if let Err(e) = body {
                 Local::Error(Error::BadRequest(e.to_string()))
             } else if matches!(req.framing, Framing::Length(n) if n > max_body)
@@ -284,8 +315,14 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
                 Local::Error(Error::NoWorkers)
             }
         }
+        Route::DestroySandbox(_) if shard.config.destroy_only_from_workers && !from_a_worker(shard, conn.peer) => {
+            Local::Error(Error::Forbidden(format!("destroySandbox is taken only from workers, not from {}", conn.peer)))
+        }
         Route::DestroySandbox(function) => Local::DestroySandbox(function.to_string()),
         Route::Status => Local::Status,
+        Route::AddWorkers | Route::RemoveWorkers if !admin_allowed(&shard.config, req.headers) => {
+            Local::Error(Error::Unauthorized)
+        }
         Route::AddWorkers => Local::AddWorkers(req.query().to_string()),
         Route::RemoveWorkers => Local::RemoveWorkers(req.query().to_string()),
         Route::BadPath => {
@@ -311,7 +348,7 @@ async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: Request
         Local::Error(e) => return answer_error(conn, &e, meta).await,
         local => local,
     };
-    let body = match read_small_body(conn, meta, shard.timeouts).await {
+    let body = match read_small_body(conn, meta, shard.config.timeouts).await {
         Ok(body) => {
             conn.input_done = true;
             body
@@ -474,10 +511,11 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
         if pin { "pinned" } else { "unpinned" }
     );
     println!("listening on {bound}");
-    let (timeouts, retries, limits) = (config.timeouts, config.retries, config.limits);
-    let max_connections = limits.max_connections.unwrap_or_else(|| crate::sys::open_file_limit() / 2).max(1);
+    let max_connections = config.limits.max_connections.unwrap_or_else(|| crate::sys::open_file_limit() / 2).max(1);
+    let config = Arc::new(config.clone());
     runtime::run_shards(sockets, driver, pin, move |i, socket: Socket| {
         let scheduler = Arc::clone(&scheduler);
+        let config = Arc::clone(&config);
         async move {
             let listener = match TcpListener::from_std(socket.into()) {
                 Ok(l) => l,
@@ -488,7 +526,7 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
             };
             let parking = Parking::default();
             let pool = Pool::default();
-            let shard = Rc::new(Shard { scheduler, pool, cores, timeouts, retries, limits, parking });
+            let shard = Rc::new(Shard { scheduler, pool, cores, config, parking });
             runtime::spawn(sweep_pool(Rc::clone(&shard)));
             runtime::spawn(close_idle(Rc::clone(&shard)));
             runtime::spawn(trim_memory());
@@ -539,7 +577,7 @@ async fn watch_for_drain(shard: Rc<Shard>, listener: RawFd) {
 }
 
 async fn close_idle(shard: Rc<Shard>) {
-    let every = crate::parking::sweep_every(shard.timeouts.client_idle);
+    let every = crate::parking::sweep_every(shard.config.timeouts.client_idle);
     loop {
         runtime::sleep(every).await;
         shard.parking.sweep(Instant::now());
@@ -563,6 +601,15 @@ async fn sweep_pool(shard: Rc<Shard>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        for other in [&b""[..], b"s3cre", b"s3cret2", b"S3cret", b"s3cre\xff"] {
+            assert!(!constant_time_eq(other, b"s3cret"), "{other:?}");
+        }
+        assert!(constant_time_eq(b"", b""));
+    }
 
     #[test]
     fn routes_like_the_go_original() {

@@ -428,6 +428,9 @@ pub fn write_local_response(
     out.extend_from_slice(reason(code).as_bytes());
     out.extend_from_slice(b"\r\n");
     put_header(out, "Server", b"hiku");
+    if code == 401 {
+        put_header(out, "WWW-Authenticate", b"Bearer");
+    }
     if !body.is_empty() || code != 204 {
         put_header(out, "Content-Type", content_type.as_bytes());
         put_framing(out, Framing::Length(body.len() as u64));
@@ -443,8 +446,11 @@ pub fn reason(code: u16) -> &'static str {
         200 => "OK",
         204 => "No Content",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",

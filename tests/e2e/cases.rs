@@ -959,3 +959,45 @@ fn past_max_connections_new_ones_wait_in_the_backlog() {
     third.read_to_end(&mut answer).unwrap();
     assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
 }
+
+// ---- admin protection ----
+
+#[test]
+fn an_admin_token_guards_the_admin_endpoints() {
+    let w = Worker::start();
+    let hiku = start_with("random", &[&w.url], serde_json::json!({"admin": {"token": "s3cret"}}));
+    let add = format!("/admin/workers/add?workers={}", w.url);
+    for auth in [None, Some("Bearer wrong"), Some("Bearer s3cre"), Some("Basic s3cret"), Some("Bearer s3cret2")] {
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", *a)).collect();
+        let res = hiku.client().request("POST", &add, &headers, b"");
+        assert_eq!(res.status, 401, "{auth:?}");
+        assert_eq!(res.header("www-authenticate"), Some("Bearer"), "{auth:?}");
+    }
+    for auth in ["Bearer s3cret", "bearer  s3cret"] {
+        let res = hiku.client().request("POST", &add, &[("Authorization", auth)], b"");
+        assert_eq!(res.status, 200, "{auth}: {}", res.text());
+    }
+    // /run and /status stay open.
+    assert_eq!(hiku.post("/run/f", b"x").status, 200);
+    assert_eq!(hiku.get("/status").status, 200);
+}
+
+#[test]
+fn destroy_sandbox_is_taken_only_from_workers() {
+    // A worker at 127.0.0.2 (nothing needs to listen there for this).
+    let worker = "http://127.0.0.2:9";
+    let body = br#"{"host": "127.0.0.2:9"}"#;
+    let hiku = Hiku::start("pull-based", &[worker]);
+    let res = hiku.post("/destroySandbox/f", body);
+    assert_eq!((res.status, res.text()), (403, "destroySandbox is taken only from workers, not from 127.0.0.1\n".into()));
+    // From the worker's own address it is taken.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&"127.0.0.2:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    socket.connect(&hiku.addr.into()).unwrap();
+    let mut c = Client::from_stream(socket.into());
+    let res = c.request("POST", "/destroySandbox/f", &[], body);
+    assert_eq!((res.status, res.text()), (200, r#"{"removed":false}"#.to_string()));
+    // Unless the config says anyone may.
+    let open = start_with("pull-based", &[worker], serde_json::json!({"destroy_sandbox": {"only_from_workers": false}}));
+    assert_eq!(open.post("/destroySandbox/f", body).status, 200);
+}
