@@ -25,6 +25,9 @@ pub struct Config {
     pub limits: Limits,
     /// `admin.token`: if set, `/admin/*` needs `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
+    /// `admin.listen`: if set, `/admin/*` and `/status` are served on this
+    /// `host:port` only.
+    pub admin_listen: Option<String>,
     /// `destroy_sandbox.only_from_workers`: `/destroySandbox` is taken only
     /// from the address of a worker.
     pub destroy_only_from_workers: bool,
@@ -44,6 +47,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             limits: Limits::default(),
             admin_token: None,
+            admin_listen: None,
             destroy_only_from_workers: true,
             unknown_keys: Vec::new(),
         }
@@ -297,6 +301,11 @@ impl Config {
             }
             Some(_) => return Err(ConfigError("\"admin.token\" must be a non-empty string of visible ASCII".into())),
         };
+        let admin_listen = match admin.map.get("listen") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(a)) if valid_host_port(a) => Some(a.clone()),
+            Some(other) => return Err(ConfigError(format!("\"admin.listen\" must be \"host:port\", not {other}"))),
+        };
         let destroy = raw.section("destroy_sandbox")?;
         let destroy_only_from_workers = match destroy.map.get("only_from_workers") {
             None | Some(serde_json::Value::Null) => true,
@@ -308,7 +317,7 @@ impl Config {
         unknown_keys.extend(raw.section("timeouts_ms")?.unknown_keys(&TIMEOUT_KEYS, "timeouts_ms."));
         unknown_keys.extend(raw.section("retries")?.unknown_keys(&["connect"], "retries."));
         unknown_keys.extend(raw.section("limits")?.unknown_keys(&LIMIT_KEYS, "limits."));
-        unknown_keys.extend(admin.unknown_keys(&["token"], "admin."));
+        unknown_keys.extend(admin.unknown_keys(&["token", "listen"], "admin."));
         unknown_keys.extend(destroy.unknown_keys(&["only_from_workers"], "destroy_sandbox."));
         Ok(Config {
             host,
@@ -320,6 +329,7 @@ impl Config {
             shutdown_grace,
             limits,
             admin_token,
+            admin_listen,
             destroy_only_from_workers,
             unknown_keys,
         })
@@ -328,14 +338,30 @@ impl Config {
     /// The addresses to listen on for `host:port`, IPv4 first (as Go's
     /// `net.Listen` does for "localhost").
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        let mut addrs: Vec<SocketAddr> = (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .map_err(|e| ConfigError(format!("cannot resolve \"host\" {}: {e}", self.host)))?
-            .collect();
-        addrs.sort_by_key(|a| a.is_ipv6());
-        addrs.into_iter().next().ok_or_else(|| ConfigError(format!("\"host\" {} resolves to no address", self.host)))
+        first_addr((self.host.as_str(), self.port), "host", &self.host)
+    }
+
+    /// The address of `admin.listen`, if set.
+    pub fn admin_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(listen) = &self.admin_listen else { return Ok(None) };
+        first_addr(listen.as_str(), "admin.listen", listen).map(Some)
     }
 }
+
+/// Whether `s` is `host:port` (a bracketed IPv6 host too).
+fn valid_host_port(s: &str) -> bool {
+    s.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
+/// The first address `addr` resolves to, IPv4 first; errors name `key`.
+fn first_addr(addr: impl ToSocketAddrs, key: &str, shown: &str) -> Result<SocketAddr, ConfigError> {
+    let mut addrs: Vec<SocketAddr> =
+        addr.to_socket_addrs().map_err(|e| ConfigError(format!("cannot resolve \"{key}\" {shown}: {e}")))?.collect();
+    addrs.sort_by_key(|a| a.is_ipv6());
+    addrs.into_iter().next().ok_or_else(|| ConfigError(format!("\"{key}\" {shown} resolves to no address")))
+}
+
+impl Config {}
 
 /// An absolute `http://host[:port]` worker URL, kept in canonical form
 /// (`http://host:port`, host in lower case, no trailing slash).
@@ -564,6 +590,13 @@ mod tests {
         assert!(err(r#"{"admin": {"token": ""}}"#).contains("\"admin.token\" must be a non-empty string"));
         assert!(err(r#"{"admin": {"token": "a b"}}"#).contains("\"admin.token\""));
         assert!(err(r#"{"destroy_sandbox": {"only_from_workers": "no"}}"#).contains("must be true or false"));
+        let c = Config::parse(r#"{"admin": {"listen": "127.0.0.1:9021"}}"#).unwrap();
+        assert_eq!(c.admin_addr().unwrap(), Some("127.0.0.1:9021".parse().unwrap()));
+        assert_eq!(Config::parse("{}").unwrap().admin_addr().unwrap(), None);
+        for bad in [r#""9021""#, r#""host:""#, r#"":9021""#, r#""h:70000""#, "9021"] {
+            let e = err(&format!(r#"{{"admin": {{"listen": {bad}}}}}"#));
+            assert!(e.contains("\"admin.listen\" must be \"host:port\""), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct Conn {
     /// Whether the client has sent all of the request being served (or of
     /// the last one): a connection closed then needs no lingering.
     pub input_done: bool,
+    /// It came in on `admin.listen`.
+    pub admin: bool,
     canceller: Canceller,
     /// Its place among the shard's parked connections, once it was parked.
     pub spot: Option<Rc<Spot>>,
@@ -67,6 +69,7 @@ impl Conn {
             peer: peer.ip().to_canonical(),
             client_ip: peer.ip().to_canonical().to_string(),
             input_done: false,
+            admin: false,
             canceller: Canceller::new(),
             spot: None,
             _open: crate::shutdown::Open::new(),

@@ -294,7 +294,13 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
     };
     conn.input_done = meta.whole_body.is_some();
     let head_len = req.head_len;
-    let local = match route(req.path()) {
+    let mut route = route(req.path());
+    // With admin.listen, its endpoints are there alone, and nothing else is.
+    let admin_route = matches!(route, Route::Status | Route::AddWorkers | Route::RemoveWorkers);
+    if shard.config.admin_listen.is_some() && admin_route != conn.admin {
+        route = Route::NotFound;
+    }
+    let local = match route {
         Route::Run(function) => {
             let max_body = shard.config.limits.max_body_bytes;
             if let Err(e) = body {
@@ -478,6 +484,17 @@ fn bind_listeners(addr: SocketAddr, cores: usize) -> io::Result<(SocketAddr, Vec
     Ok((bound, sockets))
 }
 
+/// Binds the `admin.listen` socket (one, taken by the first shard).
+fn bind_admin(addr: SocketAddr) -> io::Result<(SocketAddr, Socket)> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    let bound = socket.local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an IP socket"))?;
+    Ok((bound, socket))
+}
+
 /// Resolves the configured workers; one that doesn't resolve is kept (its
 /// requests get a 502 naming it) so a config that starts elsewhere starts.
 fn resolve_workers(config: &Config) -> Vec<NewWorker> {
@@ -502,6 +519,10 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
     crate::sys::raise_limits();
     let addr = config.listen_addr().map_err(|e| e.to_string())?;
     let (bound, sockets) = bind_listeners(addr, cores).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let admin = match config.admin_addr().map_err(|e| e.to_string())? {
+        Some(addr) => Some(bind_admin(addr).map_err(|e| format!("cannot listen on admin.listen {addr}: {e}"))?),
+        None => None,
+    };
     let scheduler = Arc::new(Scheduler::new(config.balancer, resolve_workers(config)));
     log::info!(
         "hiku {} on {bound}: {} balancer, {} workers, {cores} {} cores, {driver}",
@@ -511,15 +532,23 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
         if pin { "pinned" } else { "unpinned" }
     );
     println!("listening on {bound}");
+    // The admin listener goes to the first shard.
+    let mut admin = admin.map(|(admin_bound, socket)| {
+        log::info!("/admin and /status on {admin_bound} only");
+        println!("admin listening on {admin_bound}");
+        socket
+    });
+    let inputs: Vec<(Socket, Option<Socket>)> = sockets.into_iter().map(|s| (s, admin.take())).collect();
     let max_connections = config.limits.max_connections.unwrap_or_else(|| crate::sys::open_file_limit() / 2).max(1);
     let config = Arc::new(config.clone());
-    runtime::run_shards(sockets, driver, pin, move |i, socket: Socket| {
+    runtime::run_shards(inputs, driver, pin, move |i, (socket, admin): (Socket, Option<Socket>)| {
         let scheduler = Arc::clone(&scheduler);
         let config = Arc::clone(&config);
         async move {
-            let listener = match TcpListener::from_std(socket.into()) {
-                Ok(l) => l,
-                Err(e) => {
+            let adopt = |socket: Socket| TcpListener::from_std(socket.into());
+            let (listener, admin) = match (adopt(socket), admin.map(adopt).transpose()) {
+                (Ok(l), Ok(a)) => (l, a),
+                (Err(e), _) | (_, Err(e)) => {
                     log::error!("shard {i}: cannot adopt its listener: {e}");
                     return;
                 }
@@ -530,8 +559,12 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
             runtime::spawn(sweep_pool(Rc::clone(&shard)));
             runtime::spawn(close_idle(Rc::clone(&shard)));
             runtime::spawn(trim_memory());
-            runtime::spawn(watch_for_drain(Rc::clone(&shard), listener.as_raw_fd()));
-            accept_loop(shard, listener, max_connections).await;
+            let fds = [Some(listener.as_raw_fd()), admin.as_ref().map(|a| a.as_raw_fd())];
+            runtime::spawn(watch_for_drain(Rc::clone(&shard), fds));
+            if let Some(admin) = admin {
+                runtime::spawn(accept_loop(Rc::clone(&shard), admin, max_connections, true));
+            }
+            accept_loop(shard, listener, max_connections, false).await;
             // Draining: the connections' tasks go on until the process
             // exits (crate::shutdown), which ending here would cut short.
             std::future::pending::<()>().await;
@@ -543,7 +576,8 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
 /// are open in the process; past that, new ones wait in the listen backlog
 /// (and the one each core has accepted already, unserved, until there is
 /// room).
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: usize) {
+/// Connections from `admin.listen` are marked `admin`.
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: usize, admin: bool) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -551,7 +585,9 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: u
                     runtime::sleep(FULL_PAUSE).await;
                 }
                 let _ = stream.set_nodelay(true);
-                spawn_serve(Rc::clone(&shard), Conn::new(stream, peer));
+                let mut conn = Conn::new(stream, peer);
+                conn.admin = admin;
+                spawn_serve(Rc::clone(&shard), conn);
             }
             Err(_) if shutdown::draining() => return,
             Err(e) => {
@@ -566,13 +602,15 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: u
 /// When the process drains: stops the accept loop (shutting the listener
 /// down wakes it; it then closes the listener) and closes the parked
 /// connections; later ones are closed instead of parked.
-async fn watch_for_drain(shard: Rc<Shard>, listener: RawFd) {
+async fn watch_for_drain(shard: Rc<Shard>, listeners: [Option<RawFd>; 2]) {
     while !shutdown::draining() {
         runtime::sleep(shutdown::LOOK_EVERY).await;
     }
-    // SAFETY: shutdown(2) on the listener, which the accept loop keeps
-    // open until it sees the drain, after this.
-    unsafe { libc::shutdown(listener, libc::SHUT_RDWR) };
+    for listener in listeners.into_iter().flatten() {
+        // SAFETY: shutdown(2) on a listener, which its accept loop keeps
+        // open until it sees the drain, after this.
+        unsafe { libc::shutdown(listener, libc::SHUT_RDWR) };
+    }
     shard.parking.sweep(Instant::now() + Duration::from_secs(86_400 * 365));
 }
 

@@ -1001,3 +1001,27 @@ fn destroy_sandbox_is_taken_only_from_workers() {
     let open = start_with("pull-based", &[worker], serde_json::json!({"destroy_sandbox": {"only_from_workers": false}}));
     assert_eq!(open.post("/destroySandbox/f", body).status, 200);
 }
+
+#[test]
+fn admin_listen_serves_admin_and_status_there_alone() {
+    let w = Worker::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut hiku = start_with("random", &[&w.url], serde_json::json!({"admin": {"listen": admin.to_string()}}));
+    // The main address: /run, and no admin endpoint.
+    assert_eq!(hiku.post("/run/f", b"x").status, 200);
+    for path in ["/status", "/admin/workers/add?workers=http://a:1", "/admin/workers/remove?workers=http://a:1"] {
+        assert_eq!(hiku.get(path).status, 404, "{path} on the main address");
+    }
+    // The admin address: the admin endpoints, and no /run.
+    let mut c = Client::connect(admin);
+    assert_eq!(c.request("GET", "/status", &[], b"").status, 200);
+    let res = c.request("POST", "/admin/workers/add?workers=http://127.0.0.1:1", &[], b"");
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(c.request("POST", "/run/f", &[], b"x").status, 404);
+    // A drain closes it too.
+    hiku.signal(libc::SIGTERM);
+    wait_for("the admin address refuses", || std::net::TcpStream::connect(admin).is_err());
+    drop(c);
+    assert_eq!(hiku.wait_exit().code(), Some(0));
+}
