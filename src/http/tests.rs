@@ -191,3 +191,45 @@ proptest! {
         let _ = parse_request(&raw, &mut h);
     }
 }
+
+proptest! {
+    /// Any data, cut into any chunks (with extensions and a trailer) and fed
+    /// in any pieces, decodes to itself; bytes after the body are left.
+    #[test]
+    fn chunked_bodies_round_trip(
+        data in prop::collection::vec(any::<u8>(), 0..2000),
+        cuts in prop::collection::vec(1usize..300, 1..20),
+        piece in 1usize..64,
+        extension in any::<bool>(),
+    ) {
+        let mut encoded = Vec::new();
+        let mut rest = &data[..];
+        let mut cut = cuts.iter().cycle();
+        while !rest.is_empty() {
+            let n = (*cut.next().unwrap()).min(rest.len());
+            encoded.extend_from_slice(format!("{n:x}").as_bytes());
+            if extension {
+                encoded.extend_from_slice(b";name=value");
+            }
+            encoded.extend_from_slice(b"\r\n");
+            encoded.extend_from_slice(&rest[..n]);
+            encoded.extend_from_slice(b"\r\n");
+            rest = &rest[n..];
+        }
+        encoded.extend_from_slice(b"0\r\nX-Trailer: 1\r\n\r\n");
+        let body_len = encoded.len();
+        encoded.extend_from_slice(b"NEXT");
+        let mut decoder = ChunkedDecoder::default();
+        let mut decoded = Vec::new();
+        let mut used = 0;
+        for p in encoded.chunks(piece) {
+            if decoder.is_done() {
+                break;
+            }
+            used += decoder.feed(p, |d| decoded.extend_from_slice(d)).unwrap();
+        }
+        prop_assert!(decoder.is_done());
+        prop_assert_eq!(used, body_len);
+        prop_assert_eq!(decoded, data);
+    }
+}
