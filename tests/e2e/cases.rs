@@ -1025,3 +1025,25 @@ fn admin_listen_serves_admin_and_status_there_alone() {
     drop(c);
     assert_eq!(hiku.wait_exit().code(), Some(0));
 }
+
+#[test]
+fn a_worker_that_dies_mid_answer_cuts_the_answer_and_frees_its_lease() {
+    use std::io::{Read, Write};
+    let w = Worker::start();
+    let hiku = Hiku::start("pull-based", &[&w.url]);
+    for mode in ["half", "reset"] {
+        let mut c = std::net::TcpStream::connect(hiku.addr).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        c.write_all(format!("GET /run/f?mode={mode}&size=200000 HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let _ = c.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer[..answer.len().min(200)]).into_owned();
+        assert!(text.starts_with("HTTP/1.1 200"), "{mode}: {text}");
+        let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let body = answer.len() - head_end;
+        assert!(body < 200_000, "{mode}: the answer is cut short ({body} bytes), and the connection closed");
+        wait_for("the lease released", || in_flight(&hiku) == [0]);
+    }
+    // The worker's next answer (on a new connection) is relayed whole.
+    assert_eq!(hiku.post("/run/f", b"fine").body, b"fine");
+}

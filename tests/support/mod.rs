@@ -194,6 +194,8 @@ struct WorkerState {
 ///   closing the connection; `mode=drop`: no answer, the connection closes;
 ///   `mode=hold`: the answer waits until `open_gate`; `mode=continue`: a
 ///   `100 Continue` first;
+/// - `mode=half`: half the body, then the connection closes; `mode=reset`:
+///   half the body, then a reset;
 /// - `mode=extra`: after the answer, stray bytes on the connection (counted
 ///   by `strays`); `mode=gzip`: the echo with `Transfer-Encoding: gzip,
 ///   chunked`;
@@ -349,6 +351,16 @@ fn serve_worker_connection(stream: TcpStream, state: &WorkerState, url: &str) {
             } else {
                 out.extend_from_slice(&body);
             }
+        }
+        if mode == "half" || mode == "reset" {
+            // Half of the body, then the end: a close, or a reset.
+            let _ = writer.write_all(&out[..out.len() - body.len() / 2]);
+            if mode == "reset" {
+                let _ = socket2::SockRef::from(&writer).set_linger(Some(std::time::Duration::ZERO));
+            } else {
+                let _ = writer.shutdown(Shutdown::Both);
+            }
+            return;
         }
         if writer.write_all(&out).is_err() || close {
             let _ = writer.shutdown(Shutdown::Both);
