@@ -54,6 +54,12 @@ impl Pool {
         }
     }
 
+    /// Closes every idle connection to `worker`: one of them just failed,
+    /// and the others (its process died, say) likely will too.
+    pub fn forget(&self, worker: WorkerId) {
+        self.idle.borrow_mut().remove(&worker);
+    }
+
     /// Closes connections to removed workers and ones their worker closed.
     pub fn sweep(&self, workers: &WorkerSet) {
         let mut idle = self.idle.borrow_mut();

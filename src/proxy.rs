@@ -243,6 +243,11 @@ async fn exchange(
                 return Err(Failure::Answer { error: Error::BodyTooLarge(limit), body_read: false })
             }
         };
+        if reused && matches!(result, Err(HeadError::Io(_) | HeadError::Closed)) {
+            // The worker closed a connection it had kept: its other idle
+            // ones on this core are likely gone too (it died, say).
+            shard.pool.forget(worker.id());
+        }
         match result {
             Ok(()) => break up,
             // A pooled connection the worker closed while idle: send again.
