@@ -157,7 +157,7 @@ async fn measure(
 
 /// Opens `n` connections, [`CONNECTING`] at a time; those that failed are
 /// counted.
-async fn connect(target: SocketAddr, n: usize) -> (Vec<TcpStream>, u64) {
+pub(crate) async fn connect(target: SocketAddr, n: usize) -> (Vec<TcpStream>, u64) {
     let mut streams = Vec::with_capacity(n);
     let mut failed = 0;
     let mut pending = JoinSet::new();
@@ -180,7 +180,11 @@ async fn connect(target: SocketAddr, n: usize) -> (Vec<TcpStream>, u64) {
 /// Sends one call on every connection, `in_flight` at a time, and reads
 /// every answer: the connections still open, the calls answered 2xx, and
 /// the rest.
-async fn call_each(target: SocketAddr, streams: Vec<TcpStream>, in_flight: usize) -> (Vec<TcpStream>, u64, u64) {
+pub(crate) async fn call_each(
+    target: SocketAddr,
+    streams: Vec<TcpStream>,
+    in_flight: usize,
+) -> (Vec<TcpStream>, u64, u64) {
     let names = functions::names();
     let mut calls = JoinSet::new();
     let mut open = Vec::new();
@@ -215,10 +219,10 @@ async fn call_each(target: SocketAddr, streams: Vec<TcpStream>, in_flight: usize
 
 /// A call's status, and the connection if the server keeps it open;
 /// `None` if it failed.
-type Answer = Option<(u16, Option<TcpStream>)>;
+pub(crate) type Answer = Option<(u16, Option<TcpStream>)>;
 
 /// One call.
-async fn call(mut stream: TcpStream, request: Vec<u8>) -> Answer {
+pub(crate) async fn call(mut stream: TcpStream, request: Vec<u8>) -> Answer {
     stream.write_all(&request).await.ok()?;
     let mut framing = ResponseFraming::default();
     let mut buffer = vec![0u8; 4096];

@@ -39,6 +39,10 @@
 //! reports the medians over rounds. [`idle`] measures what idle keep-alive
 //! connections cost each proxy, after a burst of calls on all of them.
 //!
+//! `perf/soak` ([`soak`]) sends a fixed number of calls through hiku while
+//! its workers are killed, restarted, removed and added, and checks that
+//! none was lost, nothing stayed in flight and no memory leaked.
+//!
 //! `perf/results` runs both at full length and [`results`] lays their
 //! reports out as `perf/RESULTS.md`.
 
@@ -60,6 +64,7 @@ pub mod report;
 pub mod results;
 pub mod rng;
 pub mod scale;
+pub mod soak;
 pub mod summary;
 pub mod svg;
 pub mod throughput;

@@ -34,6 +34,42 @@ enum Command {
     Blast(BlastArgs),
     /// Lay out saved reports as markdown (perf/RESULTS.md) on stdout
     Results(ResultsArgs),
+    /// Calls through hiku while its workers die, restart, leave and come back: none may be lost
+    Soak(SoakArgs),
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    /// A short run: 20 000 calls, churn every 50 ms, a burst of 2 000
+    #[arg(long)]
+    quick: bool,
+    /// Calls to send [default: 1 000 000, or 20 000 with --quick]
+    #[arg(long)]
+    calls: Option<u64>,
+    /// Client keep-alive connections
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Workers (trivial upstreams, one process each)
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Milliseconds between churn steps [default: 200, or 50 with --quick]
+    #[arg(long)]
+    churn_ms: Option<u64>,
+    /// Calls sent all at once at the end, on as many connections [default: 10 000, or 2 000 with --quick]
+    #[arg(long)]
+    burst: Option<usize>,
+    /// The balancer in hiku's config
+    #[arg(long, default_value = "pull-based")]
+    balancer: String,
+    /// The hiku binary [default: `hiku` beside this program]
+    #[arg(long)]
+    hiku: Option<PathBuf>,
+    /// The upstream binary [default: `hiku-upstream` beside this program]
+    #[arg(long)]
+    upstream: Option<PathBuf>,
+    /// Write the report as JSON
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -283,6 +319,53 @@ fn main() -> ExitCode {
         Command::Throughput(args) => throughput(args),
         Command::Blast(args) => blast(args),
         Command::Results(args) => results(args),
+        Command::Soak(args) => soak(args),
+    }
+}
+
+fn soak(args: SoakArgs) -> ExitCode {
+    let options = hiku_perf::soak::Options {
+        hiku: args.hiku.clone().unwrap_or_else(|| sibling("hiku")),
+        upstream: args.upstream.clone().unwrap_or_else(|| sibling("hiku-upstream")),
+        balancer: args.balancer.clone(),
+        workers: args.workers,
+        connections: args.connections,
+        calls: args.calls.unwrap_or(if args.quick { 20_000 } else { 1_000_000 }),
+        churn_every: Duration::from_millis(args.churn_ms.unwrap_or(if args.quick { 50 } else { 200 }).max(1)),
+        burst: args.burst.unwrap_or(if args.quick { 2_000 } else { 10_000 }),
+        progress: true,
+    };
+    if !BALANCERS.contains(&options.balancer.as_str()) || options.workers < 2 || options.connections == 0 {
+        eprintln!("hiku-perf: soak needs a known --balancer, --workers 2 or more, and --connections");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = hiku_perf::soak::check_binaries(&options) {
+        eprintln!("hiku-perf: {e}");
+        return ExitCode::from(2);
+    }
+    let report = match until_interrupted(hiku_perf::soak::run(&options)) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("hiku-perf: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", report.text());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report).expect("plain structs");
+        if let Err(e) = std::fs::write(path, json + "\n") {
+            eprintln!("hiku-perf: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let problems = report.problems();
+    for problem in &problems {
+        eprintln!("FAIL: {problem}");
+    }
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

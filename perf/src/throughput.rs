@@ -267,7 +267,7 @@ async fn generate(load: Load, pids: Vec<u32>, perf: Option<PerfStat>) -> Result<
 
 /// Starts the upstreams and `contender` in front of them.
 pub(crate) async fn start(options: &Options, contender: &Contender, workdir: &Path) -> Result<Setup, String> {
-    let (upstreams, urls) = start_upstreams(&options.upstream).await?;
+    let (upstreams, urls) = start_upstreams(&options.upstream, UPSTREAMS, 0).await?;
     let upstream_pid = upstreams.id().ok_or("the upstreams exited")?;
     let addresses: Vec<SocketAddr> = urls
         .iter()
@@ -298,17 +298,18 @@ pub(crate) async fn start(options: &Options, contender: &Contender, workdir: &Pa
     Ok(Setup { _upstreams: upstreams, _proxy: proxy, targets, pids })
 }
 
-/// Starts `hiku-upstream` and reads its servers' URLs.
-async fn start_upstreams(binary: &Path) -> Result<(Child, Vec<String>), String> {
+/// Starts `hiku-upstream` with `servers` servers from `port` on (0: any
+/// ports) and reads their URLs.
+pub(crate) async fn start_upstreams(binary: &Path, servers: usize, port: u16) -> Result<(Child, Vec<String>), String> {
     let mut child = cluster::command(binary)
-        .args(["--servers", &UPSTREAMS.to_string()])
+        .args(["--servers", &servers.to_string(), "--port", &port.to_string()])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| format!("starting {}: {e}", binary.display()))?;
     let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
     let mut urls = Vec::new();
     let read = async {
-        while urls.len() < UPSTREAMS {
+        while urls.len() < servers {
             match lines.next_line().await {
                 Ok(Some(line)) => urls.extend(line.strip_prefix("upstream ").map(str::to_string)),
                 Ok(None) => return Err("the upstreams exited before listing their URLs".to_string()),

@@ -173,7 +173,17 @@ fn parse_head(bytes: &[u8]) -> Head {
 
 /// Binds `count` listeners on 127.0.0.1, any free ports.
 pub fn bind(count: usize) -> io::Result<Vec<TcpListener>> {
-    (0..count).map(|_| TcpListener::bind("127.0.0.1:0".parse().expect("an address"))).collect()
+    bind_from(count, 0)
+}
+
+/// `count` listeners on 127.0.0.1 from `port` on (0: ports the OS picks).
+pub fn bind_from(count: usize, port: u16) -> io::Result<Vec<TcpListener>> {
+    (0..count)
+        .map(|i| {
+            let port = if port == 0 { 0 } else { port.checked_add(i as u16).ok_or(io::ErrorKind::InvalidInput)? };
+            TcpListener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        })
+        .collect()
 }
 
 /// Serves the listeners until the process ends.

@@ -14,12 +14,15 @@ struct Cli {
     /// Servers to run, one port each on 127.0.0.1
     #[arg(long, default_value_t = 2)]
     servers: usize,
+    /// The first server's port, the next ones after it [default: ports the OS picks]
+    #[arg(long, default_value_t = 0)]
+    port: u16,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     hiku_perf::procstat::raise_open_file_limit();
-    let listeners = match upstream::bind(cli.servers) {
+    let listeners = match upstream::bind_from(cli.servers, cli.port) {
         Ok(listeners) => listeners,
         Err(e) => {
             eprintln!("hiku-upstream: cannot listen: {e}");

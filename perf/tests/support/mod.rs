@@ -1,4 +1,4 @@
-//! What both end-to-end tests need: the hiku binary to measure.
+//! What the end-to-end tests need: the hiku binary to measure.
 
 use std::path::PathBuf;
 

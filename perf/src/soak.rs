@@ -1,0 +1,416 @@
+//! `perf/soak`: hiku under churn, every call accounted for. Trivial
+//! upstreams (`hiku-upstream`, one process each, so each can die alone)
+//! stand behind one hiku; client connections send a fixed number of calls
+//! while, every `churn_every`, a worker is killed (SIGKILL) or restarted on
+//! its port, or removed from hiku and added back through its admin API.
+//! At least one worker stays alive and registered throughout.
+//!
+//! Every call ends in exactly one of: an answer (counted by status: a call
+//! on a worker killed under it is answered 502) or **lost** (no answer at
+//! all: the connection broke, or nothing came within [`CALL_TIMEOUT`]).
+//! Afterwards, with the churn over and every worker back, hiku must report
+//! no call in flight on any worker, its memory must come back to where it
+//! was after the warm-up, and a burst of calls all at once must be
+//! answered 2xx. [`Report::problems`] lists what failed.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::Child;
+use tokio::task::JoinSet;
+
+use crate::blast;
+use crate::cluster;
+use crate::experiment::WorkDir;
+use crate::functions;
+use crate::idle;
+use crate::procstat;
+use crate::throughput::{self, BODY};
+
+/// How often progress is shown.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// A call unanswered this long is lost.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long hiku gets to settle before each memory reading.
+const SETTLE: Duration = Duration::from_millis(2500);
+/// Memory growth over the run that counts as a leak: more than this, and
+/// more than half again the reading after the warm-up.
+const LEAK_SLACK_MB: f64 = 8.0;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub hiku: PathBuf,
+    pub upstream: PathBuf,
+    pub balancer: String,
+    pub workers: usize,
+    pub connections: usize,
+    pub calls: u64,
+    pub churn_every: Duration,
+    /// Calls sent all at once at the end (0: none).
+    pub burst: usize,
+    pub progress: bool,
+}
+
+/// What the churn did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Churn {
+    pub kills: u64,
+    pub restarts: u64,
+    pub removals: u64,
+    pub additions: u64,
+}
+
+/// Everything measured; `--json` writes it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub calls: u64,
+    /// Answers by status code.
+    pub answered: BTreeMap<u16, u64>,
+    pub lost: u64,
+    pub churn: Churn,
+    /// Calls in flight on each worker, as hiku's `/status` says, after it all.
+    pub in_flight_after: Vec<u64>,
+    pub rss_before_mb: f64,
+    pub rss_after_mb: f64,
+    pub burst: usize,
+    pub burst_ok: u64,
+    pub burst_errors: u64,
+    pub seconds: f64,
+}
+
+impl Report {
+    pub fn answered_total(&self) -> u64 {
+        self.answered.values().sum()
+    }
+
+    /// What went wrong; empty if nothing did.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.lost > 0 {
+            problems.push(format!("{} calls lost", self.lost));
+        }
+        if self.answered_total() + self.lost != self.calls {
+            problems.push(format!("{} calls sent but {} accounted for", self.calls, self.answered_total() + self.lost));
+        }
+        if self.in_flight_after.iter().any(|&n| n > 0) {
+            problems.push(format!("calls still in flight after the run: {:?}", self.in_flight_after));
+        }
+        let grown = self.rss_after_mb - self.rss_before_mb;
+        if grown > LEAK_SLACK_MB && grown > self.rss_before_mb / 2.0 {
+            problems.push(format!("memory grew from {:.1} to {:.1} MB", self.rss_before_mb, self.rss_after_mb));
+        }
+        if self.burst_errors > 0 {
+            problems.push(format!("{} of a burst of {} calls failed", self.burst_errors, self.burst));
+        }
+        problems
+    }
+
+    pub fn text(&self) -> String {
+        let answered: Vec<String> = self.answered.iter().map(|(code, n)| format!("{n} x {code}")).collect();
+        format!(
+            "calls {}: answered {} ({}), lost {}\n\
+             churn: {} kills, {} restarts, {} removals, {} additions\n\
+             in flight after: {:?}\n\
+             memory: {:.1} MB after the warm-up, {:.1} MB after the run\n\
+             burst of {}: {} ok, {} errors\n\
+             {:.1} s\n",
+            self.calls,
+            self.answered_total(),
+            answered.join(", "),
+            self.lost,
+            self.churn.kills,
+            self.churn.restarts,
+            self.churn.removals,
+            self.churn.additions,
+            self.in_flight_after,
+            self.rss_before_mb,
+            self.rss_after_mb,
+            self.burst,
+            self.burst_ok,
+            self.burst_errors,
+            self.seconds,
+        )
+    }
+}
+
+/// One upstream process; `child` is `None` while it is dead.
+struct Upstream {
+    port: u16,
+    url: String,
+    child: Option<Child>,
+    registered: bool,
+}
+
+pub async fn run(options: &Options) -> Result<Report, String> {
+    let started = Instant::now();
+    let workdir = WorkDir::new()?;
+    let mut upstreams = Vec::new();
+    for _ in 0..options.workers.max(1) {
+        let (child, urls) = throughput::start_upstreams(&options.upstream, 1, 0).await?;
+        let url = urls.into_iter().next().ok_or("the upstream listed no URL")?;
+        let port = url.rsplit(':').next().and_then(|p| p.parse().ok()).ok_or_else(|| format!("bad URL {url}"))?;
+        upstreams.push(Upstream { port, url, child: Some(child), registered: true });
+    }
+    let port = cluster::free_port()?;
+    let config = workdir.0.join("soak.json");
+    let urls: Vec<&str> = upstreams.iter().map(|u| u.url.as_str()).collect();
+    let json = serde_json::json!({"host": "127.0.0.1", "port": port, "balancer": options.balancer, "workers": urls});
+    std::fs::write(&config, json.to_string()).map_err(|e| format!("{}: {e}", config.display()))?;
+    let address = format!("127.0.0.1:{port}");
+    let log = workdir.0.join("hiku.log");
+    let hiku = cluster::start_scheduler(&options.hiku, &config, &[], &[], &address, &log).await?;
+    let pid = hiku.pid().ok_or("hiku exited")?;
+    let target: SocketAddr = address.parse().expect("an address");
+
+    // Warm-up: pools, buffers and the balancer's tables in use once.
+    let warm = load(target, options.connections, (options.calls / 20).clamp(100, 5000)).await;
+    if warm.lost > 0 {
+        return Err(format!(
+            "{} calls lost in the warm-up, with no churn; hiku's log:\n{}",
+            warm.lost,
+            cluster::tail(&log)
+        ));
+    }
+    tokio::time::sleep(SETTLE).await;
+    let rss_before_mb = procstat::rss_mb(&[pid]);
+
+    let loading = tokio::spawn(load(target, options.connections, options.calls));
+    let mut churn = Churn::default();
+    let mut ticker = tokio::time::interval(options.churn_every);
+    ticker.tick().await;
+    let mut shown = Instant::now();
+    while !loading.is_finished() {
+        ticker.tick().await;
+        churn_once(options, target, &mut upstreams, &mut churn).await?;
+        if options.progress && shown.elapsed() >= PROGRESS_EVERY {
+            eprintln!("[soak {:.0} s] churn so far: {churn:?}", started.elapsed().as_secs_f64());
+            shown = Instant::now();
+        }
+    }
+    let tally = loading.await.map_err(|e| format!("the load failed: {e}"))?;
+    // Every worker back, alive and registered.
+    for u in upstreams.iter_mut() {
+        if u.child.is_none() {
+            u.child = Some(throughput::start_upstreams(&options.upstream, 1, u.port).await?.0);
+        }
+        if !u.registered {
+            admin(target, "add", &u.url).await?;
+            u.registered = true;
+        }
+    }
+    let in_flight_after = settled_in_flight(target).await?;
+
+    let (burst_ok, burst_errors) = match options.burst {
+        0 => (0, 0),
+        n => {
+            let (streams, connect_errors) = idle::connect(target, n).await;
+            let (open, ok, errors) = idle::call_each(target, streams, n).await;
+            drop(open);
+            (ok, errors + connect_errors)
+        }
+    };
+    tokio::time::sleep(SETTLE).await;
+    let rss_after_mb = procstat::rss_mb(&[pid]);
+    drop(hiku);
+    Ok(Report {
+        calls: options.calls,
+        answered: tally.answered,
+        lost: tally.lost,
+        churn,
+        in_flight_after,
+        rss_before_mb,
+        rss_after_mb,
+        burst: options.burst,
+        burst_ok,
+        burst_errors,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// One churn step: restart a dead worker, re-add a removed one, or (with
+/// two or more alive and registered) kill or remove one.
+async fn churn_once(
+    options: &Options,
+    target: SocketAddr,
+    ups: &mut [Upstream],
+    churn: &mut Churn,
+) -> Result<(), String> {
+    let i = fastrand::usize(..ups.len());
+    let up = |u: &Upstream| u.child.is_some() && u.registered;
+    let serving = ups.iter().filter(|u| up(u)).count();
+    let u = &mut ups[i];
+    if u.child.is_none() {
+        u.child = Some(throughput::start_upstreams(&options.upstream, 1, u.port).await?.0);
+        churn.restarts += 1;
+    } else if !u.registered {
+        admin(target, "add", &u.url).await?;
+        u.registered = true;
+        churn.additions += 1;
+    } else if serving >= 2 && fastrand::bool() {
+        if let Some(mut child) = u.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+        churn.kills += 1;
+    } else if serving >= 2 {
+        admin(target, "remove", &u.url).await?;
+        u.registered = false;
+        churn.removals += 1;
+    }
+    Ok(())
+}
+
+/// `/admin/workers/<verb>?workers=<url>`, which must answer 200.
+async fn admin(target: SocketAddr, verb: &str, url: &str) -> Result<(), String> {
+    let (status, body) = get(target, "POST", &format!("/admin/workers/{verb}?workers={url}")).await?;
+    match status {
+        200 => Ok(()),
+        _ => Err(format!("{verb} {url}: {status} {body}")),
+    }
+}
+
+/// Waits (up to 10 s) for every worker's in-flight count in `/status` to
+/// be 0; the last counts seen.
+async fn settled_in_flight(target: SocketAddr) -> Result<Vec<u64>, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = get(target, "GET", "/status").await?;
+        let status: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("/status: {e}: {body}"))?;
+        let counts: Vec<u64> = status["workers"]
+            .as_array()
+            .ok_or_else(|| format!("/status has no workers: {body}"))?
+            .iter()
+            .map(|w| w["in_flight"].as_u64().unwrap_or(u64::MAX))
+            .collect();
+        if counts.iter().all(|&n| n == 0) || Instant::now() > deadline {
+            return Ok(counts);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One request on a new connection that the server closes after: its
+/// status and body.
+async fn get(target: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(target).await?;
+        let request =
+            format!("{method} {path} HTTP/1.1\r\nHost: soak\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(CALL_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("{method} {path}: no answer"))?
+        .map_err(|e| format!("{method} {path}: {e}"))?;
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("{method} {path}: {text}"))?;
+    let status =
+        head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("{method} {path}: {head}"))?;
+    Ok((status, body.to_string()))
+}
+
+/// Answers by status, and calls lost.
+#[derive(Debug, Default)]
+struct Tally {
+    answered: BTreeMap<u16, u64>,
+    lost: u64,
+}
+
+/// Sends `calls` calls over `connections` keep-alive connections.
+async fn load(target: SocketAddr, connections: usize, calls: u64) -> Tally {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut clients = JoinSet::new();
+    for _ in 0..connections.max(1) {
+        clients.spawn(client(target, Arc::clone(&next), calls));
+    }
+    let mut tally = Tally::default();
+    while let Some(done) = clients.join_next().await {
+        let Ok(part) = done else { continue };
+        for (code, n) in part.answered {
+            *tally.answered.entry(code).or_default() += n;
+        }
+        tally.lost += part.lost;
+    }
+    tally
+}
+
+/// One client connection, sending calls until `calls` have been taken.
+async fn client(target: SocketAddr, next: Arc<AtomicU64>, calls: u64) -> Tally {
+    let names = functions::names();
+    let mut tally = Tally::default();
+    let mut stream: Option<TcpStream> = None;
+    loop {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        if n >= calls {
+            return tally;
+        }
+        let open = match stream.take() {
+            Some(s) => Some(s),
+            None => TcpStream::connect(target).await.ok(),
+        };
+        let Some(open) = open else {
+            tally.lost += 1;
+            continue;
+        };
+        let request = blast::request(&target, &names[n as usize % names.len()], BODY);
+        match tokio::time::timeout(CALL_TIMEOUT, idle::call(open, request)).await {
+            Ok(Some((code, kept))) => {
+                *tally.answered.entry(code).or_default() += 1;
+                stream = kept;
+            }
+            _ => tally.lost += 1,
+        }
+    }
+}
+
+/// The options' binaries exist.
+pub fn check_binaries(options: &Options) -> Result<(), String> {
+    for binary in [&options.hiku, &options.upstream] {
+        if !Path::new(binary).is_file() {
+            return Err(format!(
+                "no binary at {} (build with `cargo build --release -p hiku -p hiku-perf`)",
+                binary.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_name_losses_leaks_and_counts_that_do_not_add_up() {
+        let fine = Report {
+            calls: 10,
+            answered: BTreeMap::from([(200, 8), (502, 2)]),
+            in_flight_after: vec![0, 0],
+            rss_before_mb: 10.0,
+            rss_after_mb: 17.0,
+            burst: 5,
+            burst_ok: 5,
+            ..Report::default()
+        };
+        assert!(fine.problems().is_empty(), "{:?}", fine.problems());
+        assert!(fine.text().contains("answered 10 (8 x 200, 2 x 502), lost 0"), "{}", fine.text());
+        let bad = Report { lost: 1, in_flight_after: vec![0, 3], rss_after_mb: 40.0, burst_errors: 2, ..fine.clone() };
+        let problems = bad.problems();
+        assert_eq!(problems.len(), 5, "{problems:?}");
+        assert!(problems[0].contains("1 calls lost"));
+        assert!(problems[1].contains("10 calls sent but 11 accounted for"));
+        assert!(problems[2].contains("[0, 3]"));
+        assert!(problems[3].contains("from 10.0 to 40.0 MB"));
+        assert!(problems[4].contains("2 of a burst of 5"));
+    }
+}
