@@ -109,6 +109,9 @@ pub struct Limits {
     /// Client connections open at once in the process; past it new ones
     /// wait in the listen backlog. `None`: half the open-file limit.
     pub max_connections: Option<usize>,
+    /// Functions pull-based keeps warm-instance queues for; past it a new
+    /// function takes the place of a least recently used one.
+    pub max_functions: usize,
 }
 
 impl Default for Limits {
@@ -118,6 +121,7 @@ impl Default for Limits {
             max_headers: crate::http::MAX_HEADERS,
             max_body_bytes: 64 << 20,
             max_connections: None,
+            max_functions: crate::balancer::DEFAULT_MAX_FUNCTIONS,
         }
     }
 }
@@ -136,7 +140,7 @@ const KEYS: [&str; 10] = [
     "destroy_sandbox",
 ];
 /// The keys of `limits`.
-const LIMIT_KEYS: [&str; 4] = ["max_header_bytes", "max_headers", "max_body_bytes", "max_connections"];
+const LIMIT_KEYS: [&str; 5] = ["max_header_bytes", "max_headers", "max_body_bytes", "max_connections", "max_functions"];
 /// The keys of `timeouts_ms`.
 const TIMEOUT_KEYS: [&str; 5] =
     ["client_header", "client_idle", "client_body", "upstream_connect", "upstream_response"];
@@ -234,6 +238,7 @@ fn parse_limits(raw: &RawConfig) -> Result<Limits, ConfigError> {
         max_headers: number("max_headers", 1, max_fields, d.max_headers as u64)? as usize,
         max_body_bytes: number("max_body_bytes", 0, u64::MAX >> 1, d.max_body_bytes)?,
         max_connections: connections,
+        max_functions: number("max_functions", 8, 1 << 26, d.max_functions as u64)? as usize,
     })
 }
 
@@ -574,6 +579,10 @@ mod tests {
             (r#"{"limits": {"max_headers": 0}}"#, "\"limits.max_headers\" must be a whole number from 1 to 100"),
             (r#"{"limits": {"max_body_bytes": -1}}"#, "\"limits.max_body_bytes\""),
             (r#"{"limits": {"max_connections": 0}}"#, "\"limits.max_connections\" must be a whole number from 1"),
+            (
+                r#"{"limits": {"max_functions": 4}}"#,
+                "\"limits.max_functions\" must be a whole number from 8 to 67108864",
+            ),
         ] {
             assert!(err(bad).contains(message), "{bad}: {}", err(bad));
         }

@@ -523,7 +523,8 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
         Some(addr) => Some(bind_admin(addr).map_err(|e| format!("cannot listen on admin.listen {addr}: {e}"))?),
         None => None,
     };
-    let scheduler = Arc::new(Scheduler::new(config.balancer, resolve_workers(config)));
+    let balancer = config.balancer.build_with(config.limits.max_functions);
+    let scheduler = Arc::new(Scheduler::with_balancer(config.balancer, balancer, resolve_workers(config)));
     log::info!(
         "hiku {} on {bound}: {} balancer, {} workers, {cores} {} cores, {driver}",
         env!("CARGO_PKG_VERSION"),
@@ -553,6 +554,9 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
                     return;
                 }
             };
+            // The function table's pins nest in this one (no fence per
+            // request); trim_memory lets the epoch move on every second.
+            crate::balancer::hold_epoch();
             let parking = Parking::default();
             let pool = Pool::default();
             let shard = Rc::new(Shard { scheduler, pool, cores, config, parking });
@@ -625,6 +629,7 @@ async fn close_idle(shard: Rc<Shard>) {
 async fn trim_memory() {
     loop {
         runtime::sleep(TRIM_EVERY).await;
+        crate::balancer::repin_epoch();
         crate::sys::return_free_memory();
     }
 }

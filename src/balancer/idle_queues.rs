@@ -1,10 +1,16 @@
 //! `IdleQueues`: which workers hold warm idle instances of which function,
 //! shared by every core without locks.
 //!
-//! A fixed-size open-addressing table maps a function name to its queue.
-//! Entries are only ever inserted (a function, once seen, keeps its queue),
-//! and nothing is freed before the whole structure is dropped, so readers
-//! need no reclamation scheme: a pointer, once published, stays valid.
+//! A fixed table of buckets maps a function name to its queue: a function
+//! lives in one of the [`WAYS`] places of the bucket its hash picks (a
+//! bucket is one cache line, with a tag of each place's hash, so a lookup
+//! follows one pointer). A new function takes a free place, or the
+//! place of the bucket's least recently used function, whose queue is
+//! dropped: at worst one extra cold start for a function nobody called for
+//! a long time, and the table's memory stays bounded however many names it
+//! sees. A function whose last entry a worker evicted (destroySandbox) is
+//! dropped too. Queues are freed through crossbeam-epoch, once no core can
+//! still be reading them.
 //!
 //! A queue is a chain of segments of slots. A slot is one `AtomicU64` packing
 //! a worker id (high 40 bits) and how many idle instances of the function
@@ -16,12 +22,36 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use ahash::RandomState;
+use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned, Shared};
 
 use crate::worker::{Worker, WorkerId, WorkerSet};
 
-/// Functions tracked by default; past it, new functions are scheduled by the
-/// fallback (least connections) and use no memory.
+/// Functions tracked by default; past it, a new function takes the place of
+/// a least recently used one.
 pub const DEFAULT_MAX_FUNCTIONS: usize = 1 << 17;
+/// Places per bucket: 4 pointers and their tags, one cache line.
+pub const WAYS: usize = 4;
+
+thread_local! {
+    static HELD: std::cell::RefCell<Option<Guard>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Keeps this thread pinned to the current epoch, so that the table's own
+/// pins nest in it and cost no memory fence: for threads that use the table
+/// on every request (the shards). Freed queues then wait until each such
+/// thread calls [`repin_epoch`] (every second, say).
+pub fn hold_epoch() {
+    HELD.with(|held| *held.borrow_mut() = Some(epoch::pin()));
+}
+
+/// Lets the epoch move on past this thread's held pin (see [`hold_epoch`]).
+pub fn repin_epoch() {
+    HELD.with(|held| {
+        if let Some(guard) = held.borrow_mut().as_mut() {
+            guard.repin();
+        }
+    });
+}
 
 const SEGMENT_SLOTS: usize = 8;
 const COUNT_BITS: u32 = 24;
@@ -56,11 +86,16 @@ impl Segment {
 
 /// Names up to this long are kept inside the queue, so a lookup touches no
 /// memory but the queue's own (two adjacent cache lines).
-const INLINE_NAME: usize = 40;
+const INLINE_NAME: usize = 32;
 
+/// Two cache lines: hash, name and recency in the first with the first
+/// slots, the rest of the head segment in the second.
+#[repr(align(64))]
 struct FunctionQueue {
     hash: u64,
     name: Name,
+    /// The table's clock when the function was last pushed or taken.
+    last_used: AtomicU64,
     head: Segment,
 }
 
@@ -90,11 +125,25 @@ impl Name {
 }
 
 impl FunctionQueue {
+    fn new(hash: u64, function: &str, now: u64) -> FunctionQueue {
+        #[cfg(test)]
+        tests::LIVE_QUEUES.fetch_add(1, Ordering::Relaxed);
+        FunctionQueue { hash, name: Name::new(function), last_used: AtomicU64::new(now), head: Segment::new() }
+    }
+
+    fn is(&self, hash: u64, function: &str) -> bool {
+        self.hash == hash && self.name.is(function)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.slots().all(|s| count_of(s.load(Ordering::Acquire)) == 0)
+    }
+
     fn segments(&self) -> impl Iterator<Item = &Segment> {
         let mut next: *const Segment = &self.head;
         std::iter::from_fn(move || {
             // SAFETY: segments are published with Release after being fully
-            // built and are freed only by `IdleQueues::drop`, which has `&mut`.
+            // built and are freed only with their queue (`Drop`, `&mut`).
             let seg = unsafe { next.as_ref()? };
             next = seg.next.load(Ordering::Acquire);
             Some(seg)
@@ -187,113 +236,199 @@ impl FunctionQueue {
     }
 }
 
+impl Drop for FunctionQueue {
+    fn drop(&mut self) {
+        #[cfg(test)]
+        tests::LIVE_QUEUES.fetch_sub(1, Ordering::Relaxed);
+        let mut next = *self.head.next.get_mut();
+        while !next.is_null() {
+            // SAFETY: `&mut self`: the queue is unreachable; every segment
+            // came from `Box::into_raw` and is freed once.
+            let mut seg = unsafe { Box::from_raw(next) };
+            next = *seg.next.get_mut();
+        }
+    }
+}
+
+/// One bucket's places: the queues, and a tag of each one's hash beside it,
+/// so a lookup follows only the pointer whose tag matches (one cache line).
+#[repr(align(64))]
+#[derive(Default)]
+struct Bucket {
+    ways: [Atomic<FunctionQueue>; WAYS],
+    /// Set after the queue is published: a stale tag only makes a lookup
+    /// miss (or follow a pointer whose name then does not match).
+    tags: [std::sync::atomic::AtomicU32; WAYS],
+}
+
+/// The tag of a hash: bits the bucket index does not use.
+fn tag_of(hash: u64) -> u32 {
+    hash as u32
+}
+
 pub struct IdleQueues {
-    table: Box<[AtomicPtr<FunctionQueue>]>,
+    buckets: Box<[Bucket]>,
     hasher: RandomState,
     functions: AtomicUsize,
-    max_functions: usize,
+    /// Moves on with every new function: recency is counted in it, so a
+    /// use only writes a queue's `last_used` when a new function came since.
+    clock: AtomicU64,
 }
 
 impl IdleQueues {
+    /// A table for `max_functions` functions (places for as many, in a power
+    /// of two of buckets; with two buckets to choose from, a function
+    /// seldom finds both full before the table is).
     pub fn new(max_functions: usize) -> IdleQueues {
-        // At most half full, so probe sequences stay short.
-        let size = (max_functions.max(1) * 2).next_power_of_two();
+        let buckets = max_functions.max(1).div_ceil(WAYS).next_power_of_two();
         IdleQueues {
-            table: (0..size).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
+            buckets: (0..buckets).map(|_| Bucket::default()).collect(),
             hasher: RandomState::with_seeds(1, 2, 3, 4),
             functions: AtomicUsize::new(0),
-            max_functions,
+            clock: AtomicU64::new(0),
         }
     }
 
-    /// The slot indexes to probe for a hash, in order.
-    fn probe(&self, hash: u64) -> impl Iterator<Item = &AtomicPtr<FunctionQueue>> {
-        let mask = self.table.len() - 1;
-        let start = hash as usize & mask;
-        (0..self.table.len()).map(move |i| &self.table[(start + i) & mask])
+    /// Functions the table holds at most.
+    pub fn capacity(&self) -> usize {
+        self.buckets.len() * WAYS
     }
 
-    fn get(&self, function: &str) -> Option<&FunctionQueue> {
+    /// The two buckets a function may live in (two choices keep buckets
+    /// from filling while the table has room): from the hash's high bits,
+    /// which the tag does not use.
+    fn buckets(&self, hash: u64) -> [&Bucket; 2] {
+        let mask = self.buckets.len() - 1;
+        let high = hash >> 32;
+        let second = (high ^ (high >> 17) ^ 0x9e37_79b9).wrapping_mul(0x85eb_ca6b) >> 7;
+        [&self.buckets[high as usize & mask], &self.buckets[second as usize & mask]]
+    }
+
+    /// The queue of `function`, if it has one, marked as used now.
+    fn get<'g>(&'g self, function: &str, guard: &'g Guard) -> Option<&'g FunctionQueue> {
         let hash = self.hasher.hash_one(function);
-        for entry in self.probe(hash) {
-            // SAFETY: see `FunctionQueue::segments`; queues live as long as `self`.
-            let q = unsafe { entry.load(Ordering::Acquire).as_ref()? };
-            if q.hash == hash && q.name.is(function) {
-                return Some(q);
+        let (_, _, q) = find(self.buckets(hash), hash, function, guard)?;
+        // SAFETY: non-null (found), and protected by the guard.
+        let q = unsafe { q.deref() };
+        self.touch(q);
+        Some(q)
+    }
+
+    fn touch(&self, q: &FunctionQueue) {
+        let now = self.clock.load(Ordering::Relaxed);
+        if q.last_used.load(Ordering::Relaxed) != now {
+            q.last_used.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// The queue of `function`, made if it has none (in a free place of its
+    /// bucket, or in the place of the bucket's least recently used one).
+    fn get_or_insert<'g>(&'g self, function: &str, guard: &'g Guard) -> &'g FunctionQueue {
+        let hash = self.hasher.hash_one(function);
+        let buckets = self.buckets(hash);
+        let mut fresh: Option<Owned<FunctionQueue>> = None;
+        loop {
+            if let Some((_, _, q)) = find(buckets, hash, function, guard) {
+                // SAFETY: non-null, protected by the guard.
+                let q = unsafe { q.deref() };
+                self.touch(q);
+                return q;
             }
-        }
-        None
-    }
-
-    fn get_or_insert(&self, function: &str) -> Option<&FunctionQueue> {
-        let hash = self.hasher.hash_one(function);
-        let mut fresh: *mut FunctionQueue = ptr::null_mut();
-        let mut found = None;
-        for entry in self.probe(hash) {
-            let mut current = entry.load(Ordering::Acquire);
-            if current.is_null() {
-                if fresh.is_null() {
-                    if self.functions.fetch_add(1, Ordering::Relaxed) >= self.max_functions {
-                        self.functions.fetch_sub(1, Ordering::Relaxed);
-                        return None;
+            let (bucket, i, current) = place_for_new(buckets, guard);
+            let way = &bucket.ways[i];
+            let new = fresh.take().unwrap_or_else(|| {
+                let now = self.clock.fetch_add(1, Ordering::Relaxed) + 1;
+                Owned::new(FunctionQueue::new(hash, function, now))
+            });
+            match way.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire, guard) {
+                Ok(ours) => {
+                    bucket.tags[i].store(tag_of(hash), Ordering::Release);
+                    if current.is_null() {
+                        self.functions.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        // SAFETY: unlinked by this exchange; readers that
+                        // still hold it are pinned, and it is freed after them.
+                        unsafe { guard.defer_destroy(current) };
                     }
-                    let q = FunctionQueue { hash, name: Name::new(function), head: Segment::new() };
-                    fresh = Box::into_raw(Box::new(q));
+                    // Another core may have put the same function in another
+                    // place meanwhile: the first place in the bucket wins.
+                    match find(buckets, hash, function, guard) {
+                        Some((_, _, first)) if first != ours => {
+                            if way
+                                .compare_exchange(ours, Shared::null(), Ordering::AcqRel, Ordering::Acquire, guard)
+                                .is_ok()
+                            {
+                                self.functions.fetch_sub(1, Ordering::Relaxed);
+                                // SAFETY: unlinked just now, as above.
+                                unsafe { guard.defer_destroy(ours) };
+                            }
+                            // SAFETY: non-null, protected by the guard.
+                            return unsafe { first.deref() };
+                        }
+                        // SAFETY: published by us, protected by the guard.
+                        _ => return unsafe { ours.deref() },
+                    }
                 }
-                match entry.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
-                    // SAFETY: just published; lives as long as `self`.
-                    Ok(_) => return Some(unsafe { &*fresh }),
-                    Err(winner) => current = winner,
-                }
-            }
-            // SAFETY: non-null entries are published queues.
-            let q = unsafe { &*current };
-            if q.hash == hash && q.name.is(function) {
-                found = Some(q);
-                break;
+                // The place changed under us: look again.
+                Err(e) => fresh = Some(e.new),
             }
         }
-        if !fresh.is_null() {
-            // Lost the race to insert the same function: ours was never published.
-            self.functions.fetch_sub(1, Ordering::Relaxed);
-            drop(unsafe { Box::from_raw(fresh) });
-        }
-        found
     }
 
-    /// Records one warm idle instance of `function` on `worker`. Returns
-    /// false if the table is full and the function is not tracked.
-    pub fn push(&self, function: &str, worker: WorkerId) -> bool {
-        match self.get_or_insert(function) {
-            Some(q) => {
-                q.push(worker);
-                true
-            }
-            None => false,
-        }
+    /// Records one warm idle instance of `function` on `worker`.
+    pub fn push(&self, function: &str, worker: WorkerId) {
+        let guard = epoch::pin();
+        self.get_or_insert(function, &guard).push(worker);
     }
 
     /// Consumes an idle instance of `function` on the least-loaded worker of
     /// `workers` holding one. Never allocates.
     pub fn take_least_loaded<'a>(&self, function: &str, workers: &'a WorkerSet) -> Option<&'a Arc<Worker>> {
-        self.get(function)?.take_least_loaded(workers)
+        let guard = epoch::pin();
+        self.get(function, &guard)?.take_least_loaded(workers)
     }
 
-    /// Drops one idle instance of `function` on `worker`; false if there was none.
+    /// Drops one idle instance of `function` on `worker`; false if there was
+    /// none. A function left with no instance anywhere is dropped (a push
+    /// racing with that may be lost: at worst one cold start).
     pub fn remove_one(&self, function: &str, worker: WorkerId) -> bool {
-        self.get(function).is_some_and(|q| q.remove_one(worker))
+        let guard = epoch::pin();
+        let hash = self.hasher.hash_one(function);
+        let Some((bucket, i, q)) = find(self.buckets(hash), hash, function, &guard) else { return false };
+        let way = &bucket.ways[i];
+        // SAFETY: non-null, protected by the guard.
+        let queue = unsafe { q.deref() };
+        let removed = queue.remove_one(worker);
+        if removed
+            && queue.is_empty()
+            && way.compare_exchange(q, Shared::null(), Ordering::AcqRel, Ordering::Acquire, &guard).is_ok()
+        {
+            self.functions.fetch_sub(1, Ordering::Relaxed);
+            // SAFETY: unlinked just now; freed after every pinned reader.
+            unsafe { guard.defer_destroy(q) };
+        }
+        removed
     }
 
     /// Idle instances of `function` recorded on `worker`.
     pub fn count(&self, function: &str, worker: WorkerId) -> u64 {
-        self.get(function).map_or(0, |q| q.count(worker))
+        let guard = epoch::pin();
+        self.get(function, &guard).map_or(0, |q| q.count(worker))
+    }
+
+    /// Whether `function` has a queue.
+    pub fn tracks(&self, function: &str) -> bool {
+        let guard = epoch::pin();
+        let hash = self.hasher.hash_one(function);
+        find(self.buckets(hash), hash, function, &guard).is_some()
     }
 
     /// Drops every entry of workers not in `workers`.
     pub fn retain(&self, workers: &WorkerSet) {
-        for entry in self.table.iter() {
-            // SAFETY: as in `get`.
-            let Some(q) = (unsafe { entry.load(Ordering::Acquire).as_ref() }) else { continue };
+        let guard = epoch::pin();
+        for way in self.buckets.iter().flat_map(|b| b.ways.iter()) {
+            // SAFETY: protected by the guard.
+            let Some(q) = (unsafe { way.load(Ordering::Acquire, &guard).as_ref() }) else { continue };
             for slot in q.slots() {
                 let v = slot.load(Ordering::Acquire);
                 if count_of(v) > 0 && workers.get(worker_of(v)).is_none() {
@@ -309,20 +444,60 @@ impl IdleQueues {
     }
 }
 
+/// The bucket, place and queue of `function` in `buckets`: the first, if a
+/// race left two. Follows only pointers whose tag matches.
+fn find<'g>(
+    buckets: [&'g Bucket; 2],
+    hash: u64,
+    function: &str,
+    guard: &'g Guard,
+) -> Option<(&'g Bucket, usize, Shared<'g, FunctionQueue>)> {
+    let tag = tag_of(hash);
+    buckets.into_iter().find_map(|bucket| {
+        (0..WAYS).find_map(|i| {
+            if bucket.tags[i].load(Ordering::Acquire) != tag {
+                return None;
+            }
+            let q = bucket.ways[i].load(Ordering::Acquire, guard);
+            // SAFETY: protected by the guard.
+            unsafe { q.as_ref() }.filter(|r| r.is(hash, function)).map(|_| (bucket, i, q))
+        })
+    })
+}
+
+/// Where a new function goes: a free place of its first bucket, else of
+/// its second, else that of the least recently used function of the two;
+/// with what is there now.
+fn place_for_new<'b, 'g>(buckets: [&'b Bucket; 2], guard: &'g Guard) -> (&'b Bucket, usize, Shared<'g, FunctionQueue>) {
+    let mut oldest: Option<(&Bucket, usize, Shared<FunctionQueue>, u64)> = None;
+    for bucket in buckets {
+        for i in 0..WAYS {
+            let q = bucket.ways[i].load(Ordering::Acquire, guard);
+            // SAFETY: protected by the guard.
+            match unsafe { q.as_ref() } {
+                None => return (bucket, i, q),
+                Some(r) => {
+                    let used = r.last_used.load(Ordering::Relaxed);
+                    if oldest.map_or(true, |(_, _, _, u)| used < u) {
+                        oldest = Some((bucket, i, q, used));
+                    }
+                }
+            }
+        }
+    }
+    let (bucket, i, q, _) = oldest.expect("buckets have places");
+    (bucket, i, q)
+}
+
 impl Drop for IdleQueues {
     fn drop(&mut self) {
-        for entry in self.table.iter_mut() {
-            let q = *entry.get_mut();
-            if q.is_null() {
-                continue;
-            }
-            // SAFETY: `&mut self`: no other reference exists; every pointer
-            // here came from `Box::into_raw` and is freed once.
-            let mut q = unsafe { Box::from_raw(q) };
-            let mut next = *q.head.next.get_mut();
-            while !next.is_null() {
-                let mut seg = unsafe { Box::from_raw(next) };
-                next = *seg.next.get_mut();
+        // SAFETY: `&mut self`: no core reads the table any more.
+        let guard = unsafe { epoch::unprotected() };
+        for way in self.buckets.iter().flat_map(|b| b.ways.iter()) {
+            let q = way.swap(Shared::null(), Ordering::Relaxed, guard);
+            if !q.is_null() {
+                // SAFETY: unreachable now, owned by the table alone.
+                drop(unsafe { q.into_owned() });
             }
         }
     }
@@ -396,11 +571,93 @@ mod tests {
     }
 
     #[test]
-    fn stops_tracking_past_the_limit() {
-        let q = IdleQueues::new(2);
-        assert!(q.push("a", 1) && q.push("b", 1) && q.push("a", 1));
-        assert!(!q.push("c", 1));
-        assert_eq!(q.functions(), 2);
+    fn a_full_bucket_forgets_its_least_recently_used_function() {
+        let set = set_of(2);
+        // One bucket.
+        let q = IdleQueues::new(WAYS);
+        assert_eq!(q.capacity(), WAYS);
+        for i in 0..WAYS {
+            q.push(&format!("f{i}"), 1);
+        }
+        assert_eq!(q.functions(), WAYS);
+        // f0 is used again: f1 is now the least recently used.
+        assert_eq!(q.take_least_loaded("f0", &set).unwrap().id(), 1);
+        q.push("new", 2);
+        assert_eq!(q.functions(), WAYS);
+        assert!(!q.tracks("f1"), "the least recently used went");
+        assert!(q.tracks("f0") && (2..WAYS).all(|i| q.tracks(&format!("f{i}"))));
+        assert_eq!(q.take_least_loaded("new", &set).unwrap().id(), 2, "the new function is routed warm");
+    }
+
+    #[test]
+    fn a_queue_is_two_cache_lines() {
+        assert_eq!(std::mem::size_of::<FunctionQueue>(), 128);
+        assert_eq!(std::mem::size_of::<Bucket>(), 64);
+    }
+
+    #[test]
+    fn a_function_whose_last_instance_is_evicted_is_dropped() {
+        let q = IdleQueues::new(16);
+        q.push("f", 1);
+        q.push("f", 1);
+        assert!(q.remove_one("f", 1));
+        assert!(q.tracks("f"), "one instance left");
+        assert!(q.remove_one("f", 1));
+        assert!(!q.tracks("f"));
+        assert_eq!(q.functions(), 0);
+        assert!(!q.remove_one("f", 1));
+    }
+
+    /// How many queues exist (freed ones are subtracted when freed).
+    pub(super) static LIVE_QUEUES: AtomicUsize = AtomicUsize::new(0);
+
+    #[test]
+    fn a_million_names_keep_memory_bounded_and_every_new_one_warm() {
+        let set = set_of(1);
+        let q = IdleQueues::new(1024);
+        for i in 0..1_000_000u32 {
+            let name = format!("function-{i}");
+            q.push(&name, 1);
+            if i % 997 == 0 {
+                assert_eq!(q.take_least_loaded(&name, &set).map(|w| w.id()), Some(1), "{name}");
+            }
+        }
+        assert!(q.functions() <= q.capacity());
+        // Freed queues wait for the epoch to move on: let it.
+        for _ in 0..64 {
+            epoch::pin().flush();
+        }
+        let live = LIVE_QUEUES.load(Ordering::Relaxed);
+        // Other tests' queues live at the same time: a generous bound, far
+        // below the million made.
+        assert!(live < q.capacity() + 20_000, "{live} queues alive for a table of {}", q.capacity());
+    }
+
+    #[test]
+    fn cores_churning_a_small_table_agree() {
+        let set = Arc::new(set_of(4));
+        let q = Arc::new(IdleQueues::new(16));
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (set, q) = (Arc::clone(&set), Arc::clone(&q));
+                std::thread::spawn(move || {
+                    for i in 0..20_000u64 {
+                        let f = format!("f{}", (i * 7 + t) % 200);
+                        match i % 3 {
+                            0 => q.push(&f, 1 + (i + t) % 4),
+                            1 => drop(q.take_least_loaded(&f, &set)),
+                            _ => drop(q.remove_one(&f, 1 + i % 4)),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(q.functions() <= q.capacity(), "{} functions", q.functions());
+        let tracked = (0..200).filter(|i| q.tracks(&format!("f{i}"))).count();
+        assert!(tracked <= q.capacity());
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod pull_based;
 mod random;
 
 pub use hashing_bounded::HashingBounded;
-pub use idle_queues::IdleQueues;
+pub use idle_queues::{hold_epoch, repin_epoch, IdleQueues, DEFAULT_MAX_FUNCTIONS};
 pub use least_connections::LeastConnections;
 pub use pull_based::PullBased;
 pub use random::Random;
@@ -71,8 +71,13 @@ impl BalancerKind {
     }
 
     pub fn build(self) -> Arc<dyn Balancer> {
+        self.build_with(idle_queues::DEFAULT_MAX_FUNCTIONS)
+    }
+
+    /// The balancer, with pull-based's table holding `max_functions`.
+    pub fn build_with(self, max_functions: usize) -> Arc<dyn Balancer> {
         match self {
-            BalancerKind::PullBased => Arc::new(PullBased::new()),
+            BalancerKind::PullBased => Arc::new(PullBased::with_max_functions(max_functions)),
             BalancerKind::HashingBounded => Arc::new(HashingBounded::new()),
             BalancerKind::LeastConnections => Arc::new(LeastConnections),
             BalancerKind::Random => Arc::new(Random),

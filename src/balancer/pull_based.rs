@@ -45,8 +45,8 @@ impl Balancer for PullBased {
     }
 
     fn release(&self, function: &str, worker: &Worker, outcome: Outcome) {
-        if outcome == Outcome::Completed && !self.idle.push(function, worker.id()) {
-            log::debug!("idle queues full: {function} is not tracked");
+        if outcome == Outcome::Completed {
+            self.idle.push(function, worker.id());
         }
     }
 

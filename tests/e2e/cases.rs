@@ -1047,3 +1047,19 @@ fn a_worker_that_dies_mid_answer_cuts_the_answer_and_frees_its_lease() {
     // The worker's next answer (on a new connection) is relayed whole.
     assert_eq!(hiku.post("/run/f", b"fine").body, b"fine");
 }
+
+#[test]
+fn a_full_function_table_still_routes_a_new_function_warm() {
+    let (a, b) = (Worker::start(), Worker::start());
+    let hiku = start_with("pull-based", &[&a.url, &b.url], serde_json::json!({"limits": {"max_functions": 8}}));
+    // Far more functions than the table holds, each leaving a warm instance.
+    for i in 0..100 {
+        assert_eq!(hiku.post(&format!("/run/old{i}"), b"x").status, 200);
+    }
+    // A new function goes where its warm instance is, every time: with both
+    // workers idle, anything else would pick either.
+    let first = hiku.post("/run/fresh", b"x").worker().to_string();
+    for _ in 0..20 {
+        assert_eq!(hiku.post("/run/fresh", b"x").worker(), first);
+    }
+}
