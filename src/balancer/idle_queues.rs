@@ -256,8 +256,11 @@ impl Drop for FunctionQueue {
 #[derive(Default)]
 struct Bucket {
     ways: [Atomic<FunctionQueue>; WAYS],
-    /// Set after the queue is published: a stale tag only makes a lookup
-    /// miss (or follow a pointer whose name then does not match).
+    /// Set after the queue is published. A stale tag (a lookup between the
+    /// two stores, or two inserts in one place storing out of order) only
+    /// makes a lookup miss, or follow a pointer whose name then does not
+    /// match: at worst a function's warm entries go unseen (cold starts)
+    /// until its place is taken again; memory safety rests on the pointer.
     tags: [std::sync::atomic::AtomicU32; WAYS],
 }
 
