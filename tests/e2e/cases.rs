@@ -1063,3 +1063,37 @@ fn a_full_function_table_still_routes_a_new_function_warm() {
         assert_eq!(hiku.post("/run/fresh", b"x").worker(), first);
     }
 }
+
+/// A worker address that takes no more connections: a listener with a
+/// backlog of one, filled, that never accepts (new connects hang).
+fn blackhole() -> (socket2::Socket, Vec<std::net::TcpStream>, String) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    // Fill the accept queue; the connects past it are left hanging.
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)) {
+            Ok(s) => fillers.push(s),
+            Err(_) => break,
+        }
+    }
+    (socket, fillers, format!("http://{addr}"))
+}
+
+#[test]
+fn a_connect_that_hangs_times_out_and_goes_to_another_worker() {
+    let (_listener, _fillers, hole) = blackhole();
+    let live = Worker::start();
+    let timeouts = serde_json::json!({"timeouts_ms": {"upstream_connect": 200}});
+    let hiku = start_with("least-connections", &[&hole, &live.url], timeouts.clone());
+    for i in 0..6 {
+        let res = hiku.post(&format!("/run/f{i}"), b"x");
+        assert_eq!((res.status, res.worker()), (200, live.url.as_str()), "{}", res.text());
+    }
+    let alone = start_with("least-connections", &[&hole], timeouts);
+    let res = alone.post("/run/f", b"x");
+    assert_eq!(res.status, 502, "{}", res.text());
+    assert!(res.text().contains(&hole) && res.text().contains("no connection within 200 ms"), "{}", res.text());
+}
