@@ -1097,3 +1097,22 @@ fn a_connect_that_hangs_times_out_and_goes_to_another_worker() {
     assert_eq!(res.status, 502, "{}", res.text());
     assert!(res.text().contains(&hole) && res.text().contains("no connection within 200 ms"), "{}", res.text());
 }
+
+#[test]
+fn a_client_gone_mid_answer_costs_its_connection_only() {
+    use std::io::{Read, Write};
+    let w = Worker::start();
+    let mut hiku = Hiku::start("random", &[&w.url]);
+    for _ in 0..3 {
+        // A large answer, and the client closes (with unread bytes: a reset)
+        // after its first bytes: hiku's next writes fail (EPIPE, no SIGPIPE).
+        let mut c = std::net::TcpStream::connect(hiku.addr).unwrap();
+        c.write_all(b"GET /run/f?size=20000000 HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+        let mut first = [0u8; 4096];
+        assert!(c.read(&mut first).unwrap() > 0);
+        drop(c);
+    }
+    wait_for("the leases released", || in_flight(&hiku) == [0]);
+    assert!(hiku.is_running());
+    assert_eq!(hiku.post("/run/f", b"still here").body, b"still here");
+}
