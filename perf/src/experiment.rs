@@ -56,18 +56,15 @@ impl Options {
 
 /// Every contender with every balancer, one after the other.
 pub async fn run(options: &Options) -> Result<Vec<Outcome>, String> {
-    let weights = workload::sample_weights(
-        &workload::load_probabilities(&options.probabilities)?,
-        functions::names().len(),
-        options.seed,
-    )
-    .ok_or_else(|| format!("{}: fewer than 40 functions with a weight", options.probabilities.display()))?;
-    let choice = WeightedChoice::new(&weights).ok_or("the sampled weights are all zero")?;
+    let probabilities = workload::load_probabilities(&options.probabilities)?;
+    let users = workload::PHASE_VUS[workload::PHASE_VUS.len() - 1];
+    let choices = workload::user_choices(&probabilities, options.seed, users)
+        .ok_or_else(|| format!("{}: fewer than 40 functions with a weight", options.probabilities.display()))?;
     let workdir = WorkDir::new()?;
     let mut outcomes = Vec::new();
     for contender in &options.contenders {
         for balancer in &options.balancers {
-            outcomes.push(run_one(options, contender, balancer, &choice, &workdir.0).await?);
+            outcomes.push(run_one(options, contender, balancer, &choices, &workdir.0).await?);
         }
     }
     Ok(outcomes)
@@ -77,7 +74,7 @@ async fn run_one(
     options: &Options,
     contender: &Contender,
     balancer: &str,
-    choice: &WeightedChoice,
+    choices: &[WeightedChoice],
     workdir: &Path,
 ) -> Result<Outcome, String> {
     let scale = options.scale()?;
@@ -96,7 +93,7 @@ async fn run_one(
     let plan = Arc::new(Plan {
         target: scheduler.address.clone(),
         functions: functions::names(),
-        choice: choice.clone(),
+        choices: choices.to_vec(),
         phase_ms: options.phase_seconds * 1000.0,
         scale,
         seed: options.seed,

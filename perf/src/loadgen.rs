@@ -23,9 +23,10 @@ const TIMEOUT_PAPER_MS: f64 = 60_000.0;
 pub struct Plan {
     /// The scheduler, `host:port`.
     pub target: String,
-    /// Function names, one per weight.
+    /// Function names.
     pub functions: Vec<String>,
-    pub choice: WeightedChoice,
+    /// Each virtual user's choice over `functions` (its own sample).
+    pub choices: Vec<WeightedChoice>,
     /// Length of each phase, paper-scale ms.
     pub phase_ms: f64,
     pub scale: TimeScale,
@@ -83,7 +84,7 @@ async fn user(plan: Arc<Plan>, clock: Clock, vu: usize, progress: Arc<Progress>)
     let mut calls = Vec::new();
     tokio::time::sleep_until(clock.instant_at(plan.phase_ms * joining_phase(vu) as f64).into()).await;
     while clock.now_ms() < end_ms {
-        let (function, think_ms) = script.next(&plan.choice);
+        let (function, think_ms) = script.next(&plan.choices[vu]);
         let start_ms = clock.now_ms();
         let started = Instant::now();
         let answer = tokio::time::timeout(timeout, call(&plan, &plan.functions[function], &mut conn)).await;

@@ -24,7 +24,7 @@ pub fn lognormal_noise(rng: &mut fastrand::Rng, sigma: f64) -> f64 {
 }
 
 /// Picks indices with probability proportional to their weights.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WeightedChoice {
     /// Running sums of the weights.
     cumulative: Vec<f64>,

@@ -1,10 +1,17 @@
 //! The paper's k6 workload as data: which function each call goes to, how
 //! long each virtual user thinks, and when each one starts. Pure and seeded:
 //! the same seed gives every scheduler the same sequence.
+//!
+//! As the paper's script (`evaluation/load_test.js`) does in its init code,
+//! which k6 runs once per virtual user, **every user draws its own sample**
+//! of 40 functions from the trace and renormalises their weights, and maps
+//! the function at sample position `i` onto `<benchmark i % 8>-<copy i / 8>`
+//! (copy-major): [`user_choices`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::functions::{COPIES, TABLE_I};
 use crate::rng::{derive_seed, WeightedChoice};
 
 /// Virtual users in each phase; a phase keeps the earlier phases' users.
@@ -48,6 +55,35 @@ pub fn sample_weights(probabilities: &[f64], count: usize, seed: u64) -> Option<
     let drawn: Vec<f64> = order[..count].iter().map(|&i| probabilities[i]).collect();
     let total: f64 = drawn.iter().sum();
     (total > 0.0 && total.is_finite()).then(|| drawn.iter().map(|p| p / total).collect())
+}
+
+/// The function (an index into [`crate::functions::names`]) that sample
+/// position `i` is called as: copy-major, as the script's `benchmarkMap`
+/// (`index = copy * 8 + benchmark`).
+pub fn function_of_position(i: usize) -> usize {
+    let benchmarks = TABLE_I.len();
+    (i % benchmarks) * COPIES + i / benchmarks
+}
+
+/// Seeds of the users' samples: a stream apart from their call sequences.
+const SAMPLE_STREAM: u64 = 0x5a3d_1e5e_ed00_0001;
+
+/// Each virtual user's choice over the 40 functions (indexes into
+/// [`crate::functions::names`]): its own sample of the trace, drawn with
+/// `seed` and its number, weights renormalised, positions mapped
+/// copy-major. `None` if the trace has too few weighted functions.
+pub fn user_choices(probabilities: &[f64], seed: u64, users: usize) -> Option<Vec<WeightedChoice>> {
+    let functions = TABLE_I.len() * COPIES;
+    (0..users)
+        .map(|vu| {
+            let sample = sample_weights(probabilities, functions, derive_seed(seed ^ SAMPLE_STREAM, vu as u64))?;
+            let mut weights = vec![0.0; functions];
+            for (position, weight) in sample.into_iter().enumerate() {
+                weights[function_of_position(position)] = weight;
+            }
+            WeightedChoice::new(&weights)
+        })
+        .collect()
 }
 
 /// The phase in which virtual user `vu` (from 0) joins.
@@ -100,6 +136,38 @@ mod tests {
         let rounded: Vec<f64> = drawn.iter().map(|d| d.round()).collect();
         assert_eq!(rounded, probabilities);
         assert_eq!(sample_weights(&probabilities, 11, 3), None);
+    }
+
+    #[test]
+    fn positions_map_copy_major_onto_all_forty_names() {
+        let names = crate::functions::names();
+        let at = |i: usize| names[function_of_position(i)].as_str();
+        assert_eq!([at(0), at(1), at(7), at(8), at(39)], ["chameleon-0", "dd-0", "pyaes-0", "chameleon-1", "pyaes-4"]);
+        let mut all: Vec<usize> = (0..40).map(function_of_position).collect();
+        all.sort();
+        assert_eq!(all, (0..40).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn every_user_draws_its_own_sample() {
+        let probabilities = load_probabilities(Path::new(crate::DEFAULT_PROBABILITIES)).unwrap();
+        let choices = user_choices(&probabilities, 1, 100).unwrap();
+        assert_eq!(choices.len(), 100);
+        assert_eq!(user_choices(&probabilities, 1, 100).unwrap(), choices, "the same seed, the same samples");
+        let distinct: std::collections::HashSet<String> = choices.iter().map(|c| format!("{c:?}")).collect();
+        assert_eq!(distinct.len(), 100, "each user has a sample of its own");
+        assert_ne!(user_choices(&probabilities, 2, 1).unwrap()[0], choices[0]);
+        // Over many calls of many users, no single function dominates the
+        // way one shared sample can make it (one seed put 37% on one).
+        let mut counts = [0u32; 40];
+        for (vu, choice) in choices.iter().enumerate() {
+            let mut rng = fastrand::Rng::with_seed(vu as u64);
+            for _ in 0..1000 {
+                counts[choice.pick(&mut rng)] += 1;
+            }
+        }
+        let top = *counts.iter().max().unwrap() as f64 / 100_000.0;
+        assert!(top < 0.2, "the busiest function got {top:.2} of the calls");
     }
 
     #[test]
