@@ -44,11 +44,20 @@ pub fn hold_epoch() {
     HELD.with(|held| *held.borrow_mut() = Some(epoch::pin()));
 }
 
-/// Lets the epoch move on past this thread's held pin (see [`hold_epoch`]).
+/// Flushes per call: each frees a few hundred queues whose readers are gone.
+const FLUSHES: usize = 8;
+
+/// Lets the epoch move on past this thread's held pin (see [`hold_epoch`])
+/// and frees what no reader can hold any more. Nested pins never advance
+/// the epoch (crossbeam does that on an outermost pin or a flush), so this
+/// is what frees the queues a held thread drops.
 pub fn repin_epoch() {
     HELD.with(|held| {
         if let Some(guard) = held.borrow_mut().as_mut() {
             guard.repin();
+            for _ in 0..FLUSHES {
+                guard.flush();
+            }
         }
     });
 }
@@ -343,12 +352,15 @@ impl IdleQueues {
                 let now = self.clock.fetch_add(1, Ordering::Relaxed) + 1;
                 Owned::new(FunctionQueue::new(hash, function, now))
             });
+            // Counted before it is published, so a drop racing with it can
+            // never take the count below zero.
+            if current.is_null() {
+                self.functions.fetch_add(1, Ordering::Relaxed);
+            }
             match way.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire, guard) {
                 Ok(ours) => {
                     bucket.tags[i].store(tag_of(hash), Ordering::Release);
-                    if current.is_null() {
-                        self.functions.fetch_add(1, Ordering::Relaxed);
-                    } else {
+                    if !current.is_null() {
                         // SAFETY: unlinked by this exchange; readers that
                         // still hold it are pinned, and it is freed after them.
                         unsafe { guard.defer_destroy(current) };
@@ -373,7 +385,12 @@ impl IdleQueues {
                     }
                 }
                 // The place changed under us: look again.
-                Err(e) => fresh = Some(e.new),
+                Err(e) => {
+                    if current.is_null() {
+                        self.functions.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    fresh = Some(e.new);
+                }
             }
         }
     }
@@ -634,6 +651,30 @@ mod tests {
         // Other tests' queues live at the same time: a generous bound, far
         // below the million made.
         assert!(live < q.capacity() + 20_000, "{live} queues alive for a table of {}", q.capacity());
+    }
+
+    #[test]
+    fn a_thread_that_holds_the_epoch_frees_dropped_queues_when_it_repins() {
+        // As a shard: pinned for good, repinning now and then.
+        std::thread::spawn(|| {
+            hold_epoch();
+            let q = IdleQueues::new(WAYS);
+            let before = LIVE_QUEUES.load(Ordering::Relaxed);
+            for i in 0..20_000u32 {
+                let name = format!("churn-{i}");
+                q.push(&name, 1);
+                assert!(q.remove_one(&name, 1));
+                if i % 1000 == 999 {
+                    repin_epoch();
+                }
+            }
+            repin_epoch();
+            let live = LIVE_QUEUES.load(Ordering::Relaxed).saturating_sub(before);
+            // Other tests make queues meanwhile; 20 000 were dropped here.
+            assert!(live < 10_000, "{live} dropped queues are still alive");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
