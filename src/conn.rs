@@ -31,6 +31,8 @@ pub struct Shard {
     pub config: Arc<Config>,
     /// Its quiet connections, closed when `timeouts.client_idle` is up.
     pub parking: Parking,
+    /// A drain has shut its listeners down: their accept loops may end.
+    pub listeners_shut: std::cell::Cell<bool>,
 }
 
 /// One client connection and its buffers, reused from request to request.

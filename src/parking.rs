@@ -21,10 +21,21 @@ pub struct Spot {
     parked: Cell<bool>,
     /// On the list (at most once).
     listed: Cell<bool>,
+    /// The sweep shut it down: what it reads now came too late to serve.
+    shut: Cell<bool>,
 }
 
 /// Marks a connection parked until dropped (its task woke, or ended).
 pub struct Parked(Rc<Spot>);
+
+impl Parked {
+    /// Whether the sweep shut the connection down (its time was up). A
+    /// request read after that came in the race with the close: it must not
+    /// run, as the answer could not reach the client.
+    pub fn was_shut(&self) -> bool {
+        self.0.shut.get()
+    }
+}
 
 impl Drop for Parked {
     fn drop(&mut self) {
@@ -44,7 +55,13 @@ impl Parking {
     /// guard lives.
     pub fn park(&self, spot: &mut Option<Rc<Spot>>, fd: RawFd, deadline: Instant) -> Parked {
         let spot = spot.get_or_insert_with(|| {
-            Rc::new(Spot { fd, deadline: Cell::new(deadline), parked: Cell::new(false), listed: Cell::new(false) })
+            Rc::new(Spot {
+                fd,
+                deadline: Cell::new(deadline),
+                parked: Cell::new(false),
+                listed: Cell::new(false),
+                shut: Cell::new(false),
+            })
         });
         debug_assert_eq!(spot.fd, fd, "a spot belongs to one connection");
         spot.deadline.set(deadline);
@@ -66,6 +83,7 @@ impl Parking {
                 // connection's task holds it (and clears `parked` first when
                 // it lets go).
                 unsafe { libc::shutdown(spot.fd, libc::SHUT_RDWR) };
+                spot.shut.set(true);
                 spot.parked.set(false);
                 shut += 1;
             }
@@ -115,7 +133,9 @@ mod tests {
         let parked_b = parking.park(&mut spot_b, b.as_raw_fd(), t0 + 3 * s);
         assert_eq!(parking.sweep(t0), 0);
         assert_eq!(parking.len(), 2);
+        assert!(!parked_a.was_shut());
         assert_eq!(parking.sweep(t0 + 2 * s), 1, "a's time is up");
+        assert!(parked_a.was_shut(), "what a reads now is not served");
         assert_eq!(a_peer.read(&mut [0; 1]).unwrap(), 0, "a's peer reads the end");
         assert_eq!(parking.len(), 1);
         drop(parked_a);

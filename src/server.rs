@@ -100,8 +100,9 @@ fn park(shard: Rc<Shard>, mut conn: Conn) {
     let parked = shard.parking.park(&mut conn.spot, conn.client.as_raw_fd(), Instant::now() + left);
     runtime::spawn(async move {
         let ready = runtime::readable(&conn.client).await;
+        let shut = parked.was_shut();
         drop(parked);
-        if ready.is_ok() {
+        if ready.is_ok() && !shut {
             spawn_serve(shard, conn);
         }
     });
@@ -559,7 +560,8 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
             crate::balancer::hold_epoch();
             let parking = Parking::default();
             let pool = Pool::default();
-            let shard = Rc::new(Shard { scheduler, pool, cores, config, parking });
+            let listeners_shut = std::cell::Cell::new(false);
+            let shard = Rc::new(Shard { scheduler, pool, cores, config, parking, listeners_shut });
             runtime::spawn(sweep_pool(Rc::clone(&shard)));
             runtime::spawn(close_idle(Rc::clone(&shard)));
             runtime::spawn(trim_memory());
@@ -593,7 +595,9 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: u
                 conn.admin = admin;
                 spawn_serve(Rc::clone(&shard), conn);
             }
-            Err(_) if shutdown::draining() => return,
+            // Only once the watcher has shut the listeners down: it holds
+            // their descriptor numbers, which closing would free for reuse.
+            Err(_) if shard.listeners_shut.get() => return,
             Err(e) => {
                 // Out of descriptors or memory: back off instead of spinning.
                 log::warn!("accept failed: {e}");
@@ -612,9 +616,10 @@ async fn watch_for_drain(shard: Rc<Shard>, listeners: [Option<RawFd>; 2]) {
     }
     for listener in listeners.into_iter().flatten() {
         // SAFETY: shutdown(2) on a listener, which its accept loop keeps
-        // open until it sees the drain, after this.
+        // open until `listeners_shut` says this is done.
         unsafe { libc::shutdown(listener, libc::SHUT_RDWR) };
     }
+    shard.listeners_shut.set(true);
     shard.parking.sweep(Instant::now() + Duration::from_secs(86_400 * 365));
 }
 

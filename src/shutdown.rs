@@ -92,7 +92,12 @@ pub fn handle_signals(grace: Duration) {
                     open_connections(),
                     grace.as_millis()
                 );
-                std::thread::spawn(move || exit_when_drained(grace));
+                let waiting =
+                    std::thread::Builder::new().name("hiku-drain".into()).spawn(move || exit_when_drained(grace));
+                if let Err(e) = waiting {
+                    log::warn!("cannot wait for the drain ({e}): exiting now");
+                    std::process::exit(1);
+                }
             }
         }
     });
