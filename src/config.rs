@@ -68,6 +68,8 @@ pub struct Timeouts {
     pub upstream_connect: Duration,
     /// From the request sent to the worker's response head: 504 past it.
     pub upstream_response: Duration,
+    /// A client that takes none of its answer for this long: closed.
+    pub client_send: Duration,
 }
 
 impl Default for Timeouts {
@@ -78,6 +80,7 @@ impl Default for Timeouts {
             client_body: Duration::from_secs(30),
             upstream_connect: Duration::from_secs(1),
             upstream_response: Duration::from_secs(300),
+            client_send: Duration::from_secs(60),
         }
     }
 }
@@ -142,8 +145,8 @@ const KEYS: [&str; 10] = [
 /// The keys of `limits`.
 const LIMIT_KEYS: [&str; 5] = ["max_header_bytes", "max_headers", "max_body_bytes", "max_connections", "max_functions"];
 /// The keys of `timeouts_ms`.
-const TIMEOUT_KEYS: [&str; 5] =
-    ["client_header", "client_idle", "client_body", "upstream_connect", "upstream_response"];
+const TIMEOUT_KEYS: [&str; 6] =
+    ["client_header", "client_idle", "client_body", "client_send", "upstream_connect", "upstream_response"];
 /// The longest timeout accepted: a day.
 const MAX_TIMEOUT_MS: u64 = 86_400_000;
 /// The most retries accepted.
@@ -219,6 +222,7 @@ fn parse_timeouts(raw: &RawConfig) -> Result<Timeouts, ConfigError> {
         client_body: ms("client_body", defaults.client_body)?,
         upstream_connect: ms("upstream_connect", defaults.upstream_connect)?,
         upstream_response: ms("upstream_response", defaults.upstream_response)?,
+        client_send: ms("client_send", defaults.client_send)?,
     })
 }
 
@@ -525,6 +529,7 @@ mod tests {
             [t.client_header, t.client_idle, t.client_body, t.upstream_connect, t.upstream_response].map(ms),
             [10_000, 60_000, 30_000, 1_000, 300_000]
         );
+        assert_eq!(ms(t.client_send), 60_000);
         assert_eq!(c.retries.connect, 2);
         assert_eq!(ms(c.shutdown_grace), 30_000);
         assert_eq!(ms(Config::parse(r#"{"shutdown_grace_ms": 0}"#).unwrap().shutdown_grace), 0);

@@ -113,7 +113,10 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, meta: Req
     shard.scheduler.release(&conn.function, lease, outcome);
     conn.ubuf.clear();
     match result {
-        Ok((_, keep_alive)) => flush(&mut conn.client, &mut conn.out).await.is_ok() && keep_alive,
+        Ok((_, keep_alive)) => {
+            let within = shard.config.timeouts.client_send;
+            flush(&mut conn.client, &mut conn.out, within).await.is_ok() && keep_alive
+        }
         Err(Failure::Answer { error, body_read }) => {
             let keep = body_read && meta.keep_alive;
             conn.send_error(&error, keep, Some(meta)).await && keep
@@ -273,6 +276,7 @@ async fn exchange(
 #[derive(Clone, Copy)]
 struct Bounds {
     read_within: Duration,
+    write_within: Duration,
     max_bytes: u64,
 }
 
@@ -304,10 +308,14 @@ async fn send_streaming(
     if meta.expect_continue {
         conn.send_continue().await.map_err(CopyError::Read)?;
     }
-    let bounds =
-        Bounds { read_within: shard.config.timeouts.client_body, max_bytes: shard.config.limits.max_body_bytes };
+    let timeouts = &shard.config.timeouts;
+    let bounds = Bounds {
+        read_within: timeouts.client_body,
+        write_within: timeouts.upstream_response,
+        max_bytes: shard.config.limits.max_body_bytes,
+    };
     copy_body(&mut conn.client, &mut conn.rbuf, up, meta.framing, false, &mut conn.out, bounds).await?;
-    flush(up, &mut conn.out).await
+    flush(up, &mut conn.out, timeouts.upstream_response).await
 }
 
 enum HeadError {
@@ -410,7 +418,9 @@ async fn relay_response(
     conn.ubuf.consume(head_len);
     let decode = framing == Framing::Chunked && meta.version == Version::Http10;
     let client_keep = meta.keep_alive && !(framing == Framing::Close || decode);
-    let bounds = Bounds { read_within: shard.config.timeouts.upstream_response, max_bytes: u64::MAX };
+    let timeouts = &shard.config.timeouts;
+    let bounds =
+        Bounds { read_within: timeouts.upstream_response, write_within: timeouts.client_send, max_bytes: u64::MAX };
     let copied = copy_body(&mut up, &mut conn.ubuf, &mut conn.client, framing, decode, &mut conn.out, bounds).await;
     if let Err(e) = copied {
         // The head is out: all that is left is to cut the answer short.
@@ -462,7 +472,7 @@ async fn copy_body(
         }
         if buf.is_empty() {
             // Nothing to pass on yet: let what is pending go before waiting.
-            flush(dst, pending).await?;
+            flush(dst, pending, bounds.write_within).await?;
             let read = runtime::timeout(within, buf.fill(src)).await.map_err(|_| CopyError::ReadTimeout(within))?;
             if read.map_err(CopyError::Read)? == 0 {
                 if framing == Framing::Close {
@@ -497,23 +507,35 @@ async fn copy_body(
         if decode {
             // The data went into `pending` as it was decoded.
             if pending.len() > COALESCE_LIMIT {
-                flush(dst, pending).await?;
+                flush(dst, pending, bounds.write_within).await?;
             }
         } else if pending.len() + used <= COALESCE_LIMIT {
             pending.extend_from_slice(&data[..used]);
         } else {
-            flush(dst, pending).await?;
-            buf.write_to(dst, used).await.map_err(CopyError::Write)?;
+            flush(dst, pending, bounds.write_within).await?;
+            match runtime::timeout(bounds.write_within, buf.write_to(dst, used)).await {
+                Ok(written) => written.map_err(CopyError::Write)?,
+                Err(_) => return Err(CopyError::Write(write_timed_out(bounds.write_within))),
+            }
             continue;
         }
         buf.consume(used);
     }
 }
 
-async fn flush(dst: &mut TcpStream, pending: &mut Vec<u8>) -> Result<(), CopyError> {
+/// Writes `pending` to `dst` (if anything is pending), giving up if the
+/// peer takes none of it `within` the time.
+async fn flush(dst: &mut TcpStream, pending: &mut Vec<u8>, within: Duration) -> Result<(), CopyError> {
     if !pending.is_empty() {
-        runtime::write_all(dst, pending).await.map_err(CopyError::Write)?;
+        match runtime::timeout(within, runtime::write_all(dst, pending)).await {
+            Ok(written) => written.map_err(CopyError::Write)?,
+            Err(_) => return Err(CopyError::Write(write_timed_out(within))),
+        }
         pending.clear();
     }
     Ok(())
+}
+
+fn write_timed_out(within: Duration) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("the peer took nothing for {} ms", within.as_millis()))
 }

@@ -1116,3 +1116,19 @@ fn a_client_gone_mid_answer_costs_its_connection_only() {
     assert!(hiku.is_running());
     assert_eq!(hiku.post("/run/f", b"still here").body, b"still here");
 }
+
+#[test]
+fn a_client_that_stops_reading_is_closed_and_frees_the_worker() {
+    use std::io::{Read, Write};
+    let w = Worker::start();
+    let hiku = start_with("least-connections", &[&w.url], serde_json::json!({"timeouts_ms": {"client_send": 300}}));
+    let mut c = std::net::TcpStream::connect(hiku.addr).unwrap();
+    c.write_all(b"GET /run/f?size=50000000 HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    // Read nothing: hiku's writes stall once the socket buffers are full.
+    wait_for("the lease released", || in_flight(&hiku) == [0]);
+    // What was buffered can still be read; then the connection is closed.
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    assert!(got.starts_with(b"HTTP/1.1 200") && got.len() < 50_000_000, "{} bytes", got.len());
+}
