@@ -1,6 +1,11 @@
 //! The load generator: closed-loop virtual users, each on its own
 //! keep-alive connection, playing their [`UserScript`] against the
 //! scheduler and recording every call.
+//!
+//! As the script's three `constant-vus` scenarios with `gracefulStop: 0s`:
+//! when a phase ends, every user's call in flight is cut (recorded as cut,
+//! neither completed nor failed) and its think time ended; the users of the
+//! next phase, the earlier ones among them, start afresh at once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -46,6 +51,9 @@ pub struct Call {
     pub cold: Option<bool>,
     pub worker: Option<String>,
     pub service_ms: Option<f64>,
+    /// In flight when its phase ended: cut, as k6 cuts it (`gracefulStop:
+    /// 0s`), and counted neither as completed nor as failed.
+    pub cut: bool,
 }
 
 impl Call {
@@ -63,7 +71,7 @@ pub struct Progress {
 }
 
 /// Runs every phase to the end and returns the calls, ordered by start.
-/// Calls in flight at the end are waited for; no new one starts.
+/// Calls in flight when a phase ends are cut.
 pub async fn run(plan: Arc<Plan>, progress: Arc<Progress>) -> Vec<Call> {
     let clock = Clock::new(plan.scale);
     let users = PHASE_VUS[PHASE_VUS.len() - 1];
@@ -77,39 +85,62 @@ pub async fn run(plan: Arc<Plan>, progress: Arc<Progress>) -> Vec<Call> {
 }
 
 async fn user(plan: Arc<Plan>, clock: Clock, vu: usize, progress: Arc<Progress>) -> Vec<Call> {
-    let end_ms = plan.phase_ms * PHASE_VUS.len() as f64;
     let timeout = plan.scale.real(TIMEOUT_PAPER_MS).max(MIN_TIMEOUT);
     let mut script = UserScript::new(plan.seed, vu);
     let mut conn: Option<Conn<TcpStream>> = None;
     let mut calls = Vec::new();
-    tokio::time::sleep_until(clock.instant_at(plan.phase_ms * joining_phase(vu) as f64).into()).await;
-    while clock.now_ms() < end_ms {
-        let (function, think_ms) = script.next(&plan.choices[vu]);
-        let start_ms = clock.now_ms();
-        let started = Instant::now();
-        let answer = tokio::time::timeout(timeout, call(&plan, &plan.functions[function], &mut conn)).await;
-        let latency_ms = plan.scale.paper_ms(started.elapsed());
-        let mut record =
-            Call { vu, function, start_ms, latency_ms, status: 0, cold: None, worker: None, service_ms: None };
-        match answer {
-            Ok(Ok(response)) => {
-                record.status = response.status;
-                record.cold = response.header("X-Cold-Start").and_then(|v| v.parse().ok());
-                record.worker = response.header("X-Worker").map(str::to_string);
-                record.service_ms = response.header("X-Service-Ms").and_then(|v| v.parse().ok());
-                if !response.keep_alive {
-                    conn = None;
-                }
-            }
-            // The connection is in an unknown state: start afresh.
-            Ok(Err(_)) | Err(_) => conn = None,
+    for phase in joining_phase(vu)..PHASE_VUS.len() {
+        let phase_end = clock.instant_at(plan.phase_ms * (phase + 1) as f64);
+        tokio::time::sleep_until(clock.instant_at(plan.phase_ms * phase as f64).into()).await;
+        while Instant::now() < phase_end {
+            let (function, think_ms) = script.next(&plan.choices[vu]);
+            let start_ms = clock.now_ms();
+            let started = Instant::now();
+            let answer = tokio::time::timeout(timeout, call(&plan, &plan.functions[function], &mut conn));
+            let Ok(answer) = tokio::time::timeout_at(phase_end.into(), answer).await else {
+                // The phase ended: the call is cut, its connection dropped.
+                let latency_ms = plan.scale.paper_ms(started.elapsed());
+                calls.push(Call { cut: true, ..Call::new(vu, function, start_ms, latency_ms) });
+                conn = None;
+                break;
+            };
+            let latency_ms = plan.scale.paper_ms(started.elapsed());
+            let record = record(Call::new(vu, function, start_ms, latency_ms), answer, &mut conn);
+            let counter = if record.completed() { &progress.completed } else { &progress.failed };
+            counter.fetch_add(1, Ordering::Relaxed);
+            calls.push(record);
+            let _ = tokio::time::timeout_at(phase_end.into(), tokio::time::sleep(plan.scale.real(think_ms))).await;
         }
-        let counter = if record.completed() { &progress.completed } else { &progress.failed };
-        counter.fetch_add(1, Ordering::Relaxed);
-        calls.push(record);
-        tokio::time::sleep(plan.scale.real(think_ms)).await;
     }
     calls
+}
+
+impl Call {
+    fn new(vu: usize, function: usize, start_ms: f64, latency_ms: f64) -> Call {
+        Call { vu, function, start_ms, latency_ms, status: 0, cold: None, worker: None, service_ms: None, cut: false }
+    }
+}
+
+/// A call's answer: the response, an I/O error, or no answer in time.
+type Answer = Result<std::io::Result<http::Response>, tokio::time::error::Elapsed>;
+
+/// `record` with what the answer said; drops the connection if it cannot
+/// carry another call.
+fn record(mut record: Call, answer: Answer, conn: &mut Option<Conn<TcpStream>>) -> Call {
+    match answer {
+        Ok(Ok(response)) => {
+            record.status = response.status;
+            record.cold = response.header("X-Cold-Start").and_then(|v| v.parse().ok());
+            record.worker = response.header("X-Worker").map(str::to_string);
+            record.service_ms = response.header("X-Service-Ms").and_then(|v| v.parse().ok());
+            if !response.keep_alive {
+                *conn = None;
+            }
+        }
+        // The connection is in an unknown state: start afresh.
+        Ok(Err(_)) | Err(_) => *conn = None,
+    }
+    record
 }
 
 /// One POST on the user's connection, opened first if there is none.

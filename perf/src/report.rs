@@ -26,6 +26,9 @@ pub struct Run {
     pub calls: u64,
     /// Calls that got no answer or another status.
     pub failed: u64,
+    /// Calls in flight when their phase ended, cut as k6 cuts them.
+    #[serde(default)]
+    pub cut: u64,
     /// Completed calls per paper-scale second over the whole run.
     pub throughput_rps: f64,
     pub latency_ms: Latency,
@@ -93,7 +96,8 @@ pub fn summarize(
         scheduler: scheduler.to_string(),
         balancer: balancer.to_string(),
         calls: completed.len() as u64,
-        failed: (calls.len() - completed.len()) as u64,
+        failed: calls.iter().filter(|c| !c.completed() && !c.cut).count() as u64,
+        cut: calls.iter().filter(|c| c.cut).count() as u64,
         throughput_rps: completed.len() as f64 / (phase_s * PHASE_VUS.len() as f64),
         latency_ms: Latency {
             mean: mean(&latencies),
@@ -112,11 +116,12 @@ pub fn summarize(
 /// The runs as a fixed-width table with a line saying what the units are.
 pub fn table(runs: &[Run]) -> String {
     let mut out = format!(
-        "{:<10} {:<17} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>7} {:>7}",
+        "{:<10} {:<17} {:>6} {:>6} {:>5} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>7} {:>7}",
         "scheduler",
         "balancer",
         "calls",
         "failed",
+        "cut",
         "rps",
         "mean",
         "p50",
@@ -135,11 +140,12 @@ pub fn table(runs: &[Run]) -> String {
     for r in runs {
         let l = &r.latency_ms;
         out += &format!(
-            "{:<10} {:<17} {:>6} {:>6} {:>6.1} {:>6.0} {:>6.0} {:>6.0} {:>6.0} {:>6.0} {:>6.1} {:>5.2} {:>7.3} {:>7.3}",
+            "{:<10} {:<17} {:>6} {:>6} {:>5} {:>6.1} {:>6.0} {:>6.0} {:>6.0} {:>6.0} {:>6.0} {:>6.1} {:>5.2} {:>7.3} {:>7.3}",
             r.scheduler,
             r.balancer,
             r.calls,
             r.failed,
+            r.cut,
             r.throughput_rps,
             l.mean,
             l.p50,
@@ -162,7 +168,7 @@ pub fn table(runs: &[Run]) -> String {
 /// The runs as CSV, one row each, phases as `rps_<vus>vus` columns.
 pub fn csv(runs: &[Run]) -> String {
     let mut out = String::from(
-        "scheduler,balancer,calls,failed,throughput_rps,latency_mean_ms,latency_p50_ms,latency_p90_ms,\
+        "scheduler,balancer,calls,failed,cut,throughput_rps,latency_mean_ms,latency_p50_ms,latency_p90_ms,\
          latency_p95_ms,latency_p99_ms,cold_start_rate,load_cv,added_latency_p50_ms,added_latency_p99_ms",
     );
     for vus in PHASE_VUS {
@@ -172,7 +178,7 @@ pub fn csv(runs: &[Run]) -> String {
     for r in runs {
         let l = &r.latency_ms;
         let fields = [r.throughput_rps, l.mean, l.p50, l.p90, l.p95, l.p99, r.cold_start_rate, r.load_cv];
-        out += &format!("{},{},{},{}", r.scheduler, r.balancer, r.calls, r.failed);
+        out += &format!("{},{},{},{},{}", r.scheduler, r.balancer, r.calls, r.failed, r.cut);
         for v in fields.iter().chain([r.added_latency_ms.p50, r.added_latency_ms.p99].iter()) {
             out += &format!(",{v:.4}");
         }
@@ -189,19 +195,20 @@ pub fn csv(runs: &[Run]) -> String {
 pub fn calls_csv(scheduler: &str, balancer: &str, calls: &[Call], header: bool) -> String {
     let mut out = String::new();
     if header {
-        out += "scheduler,balancer,vu,function,start_ms,latency_ms,status,cold,worker,service_ms\n";
+        out += "scheduler,balancer,vu,function,start_ms,latency_ms,status,cold,worker,service_ms,cut\n";
     }
     for c in calls {
         let cold = c.cold.map_or(String::new(), |v| v.to_string());
         let service = c.service_ms.map_or(String::new(), |v| format!("{v:.3}"));
         out += &format!(
-            "{scheduler},{balancer},{},{},{:.3},{:.3},{},{cold},{},{service}\n",
+            "{scheduler},{balancer},{},{},{:.3},{:.3},{},{cold},{},{service},{}\n",
             c.vu,
             c.function,
             c.start_ms,
             c.latency_ms,
             c.status,
-            c.worker.as_deref().unwrap_or("")
+            c.worker.as_deref().unwrap_or(""),
+            c.cut
         );
     }
     out

@@ -3,8 +3,17 @@
 use super::*;
 
 fn call(start_ms: f64, latency_ms: f64, answer: Option<(bool, &str, f64)>) -> Call {
-    let mut call =
-        Call { vu: 0, function: 0, start_ms, latency_ms, status: 502, cold: None, worker: None, service_ms: None };
+    let mut call = Call {
+        vu: 0,
+        function: 0,
+        start_ms,
+        latency_ms,
+        status: 502,
+        cold: None,
+        worker: None,
+        service_ms: None,
+        cut: false,
+    };
     if let Some((cold, worker, service_ms)) = answer {
         call.status = 200;
         call.cold = Some(cold);
@@ -21,6 +30,7 @@ fn run() -> Run {
         call(1200.0, 600.0, Some((false, "http://a", 500.0))),
         call(2500.0, 800.0, Some((true, "http://a", 500.0))),
         call(2600.0, 3.0, None),
+        Call { cut: true, status: 0, ..call(2990.0, 10.0, None) },
     ];
     let workers = ["http://a".to_string(), "http://b".to_string()];
     summarize("hiku", "random", &calls, &workers, 1000.0, TimeScale::new(0.5).unwrap())
@@ -33,7 +43,7 @@ fn close(a: f64, b: f64) -> bool {
 #[test]
 fn summary_of_known_calls() {
     let r = run();
-    assert_eq!((r.calls, r.failed), (4, 1));
+    assert_eq!((r.calls, r.failed, r.cut), (4, 1, 1));
     assert!(close(r.throughput_rps, 4.0 / 3.0));
     assert_eq!((r.latency_ms.mean, r.latency_ms.p50), (500.0, 500.0));
     assert!(close(r.latency_ms.p90, 740.0) && close(r.latency_ms.p95, 770.0) && close(r.latency_ms.p99, 794.0));
@@ -62,6 +72,7 @@ fn json_has_exactly_the_issue_schema() {
         "balancer",
         "calls",
         "cold_start_rate",
+        "cut",
         "failed",
         "latency_ms",
         "load_cv",
@@ -83,6 +94,6 @@ fn table_and_csv_have_a_row_per_run() {
     let csv = csv(&runs);
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 3);
-    assert!(lines.iter().all(|l| l.split(',').count() == 17));
-    assert!(lines[1].starts_with("hiku,random,4,1,1.3333,500.0000,500.0000,740.0000,"));
+    assert!(lines.iter().all(|l| l.split(',').count() == 18));
+    assert!(lines[1].starts_with("hiku,random,4,1,1,1.3333,500.0000,500.0000,740.0000,"));
 }

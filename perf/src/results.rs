@@ -90,6 +90,7 @@ mod tests {
             balancer: "pull-based".to_string(),
             calls,
             failed: 0,
+            cut: 0,
             throughput_rps: 54.7,
             latency_ms: Latency { mean: 481.0, p50: 400.0, p90: 800.0, p95: 900.0, p99: 1200.0 },
             cold_start_rate: 0.3,
