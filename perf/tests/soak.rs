@@ -5,30 +5,11 @@
 
 mod support;
 
-use std::process::Command;
-
 use hiku_perf::soak::Report;
 
 #[test]
 fn a_quick_soak_loses_nothing_and_leaks_nothing() {
-    let dir = std::env::temp_dir().join(format!("hiku-perf-soak-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let json = dir.join("soak.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_hiku-perf"))
-        .args(["soak", "--quick"])
-        .arg("--hiku")
-        .arg(support::hiku_binary())
-        .arg("--upstream")
-        .arg(env!("CARGO_BIN_EXE_hiku-upstream"))
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{}\n{stdout}\n{stderr}", output.status);
-    let report: Report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+    let (report, stdout, _): (Report, String, String) = support::run_perf(&["soak", "--quick"], "soak");
     assert_eq!(report.calls, 20_000);
     assert_eq!((report.lost, report.answered_total()), (0, 20_000), "{stdout}");
     assert!(report.answered.get(&200).copied().unwrap_or(0) > 10_000, "{stdout}");

@@ -55,25 +55,8 @@ fn a_bad_option_is_a_usage_error_naming_it() {
 /// Runs `hiku-perf throughput --rounds 1` with `args` (direct and hiku,
 /// the proxies with a row of their own); its report, stdout and stderr.
 fn run_throughput(args: &[&str], name: &str) -> (Report, String, String) {
-    let dir = std::env::temp_dir().join(format!("hiku-perf-{name}-{}", std::process::id()));
-    let json = dir.join("out.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_hiku-perf"))
-        .args(["throughput", "--rounds", "1"])
-        .args(args)
-        .arg("--hiku")
-        .arg(support::hiku_binary())
-        .arg("--upstream")
-        .arg(env!("CARGO_BIN_EXE_hiku-upstream"))
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "{}\n{stdout}\n{stderr}", output.status);
-    let report: Report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-    (report, stdout, stderr)
+    let args: Vec<&str> = ["throughput", "--rounds", "1"].into_iter().chain(args.iter().copied()).collect();
+    support::run_perf(&args, name)
 }
 
 #[test]
