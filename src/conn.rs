@@ -125,6 +125,21 @@ impl Conn {
         self.send(error.status(), "text/plain; charset=utf-8", body.as_bytes(), keep_alive, meta).await
     }
 
+    /// Answers `error` to a request whose body is of no use (nothing of it
+    /// went to a worker): at once, without waiting for a body not sent yet.
+    /// The connection stays open only if the whole body was already read
+    /// (it is skipped).
+    pub async fn answer_error(&mut self, error: &Error, meta: RequestMeta) -> bool {
+        let keep_alive = match meta.whole_body {
+            Some(n) => {
+                self.rbuf.consume(n);
+                meta.keep_alive
+            }
+            None => false,
+        };
+        self.send_error(error, keep_alive, Some(meta)).await && keep_alive
+    }
+
     /// Tells a client that waits for it (`Expect: 100-continue`) to send its body.
     pub async fn send_continue(&mut self) -> std::io::Result<()> {
         runtime::write_static(&mut self.client, b"HTTP/1.1 100 Continue\r\n\r\n").await

@@ -101,7 +101,7 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, meta: Req
             Ok(fresh) => (fresh, false),
             Err(error) => {
                 shard.scheduler.release(&conn.function, lease, Outcome::Failed);
-                return answer_before_sending(conn, error, meta).await;
+                return conn.answer_error(&error, meta).await;
             }
         },
     };
@@ -153,20 +153,6 @@ async fn connect(shard: &Shard, conn: &mut Conn, lease: &mut Lease, meta: Reques
         let failed = std::mem::replace(lease, next);
         shard.scheduler.release(&conn.function, failed, Outcome::Failed);
     }
-}
-
-/// Answers `error` for a request nothing of which was sent to a worker:
-/// the connection stays open if the body was read whole.
-async fn answer_before_sending(conn: &mut Conn, error: Error, meta: RequestMeta) -> bool {
-    let keep = match meta.whole_body {
-        Some(n) if conn.rbuf.data().len() >= n => {
-            conn.rbuf.consume(n);
-            meta.keep_alive
-        }
-        _ => false,
-    };
-    conn.ubuf.clear();
-    conn.send_error(&error, keep, Some(meta)).await && keep
 }
 
 /// Sends the request on `upstream` (and whether it is a reused connection),

@@ -352,7 +352,7 @@ enum Local {
 
 async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: RequestMeta) -> bool {
     let local = match local {
-        Local::Error(e) => return answer_error(conn, &e, meta).await,
+        Local::Error(e) => return conn.answer_error(&e, meta).await,
         local => local,
     };
     let body = match read_small_body(conn, meta, shard.config.timeouts).await {
@@ -379,20 +379,6 @@ async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: Request
         }
         Err(e) => conn.send_error(&e, meta.keep_alive, Some(meta)).await && meta.keep_alive,
     }
-}
-
-/// Answers `error` to a request whose body is of no use: at once, without
-/// waiting for a body not sent yet. The connection stays open only if the
-/// whole body was already read (it is skipped).
-async fn answer_error(conn: &mut Conn, error: &Error, meta: RequestMeta) -> bool {
-    let keep_alive = match meta.whole_body {
-        Some(n) => {
-            conn.rbuf.consume(n);
-            meta.keep_alive
-        }
-        None => false,
-    };
-    conn.send_error(error, keep_alive, Some(meta)).await && keep_alive
 }
 
 /// Reads more of a body into `conn.rbuf`: `Err(None)` if the client is

@@ -127,6 +127,8 @@ fn exit_when_drained(grace: Duration) {
             log::warn!("{open} connections still open after {} ms; exiting", grace.as_millis());
             std::process::exit(0);
         }
+        // A thread of its own (hiku-drain), not a shard's: sleeping here
+        // blocks no executor.
         std::thread::sleep(LOOK_EVERY.min(grace.saturating_sub(start.elapsed())));
     }
 }
