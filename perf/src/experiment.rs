@@ -33,7 +33,8 @@ pub struct Options {
     pub emulator: EmulatorArgs,
     /// Paper-scale seconds per phase.
     pub phase_seconds: f64,
-    pub seed: u64,
+    /// Every scheduler and balancer runs once with each seed.
+    pub seeds: Vec<u64>,
     pub probabilities: PathBuf,
     /// Show progress on stderr.
     pub progress: bool,
@@ -54,17 +55,21 @@ impl Options {
     }
 }
 
-/// Every contender with every balancer, one after the other.
+/// Every contender with every balancer, one after the other, seed by seed
+/// (so a slow spell of the machine falls on one seed of every balancer, not
+/// on every seed of one).
 pub async fn run(options: &Options) -> Result<Vec<Outcome>, String> {
     let probabilities = workload::load_probabilities(&options.probabilities)?;
     let users = workload::PHASE_VUS[workload::PHASE_VUS.len() - 1];
-    let choices = workload::user_choices(&probabilities, options.seed, users)
-        .ok_or_else(|| format!("{}: fewer than 40 functions with a weight", options.probabilities.display()))?;
     let workdir = WorkDir::new()?;
     let mut outcomes = Vec::new();
-    for contender in &options.contenders {
-        for balancer in &options.balancers {
-            outcomes.push(run_one(options, contender, balancer, &choices, &workdir.0).await?);
+    for &seed in &options.seeds {
+        let choices = workload::user_choices(&probabilities, seed, users)
+            .ok_or_else(|| format!("{}: fewer than 40 functions with a weight", options.probabilities.display()))?;
+        for contender in &options.contenders {
+            for balancer in &options.balancers {
+                outcomes.push(run_one(options, contender, balancer, seed, &choices, &workdir.0).await?);
+            }
         }
     }
     Ok(outcomes)
@@ -74,12 +79,14 @@ async fn run_one(
     options: &Options,
     contender: &Contender,
     balancer: &str,
+    seed: u64,
     choices: &[WeightedChoice],
     workdir: &Path,
 ) -> Result<Outcome, String> {
     let scale = options.scale()?;
     let address = format!("127.0.0.1:{}", cluster::free_port()?);
-    let emulator = cluster::start_emulator(&options.emulator, &format!("http://{address}")).await?;
+    let emulator_args = EmulatorArgs { seed, ..options.emulator.clone() };
+    let emulator = cluster::start_emulator(&emulator_args, &format!("http://{address}")).await?;
     let name = format!("{}-{balancer}", contender.label);
     let config = workdir.join(format!("{name}.json"));
     let (host, port) = address.split_once(':').expect("host:port");
@@ -96,11 +103,14 @@ async fn run_one(
         choices: choices.to_vec(),
         phase_ms: options.phase_seconds * 1000.0,
         scale,
-        seed: options.seed,
+        seed,
     });
     let progress = Arc::new(Progress::default());
-    let label = format!("{} {balancer}", contender.label);
-    let show = options.progress.then(|| tokio::spawn(show_progress(label, plan.clone(), progress.clone())));
+    let label = match options.seeds.len() {
+        1 => format!("{} {balancer}", contender.label),
+        _ => format!("{} {balancer} seed {seed}", contender.label),
+    };
+    let show = options.progress.then(|| tokio::spawn(show_progress(label.clone(), plan.clone(), progress.clone())));
     let calls = loadgen::run(plan, progress).await;
     if let Some(show) = show {
         show.abort();
@@ -109,11 +119,11 @@ async fn run_one(
     for url in &emulator.urls {
         worker_stats.push(cluster::worker_stats(url).await?);
     }
-    let run =
-        report::summarize(&contender.label, balancer, &calls, &emulator.urls, options.phase_seconds * 1000.0, scale);
+    let phase_ms = options.phase_seconds * 1000.0;
+    let run = report::summarize(&contender.label, balancer, seed, &calls, &emulator.urls, phase_ms, scale);
     if options.progress {
         let clear = if std::io::stderr().is_terminal() { "\r\x1b[2K" } else { "" };
-        eprintln!("{clear}[{} {balancer}] done: {} calls, {} failed", contender.label, run.calls, run.failed);
+        eprintln!("{clear}[{label}] done: {} calls, {} failed", run.calls, run.failed);
     }
     if run.calls == 0 {
         return Err(format!(

@@ -10,7 +10,10 @@ use crate::svg::{grouped_bars, latency_cdf};
 /// `dir` (created if needed) and returns their paths.
 pub fn write(dir: &Path, outcomes: &[Outcome]) -> Result<Vec<String>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let name = |o: &Outcome| format!("{} {}", o.run.scheduler, o.run.balancer);
+    // One curve per scheduler and balancer: the first seed's runs.
+    let first = outcomes.first().map(|o| o.run.seed);
+    let outcomes: Vec<&Outcome> = outcomes.iter().filter(|o| Some(o.run.seed) == first).collect();
+    let name = |o: &&Outcome| format!("{} {}", o.run.scheduler, o.run.balancer);
 
     let cdfs: Vec<(String, Vec<f64>)> = outcomes.iter().map(|o| (name(o), report::latencies(&o.calls))).collect();
     let cdf = latency_cdf("Latency CDF per balancer", &cdfs);
@@ -24,7 +27,7 @@ pub fn write(dir: &Path, outcomes: &[Outcome]) -> Result<Vec<String>, String> {
     // Balancers along the x axis, one bar per scheduler.
     let mut balancers: Vec<String> = Vec::new();
     let mut schedulers: Vec<String> = Vec::new();
-    for o in outcomes {
+    for o in &outcomes {
         if !balancers.contains(&o.run.balancer) {
             balancers.push(o.run.balancer.clone());
         }

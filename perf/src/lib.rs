@@ -59,6 +59,7 @@ pub mod idle;
 pub mod loadgen;
 pub mod metrics;
 pub mod model;
+pub mod paper;
 pub mod procstat;
 pub mod report;
 pub mod results;

@@ -181,9 +181,12 @@ struct ExperimentArgs {
     /// Length of each of the three phases, paper-scale seconds [default: 100, or 60 with --quick]
     #[arg(long)]
     phase_seconds: Option<f64>,
-    /// Seed of the workload and the service-time noise
+    /// The first seed of the workload and the service-time noise
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Seeds to run every balancer with: --seed, --seed + 1, ... [default: 3, or 1 with --quick]
+    #[arg(long)]
+    seeds: Option<u64>,
     /// Usable memory per worker (512 MB per sandbox)
     #[arg(long, default_value_t = 6144)]
     memory_mb: u64,
@@ -262,6 +265,10 @@ fn options(args: &ExperimentArgs) -> Result<Options, String> {
     if args.workers == 0 {
         return Err("--workers must be at least 1".to_string());
     }
+    let seeds = args.seeds.unwrap_or(if args.quick { 1 } else { 3 });
+    if seeds == 0 {
+        return Err("--seeds must be at least 1".to_string());
+    }
     let emulator = EmulatorArgs {
         binary: args.emulator.clone().unwrap_or_else(|| sibling("hiku-emulator")),
         workers: args.workers,
@@ -276,7 +283,7 @@ fn options(args: &ExperimentArgs) -> Result<Options, String> {
         balancers,
         emulator,
         phase_seconds,
-        seed: args.seed,
+        seeds: (0..seeds).map(|i| args.seed.wrapping_add(i)).collect(),
         probabilities: args.functions.clone(),
         progress,
     })
@@ -291,7 +298,7 @@ fn write_outputs(args: &ExperimentArgs, outcomes: &[experiment::Outcome]) -> Res
         Ok::<(), String>(())
     };
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&Report { runs: runs.clone() }).expect("plain structs");
+        let json = serde_json::to_string_pretty(&Report::new(runs.clone())).expect("plain structs");
         write(path, json + "\n")?;
     }
     if let Some(path) = &args.csv {

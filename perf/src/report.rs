@@ -12,7 +12,18 @@ use crate::workload::PHASE_VUS;
 /// Everything written to `--json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// Every run, seed by seed.
     pub runs: Vec<Run>,
+    /// Each scheduler and balancer over its seeds.
+    #[serde(default)]
+    pub summary: Vec<Summary>,
+}
+
+impl Report {
+    pub fn new(runs: Vec<Run>) -> Report {
+        let summary = summaries(&runs);
+        Report { runs, summary }
+    }
 }
 
 /// One scheduler with one balancer. Latencies are paper-scale ms; the added
@@ -22,6 +33,9 @@ pub struct Report {
 pub struct Run {
     pub scheduler: String,
     pub balancer: String,
+    /// The seed of the workload and the workers' noise.
+    #[serde(default)]
+    pub seed: u64,
     /// Calls completed (a 200 from a worker).
     pub calls: u64,
     /// Calls that got no answer or another status.
@@ -72,6 +86,7 @@ pub fn latencies(calls: &[Call]) -> Vec<f64> {
 pub fn summarize(
     scheduler: &str,
     balancer: &str,
+    seed: u64,
     calls: &[Call],
     workers: &[String],
     phase_ms: f64,
@@ -95,6 +110,7 @@ pub fn summarize(
     Run {
         scheduler: scheduler.to_string(),
         balancer: balancer.to_string(),
+        seed,
         calls: completed.len() as u64,
         failed: calls.iter().filter(|c| !c.completed() && !c.cut).count() as u64,
         cut: calls.iter().filter(|c| c.cut).count() as u64,
@@ -113,77 +129,151 @@ pub fn summarize(
     }
 }
 
-/// The runs as a fixed-width table with a line saying what the units are.
-pub fn table(runs: &[Run]) -> String {
-    let mut out = format!(
-        "{:<10} {:<17} {:>6} {:>6} {:>5} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>7} {:>7}",
-        "scheduler",
-        "balancer",
-        "calls",
-        "failed",
-        "cut",
-        "rps",
-        "mean",
-        "p50",
-        "p90",
-        "p95",
-        "p99",
-        "cold%",
-        "cv",
-        "+p50",
-        "+p99"
-    );
-    for vus in PHASE_VUS {
-        out += &format!(" {:>7}", format!("rps@{vus}"));
-    }
-    out.push('\n');
+/// The figures of a run, in the order of the table and the CSV: a header,
+/// the CSV column, the digits shown, and how to read it from a run.
+struct Figure {
+    header: &'static str,
+    column: &'static str,
+    digits: usize,
+    get: fn(&Run) -> f64,
+}
+
+const FIGURES: [Figure; 16] = [
+    Figure { header: "calls", column: "calls", digits: 0, get: |r| r.calls as f64 },
+    Figure { header: "failed", column: "failed", digits: 0, get: |r| r.failed as f64 },
+    Figure { header: "cut", column: "cut", digits: 0, get: |r| r.cut as f64 },
+    Figure { header: "rps", column: "throughput_rps", digits: 1, get: |r| r.throughput_rps },
+    Figure { header: "mean", column: "latency_mean_ms", digits: 0, get: |r| r.latency_ms.mean },
+    Figure { header: "p50", column: "latency_p50_ms", digits: 0, get: |r| r.latency_ms.p50 },
+    Figure { header: "p90", column: "latency_p90_ms", digits: 0, get: |r| r.latency_ms.p90 },
+    Figure { header: "p95", column: "latency_p95_ms", digits: 0, get: |r| r.latency_ms.p95 },
+    Figure { header: "p99", column: "latency_p99_ms", digits: 0, get: |r| r.latency_ms.p99 },
+    Figure { header: "cold%", column: "cold_start_percent", digits: 1, get: |r| r.cold_start_rate * 100.0 },
+    Figure { header: "cv", column: "load_cv", digits: 2, get: |r| r.load_cv },
+    Figure { header: "+p50", column: "added_latency_p50_ms", digits: 3, get: |r| r.added_latency_ms.p50 },
+    Figure { header: "+p99", column: "added_latency_p99_ms", digits: 3, get: |r| r.added_latency_ms.p99 },
+    Figure { header: "rps@20", column: "rps_20vus", digits: 1, get: |r| phase_rps(r, 0) },
+    Figure { header: "rps@50", column: "rps_50vus", digits: 1, get: |r| phase_rps(r, 1) },
+    Figure { header: "rps@100", column: "rps_100vus", digits: 1, get: |r| phase_rps(r, 2) },
+];
+
+/// The first figures are counts (calls, failed, cut).
+const COUNTS: usize = 3;
+
+fn phase_rps(run: &Run, phase: usize) -> f64 {
+    run.phases.get(phase).map_or(f64::NAN, |p| p.throughput_rps)
+}
+
+/// A figure over the seeds of one scheduler and balancer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// One scheduler with one balancer over every seed it ran with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub scheduler: String,
+    pub balancer: String,
+    pub seeds: Vec<u64>,
+    /// Every figure by its CSV column name.
+    pub figures: std::collections::BTreeMap<String, Spread>,
+}
+
+/// The runs grouped by scheduler and balancer (in the order they first
+/// ran), each figure's mean, minimum and maximum over the seeds.
+pub fn summaries(runs: &[Run]) -> Vec<Summary> {
+    let mut groups: Vec<(&str, &str, Vec<&Run>)> = Vec::new();
     for r in runs {
-        let l = &r.latency_ms;
-        out += &format!(
-            "{:<10} {:<17} {:>6} {:>6} {:>5} {:>6.1} {:>6.0} {:>6.0} {:>6.0} {:>6.0} {:>6.0} {:>6.1} {:>5.2} {:>7.3} {:>7.3}",
-            r.scheduler,
-            r.balancer,
-            r.calls,
-            r.failed,
-            r.cut,
-            r.throughput_rps,
-            l.mean,
-            l.p50,
-            l.p90,
-            l.p95,
-            l.p99,
-            r.cold_start_rate * 100.0,
-            r.load_cv,
-            r.added_latency_ms.p50,
-            r.added_latency_ms.p99
-        );
-        for p in &r.phases {
-            out += &format!(" {:>7.1}", p.throughput_rps);
+        match groups.iter_mut().find(|(s, b, _)| *s == r.scheduler && *b == r.balancer) {
+            Some((_, _, group)) => group.push(r),
+            None => groups.push((&r.scheduler, &r.balancer, vec![r])),
         }
-        out.push('\n');
     }
-    out + "rps, latencies (ms): paper scale; cv: load imbalance; +p50/+p99: latency the scheduler adds (real ms)\n"
+    let spread = |group: &[&Run], get: fn(&Run) -> f64| {
+        let values: Vec<f64> = group.iter().map(|r| get(r)).collect();
+        let fold = |f: fn(f64, f64) -> f64| values.iter().copied().reduce(f).unwrap_or(f64::NAN);
+        Spread { mean: mean(&values), min: fold(f64::min), max: fold(f64::max) }
+    };
+    let summary = |(scheduler, balancer, group): (&str, &str, Vec<&Run>)| Summary {
+        scheduler: scheduler.to_string(),
+        balancer: balancer.to_string(),
+        seeds: group.iter().map(|r| r.seed).collect(),
+        figures: FIGURES.iter().map(|f| (f.column.to_string(), spread(&group, f.get))).collect(),
+    };
+    groups.into_iter().map(summary).collect()
+}
+
+/// Rows of cells under `headers`, every column as wide as its widest cell;
+/// the first two columns left-aligned, the others right-aligned.
+fn grid(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|i| rows.iter().map(|row| row[i].chars().count()).chain([headers[i].len()]).max().unwrap_or(0))
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let cells = cells.iter().zip(&widths).enumerate().map(|(i, (cell, &w))| match i < 2 {
+            true => format!("{cell:<w$}"),
+            false => format!("{cell:>w$}"),
+        });
+        cells.collect::<Vec<_>>().join(" ").trim_end().to_string() + "\n"
+    };
+    let mut out = line(headers.to_vec());
+    for row in rows {
+        out += &line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+const UNITS: &str =
+    "rps, latencies (ms): paper scale; cv: load imbalance; +p50/+p99: latency the scheduler adds (real ms)\n";
+
+/// The runs as a table: one row per run if every scheduler and balancer ran
+/// with one seed, else one row per scheduler and balancer with each
+/// figure's mean over the seeds and, below it, the minimum and maximum.
+/// The paper's published figures follow, for comparison.
+pub fn table(runs: &[Run]) -> String {
+    let summaries = summaries(runs);
+    let mut headers = vec!["scheduler", "balancer"];
+    headers.extend(FIGURES.iter().map(|f| f.header));
+    let mut rows = Vec::new();
+    let several = summaries.iter().any(|s| s.seeds.len() > 1);
+    for s in &summaries {
+        let cells = |pick: fn(&Spread) -> f64| FIGURES.iter().map(move |f| format!("{:.*}", f.digits, pick(&s.figures[f.column])));
+        let mut row = vec![s.scheduler.clone(), s.balancer.clone()];
+        row.extend(cells(|v| v.mean));
+        rows.push(row);
+        if several {
+            let mut range = vec![String::new(), format!("  {} seeds: min", s.seeds.len())];
+            range.extend(cells(|v| v.min));
+            let mut top = vec![String::new(), "           max".to_string()];
+            top.extend(cells(|v| v.max));
+            rows.extend([range, top]);
+        }
+    }
+    rows.extend(crate::paper::rows(&headers));
+    let seeds = match several {
+        true => "mean over the seeds, then the least and the most any seed gave; ",
+        false => "",
+    };
+    grid(&headers, &rows) + seeds + UNITS + crate::paper::SOURCE
 }
 
 /// The runs as CSV, one row each, phases as `rps_<vus>vus` columns.
 pub fn csv(runs: &[Run]) -> String {
-    let mut out = String::from(
-        "scheduler,balancer,calls,failed,cut,throughput_rps,latency_mean_ms,latency_p50_ms,latency_p90_ms,\
-         latency_p95_ms,latency_p99_ms,cold_start_rate,load_cv,added_latency_p50_ms,added_latency_p99_ms",
-    );
-    for vus in PHASE_VUS {
-        out += &format!(",rps_{vus}vus");
+    let mut out = String::from("scheduler,balancer,seed");
+    for f in &FIGURES {
+        out += &format!(",{}", f.column);
     }
     out.push('\n');
     for r in runs {
-        let l = &r.latency_ms;
-        let fields = [r.throughput_rps, l.mean, l.p50, l.p90, l.p95, l.p99, r.cold_start_rate, r.load_cv];
-        out += &format!("{},{},{},{},{}", r.scheduler, r.balancer, r.calls, r.failed, r.cut);
-        for v in fields.iter().chain([r.added_latency_ms.p50, r.added_latency_ms.p99].iter()) {
-            out += &format!(",{v:.4}");
-        }
-        for p in &r.phases {
-            out += &format!(",{:.4}", p.throughput_rps);
+        out += &format!("{},{},{}", r.scheduler, r.balancer, r.seed);
+        for (i, f) in FIGURES.iter().enumerate() {
+            match i < COUNTS {
+                true => out += &format!(",{}", (f.get)(r)),
+                false => out += &format!(",{:.4}", (f.get)(r)),
+            }
         }
         out.push('\n');
     }

@@ -33,7 +33,7 @@ fn run() -> Run {
         Call { cut: true, status: 0, ..call(2990.0, 10.0, None) },
     ];
     let workers = ["http://a".to_string(), "http://b".to_string()];
-    summarize("hiku", "random", &calls, &workers, 1000.0, TimeScale::new(0.5).unwrap())
+    summarize("hiku", "random", 7, &calls, &workers, 1000.0, TimeScale::new(0.5).unwrap())
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -59,13 +59,13 @@ fn summary_of_known_calls() {
 
 #[test]
 fn json_has_exactly_the_issue_schema() {
-    let json = serde_json::to_value(Report { runs: vec![run()] }).unwrap();
+    let json = serde_json::to_value(Report::new(vec![run()])).unwrap();
     let keys = |v: &serde_json::Value| {
         let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
         keys.sort();
         keys
     };
-    assert_eq!(keys(&json), ["runs"]);
+    assert_eq!(keys(&json), ["runs", "summary"]);
     let r = &json["runs"][0];
     let expected = [
         "added_latency_ms",
@@ -78,6 +78,7 @@ fn json_has_exactly_the_issue_schema() {
         "load_cv",
         "phases",
         "scheduler",
+        "seed",
         "throughput_rps",
     ];
     assert_eq!(keys(r), expected);
@@ -87,13 +88,50 @@ fn json_has_exactly_the_issue_schema() {
 }
 
 #[test]
-fn table_and_csv_have_a_row_per_run() {
-    let runs = [run(), run()];
+fn table_and_csv_have_a_row_per_run_and_the_paper_beside() {
+    let runs = [run(), Run { balancer: "pull-based".to_string(), ..run() }];
     let table = table(&runs);
-    assert_eq!(table.lines().filter(|l| l.starts_with("hiku       random")).count(), 2);
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0][..5], ["scheduler", "balancer", "calls", "failed", "cut"], "{table}");
+    assert_eq!(rows[1][..5], ["hiku", "random", "4", "1", "1"], "{table}");
+    assert_eq!(rows[2][..3], ["hiku", "pull-based", "4"], "{table}");
+    assert_eq!(rows[3][..4], ["paper", "pull-based", "16414", "481"], "{table}");
+    assert_eq!(rows[4][..4], ["paper", "others", "12361-15151", "565-660"], "{table}");
+    assert!(!table.contains("min"), "one seed: no ranges\n{table}");
     let csv = csv(&runs);
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 3);
-    assert!(lines.iter().all(|l| l.split(',').count() == 18));
-    assert!(lines[1].starts_with("hiku,random,4,1,1,1.3333,500.0000,500.0000,740.0000,"));
+    assert!(lines.iter().all(|l| l.split(',').count() == 19));
+    assert!(lines[0].starts_with("scheduler,balancer,seed,calls,failed,cut,throughput_rps,"));
+    assert!(lines[1].starts_with("hiku,random,7,4,1,1,1.3333,500.0000,500.0000,740.0000,"), "{csv}");
+}
+
+#[test]
+fn every_published_figure_has_a_column() {
+    let headers: Vec<&str> = FIGURES.iter().map(|f| f.header).collect();
+    for row in crate::paper::rows(&[&["scheduler", "balancer"], &headers[..]].concat()) {
+        let published = row[2..].iter().filter(|cell| !cell.is_empty()).count();
+        assert_eq!(published, 6, "{row:?}");
+    }
+}
+
+#[test]
+fn several_seeds_give_a_mean_and_a_range_per_figure() {
+    let seed = |seed: u64, calls: u64, cold: f64| Run { seed, calls, cold_start_rate: cold, ..run() };
+    let runs = [seed(1, 100, 0.2), seed(2, 130, 0.5), seed(3, 160, 0.2)];
+    let summaries = summaries(&runs);
+    assert_eq!(summaries.len(), 1);
+    let s = &summaries[0];
+    assert_eq!((s.scheduler.as_str(), s.balancer.as_str(), s.seeds.clone()), ("hiku", "random", vec![1, 2, 3]));
+    assert_eq!(s.figures["calls"], Spread { mean: 130.0, min: 100.0, max: 160.0 });
+    let cold = s.figures["cold_start_percent"];
+    assert!(close(cold.mean, 30.0) && close(cold.min, 20.0) && close(cold.max, 50.0), "{cold:?}");
+    let table = table(&runs);
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(rows[1].starts_with("hiku      random") && rows[1].contains(" 130 "), "{table}");
+    assert!(rows[2].contains("3 seeds: min") && rows[2].contains(" 100 "), "{table}");
+    assert!(rows[3].contains("max") && rows[3].contains(" 160 "), "{table}");
+    let json: Report = serde_json::from_str(&serde_json::to_string(&Report::new(runs.to_vec())).unwrap()).unwrap();
+    assert_eq!(json.runs.len(), 3, "every run is kept");
+    assert_eq!(json.summary, summaries);
 }

@@ -88,6 +88,7 @@ mod tests {
         Run {
             scheduler: scheduler.to_string(),
             balancer: "pull-based".to_string(),
+            seed: 1,
             calls,
             failed: 0,
             cut: 0,
@@ -111,9 +112,9 @@ mod tests {
         let experiments = vec![
             Experiment {
                 label: "6 GB".to_string(),
-                report: Report { runs: vec![run("hiku", 16414), run("go", 12361)] },
+                report: Report::new(vec![run("hiku", 16414), run("go", 12361)]),
             },
-            Experiment { label: "16 GB".to_string(), report: Report { runs: vec![run("hiku", 17000)] } },
+            Experiment { label: "16 GB".to_string(), report: Report::new(vec![run("hiku", 17000)]) },
         ];
         let row = |contender: &str, rps: f64| summary::Row {
             contender: contender.to_string(),

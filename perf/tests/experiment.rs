@@ -28,7 +28,7 @@ fn a_tiny_experiment_is_complete_and_consistent() {
             seed: 7,
         },
         phase_seconds: 100.0,
-        seed: 7,
+        seeds: vec![7, 8],
         probabilities: PathBuf::from(hiku_perf::DEFAULT_PROBABILITIES),
         progress: false,
     };
@@ -38,7 +38,17 @@ fn a_tiny_experiment_is_complete_and_consistent() {
         .expect("the experiment ran over its deadline")
         .expect("the experiment failed");
 
-    assert_eq!(outcomes.len(), 2);
+    assert_eq!(outcomes.len(), 4);
+    let runs: Vec<(u64, &str)> = outcomes.iter().map(|o| (o.run.seed, o.run.balancer.as_str())).collect();
+    assert_eq!(runs, [(7, "pull-based"), (7, "least-connections"), (8, "pull-based"), (8, "least-connections")]);
+    // A seed is the workload: both balancers of a seed got the same calls,
+    // the other seed other ones.
+    let firsts = |o: &experiment::Outcome| {
+        let first_of = |vu| o.calls.iter().filter(|c| c.vu == vu).min_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+        (0..20).map(|vu| first_of(vu).map(|c| c.function)).collect::<Vec<_>>()
+    };
+    assert_eq!(firsts(&outcomes[0]), firsts(&outcomes[1]));
+    assert_ne!(firsts(&outcomes[0]), firsts(&outcomes[2]));
     for o in &outcomes {
         let r = &o.run;
         let who = format!("{} {}", r.scheduler, r.balancer);
