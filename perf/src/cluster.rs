@@ -24,7 +24,8 @@ pub struct EmulatorArgs {
     pub binary: PathBuf,
     pub workers: usize,
     pub memory_mb: u64,
-    pub keep_alive_s: f64,
+    pub paused_mb: u64,
+    pub code_refresh_s: f64,
     pub time_scale: f64,
     pub seed: u64,
 }
@@ -78,7 +79,8 @@ fn error(what: &str, e: impl std::fmt::Display) -> String {
 pub async fn start_emulator(args: &EmulatorArgs, scheduler_url: &str) -> Result<Emulator, String> {
     let mut child = command(&args.binary)
         .args(["--workers", &args.workers.to_string(), "--memory-mb", &args.memory_mb.to_string()])
-        .args(["--keep-alive-s", &args.keep_alive_s.to_string(), "--time-scale", &args.time_scale.to_string()])
+        .args(["--paused-mb", &args.paused_mb.to_string(), "--code-refresh-s", &args.code_refresh_s.to_string()])
+        .args(["--time-scale", &args.time_scale.to_string()])
         .args(["--seed", &args.seed.to_string(), "--scheduler", scheduler_url])
         .stdout(Stdio::piped())
         .spawn()

@@ -20,6 +20,15 @@ use crate::model::{self, CallId, Event, Limits, Work};
 use crate::rng::{derive_seed, lognormal_noise};
 use crate::scale::{Clock, TimeScale};
 
+/// The paper's workers: m5.xlarge VMs (16 GiB) with OpenLambda's default
+/// memory pool, the machine's memory less 500 MB.
+pub const DEFAULT_MEMORY_MB: u64 = 16 * 1024 - 500;
+
+/// What a paused sandbox of a FunctionBench function keeps (an assumption:
+/// OpenLambda shrinks it to its real usage, a Python runtime with the
+/// benchmark's imports; perf/README.md shows what this changes).
+pub const DEFAULT_PAUSED_MB: u64 = 64;
+
 /// Give up on a `destroySandbox` notification after this long.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -27,9 +36,13 @@ const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct Config {
     pub cores: u32,
+    /// The memory pool (OpenLambda's `mem_pool_mb`).
     pub memory_mb: u64,
-    /// Paper-scale seconds an idle sandbox lives.
-    pub keep_alive_s: f64,
+    /// What a paused sandbox keeps of its 512 MB.
+    pub paused_mb: u64,
+    /// Paper-scale seconds after which a call pulls its function's code
+    /// again, killing its instances (`registry_cache_ms`); 0: never.
+    pub code_refresh_s: f64,
     /// Spread of the log-normal service-time noise.
     pub sigma: f64,
     /// Times for benchmarks not in Table I.
@@ -43,8 +56,13 @@ pub struct Config {
 
 impl Config {
     fn limits(&self) -> io::Result<Limits> {
-        Limits::new(self.cores, self.memory_mb, self.keep_alive_s * 1000.0).ok_or_else(|| {
-            let why = format!("need at least 1 core and {} MB of memory, and a keep-alive >= 0", model::SANDBOX_MB);
+        let refresh = (self.code_refresh_s != 0.0).then_some(self.code_refresh_s * 1000.0);
+        Limits::new(self.cores, self.memory_mb, self.paused_mb, refresh).ok_or_else(|| {
+            let why = format!(
+                "need at least 1 core, {sandbox} MB of memory, at most {sandbox} MB per paused sandbox, \
+                 and a code refresh of 0 (never) or more seconds",
+                sandbox = model::SANDBOX_MB
+            );
             io::Error::new(io::ErrorKind::InvalidInput, why)
         })
     }

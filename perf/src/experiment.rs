@@ -16,14 +16,21 @@ use crate::rng::WeightedChoice;
 use crate::scale::TimeScale;
 use crate::workload::{self, PHASE_VUS};
 
-/// The balancers every scheduler is run with, in the paper's order.
-pub const BALANCERS: [&str; 4] = ["pull-based", "hashing-bounded", "least-connections", "random"];
+/// The balancers every scheduler is run with: the paper's four in its
+/// order, then hiku's own.
+pub const BALANCERS: [&str; 6] =
+    ["pull-based", "hashing-bounded", "least-connections", "random", "pull-hashing", "predictive"];
+
+/// The Go original's balancers: a baseline is run with these only.
+pub const PAPER_BALANCERS: [&str; 4] = ["pull-based", "hashing-bounded", "least-connections", "random"];
 
 /// A scheduler binary and the label of its rows.
 #[derive(Debug, Clone)]
 pub struct Contender {
     pub label: String,
     pub binary: PathBuf,
+    /// Runs only the Go original's balancers (a baseline).
+    pub paper_balancers_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -67,7 +74,8 @@ pub async fn run(options: &Options) -> Result<Vec<Outcome>, String> {
         let choices = workload::user_choices(&probabilities, seed, users)
             .ok_or_else(|| format!("{}: fewer than 40 functions with a weight", options.probabilities.display()))?;
         for contender in &options.contenders {
-            for balancer in &options.balancers {
+            let skip = |b: &String| contender.paper_balancers_only && !PAPER_BALANCERS.contains(&b.as_str());
+            for balancer in options.balancers.iter().filter(|b| !skip(b)) {
                 outcomes.push(run_one(options, contender, balancer, seed, &choices, &workdir.0).await?);
             }
         }

@@ -169,7 +169,7 @@ struct ExperimentArgs {
     /// A short run of every balancer: time scale 0.1, 60 s phases (at paper scale)
     #[arg(long)]
     quick: bool,
-    /// Balancers to run, comma-separated [default: all four]
+    /// Balancers to run, comma-separated [default: all six; a baseline runs the Go original's four]
     #[arg(long, value_delimiter = ',')]
     balancers: Vec<String>,
     /// Emulated workers
@@ -187,12 +187,15 @@ struct ExperimentArgs {
     /// Seeds to run every balancer with: --seed, --seed + 1, ... [default: 3, or 1 with --quick]
     #[arg(long)]
     seeds: Option<u64>,
-    /// Usable memory per worker (512 MB per sandbox)
-    #[arg(long, default_value_t = 6144)]
+    /// Memory pool per worker (OpenLambda's mem_pool_mb; a running sandbox holds 512 MB)
+    #[arg(long, default_value_t = hiku_perf::emulator::DEFAULT_MEMORY_MB)]
     memory_mb: u64,
-    /// Paper-scale seconds an idle sandbox lives
-    #[arg(long, default_value_t = 60.0)]
-    keep_alive_s: f64,
+    /// What a paused sandbox keeps of its 512 MB
+    #[arg(long, default_value_t = hiku_perf::emulator::DEFAULT_PAUSED_MB)]
+    paused_mb: u64,
+    /// Paper-scale seconds after which a call pulls its function's code again (0: never)
+    #[arg(long, default_value_t = 5.0)]
+    code_refresh_s: f64,
     /// Another scheduler binary, started as `PATH start -c <config>`, run after hiku
     #[arg(long)]
     baseline: Option<PathBuf>,
@@ -250,9 +253,13 @@ fn options(args: &ExperimentArgs) -> Result<Options, String> {
         return Err(format!("unknown balancer {b:?}; the balancers are {}", BALANCERS.join(", ")));
     }
     let mut contenders =
-        vec![Contender { label: "hiku".to_string(), binary: args.hiku.clone().unwrap_or_else(|| sibling("hiku")) }];
+        vec![Contender {
+            label: "hiku".to_string(),
+            binary: args.hiku.clone().unwrap_or_else(|| sibling("hiku")),
+            paper_balancers_only: false,
+        }];
     if let Some(path) = &args.baseline {
-        contenders.push(Contender { label: baseline_label(path), binary: path.clone() });
+        contenders.push(Contender { label: baseline_label(path), binary: path.clone(), paper_balancers_only: true });
     }
     for c in &contenders {
         if !c.binary.is_file() {
@@ -273,7 +280,8 @@ fn options(args: &ExperimentArgs) -> Result<Options, String> {
         binary: args.emulator.clone().unwrap_or_else(|| sibling("hiku-emulator")),
         workers: args.workers,
         memory_mb: args.memory_mb,
-        keep_alive_s: args.keep_alive_s,
+        paused_mb: args.paused_mb,
+        code_refresh_s: args.code_refresh_s,
         time_scale,
         seed: args.seed,
     };

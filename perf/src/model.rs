@@ -1,19 +1,59 @@
-//! One emulated OpenLambda worker as a pure state machine: sandboxes and
-//! their memory, LRU eviction, the FIFO queue of calls waiting for memory,
-//! keep-alive expiry, and processor sharing over the worker's cores.
+//! One emulated OpenLambda worker as a pure state machine, following what
+//! the paper's workers ran (upstream OpenLambda at the commit
+//! `open-lambda-mod` builds, with its `scripts/2_setup.sh` config):
+//!
+//! - **Instances.** Each function has instances; an instance serves one
+//!   call at a time and holds at most one sandbox. Calls for a function wait
+//!   in its FIFO queue; an idle instance takes them, the one idle longest
+//!   first; one that finishes a call takes the next queued call at once,
+//!   else it pauses its sandbox. An instance without a sandbox creates one
+//!   for its next call: a **cold start** (`Creating new sandbox`, which the
+//!   paper counts); resuming a paused sandbox is warm.
+//! - **Autoscaler** (`LambdaFunc.Task`): a function wants
+//!   `max(1, min(outstanding, outstanding * avg / 10))` instances, `avg`
+//!   being the mean run time of its last 10 calls in ms (0 before any). At
+//!   each arrival and completion, unless a change was made in the last
+//!   100 ms, one instance is added (with no sandbox) or the newest one
+//!   killed (after its call, if it has one). A killed instance destroys its
+//!   sandbox and tells the scheduler (`destroySandbox`). There is no
+//!   keep-alive: the last instance stays until one of the next two rules.
+//! - **Code refresh** (`registry_cache_ms`, 5000): a call that arrives that
+//!   long after the function's code was last pulled pulls it again. The
+//!   paper's registry is a directory, copied to a new path on every pull,
+//!   so the code always looks changed and every instance of the function is
+//!   killed (running ones after their call): the call starts cold.
+//! - **Memory** (`mem_pool_mb`): a running sandbox holds its limit (512
+//!   MB); a paused one shrinks to what it really uses (`downsize_paused_mem`,
+//!   on by default). Creating or resuming a sandbox waits, in FIFO order,
+//!   until its memory is free. After every change the evictor destroys
+//!   paused sandboxes, least recently paused first, until a fifth of the
+//!   pool's sandbox slots is free (`FREE_SANDBOXES_PERCENT_GOAL`). The
+//!   instance lives on and its next call is cold; the scheduler is not told.
+//! - **Cores.** With `n` calls running on `C` cores, each progresses at
+//!   `min(1, C / n)` ms of work per ms (each sandbox is capped at one core);
+//!   a cold start's extra cost (Table I's cold minus warm) is more work.
+//!
+//! Left out: the evictor's last resort (destroying a running sandbox when
+//! no memory at all is left; a call here waits instead), the 1024-call
+//! queue limit (429), and the import cache (off in the paper's setup).
 //!
 //! Time is an explicit argument (milliseconds at paper scale, from any
 //! origin), never read from a clock, so every rule here is tested with exact
 //! timestamps; `emulator` drives it with real timers.
-//!
-//! A call's service time is CPU work: with `n` calls running on `C` cores,
-//! each progresses at `min(1, C / n)` ms of work per ms. A cold start's extra
-//! cost (Table I's cold minus warm) is modelled the same way, as more work.
 
 use std::collections::VecDeque;
 
-/// Memory one sandbox holds (the paper's per-sandbox limit).
+/// A running sandbox's memory (the paper's `limits.mem_mb`).
 pub const SANDBOX_MB: u64 = 512;
+
+/// The autoscaler changes a function's instances by one at most this often.
+pub const AUTOSCALE_MS: f64 = 100.0;
+
+/// Calls in a function's running average of run times.
+const AVERAGE_OF: usize = 10;
+
+/// The evictor keeps this share (percent) of the pool's slots free.
+const FREE_SLOTS_PERCENT_GOAL: u64 = 20;
 
 /// Work left below this (in ms) counts as done: float rounding over many
 /// rate changes must not leave a call a femtosecond short of completion.
@@ -27,36 +67,38 @@ pub type CallId = u64;
 pub struct Limits {
     /// Cores shared by running calls.
     pub cores: u32,
-    /// Sandboxes that fit in memory at once.
-    pub sandboxes: usize,
-    /// How long an idle sandbox lives, in ms.
-    pub keep_alive_ms: f64,
+    /// The memory pool, MB (`mem_pool_mb`).
+    pub memory_mb: u64,
+    /// What a paused sandbox keeps of its memory, MB.
+    pub paused_mb: u64,
+    /// `registry_cache_ms`; `None`: the code is pulled once.
+    pub code_refresh_ms: Option<f64>,
 }
 
 impl Limits {
-    /// Limits for `memory_mb` of usable memory; `None` if not even one
-    /// sandbox fits or there are no cores.
-    pub fn new(cores: u32, memory_mb: u64, keep_alive_ms: f64) -> Option<Limits> {
-        let sandboxes = (memory_mb / SANDBOX_MB) as usize;
-        (cores > 0 && sandboxes > 0 && keep_alive_ms >= 0.0).then_some(Limits { cores, sandboxes, keep_alive_ms })
+    /// `None` if not even one sandbox fits, there are no cores, a paused
+    /// sandbox would not shrink, or the refresh interval is not positive.
+    pub fn new(cores: u32, memory_mb: u64, paused_mb: u64, code_refresh_ms: Option<f64>) -> Option<Limits> {
+        let valid = cores > 0
+            && memory_mb >= SANDBOX_MB
+            && paused_mb <= SANDBOX_MB
+            && code_refresh_ms.is_none_or(|ms| ms > 0.0 && ms.is_finite());
+        valid.then_some(Limits { cores, memory_mb, paused_mb, code_refresh_ms })
+    }
+
+    /// Free sandbox slots the evictor aims for: OpenLambda's
+    /// `1 + (slots - 2) * 20 / 100`, in whole slots.
+    fn free_slots_goal(&self) -> u64 {
+        1 + (self.memory_mb / SANDBOX_MB).saturating_sub(2) * FREE_SLOTS_PERCENT_GOAL / 100
     }
 }
 
 /// The work a call needs, in ms at full speed, for either kind of start;
-/// which one applies is only known when the call gets a sandbox.
+/// which one applies is only known when the call gets an instance.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Work {
     pub cold_ms: f64,
     pub warm_ms: f64,
-}
-
-/// Why a sandbox went away; both are reported to the scheduler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Removal {
-    /// Made room for another sandbox (least recently used idle one).
-    Evicted,
-    /// Idle for longer than the keep-alive.
-    Expired,
 }
 
 /// Something the caller must act on.
@@ -64,8 +106,8 @@ pub enum Removal {
 pub enum Event {
     /// A call finished: answer it.
     Completed { call: CallId, cold: bool, arrived_ms: f64, finished_ms: f64 },
-    /// A sandbox of `function` is gone: tell the scheduler.
-    Removed { function: String, why: Removal },
+    /// An instance of `function` was killed with its sandbox: tell the scheduler.
+    Removed { function: String },
 }
 
 /// Running totals, as `GET /stats` reports them.
@@ -73,37 +115,73 @@ pub enum Event {
 pub struct Stats {
     pub cold: u64,
     pub warm: u64,
-    /// Sandboxes removed for any reason (each one reported to the scheduler).
+    /// Instances killed with a sandbox (scale-down or code refresh), each
+    /// reported to the scheduler.
+    pub killed: u64,
+    /// Code pulls that killed a function's instances.
+    pub refreshes: u64,
+    /// Paused sandboxes the evictor destroyed for memory (not reported).
     pub evictions: u64,
-    /// The part of `evictions` that expired rather than made room.
-    pub expired: u64,
     /// Calls that had to wait for memory.
     pub queued: u64,
 }
 
+/// A call not yet running.
 #[derive(Debug)]
-struct Sandbox {
+struct Pending {
+    call: CallId,
+    work: Work,
+    arrived_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Sandbox {
+    /// Running a call, or about to.
+    Active,
+    Paused { since: f64 },
+}
+
+#[derive(Debug)]
+struct Instance {
     id: u64,
-    function: String,
-    /// `None` while a call runs in it.
+    function: usize,
+    sandbox: Option<Sandbox>,
+    /// Waiting for a call since then; `None` while it has one.
     idle_since: Option<f64>,
+    /// Killed while busy: goes with its sandbox after its call.
+    dying: bool,
+}
+
+#[derive(Debug)]
+struct Function {
+    name: String,
+    /// Live instances, oldest first (killed ones are no longer here).
+    instances: Vec<u64>,
+    queue: VecDeque<Pending>,
+    /// Calls arrived and not completed.
+    outstanding: usize,
+    last_pull_ms: Option<f64>,
+    /// Run times of the last calls, ms.
+    run_times: VecDeque<f64>,
+    /// The autoscaler's next chance, after a change.
+    autoscale_at: Option<f64>,
 }
 
 #[derive(Debug)]
 struct Running {
     call: CallId,
-    sandbox: u64,
+    instance: u64,
     cold: bool,
     arrived_ms: f64,
+    started_ms: f64,
     remaining_ms: f64,
 }
 
+/// A sandbox to create (cold) or resume, waiting for its memory.
 #[derive(Debug)]
-struct Waiting {
-    call: CallId,
-    function: String,
-    work: Work,
-    arrived_ms: f64,
+struct MemoryWait {
+    instance: u64,
+    call: Pending,
 }
 
 /// The state of one worker.
@@ -111,10 +189,12 @@ struct Waiting {
 pub struct Worker {
     limits: Limits,
     now: f64,
-    next_sandbox: u64,
-    sandboxes: Vec<Sandbox>,
+    next_instance: u64,
+    functions: Vec<Function>,
+    instances: Vec<Instance>,
     running: Vec<Running>,
-    waiting: VecDeque<Waiting>,
+    memory_waits: VecDeque<MemoryWait>,
+    free_mb: u64,
     events: Vec<Event>,
     stats: Stats,
 }
@@ -124,10 +204,12 @@ impl Worker {
         Worker {
             limits,
             now: 0.0,
-            next_sandbox: 0,
-            sandboxes: Vec::new(),
+            next_instance: 0,
+            functions: Vec::new(),
+            instances: Vec::new(),
             running: Vec::new(),
-            waiting: VecDeque::new(),
+            memory_waits: VecDeque::new(),
+            free_mb: limits.memory_mb,
             events: Vec::new(),
             stats: Stats::default(),
         }
@@ -142,40 +224,75 @@ impl Worker {
         std::mem::take(&mut self.events)
     }
 
-    /// A call for `function` arrives at `now`: it starts at once (warm in an
-    /// idle sandbox of `function`, else cold in a new one, evicting the least
-    /// recently used idle sandbox if memory is full) or queues for memory.
+    /// A call for `function` arrives at `now`: its code is pulled again if
+    /// stale, it joins the function's queue, and an idle instance takes it.
     pub fn arrive(&mut self, now: f64, call: CallId, function: &str, work: Work) {
         self.advance(now);
-        let waiting = Waiting { call, function: function.to_string(), work, arrived_ms: now };
-        if self.waiting.is_empty() && self.admissible(function) {
-            self.start(waiting);
-        } else {
-            self.stats.queued += 1;
-            self.waiting.push_back(waiting);
+        let f = self.function(function);
+        let stale = match (self.functions[f].last_pull_ms, self.limits.code_refresh_ms) {
+            (None, _) => true,
+            (Some(at), Some(every)) => now - at >= every,
+            (Some(_), None) => false,
+        };
+        if stale {
+            if self.functions[f].last_pull_ms.is_some() {
+                self.refresh(f);
+            }
+            self.functions[f].last_pull_ms = Some(now);
         }
+        self.functions[f].outstanding += 1;
+        self.functions[f].queue.push_back(Pending { call, work, arrived_ms: now });
+        self.dispatch(f);
+        self.autoscale(f);
+        self.settle_memory();
     }
 
-    /// Moves time forward to `now`, completing calls and expiring sandboxes
-    /// in the order they happen. Time never goes back: an earlier `now` is
-    /// treated as the current time.
+    /// Moves time forward to `now`, completing calls and running the
+    /// autoscaler in the order they happen. Time never goes back: an
+    /// earlier `now` is treated as the current time.
     pub fn advance(&mut self, now: f64) {
         while let Some(at) = self.next_deadline().filter(|&at| at <= now) {
             self.progress(at);
             self.complete_finished();
-            self.expire_idle();
-            self.admit_waiting();
+            for f in 0..self.functions.len() {
+                if self.functions[f].autoscale_at.is_some_and(|t| t <= self.now) {
+                    self.functions[f].autoscale_at = None;
+                    self.autoscale(f);
+                }
+            }
+            self.settle_memory();
         }
         self.progress(now);
     }
 
     /// When the next event happens if no call arrives before: the next
-    /// completion or expiry, whichever is first.
+    /// completion or autoscaler step, whichever is first.
     pub fn next_deadline(&self) -> Option<f64> {
         let rate = self.rate();
         let done = self.running.iter().map(|r| self.now + r.remaining_ms / rate);
-        let expiry = self.sandboxes.iter().filter_map(|s| s.idle_since).map(|t| t + self.limits.keep_alive_ms);
-        done.chain(expiry).reduce(f64::min)
+        let autoscale = self.functions.iter().filter_map(|f| f.autoscale_at);
+        done.chain(autoscale).reduce(f64::min)
+    }
+
+    /// The index of `name`'s state, made on its first call.
+    fn function(&mut self, name: &str) -> usize {
+        if let Some(f) = self.functions.iter().position(|f| f.name == name) {
+            return f;
+        }
+        self.functions.push(Function {
+            name: name.to_string(),
+            instances: Vec::new(),
+            queue: VecDeque::new(),
+            outstanding: 0,
+            last_pull_ms: None,
+            run_times: VecDeque::new(),
+            autoscale_at: None,
+        });
+        self.functions.len() - 1
+    }
+
+    fn instance(&mut self, id: u64) -> &mut Instance {
+        self.instances.iter_mut().find(|i| i.id == id).expect("a live instance")
     }
 
     /// Work done per ms by each running call.
@@ -200,99 +317,214 @@ impl Worker {
         self.now = to;
     }
 
+    /// Every instance of `f` is killed: idle ones now, busy ones after their call.
+    fn refresh(&mut self, f: usize) {
+        let ids = std::mem::take(&mut self.functions[f].instances);
+        if !ids.is_empty() {
+            self.stats.refreshes += 1;
+        }
+        for id in ids {
+            self.kill(id);
+        }
+    }
+
+    /// The autoscaler's step for `f`, unless it changed `f` within the
+    /// last `AUTOSCALE_MS`.
+    fn autoscale(&mut self, f: usize) {
+        let function = &self.functions[f];
+        if function.autoscale_at.is_some() {
+            return;
+        }
+        let average = match function.run_times.len() {
+            0 => 0.0,
+            n => function.run_times.iter().sum::<f64>() / n as f64,
+        };
+        // OpenLambda's integers: outstanding * whole ms of average, / 10.
+        let work_ms = function.outstanding as u64 * average as u64;
+        let desired = ((work_ms / 10) as usize).min(function.outstanding).max(1);
+        let have = function.instances.len();
+        if have < desired {
+            self.next_instance += 1;
+            let id = self.next_instance;
+            self.instances.push(Instance { id, function: f, sandbox: None, idle_since: Some(self.now), dying: false });
+            self.functions[f].instances.push(id);
+            self.dispatch(f);
+        } else if have > desired {
+            let newest = self.functions[f].instances.pop().expect("more than one");
+            self.kill(newest);
+        } else {
+            return;
+        }
+        self.functions[f].autoscale_at = Some(self.now + AUTOSCALE_MS);
+    }
+
+    /// Kills an instance no longer in its function's list: at once if idle,
+    /// after its call if busy.
+    fn kill(&mut self, id: u64) {
+        let instance = self.instance(id);
+        if instance.idle_since.is_none() {
+            instance.dying = true;
+            return;
+        }
+        self.remove_instance(id);
+    }
+
+    /// Removes an instance and destroys its sandbox, telling the scheduler.
+    fn remove_instance(&mut self, id: u64) {
+        let at = self.instances.iter().position(|i| i.id == id).expect("a live instance");
+        let instance = self.instances.swap_remove(at);
+        match instance.sandbox {
+            None => return,
+            Some(Sandbox::Active) => self.free_mb += SANDBOX_MB,
+            Some(Sandbox::Paused { .. }) => self.free_mb += self.limits.paused_mb,
+        }
+        self.stats.killed += 1;
+        let function = self.functions[instance.function].name.clone();
+        self.events.push(Event::Removed { function });
+    }
+
+    /// Hands `f`'s queued calls to its idle instances, longest idle first.
+    fn dispatch(&mut self, f: usize) {
+        while !self.functions[f].queue.is_empty() {
+            let idle = self.functions[f]
+                .instances
+                .iter()
+                .filter_map(|&id| self.instances.iter().find(|i| i.id == id))
+                .filter_map(|i| i.idle_since.map(|since| (i.id, since)))
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+            let Some((id, _)) = idle else { return };
+            let call = self.functions[f].queue.pop_front().expect("not empty");
+            self.take(id, call);
+        }
+    }
+
+    /// Instance `id` takes `call`: it runs now if its memory is free and
+    /// nobody waits for memory before it, else it waits.
+    fn take(&mut self, id: u64, call: Pending) {
+        let paused_mb = self.limits.paused_mb;
+        let instance = self.instance(id);
+        instance.idle_since = None;
+        let need = match instance.sandbox {
+            Some(Sandbox::Paused { .. }) => {
+                instance.sandbox = Some(Sandbox::Active);
+                SANDBOX_MB - paused_mb
+            }
+            Some(Sandbox::Active) => 0,
+            None => SANDBOX_MB,
+        };
+        if need <= self.free_mb && self.memory_waits.is_empty() {
+            self.free_mb -= need;
+            self.start(id, call);
+        } else {
+            self.stats.queued += 1;
+            self.memory_waits.push_back(MemoryWait { instance: id, call });
+        }
+    }
+
+    /// The memory instance `id` still needs to run its call.
+    fn memory_needed(&self, id: u64) -> u64 {
+        let instance = self.instances.iter().find(|i| i.id == id).expect("a live instance");
+        match instance.sandbox {
+            Some(_) => SANDBOX_MB - self.limits.paused_mb,
+            None => SANDBOX_MB,
+        }
+    }
+
+    /// Runs `call` on instance `id`, whose memory is taken: cold if it has
+    /// no sandbox yet.
+    fn start(&mut self, id: u64, call: Pending) {
+        let instance = self.instance(id);
+        let cold = instance.sandbox.is_none();
+        instance.sandbox = Some(Sandbox::Active);
+        if cold {
+            self.stats.cold += 1;
+        } else {
+            self.stats.warm += 1;
+        }
+        let remaining_ms = if cold { call.work.cold_ms } else { call.work.warm_ms };
+        self.running.push(Running {
+            call: call.call,
+            instance: id,
+            cold,
+            arrived_ms: call.arrived_ms,
+            started_ms: self.now,
+            remaining_ms,
+        });
+        // A call with no work at all completes at its own start.
+        self.complete_finished();
+    }
+
     fn complete_finished(&mut self) {
         let (now, rate) = (self.now, self.rate());
         // Far from the origin, `now + remaining / rate` can round to `now`:
         // such a call is done too, or `advance` would never get past it.
         let finished = |r: &Running| r.remaining_ms <= EPSILON_MS || now + r.remaining_ms / rate <= now;
-        let mut i = 0;
-        while i < self.running.len() {
-            if !finished(&self.running[i]) {
-                i += 1;
-                continue;
-            }
+        while let Some(i) = self.running.iter().position(finished) {
             let r = self.running.swap_remove(i);
-            if let Some(s) = self.sandboxes.iter_mut().find(|s| s.id == r.sandbox) {
-                s.idle_since = Some(now);
-            }
             self.events.push(Event::Completed {
                 call: r.call,
                 cold: r.cold,
                 arrived_ms: r.arrived_ms,
                 finished_ms: now,
             });
+            self.finished(r);
         }
     }
 
-    fn expire_idle(&mut self) {
-        let (now, keep_alive) = (self.now, self.limits.keep_alive_ms);
-        let expired = |s: &Sandbox| s.idle_since.is_some_and(|t| t + keep_alive <= now);
-        while let Some(i) = self.sandboxes.iter().position(expired) {
-            let s = self.sandboxes.remove(i);
-            self.removed(s.function, Removal::Expired);
+    /// After instance `r.instance`'s call: it dies, takes the next queued
+    /// call warm, or pauses.
+    fn finished(&mut self, r: Running) {
+        let (now, paused_mb) = (self.now, self.limits.paused_mb);
+        let instance = self.instance(r.instance);
+        let (f, dying) = (instance.function, instance.dying);
+        let function = &mut self.functions[f];
+        function.outstanding -= 1;
+        if function.run_times.len() == AVERAGE_OF {
+            function.run_times.pop_front();
         }
+        function.run_times.push_back(now - r.started_ms);
+        if dying {
+            self.remove_instance(r.instance);
+        } else if let Some(next) = self.functions[f].queue.pop_front() {
+            self.start(r.instance, next);
+        } else {
+            let instance = self.instance(r.instance);
+            instance.sandbox = Some(Sandbox::Paused { since: now });
+            instance.idle_since = Some(now);
+            self.free_mb += SANDBOX_MB - paused_mb;
+        }
+        self.autoscale(f);
     }
 
-    fn admit_waiting(&mut self) {
-        while let Some(head) = self.waiting.front() {
-            if !self.admissible(&head.function) {
+    /// The evictor, then the calls waiting for memory, oldest first.
+    fn settle_memory(&mut self) {
+        loop {
+            self.evict();
+            let Some(head) = self.memory_waits.front() else { return };
+            let need = self.memory_needed(head.instance);
+            if need > self.free_mb {
                 return;
             }
-            let head = self.waiting.pop_front().expect("front exists");
-            self.start(head);
+            let wait = self.memory_waits.pop_front().expect("front exists");
+            self.free_mb -= need;
+            self.start(wait.instance, wait.call);
         }
     }
 
-    /// Whether a call for `function` can start now.
-    fn admissible(&self, function: &str) -> bool {
-        self.sandboxes.len() < self.limits.sandboxes
-            || self.sandboxes.iter().any(|s| s.idle_since.is_some())
-            || self.idle_of(function).is_some()
-    }
-
-    /// The most recently used idle sandbox of `function`: the others are
-    /// left to age out first.
-    fn idle_of(&self, function: &str) -> Option<usize> {
-        let idle = self.sandboxes.iter().enumerate().filter(|(_, s)| s.function == function);
-        idle.filter_map(|(i, s)| s.idle_since.map(|t| (i, t))).max_by(|a, b| a.1.total_cmp(&b.1)).map(|(i, _)| i)
-    }
-
-    fn start(&mut self, call: Waiting) {
-        let (sandbox, cold) = match self.idle_of(&call.function) {
-            Some(i) => {
-                self.sandboxes[i].idle_since = None;
-                self.stats.warm += 1;
-                (self.sandboxes[i].id, false)
-            }
-            None => {
-                if self.sandboxes.len() >= self.limits.sandboxes {
-                    self.evict_lru();
-                }
-                self.next_sandbox += 1;
-                self.sandboxes.push(Sandbox { id: self.next_sandbox, function: call.function, idle_since: None });
-                self.stats.cold += 1;
-                (self.next_sandbox, true)
-            }
-        };
-        let remaining_ms = if cold { call.work.cold_ms } else { call.work.warm_ms };
-        self.running.push(Running { call: call.call, sandbox, cold, arrived_ms: call.arrived_ms, remaining_ms });
-        // A call with no work at all completes at its own arrival.
-        self.complete_finished();
-    }
-
-    fn evict_lru(&mut self) {
-        let idle = self.sandboxes.iter().enumerate().filter_map(|(i, s)| s.idle_since.map(|t| (i, t)));
-        let (lru, _) = idle.min_by(|a, b| a.1.total_cmp(&b.1)).expect("admissible guarantees an idle sandbox");
-        let s = self.sandboxes.remove(lru);
-        self.removed(s.function, Removal::Evicted);
-    }
-
-    fn removed(&mut self, function: String, why: Removal) {
-        self.stats.evictions += 1;
-        if why == Removal::Expired {
-            self.stats.expired += 1;
+    /// Destroys paused sandboxes, least recently paused first, until the
+    /// free slots reach the goal or none is paused.
+    fn evict(&mut self) {
+        let goal = self.limits.free_slots_goal();
+        while self.free_mb / SANDBOX_MB < goal {
+            let paused = self.instances.iter_mut().filter_map(|i| match i.sandbox {
+                Some(Sandbox::Paused { since }) => Some((since, i)),
+                _ => None,
+            });
+            let Some((_, oldest)) = paused.min_by(|a, b| a.0.total_cmp(&b.0)) else { return };
+            oldest.sandbox = None;
+            self.free_mb += self.limits.paused_mb;
+            self.stats.evictions += 1;
         }
-        self.events.push(Event::Removed { function, why });
     }
 }
 

@@ -3,8 +3,8 @@
 
 use super::*;
 
-fn worker(cores: u32, memory_mb: u64, keep_alive_ms: f64) -> Worker {
-    Worker::new(Limits::new(cores, memory_mb, keep_alive_ms).unwrap())
+fn worker(cores: u32, memory_mb: u64) -> Worker {
+    Worker::new(Limits::new(cores, memory_mb, 64, Some(5000.0)).unwrap())
 }
 
 fn work(cold_ms: f64, warm_ms: f64) -> Work {
@@ -15,23 +15,31 @@ fn done(call: CallId, cold: bool, arrived_ms: f64, finished_ms: f64) -> Event {
     Event::Completed { call, cold, arrived_ms, finished_ms }
 }
 
-fn removed(function: &str, why: Removal) -> Event {
-    Event::Removed { function: function.to_string(), why }
+fn removed(function: &str) -> Event {
+    Event::Removed { function: function.to_string() }
+}
+
+fn stats(cold: u64, warm: u64, killed: u64, refreshes: u64, evictions: u64, queued: u64) -> Stats {
+    Stats { cold, warm, killed, refreshes, evictions, queued }
 }
 
 #[test]
-fn limits_count_whole_sandboxes() {
-    assert_eq!(Limits::new(4, 6144, 1.0).unwrap().sandboxes, 12);
-    assert_eq!(Limits::new(4, 1023, 1.0).unwrap().sandboxes, 1);
-    assert_eq!(Limits::new(4, 511, 1.0), None);
-    assert_eq!(Limits::new(0, 6144, 1.0), None);
+fn limits_are_checked_and_the_evictor_aims_at_a_fifth_of_the_slots() {
+    assert_eq!(Limits::new(4, 511, 64, None), None);
+    assert_eq!(Limits::new(0, 6144, 64, None), None);
+    assert_eq!(Limits::new(4, 6144, 513, None), None);
+    assert_eq!(Limits::new(4, 6144, 64, Some(0.0)), None);
+    let goal = |memory_mb| Limits::new(4, memory_mb, 64, None).unwrap().free_slots_goal();
+    // 12 slots: 1 + 10 * 20 / 100; 31 slots (16 GB less 500 MB): 1 + 29 * 20 / 100.
+    assert_eq!((goal(6144), goal(15884), goal(512)), (3, 6, 1));
 }
 
 #[test]
 fn first_call_is_cold_and_the_next_one_warm() {
-    let mut w = worker(4, 1024, 1000.0);
+    let mut w = worker(4, 6144);
     w.arrive(0.0, 1, "f", work(300.0, 100.0));
-    assert_eq!(w.next_deadline(), Some(300.0));
+    // The autoscaler's next step comes before the call ends.
+    assert_eq!(w.next_deadline(), Some(100.0));
     w.advance(299.0);
     assert_eq!(w.take_events(), vec![]);
     w.advance(300.0);
@@ -40,26 +48,109 @@ fn first_call_is_cold_and_the_next_one_warm() {
     w.arrive(400.0, 2, "f", work(300.0, 100.0));
     w.advance(600.0);
     assert_eq!(w.take_events(), vec![done(2, false, 400.0, 500.0)]);
-    assert_eq!(w.stats(), Stats { cold: 1, warm: 1, evictions: 0, expired: 0, queued: 0 });
+    assert_eq!(w.stats(), stats(1, 1, 0, 0, 0, 0));
 }
 
 #[test]
-fn a_busy_sandbox_is_not_shared() {
-    let mut w = worker(4, 1024, 1000.0);
+fn before_any_call_ended_a_function_has_one_instance() {
+    // No run time known yet: OpenLambda's average is 0, so one instance
+    // serves both calls, the second warm after the first.
+    let mut w = worker(4, 6144);
     w.arrive(0.0, 1, "f", work(100.0, 50.0));
     w.arrive(10.0, 2, "f", work(100.0, 50.0));
     w.advance(1000.0);
-    assert_eq!(w.take_events(), vec![done(1, true, 0.0, 100.0), done(2, true, 10.0, 110.0)]);
-    assert_eq!(w.stats().cold, 2);
+    assert_eq!(w.take_events(), vec![done(1, true, 0.0, 100.0), done(2, false, 10.0, 150.0)]);
+    assert_eq!(w.stats(), stats(1, 1, 0, 0, 0, 0));
+}
+
+#[test]
+fn the_autoscaler_adds_a_cold_instance_for_concurrent_calls_and_kills_it_after() {
+    let mut w = worker(4, 6144);
+    w.arrive(0.0, 1, "f", work(40.0, 20.0));
+    w.advance(200.0);
+    // Average 40 ms: two calls outstanding want min(2, 2 * 40 / 10) instances.
+    w.arrive(200.0, 2, "f", work(40.0, 20.0));
+    w.arrive(205.0, 3, "f", work(40.0, 20.0));
+    w.advance(304.0);
+    let expected = vec![done(1, true, 0.0, 40.0), done(2, false, 200.0, 220.0), done(3, true, 205.0, 245.0)];
+    assert_eq!(w.take_events(), expected);
+    // 100 ms after it was added, with nothing outstanding, the newest goes.
+    w.advance(305.0);
+    assert_eq!(w.take_events(), vec![removed("f")]);
+    assert_eq!(w.next_deadline(), Some(405.0));
+    w.advance(1000.0);
+    assert_eq!(w.take_events(), vec![], "the last instance stays");
+    assert_eq!(w.stats(), stats(2, 1, 1, 0, 0, 0));
+}
+
+#[test]
+fn a_stale_pull_kills_every_instance_and_the_call_starts_cold() {
+    let mut w = worker(4, 6144);
+    w.arrive(0.0, 1, "f", work(10.0, 5.0));
+    w.arrive(4999.0, 2, "f", work(10.0, 5.0));
+    // 5000 ms after the pull at 0: the running instance dies after its call.
+    w.arrive(5000.0, 3, "f", work(10.0, 5.0));
+    w.advance(6000.0);
+    let expected = vec![
+        done(1, true, 0.0, 10.0),
+        done(2, false, 4999.0, 5004.0),
+        removed("f"),
+        done(3, true, 5000.0, 5010.0),
+    ];
+    assert_eq!(w.take_events(), expected);
+    assert_eq!(w.stats(), stats(2, 1, 1, 1, 0, 0));
+    // The next pull is 5000 ms after this one.
+    w.arrive(9999.0, 4, "f", work(10.0, 5.0));
+    w.advance(10_100.0);
+    assert_eq!(w.take_events(), vec![done(4, false, 9999.0, 10_004.0)]);
+}
+
+#[test]
+fn without_code_refresh_the_last_instance_lives_on() {
+    let mut w = Worker::new(Limits::new(4, 6144, 64, None).unwrap());
+    w.arrive(0.0, 1, "f", work(10.0, 5.0));
+    w.arrive(1e6, 2, "f", work(10.0, 5.0));
+    w.advance(2e6);
+    assert_eq!(w.take_events(), vec![done(1, true, 0.0, 10.0), done(2, false, 1e6, 1e6 + 5.0)]);
+}
+
+#[test]
+fn the_evictor_keeps_a_slot_free_by_destroying_the_oldest_paused_sandbox() {
+    // Three slots, one to keep free; a paused sandbox keeps 256 MB.
+    let mut w = Worker::new(Limits::new(4, 1536, 256, None).unwrap());
+    for (i, f) in ["f", "g", "h", "i"].into_iter().enumerate() {
+        w.arrive(20.0 * i as f64, i as u64, f, work(10.0, 5.0));
+    }
+    // i's sandbox left 256 MB free: f's, paused first, went.
+    assert_eq!(w.stats(), stats(4, 0, 0, 0, 1, 0));
+    w.arrive(100.0, 4, "f", work(10.0, 5.0));
+    w.advance(200.0);
+    let events = w.take_events();
+    assert!(events.iter().all(|e| matches!(e, Event::Completed { .. })), "the scheduler is not told: {events:?}");
+    assert_eq!(events.last(), Some(&done(4, true, 100.0, 110.0)), "f's instance lost its sandbox");
+    assert_eq!(w.stats(), stats(5, 0, 0, 0, 2, 0));
+}
+
+#[test]
+fn a_call_waits_for_memory_until_the_evictor_frees_it() {
+    // Two slots, both running: h waits until g pauses and is evicted.
+    let mut w = Worker::new(Limits::new(4, 1024, 256, None).unwrap());
+    w.arrive(0.0, 1, "f", work(100.0, 10.0));
+    w.arrive(0.0, 2, "g", work(50.0, 10.0));
+    w.arrive(10.0, 3, "h", work(100.0, 10.0));
+    assert_eq!(w.stats().queued, 1);
+    w.advance(1000.0);
+    let expected = vec![done(2, true, 0.0, 50.0), done(1, true, 0.0, 100.0), done(3, true, 10.0, 150.0)];
+    assert_eq!(w.take_events(), expected);
+    assert_eq!(w.stats(), stats(3, 0, 0, 0, 2, 1), "g went for h, then f when it paused");
 }
 
 #[test]
 fn calls_share_the_cores_beyond_their_number() {
     // One core, two calls: both at half speed until the short one is done.
-    let mut w = worker(1, 6144, 1000.0);
+    let mut w = worker(1, 6144);
     w.arrive(0.0, 1, "f", work(100.0, 100.0));
     w.arrive(0.0, 2, "g", work(300.0, 300.0));
-    assert_eq!(w.next_deadline(), Some(200.0));
     w.advance(1000.0);
     assert_eq!(w.take_events(), vec![done(1, true, 0.0, 200.0), done(2, true, 0.0, 400.0)]);
 }
@@ -69,12 +160,11 @@ fn an_arrival_slows_the_calls_already_running() {
     // Two cores: two calls run at full speed for 20 ms, then four share them
     // at half speed; the first two finish at 20 + 80 / 0.5, the last two
     // have 20 ms of work left and run alone at full speed.
-    let mut w = worker(2, 6144, 1000.0);
+    let mut w = worker(2, 6144);
     w.arrive(0.0, 1, "a", work(100.0, 100.0));
     w.arrive(0.0, 2, "b", work(100.0, 100.0));
     w.arrive(20.0, 3, "c", work(100.0, 100.0));
     w.arrive(20.0, 4, "d", work(100.0, 100.0));
-    assert_eq!(w.next_deadline(), Some(180.0));
     w.advance(1000.0);
     let mut events = w.take_events();
     events.sort_by_key(|e| match e {
@@ -91,87 +181,8 @@ fn an_arrival_slows_the_calls_already_running() {
 }
 
 #[test]
-fn full_memory_evicts_the_least_recently_used_idle_sandbox() {
-    let mut w = worker(4, 1024, 10_000.0);
-    w.arrive(0.0, 1, "f", work(10.0, 10.0));
-    w.arrive(20.0, 2, "g", work(10.0, 10.0));
-    w.arrive(40.0, 3, "f", work(10.0, 10.0)); // warm: f is now the most recent
-    w.advance(60.0);
-    w.take_events();
-
-    w.arrive(60.0, 4, "h", work(10.0, 10.0));
-    assert_eq!(w.take_events(), vec![removed("g", Removal::Evicted)]);
-    w.arrive(100.0, 5, "g", work(10.0, 10.0));
-    assert_eq!(w.take_events(), vec![done(4, true, 60.0, 70.0), removed("f", Removal::Evicted)]);
-    assert_eq!(w.stats(), Stats { cold: 4, warm: 1, evictions: 2, expired: 0, queued: 0 });
-}
-
-#[test]
-fn with_no_idle_sandbox_calls_queue_in_arrival_order() {
-    // One sandbox fits. g and then f wait for f's call to end; g goes first
-    // (evicting f's sandbox), so the second f is cold after g.
-    let mut w = worker(4, 512, 10_000.0);
-    w.arrive(0.0, 1, "f", work(100.0, 10.0));
-    w.arrive(10.0, 2, "g", work(50.0, 10.0));
-    w.arrive(20.0, 3, "f", work(100.0, 10.0));
-    assert_eq!(w.stats().queued, 2);
-    assert_eq!(w.next_deadline(), Some(100.0));
-    w.advance(1000.0);
-    let expected = vec![
-        done(1, true, 0.0, 100.0),
-        removed("f", Removal::Evicted),
-        done(2, true, 10.0, 150.0),
-        removed("g", Removal::Evicted),
-        done(3, true, 20.0, 250.0),
-    ];
-    assert_eq!(w.take_events(), expected);
-    assert_eq!(w.stats(), Stats { cold: 3, warm: 0, evictions: 2, expired: 0, queued: 2 });
-}
-
-#[test]
-fn a_queued_call_can_start_warm_in_a_sandbox_freed_before_it() {
-    // The second g waits behind the first, then reuses its sandbox.
-    let mut w = worker(4, 512, 10_000.0);
-    w.arrive(0.0, 1, "f", work(100.0, 10.0));
-    w.arrive(10.0, 2, "g", work(50.0, 10.0));
-    w.arrive(20.0, 3, "g", work(50.0, 10.0));
-    w.advance(1000.0);
-    let events = w.take_events();
-    assert_eq!(events[2], done(2, true, 10.0, 150.0));
-    assert_eq!(events[3], done(3, false, 20.0, 160.0));
-}
-
-#[test]
-fn idle_sandboxes_expire_after_the_keep_alive() {
-    let mut w = worker(4, 6144, 1000.0);
-    w.arrive(0.0, 1, "f", work(10.0, 5.0));
-    w.advance(10.0);
-    w.take_events();
-    assert_eq!(w.next_deadline(), Some(1010.0));
-    w.advance(1009.0);
-    assert_eq!(w.take_events(), vec![]);
-    w.advance(1010.0);
-    assert_eq!(w.take_events(), vec![removed("f", Removal::Expired)]);
-    assert_eq!(w.next_deadline(), None);
-    w.arrive(2000.0, 2, "f", work(10.0, 5.0));
-    w.advance(3000.0);
-    assert_eq!(w.take_events(), vec![done(2, true, 2000.0, 2010.0)]);
-    assert_eq!(w.stats(), Stats { cold: 2, warm: 0, evictions: 1, expired: 1, queued: 0 });
-}
-
-#[test]
-fn a_use_restarts_the_keep_alive() {
-    let mut w = worker(4, 6144, 1000.0);
-    w.arrive(0.0, 1, "f", work(10.0, 10.0));
-    w.arrive(900.0, 2, "f", work(10.0, 10.0));
-    w.advance(1500.0);
-    assert_eq!(w.take_events(), vec![done(1, true, 0.0, 10.0), done(2, false, 900.0, 910.0)]);
-    assert_eq!(w.next_deadline(), Some(1910.0));
-}
-
-#[test]
 fn a_call_without_work_completes_on_arrival() {
-    let mut w = worker(1, 512, 1000.0);
+    let mut w = worker(1, 512);
     w.arrive(5.0, 1, "f", work(0.0, 0.0));
     assert_eq!(w.take_events(), vec![done(1, true, 5.0, 5.0)]);
 }
@@ -179,7 +190,7 @@ fn a_call_without_work_completes_on_arrival() {
 #[test]
 fn time_far_from_the_origin_still_advances() {
     // 1e12 ms: the rounding of `now + remaining` must not stall `advance`.
-    let mut w = worker(3, 6144, 1000.0);
+    let mut w = worker(3, 6144);
     for call in 0..3 {
         w.arrive(1e12, call, "f", work(0.3, 0.1));
     }

@@ -17,13 +17,18 @@ const DEADLINE: Duration = Duration::from_secs(120);
 #[test]
 fn a_tiny_experiment_is_complete_and_consistent() {
     let options = Options {
-        contenders: vec![Contender { label: "hiku".to_string(), binary: support::hiku_binary() }],
+        contenders: vec![Contender {
+            label: "hiku".to_string(),
+            binary: support::hiku_binary(),
+            paper_balancers_only: false,
+        }],
         balancers: vec!["pull-based".to_string(), "least-connections".to_string()],
         emulator: EmulatorArgs {
             binary: PathBuf::from(env!("CARGO_BIN_EXE_hiku-emulator")),
             workers: 2,
             memory_mb: 6144,
-            keep_alive_s: 60.0,
+            paused_mb: 64,
+            code_refresh_s: 5.0,
             time_scale: 0.02,
             seed: 7,
         },

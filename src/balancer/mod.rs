@@ -14,12 +14,14 @@ mod hashing_bounded;
 mod idle_queues;
 mod least_connections;
 mod pull_based;
+mod pull_hashing;
 mod random;
 
 pub use hashing_bounded::HashingBounded;
 pub use idle_queues::{hold_epoch, repin_epoch, IdleQueues, DEFAULT_MAX_FUNCTIONS};
 pub use least_connections::LeastConnections;
 pub use pull_based::PullBased;
+pub use pull_hashing::PullHashing;
 pub use random::Random;
 
 /// How a request on a worker ended, as the balancer sees it.
@@ -48,18 +50,25 @@ pub trait Balancer: Send + Sync {
     fn workers_changed(&self, _workers: &WorkerSet) {}
 }
 
-/// The balancer names of the Go original.
+/// The balancer names: the Go original's four, then hiku's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BalancerKind {
     PullBased,
     HashingBounded,
     LeastConnections,
     Random,
+    /// Not in the Go original: pull-based with a consistent-hashing fallback.
+    PullHashing,
 }
 
 impl BalancerKind {
-    pub const ALL: [BalancerKind; 4] =
-        [BalancerKind::PullBased, BalancerKind::HashingBounded, BalancerKind::LeastConnections, BalancerKind::Random];
+    pub const ALL: [BalancerKind; 5] = [
+        BalancerKind::PullBased,
+        BalancerKind::HashingBounded,
+        BalancerKind::LeastConnections,
+        BalancerKind::Random,
+        BalancerKind::PullHashing,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -67,6 +76,7 @@ impl BalancerKind {
             BalancerKind::HashingBounded => "hashing-bounded",
             BalancerKind::LeastConnections => "least-connections",
             BalancerKind::Random => "random",
+            BalancerKind::PullHashing => "pull-hashing",
         }
     }
 
@@ -81,6 +91,7 @@ impl BalancerKind {
             BalancerKind::HashingBounded => Arc::new(HashingBounded::new()),
             BalancerKind::LeastConnections => Arc::new(LeastConnections),
             BalancerKind::Random => Arc::new(Random),
+            BalancerKind::PullHashing => Arc::new(PullHashing::with_max_functions(max_functions)),
         }
     }
 }

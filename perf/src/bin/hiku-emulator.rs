@@ -21,12 +21,16 @@ struct Cli {
     /// Cores per worker, shared by its running calls
     #[arg(long, default_value_t = 4)]
     cores: u32,
-    /// Usable memory per worker; each sandbox holds 512 MB of it
-    #[arg(long, default_value_t = 6144)]
+    /// Memory pool per worker (OpenLambda's mem_pool_mb); a running sandbox holds 512 MB of it
+    #[arg(long, default_value_t = hiku_perf::emulator::DEFAULT_MEMORY_MB)]
     memory_mb: u64,
-    /// Seconds (paper scale) an idle sandbox lives
-    #[arg(long, default_value_t = 60.0)]
-    keep_alive_s: f64,
+    /// What a paused sandbox keeps of its 512 MB
+    #[arg(long, default_value_t = hiku_perf::emulator::DEFAULT_PAUSED_MB)]
+    paused_mb: u64,
+    /// Paper-scale seconds after which a call pulls its function's code again, killing its
+    /// instances (OpenLambda's registry_cache_ms); 0: never
+    #[arg(long, default_value_t = 5.0)]
+    code_refresh_s: f64,
     /// Spread of the log-normal noise on service times (median 1)
     #[arg(long, default_value_t = 0.1)]
     sigma: f64,
@@ -60,7 +64,8 @@ fn main() -> ExitCode {
     let config = Config {
         cores: cli.cores,
         memory_mb: cli.memory_mb,
-        keep_alive_s: cli.keep_alive_s,
+        paused_mb: cli.paused_mb,
+        code_refresh_s: cli.code_refresh_s,
         sigma: cli.sigma,
         default_cold_ms: cli.default_cold_ms,
         default_warm_ms: cli.default_warm_ms,
