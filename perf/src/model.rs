@@ -82,7 +82,7 @@ impl Limits {
         let valid = cores > 0
             && memory_mb >= SANDBOX_MB
             && paused_mb <= SANDBOX_MB
-            && code_refresh_ms.is_none_or(|ms| ms > 0.0 && ms.is_finite());
+            && code_refresh_ms.map_or(true, |ms| ms > 0.0 && ms.is_finite());
         valid.then_some(Limits { cores, memory_mb, paused_mb, code_refresh_ms })
     }
 
