@@ -16,9 +16,9 @@
 //!   sequence of functions and think times, so every scheduler sees the
 //!   same calls.
 //! - [`experiment`] runs each scheduler with each balancer against a fresh
-//!   cluster ([`cluster`] starts and kills the processes); [`report`]
-//!   summarises the calls with [`metrics`] into the paper's numbers, and
-//!   [`figures`] draws them ([`svg`]).
+//!   cluster ([`experiment::cluster`] starts and kills the processes);
+//!   [`report`] summarises the calls with [`metrics`] into the paper's
+//!   numbers, and [`figures`] draws them ([`svg`]).
 //!
 //! Time can be compressed ([`scale`]): every duration is multiplied by the
 //! time scale and every measurement divided by it, so a run at 0.1 takes a
@@ -47,7 +47,6 @@
 //! reports out as `perf/RESULTS.md`.
 
 pub mod blast;
-pub mod cluster;
 pub mod counters;
 pub mod emulator;
 pub mod experiment;

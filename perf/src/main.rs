@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use hiku_perf::blast::Load;
-use hiku_perf::cluster::EmulatorArgs;
+use hiku_perf::experiment::cluster::EmulatorArgs;
 use hiku_perf::experiment::{self, Contender, Options, BALANCERS};
 use hiku_perf::idle;
 use hiku_perf::report::{self, Report};

@@ -27,8 +27,7 @@ use tokio::process::Child;
 use tokio::task::JoinSet;
 
 use crate::blast;
-use crate::cluster;
-use crate::experiment::WorkDir;
+use crate::experiment::{cluster, WorkDir};
 use crate::functions;
 use crate::idle;
 use crate::procstat;

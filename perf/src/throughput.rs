@@ -21,9 +21,8 @@ use tokio::net::TcpStream;
 use tokio::process::Child;
 
 use crate::blast::{self, Load, Mark, Tally};
-use crate::cluster;
 use crate::counters::{self, Counts, PerfStat};
-use crate::experiment::WorkDir;
+use crate::experiment::{cluster, WorkDir};
 use crate::functions;
 use crate::procstat;
 use crate::summary::{self, Row, Sample};

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use hiku_perf::cluster::EmulatorArgs;
+use hiku_perf::experiment::cluster::EmulatorArgs;
 use hiku_perf::experiment::{self, Contender, Options};
 
 /// The whole experiment must end within this.

@@ -1,13 +1,15 @@
 //! The experiment: for each scheduler and balancer, a fresh emulated
 //! cluster, the scheduler in front of it, the whole workload, a summary.
 
+pub mod cluster;
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cluster::{self, EmulatorArgs};
+use self::cluster::EmulatorArgs;
 use crate::functions;
 use crate::loadgen::{self, Call, Plan, Progress};
 use crate::model::Stats;
