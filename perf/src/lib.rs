@@ -5,9 +5,9 @@
 //! experiment on one machine, so any scheduler binary with the Go
 //! original's `start -c <config>` interface can be run through it:
 //!
-//! - `hiku-emulator` ([`emulator`] over the pure [`model`]) serves N
-//!   emulated workers, one loopback port each: sandboxes that hold 512 MB
-//!   each, warm and cold starts with Table I's times ([`functions`]),
+//! - `hiku-emulator` ([`emulator`] over the pure [`emulator::model`])
+//!   serves N emulated workers, one loopback port each: sandboxes that hold
+//!   512 MB each, warm and cold starts with Table I's times ([`functions`]),
 //!   processor sharing over 4 cores, LRU eviction and keep-alive expiry
 //!   reported to the scheduler as `POST /destroySandbox/<fn>`, and a FIFO
 //!   queue when memory is full of busy sandboxes.
@@ -57,7 +57,6 @@ pub mod http;
 pub mod idle;
 pub mod loadgen;
 pub mod metrics;
-pub mod model;
 pub mod paper;
 pub mod procstat;
 pub mod report;

@@ -12,8 +12,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+use crate::emulator::model::Stats;
 use crate::http::{self, Conn};
-use crate::model::Stats;
 
 /// How long a process gets to come up.
 const START_DEADLINE: Duration = Duration::from_secs(20);

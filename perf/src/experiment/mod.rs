@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use self::cluster::EmulatorArgs;
+use crate::emulator::model::Stats;
 use crate::functions;
 use crate::loadgen::{self, Call, Plan, Progress};
-use crate::model::Stats;
 use crate::report::{self, Run};
 use crate::rng::WeightedChoice;
 use crate::scale::TimeScale;

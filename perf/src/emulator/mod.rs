@@ -6,6 +6,8 @@
 //! sandboxes to the scheduler, then sleeps until the model's next deadline
 //! or until a new call wakes it. Calls never burn CPU while they "run".
 
+pub mod model;
+
 use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -14,9 +16,9 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Notify};
 
+use self::model::{CallId, Event, Limits, Work};
 use crate::functions::table_i_times;
 use crate::http::{self, Conn};
-use crate::model::{self, CallId, Event, Limits, Work};
 use crate::rng::{derive_seed, lognormal_noise};
 use crate::scale::{Clock, TimeScale};
 
@@ -245,5 +247,4 @@ async fn run(worker: &Worker, function: &str, keep_alive: bool) -> Vec<u8> {
 }
 
 #[cfg(test)]
-#[path = "emulator_tests.rs"]
 mod tests;
