@@ -31,6 +31,9 @@ pub struct Config {
     /// `destroy_sandbox.only_from_workers`: `/destroySandbox` is taken only
     /// from the address of a worker.
     pub destroy_only_from_workers: bool,
+    /// `predictive.worker_cores`: the cores each worker runs calls on, as
+    /// the predictive balancer prices a worker's load.
+    pub worker_cores: u64,
     /// Keys the file has that hiku does not know (reported as warnings).
     pub unknown_keys: Vec<String>,
 }
@@ -49,6 +52,7 @@ impl Default for Config {
             admin_token: None,
             admin_listen: None,
             destroy_only_from_workers: true,
+            worker_cores: crate::balancer::DEFAULT_WORKER_CORES,
             unknown_keys: Vec::new(),
         }
     }
@@ -130,7 +134,7 @@ impl Default for Limits {
 }
 
 /// The keys hiku reads: the Go original's, then hiku's own.
-const KEYS: [&str; 10] = [
+const KEYS: [&str; 11] = [
     "host",
     "port",
     "balancer",
@@ -141,6 +145,7 @@ const KEYS: [&str; 10] = [
     "limits",
     "admin",
     "destroy_sandbox",
+    "predictive",
 ];
 /// The keys of `limits`.
 const LIMIT_KEYS: [&str; 5] = ["max_header_bytes", "max_headers", "max_body_bytes", "max_connections", "max_functions"];
@@ -322,12 +327,16 @@ impl Config {
             Some(_) => return Err(ConfigError("\"destroy_sandbox.only_from_workers\" must be true or false".into())),
         };
         let retries = parse_retries(&raw)?;
+        let predictive = raw.section("predictive")?;
+        let worker_cores =
+            predictive.number("worker_cores", "predictive.worker_cores", 1, 4096, defaults.worker_cores)?;
         let mut unknown_keys = raw.unknown_keys(&KEYS, "");
         unknown_keys.extend(raw.section("timeouts_ms")?.unknown_keys(&TIMEOUT_KEYS, "timeouts_ms."));
         unknown_keys.extend(raw.section("retries")?.unknown_keys(&["connect"], "retries."));
         unknown_keys.extend(raw.section("limits")?.unknown_keys(&LIMIT_KEYS, "limits."));
         unknown_keys.extend(admin.unknown_keys(&["token", "listen"], "admin."));
         unknown_keys.extend(destroy.unknown_keys(&["only_from_workers"], "destroy_sandbox."));
+        unknown_keys.extend(predictive.unknown_keys(&["worker_cores"], "predictive."));
         Ok(Config {
             host,
             port,
@@ -340,6 +349,7 @@ impl Config {
             admin_token,
             admin_listen,
             destroy_only_from_workers,
+            worker_cores,
             unknown_keys,
         })
     }
@@ -591,6 +601,17 @@ mod tests {
         ] {
             assert!(err(bad).contains(message), "{bad}: {}", err(bad));
         }
+    }
+
+    #[test]
+    fn the_predictive_balancer_is_told_the_workers_cores() {
+        assert_eq!(Config::parse("{}").unwrap().worker_cores, 4);
+        let c = Config::parse(r#"{"balancer": "predictive", "predictive": {"worker_cores": 16}}"#).unwrap();
+        assert_eq!((c.balancer, c.worker_cores), (BalancerKind::Predictive, 16));
+        let e = Config::parse(r#"{"predictive": {"worker_cores": 0}}"#).unwrap_err().0;
+        assert!(e.contains("\"predictive.worker_cores\" must be a whole number from 1 to 4096"), "{e}");
+        let c = Config::parse(r#"{"predictive": {"cores": 2}}"#).unwrap();
+        assert_eq!(c.unknown_keys, ["predictive.cores"]);
     }
 
     #[test]

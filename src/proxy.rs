@@ -2,9 +2,9 @@
 //! streaming bodies through fixed buffers.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::balancer::Outcome;
+use crate::balancer::{Answer, Outcome};
 use crate::conn::{Conn, Shard};
 use crate::error::Error;
 use crate::http::{self, ChunkError, ChunkedDecoder, Framing, ReadBuf, Version};
@@ -107,13 +107,16 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, meta: Req
     };
     let result = exchange(shard, conn, lease.worker(), upstream, meta).await;
     let outcome = match result {
-        Ok((code, _)) | Err(Failure::ClientGone { code }) => outcome(code),
+        Ok((code, _, _)) | Err(Failure::ClientGone { code }) => outcome(code),
         Err(Failure::Answer { .. } | Failure::Close) => Outcome::Failed,
     };
+    if let (Ok((_, _, Some(answer))), Outcome::Completed) = (&result, outcome) {
+        shard.scheduler.observe(&conn.function, &lease, *answer);
+    }
     shard.scheduler.release(&conn.function, lease, outcome);
     conn.ubuf.clear();
     match result {
-        Ok((_, keep_alive)) => {
+        Ok((_, keep_alive, _)) => {
             let within = shard.config.timeouts.client_send;
             flush(&mut conn.client, &mut conn.out, within).await.is_ok() && keep_alive
         }
@@ -156,15 +159,17 @@ async fn connect(shard: &Shard, conn: &mut Conn, lease: &mut Lease, meta: Reques
 }
 
 /// Sends the request on `upstream` (and whether it is a reused connection),
-/// relays the response; returns the worker's status code and whether the
-/// client connection stays open.
+/// relays the response; returns the worker's status code, whether the
+/// client connection stays open, and (for a balancer that learns) what the
+/// answer said.
 async fn exchange(
     shard: &Shard,
     conn: &mut Conn,
     worker: &Worker,
     upstream: (TcpStream, bool),
     meta: RequestMeta,
-) -> Result<(u16, bool), Failure> {
+) -> Result<(u16, bool, Option<Answer>), Failure> {
+    let sent_at = shard.scheduler.learns().then(Instant::now);
     let unreachable = |cause: String| Error::WorkerUnreachable { worker: worker.url().to_string(), cause };
     // A small request that is whole in the buffer is sent in one write. If
     // it is idempotent it is sent again on a fresh connection when a reused
@@ -252,9 +257,27 @@ async fn exchange(
             }
         }
     };
+    let elapsed = sent_at.map(|at| at.elapsed());
     // The rest of a cut-off body is still on its way: close after answering.
     let meta = RequestMeta { keep_alive: meta.keep_alive && !body_cut, ..meta };
-    relay_response(shard, conn, worker, upstream, meta).await
+    relay_response(shard, conn, worker, upstream, meta, elapsed).await
+}
+
+/// What the answer's head says for a balancer that learns: the worker's
+/// `X-Cold-Start` and `X-Service-Ms`, if it sent them.
+fn answer(headers: http::Headers, elapsed: Duration) -> Answer {
+    let value = |name: &str| {
+        let header = headers.iter().find(|h| h.name.eq_ignore_ascii_case(name))?;
+        std::str::from_utf8(header.value).ok().map(str::trim)
+    };
+    let cold = value("x-cold-start").and_then(|v| match v {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    });
+    let service_ms =
+        value("x-service-ms").and_then(|v| v.parse::<f64>().ok()).filter(|ms| ms.is_finite() && *ms >= 0.0);
+    Answer { elapsed, cold, service_ms }
 }
 
 /// How long a body copy waits for each read, and how large a chunked body
@@ -384,9 +407,10 @@ async fn relay_response(
     worker: &Worker,
     mut up: TcpStream,
     meta: RequestMeta,
-) -> Result<(u16, bool), Failure> {
+    elapsed: Option<Duration>,
+) -> Result<(u16, bool, Option<Answer>), Failure> {
     conn.out.clear();
-    let (code, head_len, framing, worker_keep_alive) = {
+    let (code, head_len, framing, worker_keep_alive, answer) = {
         let mut headers = http::empty_headers();
         let res = match http::parse_response(conn.ubuf.data(), &mut headers, meta.head) {
             Ok(Some(r)) => r,
@@ -399,7 +423,7 @@ async fn relay_response(
         // A drain that began while the worker worked closes this connection too.
         let keep = meta.keep_alive && to_client != Framing::Close && !crate::shutdown::draining();
         http::write_response_head(&mut conn.out, &res, to_client, keep, meta.version);
-        (res.code, res.head_len, res.framing, res.keep_alive)
+        (res.code, res.head_len, res.framing, res.keep_alive, elapsed.map(|e| answer(res.headers, e)))
     };
     conn.ubuf.consume(head_len);
     let decode = framing == Framing::Chunked && meta.version == Version::Http10;
@@ -421,7 +445,7 @@ async fn relay_response(
     if worker_keep_alive && conn.ubuf.is_empty() {
         shard.pool.put(worker.id(), up);
     }
-    Ok((code, client_keep))
+    Ok((code, client_keep, answer))
 }
 
 /// Copies a body framed as `framing` from `src` (whose bytes already read

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
 
-use crate::balancer::{Balancer, BalancerKind, Outcome};
+use crate::balancer::{Answer, Balancer, BalancerKind, Outcome};
 use crate::config::WorkerUrl;
 use crate::worker::{Lease, Worker, WorkerId, WorkerSet};
 
@@ -73,6 +73,16 @@ impl Scheduler {
         let workers = self.workers.load();
         let others = workers.iter().filter(|w| !tried.contains(&w.id()));
         others.min_by_key(|w| w.in_flight()).map(Lease::new)
+    }
+
+    /// Whether the balancer learns from answers (see `Balancer::learns`).
+    pub fn learns(&self) -> bool {
+        self.balancer.learns()
+    }
+
+    /// Tells the balancer what a completed call's answer said.
+    pub fn observe(&self, function: &str, lease: &Lease, answer: Answer) {
+        self.balancer.observe(function, lease, answer);
     }
 
     /// Ends a request: tells the balancer, then frees the lease. A worker

@@ -510,7 +510,7 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
         Some(addr) => Some(bind_admin(addr).map_err(|e| format!("cannot listen on admin.listen {addr}: {e}"))?),
         None => None,
     };
-    let balancer = config.balancer.build_with(config.limits.max_functions);
+    let balancer = config.balancer.build_with(config.limits.max_functions, config.worker_cores);
     let scheduler = Arc::new(Scheduler::with_balancer(config.balancer, balancer, resolve_workers(config)));
     log::info!(
         "hiku {} on {bound}: {} balancer, {} workers, {cores} {} cores, {driver}",

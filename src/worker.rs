@@ -71,17 +71,28 @@ impl Worker {
 #[derive(Debug)]
 pub struct Lease {
     worker: Arc<Worker>,
+    /// The balancer's note on why it chose the worker, for its own use
+    /// when the call ends (0 if none).
+    hint: u32,
 }
 
 impl Lease {
     pub fn new(worker: &Arc<Worker>) -> Lease {
+        Lease::with_hint(worker, 0)
+    }
+
+    pub fn with_hint(worker: &Arc<Worker>, hint: u32) -> Lease {
         worker.in_flight.fetch_add(1, Ordering::Relaxed);
         worker.total.fetch_add(1, Ordering::Relaxed);
-        Lease { worker: Arc::clone(worker) }
+        Lease { worker: Arc::clone(worker), hint }
     }
 
     pub fn worker(&self) -> &Arc<Worker> {
         &self.worker
+    }
+
+    pub fn hint(&self) -> u32 {
+        self.hint
     }
 }
 

@@ -199,11 +199,17 @@ impl FunctionQueue {
         }
     }
 
-    /// Takes one entry of the worker in `workers` with the fewest requests
-    /// in flight; clears entries of workers no longer in the set.
-    fn take_least_loaded<'a>(&self, workers: &'a WorkerSet) -> Option<&'a Arc<Worker>> {
+    /// Takes one entry of the worker in `workers` that `cost` rates lowest,
+    /// if that is below `limit`; clears entries of workers no longer in the
+    /// set.
+    fn take_cheapest<'a>(
+        &self,
+        workers: &'a WorkerSet,
+        mut cost: impl FnMut(&Arc<Worker>) -> u64,
+        limit: u64,
+    ) -> Option<&'a Arc<Worker>> {
         for _ in 0..TAKE_RETRIES {
-            let mut best: Option<(&AtomicU64, u64, &Arc<Worker>, usize)> = None;
+            let mut best: Option<(&AtomicU64, u64, &Arc<Worker>, u64)> = None;
             for slot in self.slots() {
                 let v = slot.load(Ordering::Acquire);
                 if count_of(v) == 0 {
@@ -214,9 +220,9 @@ impl FunctionQueue {
                     let _ = slot.compare_exchange(v, 0, Ordering::AcqRel, Ordering::Relaxed);
                     continue;
                 };
-                let load = w.in_flight();
-                if best.map_or(true, |(_, _, _, l)| load < l) {
-                    best = Some((slot, v, w, load));
+                let c = cost(w);
+                if c < limit && best.map_or(true, |(_, _, _, b)| c < b) {
+                    best = Some((slot, v, w, c));
                 }
             }
             let (slot, v, w, _) = best?;
@@ -404,8 +410,21 @@ impl IdleQueues {
     /// Consumes an idle instance of `function` on the least-loaded worker of
     /// `workers` holding one. Never allocates.
     pub fn take_least_loaded<'a>(&self, function: &str, workers: &'a WorkerSet) -> Option<&'a Arc<Worker>> {
+        self.take_cheapest(function, workers, |w| w.in_flight() as u64, u64::MAX)
+    }
+
+    /// Consumes an idle instance of `function` on the worker of `workers`
+    /// holding one that `cost` rates lowest, if that is below `limit`.
+    /// Never allocates.
+    pub fn take_cheapest<'a>(
+        &self,
+        function: &str,
+        workers: &'a WorkerSet,
+        cost: impl FnMut(&Arc<Worker>) -> u64,
+        limit: u64,
+    ) -> Option<&'a Arc<Worker>> {
         let guard = epoch::pin();
-        self.get(function, &guard)?.take_least_loaded(workers)
+        self.get(function, &guard)?.take_cheapest(workers, cost, limit)
     }
 
     /// Drops one idle instance of `function` on `worker`; false if there was

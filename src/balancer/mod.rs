@@ -7,12 +7,14 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::worker::{Lease, Worker, WorkerSet};
 
 mod hashing_bounded;
 mod idle_queues;
 mod least_connections;
+mod predictive;
 mod pull_based;
 mod pull_hashing;
 mod random;
@@ -20,6 +22,7 @@ mod random;
 pub use hashing_bounded::HashingBounded;
 pub use idle_queues::{hold_epoch, repin_epoch, IdleQueues, DEFAULT_MAX_FUNCTIONS};
 pub use least_connections::LeastConnections;
+pub use predictive::{Predictive, DEFAULT_WORKER_CORES};
 pub use pull_based::PullBased;
 pub use pull_hashing::PullHashing;
 pub use random::Random;
@@ -31,6 +34,18 @@ pub enum Outcome {
     Completed,
     /// No usable answer (connection failed, worker error, client went away).
     Failed,
+}
+
+/// What a worker's answer to a completed call said, for a balancer that
+/// learns from answers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Answer {
+    /// From sending the request to the answer's head.
+    pub elapsed: Duration,
+    /// The worker's `X-Cold-Start` (`true`/`false`), if it sent one.
+    pub cold: Option<bool>,
+    /// The worker's `X-Service-Ms`: the time the call spent in it, if it said.
+    pub service_ms: Option<f64>,
 }
 
 pub trait Balancer: Send + Sync {
@@ -48,6 +63,16 @@ pub trait Balancer: Send + Sync {
 
     /// A new worker set was published (called after every add or remove).
     fn workers_changed(&self, _workers: &WorkerSet) {}
+
+    /// Whether the balancer learns from answers: only then are calls timed
+    /// and the worker's answer headers read for `observe`.
+    fn learns(&self) -> bool {
+        false
+    }
+
+    /// A call for `function` on the worker of `lease` was answered in full
+    /// (before `release`).
+    fn observe(&self, _function: &str, _lease: &Lease, _answer: Answer) {}
 }
 
 /// The balancer names: the Go original's four, then hiku's own.
@@ -59,15 +84,18 @@ pub enum BalancerKind {
     Random,
     /// Not in the Go original: pull-based with a consistent-hashing fallback.
     PullHashing,
+    /// Not in the Go original: the worker where the call is predicted to finish first.
+    Predictive,
 }
 
 impl BalancerKind {
-    pub const ALL: [BalancerKind; 5] = [
+    pub const ALL: [BalancerKind; 6] = [
         BalancerKind::PullBased,
         BalancerKind::HashingBounded,
         BalancerKind::LeastConnections,
         BalancerKind::Random,
         BalancerKind::PullHashing,
+        BalancerKind::Predictive,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,21 +105,25 @@ impl BalancerKind {
             BalancerKind::LeastConnections => "least-connections",
             BalancerKind::Random => "random",
             BalancerKind::PullHashing => "pull-hashing",
+            BalancerKind::Predictive => "predictive",
         }
     }
 
     pub fn build(self) -> Arc<dyn Balancer> {
-        self.build_with(idle_queues::DEFAULT_MAX_FUNCTIONS)
+        self.build_with(idle_queues::DEFAULT_MAX_FUNCTIONS, DEFAULT_WORKER_CORES)
     }
 
-    /// The balancer, with pull-based's table holding `max_functions`.
-    pub fn build_with(self, max_functions: usize) -> Arc<dyn Balancer> {
+    /// The balancer, with the warm-instance table holding `max_functions`
+    /// (pull-based, pull-hashing, predictive) and predictive told that
+    /// workers run calls on `worker_cores` cores.
+    pub fn build_with(self, max_functions: usize, worker_cores: u64) -> Arc<dyn Balancer> {
         match self {
             BalancerKind::PullBased => Arc::new(PullBased::with_max_functions(max_functions)),
             BalancerKind::HashingBounded => Arc::new(HashingBounded::new()),
             BalancerKind::LeastConnections => Arc::new(LeastConnections),
             BalancerKind::Random => Arc::new(Random),
             BalancerKind::PullHashing => Arc::new(PullHashing::with_max_functions(max_functions)),
+            BalancerKind::Predictive => Arc::new(Predictive::new(max_functions, worker_cores)),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The Go original's balancer scenarios, exact picks, and property tests.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use proptest::prelude::*;
 
@@ -150,6 +151,37 @@ fn pull_based_ignores_an_older_worker_set_that_arrives_late() {
     assert_eq!(pull.idle_queues().count("f", 3), 0);
 }
 
+#[test]
+fn pull_hashing_takes_warm_instances_and_sends_cold_starts_home() {
+    let s = Scheduler::new(BalancerKind::PullHashing, workers(5));
+    let home = host(&s.select("f").unwrap());
+    for _ in 0..10 {
+        assert_eq!(host(&s.select("f").unwrap()), home, "no warm instance: the function's home");
+    }
+    let set = s.workers();
+    let other = set.iter().find(|w| w.url().to_string() != home).unwrap();
+    s.balancer().release("f", other, Outcome::Completed);
+    assert_eq!(s.select("f").unwrap().worker().id(), other.id(), "a warm instance first");
+    assert_eq!(host(&s.select("f").unwrap()), home, "consumed: home again");
+    // A destroyed sandbox is forgotten, as pull-based does.
+    s.balancer().release("f", other, Outcome::Completed);
+    assert_eq!(s.sandbox_destroyed("f", other.url().authority()), Some(true));
+    assert_eq!(host(&s.select("f").unwrap()), home);
+}
+
+#[test]
+fn predictive_learns_from_answers_through_the_scheduler() {
+    let s = Scheduler::new(BalancerKind::Predictive, workers(2));
+    assert!(s.learns());
+    let lease = s.select("f").unwrap();
+    let warm = lease.worker().id();
+    let answer = Answer { elapsed: Duration::from_millis(5), cold: Some(true), service_ms: Some(4.0) };
+    s.observe("f", &lease, answer);
+    s.release("f", lease, Outcome::Completed);
+    assert_eq!(s.select("f").unwrap().worker().id(), warm, "the warm instance");
+    assert!(!Scheduler::new(BalancerKind::PullBased, workers(2)).learns());
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Select(u8),
@@ -202,6 +234,12 @@ proptest! {
                 }
                 Op::Release(i, ok) if !held.is_empty() => {
                     let (f, lease) = held.swap_remove(i % held.len());
+                    if ok {
+                        // What a worker may say: cold or warm, or nothing.
+                        let cold = [Some(true), Some(false), None][i % 3];
+                        let answer = Answer { elapsed: Duration::from_millis(i as u64), cold, service_ms: None };
+                        s.observe(&f, &lease, answer);
+                    }
                     s.release(&f, lease, if ok { Outcome::Completed } else { Outcome::Failed });
                 }
                 Op::Release(..) => {}
