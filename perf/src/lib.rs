@@ -11,10 +11,10 @@
 //!   processor sharing over 4 cores, LRU eviction and keep-alive expiry
 //!   reported to the scheduler as `POST /destroySandbox/<fn>`, and a FIFO
 //!   queue when memory is full of busy sandboxes.
-//! - [`loadgen`] plays the paper's k6 workload ([`workload`]): closed-loop
-//!   virtual users in phases of 20, 50 and 100, each with its own seeded
-//!   sequence of functions and think times, so every scheduler sees the
-//!   same calls.
+//! - [`load::loadgen`] plays the paper's k6 workload ([`load::workload`]):
+//!   closed-loop virtual users in phases of 20, 50 and 100, each with its
+//!   own seeded sequence of functions and think times, so every scheduler
+//!   sees the same calls.
 //! - [`experiment`] runs each scheduler with each balancer against a fresh
 //!   cluster ([`experiment::cluster`] starts and kills the processes);
 //!   [`report`] summarises the calls with [`metrics`] into the paper's
@@ -55,7 +55,7 @@ pub mod framing;
 pub mod functions;
 pub mod http;
 pub mod idle;
-pub mod loadgen;
+pub mod load;
 pub mod metrics;
 pub mod paper;
 pub mod procstat;
@@ -68,7 +68,6 @@ pub mod summary;
 pub mod svg;
 pub mod throughput;
 pub mod upstream;
-pub mod workload;
 
 /// The Azure Functions 2021 trace's per-function probabilities, beside the repository.
 pub const DEFAULT_PROBABILITIES: &str =

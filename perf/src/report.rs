@@ -4,10 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::loadgen::Call;
+use crate::load::loadgen::Call;
+use crate::load::workload::PHASE_VUS;
 use crate::metrics::{load_cv, mean, percentile};
 use crate::scale::TimeScale;
-use crate::workload::PHASE_VUS;
 
 /// Everything written to `--json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

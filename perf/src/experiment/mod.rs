@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use self::cluster::EmulatorArgs;
 use crate::emulator::model::Stats;
 use crate::functions;
-use crate::loadgen::{self, Call, Plan, Progress};
+use crate::load::loadgen::{self, Call, Plan, Progress};
+use crate::load::workload::{self, PHASE_VUS};
 use crate::report::{self, Run};
 use crate::rng::WeightedChoice;
 use crate::scale::TimeScale;
-use crate::workload::{self, PHASE_VUS};
 
 /// The balancers every scheduler is run with: the paper's four in its
 /// order, then hiku's own.

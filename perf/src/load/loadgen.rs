@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 use crate::http::{self, Conn};
+use crate::load::workload::{joining_phase, UserScript, PAYLOAD, PHASE_VUS};
 use crate::rng::WeightedChoice;
 use crate::scale::{Clock, TimeScale};
-use crate::workload::{joining_phase, UserScript, PAYLOAD, PHASE_VUS};
 
 /// A call gets at least this long, in real time, before it counts as failed.
 const MIN_TIMEOUT: Duration = Duration::from_secs(5);
