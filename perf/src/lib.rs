@@ -17,8 +17,9 @@
 //!   sees the same calls.
 //! - [`experiment`] runs each scheduler with each balancer against a fresh
 //!   cluster ([`experiment::cluster`] starts and kills the processes);
-//!   [`report`] summarises the calls with [`metrics`] into the paper's
-//!   numbers, and [`figures`] draws them ([`svg`]).
+//!   [`report`] summarises the calls with [`report::metrics`] into the
+//!   paper's numbers (its published ones beside them, [`report::paper`]),
+//!   and [`report::figures`] draws them ([`report::svg`]).
 //!
 //! Time can be compressed ([`scale`]): every duration is multiplied by the
 //! time scale and every measurement divided by it, so a run at 0.1 takes a
@@ -43,29 +44,24 @@
 //! its workers are killed, restarted, removed and added, and checks that
 //! none was lost, nothing stayed in flight and no memory leaked.
 //!
-//! `perf/results` runs both at full length and [`results`] lays their
-//! reports out as `perf/RESULTS.md`.
+//! `perf/results` runs both at full length and [`report::results`] lays
+//! their reports out as `perf/RESULTS.md`.
 
 pub mod blast;
 pub mod counters;
 pub mod emulator;
 pub mod experiment;
-pub mod figures;
 pub mod framing;
 pub mod functions;
 pub mod http;
 pub mod idle;
 pub mod load;
-pub mod metrics;
-pub mod paper;
 pub mod procstat;
 pub mod report;
-pub mod results;
 pub mod rng;
 pub mod scale;
 pub mod soak;
 pub mod summary;
-pub mod svg;
 pub mod throughput;
 pub mod upstream;
 

@@ -12,8 +12,8 @@ use hiku_perf::blast::Load;
 use hiku_perf::experiment::cluster::EmulatorArgs;
 use hiku_perf::experiment::{self, Contender, Options, BALANCERS};
 use hiku_perf::idle;
+use hiku_perf::report::results::{self, Experiment, Provenance};
 use hiku_perf::report::{self, Report};
-use hiku_perf::results::{self, Experiment, Provenance};
 use hiku_perf::summary;
 use hiku_perf::throughput::{self, Proxy};
 
@@ -320,7 +320,7 @@ fn write_outputs(args: &ExperimentArgs, outcomes: &[experiment::Outcome]) -> Res
         write(path, rows.collect())?;
     }
     if let Some(dir) = &args.plots {
-        for path in hiku_perf::figures::write(dir, outcomes)? {
+        for path in hiku_perf::report::figures::write(dir, outcomes)? {
             eprintln!("wrote {path}");
         }
     }

@@ -2,11 +2,17 @@
 //! three forms: a table for the terminal, JSON (the schema of issue 3) and
 //! CSV.
 
+pub mod figures;
+pub mod metrics;
+pub mod paper;
+pub mod results;
+pub mod svg;
+
 use serde::{Deserialize, Serialize};
 
+use self::metrics::{load_cv, mean, percentile};
 use crate::load::loadgen::Call;
 use crate::load::workload::PHASE_VUS;
-use crate::metrics::{load_cv, mean, percentile};
 use crate::scale::TimeScale;
 
 /// Everything written to `--json`.
@@ -252,12 +258,12 @@ pub fn table(runs: &[Run]) -> String {
             rows.extend([range, top]);
         }
     }
-    rows.extend(crate::paper::rows(&headers));
+    rows.extend(paper::rows(&headers));
     let seeds = match several {
         true => "mean over the seeds, then the least and the most any seed gave; ",
         false => "",
     };
-    grid(&headers, &rows) + seeds + UNITS + crate::paper::SOURCE
+    grid(&headers, &rows) + seeds + UNITS + paper::SOURCE
 }
 
 /// The runs as CSV, one row each, phases as `rps_<vus>vus` columns.
@@ -305,5 +311,4 @@ pub fn calls_csv(scheduler: &str, balancer: &str, calls: &[Call], header: bool) 
 }
 
 #[cfg(test)]
-#[path = "report_tests.rs"]
 mod tests;

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::experiment::Outcome;
 use crate::report;
-use crate::svg::{grouped_bars, latency_cdf};
+use crate::report::svg::{grouped_bars, latency_cdf};
 
 /// Writes `latency_cdf.svg`, `throughput.svg` and `cold_starts.svg` into
 /// `dir` (created if needed) and returns their paths.

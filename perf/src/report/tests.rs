@@ -109,7 +109,7 @@ fn table_and_csv_have_a_row_per_run_and_the_paper_beside() {
 #[test]
 fn every_published_figure_has_a_column() {
     let headers: Vec<&str> = FIGURES.iter().map(|f| f.header).collect();
-    for row in crate::paper::rows(&[&["scheduler", "balancer"], &headers[..]].concat()) {
+    for row in paper::rows(&[&["scheduler", "balancer"], &headers[..]].concat()) {
         let published = row[2..].iter().filter(|cell| !cell.is_empty()).count();
         assert_eq!(published, 6, "{row:?}");
     }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::metrics::percentile;
+use crate::report::metrics::percentile;
 
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 420.0;
