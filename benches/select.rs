@@ -1,4 +1,5 @@
-//! The decision cost of each balancer: one select and its release, at
+//! The decision cost of each balancer: one select and its release (and,
+//! for a balancer that learns from answers, what it learns from one), at
 //! cluster sizes from the paper's (5 workers, 40 functions) up.
 //!
 //! `cargo bench --bench select`; ids are `<balancer>/<W>w-<F>f`.
@@ -7,7 +8,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use hiku::balancer::{BalancerKind, Outcome};
+use hiku::balancer::{Answer, BalancerKind, Outcome};
 use hiku::config::WorkerUrl;
 use hiku::scheduler::Scheduler;
 
@@ -38,9 +39,15 @@ fn select(c: &mut Criterion) {
         for (w, f) in SIZES {
             let s = scheduler(kind, w);
             let names = functions(f);
+            // A warm answer, as an OpenLambda worker emulated by perf/ says it.
+            let answer = Answer { elapsed: Duration::from_millis(100), cold: Some(false), service_ms: Some(99.0) };
+            let learns = s.learns();
             // Warm: every function has been seen once (pull-based queues exist).
             for name in &names {
                 let lease = s.select(name).unwrap();
+                if learns {
+                    s.observe(name, &lease, answer);
+                }
                 s.release(name, lease, Outcome::Completed);
             }
             let mut i = 0;
@@ -49,6 +56,9 @@ fn select(c: &mut Criterion) {
                     let name = &names[i];
                     i = if i + 1 == names.len() { 0 } else { i + 1 };
                     let lease = s.select(black_box(name)).unwrap();
+                    if learns {
+                        s.observe(name, &lease, black_box(answer));
+                    }
                     s.release(name, black_box(lease), Outcome::Completed);
                 })
             });

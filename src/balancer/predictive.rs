@@ -182,10 +182,17 @@ impl Predictive {
             let expected = warm + (cold - warm) * chance / ONE;
             expected * slowdown(w)
         };
+        let warm_lease =
+            |w: &std::sync::Arc<Worker>| Lease::with_hint(w, self.age_bucket(hash, w.id(), now) as u32 + 1);
+        // No cold start costs less than on an idle worker: an idle instance
+        // priced within that wins without looking at every worker.
+        if let Some(w) = self.idle.take_cheapest(function, workers, idle_cost, cold * self.cores + 1) {
+            return warm_lease(w);
+        }
         let fallback = least_loaded(workers.as_slice());
         let cold_cost = cold * slowdown(fallback);
         match self.idle.take_cheapest(function, workers, idle_cost, cold_cost + 1) {
-            Some(w) => Lease::with_hint(w, self.age_bucket(hash, w.id(), now) as u32 + 1),
+            Some(w) => warm_lease(w),
             None => Lease::new(fallback),
         }
     }
