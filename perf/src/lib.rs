@@ -30,15 +30,16 @@
 //! randomness.
 //!
 //! `perf/throughput` measures the other side of the question, the proxy's
-//! own cost: [`throughput`] starts `hiku-upstream` ([`upstream`]: trivial
-//! servers on one mio thread) and a proxy in front of them for every
-//! measurement, drives it with [`blast`] (a wrk-like closed-loop generator
-//! on one mio thread, framing responses with [`framing`]), reads the
-//! proxy's CPU time and peak memory from `/proc` ([`procstat`]) and its
-//! system calls, context switches and the machine's reschedule IPIs
-//! ([`counters`]: `perf stat` and `/proc/interrupts`), and [`summary`]
-//! reports the medians over rounds. [`idle`] measures what idle keep-alive
-//! connections cost each proxy, after a burst of calls on all of them.
+//! own cost: [`throughput`] starts `hiku-upstream` ([`throughput::upstream`]:
+//! trivial servers on one mio thread) and a proxy in front of them for every
+//! measurement, drives it with [`throughput::blast`] (a wrk-like closed-loop
+//! generator on one mio thread, framing responses with [`framing`]), reads
+//! the proxy's CPU time and peak memory from `/proc`
+//! ([`throughput::procstat`]) and its system calls, context switches and the
+//! machine's reschedule IPIs ([`throughput::counters`]: `perf stat` and
+//! `/proc/interrupts`), and [`throughput::summary`] reports the medians over
+//! rounds. [`throughput::idle`] measures what idle keep-alive connections
+//! cost each proxy, after a burst of calls on all of them.
 //!
 //! `perf/soak` ([`soak`]) sends a fixed number of calls through hiku while
 //! its workers are killed, restarted, removed and added, and checks that
@@ -47,23 +48,17 @@
 //! `perf/results` runs both at full length and [`report::results`] lays
 //! their reports out as `perf/RESULTS.md`.
 
-pub mod blast;
-pub mod counters;
 pub mod emulator;
 pub mod experiment;
 pub mod framing;
 pub mod functions;
 pub mod http;
-pub mod idle;
 pub mod load;
-pub mod procstat;
 pub mod report;
 pub mod rng;
 pub mod scale;
 pub mod soak;
-pub mod summary;
 pub mod throughput;
-pub mod upstream;
 
 /// The Azure Functions 2021 trace's per-function probabilities, beside the repository.
 pub const DEFAULT_PROBABILITIES: &str =

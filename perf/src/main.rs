@@ -8,14 +8,12 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use hiku_perf::blast::Load;
 use hiku_perf::experiment::cluster::EmulatorArgs;
 use hiku_perf::experiment::{self, Contender, Options, BALANCERS};
-use hiku_perf::idle;
 use hiku_perf::report::results::{self, Experiment, Provenance};
 use hiku_perf::report::{self, Report};
-use hiku_perf::summary;
-use hiku_perf::throughput::{self, Proxy};
+use hiku_perf::throughput::blast::{self, Load};
+use hiku_perf::throughput::{self, idle, summary, Proxy};
 
 #[derive(Parser)]
 #[command(name = "hiku-perf", version, about = "The Hiku paper's experiment on one machine")]
@@ -328,7 +326,7 @@ fn write_outputs(args: &ExperimentArgs, outcomes: &[experiment::Outcome]) -> Res
 }
 
 fn main() -> ExitCode {
-    hiku_perf::procstat::raise_open_file_limit();
+    hiku_perf::throughput::procstat::raise_open_file_limit();
     match Cli::parse().command {
         Command::Experiment(args) => experiment(args),
         Command::Throughput(args) => throughput(args),
@@ -447,7 +445,7 @@ fn blast(args: BlastArgs) -> ExitCode {
         close: false,
         timeout: throughput::REQUEST_TIMEOUT,
     };
-    exit(hiku_perf::blast::run(&load, &AtomicBool::new(false), |_| {}).map_err(|e| e.to_string()).map(|t| {
+    exit(blast::run(&load, &AtomicBool::new(false), |_| {}).map_err(|e| e.to_string()).map(|t| {
         println!(
             "{} connections: {:.0} req/s  p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  {} ok  errors {:?}",
             args.connections,
@@ -544,7 +542,7 @@ fn throughput_options(args: &ThroughputArgs) -> Result<throughput::Options, Stri
 /// otherwise.
 fn usable_perf() -> Option<PathBuf> {
     let perf = PathBuf::from("perf");
-    match hiku_perf::counters::perf_unusable(&perf) {
+    match hiku_perf::throughput::counters::perf_unusable(&perf) {
         None => Some(perf),
         Some(why) => {
             eprintln!("perf is not usable ({why}): system calls and context switches are not counted");

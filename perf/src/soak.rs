@@ -26,12 +26,9 @@ use tokio::net::TcpStream;
 use tokio::process::Child;
 use tokio::task::JoinSet;
 
-use crate::blast;
 use crate::experiment::{cluster, WorkDir};
 use crate::functions;
-use crate::idle;
-use crate::procstat;
-use crate::throughput::{self, BODY};
+use crate::throughput::{self, blast, idle, procstat, BODY};
 
 /// How often progress is shown.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);

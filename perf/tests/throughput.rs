@@ -8,7 +8,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hiku_perf::summary::Report;
+use hiku_perf::throughput::summary::Report;
 
 /// The whole run must end within this.
 const DEADLINE: Duration = Duration::from_secs(60);

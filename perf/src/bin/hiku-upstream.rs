@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use hiku_perf::upstream;
+use hiku_perf::throughput::upstream;
 
 #[derive(Parser)]
 #[command(name = "hiku-upstream", version, about = "Trivial fast HTTP/1.1 upstreams for perf/throughput")]
@@ -21,7 +21,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    hiku_perf::procstat::raise_open_file_limit();
+    hiku_perf::throughput::procstat::raise_open_file_limit();
     let listeners = match upstream::bind_from(cli.servers, cli.port) {
         Ok(listeners) => listeners,
         Err(e) => {

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use crate::report::{self, Report};
-use crate::summary;
+use crate::throughput::summary;
 
 /// One experiment report and what distinguishes it (its memory, say).
 pub struct Experiment {
@@ -134,7 +134,7 @@ mod tests {
             summary::Report { results: vec![row("hiku", 40000.0), row("nginx", 50000.0)], ..Default::default() };
         let closing =
             summary::Report { results: vec![row("hiku", 21000.0)], new_connection: true, ..Default::default() };
-        let idle = crate::idle::IdleRow {
+        let idle = crate::throughput::idle::IdleRow {
             contender: "nginx".to_string(),
             connections: 10000,
             burst: false,

@@ -19,7 +19,7 @@ pub struct Report {
     pub new_connection: bool,
     /// `--idle-connections`: what idle connections cost each contender.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub idle: Vec<crate::idle::IdleRow>,
+    pub idle: Vec<crate::throughput::idle::IdleRow>,
 }
 
 /// A contender at a connection count: the median of each number over the
@@ -131,7 +131,7 @@ pub fn titled(report: &Report) -> Vec<(&'static str, String)> {
     if !report.idle.is_empty() {
         parts.push((
             "Idle keep-alive connections after a burst of calls on all of them",
-            crate::idle::table(&report.idle),
+            crate::throughput::idle::table(&report.idle),
         ));
     }
     parts

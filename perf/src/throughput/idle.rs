@@ -26,13 +26,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use crate::blast;
 use crate::experiment::WorkDir;
 use crate::framing::ResponseFraming;
 use crate::functions;
-use crate::procstat;
-use crate::summary::{groups, median};
-use crate::throughput::{self, Contender, Options, Proxy, BODY};
+use crate::throughput::summary::{groups, median};
+use crate::throughput::{self, blast, procstat, Contender, Options, Proxy, BODY};
 
 /// Connects in flight at once (below every listen backlog).
 pub const CONNECTING: usize = 256;

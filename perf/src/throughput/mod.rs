@@ -1,14 +1,20 @@
 //! `perf/throughput`: the proxy's own cost. For each round, each
 //! connection count and each contender, fresh processes: two trivial
-//! upstreams ([`crate::upstream`], in their own process), the contender in
-//! front of them (or nothing, for `direct`), and the generator
-//! ([`crate::blast`], on its own thread) at full speed against it. Each
-//! measurement reads the contender's CPU time at the window's edges and
-//! its peak memory at the end, then keeps the load going for a second,
-//! counted window in which [`crate::counters`] reads what the kernel did
-//! (system calls, context switches, reschedule IPIs: tracing them slows
-//! the process down, so not in the measured window); [`crate::summary`]
-//! takes the medians.
+//! upstreams ([`upstream`], in their own process), the contender in front
+//! of them (or nothing, for `direct`), and the generator ([`blast`], on its
+//! own thread) at full speed against it. Each measurement reads the
+//! contender's CPU time at the window's edges and its peak memory at the
+//! end, then keeps the load going for a second, counted window in which
+//! [`counters`] reads what the kernel did (system calls, context switches,
+//! reschedule IPIs: tracing them slows the process down, so not in the
+//! measured window); [`summary`] takes the medians.
+
+pub mod blast;
+pub mod counters;
+pub mod idle;
+pub mod procstat;
+pub mod summary;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,12 +26,11 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::Child;
 
-use crate::blast::{self, Load, Mark, Tally};
-use crate::counters::{self, Counts, PerfStat};
+use self::blast::{Load, Mark, Tally};
+use self::counters::{Counts, PerfStat};
+use self::summary::{Row, Sample};
 use crate::experiment::{cluster, WorkDir};
 use crate::functions;
-use crate::procstat;
-use crate::summary::{self, Row, Sample};
 
 /// The body of every request.
 pub const BODY: &[u8] = br#"{"param0": "value0"}"#;
