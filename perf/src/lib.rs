@@ -33,8 +33,8 @@
 //! own cost: [`throughput`] starts `hiku-upstream` ([`throughput::upstream`]:
 //! trivial servers on one mio thread) and a proxy in front of them for every
 //! measurement, drives it with [`throughput::blast`] (a wrk-like closed-loop
-//! generator on one mio thread, framing responses with [`framing`]), reads
-//! the proxy's CPU time and peak memory from `/proc`
+//! generator on one mio thread, framing responses with [`http::framing`]),
+//! reads the proxy's CPU time and peak memory from `/proc`
 //! ([`throughput::procstat`]) and its system calls, context switches and the
 //! machine's reschedule IPIs ([`throughput::counters`]: `perf stat` and
 //! `/proc/interrupts`), and [`throughput::summary`] reports the medians over
@@ -50,7 +50,6 @@
 
 pub mod emulator;
 pub mod experiment;
-pub mod framing;
 pub mod functions;
 pub mod http;
 pub mod load;

@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::framing::{ResponseFraming, MAX_HEAD};
+use crate::http::framing::{ResponseFraming, MAX_HEAD};
 
 /// Read buffer per connection: a head plus room for a body to pass through.
 const BUFFER: usize = MAX_HEAD + 8 * 1024;

@@ -27,8 +27,8 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::experiment::WorkDir;
-use crate::framing::ResponseFraming;
 use crate::functions;
+use crate::http::framing::ResponseFraming;
 use crate::throughput::summary::{groups, median};
 use crate::throughput::{self, blast, procstat, Contender, Options, Proxy, BODY};
 

@@ -3,6 +3,8 @@
 //! (responses only) the peer closing, and keep-alive as RFC 9112 §9.3 says
 //! (1.1 persists unless `Connection: close`; 1.0 only with `keep-alive`).
 
+pub mod framing;
+
 use std::io::{self, ErrorKind};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -281,5 +283,4 @@ pub fn get(host: &str, path: &str) -> Vec<u8> {
 }
 
 #[cfg(test)]
-#[path = "http_tests.rs"]
 mod tests;
