@@ -5,8 +5,10 @@
 //! pull-based learns them: a completed call leaves one, `destroySandbox`
 //! removes one) or, started cold, to the least-loaded worker. Each is
 //! priced as the call's expected service time times the worker's slowdown,
-//! `max(1, (in_flight + 1) / cores)` (processor sharing over its cores),
-//! and the cheapest wins; an idle instance wins ties.
+//! `max(1, (in_flight + 1) / cores)` (processor sharing over its cores)
+//! plus the slowdown it brings the calls already there once the cores are
+//! full (it is the mean latency that is minimised), and the cheapest wins:
+//! among equals the least loaded, and an idle instance over a cold start.
 //!
 //! The expected service time is learnt from the answers hiku relays: per
 //! function, exponentially weighted means of warm and cold service time
@@ -61,6 +63,10 @@ fn bucket_of(age_ms: u64) -> usize {
 
 /// A new sample's weight in a mean: 1/8.
 const WEIGHT_SHIFT: u32 = 3;
+
+/// Low bits of a price that hold the worker's calls in flight (tie-break).
+const TIE_BITS: u32 = 8;
+const TIE_MAX: u64 = (1 << TIE_BITS) - 1;
 
 /// Probability 1 in the fixed point of `cold_chance`.
 const ONE: u64 = 1 << 16;
@@ -173,24 +179,27 @@ impl Predictive {
         // Processor sharing over `cores`: the call's own slowdown, plus the
         // one it brings the calls already there once the cores are full
         // (the mean latency is what is minimised, not this call's alone).
-        let slowdown = |w: &Worker| {
+        // A price is the predicted time (µs) times the slowdown, then the
+        // calls in flight as a tie-break: among equals, the least loaded.
+        let price = |time: u64, w: &Worker| {
             let running = w.in_flight() as u64 + 1;
-            running.max(self.cores) + running.saturating_sub(self.cores)
+            let slowdown = running.max(self.cores) + running.saturating_sub(self.cores);
+            (time * slowdown) << TIE_BITS | running.min(TIE_MAX)
         };
         let idle_cost = |w: &std::sync::Arc<Worker>| {
             let chance = self.cold_chance[self.age_bucket(hash, w.id(), now)].load(Ordering::Relaxed);
-            let expected = warm + (cold - warm) * chance / ONE;
-            expected * slowdown(w)
+            price(warm + (cold - warm) * chance / ONE, w)
         };
         let warm_lease =
             |w: &std::sync::Arc<Worker>| Lease::with_hint(w, self.age_bucket(hash, w.id(), now) as u32 + 1);
         // No cold start costs less than on an idle worker: an idle instance
         // priced within that wins without looking at every worker.
-        if let Some(w) = self.idle.take_cheapest(function, workers, idle_cost, cold * self.cores + 1) {
+        let cheapest_cold = (cold * self.cores) << TIE_BITS | TIE_MAX;
+        if let Some(w) = self.idle.take_cheapest(function, workers, idle_cost, cheapest_cold + 1) {
             return warm_lease(w);
         }
         let fallback = least_loaded(workers.as_slice());
-        let cold_cost = cold * slowdown(fallback);
+        let cold_cost = price(cold, fallback) | TIE_MAX;
         match self.idle.take_cheapest(function, workers, idle_cost, cold_cost + 1) {
             Some(w) => warm_lease(w),
             None => Lease::new(fallback),
