@@ -1,7 +1,11 @@
-//! Where a response ends, fed in pieces as they arrive (RFC 9112 §6.3):
-//! the generator's parser. Only the head is buffered by the caller; body
-//! bytes are counted and dropped, so a response of any size passes through
-//! a fixed read buffer.
+//! Where a message ends, fed in pieces as they arrive (RFC 9112 §6.3): the
+//! harness's one framer. [`ResponseFraming`] reads a response's head and
+//! then its body, by `Content-Length`, chunked, or the server closing;
+//! [`BodyFraming`] reads a body whose framing the caller already knows (a
+//! request's, from its head). Only the head is buffered by the caller; body
+//! bytes go to a [`Sink`], which keeps them ([`Conn`](super::Conn) does) or
+//! drops them (`()`, as the throughput generator does, so that a response of
+//! any size passes through a fixed read buffer).
 
 /// Largest response head; a trivial upstream's is under 100 bytes.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -31,9 +35,44 @@ pub struct Progress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FramingError(pub String);
 
+impl From<FramingError> for std::io::Error {
+    fn from(e: FramingError) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e.0)
+    }
+}
+
+/// How a body ends (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// After this many bytes.
+    Length(u64),
+    /// After the last chunk and the trailer (RFC 9112 §7.1); chunk
+    /// extensions and trailer fields are ignored.
+    Chunked,
+    /// When the connection does (responses only).
+    UntilClose,
+}
+
+/// What a caller keeps of a message as it is framed: the final response
+/// head (not interim 1xx ones) and the body's bytes, in order, without the
+/// chunked coding. Both are dropped by default.
+pub trait Sink {
+    fn head(&mut self, _response: &httparse::Response) {}
+    fn body(&mut self, _bytes: &[u8]) {}
+}
+
+/// Keeps nothing.
+impl Sink for () {}
+
+/// Keeps the body.
+impl Sink for Vec<u8> {
+    fn body(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Head,
     /// Body bytes still to come.
     Length(u64),
     ChunkSize,
@@ -42,21 +81,23 @@ enum State {
     ChunkEnd,
     Trailer,
     UntilClose,
+    Ended,
+}
+
+/// One body's parser.
+#[derive(Debug, Clone)]
+pub struct BodyFraming {
+    state: State,
 }
 
 /// One connection's response parser; reusable for the next response once
 /// one is done.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ResponseFraming {
-    state: State,
+    /// `None` while the head is read.
+    body: Option<BodyFraming>,
     status: u16,
     close: bool,
-}
-
-impl Default for ResponseFraming {
-    fn default() -> Self {
-        ResponseFraming { state: State::Head, status: 0, close: false }
-    }
 }
 
 fn error(message: impl Into<String>) -> FramingError {
@@ -72,31 +113,35 @@ fn line(bytes: &[u8]) -> Result<Option<(&[u8], usize)>, FramingError> {
     }
 }
 
-impl ResponseFraming {
-    /// Consumes what it can of `bytes`, stopping at the end of a response.
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<Progress, FramingError> {
+impl BodyFraming {
+    pub fn new(body: Body) -> BodyFraming {
+        let state = match body {
+            Body::Length(0) => State::Ended,
+            Body::Length(length) => State::Length(length),
+            Body::Chunked => State::ChunkSize,
+            Body::UntilClose => State::UntilClose,
+        };
+        BodyFraming { state }
+    }
+
+    /// Consumes what it can of `bytes`, handing the body's bytes to `sink`,
+    /// and stops where the body ends: how many bytes it used (the rest must
+    /// be offered again, with more after it, unless the body ended: then it
+    /// follows the message), and whether the body ended.
+    pub fn feed(&mut self, bytes: &[u8], sink: &mut impl Sink) -> Result<(usize, bool), FramingError> {
         let mut at = 0;
         loop {
             let rest = &bytes[at..];
-            let done = |consumed, done| Ok(Progress { consumed, done });
             match self.state {
-                State::Head => match self.head(rest)? {
-                    Some((n, finished)) => {
-                        at += n;
-                        if finished {
-                            return done(at, Some(self.finish()));
-                        }
-                    }
-                    None => return done(at, None),
-                },
                 State::Length(remaining) => {
                     let n = remaining.min(rest.len() as u64);
+                    sink.body(&rest[..n as usize]);
                     at += n as usize;
-                    if n == remaining {
-                        return done(at, Some(self.finish()));
+                    if n < remaining {
+                        self.state = State::Length(remaining - n);
+                        return Ok((at, false));
                     }
-                    self.state = State::Length(remaining - n);
-                    return done(at, None);
+                    self.state = State::Ended;
                 }
                 State::ChunkSize => match line(rest)? {
                     Some((text, n)) => {
@@ -108,19 +153,20 @@ impl ResponseFraming {
                             size => State::ChunkData(size),
                         };
                     }
-                    None => return done(at, None),
+                    None => return Ok((at, false)),
                 },
                 State::ChunkData(remaining) => {
                     let n = remaining.min(rest.len() as u64);
+                    sink.body(&rest[..n as usize]);
                     at += n as usize;
                     if n < remaining {
                         self.state = State::ChunkData(remaining - n);
-                        return done(at, None);
+                        return Ok((at, false));
                     }
                     self.state = State::ChunkEnd;
                 }
                 State::ChunkEnd => match rest.len() {
-                    0 | 1 => return done(at, None),
+                    0 | 1 => return Ok((at, false)),
                     _ if &rest[..2] == b"\r\n" => {
                         at += 2;
                         self.state = State::ChunkSize;
@@ -131,25 +177,60 @@ impl ResponseFraming {
                     Some((text, n)) => {
                         at += n;
                         if text.is_empty() {
-                            return done(at, Some(self.finish()));
+                            self.state = State::Ended;
                         }
                     }
-                    None => return done(at, None),
+                    None => return Ok((at, false)),
                 },
-                State::UntilClose => return done(bytes.len(), None),
+                State::UntilClose => {
+                    sink.body(rest);
+                    return Ok((bytes.len(), false));
+                }
+                State::Ended => return Ok((at, true)),
             }
+        }
+    }
+
+    /// Whether the connection's end ends the body: only one delimited by
+    /// closing; any other is cut short.
+    pub fn ends_at_eof(&self) -> bool {
+        self.state == State::UntilClose
+    }
+}
+
+impl ResponseFraming {
+    /// Consumes what it can of `bytes`, stopping at the end of a response;
+    /// the body's bytes are dropped.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Progress, FramingError> {
+        self.feed_into(bytes, &mut ())
+    }
+
+    /// [`feed`](Self::feed), handing the response's head and body to `sink`.
+    pub fn feed_into(&mut self, bytes: &[u8], sink: &mut impl Sink) -> Result<Progress, FramingError> {
+        let mut at = 0;
+        loop {
+            let Some(body) = &mut self.body else {
+                match self.head(&bytes[at..], sink)? {
+                    Some(n) => at += n,
+                    None => return Ok(Progress { consumed: at, done: None }),
+                }
+                continue;
+            };
+            let (n, ended) = body.feed(&bytes[at..], sink)?;
+            let done = ended.then(|| self.finish());
+            return Ok(Progress { consumed: at + n, done });
         }
     }
 
     /// The connection reached its end: completes a response delimited by
     /// closing, else `None` (a response cut short, or none begun).
     pub fn eof(&mut self) -> Option<Done> {
-        (self.state == State::UntilClose).then(|| self.finish())
+        self.body.as_ref().is_some_and(BodyFraming::ends_at_eof).then(|| self.finish())
     }
 
     /// Parses a head at the start of `bytes`: `None` if it is incomplete,
-    /// else its length and whether the response ends with it.
-    fn head(&mut self, bytes: &[u8]) -> Result<Option<(usize, bool)>, FramingError> {
+    /// else its length. After a final (not 1xx) head, the body is next.
+    fn head(&mut self, bytes: &[u8], sink: &mut impl Sink) -> Result<Option<usize>, FramingError> {
         let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut response = httparse::Response::new(&mut fields);
         let n = match response.parse(bytes).map_err(|e| error(format!("bad response head: {e}")))? {
@@ -160,7 +241,7 @@ impl ResponseFraming {
         let status = response.code.unwrap_or(0);
         // Interim answers precede the real one (RFC 9110 §15.2).
         if (100..200).contains(&status) {
-            return Ok(Some((n, false)));
+            return Ok(Some(n));
         }
         self.status = status;
         let (mut length, mut chunked, mut close, mut keep_alive) = (None, false, false, false);
@@ -176,17 +257,18 @@ impl ResponseFraming {
             }
         }
         self.close = close || (response.version == Some(0) && !keep_alive);
-        self.state = match (status, chunked, length) {
-            (204 | 304, _, _) => return Ok(Some((n, true))),
-            (_, true, _) => State::ChunkSize,
-            (_, false, Some(0)) => return Ok(Some((n, true))),
-            (_, false, Some(length)) => State::Length(length),
+        let body = match (status, chunked, length) {
+            (204 | 304, _, _) => Body::Length(0),
+            (_, true, _) => Body::Chunked,
+            (_, false, Some(length)) => Body::Length(length),
             (_, false, None) => {
                 self.close = true;
-                State::UntilClose
+                Body::UntilClose
             }
         };
-        Ok(Some((n, false)))
+        sink.head(&response);
+        self.body = Some(BodyFraming::new(body));
+        Ok(Some(n))
     }
 
     fn finish(&mut self) -> Done {
