@@ -1,10 +1,12 @@
-//! The decision must not allocate: select + release for every balancer,
-//! once every function has been seen, under a counting allocator.
+//! The decision must not allocate: select + release (and what a learning
+//! balancer learns from an answer) for every balancer, once every function
+//! has been seen, under a counting allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-use hiku::balancer::{BalancerKind, Outcome};
+use hiku::balancer::{Answer, BalancerKind, Outcome};
 use hiku::config::WorkerUrl;
 use hiku::scheduler::Scheduler;
 
@@ -41,6 +43,10 @@ fn select_and_release_do_not_allocate() {
             for name in &names {
                 let lease = s.select(name).unwrap();
                 let held = s.select(name).unwrap();
+                if s.learns() {
+                    let answer = Answer { elapsed: Duration::from_millis(3), cold: Some(true), service_ms: None };
+                    s.observe(name, &lease, answer);
+                }
                 s.release(name, lease, Outcome::Completed);
                 s.release(name, held, Outcome::Failed);
             }

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 
 use support::{pattern, wait_for, Client, Hiku, Worker};
 
-const BALANCERS: [&str; 4] = ["pull-based", "hashing-bounded", "least-connections", "random"];
+const BALANCERS: [&str; 6] =
+    ["pull-based", "hashing-bounded", "least-connections", "random", "pull-hashing", "predictive"];
 
 fn workers(n: usize) -> Vec<Worker> {
     (0..n).map(|_| Worker::start()).collect()
@@ -267,6 +268,25 @@ fn answers_without_a_body() {
     assert_eq!((not_modified.status, not_modified.body.len()), (304, 0));
     // After all three, the connection is still in step.
     assert_eq!(c.request("POST", "/run/f", &[], b"next").body, b"next");
+}
+
+#[test]
+fn predictive_keeps_a_function_on_its_warm_worker_and_relays_the_workers_signals() {
+    let ws = workers(3);
+    let hiku = Hiku::start("predictive", &urls(&ws));
+    let mut c = hiku.client();
+    let first = c.request("POST", "/run/f?mode=signals", &[], b"x");
+    assert_eq!((first.status, first.header("x-cold-start")), (200, Some("false")));
+    assert_eq!(first.header("x-service-ms"), Some("2.5"));
+    let warm = first.worker().to_string();
+    // One call at a time: the instance the first call left is idle and
+    // young, so every later call goes to it.
+    for i in 0..20 {
+        let res = c.request("POST", "/run/f?mode=signals", &[], b"x");
+        assert_eq!((res.status, res.worker()), (200, warm.as_str()), "call {i}");
+    }
+    // A worker that says nothing is served as well.
+    assert_eq!(c.request("POST", "/run/g", &[], b"y").status, 200);
 }
 
 #[test]

@@ -331,6 +331,10 @@ fn serve_worker_connection(stream: TcpStream, state: &WorkerState, url: &str) {
         let no_body = method == "HEAD" || code == 204 || code == 304;
         let close =
             mode == "close" || header(&msg.headers, "connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        if mode == "signals" {
+            // What an OpenLambda worker emulated by perf/ says of a call.
+            head.push_str("X-Cold-Start: false\r\nX-Service-Ms: 2.5\r\n");
+        }
         match mode {
             "chunked" => head.push_str("Transfer-Encoding: chunked\r\n"),
             "gzip" => head.push_str("Transfer-Encoding: gzip, chunked\r\n"),
