@@ -26,8 +26,8 @@
 //! tenth of the time and reports paper-scale numbers. Only the latency the
 //! scheduler adds is reported in real milliseconds: it does not scale.
 //!
-//! [`http`] is the minimal HTTP/1.1 both ends speak; [`rng`] the seeded
-//! randomness.
+//! [`http`] is the minimal HTTP/1.1 both ends speak, its messages framed by
+//! [`http::framing`]; [`rng`] the seeded randomness.
 //!
 //! `perf/throughput` measures the other side of the question, the proxy's
 //! own cost: [`throughput`] starts `hiku-upstream` ([`throughput::upstream`]:

@@ -1,7 +1,8 @@
 //! Just enough HTTP/1.1 for both ends of the harness, over a tokio stream:
-//! heads parsed by httparse, bodies framed by `Content-Length`, chunked, or
-//! (responses only) the peer closing, and keep-alive as RFC 9112 §9.3 says
-//! (1.1 persists unless `Connection: close`; 1.0 only with `keep-alive`).
+//! heads parsed by httparse, bodies framed by [`framing`] (`Content-Length`,
+//! chunked, or (responses only) the peer closing), and keep-alive as RFC
+//! 9112 §9.3 says (1.1 persists unless `Connection: close`; 1.0 only with
+//! `keep-alive`).
 
 pub mod framing;
 
@@ -9,9 +10,12 @@ use std::io::{self, ErrorKind};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Largest head accepted; the harness never sends big ones.
+use self::framing::{Body, BodyFraming, ResponseFraming, Sink};
+
+/// Largest request head accepted; the harness never sends big ones (a
+/// response's: [`framing::MAX_HEAD`]).
 const MAX_HEAD: usize = 16 * 1024;
-/// Most header fields in a head.
+/// Most header fields in a request head.
 const MAX_HEADERS: usize = 64;
 /// Largest body accepted: calls carry a small JSON payload.
 const MAX_BODY: usize = 1024 * 1024;
@@ -50,24 +54,22 @@ fn invalid(message: impl Into<String>) -> io::Error {
     io::Error::new(ErrorKind::InvalidData, message.into())
 }
 
-/// How a body ends (RFC 9112 §6.3).
-enum Framing {
-    Length(usize),
-    Chunked,
-    UntilClose,
+fn closed_mid_message() -> io::Error {
+    io::Error::new(ErrorKind::UnexpectedEof, "connection closed mid-message")
 }
 
-fn framing(headers: &[(String, String)], close_delimited_allowed: bool) -> io::Result<Framing> {
+/// How a request's body ends (RFC 9112 §6.3): chunked, by its length, or
+/// with the head; never by closing.
+fn request_body(headers: &[(String, String)]) -> io::Result<Body> {
     if let Some(te) = find(headers, "transfer-encoding") {
         return match te.trim().eq_ignore_ascii_case("chunked") {
-            true => Ok(Framing::Chunked),
+            true => Ok(Body::Chunked),
             false => Err(invalid(format!("unsupported transfer-encoding {te:?}"))),
         };
     }
     match find(headers, "content-length") {
-        Some(n) => n.trim().parse().map(Framing::Length).map_err(|_| invalid(format!("bad content-length {n:?}"))),
-        None if close_delimited_allowed => Ok(Framing::UntilClose),
-        None => Ok(Framing::Length(0)),
+        Some(n) => n.trim().parse().map(Body::Length).map_err(|_| invalid(format!("bad content-length {n:?}"))),
+        None => Ok(Body::Length(0)),
     }
 }
 
@@ -84,6 +86,23 @@ fn keep_alive(minor_version: u8, headers: &[(String, String)]) -> bool {
 fn owned(headers: &[httparse::Header]) -> Vec<(String, String)> {
     let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
     headers.iter().map(|h| (h.name.to_string(), text(h.value))).collect()
+}
+
+/// What [`Conn::read_response`] keeps of a response as it is framed.
+#[derive(Default)]
+struct Kept {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Sink for Kept {
+    fn head(&mut self, response: &httparse::Response) {
+        self.headers = owned(response.headers);
+    }
+
+    fn body(&mut self, bytes: &[u8]) {
+        self.body.extend_from_slice(bytes);
+    }
 }
 
 /// One connection and the bytes read from it but not yet consumed.
@@ -108,7 +127,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Reads more or fails: the message is not complete.
     async fn fill_or_eof(&mut self) -> io::Result<()> {
         match self.fill().await? {
-            0 => Err(io::Error::new(ErrorKind::UnexpectedEof, "connection closed mid-message")),
+            0 => Err(closed_mid_message()),
             _ => Ok(()),
         }
     }
@@ -145,101 +164,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if find(&headers, "expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
             self.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
         }
-        let body = self.read_body(framing(&headers, false)?).await?;
+        let body = self.read_body(request_body(&headers)?).await?;
         let keep_alive = keep_alive(minor, &headers);
         Ok(Some(Request { method, path, headers, body, keep_alive }))
     }
 
     /// The response to a request just written (not a HEAD request).
     pub async fn read_response(&mut self) -> io::Result<Response> {
-        loop {
-            let (head, status, minor, headers) = loop {
-                let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let mut res = httparse::Response::new(&mut fields);
-                match res.parse(&self.buf).map_err(|e| invalid(format!("bad response head: {e}")))? {
-                    httparse::Status::Complete(n) => {
-                        break (n, res.code.unwrap_or(0), res.version.unwrap_or(1), owned(res.headers))
-                    }
-                    httparse::Status::Partial if self.buf.len() > MAX_HEAD => {
-                        return Err(invalid("response head too large"))
-                    }
-                    httparse::Status::Partial => self.fill_or_eof().await?,
-                }
-            };
-            self.buf.drain(..head);
-            // Interim 1xx answers come before the real one (RFC 9110 §15.2).
-            if (100..200).contains(&status) {
-                continue;
-            }
-            let framing = match status {
-                204 | 304 => Framing::Length(0),
-                _ => framing(&headers, true)?,
-            };
-            let close_delimited = matches!(framing, Framing::UntilClose);
-            let body = self.read_body(framing).await?;
-            let keep_alive = !close_delimited && keep_alive(minor, &headers);
-            return Ok(Response { status, headers, body, keep_alive });
-        }
-    }
-
-    async fn read_body(&mut self, framing: Framing) -> io::Result<Vec<u8>> {
-        match framing {
-            Framing::Length(n) if n > MAX_BODY => Err(invalid(format!("body of {n} bytes is too large"))),
-            Framing::Length(n) => self.take(n).await,
-            Framing::Chunked => self.read_chunked().await,
-            Framing::UntilClose => {
-                while self.fill().await? > 0 {
-                    if self.buf.len() > MAX_BODY {
-                        return Err(invalid("body too large"));
-                    }
-                }
-                Ok(std::mem::take(&mut self.buf))
-            }
-        }
-    }
-
-    /// The next `n` bytes.
-    async fn take(&mut self, n: usize) -> io::Result<Vec<u8>> {
-        while self.buf.len() < n {
-            self.fill_or_eof().await?;
-        }
-        Ok(self.buf.drain(..n).collect())
-    }
-
-    /// The next line, without its CRLF.
-    async fn line(&mut self) -> io::Result<Vec<u8>> {
-        loop {
-            if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                let line = self.buf.drain(..end + 2).take(end).collect();
-                return Ok(line);
-            }
-            if self.buf.len() > MAX_HEAD {
-                return Err(invalid("line too long"));
-            }
-            self.fill_or_eof().await?;
-        }
-    }
-
-    /// A chunked body (RFC 9112 §7.1): sizes in hex, extensions and
-    /// trailer fields ignored.
-    async fn read_chunked(&mut self) -> io::Result<Vec<u8>> {
-        let mut body = Vec::new();
-        loop {
-            let line = self.line().await?;
-            let size = line.split(|&b| b == b';').next().unwrap_or(&[]);
-            let size = std::str::from_utf8(size).ok().and_then(|s| usize::from_str_radix(s.trim(), 16).ok());
-            let size = size.ok_or_else(|| invalid("bad chunk size"))?;
-            if size == 0 {
-                while !self.line().await?.is_empty() {}
-                return Ok(body);
-            }
-            if body.len() + size > MAX_BODY {
+        let mut framing = ResponseFraming::default();
+        let mut kept = Kept::default();
+        let done = loop {
+            let progress = framing.feed_into(&self.buf, &mut kept)?;
+            self.buf.drain(..progress.consumed);
+            if kept.body.len() > MAX_BODY {
                 return Err(invalid("body too large"));
             }
-            body.extend(self.take(size).await?);
-            if !self.line().await?.is_empty() {
-                return Err(invalid("chunk not followed by CRLF"));
+            if let Some(done) = progress.done {
+                break done;
             }
+            if self.fill().await? == 0 {
+                // Only a body delimited by closing ends here.
+                break framing.eof().ok_or_else(closed_mid_message)?;
+            }
+        };
+        Ok(Response { status: done.status, headers: kept.headers, body: kept.body, keep_alive: !done.close })
+    }
+
+    /// A request's body, read through to its end.
+    async fn read_body(&mut self, body: Body) -> io::Result<Vec<u8>> {
+        if let Body::Length(n) = body {
+            if n > MAX_BODY as u64 {
+                return Err(invalid(format!("body of {n} bytes is too large")));
+            }
+        }
+        let mut framing = BodyFraming::new(body);
+        let mut kept = Vec::new();
+        loop {
+            let (used, ended) = framing.feed(&self.buf, &mut kept)?;
+            self.buf.drain(..used);
+            if kept.len() > MAX_BODY {
+                return Err(invalid("body too large"));
+            }
+            if ended {
+                return Ok(kept);
+            }
+            self.fill_or_eof().await?;
         }
     }
 }
