@@ -47,6 +47,12 @@
 //!
 //! `perf/results` runs both at full length and [`report::results`] lays
 //! their reports out as `perf/RESULTS.md`.
+//!
+//! The modules follow the experiment as it runs: [`experiment`] starts the
+//! [`emulator`] and a scheduler, the [`load`] side calls through it, and the
+//! [`report`] is what comes out; [`throughput`] and [`soak`] are the other
+//! measurements, and [`http`], [`functions`], [`rng`] and [`scale`] are
+//! shared between them.
 
 pub mod emulator;
 pub mod experiment;
