@@ -250,12 +250,11 @@ fn options(args: &ExperimentArgs) -> Result<Options, String> {
     if let Some(b) = balancers.iter().find(|b| !BALANCERS.contains(&b.as_str())) {
         return Err(format!("unknown balancer {b:?}; the balancers are {}", BALANCERS.join(", ")));
     }
-    let mut contenders =
-        vec![Contender {
-            label: "hiku".to_string(),
-            binary: args.hiku.clone().unwrap_or_else(|| sibling("hiku")),
-            paper_balancers_only: false,
-        }];
+    let mut contenders = vec![Contender {
+        label: "hiku".to_string(),
+        binary: args.hiku.clone().unwrap_or_else(|| sibling("hiku")),
+        paper_balancers_only: false,
+    }];
     if let Some(path) = &args.baseline {
         contenders.push(Contender { label: baseline_label(path), binary: path.clone(), paper_balancers_only: true });
     }

@@ -138,7 +138,9 @@ struct Pending {
 enum Sandbox {
     /// Running a call, or about to.
     Active,
-    Paused { since: f64 },
+    Paused {
+        since: f64,
+    },
 }
 
 #[derive(Debug)]

@@ -91,12 +91,8 @@ fn a_stale_pull_kills_every_instance_and_the_call_starts_cold() {
     // 5000 ms after the pull at 0: the running instance dies after its call.
     w.arrive(5000.0, 3, "f", work(10.0, 5.0));
     w.advance(6000.0);
-    let expected = vec![
-        done(1, true, 0.0, 10.0),
-        done(2, false, 4999.0, 5004.0),
-        removed("f"),
-        done(3, true, 5000.0, 5010.0),
-    ];
+    let expected =
+        vec![done(1, true, 0.0, 10.0), done(2, false, 4999.0, 5004.0), removed("f"), done(3, true, 5000.0, 5010.0)];
     assert_eq!(w.take_events(), expected);
     assert_eq!(w.stats(), stats(2, 1, 1, 1, 0, 0));
     // The next pull is 5000 ms after this one.

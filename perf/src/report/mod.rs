@@ -246,7 +246,9 @@ pub fn table(runs: &[Run]) -> String {
     let mut rows = Vec::new();
     let several = summaries.iter().any(|s| s.seeds.len() > 1);
     for s in &summaries {
-        let cells = |pick: fn(&Spread) -> f64| FIGURES.iter().map(move |f| format!("{:.*}", f.digits, pick(&s.figures[f.column])));
+        let cells = |pick: fn(&Spread) -> f64| {
+            FIGURES.iter().map(move |f| format!("{:.*}", f.digits, pick(&s.figures[f.column])))
+        };
         let mut row = vec![s.scheduler.clone(), s.balancer.clone()];
         row.extend(cells(|v| v.mean));
         rows.push(row);

@@ -110,10 +110,7 @@ mod tests {
             notes: vec!["hiku-go is a local build".to_string()],
         };
         let experiments = vec![
-            Experiment {
-                label: "6 GB".to_string(),
-                report: Report::new(vec![run("hiku", 16414), run("go", 12361)]),
-            },
+            Experiment { label: "6 GB".to_string(), report: Report::new(vec![run("hiku", 16414), run("go", 12361)]) },
             Experiment { label: "16 GB".to_string(), report: Report::new(vec![run("hiku", 17000)]) },
         ];
         let row = |contender: &str, rps: f64| summary::Row {
