@@ -40,7 +40,12 @@ fn select(c: &mut Criterion) {
             let s = scheduler(kind, w);
             let names = functions(f);
             // A warm answer, as an OpenLambda worker emulated by perf/ says it.
-            let answer = Answer { elapsed: Duration::from_millis(100), cold: Some(false), service_ms: Some(99.0) };
+            let answer = Answer {
+                sent_at: std::time::Instant::now(),
+                elapsed: Duration::from_millis(100),
+                cold: Some(false),
+                service_ms: Some(99.0),
+            };
             let learns = s.learns();
             // Warm: every function has been seen once (pull-based queues exist).
             for name in &names {

@@ -169,7 +169,8 @@ async fn exchange(
     upstream: (TcpStream, bool),
     meta: RequestMeta,
 ) -> Result<(u16, bool, Option<Answer>), Failure> {
-    let sent_at = shard.scheduler.learns().then(Instant::now);
+    let learns = shard.scheduler.learns();
+    let mut sent_at = None;
     let unreachable = |cause: String| Error::WorkerUnreachable { worker: worker.url().to_string(), cause };
     // A small request that is whole in the buffer is sent in one write. If
     // it is idempotent it is sent again on a fresh connection when a reused
@@ -202,6 +203,7 @@ async fn exchange(
         let result = match sent {
             Ok(()) => {
                 conn.input_done = true;
+                sent_at = learns.then(Instant::now);
                 let (client, ubuf) = (&conn.client, &mut conn.ubuf);
                 let head = async { Some(read_response_head(&mut up, ubuf, within).await) };
                 let gone = async {
@@ -257,27 +259,28 @@ async fn exchange(
             }
         }
     };
-    let elapsed = sent_at.map(|at| at.elapsed());
+    let sent = sent_at.map(|at| (at, at.elapsed()));
     // The rest of a cut-off body is still on its way: close after answering.
     let meta = RequestMeta { keep_alive: meta.keep_alive && !body_cut, ..meta };
-    relay_response(shard, conn, worker, upstream, meta, elapsed).await
+    relay_response(shard, conn, worker, upstream, meta, sent).await
 }
 
 /// What the answer's head says for a balancer that learns: the worker's
-/// `X-Cold-Start` and `X-Service-Ms`, if it sent them.
-fn answer(headers: http::Headers, elapsed: Duration) -> Answer {
+/// `X-Cold-Start` and `X-Service-Ms`, if it sent them, for a request sent at
+/// `sent_at` and answered `elapsed` later.
+fn answer(headers: http::Headers, (sent_at, elapsed): (Instant, Duration)) -> Answer {
     let value = |name: &str| {
         let header = headers.iter().find(|h| h.name.eq_ignore_ascii_case(name))?;
         std::str::from_utf8(header.value).ok().map(str::trim)
     };
     let cold = value("x-cold-start").and_then(|v| match v {
-        "true" => Some(true),
-        "false" => Some(false),
+        _ if v.eq_ignore_ascii_case("true") => Some(true),
+        _ if v.eq_ignore_ascii_case("false") => Some(false),
         _ => None,
     });
     let service_ms =
         value("x-service-ms").and_then(|v| v.parse::<f64>().ok()).filter(|ms| ms.is_finite() && *ms >= 0.0);
-    Answer { elapsed, cold, service_ms }
+    Answer { sent_at, elapsed, cold, service_ms }
 }
 
 /// How long a body copy waits for each read, and how large a chunked body
@@ -407,7 +410,7 @@ async fn relay_response(
     worker: &Worker,
     mut up: TcpStream,
     meta: RequestMeta,
-    elapsed: Option<Duration>,
+    sent: Option<(Instant, Duration)>,
 ) -> Result<(u16, bool, Option<Answer>), Failure> {
     conn.out.clear();
     let (code, head_len, framing, worker_keep_alive, answer) = {
@@ -423,7 +426,7 @@ async fn relay_response(
         // A drain that began while the worker worked closes this connection too.
         let keep = meta.keep_alive && to_client != Framing::Close && !crate::shutdown::draining();
         http::write_response_head(&mut conn.out, &res, to_client, keep, meta.version);
-        (res.code, res.head_len, res.framing, res.keep_alive, elapsed.map(|e| answer(res.headers, e)))
+        (res.code, res.head_len, res.framing, res.keep_alive, sent.map(|s| answer(res.headers, s)))
     };
     conn.ubuf.consume(head_len);
     let decode = framing == Framing::Chunked && meta.version == Version::Http10;

@@ -44,7 +44,12 @@ fn select_and_release_do_not_allocate() {
                 let lease = s.select(name).unwrap();
                 let held = s.select(name).unwrap();
                 if s.learns() {
-                    let answer = Answer { elapsed: Duration::from_millis(3), cold: Some(true), service_ms: None };
+                    let answer = Answer {
+                        sent_at: std::time::Instant::now(),
+                        elapsed: Duration::from_millis(3),
+                        cold: Some(true),
+                        service_ms: None,
+                    };
                     s.observe(name, &lease, answer);
                 }
                 s.release(name, lease, Outcome::Completed);

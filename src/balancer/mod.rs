@@ -7,7 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::worker::{Lease, Worker, WorkerSet};
 
@@ -40,7 +40,9 @@ pub enum Outcome {
 /// learns from answers.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Answer {
-    /// From sending the request to the answer's head.
+    /// When the request was sent (its last byte).
+    pub sent_at: Instant,
+    /// From then to the answer's head.
     pub elapsed: Duration,
     /// The worker's `X-Cold-Start` (`true`/`false`), if it sent one.
     pub cold: Option<bool>,

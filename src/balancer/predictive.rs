@@ -22,9 +22,11 @@
 //! schedule is the worker's), for ages in quarter-octave steps from 32 ms
 //! to 2 minutes, so a schedule on any time scale is learnt as sharply.
 //!
-//! Without `X-Cold-Start` nothing is learnt about cold starts, and the
-//! balancer is pull-based priced by load. State is fixed-size tables of
-//! atomics indexed by hash (a collision costs a function its estimates,
+//! Until a function's cold time is known (without `X-Cold-Start`, never),
+//! its calls take an idle instance wherever there is one, on the least
+//! loaded worker holding one, as pull-based does. State is tables of
+//! atomics indexed by hash, sized when built (functions in two-way sets,
+//! the least recently answered giving way; a collision costs estimates,
 //! never correctness): no lock, no allocation.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -40,7 +42,9 @@ use crate::worker::{Lease, Worker, WorkerId, WorkerSet};
 /// Cores per worker unless the config says (the paper's m5.xlarge: 4).
 pub const DEFAULT_WORKER_CORES: u64 = 4;
 
-const FUNCTION_SLOTS: usize = 1 << 12;
+/// Function slots: `limits.max_functions` rounded up, within these bounds.
+const MIN_FUNCTION_SLOTS: usize = 1 << 12;
+const MAX_FUNCTION_SLOTS: usize = 1 << 16;
 const PAIR_SLOTS: usize = 1 << 16;
 
 /// Age buckets: one below 32 ms, four per octave up to 2^17 ms (131 s), one
@@ -79,6 +83,8 @@ struct FunctionStats {
     tag: AtomicU64,
     warm_us: AtomicU32,
     cold_us: AtomicU32,
+    /// When it was last answered (balancer ms): the older of a set gives way.
+    answered: AtomicU64,
 }
 
 #[derive(Default)]
@@ -127,7 +133,9 @@ impl Predictive {
             cores: cores.max(1),
             epoch: Instant::now(),
             hasher: RandomState::with_seeds(SEEDS[0], SEEDS[1], SEEDS[2], SEEDS[3]),
-            functions: (0..FUNCTION_SLOTS).map(|_| FunctionStats::default()).collect(),
+            functions: (0..max_functions.next_power_of_two().clamp(MIN_FUNCTION_SLOTS, MAX_FUNCTION_SLOTS))
+                .map(|_| FunctionStats::default())
+                .collect(),
             pairs: (0..PAIR_SLOTS).map(|_| PairStats::default()).collect(),
             cold_chance: std::array::from_fn(|_| AtomicU64::new(0)),
         }
@@ -141,24 +149,31 @@ impl Predictive {
         self.hasher.hash_one(function) | 1
     }
 
-    fn function_slot(&self, hash: u64) -> &FunctionStats {
-        &self.functions[(hash >> 1) as usize % FUNCTION_SLOTS]
+    /// The two slots `hash` may live in.
+    fn function_set(&self, hash: u64) -> &[FunctionStats] {
+        let set = (hash >> 1) as usize & (self.functions.len() / 2 - 1);
+        &self.functions[2 * set..2 * set + 2]
+    }
+
+    fn function_slot(&self, hash: u64) -> Option<&FunctionStats> {
+        self.function_set(hash).iter().find(|s| s.tag.load(Ordering::Relaxed) == hash)
     }
 
     fn pair_slot(&self, hash: u64) -> &PairStats {
         &self.pairs[(hash >> 1) as usize % PAIR_SLOTS]
     }
 
-    /// The function's warm and cold service time in µs (at least 1; both 1
-    /// if unknown, so only load decides).
-    fn service_us(&self, hash: u64) -> (u64, u64) {
-        let slot = self.function_slot(hash);
-        if slot.tag.load(Ordering::Relaxed) != hash {
-            return (1, 1);
-        }
-        let warm = u64::from(slot.warm_us.load(Ordering::Relaxed)).max(1);
-        let cold = u64::from(slot.cold_us.load(Ordering::Relaxed)).max(warm);
-        (warm, cold)
+    /// The function's warm and cold service time in µs (at least 1), once
+    /// a cold start of it was answered.
+    fn service_us(&self, hash: u64) -> Option<(u64, u64)> {
+        let slot = self.function_slot(hash)?;
+        let cold = u64::from(slot.cold_us.load(Ordering::Relaxed));
+        // No warm answer yet: no reason to think a warm start is faster.
+        let warm = match u64::from(slot.warm_us.load(Ordering::Relaxed)) {
+            0 => cold,
+            warm => warm.min(cold),
+        };
+        (cold > 0).then_some((warm.max(1), cold))
     }
 
     /// The age bucket of the function's instances on `worker` at `now`.
@@ -175,7 +190,13 @@ impl Predictive {
     /// The decision at balancer time `now` (ms).
     fn select_at(&self, workers: &WorkerSet, function: &str, now: u64) -> Lease {
         let hash = self.function_hash(function);
-        let (warm, cold) = self.service_us(hash);
+        let warm_lease =
+            |w: &std::sync::Arc<Worker>| Lease::with_hint(w, self.age_bucket(hash, w.id(), now) as u32 + 1);
+        let Some((warm, cold)) = self.service_us(hash) else {
+            // Nothing to price a cold start by: any idle instance, as pull-based.
+            let idle = self.idle.take_cheapest(function, workers, |w| w.in_flight() as u64, u64::MAX);
+            return idle.map_or_else(|| Lease::new(least_loaded(workers.as_slice())), warm_lease);
+        };
         // Processor sharing over `cores`: the call's own slowdown, plus the
         // one it brings the calls already there once the cores are full
         // (the mean latency is what is minimised, not this call's alone).
@@ -184,17 +205,15 @@ impl Predictive {
         let price = |time: u64, w: &Worker| {
             let running = w.in_flight() as u64 + 1;
             let slowdown = running.max(self.cores) + running.saturating_sub(self.cores);
-            (time * slowdown) << TIE_BITS | running.min(TIE_MAX)
+            time.saturating_mul(slowdown).min(u64::MAX >> TIE_BITS) << TIE_BITS | running.min(TIE_MAX)
         };
         let idle_cost = |w: &std::sync::Arc<Worker>| {
             let chance = self.cold_chance[self.age_bucket(hash, w.id(), now)].load(Ordering::Relaxed);
             price(warm + (cold - warm) * chance / ONE, w)
         };
-        let warm_lease =
-            |w: &std::sync::Arc<Worker>| Lease::with_hint(w, self.age_bucket(hash, w.id(), now) as u32 + 1);
         // No cold start costs less than on an idle worker: an idle instance
         // priced within that wins without looking at every worker.
-        let cheapest_cold = (cold * self.cores) << TIE_BITS | TIE_MAX;
+        let cheapest_cold = cold.saturating_mul(self.cores).min(u64::MAX >> TIE_BITS) << TIE_BITS | TIE_MAX;
         if let Some(w) = self.idle.take_cheapest(function, workers, idle_cost, cheapest_cold + 1) {
             return warm_lease(w);
         }
@@ -206,16 +225,23 @@ impl Predictive {
         }
     }
 
-    /// Learns from an answer received at balancer time `now` (ms).
-    fn observe_at(&self, function: &str, lease: &Lease, answer: Answer, now: u64) {
+    /// Learns from an answer to a call sent at balancer time `sent` (ms).
+    fn observe_at(&self, function: &str, lease: &Lease, answer: Answer, sent: u64) {
         let hash = self.function_hash(function);
-        let slot = self.function_slot(hash);
-        if slot.tag.load(Ordering::Relaxed) != hash {
-            // A new function, or one that collides: its estimates start over.
-            slot.warm_us.store(0, Ordering::Relaxed);
-            slot.cold_us.store(0, Ordering::Relaxed);
-            slot.tag.store(hash, Ordering::Relaxed);
-        }
+        let slot = match self.function_slot(hash) {
+            Some(slot) => slot,
+            None => {
+                // A new function takes the set's less recently answered slot.
+                let set = self.function_set(hash);
+                let answered = |s: &FunctionStats| s.answered.load(Ordering::Relaxed);
+                let slot = set.iter().min_by_key(|s| answered(s)).expect("two slots");
+                slot.warm_us.store(0, Ordering::Relaxed);
+                slot.cold_us.store(0, Ordering::Relaxed);
+                slot.tag.store(hash, Ordering::Relaxed);
+                slot
+            }
+        };
+        slot.answered.store(sent + 1, Ordering::Relaxed);
         let service_ms = answer.service_ms.unwrap_or(answer.elapsed.as_secs_f64() * 1000.0);
         let service_us = (service_ms * 1000.0).clamp(1.0, f64::from(u32::MAX)) as u32;
         match answer.cold {
@@ -230,7 +256,6 @@ impl Predictive {
             chance.store((old + ((sample - old) >> WEIGHT_SHIFT)) as u64, Ordering::Relaxed);
         }
         if cold {
-            let sent = now.saturating_sub(answer.elapsed.as_millis() as u64);
             let pair = pair_hash(hash, lease.worker().id());
             let slot = self.pair_slot(pair);
             if slot.tag.load(Ordering::Relaxed) != pair {
@@ -269,7 +294,8 @@ impl Balancer for Predictive {
     }
 
     fn observe(&self, function: &str, lease: &Lease, answer: Answer) {
-        self.observe_at(function, lease, answer, self.now_ms());
+        let sent = answer.sent_at.saturating_duration_since(self.epoch).as_millis() as u64;
+        self.observe_at(function, lease, answer, sent);
     }
 }
 
@@ -281,13 +307,14 @@ mod tests {
     use crate::worker::tests::set_of;
 
     fn answer(cold: bool, service_ms: f64) -> Answer {
-        Answer { elapsed: Duration::from_millis(service_ms as u64), cold: Some(cold), service_ms: Some(service_ms) }
+        let elapsed = Duration::from_millis(service_ms as u64);
+        Answer { sent_at: Instant::now(), elapsed, cold: Some(cold), service_ms: Some(service_ms) }
     }
 
     /// Sends a call for `f` at `now` and answers it as `cold` in `ms`.
     fn call(p: &Predictive, set: &WorkerSet, f: &str, now: u64, cold: bool, ms: f64) {
         let lease = p.select_at(set, f, now);
-        p.observe_at(f, &lease, answer(cold, ms), now + ms as u64);
+        p.observe_at(f, &lease, answer(cold, ms), now);
         p.release(f, lease.worker(), Outcome::Completed);
     }
 
@@ -321,11 +348,43 @@ mod tests {
         let set = set_of(1);
         call(&p, &set, "f", 0, true, 500.0);
         call(&p, &set, "f", 1000, false, 100.0);
-        assert_eq!(p.service_us(p.function_hash("f")), (100_000, 500_000));
+        assert_eq!(p.service_us(p.function_hash("f")), Some((100_000, 500_000)));
         call(&p, &set, "f", 2000, false, 180.0);
         // 100 + (180 - 100) / 8.
-        assert_eq!(p.service_us(p.function_hash("f")).0, 110_000);
-        assert_eq!(p.service_us(p.function_hash("g")), (1, 1));
+        assert_eq!(p.service_us(p.function_hash("f")), Some((110_000, 500_000)));
+        assert_eq!(p.service_us(p.function_hash("g")), None);
+        // Warm answers alone give no cold time to price by.
+        call(&p, &set, "h", 0, false, 50.0);
+        assert_eq!(p.service_us(p.function_hash("h")), None);
+    }
+
+    #[test]
+    fn with_no_cold_time_known_a_warm_instance_is_taken_even_on_a_loaded_worker() {
+        let p = Predictive::new(64, 4);
+        let set = set_of(2);
+        let a = &set.as_slice()[0];
+        let _busy: Vec<Lease> = (0..6).map(|_| Lease::new(a)).collect();
+        p.idle.push("f", a.id());
+        assert_eq!(p.select_at(&set, "f", 0).worker().id(), a.id());
+    }
+
+    #[test]
+    fn functions_sharing_a_set_keep_their_estimates_until_a_third_comes() {
+        let p = Predictive::new(64, 4);
+        let set = set_of(1);
+        let sets = p.functions.len() / 2;
+        let set_of_name = |name: &str| (p.function_hash(name) >> 1) as usize & (sets - 1);
+        let names: Vec<String> =
+            (0..).map(|i| format!("f{i}")).filter(|n| set_of_name(n) == set_of_name("f0")).take(3).collect();
+        call(&p, &set, &names[0], 0, true, 300.0);
+        call(&p, &set, &names[1], 1000, true, 400.0);
+        assert_eq!(p.service_us(p.function_hash(&names[0])), Some((300_000, 300_000)));
+        assert_eq!(p.service_us(p.function_hash(&names[1])), Some((400_000, 400_000)));
+        call(&p, &set, &names[0], 2000, false, 100.0);
+        // The third takes the place of the one answered longest ago.
+        call(&p, &set, &names[2], 3000, true, 500.0);
+        assert_eq!(p.service_us(p.function_hash(&names[0])), Some((100_000, 300_000)));
+        assert_eq!(p.service_us(p.function_hash(&names[1])), None);
     }
 
     #[test]
@@ -342,7 +401,7 @@ mod tests {
         assert!(p.cold_chance[OLDEST].load(Ordering::Relaxed) > ONE * 9 / 10);
         // a last started f cold long ago, b half a second ago: both hold an idle instance.
         let now = 1_000_000;
-        p.observe_at("f", &Lease::new(b), answer(true, 500.0), now);
+        p.observe_at("f", &Lease::new(b), answer(true, 500.0), now - 500);
         p.idle.push("f", a.id());
         p.idle.push("f", b.id());
         let lease = p.select_at(&set, "f", now);
@@ -360,7 +419,8 @@ mod tests {
         // a holds an idle instance, and 7 calls.
         let busy: Vec<Lease> = (0..7).map(|_| Lease::new(a)).collect();
         p.idle.push("f", a.id());
-        // Warm on a: 100 ms x 8 calls / 2 cores = 400 ms; cold on b: 200 ms.
+        // Warm on a: 100 ms x (8 + 6) (its 8 calls on 2 cores slowed, and
+        // the 6 it slows); cold on b: 200 ms x 2.
         assert_eq!(p.select_at(&set, "f", 2000).worker().id(), b.id());
         // With no other call on a, its warm instance wins.
         drop(busy);

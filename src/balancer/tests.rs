@@ -175,7 +175,12 @@ fn predictive_learns_from_answers_through_the_scheduler() {
     assert!(s.learns());
     let lease = s.select("f").unwrap();
     let warm = lease.worker().id();
-    let answer = Answer { elapsed: Duration::from_millis(5), cold: Some(true), service_ms: Some(4.0) };
+    let answer = Answer {
+        sent_at: std::time::Instant::now(),
+        elapsed: Duration::from_millis(5),
+        cold: Some(true),
+        service_ms: Some(4.0),
+    };
     s.observe("f", &lease, answer);
     s.release("f", lease, Outcome::Completed);
     assert_eq!(s.select("f").unwrap().worker().id(), warm, "the warm instance");
@@ -237,7 +242,7 @@ proptest! {
                     if ok {
                         // What a worker may say: cold or warm, or nothing.
                         let cold = [Some(true), Some(false), None][i % 3];
-                        let answer = Answer { elapsed: Duration::from_millis(i as u64), cold, service_ms: None };
+                        let answer = Answer { sent_at: std::time::Instant::now(), elapsed: Duration::from_millis(i as u64), cold, service_ms: None };
                         s.observe(&f, &lease, answer);
                     }
                     s.release(&f, lease, if ok { Outcome::Completed } else { Outcome::Failed });
