@@ -12,9 +12,9 @@
 //! - **Autoscaler** (`LambdaFunc.Task`): a function wants
 //!   `max(1, min(outstanding, outstanding * avg / 10))` instances, `avg`
 //!   being the mean run time of its last 10 calls in ms (0 before any). At
-//!   each arrival and completion, unless a change was made in the last
-//!   100 ms, one instance is added (with no sandbox) or the newest one
-//!   killed (after its call, if it has one). A killed instance destroys its
+//!   each arrival and completion, and 100 ms after each change (no sooner),
+//!   one instance is added (with no sandbox) or the newest one killed
+//!   (after its call, if it has one) until the count is right. A killed instance destroys its
 //!   sandbox and tells the scheduler (`destroySandbox`). There is no
 //!   keep-alive: the last instance stays until one of the next two rules.
 //! - **Code refresh** (`registry_cache_ms`, 5000): a call that arrives that
@@ -77,7 +77,8 @@ pub struct Limits {
 
 impl Limits {
     /// `None` if not even one sandbox fits, there are no cores, a paused
-    /// sandbox would not shrink, or the refresh interval is not positive.
+    /// sandbox would keep more than a running one, or the refresh interval
+    /// is not positive.
     pub fn new(cores: u32, memory_mb: u64, paused_mb: u64, code_refresh_ms: Option<f64>) -> Option<Limits> {
         let valid = cores > 0
             && memory_mb >= SANDBOX_MB
@@ -230,6 +231,8 @@ impl Worker {
     /// stale, it joins the function's queue, and an idle instance takes it.
     pub fn arrive(&mut self, now: f64, call: CallId, function: &str, work: Work) {
         self.advance(now);
+        // An earlier `now` is the current time.
+        let now = self.now;
         let f = self.function(function);
         let stale = match (self.functions[f].last_pull_ms, self.limits.code_refresh_ms) {
             (None, _) => true,

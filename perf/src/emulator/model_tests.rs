@@ -195,3 +195,34 @@ fn time_far_from_the_origin_still_advances() {
     let completed = w.take_events().iter().filter(|e| matches!(e, Event::Completed { .. })).count();
     assert_eq!(completed, 4);
 }
+
+#[test]
+fn an_instance_killed_while_it_waits_for_memory_runs_its_call_and_goes() {
+    // Two slots, both running long calls; f's new instance waits for
+    // memory, and a code refresh kills it while it waits.
+    let mut w = Worker::new(Limits::new(4, 1024, 256, Some(5000.0)).unwrap());
+    w.arrive(0.0, 1, "f", work(20_000.0, 10.0));
+    w.arrive(0.0, 2, "g", work(20_000.0, 10.0));
+    w.arrive(5000.0, 3, "f", work(100.0, 10.0));
+    w.arrive(10_000.0, 4, "f", work(100.0, 10.0));
+    assert_eq!(w.stats().queued, 2);
+    w.advance(30_000.0);
+    let events = w.take_events();
+    let done: Vec<(CallId, bool, f64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Completed { call, cold, finished_ms, .. } => Some((*call, *cold, *finished_ms)),
+            Event::Removed { .. } => None,
+        })
+        .collect();
+    assert_eq!(done, [(1, true, 20_000.0), (2, true, 20_000.0), (3, true, 20_100.0), (4, true, 20_100.0)]);
+    // The first f instance (refreshed at 5000) and the one that waited
+    // (refreshed at 10 000) are both gone, each reported.
+    assert_eq!(events.iter().filter(|e| **e == removed("f")).count(), 2);
+    assert_eq!(w.stats(), stats(4, 0, 2, 2, 1, 2));
+    // All memory is back: two calls that each need a new sandbox fit.
+    for (i, f) in ["a", "b"].into_iter().enumerate() {
+        w.arrive(40_000.0, 10 + i as u64, f, work(10.0, 10.0));
+    }
+    assert_eq!(w.stats().queued, 2, "no new wait");
+}

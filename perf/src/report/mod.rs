@@ -52,8 +52,10 @@ pub struct Run {
     /// Completed calls per paper-scale second over the whole run.
     pub throughput_rps: f64,
     pub latency_ms: Latency,
+    #[serde(deserialize_with = "nan_if_null")]
     pub cold_start_rate: f64,
     /// Mean over seconds of the CV of calls assigned per worker.
+    #[serde(deserialize_with = "nan_if_null")]
     pub load_cv: f64,
     pub added_latency_ms: Added,
     pub phases: Vec<Phase>,
@@ -61,16 +63,23 @@ pub struct Run {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
+    #[serde(deserialize_with = "nan_if_null")]
     pub mean: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub p50: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub p90: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub p95: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub p99: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Added {
+    #[serde(deserialize_with = "nan_if_null")]
     pub p50: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub p99: f64,
 }
 
@@ -173,9 +182,18 @@ fn phase_rps(run: &Run, phase: usize) -> f64 {
 /// A figure over the seeds of one scheduler and balancer.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Spread {
+    #[serde(deserialize_with = "nan_if_null")]
     pub mean: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub min: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub max: f64,
+}
+
+/// A figure with nothing to measure is NaN, which JSON writes as `null`:
+/// read `null` back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// One scheduler with one balancer over every seed it ran with.
@@ -199,7 +217,8 @@ pub fn summaries(runs: &[Run]) -> Vec<Summary> {
         }
     }
     let spread = |group: &[&Run], get: fn(&Run) -> f64| {
-        let values: Vec<f64> = group.iter().map(|r| get(r)).collect();
+        // A seed with nothing to measure (NaN) is left out of all three.
+        let values: Vec<f64> = group.iter().map(|r| get(r)).filter(|v| !v.is_nan()).collect();
         let fold = |f: fn(f64, f64) -> f64| values.iter().copied().reduce(f).unwrap_or(f64::NAN);
         Spread { mean: mean(&values), min: fold(f64::min), max: fold(f64::max) }
     };
@@ -253,9 +272,11 @@ pub fn table(runs: &[Run]) -> String {
         row.extend(cells(|v| v.mean));
         rows.push(row);
         if several {
-            let mut range = vec![String::new(), format!("  {} seeds: min", s.seeds.len())];
+            let min = format!("  {} seeds: min", s.seeds.len());
+            let max = format!("{:>1$}", "max", min.len());
+            let mut range = vec![String::new(), min];
             range.extend(cells(|v| v.min));
-            let mut top = vec![String::new(), "           max".to_string()];
+            let mut top = vec![String::new(), max];
             top.extend(cells(|v| v.max));
             rows.extend([range, top]);
         }

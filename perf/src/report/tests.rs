@@ -135,3 +135,15 @@ fn several_seeds_give_a_mean_and_a_range_per_figure() {
     assert_eq!(json.runs.len(), 3, "every run is kept");
     assert_eq!(json.summary, summaries);
 }
+
+#[test]
+fn a_figure_with_nothing_to_measure_survives_the_json_and_the_summary() {
+    let empty = Run { seed: 2, load_cv: f64::NAN, cold_start_rate: f64::NAN, ..run() };
+    let runs = vec![run(), empty];
+    let text = serde_json::to_string(&Report::new(runs)).unwrap();
+    let back: Report = serde_json::from_str(&text).expect("NaN is written as null and read back");
+    assert!(back.runs[1].load_cv.is_nan() && back.runs[1].cold_start_rate.is_nan());
+    // The seed that measured it alone makes the mean and the range.
+    let cv = back.summary[0].figures["load_cv"];
+    assert!(close(cv.mean, 2.0 / 3.0) && close(cv.min, 2.0 / 3.0) && close(cv.max, 2.0 / 3.0), "{cv:?}");
+}
