@@ -1,6 +1,7 @@
 //! `hiku-emulator`: N emulated OpenLambda workers in one process, one
-//! loopback port each. Prints `worker <url>` per worker on stdout once all
-//! listen, then serves until interrupted.
+//! loopback port each (or the workers a hiku config names). Prints `worker
+//! <url>` per worker on stdout once all listen, then serves until
+//! interrupted.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -49,6 +50,10 @@ struct Cli {
     /// Scheduler to report removed sandboxes to (http://host:port)
     #[arg(long)]
     scheduler: Option<String>,
+    /// Emulate the workers this hiku config names, on their ports, reporting to its host and
+    /// port (in place of --workers, --base-port and --scheduler)
+    #[arg(long, value_name = "CONFIG", conflicts_with_all = ["workers", "base_port", "scheduler"])]
+    for_config: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -61,6 +66,22 @@ fn main() -> ExitCode {
         eprintln!("hiku-emulator: --sigma and the default times must not be negative");
         return ExitCode::from(2);
     }
+    let (ports, scheduler) = match &cli.for_config {
+        Some(path) => {
+            let read = std::fs::read_to_string(path).map_err(|e| e.to_string());
+            match read.and_then(|text| emulator::workers_of_config(&text)) {
+                Ok((ports, scheduler)) => (ports, Some(scheduler)),
+                Err(e) => {
+                    eprintln!("hiku-emulator: {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        None => {
+            let port = |i: usize| if cli.base_port == 0 { 0 } else { cli.base_port.saturating_add(i as u16) };
+            ((0..cli.workers).map(port).collect(), cli.scheduler.clone())
+        }
+    };
     let config = Config {
         cores: cli.cores,
         memory_mb: cli.memory_mb,
@@ -71,11 +92,11 @@ fn main() -> ExitCode {
         default_warm_ms: cli.default_warm_ms,
         time_scale,
         seed: cli.seed,
-        scheduler: cli.scheduler,
+        scheduler,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
     runtime.block_on(async {
-        let urls = match emulator::start(config, cli.workers, cli.base_port).await {
+        let urls = match emulator::start(config, &ports).await {
             Ok(urls) => urls,
             Err(e) => {
                 eprintln!("hiku-emulator: {e}");

@@ -92,16 +92,49 @@ struct State {
     pending: HashMap<CallId, oneshot::Sender<bool>>,
 }
 
-/// Binds `count` workers on 127.0.0.1 (ports `base_port + i`, or any free
-/// port if `base_port` is 0), starts serving them on the current runtime,
-/// and returns their URLs.
-pub async fn start(config: Config, count: usize, base_port: u16) -> io::Result<Vec<String>> {
+/// The workers a hiku config names, to emulate in front of it: the port of
+/// each of its `workers` (all must be on this machine: `localhost` or
+/// 127.x.x.x), and its scheduler's URL from `host` and `port` (hiku's
+/// defaults, `localhost` and 9020, if absent).
+pub fn workers_of_config(text: &str) -> Result<(Vec<u16>, String), String> {
+    let config: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not a JSON config: {e}"))?;
+    let host = match config["host"].as_str() {
+        None | Some("" | "0.0.0.0" | "::" | "[::]") => "127.0.0.1",
+        Some(host) => host,
+    };
+    let port = config["port"].as_u64().unwrap_or(9020);
+    let workers = config["workers"].as_array().ok_or("the config has no \"workers\" list")?;
+    let port_of = |worker: &serde_json::Value| {
+        let url = worker
+            .as_str()
+            .or_else(|| worker["url"].as_str())
+            .ok_or(format!("a worker that is not a URL: {worker}"))?;
+        let authority = url.strip_prefix("http://").unwrap_or(url).split('/').next().unwrap_or("");
+        let (name, port) = match authority.rsplit_once(':') {
+            Some((name, port)) => (name, port.parse::<u16>().map_err(|_| format!("{url}: a bad port"))?),
+            None => (authority, 80),
+        };
+        let local = name.eq_ignore_ascii_case("localhost")
+            || name.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
+        match local {
+            true => Ok(port),
+            false => Err(format!("{url} is not on this machine (localhost or 127.x.x.x)")),
+        }
+    };
+    let ports = workers.iter().map(port_of).collect::<Result<Vec<u16>, String>>()?;
+    Ok((ports, format!("http://{host}:{port}")))
+}
+
+/// Binds a worker on 127.0.0.1 at each of `ports` (0: any free port),
+/// starts serving them on the current runtime, and returns their URLs.
+pub async fn start(config: Config, ports: &[u16]) -> io::Result<Vec<String>> {
     let config = Arc::new(config);
     let limits = config.limits()?;
-    let mut urls = Vec::with_capacity(count);
-    for i in 0..count {
-        let port = if base_port == 0 { 0 } else { base_port + i as u16 };
-        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    let mut urls = Vec::with_capacity(ports.len());
+    for (i, &port) in ports.iter().enumerate() {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("127.0.0.1:{port}: {e}")))?;
         let host = format!("127.0.0.1:{}", listener.local_addr()?.port());
         urls.push(format!("http://{host}"));
         let state = State {

@@ -33,7 +33,7 @@ async fn call(conn: &mut Conn<TcpStream>, host: &str, function: &str) -> http::R
 #[test]
 fn cold_then_warm_on_one_kept_alive_connection() {
     block_on(async {
-        let urls = start(config(6144, None), 1, 0).await.unwrap();
+        let urls = start(config(6144, None), &[0]).await.unwrap();
         let host = http::authority(&urls[0]).unwrap().to_string();
         let mut conn = Conn::new(TcpStream::connect(&host).await.unwrap());
 
@@ -66,7 +66,7 @@ fn a_killed_instance_is_reported_to_the_scheduler() {
         // The code goes stale after 1 paper-scale second (10 real ms): the
         // next call pulls it again, which kills the instance and its sandbox.
         let config = Config { code_refresh_s: 1.0, ..config(6144, Some(scheduler_url)) };
-        let urls = start(config, 1, 0).await.unwrap();
+        let urls = start(config, &[0]).await.unwrap();
         let host = http::authority(&urls[0]).unwrap().to_string();
         let mut conn = Conn::new(TcpStream::connect(&host).await.unwrap());
         call(&mut conn, &host, "dd-0").await;
@@ -88,7 +88,7 @@ fn a_killed_instance_is_reported_to_the_scheduler() {
 #[test]
 fn status_answers_and_unknown_paths_are_404() {
     block_on(async {
-        let urls = start(config(6144, None), 2, 0).await.unwrap();
+        let urls = start(config(6144, None), &[0, 0]).await.unwrap();
         assert_eq!(urls.len(), 2);
         assert_ne!(urls[0], urls[1]);
         for (path, status) in [("/status", 200), ("/nope", 404), ("/run/", 404)] {
@@ -98,4 +98,17 @@ fn status_answers_and_unknown_paths_are_404() {
             assert_eq!(conn.read_response().await.unwrap().status, status, "{path}");
         }
     });
+}
+
+#[test]
+fn a_hiku_config_names_the_workers_to_emulate_and_where_to_report() {
+    let config =
+        r#"{"host": "localhost", "port": 9020, "workers": ["http://localhost:5000", "http://127.0.0.1:5001/"]}"#;
+    assert_eq!(workers_of_config(config).unwrap(), (vec![5000, 5001], "http://localhost:9020".to_string()));
+    let defaults = r#"{"workers": ["http://localhost"], "host": "0.0.0.0"}"#;
+    assert_eq!(workers_of_config(defaults).unwrap(), (vec![80], "http://127.0.0.1:9020".to_string()));
+    let remote = workers_of_config(r#"{"workers": ["http://10.0.0.7:5000"]}"#).unwrap_err();
+    assert!(remote.contains("http://10.0.0.7:5000 is not on this machine"), "{remote}");
+    assert!(workers_of_config("{}").unwrap_err().contains("no \"workers\""));
+    assert!(workers_of_config("nope").unwrap_err().contains("not a JSON config"));
 }
