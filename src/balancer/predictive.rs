@@ -34,9 +34,8 @@ use std::time::Instant;
 
 use ahash::RandomState;
 
-use super::idle_queues::IdleQueues;
 use super::least_connections::least_loaded;
-use super::{Answer, Balancer, Outcome};
+use super::{Answer, Balancer, Outcome, PullBased};
 use crate::worker::{Lease, Worker, WorkerId, WorkerSet};
 
 /// Cores per worker unless the config says (the paper's m5.xlarge: 4).
@@ -95,9 +94,8 @@ struct PairStats {
 }
 
 pub struct Predictive {
-    idle: IdleQueues,
-    /// The newest worker-set generation whose removed workers were dropped.
-    retained: AtomicU64,
+    /// The idle instances, kept as pull-based keeps them.
+    pull: PullBased,
     cores: u64,
     epoch: Instant,
     hasher: RandomState,
@@ -128,8 +126,7 @@ fn blend(mean: &AtomicU32, sample: u32) {
 impl Predictive {
     pub fn new(max_functions: usize, cores: u64) -> Predictive {
         Predictive {
-            idle: IdleQueues::new(max_functions),
-            retained: AtomicU64::new(0),
+            pull: PullBased::with_max_functions(max_functions),
             cores: cores.max(1),
             epoch: Instant::now(),
             hasher: RandomState::with_seeds(SEEDS[0], SEEDS[1], SEEDS[2], SEEDS[3]),
@@ -194,7 +191,7 @@ impl Predictive {
             |w: &std::sync::Arc<Worker>| Lease::with_hint(w, self.age_bucket(hash, w.id(), now) as u32 + 1);
         let Some((warm, cold)) = self.service_us(hash) else {
             // Nothing to price a cold start by: any idle instance, as pull-based.
-            let idle = self.idle.take_cheapest(function, workers, |w| w.in_flight() as u64, u64::MAX);
+            let idle = self.pull.idle_queues().take_cheapest(function, workers, |w| w.in_flight() as u64, u64::MAX);
             return idle.map_or_else(|| Lease::new(least_loaded(workers.as_slice())), warm_lease);
         };
         // Processor sharing over `cores`: the call's own slowdown, plus the
@@ -214,12 +211,12 @@ impl Predictive {
         // No cold start costs less than on an idle worker: an idle instance
         // priced within that wins without looking at every worker.
         let cheapest_cold = cold.saturating_mul(self.cores).min(u64::MAX >> TIE_BITS) << TIE_BITS | TIE_MAX;
-        if let Some(w) = self.idle.take_cheapest(function, workers, idle_cost, cheapest_cold + 1) {
+        if let Some(w) = self.pull.idle_queues().take_cheapest(function, workers, idle_cost, cheapest_cold + 1) {
             return warm_lease(w);
         }
         let fallback = least_loaded(workers.as_slice());
         let cold_cost = price(cold, fallback) | TIE_MAX;
-        match self.idle.take_cheapest(function, workers, idle_cost, cold_cost + 1) {
+        match self.pull.idle_queues().take_cheapest(function, workers, idle_cost, cold_cost + 1) {
             Some(w) => warm_lease(w),
             None => Lease::new(fallback),
         }
@@ -273,20 +270,15 @@ impl Balancer for Predictive {
     }
 
     fn release(&self, function: &str, worker: &Worker, outcome: Outcome) {
-        if outcome == Outcome::Completed {
-            self.idle.push(function, worker.id());
-        }
+        self.pull.release(function, worker, outcome);
     }
 
     fn sandbox_destroyed(&self, function: &str, worker: &Worker) -> bool {
-        self.idle.remove_one(function, worker.id())
+        self.pull.sandbox_destroyed(function, worker)
     }
 
     fn workers_changed(&self, workers: &WorkerSet) {
-        // As pull-based: an older set arriving late is skipped.
-        if self.retained.fetch_max(workers.generation(), Ordering::AcqRel) < workers.generation() {
-            self.idle.retain(workers);
-        }
+        self.pull.workers_changed(workers);
     }
 
     fn learns(&self) -> bool {
@@ -364,7 +356,7 @@ mod tests {
         let set = set_of(2);
         let a = &set.as_slice()[0];
         let _busy: Vec<Lease> = (0..6).map(|_| Lease::new(a)).collect();
-        p.idle.push("f", a.id());
+        p.pull.idle_queues().push("f", a.id());
         assert_eq!(p.select_at(&set, "f", 0).worker().id(), a.id());
     }
 
@@ -402,8 +394,8 @@ mod tests {
         // a last started f cold long ago, b half a second ago: both hold an idle instance.
         let now = 1_000_000;
         p.observe_at("f", &Lease::new(b), answer(true, 500.0), now - 500);
-        p.idle.push("f", a.id());
-        p.idle.push("f", b.id());
+        p.pull.idle_queues().push("f", a.id());
+        p.pull.idle_queues().push("f", b.id());
         let lease = p.select_at(&set, "f", now);
         assert_eq!(lease.worker().id(), b.id());
         assert_eq!(lease.hint(), bucket_of(500) as u32 + 1);
@@ -418,7 +410,7 @@ mod tests {
         p.observe_at("f", &Lease::new(a), answer(false, 100.0), 1100);
         // a holds an idle instance, and 7 calls.
         let busy: Vec<Lease> = (0..7).map(|_| Lease::new(a)).collect();
-        p.idle.push("f", a.id());
+        p.pull.idle_queues().push("f", a.id());
         // Warm on a: 100 ms x (8 + 6) (its 8 calls on 2 cores slowed, and
         // the 6 it slows); cold on b: 200 ms x 2.
         assert_eq!(p.select_at(&set, "f", 2000).worker().id(), b.id());
@@ -431,10 +423,10 @@ mod tests {
     fn removed_workers_lose_their_instances() {
         let p = Predictive::new(64, 4);
         let set = set_of(2);
-        p.idle.push("f", 2);
+        p.pull.idle_queues().push("f", 2);
         let smaller = crate::worker::WorkerSet::new(2, vec![set.as_slice()[0].clone()]);
         p.workers_changed(&smaller);
-        assert_eq!(p.idle.count("f", 2), 0);
+        assert_eq!(p.pull.idle_queues().count("f", 2), 0);
         assert!(!p.sandbox_destroyed("g", &set.as_slice()[0]));
     }
 }
