@@ -1,5 +1,6 @@
-//! hiku's own endpoints: `/status`, `/admin/workers/{add,remove}` and
-//! `/destroySandbox/<fn>`. Off the request path: these may allocate.
+//! hiku's own endpoints: `/status`, `/admin/workers/{add,remove}`,
+//! `/admin/instances` and `/destroySandbox/<fn>`. Off the request path:
+//! these may allocate.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,6 +115,40 @@ fn worker_list_json(set: &WorkerSet) -> String {
     json!({ "workers": urls }).to_string()
 }
 
+/// `GET /admin/instances[?function=f]`: the directory of warm idle
+/// instances the balancer knows of (pull-based and those built on it): per
+/// function, the workers holding them and how many; per worker, its calls
+/// in flight and the functions it holds warm. Read from the live lock-free
+/// table, which calls go on changing meanwhile.
+pub fn instances(scheduler: &Scheduler, query: &str) -> String {
+    let function = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "function").map(|(_, v)| v);
+    let workers = scheduler.workers();
+    let idle = scheduler.balancer().idle_instances();
+    let entries = idle.map_or_else(Vec::new, |idle| idle.entries(&workers, function.as_deref()));
+    let url = |id| workers.get(id).map_or("", |w| w.url().as_str());
+    let functions: serde_json::Map<String, serde_json::Value> = entries
+        .iter()
+        .map(|(name, counts)| {
+            let on: Vec<_> = counts.iter().map(|&(id, n)| json!({"url": url(id), "idle": n})).collect();
+            (name.clone(), json!({"idle": counts.iter().map(|(_, n)| n).sum::<u64>(), "workers": on}))
+        })
+        .collect();
+    let per_worker: Vec<_> = workers
+        .iter()
+        .map(|w| {
+            let warm: Vec<&str> = entries
+                .iter()
+                .filter(|(_, counts)| counts.iter().any(|&(id, _)| id == w.id()))
+                .map(|(name, _)| name.as_str())
+                .collect();
+            let held: u64 = entries.iter().flat_map(|(_, c)| c).filter(|(id, _)| *id == w.id()).map(|(_, n)| n).sum();
+            json!({"url": w.url().as_str(), "in_flight": w.in_flight(), "idle": held, "warm_functions": warm})
+        })
+        .collect();
+    let balancer = scheduler.kind().name();
+    json!({"balancer": balancer, "tracked": idle.is_some(), "functions": functions, "workers": per_worker}).to_string()
+}
+
 /// Adds the listed workers (present ones are left as they are). All are
 /// parsed and resolved before anything changes.
 pub async fn add_workers(scheduler: &Scheduler, query: &str) -> Result<String, Error> {
@@ -166,6 +201,34 @@ pub fn destroy_sandbox(scheduler: &Scheduler, function: &str, body: &[u8]) -> Re
 mod tests {
     use super::*;
     use crate::balancer::BalancerKind;
+
+    #[test]
+    fn the_directory_lists_idle_instances_by_function_and_by_worker() {
+        let urls = |n: usize| (1..=n).map(|i| (WorkerUrl::parse(&format!("http://w{i}:1")).unwrap(), vec![])).collect();
+        let s = Scheduler::new(BalancerKind::PullBased, urls(2));
+        let set = s.workers();
+        let (w1, w2) = (&set.as_slice()[0], &set.as_slice()[1]);
+        for (f, w) in [("f", w1), ("f", w1), ("f", w2), ("g", w2)] {
+            s.balancer().release(f, w, crate::balancer::Outcome::Completed);
+        }
+        let _busy = crate::worker::Lease::new(w2);
+        let all: serde_json::Value = serde_json::from_str(&instances(&s, "")).unwrap();
+        assert_eq!(all["balancer"], "pull-based");
+        assert_eq!(all["tracked"], true);
+        let f = json!({"idle": 3, "workers": [{"url": "http://w1:1", "idle": 2}, {"url": "http://w2:1", "idle": 1}]});
+        assert_eq!(all["functions"]["f"], f);
+        assert_eq!(all["functions"]["g"], json!({"idle": 1, "workers": [{"url": "http://w2:1", "idle": 1}]}));
+        let w2_row = json!({"url": "http://w2:1", "in_flight": 1, "idle": 2, "warm_functions": ["f", "g"]});
+        assert_eq!(all["workers"][1], w2_row);
+        // One function only.
+        let only: serde_json::Value = serde_json::from_str(&instances(&s, "function=g")).unwrap();
+        assert_eq!(only["functions"].as_object().unwrap().len(), 1);
+        assert_eq!(only["workers"][0]["warm_functions"], json!([]));
+        // A balancer that keeps no idle instances says so.
+        let lc = Scheduler::new(BalancerKind::LeastConnections, urls(1));
+        let none: serde_json::Value = serde_json::from_str(&instances(&lc, "")).unwrap();
+        assert_eq!((none["tracked"].clone(), none["functions"].clone()), (json!(false), json!({})));
+    }
 
     #[test]
     fn parses_worker_lists_in_every_form() {

@@ -47,6 +47,7 @@ enum Route<'a> {
     Status,
     AddWorkers,
     RemoveWorkers,
+    Instances,
     /// A `/run` or `/destroySandbox` path without exactly two segments.
     BadPath,
     NotFound,
@@ -57,6 +58,7 @@ fn route(path: &str) -> Route<'_> {
         "/status" => return Route::Status,
         "/admin/workers/add" => return Route::AddWorkers,
         "/admin/workers/remove" => return Route::RemoveWorkers,
+        "/admin/instances" => return Route::Instances,
         _ => {}
     }
     let mut segments = path.trim_matches('/').split('/');
@@ -297,7 +299,7 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
     let head_len = req.head_len;
     let mut route = route(req.path());
     // With admin.listen, its endpoints are there alone, and nothing else is.
-    let admin_route = matches!(route, Route::Status | Route::AddWorkers | Route::RemoveWorkers);
+    let admin_route = matches!(route, Route::Status | Route::AddWorkers | Route::RemoveWorkers | Route::Instances);
     if shard.config.admin_listen.is_some() && admin_route != conn.admin {
         route = Route::NotFound;
     }
@@ -327,11 +329,12 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
         }
         Route::DestroySandbox(function) => Local::DestroySandbox(function.to_string()),
         Route::Status => Local::Status,
-        Route::AddWorkers | Route::RemoveWorkers if !admin_allowed(&shard.config, req.headers) => {
+        Route::AddWorkers | Route::RemoveWorkers | Route::Instances if !admin_allowed(&shard.config, req.headers) => {
             Local::Error(Error::Unauthorized)
         }
         Route::AddWorkers => Local::AddWorkers(req.query().to_string()),
         Route::RemoveWorkers => Local::RemoveWorkers(req.query().to_string()),
+        Route::Instances => Local::Instances(req.query().to_string()),
         Route::BadPath => {
             Local::Error(Error::BadRequest(format!("could not find a function name in path {}", req.path())))
         }
@@ -347,6 +350,7 @@ enum Local {
     Status,
     AddWorkers(String),
     RemoveWorkers(String),
+    Instances(String),
     Error(Error),
 }
 
@@ -370,6 +374,7 @@ async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: Request
         Local::Status => Ok(admin::status(shard).await),
         Local::AddWorkers(query) => admin::add_workers(&shard.scheduler, &query).await,
         Local::RemoveWorkers(query) => admin::remove_workers(&shard.scheduler, &query),
+        Local::Instances(query) => Ok(admin::instances(&shard.scheduler, &query)),
         Local::DestroySandbox(function) => admin::destroy_sandbox(&shard.scheduler, &function, &body),
         Local::Error(_) => unreachable!("answered above"),
     };
@@ -657,6 +662,7 @@ mod tests {
         assert_eq!(route("/status"), Route::Status);
         assert_eq!(route("/admin/workers/add"), Route::AddWorkers);
         assert_eq!(route("/admin/workers/remove"), Route::RemoveWorkers);
+        assert_eq!(route("/admin/instances"), Route::Instances);
         assert_eq!(route("/"), Route::NotFound);
         assert_eq!(route("/runner/f"), Route::NotFound);
         assert_eq!(route("/status/x"), Route::NotFound);

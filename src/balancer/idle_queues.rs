@@ -125,6 +125,14 @@ impl Name {
         }
     }
 
+    fn as_str(&self) -> &str {
+        match self {
+            // The bytes came from a `&str`, cut at its length.
+            Name::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or(""),
+            Name::Heap(own) => own,
+        }
+    }
+
     fn is(&self, name: &str) -> bool {
         match self {
             Name::Inline { len, bytes } => &bytes[..usize::from(*len)] == name.as_bytes(),
@@ -477,6 +485,38 @@ impl IdleQueues {
         }
     }
 
+    /// Every function with idle instances (or only `function`), each with
+    /// its workers in `workers` and their counts. Walks the whole table and
+    /// allocates: for the admin directory, not the request path.
+    pub fn entries(&self, workers: &WorkerSet, function: Option<&str>) -> Vec<(String, Vec<(WorkerId, u64)>)> {
+        let guard = epoch::pin();
+        let mut entries = Vec::new();
+        for way in self.buckets.iter().flat_map(|b| b.ways.iter()) {
+            // SAFETY: protected by the guard.
+            let Some(q) = (unsafe { way.load(Ordering::Acquire, &guard).as_ref() }) else { continue };
+            if function.is_some_and(|f| !q.name.is(f)) {
+                continue;
+            }
+            let mut counts: Vec<(WorkerId, u64)> = Vec::new();
+            for v in q.slots().map(|s| s.load(Ordering::Acquire)) {
+                let (id, count) = (worker_of(v), count_of(v));
+                if count == 0 || workers.get(id).is_none() {
+                    continue;
+                }
+                match counts.iter_mut().find(|(w, _)| *w == id) {
+                    Some((_, n)) => *n += count,
+                    None => counts.push((id, count)),
+                }
+            }
+            if !counts.is_empty() {
+                counts.sort_unstable();
+                entries.push((q.name.as_str().to_string(), counts));
+            }
+        }
+        entries.sort_unstable();
+        entries
+    }
+
     /// Functions with a queue.
     pub fn functions(&self) -> usize {
         self.functions.load(Ordering::Relaxed)
@@ -551,6 +591,24 @@ mod tests {
     use super::*;
     use crate::worker::tests::set_of;
     use crate::worker::Lease;
+
+    #[test]
+    fn entries_list_each_function_with_its_workers_and_counts() {
+        let q = IdleQueues::new(64);
+        let set = set_of(3);
+        let long = "a-function-name-longer-than-thirty-two-bytes";
+        for (f, w) in [("f", 2), ("f", 1), ("f", 2), (long, 3), ("g", 1)] {
+            q.push(f, w);
+        }
+        q.remove_one("g", 1);
+        let entries = q.entries(&set, None);
+        let expected = vec![(long.to_string(), vec![(3, 1)]), ("f".to_string(), vec![(1, 1), (2, 2)])];
+        assert_eq!(entries, expected);
+        assert_eq!(q.entries(&set, Some("f")), vec![("f".to_string(), vec![(1, 1), (2, 2)])]);
+        // A worker no longer in the set is left out.
+        let smaller = WorkerSet::new(2, set.as_slice()[..2].to_vec());
+        assert_eq!(q.entries(&smaller, Some(long)), vec![]);
+    }
 
     #[test]
     fn takes_the_least_loaded_holder_and_consumes_it() {

@@ -66,6 +66,12 @@ pub trait Balancer: Send + Sync {
     /// A new worker set was published (called after every add or remove).
     fn workers_changed(&self, _workers: &WorkerSet) {}
 
+    /// The idle instances it knows of, for a balancer that keeps them
+    /// (pull-based and those built on it).
+    fn idle_instances(&self) -> Option<&IdleQueues> {
+        None
+    }
+
     /// Whether the balancer learns from answers: only then are calls timed
     /// and the worker's answer headers read for `observe`.
     fn learns(&self) -> bool {

@@ -281,6 +281,10 @@ impl Balancer for Predictive {
         self.pull.workers_changed(workers);
     }
 
+    fn idle_instances(&self) -> Option<&super::IdleQueues> {
+        self.pull.idle_instances()
+    }
+
     fn learns(&self) -> bool {
         true
     }

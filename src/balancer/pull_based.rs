@@ -54,6 +54,10 @@ impl Balancer for PullBased {
         self.idle.remove_one(function, worker.id())
     }
 
+    fn idle_instances(&self) -> Option<&IdleQueues> {
+        Some(&self.idle)
+    }
+
     fn workers_changed(&self, workers: &WorkerSet) {
         // Two admin changes on two cores may get here out of order. A newer
         // set has every removal of an older one, so the older is skipped:

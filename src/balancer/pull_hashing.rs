@@ -40,6 +40,10 @@ impl Balancer for PullHashing {
         self.pull.sandbox_destroyed(function, worker)
     }
 
+    fn idle_instances(&self) -> Option<&super::IdleQueues> {
+        self.pull.idle_instances()
+    }
+
     fn workers_changed(&self, workers: &WorkerSet) {
         self.pull.workers_changed(workers);
         self.home.workers_changed(workers);

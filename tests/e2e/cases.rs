@@ -997,9 +997,33 @@ fn an_admin_token_guards_the_admin_endpoints() {
         let res = hiku.client().request("POST", &add, &[("Authorization", auth)], b"");
         assert_eq!(res.status, 200, "{auth}: {}", res.text());
     }
-    // /run and /status stay open.
+    // /run and /status stay open; the directory is an admin endpoint.
     assert_eq!(hiku.post("/run/f", b"x").status, 200);
     assert_eq!(hiku.get("/status").status, 200);
+    assert_eq!(hiku.get("/admin/instances").status, 401);
+    let res = hiku.client().request("GET", "/admin/instances", &[("Authorization", "Bearer s3cret")], b"");
+    assert_eq!(res.status, 200);
+}
+
+#[test]
+fn the_instance_directory_follows_calls_and_destroyed_sandboxes() {
+    let ws = workers(2);
+    let hiku = Hiku::start("pull-based", &urls(&ws));
+    let mut c = hiku.client();
+    let worker_of_f = c.request("POST", "/run/f", &[], b"x").worker().to_string();
+    c.request("POST", "/run/g", &[], b"x");
+    let dir = hiku.get("/admin/instances").json();
+    assert_eq!(dir["functions"]["f"]["workers"], serde_json::json!([{"url": worker_of_f, "idle": 1}]));
+    assert_eq!(dir["functions"]["g"]["idle"], 1);
+    let only_f = hiku.get("/admin/instances?function=f").json();
+    assert_eq!(only_f["functions"].as_object().unwrap().len(), 1);
+    // The worker reports f's instance destroyed: the directory forgets it.
+    let host = worker_of_f.trim_start_matches("http://");
+    let res = hiku.post("/destroySandbox/f", format!(r#"{{"host": "{host}"}}"#).as_bytes());
+    assert_eq!(res.text(), r#"{"removed":true}"#);
+    let dir = hiku.get("/admin/instances").json();
+    assert!(dir["functions"].get("f").is_none(), "{dir}");
+    assert_eq!(dir["functions"]["g"]["idle"], 1);
 }
 
 #[test]
