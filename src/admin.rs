@@ -187,12 +187,13 @@ struct SandboxDestroyed {
 }
 
 /// A worker evicted an idle instance of `function`: `{"host": "<ip>:<port>"}`.
-pub fn destroy_sandbox(scheduler: &Scheduler, function: &str, body: &[u8]) -> Result<String, Error> {
+/// Whether an entry was removed.
+pub fn destroy_sandbox(scheduler: &Scheduler, function: &str, body: &[u8]) -> Result<bool, Error> {
     let msg: SandboxDestroyed = serde_json::from_slice(body).map_err(|e| {
         Error::BadRequest(format!("destroySandbox expects a JSON body {{\"host\": \"<ip>:<port>\"}}: {e}"))
     })?;
     match scheduler.sandbox_destroyed(function, &msg.host) {
-        Some(removed) => Ok(json!({ "removed": removed }).to_string()),
+        Some(removed) => Ok(removed),
         None => Err(Error::NotFound(format!("no worker is named {}", msg.host))),
     }
 }
@@ -257,8 +258,8 @@ mod tests {
         let s = Scheduler::new(BalancerKind::PullBased, vec![(WorkerUrl::parse("http://a:1").unwrap(), vec![])]);
         let w = Arc::clone(&s.workers().as_slice()[0]);
         s.balancer().release("f", &w, crate::balancer::Outcome::Completed);
-        assert_eq!(destroy_sandbox(&s, "f", br#"{"host":"a:1"}"#).unwrap(), r#"{"removed":true}"#);
-        assert_eq!(destroy_sandbox(&s, "f", br#"{"host":"http://a:1"}"#).unwrap(), r#"{"removed":false}"#);
+        assert!(destroy_sandbox(&s, "f", br#"{"host":"a:1"}"#).unwrap());
+        assert!(!destroy_sandbox(&s, "f", br#"{"host":"http://a:1"}"#).unwrap());
         assert_eq!(destroy_sandbox(&s, "f", br#"{"host":"b:1"}"#).unwrap_err().status(), 404);
         assert_eq!(destroy_sandbox(&s, "f", b"nope").unwrap_err().status(), 400);
         assert_eq!(destroy_sandbox(&s, "f", br#"{"hots":"a:1"}"#).unwrap_err().status(), 400);

@@ -33,6 +33,18 @@ pub struct Shard {
     pub parking: Parking,
     /// A drain has shut its listeners down: their accept loops may end.
     pub listeners_shut: std::cell::Cell<bool>,
+    /// Every core's counters (`/metrics`), and this core's place in them.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub core: usize,
+    /// Decisions since the last timed one.
+    pub untimed: std::cell::Cell<u32>,
+}
+
+impl Shard {
+    /// This core's counters.
+    pub fn counters(&self) -> &crate::metrics::Core {
+        self.metrics.core(self.core)
+    }
 }
 
 /// One client connection and its buffers, reused from request to request.

@@ -89,6 +89,7 @@ pub mod conn;
 pub mod error;
 pub mod http;
 pub mod logger;
+pub mod metrics;
 pub mod parking;
 pub mod pool;
 pub mod proxy;

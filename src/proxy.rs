@@ -95,12 +95,14 @@ fn outcome(code: u16) -> Outcome {
 /// last bytes go to the client: a client that sends its next call the moment
 /// it has the answer must find the worker idle (and, for pull-based, warm).
 pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, meta: RequestMeta) -> bool {
+    let started = Instant::now();
     let upstream = match shard.pool.take(lease.worker().id()) {
         Some(pooled) => (pooled, true),
         None => match connect(shard, conn, &mut lease, meta).await {
             Ok(fresh) => (fresh, false),
             Err(error) => {
                 shard.scheduler.release(&conn.function, lease, Outcome::Failed);
+                shard.counters().call(error.status(), started.elapsed());
                 return conn.answer_error(&error, meta).await;
             }
         },
@@ -114,6 +116,14 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, meta: Req
         shard.scheduler.observe(&conn.function, &lease, *answer);
     }
     shard.scheduler.release(&conn.function, lease, outcome);
+    let status = match &result {
+        Ok((code, _, _)) | Err(Failure::ClientGone { code }) => Some(*code),
+        Err(Failure::Answer { error, .. }) => Some(error.status()),
+        Err(Failure::Close) => None,
+    };
+    if let Some(status) = status {
+        shard.counters().call(status, started.elapsed());
+    }
     conn.ubuf.clear();
     match result {
         Ok((_, keep_alive, _)) => {
@@ -150,6 +160,7 @@ async fn connect(shard: &Shard, conn: &mut Conn, lease: &mut Lease, meta: Reques
         };
         let Some(next) = next else { return Err(error) };
         log::debug!("{error}; trying {} instead", next.worker().url());
+        shard.counters().connect_retry();
         if meta.added_host {
             http::retarget_host(&mut conn.out, worker.url().authority(), next.worker().url().authority());
         }

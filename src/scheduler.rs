@@ -90,6 +90,9 @@ impl Scheduler {
     pub fn release(&self, function: &str, lease: Lease, outcome: Outcome) {
         let present = self.workers.load().get(lease.worker().id()).is_some();
         let outcome = if present { outcome } else { Outcome::Failed };
+        if outcome == Outcome::Failed {
+            lease.worker().failed();
+        }
         self.balancer.release(function, lease.worker(), outcome);
     }
 

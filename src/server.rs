@@ -48,6 +48,7 @@ enum Route<'a> {
     AddWorkers,
     RemoveWorkers,
     Instances,
+    Metrics,
     /// A `/run` or `/destroySandbox` path without exactly two segments.
     BadPath,
     NotFound,
@@ -59,6 +60,7 @@ fn route(path: &str) -> Route<'_> {
         "/admin/workers/add" => return Route::AddWorkers,
         "/admin/workers/remove" => return Route::RemoveWorkers,
         "/admin/instances" => return Route::Instances,
+        "/metrics" => return Route::Metrics,
         _ => {}
     }
     let mut segments = path.trim_matches('/').split('/');
@@ -299,7 +301,8 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
     let head_len = req.head_len;
     let mut route = route(req.path());
     // With admin.listen, its endpoints are there alone, and nothing else is.
-    let admin_route = matches!(route, Route::Status | Route::AddWorkers | Route::RemoveWorkers | Route::Instances);
+    let admin_route =
+        matches!(route, Route::Status | Route::Metrics | Route::AddWorkers | Route::RemoveWorkers | Route::Instances);
     if shard.config.admin_listen.is_some() && admin_route != conn.admin {
         route = Route::NotFound;
     }
@@ -312,7 +315,7 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
                 || matches!(body, Ok(Some((_, data))) if data > max_body)
             {
                 Local::Error(Error::BodyTooLarge(max_body))
-            } else if let Ok(lease) = shard.scheduler.select(function) {
+            } else if let Ok(lease) = select(shard, function) {
                 conn.function.clear();
                 conn.function.push_str(function);
                 conn.out.clear();
@@ -321,6 +324,7 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
                 conn.rbuf.consume(head_len);
                 return Plan::Forward(lease, RequestMeta { added_host, ..meta });
             } else {
+                shard.counters().call(Error::NoWorkers.status(), Duration::ZERO);
                 Local::Error(Error::NoWorkers)
             }
         }
@@ -329,6 +333,7 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
         }
         Route::DestroySandbox(function) => Local::DestroySandbox(function.to_string()),
         Route::Status => Local::Status,
+        Route::Metrics => Local::Metrics,
         Route::AddWorkers | Route::RemoveWorkers | Route::Instances if !admin_allowed(&shard.config, req.headers) => {
             Local::Error(Error::Unauthorized)
         }
@@ -351,7 +356,26 @@ enum Local {
     AddWorkers(String),
     RemoveWorkers(String),
     Instances(String),
+    Metrics,
     Error(Error),
+}
+
+/// The balancer's choice for a call of `function`, counted (and one in
+/// `DECISION_SAMPLE` timed) for `/metrics`.
+fn select(shard: &Shard, function: &str) -> Result<crate::worker::Lease, crate::scheduler::NoWorkers> {
+    let untimed = shard.untimed.get();
+    shard.untimed.set(if untimed + 1 >= crate::metrics::DECISION_SAMPLE { 0 } else { untimed + 1 });
+    let timed = (untimed == 0).then(Instant::now);
+    let lease = shard.scheduler.select(function)?;
+    if let Some(at) = timed {
+        shard.counters().decision_time(at.elapsed());
+    }
+    if shard.scheduler.balancer().idle_instances().is_some() {
+        use crate::metrics::Decision;
+        let decision = if lease.hint() > 0 { Decision::Warm } else { Decision::Fallback };
+        shard.counters().decision(decision);
+    }
+    Ok(lease)
 }
 
 async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: RequestMeta) -> bool {
@@ -372,10 +396,18 @@ async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: Request
     };
     let answer = match local {
         Local::Status => Ok(admin::status(shard).await),
+        Local::Metrics => {
+            let text = shard.metrics.render(&shard.scheduler);
+            let ok = conn.send(200, "text/plain; version=0.0.4", text.as_bytes(), meta.keep_alive, Some(meta)).await;
+            return ok && meta.keep_alive;
+        }
         Local::AddWorkers(query) => admin::add_workers(&shard.scheduler, &query).await,
         Local::RemoveWorkers(query) => admin::remove_workers(&shard.scheduler, &query),
         Local::Instances(query) => Ok(admin::instances(&shard.scheduler, &query)),
-        Local::DestroySandbox(function) => admin::destroy_sandbox(&shard.scheduler, &function, &body),
+        Local::DestroySandbox(function) => admin::destroy_sandbox(&shard.scheduler, &function, &body).map(|removed| {
+            shard.counters().sandbox_destroyed(removed);
+            serde_json::json!({ "removed": removed }).to_string()
+        }),
         Local::Error(_) => unreachable!("answered above"),
     };
     match answer {
@@ -534,9 +566,11 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
     let inputs: Vec<(Socket, Option<Socket>)> = sockets.into_iter().map(|s| (s, admin.take())).collect();
     let max_connections = config.limits.max_connections.unwrap_or_else(|| crate::sys::open_file_limit() / 2).max(1);
     let config = Arc::new(config.clone());
+    let metrics = Arc::new(crate::metrics::Metrics::new(cores));
     runtime::run_shards(inputs, driver, pin, move |i, (socket, admin): (Socket, Option<Socket>)| {
         let scheduler = Arc::clone(&scheduler);
         let config = Arc::clone(&config);
+        let metrics = Arc::clone(&metrics);
         async move {
             let adopt = |socket: Socket| TcpListener::from_std(socket.into());
             let (listener, admin) = match (adopt(socket), admin.map(adopt).transpose()) {
@@ -552,7 +586,9 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
             let parking = Parking::default();
             let pool = Pool::default();
             let listeners_shut = std::cell::Cell::new(false);
-            let shard = Rc::new(Shard { scheduler, pool, cores, config, parking, listeners_shut });
+            let untimed = std::cell::Cell::new(0);
+            let shard =
+                Rc::new(Shard { scheduler, pool, cores, config, parking, listeners_shut, metrics, core: i, untimed });
             runtime::spawn(sweep_pool(Rc::clone(&shard)));
             runtime::spawn(close_idle(Rc::clone(&shard)));
             runtime::spawn(trim_memory());
@@ -663,6 +699,7 @@ mod tests {
         assert_eq!(route("/admin/workers/add"), Route::AddWorkers);
         assert_eq!(route("/admin/workers/remove"), Route::RemoveWorkers);
         assert_eq!(route("/admin/instances"), Route::Instances);
+        assert_eq!(route("/metrics"), Route::Metrics);
         assert_eq!(route("/"), Route::NotFound);
         assert_eq!(route("/runner/f"), Route::NotFound);
         assert_eq!(route("/status/x"), Route::NotFound);

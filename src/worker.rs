@@ -2,7 +2,7 @@
 //! `Lease` that counts a request in flight on a worker.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::WorkerUrl;
@@ -19,13 +19,17 @@ pub struct Worker {
     url: WorkerUrl,
     addrs: Vec<SocketAddr>,
     in_flight: AtomicUsize,
+    /// Calls ever assigned, and those that got no usable answer.
+    assigned: AtomicU64,
+    failures: AtomicU64,
     /// In-flight requests over all workers (shared by every worker of a scheduler).
     total: Arc<AtomicUsize>,
 }
 
 impl Worker {
     pub fn new(id: WorkerId, url: WorkerUrl, addrs: Vec<SocketAddr>, total: Arc<AtomicUsize>) -> Worker {
-        Worker { id, url, addrs, in_flight: AtomicUsize::new(0), total }
+        let (assigned, failures) = (AtomicU64::new(0), AtomicU64::new(0));
+        Worker { id, url, addrs, in_flight: AtomicUsize::new(0), assigned, failures, total }
     }
 
     pub fn id(&self) -> WorkerId {
@@ -44,6 +48,21 @@ impl Worker {
     /// Requests this scheduler has in flight on this worker, over all cores.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Calls ever assigned to this worker.
+    pub fn assigned(&self) -> u64 {
+        self.assigned.load(Ordering::Relaxed)
+    }
+
+    /// Calls on this worker that got no usable answer.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Counts a call that got no usable answer.
+    pub fn failed(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Requests in flight over all workers of the scheduler.
@@ -83,6 +102,7 @@ impl Lease {
 
     pub fn with_hint(worker: &Arc<Worker>, hint: u32) -> Lease {
         worker.in_flight.fetch_add(1, Ordering::Relaxed);
+        worker.assigned.fetch_add(1, Ordering::Relaxed);
         worker.total.fetch_add(1, Ordering::Relaxed);
         Lease { worker: Arc::clone(worker), hint }
     }

@@ -67,7 +67,8 @@ pub trait Balancer: Send + Sync {
     fn workers_changed(&self, _workers: &WorkerSet) {}
 
     /// The idle instances it knows of, for a balancer that keeps them
-    /// (pull-based and those built on it).
+    /// (pull-based and those built on it). Such a balancer leaves a nonzero
+    /// hint on a lease that took one.
     fn idle_instances(&self) -> Option<&IdleQueues> {
         None
     }

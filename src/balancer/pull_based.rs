@@ -10,6 +10,9 @@ use super::least_connections::least_loaded;
 use super::{Balancer, Outcome};
 use crate::worker::{Lease, Worker, WorkerSet};
 
+/// The lease hint of a call placed on a warm idle instance.
+pub const WARM: u32 = 1;
+
 pub struct PullBased {
     idle: IdleQueues,
     /// The newest worker-set generation whose removed workers were dropped.
@@ -39,7 +42,7 @@ impl Default for PullBased {
 impl Balancer for PullBased {
     fn select(&self, workers: &WorkerSet, function: &str) -> Lease {
         match self.idle.take_least_loaded(function, workers) {
-            Some(w) => Lease::new(w),
+            Some(w) => Lease::with_hint(w, WARM),
             None => Lease::new(least_loaded(workers.as_slice())),
         }
     }

@@ -27,7 +27,7 @@ impl PullHashing {
 impl Balancer for PullHashing {
     fn select(&self, workers: &WorkerSet, function: &str) -> Lease {
         match self.pull.idle_queues().take_least_loaded(function, workers) {
-            Some(w) => Lease::new(w),
+            Some(w) => Lease::with_hint(w, super::pull_based::WARM),
             None => self.home.select(workers, function),
         }
     }

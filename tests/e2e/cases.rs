@@ -1006,6 +1006,67 @@ fn an_admin_token_guards_the_admin_endpoints() {
 }
 
 #[test]
+fn metrics_count_calls_decisions_workers_and_durations_in_the_prometheus_format() {
+    let ws = workers(2);
+    let hiku = Hiku::start("pull-based", &urls(&ws));
+    let mut c = hiku.client();
+    let first = c.request("POST", "/run/f", &[], b"x").worker().to_string();
+    c.request("POST", "/run/f", &[], b"x");
+    c.request("POST", "/run/g?code=500", &[], b"x");
+    let host = first.trim_start_matches("http://");
+    hiku.post("/destroySandbox/f", format!(r#"{{"host": "{host}"}}"#).as_bytes());
+    let res = hiku.get("/metrics");
+    assert_eq!(res.status, 200);
+    assert!(res.header("content-type").unwrap().starts_with("text/plain"), "{:?}", res.header("content-type"));
+    let lines = res.text().lines().map(|l| Ok(l.to_string())).collect::<Vec<_>>();
+    let scrape = prometheus_parse::Scrape::parse(lines.into_iter()).expect("the Prometheus text format");
+    let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
+        let sample = scrape.samples.iter().find(|s| {
+            s.metric == name && label.map_or(true, |(k, v)| s.labels.get(k) == Some(v))
+        });
+        match sample.unwrap_or_else(|| panic!("no {name} {label:?}")).value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{name}: {other:?}"),
+        }
+    };
+    assert_eq!(value("hiku_calls_total", Some(("class", "2xx"))), 2.0);
+    assert_eq!(value("hiku_calls_total", Some(("class", "5xx"))), 1.0);
+    // The second f took the instance the first left; f and g started cold.
+    assert_eq!(value("hiku_decisions_total", Some(("decision", "warm"))), 1.0);
+    assert_eq!(value("hiku_decisions_total", Some(("decision", "fallback"))), 2.0);
+    assert_eq!(value("hiku_destroy_sandbox_total", Some(("removed", "true"))), 1.0);
+    assert_eq!(value("hiku_worker_in_flight", Some(("worker", first.as_str()))), 0.0);
+    let assigned: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "hiku_worker_assigned_total")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) => v,
+            _ => 0.0,
+        })
+        .sum();
+    assert_eq!(assigned, 3.0);
+    // g's 500 counts as a failure of its worker (one series per worker).
+    let failures: Vec<f64> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "hiku_worker_failures_total")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) => v,
+            _ => f64::NAN,
+        })
+        .collect();
+    assert_eq!((failures.len(), failures.iter().sum::<f64>()), (2, 1.0));
+    let calls = scrape.samples.iter().find(|s| s.metric == "hiku_call_duration_seconds").expect("the call histogram");
+    match &calls.value {
+        prometheus_parse::Value::Histogram(buckets) => {
+            assert_eq!(buckets.last().map(|b| b.count), Some(3.0), "{buckets:?}");
+        }
+        other => panic!("not a histogram: {other:?}"),
+    }
+}
+
+#[test]
 fn the_instance_directory_follows_calls_and_destroyed_sandboxes() {
     let ws = workers(2);
     let hiku = Hiku::start("pull-based", &urls(&ws));
