@@ -34,6 +34,8 @@ pub struct Config {
     /// `predictive.worker_cores`: the cores each worker runs calls on, as
     /// the predictive balancer prices a worker's load.
     pub worker_cores: u64,
+    /// `log.access`: where to write a line per `/run` call, if anywhere.
+    pub access_log: Option<std::path::PathBuf>,
     /// Keys the file has that hiku does not know (reported as warnings).
     pub unknown_keys: Vec<String>,
 }
@@ -53,6 +55,7 @@ impl Default for Config {
             admin_listen: None,
             destroy_only_from_workers: true,
             worker_cores: crate::balancer::DEFAULT_WORKER_CORES,
+            access_log: None,
             unknown_keys: Vec::new(),
         }
     }
@@ -134,7 +137,7 @@ impl Default for Limits {
 }
 
 /// The keys hiku reads: the Go original's, then hiku's own.
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 12] = [
     "host",
     "port",
     "balancer",
@@ -146,6 +149,7 @@ const KEYS: [&str; 11] = [
     "admin",
     "destroy_sandbox",
     "predictive",
+    "log",
 ];
 /// The keys of `limits`.
 const LIMIT_KEYS: [&str; 5] = ["max_header_bytes", "max_headers", "max_body_bytes", "max_connections", "max_functions"];
@@ -330,6 +334,12 @@ impl Config {
         let predictive = raw.section("predictive")?;
         let worker_cores =
             predictive.number("worker_cores", "predictive.worker_cores", 1, 4096, defaults.worker_cores)?;
+        let log_section = raw.section("log")?;
+        let access_log = match log_section.map.get("access") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(path)) if !path.is_empty() => Some(std::path::PathBuf::from(path)),
+            Some(other) => return Err(ConfigError(format!("\"log.access\" must be a file path, not {other}"))),
+        };
         let mut unknown_keys = raw.unknown_keys(&KEYS, "");
         unknown_keys.extend(raw.section("timeouts_ms")?.unknown_keys(&TIMEOUT_KEYS, "timeouts_ms."));
         unknown_keys.extend(raw.section("retries")?.unknown_keys(&["connect"], "retries."));
@@ -337,6 +347,7 @@ impl Config {
         unknown_keys.extend(admin.unknown_keys(&["token", "listen"], "admin."));
         unknown_keys.extend(destroy.unknown_keys(&["only_from_workers"], "destroy_sandbox."));
         unknown_keys.extend(predictive.unknown_keys(&["worker_cores"], "predictive."));
+        unknown_keys.extend(log_section.unknown_keys(&["access"], "log."));
         Ok(Config {
             host,
             port,
@@ -350,6 +361,7 @@ impl Config {
             admin_listen,
             destroy_only_from_workers,
             worker_cores,
+            access_log,
             unknown_keys,
         })
     }
@@ -600,6 +612,16 @@ mod tests {
             ),
         ] {
             assert!(err(bad).contains(message), "{bad}: {}", err(bad));
+        }
+    }
+
+    #[test]
+    fn the_access_log_is_a_path() {
+        assert_eq!(Config::parse("{}").unwrap().access_log, None);
+        let c = Config::parse(r#"{"log": {"access": "/var/log/hiku/access.log"}}"#).unwrap();
+        assert_eq!(c.access_log.as_deref(), Some(Path::new("/var/log/hiku/access.log")));
+        for bad in [r#"{"log": {"access": ""}}"#, r#"{"log": {"access": 3}}"#] {
+            assert!(Config::parse(bad).unwrap_err().0.contains("\"log.access\" must be a file path"), "{bad}");
         }
     }
 

@@ -38,6 +38,8 @@ pub struct Shard {
     pub core: usize,
     /// Decisions since the last timed one.
     pub untimed: std::cell::Cell<u32>,
+    /// Its side of the access log, if there is one.
+    pub access: Option<crate::access_log::AccessLog>,
 }
 
 impl Shard {
@@ -58,6 +60,8 @@ pub struct Conn {
     pub out: Vec<u8>,
     /// The function of the request being served.
     pub function: String,
+    /// Its method and target, with an access log.
+    pub request_line: String,
     /// The client's address (an IPv4-mapped IPv6 one as IPv4), and as text.
     pub peer: IpAddr,
     pub client_ip: String,
@@ -80,6 +84,7 @@ impl Conn {
             ubuf: ReadBuf::new(),
             out: Vec::new(),
             function: String::new(),
+            request_line: String::new(),
             peer: peer.ip().to_canonical(),
             client_ip: peer.ip().to_canonical().to_string(),
             input_done: false,

@@ -82,6 +82,7 @@
 //! - [`error`]: every failure and its HTTP answer.
 //! - [`sys`], [`logger`]: start-up settings and stderr logging.
 
+pub mod access_log;
 pub mod admin;
 pub mod balancer;
 pub mod config;

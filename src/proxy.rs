@@ -101,8 +101,8 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, meta: Req
         None => match connect(shard, conn, &mut lease, meta).await {
             Ok(fresh) => (fresh, false),
             Err(error) => {
+                account(shard, conn, &lease, Some(error.status()), started);
                 shard.scheduler.release(&conn.function, lease, Outcome::Failed);
-                shard.counters().call(error.status(), started.elapsed());
                 return conn.answer_error(&error, meta).await;
             }
         },
@@ -115,15 +115,13 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, meta: Req
     if let (Ok((_, _, Some(answer))), Outcome::Completed) = (&result, outcome) {
         shard.scheduler.observe(&conn.function, &lease, *answer);
     }
-    shard.scheduler.release(&conn.function, lease, outcome);
     let status = match &result {
         Ok((code, _, _)) | Err(Failure::ClientGone { code }) => Some(*code),
         Err(Failure::Answer { error, .. }) => Some(error.status()),
         Err(Failure::Close) => None,
     };
-    if let Some(status) = status {
-        shard.counters().call(status, started.elapsed());
-    }
+    account(shard, conn, &lease, status, started);
+    shard.scheduler.release(&conn.function, lease, outcome);
     conn.ubuf.clear();
     match result {
         Ok((_, keep_alive, _)) => {
@@ -135,6 +133,19 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, meta: Req
             conn.send_error(&error, keep, Some(meta)).await && keep
         }
         Err(Failure::ClientGone { .. } | Failure::Close) => false,
+    }
+}
+
+/// Counts a call that ended with `status` (none: the connection was cut)
+/// in the metrics, and logs it if there is an access log.
+fn account(shard: &Shard, conn: &Conn, lease: &Lease, status: Option<u16>, started: Instant) {
+    let took = started.elapsed();
+    if let Some(status) = status {
+        shard.counters().call(status, took);
+    }
+    if let Some(log) = &shard.access {
+        let worker = Some(lease.worker().url().as_str());
+        log.call(&conn.client_ip, &conn.request_line, status.unwrap_or(0), worker, took);
     }
 }
 

@@ -318,6 +318,12 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
             } else if let Ok(lease) = select(shard, function) {
                 conn.function.clear();
                 conn.function.push_str(function);
+                if shard.access.is_some() {
+                    conn.request_line.clear();
+                    conn.request_line.push_str(req.method);
+                    conn.request_line.push(' ');
+                    conn.request_line.push_str(req.origin_target());
+                }
                 conn.out.clear();
                 let authority = lease.worker().url().authority();
                 let added_host = http::write_request_head(&mut conn.out, &req, authority, conn.client_ip.as_bytes());
@@ -325,6 +331,10 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
                 return Plan::Forward(lease, RequestMeta { added_host, ..meta });
             } else {
                 shard.counters().call(Error::NoWorkers.status(), Duration::ZERO);
+                if let Some(log) = &shard.access {
+                    let request = format!("{} {}", req.method, req.origin_target());
+                    log.call(&conn.client_ip, &request, Error::NoWorkers.status(), None, Duration::ZERO);
+                }
                 Local::Error(Error::NoWorkers)
             }
         }
@@ -567,10 +577,18 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
     let max_connections = config.limits.max_connections.unwrap_or_else(|| crate::sys::open_file_limit() / 2).max(1);
     let config = Arc::new(config.clone());
     let metrics = Arc::new(crate::metrics::Metrics::new(cores));
+    let access = match &config.access_log {
+        Some(path) => Some(
+            crate::access_log::open(path, cores)
+                .map_err(|e| format!("cannot open log.access {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
     runtime::run_shards(inputs, driver, pin, move |i, (socket, admin): (Socket, Option<Socket>)| {
         let scheduler = Arc::clone(&scheduler);
         let config = Arc::clone(&config);
         let metrics = Arc::clone(&metrics);
+        let access = access.clone();
         async move {
             let adopt = |socket: Socket| TcpListener::from_std(socket.into());
             let (listener, admin) = match (adopt(socket), admin.map(adopt).transpose()) {
@@ -587,8 +605,22 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
             let pool = Pool::default();
             let listeners_shut = std::cell::Cell::new(false);
             let untimed = std::cell::Cell::new(0);
-            let shard =
-                Rc::new(Shard { scheduler, pool, cores, config, parking, listeners_shut, metrics, core: i, untimed });
+            let access = access.map(crate::access_log::AccessLog::new);
+            let shard = Rc::new(Shard {
+                scheduler,
+                pool,
+                cores,
+                config,
+                parking,
+                listeners_shut,
+                metrics,
+                core: i,
+                untimed,
+                access,
+            });
+            if shard.access.is_some() {
+                runtime::spawn(flush_access_log(Rc::clone(&shard)));
+            }
             runtime::spawn(sweep_pool(Rc::clone(&shard)));
             runtime::spawn(close_idle(Rc::clone(&shard)));
             runtime::spawn(trim_memory());
@@ -641,6 +673,9 @@ async fn watch_for_drain(shard: Rc<Shard>, listeners: [Option<RawFd>; 2]) {
     while !shutdown::draining() {
         runtime::sleep(shutdown::LOOK_EVERY).await;
     }
+    if let Some(log) = &shard.access {
+        log.drained();
+    }
     for listener in listeners.into_iter().flatten() {
         // SAFETY: shutdown(2) on a listener, which its accept loop keeps
         // open until `listeners_shut` says this is done.
@@ -655,6 +690,13 @@ async fn close_idle(shard: Rc<Shard>) {
     loop {
         runtime::sleep(every).await;
         shard.parking.sweep(Instant::now());
+    }
+}
+
+async fn flush_access_log(shard: Rc<Shard>) {
+    while let Some(log) = &shard.access {
+        runtime::sleep(crate::access_log::FLUSH_EVERY).await;
+        log.flush();
     }
 }
 

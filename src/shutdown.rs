@@ -121,10 +121,12 @@ fn exit_when_drained(grace: Duration) {
         let open = open_connections();
         if open == 0 {
             log::info!("drained in {} ms; exiting", start.elapsed().as_millis());
+            crate::access_log::finish(Duration::from_secs(1));
             std::process::exit(0);
         }
         if start.elapsed() >= grace {
             log::warn!("{open} connections still open after {} ms; exiting", grace.as_millis());
+            crate::access_log::finish(Duration::from_secs(1));
             std::process::exit(0);
         }
         // A thread of its own (hiku-drain), not a shard's: sleeping here
