@@ -1227,7 +1227,12 @@ fn a_client_that_stops_reading_is_closed_and_frees_the_worker() {
     use std::io::{Read, Write};
     let w = Worker::start();
     let hiku = start_with("least-connections", &[&w.url], serde_json::json!({"timeouts_ms": {"client_send": 300}}));
-    let mut c = std::net::TcpStream::connect(hiku.addr).unwrap();
+    // A small receive buffer (which also stops the kernel growing it), so
+    // the socket buffers cannot take the whole answer while nobody reads.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    socket.connect(&hiku.addr.into()).unwrap();
+    let mut c: std::net::TcpStream = socket.into();
     c.write_all(b"GET /run/f?size=50000000 HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
     // Read nothing: hiku's writes stall once the socket buffers are full.
     wait_for("the lease released", || in_flight(&hiku) == [0]);
