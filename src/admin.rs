@@ -36,7 +36,8 @@ pub async fn status(shard: &Shard) -> String {
             Ok(code) => Probe::Status(code),
             Err(e) => Probe::Error(e),
         };
-        list.push(WorkerStatus { url: w.url().as_str(), in_flight: w.in_flight(), probe });
+        let state = if w.is_ejected() { "ejected" } else { "up" };
+        list.push(WorkerStatus { url: w.url().as_str(), state, in_flight: w.in_flight(), probe });
     }
     let status = Status { balancer: shard.scheduler.kind().name(), cores: shard.cores, workers: list };
     serde_json::to_string(&status).expect("status serializes")
@@ -52,6 +53,8 @@ struct Status<'a> {
 #[derive(Serialize)]
 struct WorkerStatus<'a> {
     url: &'a str,
+    /// `up`, or `ejected` (health) until a probe finds it back.
+    state: &'static str,
     in_flight: usize,
     probe: Probe,
 }

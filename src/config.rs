@@ -34,6 +34,8 @@ pub struct Config {
     /// `predictive.worker_cores`: the cores each worker runs calls on, as
     /// the predictive balancer prices a worker's load.
     pub worker_cores: u64,
+    /// `health`: when workers are ejected.
+    pub health: crate::scheduler::Health,
     /// `log.access`: where to write a line per `/run` call, if anywhere.
     pub access_log: Option<std::path::PathBuf>,
     /// Keys the file has that hiku does not know (reported as warnings).
@@ -56,6 +58,7 @@ impl Default for Config {
             destroy_only_from_workers: true,
             worker_cores: crate::balancer::DEFAULT_WORKER_CORES,
             access_log: None,
+            health: crate::scheduler::Health::default(),
             unknown_keys: Vec::new(),
         }
     }
@@ -137,7 +140,7 @@ impl Default for Limits {
 }
 
 /// The keys hiku reads: the Go original's, then hiku's own.
-const KEYS: [&str; 12] = [
+const KEYS: [&str; 13] = [
     "host",
     "port",
     "balancer",
@@ -150,6 +153,7 @@ const KEYS: [&str; 12] = [
     "destroy_sandbox",
     "predictive",
     "log",
+    "health",
 ];
 /// The keys of `limits`.
 const LIMIT_KEYS: [&str; 5] = ["max_header_bytes", "max_headers", "max_body_bytes", "max_connections", "max_functions"];
@@ -334,6 +338,19 @@ impl Config {
         let predictive = raw.section("predictive")?;
         let worker_cores =
             predictive.number("worker_cores", "predictive.worker_cores", 1, 4096, defaults.worker_cores)?;
+        let health_section = raw.section("health")?;
+        let d = crate::scheduler::Health::default();
+        let health = crate::scheduler::Health {
+            eject_after: health_section.number("eject_after", "health.eject_after", 0, 1000, d.eject_after.into())?
+                as u32,
+            max_ejected_percent: health_section.number(
+                "max_ejected_percent",
+                "health.max_ejected_percent",
+                0,
+                100,
+                d.max_ejected_percent.into(),
+            )? as u32,
+        };
         let log_section = raw.section("log")?;
         let access_log = match log_section.map.get("access") {
             None | Some(serde_json::Value::Null) => None,
@@ -348,6 +365,7 @@ impl Config {
         unknown_keys.extend(destroy.unknown_keys(&["only_from_workers"], "destroy_sandbox."));
         unknown_keys.extend(predictive.unknown_keys(&["worker_cores"], "predictive."));
         unknown_keys.extend(log_section.unknown_keys(&["access"], "log."));
+        unknown_keys.extend(health_section.unknown_keys(&["eject_after", "max_ejected_percent"], "health."));
         Ok(Config {
             host,
             port,
@@ -362,6 +380,7 @@ impl Config {
             destroy_only_from_workers,
             worker_cores,
             access_log,
+            health,
             unknown_keys,
         })
     }
@@ -613,6 +632,16 @@ mod tests {
         ] {
             assert!(err(bad).contains(message), "{bad}: {}", err(bad));
         }
+    }
+
+    #[test]
+    fn health_says_when_workers_are_ejected() {
+        let d = Config::parse("{}").unwrap().health;
+        assert_eq!((d.eject_after, d.max_ejected_percent), (3, 50));
+        let c = Config::parse(r#"{"health": {"eject_after": 0, "max_ejected_percent": 100}}"#).unwrap().health;
+        assert_eq!((c.eject_after, c.max_ejected_percent), (0, 100));
+        let e = Config::parse(r#"{"health": {"max_ejected_percent": 101}}"#).unwrap_err().0;
+        assert!(e.contains("\"health.max_ejected_percent\" must be a whole number from 0 to 100"), "{e}");
     }
 
     #[test]

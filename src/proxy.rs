@@ -159,8 +159,14 @@ async fn connect(shard: &Shard, conn: &mut Conn, lease: &mut Lease, meta: Reques
     loop {
         let worker = lease.worker();
         let cause = match crate::pool::connect(worker, shard.config.timeouts.upstream_connect).await {
-            Ok(stream) => return Ok(stream),
-            Err(e) => e.to_string(),
+            Ok(stream) => {
+                worker.connect_succeeded();
+                return Ok(stream);
+            }
+            Err(e) => {
+                shard.scheduler.connect_failed(worker);
+                e.to_string()
+            }
         };
         tried[attempts] = worker.id();
         attempts += 1;

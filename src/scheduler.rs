@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 
@@ -21,7 +22,27 @@ pub struct Scheduler {
     workers: ArcSwap<WorkerSet>,
     next_id: AtomicU64,
     total: Arc<AtomicUsize>,
+    health: Health,
 }
+
+/// When a worker is taken out of the balancers' choice (`health` in the
+/// config): after `eject_after` connection failures in a row (0: never),
+/// with at most `max_ejected_percent` of the workers out at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    pub eject_after: u32,
+    pub max_ejected_percent: u32,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health { eject_after: 3, max_ejected_percent: 50 }
+    }
+}
+
+/// The first wait before an ejected worker is probed, and the longest.
+const PROBE_FIRST: Duration = Duration::from_millis(500);
+const PROBE_LAST: Duration = Duration::from_secs(30);
 
 /// `select` found no worker at all.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,9 +60,40 @@ impl Scheduler {
             workers: ArcSwap::from_pointee(WorkerSet::default()),
             next_id: AtomicU64::new(1),
             total: Arc::new(AtomicUsize::new(0)),
+            health: Health::default(),
         };
         s.add(workers);
         s
+    }
+
+    /// The same, ejecting workers as `health` says.
+    pub fn with_health(mut self, health: Health) -> Scheduler {
+        self.health = health;
+        self
+    }
+
+    /// A connection to `worker` failed: past `eject_after` in a row, it is
+    /// ejected (unless too many are out already) and probed with `GET
+    /// /status`, after 0.5 s, then twice as long each time up to 30 s, until
+    /// it answers and is put back.
+    pub fn connect_failed(&self, worker: &Arc<Worker>) {
+        let failures = worker.connect_failed();
+        if self.health.eject_after == 0 || failures < self.health.eject_after || worker.is_ejected() {
+            return;
+        }
+        let workers = self.workers.load();
+        let out = workers.iter().filter(|w| w.is_ejected()).count();
+        let allowed = workers.len() * self.health.max_ejected_percent as usize / 100;
+        if out >= allowed || !worker.eject() {
+            return;
+        }
+        log::warn!("worker {} ejected after {failures} connection failures in a row; probing it", worker.url());
+        let weak = Arc::downgrade(worker);
+        let probe = std::thread::Builder::new().name("hiku-probe".into()).spawn(move || probe_until_back(weak));
+        if let Err(e) = probe {
+            log::error!("cannot start the probe of {}: {e}; it is put back", worker.url());
+            worker.restore();
+        }
     }
 
     pub fn kind(&self) -> BalancerKind {
@@ -72,7 +124,7 @@ impl Scheduler {
     pub fn select_other(&self, tried: &[WorkerId]) -> Option<Lease> {
         let workers = self.workers.load();
         let others = workers.iter().filter(|w| !tried.contains(&w.id()));
-        others.min_by_key(|w| w.in_flight()).map(Lease::new)
+        others.min_by_key(|w| w.load()).map(Lease::new)
     }
 
     /// Whether the balancer learns from answers (see `Balancer::learns`).
@@ -150,6 +202,42 @@ impl Scheduler {
     }
 }
 
+/// Probes an ejected worker with backoff until it answers `GET /status`
+/// with a 2xx (then puts it back), or it is gone. A thread of its own:
+/// blocking here stops no executor.
+fn probe_until_back(worker: std::sync::Weak<Worker>) {
+    let mut wait = PROBE_FIRST;
+    loop {
+        std::thread::sleep(wait);
+        let Some(w) = worker.upgrade() else { return };
+        if !w.is_ejected() {
+            return;
+        }
+        if status_ok(&w) {
+            w.restore();
+            log::info!("worker {} answers again: back in", w.url());
+            return;
+        }
+        wait = (wait * 2).min(PROBE_LAST);
+    }
+}
+
+/// Whether the worker answers `GET /status` with a 2xx within 2 s.
+fn status_ok(w: &Worker) -> bool {
+    use std::io::{Read, Write};
+    let within = Duration::from_secs(2);
+    w.addrs().iter().any(|addr| {
+        let Ok(mut stream) = std::net::TcpStream::connect_timeout(addr, within) else { return false };
+        let request = format!("GET /status HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", w.url().authority());
+        let _ = stream.set_read_timeout(Some(within));
+        let mut head = [0u8; 12];
+        stream.write_all(request.as_bytes()).is_ok()
+            && stream.read_exact(&mut head).is_ok()
+            && head.starts_with(b"HTTP/1.")
+            && head[9] == b'2'
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +248,51 @@ mod tests {
 
     fn listed(s: &Scheduler) -> Vec<String> {
         s.workers().iter().map(|w| w.url().to_string()).collect()
+    }
+
+    #[test]
+    fn workers_whose_connections_fail_are_ejected_within_the_bound_and_never_picked() {
+        use crate::balancer::BalancerKind;
+        for kind in BalancerKind::ALL {
+            let s = Scheduler::new(kind, urls(&["http://a:1", "http://b:1", "http://c:1", "http://d:1"]));
+            let set = s.workers();
+            let (a, b, c) = (&set.as_slice()[0], &set.as_slice()[1], &set.as_slice()[2]);
+            s.balancer().release("f", a, Outcome::Completed);
+            s.connect_failed(a);
+            s.connect_failed(a);
+            assert!(!a.is_ejected(), "{kind}: two failures are not enough");
+            s.connect_failed(a);
+            assert!(a.is_ejected(), "{kind}");
+            // A success in between starts the count again.
+            s.connect_failed(b);
+            s.connect_failed(b);
+            b.connect_succeeded();
+            s.connect_failed(b);
+            s.connect_failed(b);
+            assert!(!b.is_ejected(), "{kind}");
+            s.connect_failed(b);
+            assert!(b.is_ejected(), "{kind}");
+            // Half of four are out: the third stays in.
+            for _ in 0..5 {
+                s.connect_failed(c);
+            }
+            assert!(!c.is_ejected(), "{kind}: at most max_ejected_percent out");
+            for _ in 0..200 {
+                let lease = s.select("f").unwrap();
+                assert!(!lease.worker().is_ejected(), "{kind} picked an ejected worker");
+                assert!(s.select_other(&[lease.worker().id()]).is_some_and(|l| !l.worker().is_ejected()));
+            }
+            a.restore();
+            assert!(!a.is_ejected());
+        }
+        // eject_after 0: never.
+        let s = Scheduler::new(BalancerKind::Random, urls(&["http://a:1", "http://b:1"]))
+            .with_health(Health { eject_after: 0, max_ejected_percent: 100 });
+        let a = Arc::clone(&s.workers().as_slice()[0]);
+        for _ in 0..10 {
+            s.connect_failed(&a);
+        }
+        assert!(!a.is_ejected());
     }
 
     #[test]

@@ -558,7 +558,9 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
         None => None,
     };
     let balancer = config.balancer.build_with(config.limits.max_functions, config.worker_cores);
-    let scheduler = Arc::new(Scheduler::with_balancer(config.balancer, balancer, resolve_workers(config)));
+    let scheduler = Arc::new(
+        Scheduler::with_balancer(config.balancer, balancer, resolve_workers(config)).with_health(config.health),
+    );
     log::info!(
         "hiku {} on {bound}: {} balancer, {} workers, {cores} {} cores, {driver}",
         env!("CARGO_PKG_VERSION"),

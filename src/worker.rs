@@ -2,7 +2,7 @@
 //! `Lease` that counts a request in flight on a worker.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::WorkerUrl;
@@ -22,6 +22,10 @@ pub struct Worker {
     /// Calls ever assigned, and those that got no usable answer.
     assigned: AtomicU64,
     failures: AtomicU64,
+    /// Connections that failed in a row, and whether that took it out of
+    /// the balancers' choice until a probe finds it back.
+    connect_failures: AtomicU32,
+    ejected: AtomicBool,
     /// In-flight requests over all workers (shared by every worker of a scheduler).
     total: Arc<AtomicUsize>,
 }
@@ -29,7 +33,17 @@ pub struct Worker {
 impl Worker {
     pub fn new(id: WorkerId, url: WorkerUrl, addrs: Vec<SocketAddr>, total: Arc<AtomicUsize>) -> Worker {
         let (assigned, failures) = (AtomicU64::new(0), AtomicU64::new(0));
-        Worker { id, url, addrs, in_flight: AtomicUsize::new(0), assigned, failures, total }
+        Worker {
+            id,
+            url,
+            addrs,
+            in_flight: AtomicUsize::new(0),
+            assigned,
+            failures,
+            connect_failures: AtomicU32::new(0),
+            ejected: AtomicBool::new(false),
+            total,
+        }
     }
 
     pub fn id(&self) -> WorkerId {
@@ -58,6 +72,43 @@ impl Worker {
     /// Calls on this worker that got no usable answer.
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Whether it is out of the balancers' choice (health).
+    pub fn is_ejected(&self) -> bool {
+        self.ejected.load(Ordering::Relaxed)
+    }
+
+    /// The load the balancers compare: its calls in flight, or the most
+    /// there is if it is ejected, so any healthy worker comes first.
+    pub fn load(&self) -> usize {
+        match self.is_ejected() {
+            true => usize::MAX,
+            false => self.in_flight(),
+        }
+    }
+
+    /// A connection to it failed: the count of failures in a row.
+    pub fn connect_failed(&self) -> u32 {
+        self.connect_failures.fetch_add(1, Ordering::Relaxed).saturating_add(1)
+    }
+
+    /// A connection to it worked (no write unless failures were counted).
+    pub fn connect_succeeded(&self) {
+        if self.connect_failures.load(Ordering::Relaxed) != 0 {
+            self.connect_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes it out of the choice; false if it already was.
+    pub fn eject(&self) -> bool {
+        !self.ejected.swap(true, Ordering::AcqRel)
+    }
+
+    /// Puts it back.
+    pub fn restore(&self) {
+        self.connect_failures.store(0, Ordering::Relaxed);
+        self.ejected.store(false, Ordering::Release);
     }
 
     /// Counts a call that got no usable answer.

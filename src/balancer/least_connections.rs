@@ -14,14 +14,15 @@ impl Balancer for LeastConnections {
     }
 }
 
-/// The least-loaded worker of a non-empty slice; among equals, each is
-/// equally likely (reservoir sampling, one pass, no allocation).
+/// The least-loaded worker of a non-empty slice (an ejected one only if
+/// all are); among equals, each is equally likely (reservoir sampling, one
+/// pass, no allocation).
 pub(crate) fn least_loaded(workers: &[Arc<Worker>]) -> &Arc<Worker> {
     let mut best = &workers[0];
-    let mut best_load = best.in_flight();
+    let mut best_load = best.load();
     let mut ties = 1u32;
     for w in &workers[1..] {
-        let load = w.in_flight();
+        let load = w.load();
         if load < best_load {
             (best, best_load, ties) = (w, load, 1);
         } else if load == best_load {

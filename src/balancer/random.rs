@@ -1,4 +1,4 @@
-//! Random: a worker drawn uniformly.
+//! Random: a worker drawn uniformly (among the healthy ones).
 
 use super::Balancer;
 use crate::worker::{Lease, WorkerSet};
@@ -8,6 +8,13 @@ pub struct Random;
 impl Balancer for Random {
     fn select(&self, workers: &WorkerSet, _function: &str) -> Lease {
         let all = workers.as_slice();
-        Lease::new(&all[fastrand::usize(..all.len())])
+        // A few draws find a healthy worker unless most are ejected.
+        for _ in 0..4 {
+            let w = &all[fastrand::usize(..all.len())];
+            if !w.is_ejected() {
+                return Lease::new(w);
+            }
+        }
+        Lease::new(super::least_connections::least_loaded(all))
     }
 }

@@ -1269,3 +1269,41 @@ fn the_access_log_has_a_line_per_call_and_loses_none_at_shutdown() {
     assert!(lines[1].contains(" \"GET /run/g?code=404\" 404 "), "{}", lines[1]);
     let _ = std::fs::remove_file(&path);
 }
+
+// ---- health ----
+
+#[test]
+fn a_dead_worker_is_ejected_and_taken_back_once_it_answers() {
+    let live = Worker::start();
+    let dead = dead_url();
+    let config = serde_json::json!({"retries": {"connect": 0}});
+    let hiku = start_with("least-connections", &[&live.url, &dead], config);
+    let state = |url: &str| {
+        let status = hiku.get("/status").json();
+        let workers = status["workers"].as_array().unwrap().clone();
+        let w = workers.iter().find(|w| w["url"].as_str() == Some(url)).unwrap().clone();
+        w["state"].as_str().unwrap().to_string()
+    };
+    // Calls that go to the dead worker fail, until three in a row eject it.
+    let mut failed = 0;
+    for _ in 0..50 {
+        if hiku.post("/run/f", b"x").status == 502 {
+            failed += 1;
+        }
+        if state(&dead) == "ejected" {
+            break;
+        }
+    }
+    assert_eq!((failed, state(&dead)), (3, "ejected".to_string()));
+    assert_eq!(state(&live.url), "up");
+    for _ in 0..20 {
+        let res = hiku.post("/run/f", b"x");
+        assert_eq!((res.status, res.worker()), (200, live.url.as_str()), "an ejected worker got a call");
+    }
+    // It comes back: a probe finds it (after 0.5 s, then 1 s, ...).
+    let back = Worker::start_at(dead.trim_start_matches("http://"));
+    wait_for("the worker taken back", || state(&dead) == "up");
+    let mut c = hiku.client();
+    let on_back = (0..40).filter(|_| c.request("POST", "/run/f", &[], b"x").worker() == back.url).count();
+    assert!(on_back > 0, "the worker taken back got no call");
+}

@@ -211,7 +211,12 @@ pub struct Worker {
 
 impl Worker {
     pub fn start() -> Worker {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Worker::start_at("127.0.0.1:0")
+    }
+
+    /// A worker listening at `addr` (which must be free).
+    pub fn start_at(addr: &str) -> Worker {
+        let listener = TcpListener::bind(addr).unwrap();
         let addr = listener.local_addr().unwrap();
         let url = format!("http://{addr}");
         let state = Arc::new(WorkerState::default());
