@@ -140,12 +140,14 @@ impl Metrics {
 
         let workers = scheduler.workers();
         type Read = fn(&crate::worker::Worker) -> u64;
-        let per_worker: [(&str, &str, &str, Read); 3] = [
+        let per_worker: [(&str, &str, &str, Read); 5] = [
             ("hiku_worker_in_flight", "gauge", "Calls in flight on the worker.", |w| w.in_flight() as u64),
             ("hiku_worker_assigned_total", "counter", "Calls assigned to the worker.", |w| w.assigned()),
             ("hiku_worker_failures_total", "counter", "Calls on the worker that got no usable answer.", |w| {
                 w.failures()
             }),
+            ("hiku_worker_ejected", "gauge", "1 while the worker is ejected (health).", |w| u64::from(w.is_ejected())),
+            ("hiku_worker_ejections_total", "counter", "Times the worker was ejected.", |w| w.ejections()),
         ];
         for (name, kind, help, read) in per_worker {
             family(o, name, kind, help);

@@ -26,6 +26,7 @@ pub struct Worker {
     /// the balancers' choice until a probe finds it back.
     connect_failures: AtomicU32,
     ejected: AtomicBool,
+    ejections: AtomicU64,
     /// In-flight requests over all workers (shared by every worker of a scheduler).
     total: Arc<AtomicUsize>,
 }
@@ -42,6 +43,7 @@ impl Worker {
             failures,
             connect_failures: AtomicU32::new(0),
             ejected: AtomicBool::new(false),
+            ejections: AtomicU64::new(0),
             total,
         }
     }
@@ -102,7 +104,16 @@ impl Worker {
 
     /// Takes it out of the choice; false if it already was.
     pub fn eject(&self) -> bool {
-        !self.ejected.swap(true, Ordering::AcqRel)
+        let newly = !self.ejected.swap(true, Ordering::AcqRel);
+        if newly {
+            self.ejections.fetch_add(1, Ordering::Relaxed);
+        }
+        newly
+    }
+
+    /// Times it was ejected.
+    pub fn ejections(&self) -> u64 {
+        self.ejections.load(Ordering::Relaxed)
     }
 
     /// Puts it back.

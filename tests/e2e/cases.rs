@@ -1296,6 +1296,9 @@ fn a_dead_worker_is_ejected_and_taken_back_once_it_answers() {
     }
     assert_eq!((failed, state(&dead)), (3, "ejected".to_string()));
     assert_eq!(state(&live.url), "up");
+    let metrics = hiku.get("/metrics").text();
+    assert!(metrics.contains(&format!("hiku_worker_ejected{{worker=\"{dead}\"}} 1")), "{metrics}");
+    assert!(metrics.contains(&format!("hiku_worker_ejections_total{{worker=\"{dead}\"}} 1")), "{metrics}");
     for _ in 0..20 {
         let res = hiku.post("/run/f", b"x");
         assert_eq!((res.status, res.worker()), (200, live.url.as_str()), "an ejected worker got a call");
