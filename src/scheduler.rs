@@ -23,6 +23,9 @@ pub struct Scheduler {
     next_id: AtomicU64,
     total: Arc<AtomicUsize>,
     health: Health,
+    /// What the balancer says of itself, asked once rather than per call.
+    learns: bool,
+    tracks_warm: bool,
 }
 
 /// When a worker is taken out of the balancers' choice (`health` in the
@@ -54,6 +57,7 @@ impl Scheduler {
     }
 
     pub fn with_balancer(kind: BalancerKind, balancer: Arc<dyn Balancer>, workers: Vec<NewWorker>) -> Scheduler {
+        let (learns, tracks_warm) = (balancer.learns(), balancer.idle_instances().is_some());
         let s = Scheduler {
             kind,
             balancer,
@@ -61,6 +65,8 @@ impl Scheduler {
             next_id: AtomicU64::new(1),
             total: Arc::new(AtomicUsize::new(0)),
             health: Health::default(),
+            learns,
+            tracks_warm,
         };
         s.add(workers);
         s
@@ -129,7 +135,12 @@ impl Scheduler {
 
     /// Whether the balancer learns from answers (see `Balancer::learns`).
     pub fn learns(&self) -> bool {
-        self.balancer.learns()
+        self.learns
+    }
+
+    /// Whether the balancer keeps warm idle instances (`Balancer::idle_instances`).
+    pub fn tracks_warm(&self) -> bool {
+        self.tracks_warm
     }
 
     /// Tells the balancer what a completed call's answer said.

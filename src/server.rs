@@ -380,7 +380,7 @@ fn select(shard: &Shard, function: &str) -> Result<crate::worker::Lease, crate::
     if let Some(at) = timed {
         shard.counters().decision_time(at.elapsed());
     }
-    if shard.scheduler.balancer().idle_instances().is_some() {
+    if shard.scheduler.tracks_warm() {
         use crate::metrics::Decision;
         let decision = if lease.hint() > 0 { Decision::Warm } else { Decision::Fallback };
         shard.counters().decision(decision);
