@@ -101,11 +101,15 @@ pub struct Retries {
     /// Other workers tried when a connection to one fails: nothing was
     /// sent, so it is always safe.
     pub connect: u32,
+    /// Other workers tried when one answers that it is overloaded (429, or
+    /// 503 with `Retry-After`): it did not run the call. Only a request
+    /// hiku still holds whole is sent again.
+    pub overload: u32,
 }
 
 impl Default for Retries {
     fn default() -> Self {
-        Retries { connect: 2 }
+        Retries { connect: 2, overload: 1 }
     }
 }
 
@@ -261,9 +265,11 @@ fn parse_limits(raw: &RawConfig) -> Result<Limits, ConfigError> {
 
 fn parse_retries(raw: &RawConfig) -> Result<Retries, ConfigError> {
     let section = raw.section("retries")?;
-    let connect =
-        section.number("connect", "retries.connect", 0, MAX_RETRIES.into(), Retries::default().connect.into())?;
-    Ok(Retries { connect: connect as u32 })
+    let d = Retries::default();
+    let number = |key: &str, default: u32| {
+        section.number(key, &format!("retries.{key}"), 0, MAX_RETRIES.into(), default.into()).map(|n| n as u32)
+    };
+    Ok(Retries { connect: number("connect", d.connect)?, overload: number("overload", d.overload)? })
 }
 
 /// A config that can't be used; the message names the problem.
@@ -359,7 +365,7 @@ impl Config {
         };
         let mut unknown_keys = raw.unknown_keys(&KEYS, "");
         unknown_keys.extend(raw.section("timeouts_ms")?.unknown_keys(&TIMEOUT_KEYS, "timeouts_ms."));
-        unknown_keys.extend(raw.section("retries")?.unknown_keys(&["connect"], "retries."));
+        unknown_keys.extend(raw.section("retries")?.unknown_keys(&["connect", "overload"], "retries."));
         unknown_keys.extend(raw.section("limits")?.unknown_keys(&LIMIT_KEYS, "limits."));
         unknown_keys.extend(admin.unknown_keys(&["token", "listen"], "admin."));
         unknown_keys.extend(destroy.unknown_keys(&["only_from_workers"], "destroy_sandbox."));
@@ -571,19 +577,19 @@ mod tests {
             [10_000, 60_000, 30_000, 1_000, 300_000]
         );
         assert_eq!(ms(t.client_send), 60_000);
-        assert_eq!(c.retries.connect, 2);
+        assert_eq!((c.retries.connect, c.retries.overload), (2, 1));
         assert_eq!(ms(c.shutdown_grace), 30_000);
         assert_eq!(ms(Config::parse(r#"{"shutdown_grace_ms": 0}"#).unwrap().shutdown_grace), 0);
 
         let c = Config::parse(
             r#"{"timeouts_ms": {"client_header": 5, "upstream_response": 7000, "client_headr": 1},
-                "retries": {"connect": 0, "overload": 1}}"#,
+                "retries": {"connect": 0, "overload": 3, "overlaod": 1}}"#,
         )
         .unwrap();
         assert_eq!((ms(c.timeouts.client_header), ms(c.timeouts.upstream_response)), (5, 7000));
         assert_eq!(ms(c.timeouts.client_idle), 60_000, "the others keep their defaults");
-        assert_eq!(c.retries.connect, 0);
-        assert_eq!(c.unknown_keys, ["timeouts_ms.client_headr", "retries.overload"]);
+        assert_eq!((c.retries.connect, c.retries.overload), (0, 3));
+        assert_eq!(c.unknown_keys, ["timeouts_ms.client_headr", "retries.overlaod"]);
         assert_eq!(Config::parse(r#"{"timeouts_ms": null, "retries": {}}"#).unwrap(), Config::default());
 
         let err = |t: &str| Config::parse(t).unwrap_err().0;
@@ -595,6 +601,7 @@ mod tests {
             (r#"{"timeouts_ms": {"client_header": 86400001}}"#, "from 1 to 86400000"),
             (r#"{"timeouts_ms": 5}"#, "\"timeouts_ms\" must be an object"),
             (r#"{"retries": {"connect": 17}}"#, "\"retries.connect\" must be a whole number from 0 to 16"),
+            (r#"{"retries": {"overload": -1}}"#, "\"retries.overload\" must be a whole number from 0 to 16"),
             (r#"{"retries": []}"#, "\"retries\" must be an object"),
             (r#"{"shutdown_grace_ms": -1}"#, "\"shutdown_grace_ms\" must be a whole number from 0 to 86400000"),
         ] {

@@ -21,14 +21,25 @@ const DECISION_BUCKETS: [f64; 8] = [50e-9, 100e-9, 200e-9, 500e-9, 1e-6, 2e-6, 5
 /// as a decision).
 pub const DECISION_SAMPLE: u32 = 64;
 
-/// How a call's worker was chosen, for balancers that know warm instances.
+/// How a call's worker was chosen. `Warm` and `Fallback` are counted for
+/// balancers that know warm instances; the others for every balancer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// It took a warm idle instance.
     Warm,
     /// None was known: another rule chose (a cold start, most likely).
     Fallback,
+    /// Every worker was full: the call waited in the queue for a slot.
+    Queued,
+    /// A worker answered that it was overloaded (429, or 503 with
+    /// `Retry-After`): the call went to another worker.
+    Bounced,
+    /// A connection to the worker failed: the call went to another worker.
+    Retried,
 }
+
+/// The label of each `Decision`, in order.
+const DECISIONS: [&str; 5] = ["warm", "fallback", "queued", "bounced", "retried"];
 
 /// A histogram one core writes: counts per bucket (the last is +Inf) and
 /// the sum in nanoseconds.
@@ -63,8 +74,7 @@ fn bump(counter: &AtomicU64, by: u64) {
 pub struct Core {
     /// `/run` answers by status class (1xx to 5xx).
     calls: [AtomicU64; 5],
-    decisions: [AtomicU64; 2],
-    connect_retries: AtomicU64,
+    decisions: [AtomicU64; DECISIONS.len()],
     /// `destroySandbox` reports that removed an entry, and that found none.
     destroyed: [AtomicU64; 2],
     call_duration: Histogram<{ CALL_BUCKETS.len() + 1 }>,
@@ -87,10 +97,6 @@ impl Core {
 
     pub fn decision_time(&self, took: Duration) {
         self.decision_duration.observe(&DECISION_BUCKETS, took);
-    }
-
-    pub fn connect_retry(&self) {
-        bump(&self.connect_retries, 1);
     }
 
     pub fn sandbox_destroyed(&self, removed: bool) {
@@ -125,13 +131,13 @@ impl Metrics {
         for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
             let _ = writeln!(o, "hiku_calls_total{{class=\"{class}\"}} {}", self.sum(|c| &c.calls[i]));
         }
-        let help = "Calls placed on a warm idle instance, or by the fallback rule (balancers that track them).";
+        let help = "How calls found their worker: a warm idle instance or the fallback rule (balancers that \
+                    track warm instances), a wait in the queue, or another worker after an overloaded answer \
+                    (bounced) or a failed connection (retried).";
         family(o, "hiku_decisions_total", "counter", help);
-        for (i, decision) in ["warm", "fallback"].iter().enumerate() {
+        for (i, decision) in DECISIONS.iter().enumerate() {
             let _ = writeln!(o, "hiku_decisions_total{{decision=\"{decision}\"}} {}", self.sum(|c| &c.decisions[i]));
         }
-        family(o, "hiku_connect_retries_total", "counter", "Calls sent to another worker after a connection failed.");
-        let _ = writeln!(o, "hiku_connect_retries_total {}", self.sum(|c| &c.connect_retries));
         family(o, "hiku_destroy_sandbox_total", "counter", "destroySandbox reports, by whether an entry was removed.");
         for (i, removed) in ["true", "false"].iter().enumerate() {
             let _ =
@@ -217,7 +223,9 @@ mod tests {
         m.core(0).decision(Decision::Warm);
         m.core(1).decision(Decision::Fallback);
         m.core(1).decision_time(Duration::from_nanos(150));
-        m.core(0).connect_retry();
+        m.core(0).decision(Decision::Retried);
+        m.core(1).decision(Decision::Bounced);
+        m.core(0).decision(Decision::Bounced);
         m.core(0).sandbox_destroyed(true);
         let s = Scheduler::new(BalancerKind::PullBased, vec![(WorkerUrl::parse("http://w1:1").unwrap(), vec![])]);
         let lease = s.select("f").unwrap();
@@ -227,7 +235,9 @@ mod tests {
             "hiku_calls_total{class=\"2xx\"} 2",
             "hiku_calls_total{class=\"5xx\"} 1",
             "hiku_decisions_total{decision=\"warm\"} 1",
-            "hiku_connect_retries_total 1",
+            "hiku_decisions_total{decision=\"retried\"} 1",
+            "hiku_decisions_total{decision=\"bounced\"} 2",
+            "hiku_decisions_total{decision=\"queued\"} 0",
             "hiku_destroy_sandbox_total{removed=\"true\"} 1",
             "hiku_worker_assigned_total{worker=\"http://w1:1\"} 1",
             "hiku_worker_in_flight{worker=\"http://w1:1\"} 0",

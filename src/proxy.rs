@@ -8,6 +8,7 @@ use crate::balancer::{Answer, Outcome};
 use crate::conn::{Conn, Shard};
 use crate::error::Error;
 use crate::http::{self, ChunkError, ChunkedDecoder, Framing, ReadBuf, Version};
+use crate::metrics::Decision;
 use crate::runtime::{self, TcpStream};
 use crate::worker::{Lease, Worker, WorkerId};
 
@@ -94,20 +95,43 @@ fn outcome(code: u16) -> Outcome {
 /// The lease is released as soon as the worker's part is over, before the
 /// last bytes go to the client: a client that sends its next call the moment
 /// it has the answer must find the worker idle (and, for pull-based, warm).
-pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, meta: RequestMeta) -> bool {
+pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, mut meta: RequestMeta) -> bool {
     let started = Instant::now();
-    let upstream = match shard.pool.take(lease.worker().id()) {
-        Some(pooled) => (pooled, true),
-        None => match connect(shard, conn, &mut lease, meta).await {
-            Ok(fresh) => (fresh, false),
-            Err(error) => {
-                account(shard, conn, &lease, Some(error.status()), started);
-                shard.scheduler.release(&conn.function, lease, Outcome::Failed);
-                return conn.answer_error(&error, meta).await;
+    // The workers that answered "overloaded", and the one asked now.
+    let mut asked: [WorkerId; crate::config::MAX_RETRIES as usize + 1] = Default::default();
+    let mut bounces = 0;
+    let result = loop {
+        let upstream = match shard.pool.take(lease.worker().id()) {
+            Some(pooled) => (pooled, true),
+            None => match connect(shard, conn, &mut lease, meta).await {
+                Ok(fresh) => (fresh, false),
+                Err(error) => {
+                    account(shard, conn, &lease, Some(error.status()), started);
+                    shard.scheduler.release(&conn.function, lease, Outcome::Failed);
+                    return conn.answer_error(&error, meta).await;
+                }
+            },
+        };
+        asked[bounces] = lease.worker().id();
+        let may_bounce = bounces < shard.config.retries.overload as usize;
+        let bounce_from = may_bounce.then_some(&asked[..=bounces]);
+        match exchange(shard, conn, lease.worker(), upstream, meta, bounce_from).await {
+            Exchanged::Done(result) => break result,
+            Exchanged::Bounced(next) => {
+                log::debug!("{} is overloaded; sending the call to {}", lease.worker().url(), next.worker().url());
+                shard.counters().decision(Decision::Bounced);
+                if meta.added_host {
+                    let (from, to) = (lease.worker().url().authority(), next.worker().url().authority());
+                    http::retarget_host(&mut conn.out, from, to);
+                }
+                let refused = std::mem::replace(&mut lease, next);
+                shard.scheduler.release(&conn.function, refused, Outcome::Failed);
+                // The whole request, body too, is in `conn.out` now.
+                meta.whole_body = Some(0);
+                bounces += 1;
             }
-        },
+        }
     };
-    let result = exchange(shard, conn, lease.worker(), upstream, meta).await;
     let outcome = match result {
         Ok((code, _, _)) | Err(Failure::ClientGone { code }) => outcome(code),
         Err(Failure::Answer { .. } | Failure::Close) => Outcome::Failed,
@@ -133,6 +157,31 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, meta: Req
             conn.send_error(&error, keep, Some(meta)).await && keep
         }
         Err(Failure::ClientGone { .. } | Failure::Close) => false,
+    }
+}
+
+/// How an exchange with one worker ended: with an answer for the client
+/// (or a failure), or with the worker saying it is overloaded and the
+/// call leased to another.
+enum Exchanged {
+    Done(Result<(u16, bool, Option<Answer>), Failure>),
+    Bounced(Lease),
+}
+
+/// Whether the response head at the front of `head` says the worker is
+/// overloaded and did not run the call: a 429, or a 503 with `Retry-After`
+/// (a 503 without one may come from a call that failed as it ran).
+fn overloaded(head: &[u8]) -> bool {
+    match head.get(9..12) {
+        Some(b"429") => true,
+        Some(b"503") => {
+            let mut headers = http::empty_headers();
+            match http::parse_response(head, &mut headers, false) {
+                Ok(Some(r)) => r.headers.iter().any(|h| h.name.eq_ignore_ascii_case("retry-after")),
+                _ => false,
+            }
+        }
+        _ => false,
     }
 }
 
@@ -177,7 +226,7 @@ async fn connect(shard: &Shard, conn: &mut Conn, lease: &mut Lease, meta: Reques
         };
         let Some(next) = next else { return Err(error) };
         log::debug!("{error}; trying {} instead", next.worker().url());
-        shard.counters().connect_retry();
+        shard.counters().decision(Decision::Retried);
         if meta.added_host {
             http::retarget_host(&mut conn.out, worker.url().authority(), next.worker().url().authority());
         }
@@ -189,14 +238,48 @@ async fn connect(shard: &Shard, conn: &mut Conn, lease: &mut Lease, meta: Reques
 /// Sends the request on `upstream` (and whether it is a reused connection),
 /// relays the response; returns the worker's status code, whether the
 /// client connection stays open, and (for a balancer that learns) what the
-/// answer said.
+/// answer said. With `bounce_from` (the workers asked so far), an answer
+/// that the worker is overloaded sends a request hiku holds whole to
+/// another worker instead, if there is one.
 async fn exchange(
     shard: &Shard,
     conn: &mut Conn,
     worker: &Worker,
     upstream: (TcpStream, bool),
     meta: RequestMeta,
-) -> Result<(u16, bool, Option<Answer>), Failure> {
+    bounce_from: Option<&[WorkerId]>,
+) -> Exchanged {
+    let result = match send_and_read_head(shard, conn, worker, upstream, meta).await {
+        Ok((up, whole, sent_at, body_cut)) => {
+            if let Some(asked) = bounce_from.filter(|_| whole && overloaded(conn.ubuf.data())) {
+                if let Some(next) = shard.scheduler.select_other(asked) {
+                    // The rest of this answer is never read: the connection goes.
+                    conn.ubuf.clear();
+                    return Exchanged::Bounced(next);
+                }
+            }
+            let sent = sent_at.map(|at| (at, at.elapsed()));
+            // The rest of a cut-off body is still on its way: close after answering.
+            let meta = RequestMeta { keep_alive: meta.keep_alive && !body_cut, ..meta };
+            relay_response(shard, conn, worker, up, meta, sent).await
+        }
+        Err(failure) => Err(failure),
+    };
+    Exchanged::Done(result)
+}
+
+/// Sends the request on `upstream` and reads the worker's response head
+/// into `conn.ubuf`. Returns the connection, whether the whole request was
+/// sent from `conn.out` (so it is there to send again), when it was sent
+/// (for a balancer that learns), and whether the worker stopped taking the
+/// request body before its end.
+async fn send_and_read_head(
+    shard: &Shard,
+    conn: &mut Conn,
+    worker: &Worker,
+    upstream: (TcpStream, bool),
+    meta: RequestMeta,
+) -> Result<(TcpStream, bool, Option<Instant>, bool), Failure> {
     let learns = shard.scheduler.learns();
     let mut sent_at = None;
     let unreachable = |cause: String| Error::WorkerUnreachable { worker: worker.url().to_string(), cause };
@@ -287,10 +370,7 @@ async fn exchange(
             }
         }
     };
-    let sent = sent_at.map(|at| (at, at.elapsed()));
-    // The rest of a cut-off body is still on its way: close after answering.
-    let meta = RequestMeta { keep_alive: meta.keep_alive && !body_cut, ..meta };
-    relay_response(shard, conn, worker, upstream, meta, sent).await
+    Ok((upstream, whole.is_some(), sent_at, body_cut))
 }
 
 /// What the answer's head says for a balancer that learns: the worker's

@@ -831,6 +831,59 @@ fn a_refused_connection_is_tried_on_another_worker() {
     assert!(failed > 0, "random put no call on the dead worker in 40");
 }
 
+#[test]
+fn an_overloaded_worker_bounces_the_call_to_another_once() {
+    let (busy, free) = (Worker::start(), Worker::start());
+    busy.refuse(429, false);
+    let hiku = Hiku::start("random", &[&busy.url, &free.url]);
+    let mut c = hiku.client();
+    for i in 0..20 {
+        let body = format!("call {i}");
+        let res = c.request("POST", &format!("/run/f{i}"), &[], body.as_bytes());
+        assert_eq!((res.status, res.worker()), (200, free.url.as_str()), "{}", res.text());
+        assert_eq!(res.text(), body, "the whole body went again");
+    }
+    let bounced = busy.seen().len();
+    assert!(bounced > 0, "random sent none of 20 calls to the busy worker");
+    assert_eq!(free.seen().len(), 20);
+    assert_eq!(sample(&scrape(&hiku), "hiku_decisions_total", Some(("decision", "bounced"))), bounced as f64);
+    // A 503 with Retry-After says the same; once both are overloaded, the
+    // second answer is passed on, with its Retry-After.
+    busy.refuse(503, true);
+    free.refuse(503, true);
+    let res = c.request("POST", "/run/g", &[], b"x");
+    assert_eq!((res.status, res.header("retry-after"), res.text().as_str()), (503, Some("1"), "busy"));
+    assert_eq!(busy.seen().len() + free.seen().len(), bounced + 20 + 2, "tried once on each");
+    assert_eq!(in_flight(&hiku), [0, 0]);
+}
+
+#[test]
+fn calls_that_may_have_run_or_cannot_be_sent_again_are_not_bounced() {
+    let (busy, free) = (Worker::start(), Worker::start());
+    let count = || busy.seen().len() + free.seen().len();
+    // A 503 without Retry-After may come from a call that failed as it ran.
+    busy.refuse(503, false);
+    let hiku = Hiku::start("random", &[&busy.url, &free.url]);
+    for i in 0..20 {
+        let before = count();
+        let res = hiku.post(&format!("/run/f{i}"), b"x");
+        assert_eq!(count(), before + 1, "{}: sent once", res.status);
+    }
+    assert!(!busy.seen().is_empty(), "random sent none of 20 calls to the busy worker");
+    // retries.overload 0: a 429 is passed on.
+    busy.refuse(429, true);
+    free.refuse(429, true);
+    let hiku = start_with("random", &[&busy.url, &free.url], serde_json::json!({"retries": {"overload": 0}}));
+    let before = count();
+    assert_eq!(hiku.post("/run/f", b"x").status, 429);
+    assert_eq!(count(), before + 1);
+    // A body too large to hold is streamed, so it cannot go again.
+    let hiku = Hiku::start("random", &[&busy.url, &free.url]);
+    let before = count();
+    let res = hiku.post("/run/f", &support::pattern(200 * 1024));
+    assert_eq!((res.status, count()), (429, before + 1));
+}
+
 // ---- signals and draining ----
 
 /// Sends a call that the worker holds until its gate opens.
@@ -1005,6 +1058,23 @@ fn an_admin_token_guards_the_admin_endpoints() {
     assert_eq!(res.status, 200);
 }
 
+/// `/metrics`, parsed as Prometheus parses it.
+fn scrape(hiku: &Hiku) -> prometheus_parse::Scrape {
+    let res = hiku.get("/metrics");
+    assert_eq!(res.status, 200);
+    let lines = res.text().lines().map(|l| Ok(l.to_string())).collect::<Vec<_>>();
+    prometheus_parse::Scrape::parse(lines.into_iter()).expect("the Prometheus text format")
+}
+
+/// The value of the sample `name` (with `label`, if given) in a scrape.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {
+    let found = scrape.samples.iter().find(|s| s.metric == name && label.map_or(true, |(k, v)| s.labels.get(k) == Some(v)));
+    match found.unwrap_or_else(|| panic!("no {name} {label:?}")).value {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+        ref other => panic!("{name}: {other:?}"),
+    }
+}
+
 #[test]
 fn metrics_count_calls_decisions_workers_and_durations_in_the_prometheus_format() {
     let ws = workers(2);
@@ -1016,19 +1086,9 @@ fn metrics_count_calls_decisions_workers_and_durations_in_the_prometheus_format(
     let host = first.trim_start_matches("http://");
     hiku.post("/destroySandbox/f", format!(r#"{{"host": "{host}"}}"#).as_bytes());
     let res = hiku.get("/metrics");
-    assert_eq!(res.status, 200);
     assert!(res.header("content-type").unwrap().starts_with("text/plain"), "{:?}", res.header("content-type"));
-    let lines = res.text().lines().map(|l| Ok(l.to_string())).collect::<Vec<_>>();
-    let scrape = prometheus_parse::Scrape::parse(lines.into_iter()).expect("the Prometheus text format");
-    let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
-        let sample = scrape.samples.iter().find(|s| {
-            s.metric == name && label.map_or(true, |(k, v)| s.labels.get(k) == Some(v))
-        });
-        match sample.unwrap_or_else(|| panic!("no {name} {label:?}")).value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
-            ref other => panic!("{name}: {other:?}"),
-        }
-    };
+    let scrape = scrape(&hiku);
+    let value = |name: &str, label: Option<(&str, &str)>| sample(&scrape, name, label);
     assert_eq!(value("hiku_calls_total", Some(("class", "2xx"))), 2.0);
     assert_eq!(value("hiku_calls_total", Some(("class", "5xx"))), 1.0);
     // The second f took the instance the first left; f and g started cold.

@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -184,6 +184,10 @@ struct WorkerState {
     gate: Condvar,
     strays: AtomicUsize,
     stop: AtomicBool,
+    /// While nonzero, every call is answered with this status, and with
+    /// `Retry-After: 1` if `refuse_retry_after` (an overloaded worker).
+    refuse: AtomicU16,
+    refuse_retry_after: AtomicBool,
 }
 
 /// A test worker on `127.0.0.1:0`: a thread per connection, keep-alive,
@@ -267,6 +271,13 @@ impl Worker {
         self.state.held.lock().unwrap().0
     }
 
+    /// Answers every call (not `/status`) with `code`, with `Retry-After: 1`
+    /// if `retry_after`, until `refuse(0, ..)`: an overloaded worker.
+    pub fn refuse(&self, code: u16, retry_after: bool) {
+        self.state.refuse_retry_after.store(retry_after, Ordering::Relaxed);
+        self.state.refuse.store(code, Ordering::Relaxed);
+    }
+
     pub fn open_gate(&self) {
         self.state.held.lock().unwrap().1 = true;
         self.state.gate.notify_all();
@@ -311,6 +322,15 @@ fn serve_worker_connection(stream: TcpStream, state: &WorkerState, url: &str) {
                 log.pop_front();
             }
             log.push_back(seen);
+        }
+        let refuse = state.refuse.load(Ordering::Relaxed);
+        if refuse != 0 && target != "/status" {
+            let retry = if state.refuse_retry_after.load(Ordering::Relaxed) { "Retry-After: 1\r\n" } else { "" };
+            let answer = format!("HTTP/1.1 {refuse} Busy\r\nX-Worker: {url}\r\n{retry}Content-Length: 4\r\n\r\nbusy");
+            if writer.write_all(answer.as_bytes()).is_err() {
+                return;
+            }
+            continue;
         }
         let mode = query_param(&target, "mode").unwrap_or("");
         match mode {
