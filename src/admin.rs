@@ -37,9 +37,11 @@ pub async fn status(shard: &Shard) -> String {
             Err(e) => Probe::Error(e),
         };
         let state = if w.is_ejected() { "ejected" } else { "up" };
-        list.push(WorkerStatus { url: w.url().as_str(), state, in_flight: w.in_flight(), probe });
+        let capacity = capacity(w);
+        list.push(WorkerStatus { url: w.url().as_str(), state, in_flight: w.in_flight(), capacity, probe });
     }
-    let status = Status { balancer: shard.scheduler.kind().name(), cores: shard.cores, workers: list };
+    let waiting = shard.scheduler.signals().waiting();
+    let status = Status { balancer: shard.scheduler.kind().name(), cores: shard.cores, waiting, workers: list };
     serde_json::to_string(&status).expect("status serializes")
 }
 
@@ -47,7 +49,14 @@ pub async fn status(shard: &Shard) -> String {
 struct Status<'a> {
     balancer: &'a str,
     cores: usize,
+    /// Calls waiting for a worker with room.
+    waiting: usize,
     workers: Vec<WorkerStatus<'a>>,
+}
+
+/// A worker's capacity as shown: `null` if it has none.
+fn capacity(w: &Worker) -> Option<usize> {
+    Some(w.capacity()).filter(|&c| c != usize::MAX)
 }
 
 #[derive(Serialize)]
@@ -56,6 +65,7 @@ struct WorkerStatus<'a> {
     /// `up`, or `ejected` (health) until a probe finds it back.
     state: &'static str,
     in_flight: usize,
+    capacity: Option<usize>,
     probe: Probe,
 }
 
@@ -145,7 +155,9 @@ pub fn instances(scheduler: &Scheduler, query: &str) -> String {
                 .map(|(name, _)| name.as_str())
                 .collect();
             let held: u64 = entries.iter().flat_map(|(_, c)| c).filter(|(id, _)| *id == w.id()).map(|(_, n)| n).sum();
-            json!({"url": w.url().as_str(), "in_flight": w.in_flight(), "idle": held, "warm_functions": warm})
+            let state = if w.is_ejected() { "ejected" } else { "up" };
+            json!({"url": w.url().as_str(), "state": state, "in_flight": w.in_flight(), "capacity": capacity(w),
+                   "idle": held, "warm_functions": warm})
         })
         .collect();
     let balancer = scheduler.kind().name();
@@ -216,14 +228,17 @@ mod tests {
             s.balancer().release(f, w, crate::balancer::Outcome::Completed);
         }
         let _busy = crate::worker::Lease::new(w2);
+        w2.set_capacity(4);
         let all: serde_json::Value = serde_json::from_str(&instances(&s, "")).unwrap();
         assert_eq!(all["balancer"], "pull-based");
         assert_eq!(all["tracked"], true);
         let f = json!({"idle": 3, "workers": [{"url": "http://w1:1", "idle": 2}, {"url": "http://w2:1", "idle": 1}]});
         assert_eq!(all["functions"]["f"], f);
         assert_eq!(all["functions"]["g"], json!({"idle": 1, "workers": [{"url": "http://w2:1", "idle": 1}]}));
-        let w2_row = json!({"url": "http://w2:1", "in_flight": 1, "idle": 2, "warm_functions": ["f", "g"]});
+        let w2_row = json!({"url": "http://w2:1", "state": "up", "in_flight": 1, "capacity": 4, "idle": 2,
+                            "warm_functions": ["f", "g"]});
         assert_eq!(all["workers"][1], w2_row);
+        assert_eq!(all["workers"][0]["capacity"], json!(null), "no capacity");
         // One function only.
         let only: serde_json::Value = serde_json::from_str(&instances(&s, "function=g")).unwrap();
         assert_eq!(only["functions"].as_object().unwrap().len(), 1);

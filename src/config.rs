@@ -15,6 +15,12 @@ pub struct Config {
     pub port: u16,
     pub balancer: BalancerKind,
     pub workers: Vec<WorkerUrl>,
+    /// `max_inflight` of the workers listed as objects.
+    pub worker_max_inflight: Vec<(WorkerUrl, usize)>,
+    /// `workers_max_inflight`: the capacity of every other worker, if any.
+    pub workers_max_inflight: Option<usize>,
+    /// `queue`: how calls wait when every worker is full.
+    pub queue: Queue,
     /// `timeouts_ms`: hiku's own key, not the Go original's.
     pub timeouts: Timeouts,
     /// `retries`: hiku's own key.
@@ -49,6 +55,9 @@ impl Default for Config {
             port: 9020,
             balancer: BalancerKind::PullBased,
             workers: Vec::new(),
+            worker_max_inflight: Vec::new(),
+            workers_max_inflight: None,
+            queue: Queue::default(),
             timeouts: Timeouts::default(),
             retries: Retries::default(),
             shutdown_grace: Duration::from_secs(30),
@@ -113,6 +122,21 @@ impl Default for Retries {
     }
 }
 
+/// How calls wait for a worker with room (`queue` in the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queue {
+    /// Calls waiting at once over all cores; past it: 503.
+    pub limit: usize,
+    /// The longest a call waits; past it: 503.
+    pub timeout: Duration,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Queue { limit: 1024, timeout: Duration::from_secs(10) }
+    }
+}
+
 /// How much a client may send (`limits` in the file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -129,6 +153,9 @@ pub struct Limits {
     /// Functions pull-based keeps warm-instance queues for; past it a new
     /// function takes the place of a least recently used one.
     pub max_functions: usize,
+    /// Connections to one worker, in use and idle: a call holds one, so
+    /// this bounds its calls in flight as a capacity does.
+    pub max_connections_per_worker: Option<usize>,
 }
 
 impl Default for Limits {
@@ -139,16 +166,19 @@ impl Default for Limits {
             max_body_bytes: 64 << 20,
             max_connections: None,
             max_functions: crate::balancer::DEFAULT_MAX_FUNCTIONS,
+            max_connections_per_worker: None,
         }
     }
 }
 
 /// The keys hiku reads: the Go original's, then hiku's own.
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 15] = [
     "host",
     "port",
     "balancer",
     "workers",
+    "workers_max_inflight",
+    "queue",
     "timeouts_ms",
     "retries",
     "shutdown_grace_ms",
@@ -160,7 +190,16 @@ const KEYS: [&str; 13] = [
     "health",
 ];
 /// The keys of `limits`.
-const LIMIT_KEYS: [&str; 5] = ["max_header_bytes", "max_headers", "max_body_bytes", "max_connections", "max_functions"];
+const LIMIT_KEYS: [&str; 6] = [
+    "max_header_bytes",
+    "max_headers",
+    "max_body_bytes",
+    "max_connections",
+    "max_functions",
+    "max_connections_per_worker",
+];
+/// The largest capacity a worker may be given.
+const MAX_CAPACITY: u64 = 1_000_000;
 /// The keys of `timeouts_ms`.
 const TIMEOUT_KEYS: [&str; 6] =
     ["client_header", "client_idle", "client_body", "client_send", "upstream_connect", "upstream_response"];
@@ -250,17 +289,70 @@ fn parse_limits(raw: &RawConfig) -> Result<Limits, ConfigError> {
     let max_fields = crate::http::MAX_HEADERS as u64;
     let number =
         |key: &str, min: u64, max: u64, default: u64| section.number(key, &format!("limits.{key}"), min, max, default);
-    let connections = match section.map.get("max_connections") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(_) => Some(number("max_connections", 1, 10_000_000, 0)? as usize),
+    let optional = |key: &str, max: u64| match section.map.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(_) => number(key, 1, max, 0).map(|n| Some(n as usize)),
     };
+    let connections = optional("max_connections", 10_000_000)?;
     Ok(Limits {
         max_header_bytes: number("max_header_bytes", 1024, max_head, d.max_header_bytes as u64)? as usize,
         max_headers: number("max_headers", 1, max_fields, d.max_headers as u64)? as usize,
         max_body_bytes: number("max_body_bytes", 0, u64::MAX >> 1, d.max_body_bytes)?,
         max_connections: connections,
         max_functions: number("max_functions", 8, 1 << 26, d.max_functions as u64)? as usize,
+        max_connections_per_worker: optional("max_connections_per_worker", MAX_CAPACITY)?,
     })
+}
+
+fn parse_queue(raw: &RawConfig) -> Result<Queue, ConfigError> {
+    let section = raw.section("queue")?;
+    let d = Queue::default();
+    let limit = section.number("limit", "queue.limit", 0, 10_000_000, d.limit as u64)? as usize;
+    let ms = section.number("timeout_ms", "queue.timeout_ms", 1, MAX_TIMEOUT_MS, d.timeout.as_millis() as u64)?;
+    Ok(Queue { limit, timeout: Duration::from_millis(ms) })
+}
+
+/// The workers' URLs, and the capacities some were given.
+type WorkerList = (Vec<WorkerUrl>, Vec<(WorkerUrl, usize)>);
+
+/// The `workers` list: each a URL, or an object with `url` and optionally
+/// `max_inflight`.
+fn parse_workers(raw: &RawConfig) -> Result<WorkerList, ConfigError> {
+    let mut workers: Vec<WorkerUrl> = Vec::new();
+    let mut capacities = Vec::new();
+    let bad_entry = |other: &serde_json::Value| {
+        ConfigError(format!("\"workers\": each must be a URL or {{\"url\": URL, \"max_inflight\": N}}, not {other}"))
+    };
+    for entry in raw.get::<Vec<serde_json::Value>>("workers")?.unwrap_or_default() {
+        let (text, capacity) = match &entry {
+            serde_json::Value::String(text) => (text.as_str(), None),
+            serde_json::Value::Object(map) => {
+                if let Some(key) = map.keys().find(|k| !matches!(k.as_str(), "url" | "max_inflight")) {
+                    return Err(ConfigError(format!("\"workers\": unknown key {key:?} in {entry}")));
+                }
+                let text = map.get("url").and_then(|u| u.as_str()).ok_or_else(|| bad_entry(&entry))?;
+                let capacity = match map.get("max_inflight") {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(n) => Some(n.as_u64().filter(|n| (1..=MAX_CAPACITY).contains(n)).ok_or_else(|| {
+                        ConfigError(format!(
+                            "\"workers\": max_inflight of {text} must be a whole number from 1 to {MAX_CAPACITY}"
+                        ))
+                    })? as usize),
+                };
+                (text, capacity)
+            }
+            other => return Err(bad_entry(other)),
+        };
+        let url = WorkerUrl::parse(text).map_err(|e| ConfigError(format!("\"workers\": {e}")))?;
+        if workers.contains(&url) {
+            return Err(ConfigError(format!("\"workers\": {url} is listed twice")));
+        }
+        if let Some(capacity) = capacity {
+            capacities.push((url.clone(), capacity));
+        }
+        workers.push(url);
+    }
+    Ok((workers, capacities))
 }
 
 fn parse_retries(raw: &RawConfig) -> Result<Retries, ConfigError> {
@@ -308,14 +400,12 @@ impl Config {
             None => defaults.balancer,
             Some(name) => name.parse().map_err(ConfigError)?,
         };
-        let mut workers: Vec<WorkerUrl> = Vec::new();
-        for text in raw.get::<Vec<String>>("workers")?.unwrap_or_default() {
-            let url = WorkerUrl::parse(&text).map_err(|e| ConfigError(format!("\"workers\": {e}")))?;
-            if workers.contains(&url) {
-                return Err(ConfigError(format!("\"workers\": {url} is listed twice")));
-            }
-            workers.push(url);
-        }
+        let (workers, worker_max_inflight) = parse_workers(&raw)?;
+        let workers_max_inflight = match raw.map.get("workers_max_inflight") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(_) => Some(raw.number("workers_max_inflight", "workers_max_inflight", 1, MAX_CAPACITY, 0)? as usize),
+        };
+        let queue = parse_queue(&raw)?;
         let timeouts = parse_timeouts(&raw)?;
         let grace_ms = defaults.shutdown_grace.as_millis() as u64;
         let grace_ms = raw.number("shutdown_grace_ms", "shutdown_grace_ms", 0, MAX_TIMEOUT_MS, grace_ms)?;
@@ -367,6 +457,7 @@ impl Config {
         unknown_keys.extend(raw.section("timeouts_ms")?.unknown_keys(&TIMEOUT_KEYS, "timeouts_ms."));
         unknown_keys.extend(raw.section("retries")?.unknown_keys(&["connect", "overload"], "retries."));
         unknown_keys.extend(raw.section("limits")?.unknown_keys(&LIMIT_KEYS, "limits."));
+        unknown_keys.extend(raw.section("queue")?.unknown_keys(&["limit", "timeout_ms"], "queue."));
         unknown_keys.extend(admin.unknown_keys(&["token", "listen"], "admin."));
         unknown_keys.extend(destroy.unknown_keys(&["only_from_workers"], "destroy_sandbox."));
         unknown_keys.extend(predictive.unknown_keys(&["worker_cores"], "predictive."));
@@ -377,6 +468,9 @@ impl Config {
             port,
             balancer,
             workers,
+            worker_max_inflight,
+            workers_max_inflight,
+            queue,
             timeouts,
             retries,
             shutdown_grace,
@@ -417,7 +511,31 @@ fn first_addr(addr: impl ToSocketAddrs, key: &str, shown: &str) -> Result<Socket
     addrs.into_iter().next().ok_or_else(|| ConfigError(format!("\"{key}\" {shown} resolves to no address")))
 }
 
-impl Config {}
+impl Config {
+    /// The capacity of workers without one of their own (and of workers
+    /// added later): `workers_max_inflight`, at most
+    /// `limits.max_connections_per_worker`; `None`: no bound.
+    pub fn default_capacity(&self) -> Option<usize> {
+        min_bound(self.workers_max_inflight, self.limits.max_connections_per_worker)
+    }
+
+    /// The capacity of the worker at `url`: its own `max_inflight`, else
+    /// the default, at most `limits.max_connections_per_worker`.
+    pub fn capacity_of(&self, url: &WorkerUrl) -> Option<usize> {
+        match self.worker_max_inflight.iter().find(|(u, _)| u == url) {
+            Some(&(_, own)) => min_bound(Some(own), self.limits.max_connections_per_worker),
+            None => self.default_capacity(),
+        }
+    }
+}
+
+/// The lower of two optional bounds (`None`: no bound).
+fn min_bound(a: Option<usize>, b: Option<usize>) -> Option<usize> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
 
 /// An absolute `http://host[:port]` worker URL, kept in canonical form
 /// (`http://host:port`, host in lower case, no trailing slash).
@@ -639,6 +757,44 @@ mod tests {
         ] {
             assert!(err(bad).contains(message), "{bad}: {}", err(bad));
         }
+    }
+
+    #[test]
+    fn workers_may_have_a_capacity_and_calls_a_queue() {
+        let c = Config::parse("{}").unwrap();
+        assert_eq!((c.default_capacity(), c.queue.limit, c.queue.timeout.as_millis()), (None, 1024, 10_000));
+        let c = Config::parse(
+            r#"{"workers": ["http://a:1", {"url": "http://b:1", "max_inflight": 8}, {"url": "http://c:1"}],
+                "workers_max_inflight": 32, "queue": {"limit": 5, "timeout_ms": 250}}"#,
+        )
+        .unwrap();
+        let url = |u: &str| WorkerUrl::parse(u).unwrap();
+        assert_eq!(c.workers, [url("http://a:1"), url("http://b:1"), url("http://c:1")]);
+        assert_eq!(c.capacity_of(&url("http://a:1")), Some(32));
+        assert_eq!(c.capacity_of(&url("http://b:1")), Some(8));
+        assert_eq!(c.capacity_of(&url("http://d:1")), Some(32), "a worker added later");
+        assert_eq!((c.queue.limit, c.queue.timeout.as_millis()), (5, 250));
+        // The connection cap bounds every capacity, and is one by itself.
+        let c = Config::parse(
+            r#"{"workers": [{"url": "http://b:1", "max_inflight": 8}], "limits": {"max_connections_per_worker": 4}}"#,
+        )
+        .unwrap();
+        assert_eq!((c.capacity_of(&url("http://b:1")), c.default_capacity()), (Some(4), Some(4)));
+        let err = |t: &str| Config::parse(t).unwrap_err().0;
+        for (bad, message) in [
+            (r#"{"workers": [{"url": "http://b:1", "max_inflight": 0}]}"#, "max_inflight of http://b:1 must be"),
+            (r#"{"workers": [{"max_inflight": 3}]}"#, "each must be a URL or {\"url\": URL"),
+            (r#"{"workers": [{"url": "http://b:1", "weight": 3}]}"#, "unknown key \"weight\""),
+            (r#"{"workers": [3]}"#, "each must be a URL"),
+            (r#"{"workers": ["http://b:1", {"url": "http://B:1"}]}"#, "http://b:1 is listed twice"),
+            (r#"{"workers_max_inflight": 0}"#, "\"workers_max_inflight\" must be a whole number from 1 to 1000000"),
+            (r#"{"queue": {"timeout_ms": 0}}"#, "\"queue.timeout_ms\" must be"),
+            (r#"{"queue": {"limit": -1}}"#, "\"queue.limit\" must be"),
+            (r#"{"limits": {"max_connections_per_worker": 0}}"#, "\"limits.max_connections_per_worker\" must be"),
+        ] {
+            assert!(err(bad).contains(message), "{bad}: {}", err(bad));
+        }
+        assert_eq!(Config::parse(r#"{"queue": {"size": 1}}"#).unwrap().unknown_keys, ["queue.size"]);
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Shard {
     pub untimed: std::cell::Cell<u32>,
     /// Its side of the access log, if there is one.
     pub access: Option<crate::access_log::AccessLog>,
+    /// Its calls waiting for a worker with room.
+    pub queue: crate::queue::Queue,
 }
 
 impl Shard {

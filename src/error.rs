@@ -36,6 +36,8 @@ pub enum Error {
         within: Duration,
     },
     NoWorkers,
+    /// Every worker was full, and the queue too, or the wait was too long.
+    Overloaded(String),
     /// No connection to the worker, or it failed before any response byte.
     WorkerUnreachable {
         worker: String,
@@ -64,7 +66,7 @@ impl Error {
             Error::BodyTooLarge(_) => 413,
             Error::HeadTooLarge { .. } => 431,
             Error::NotImplemented(_) => 501,
-            Error::NoWorkers => 503,
+            Error::NoWorkers | Error::Overloaded(_) => 503,
             Error::WorkerUnreachable { .. } | Error::BadResponse { .. } => 502,
             Error::WorkerTimeout { .. } => 504,
         }
@@ -80,7 +82,7 @@ impl Error {
             | Error::HeadTooLarge { .. }
             | Error::NotImplemented(_)
             | Error::ClientTimeout { .. } => Side::Client,
-            Error::NoWorkers => Side::Scheduler,
+            Error::NoWorkers | Error::Overloaded(_) => Side::Scheduler,
             Error::WorkerUnreachable { .. } | Error::BadResponse { .. } | Error::WorkerTimeout { .. } => Side::Worker,
         }
     }
@@ -89,9 +91,11 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::BadRequest(m) | Error::NotFound(m) | Error::NotImplemented(m) | Error::Forbidden(m) => {
-                f.write_str(m)
-            }
+            Error::BadRequest(m)
+            | Error::NotFound(m)
+            | Error::NotImplemented(m)
+            | Error::Forbidden(m)
+            | Error::Overloaded(m) => f.write_str(m),
             Error::Unauthorized => f.write_str("admin endpoints need Authorization: Bearer <admin.token>"),
             Error::BodyTooLarge(limit) => write!(f, "body larger than {limit} bytes"),
             Error::HeadTooLarge { bytes, fields } => {

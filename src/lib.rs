@@ -94,6 +94,7 @@ pub mod metrics;
 pub mod parking;
 pub mod pool;
 pub mod proxy;
+pub mod queue;
 pub mod runtime;
 pub mod scheduler;
 pub mod server;

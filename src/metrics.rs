@@ -161,6 +161,16 @@ impl Metrics {
                 let _ = writeln!(o, "{name}{{worker=\"{}\"}} {}", escape(w.url().as_str()), read(w));
             }
         }
+        family(o, "hiku_worker_capacity", "gauge", "The most calls the worker takes at once (+Inf: no bound).");
+        for w in workers.iter() {
+            let capacity = match w.capacity() {
+                usize::MAX => "+Inf".to_string(),
+                n => n.to_string(),
+            };
+            let _ = writeln!(o, "hiku_worker_capacity{{worker=\"{}\"}} {capacity}", escape(w.url().as_str()));
+        }
+        family(o, "hiku_queue_waiting", "gauge", "Calls waiting for a worker with room (every worker was full).");
+        let _ = writeln!(o, "hiku_queue_waiting {}", scheduler.signals().waiting());
         if let Some(idle) = scheduler.balancer().idle_instances() {
             let entries = idle.entries(&workers, None);
             let total: u64 = entries.iter().flat_map(|(_, counts)| counts).map(|(_, n)| n).sum();
@@ -242,6 +252,8 @@ mod tests {
             "hiku_worker_assigned_total{worker=\"http://w1:1\"} 1",
             "hiku_worker_in_flight{worker=\"http://w1:1\"} 0",
             "hiku_idle_instances 1",
+            "hiku_worker_capacity{worker=\"http://w1:1\"} +Inf",
+            "hiku_queue_waiting 0",
             "hiku_call_duration_seconds_bucket{le=\"0.005\"} 1",
             "hiku_call_duration_seconds_bucket{le=\"0.05\"} 2",
             "hiku_call_duration_seconds_bucket{le=\"10\"} 2",

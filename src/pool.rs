@@ -34,11 +34,12 @@ impl Pool {
     /// open and has nothing waiting to be read: a worker may have closed it,
     /// or sent stray bytes after its last answer that must not be taken for
     /// the next one. One idle for less than [`FRESH`] is taken as it is.
-    pub fn take(&self, worker: WorkerId) -> Option<TcpStream> {
+    pub fn take(&self, worker: &Worker) -> Option<TcpStream> {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(&worker)?;
+        let list = idle.get_mut(&worker.id())?;
         let now = Instant::now();
         while let Some(Idle { stream, since }) = list.pop() {
+            worker.pooled_changed(-1);
             if now.duration_since(since) < FRESH || is_open(&stream) {
                 return Some(stream);
             }
@@ -46,28 +47,44 @@ impl Pool {
         None
     }
 
-    pub fn put(&self, worker: WorkerId, stream: TcpStream) {
+    /// Keeps a connection to `worker` (whose call on it has not ended yet)
+    /// for its next call, unless that would take the connections to it
+    /// past its capacity: those idle over all cores and one per call in
+    /// flight (a race between cores may pass it by one each).
+    pub fn put(&self, worker: &Worker, stream: TcpStream) {
+        if worker.pooled() + worker.in_flight() > worker.capacity() {
+            return;
+        }
         let mut idle = self.idle.borrow_mut();
-        let list = idle.entry(worker).or_default();
+        let list = idle.entry(worker.id()).or_default();
         if list.len() < MAX_IDLE_PER_WORKER {
             list.push(Idle { stream, since: Instant::now() });
+            worker.pooled_changed(1);
         }
     }
 
     /// Closes every idle connection to `worker`: one of them just failed,
     /// and the others (its process died, say) likely will too.
-    pub fn forget(&self, worker: WorkerId) {
-        self.idle.borrow_mut().remove(&worker);
+    pub fn forget(&self, worker: &Worker) {
+        if let Some(list) = self.idle.borrow_mut().remove(&worker.id()) {
+            worker.pooled_changed(-(list.len() as isize));
+        }
     }
 
-    /// Closes connections to removed workers and ones their worker closed.
+    /// Closes connections to removed workers, ones their worker closed, and
+    /// the oldest idle ones past a worker's capacity: a core with none idle
+    /// opens a new connection while others keep theirs.
     pub fn sweep(&self, workers: &WorkerSet) {
         let mut idle = self.idle.borrow_mut();
         idle.retain(|id, list| {
-            if workers.get(*id).is_none() {
-                return false;
-            }
+            let Some(worker) = workers.get(*id) else { return false };
+            let before = list.len();
             list.retain(|i| is_open(&i.stream));
+            worker.pooled_changed(list.len() as isize - before as isize);
+            let excess = (worker.pooled() + worker.in_flight()).saturating_sub(worker.capacity());
+            let trimmed = excess.min(list.len());
+            list.drain(..trimmed);
+            worker.pooled_changed(-(trimmed as isize));
             !list.is_empty()
         });
     }

@@ -101,7 +101,7 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, mut meta:
     let mut asked: [WorkerId; crate::config::MAX_RETRIES as usize + 1] = Default::default();
     let mut bounces = 0;
     let result = loop {
-        let upstream = match shard.pool.take(lease.worker().id()) {
+        let upstream = match shard.pool.take(lease.worker()) {
             Some(pooled) => (pooled, true),
             None => match connect(shard, conn, &mut lease, meta).await {
                 Ok(fresh) => (fresh, false),
@@ -353,7 +353,7 @@ async fn send_and_read_head(
         if reused && matches!(result, Err(HeadError::Io(_) | HeadError::Closed)) {
             // The worker closed a connection it had kept: its other idle
             // ones on this core are likely gone too (it died, say).
-            shard.pool.forget(worker.id());
+            shard.pool.forget(worker);
         }
         match result {
             Ok(()) => break up,
@@ -554,7 +554,7 @@ async fn relay_response(
         });
     }
     if worker_keep_alive && conn.ubuf.is_empty() {
-        shard.pool.put(worker.id(), up);
+        shard.pool.put(worker, up);
     }
     Ok((code, client_keep, answer))
 }

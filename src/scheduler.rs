@@ -3,7 +3,7 @@
 //! compare-and-swap loop, then tell the balancer.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use arc_swap::{ArcSwap, Guard};
 
 use crate::balancer::{Answer, Balancer, BalancerKind, Outcome};
 use crate::config::WorkerUrl;
+use crate::queue::Signals;
 use crate::worker::{Lease, Worker, WorkerId, WorkerSet};
 
 /// A worker to add: its URL and the addresses it resolved to.
@@ -26,6 +27,21 @@ pub struct Scheduler {
     /// What the balancer says of itself, asked once rather than per call.
     learns: bool,
     tracks_warm: bool,
+    /// Whether any worker has a capacity: only then can calls wait.
+    bounded: AtomicBool,
+    /// The capacity a worker gets when it is added (`usize::MAX`: none).
+    default_capacity: AtomicUsize,
+    /// The cores' queues of calls waiting for a worker with room.
+    signals: Signals,
+}
+
+/// Why a call found no worker.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unplaced {
+    NoWorkers,
+    /// Every worker is at its capacity (or calls wait already): the call
+    /// waits in the queue.
+    Full,
 }
 
 /// When a worker is taken out of the balancers' choice (`health` in the
@@ -67,9 +83,18 @@ impl Scheduler {
             health: Health::default(),
             learns,
             tracks_warm,
+            bounded: AtomicBool::new(false),
+            default_capacity: AtomicUsize::new(usize::MAX),
+            signals: Signals::new(1),
         };
         s.add(workers);
         s
+    }
+
+    /// The same, with a queue of waiting calls on each of `cores` cores.
+    pub fn with_cores(mut self, cores: usize) -> Scheduler {
+        self.signals = Signals::new(cores);
+        self
     }
 
     /// The same, ejecting workers as `health` says.
@@ -124,13 +149,68 @@ impl Scheduler {
         Ok(self.balancer.select(&workers, function))
     }
 
-    /// Leases the least loaded worker not in `tried`, if there is one: where
-    /// a call goes when its connection to the chosen worker failed (nothing
-    /// was sent, so any worker will do; the balancer's pick is what failed).
+    /// Places a call of `function`: the balancer's choice, if its worker
+    /// has room (always, unless workers have a capacity). A call that
+    /// finds calls waiting already waits behind them.
+    pub fn place(&self, function: &str) -> Result<Lease, Unplaced> {
+        let bounded = self.bounded.load(Ordering::Relaxed);
+        if bounded && self.signals.waiting() != 0 {
+            return Err(Unplaced::Full);
+        }
+        let lease = self.select(function).map_err(|NoWorkers| Unplaced::NoWorkers)?;
+        if lease.admitted() {
+            return Ok(lease);
+        }
+        self.give_back(function, lease);
+        Err(Unplaced::Full)
+    }
+
+    /// The balancer's choice for a waiting call of `function`, if its
+    /// worker has room.
+    pub fn try_place(&self, function: &str) -> Option<Lease> {
+        let lease = self.select(function).ok()?;
+        if lease.admitted() {
+            return Some(lease);
+        }
+        self.give_back(function, lease);
+        None
+    }
+
+    /// Undoes a choice that was not used: what the balancer took for it (a
+    /// warm idle instance) is given back, and the lease dropped.
+    pub fn give_back(&self, function: &str, lease: Lease) {
+        self.balancer.unselect(function, &lease);
+    }
+
+    /// The cores' shared queue signals.
+    pub fn signals(&self) -> &Signals {
+        &self.signals
+    }
+
+    /// Sets the capacity of every worker (`capacity_of` its URL; `None`:
+    /// no bound) and of workers added later (`default`); calls waiting
+    /// are placed if that made room.
+    pub fn set_capacities(&self, capacity_of: impl Fn(&WorkerUrl) -> Option<usize>, default: Option<usize>) {
+        self.default_capacity.store(default.unwrap_or(usize::MAX), Ordering::Relaxed);
+        let workers = self.workers.load();
+        let mut bounded = default.is_some();
+        for w in workers.iter() {
+            let capacity = capacity_of(w.url());
+            bounded |= capacity.is_some();
+            w.set_capacity(capacity.unwrap_or(usize::MAX));
+        }
+        self.bounded.store(bounded, Ordering::Relaxed);
+        self.signals.notify_all();
+    }
+
+    /// Leases the least loaded worker not in `tried`, if there is one with
+    /// room: where a call goes when its connection to the chosen worker
+    /// failed (nothing was sent, so any worker will do; the balancer's
+    /// pick is what failed), or the worker said it was overloaded.
     pub fn select_other(&self, tried: &[WorkerId]) -> Option<Lease> {
         let workers = self.workers.load();
         let others = workers.iter().filter(|w| !tried.contains(&w.id()));
-        others.min_by_key(|w| w.load()).map(Lease::new)
+        others.min_by_key(|w| w.load()).map(Lease::new).filter(Lease::admitted)
     }
 
     /// Whether the balancer learns from answers (see `Balancer::learns`).
@@ -157,6 +237,10 @@ impl Scheduler {
             lease.worker().failed();
         }
         self.balancer.release(function, lease.worker(), outcome);
+        drop(lease);
+        if self.bounded.load(Ordering::Relaxed) {
+            self.signals.slot_freed();
+        }
     }
 
     /// Adds the workers not present yet; returns the resulting set.
@@ -166,7 +250,9 @@ impl Scheduler {
             for (url, addrs) in &new {
                 if list.iter().all(|w| w.url() != url) {
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                    list.push(Arc::new(Worker::new(id, url.clone(), addrs.clone(), Arc::clone(&self.total))));
+                    let worker = Worker::new(id, url.clone(), addrs.clone(), Arc::clone(&self.total));
+                    worker.set_capacity(self.default_capacity.load(Ordering::Relaxed));
+                    list.push(Arc::new(worker));
                 }
             }
             Ok((list.len() != current.len()).then_some(list))
@@ -206,6 +292,7 @@ impl Scheduler {
             let prev = self.workers.compare_and_swap(&current, Arc::clone(&next));
             if Arc::ptr_eq(&prev, &current) {
                 self.balancer.workers_changed(&next);
+                self.signals.notify_all();
                 return Ok(next);
             }
             current = Guard::into_inner(prev);
@@ -304,6 +391,42 @@ mod tests {
             s.connect_failed(&a);
         }
         assert!(!a.is_ejected());
+    }
+
+    #[test]
+    fn full_workers_are_skipped_by_every_balancer_and_calls_wait_when_all_are() {
+        for kind in BalancerKind::ALL {
+            let s = Scheduler::new(kind, urls(&["http://a:1", "http://b:1", "http://c:1"]));
+            s.set_capacities(|url| Some(if url.as_str() == "http://a:1" { 1 } else { 2 }), Some(2));
+            let set = s.workers();
+            assert_eq!(set.iter().map(|w| w.capacity()).collect::<Vec<_>>(), [1, 2, 2], "{kind}");
+            // Warm instances on a, where the next f would go.
+            s.balancer().release("f", &set.as_slice()[0], Outcome::Completed);
+            s.balancer().release("f", &set.as_slice()[0], Outcome::Completed);
+            let mut leases = Vec::new();
+            for i in 0..5 {
+                let lease = s.place("f").unwrap_or_else(|e| panic!("{kind}: call {i}: {e:?}"));
+                leases.push(lease);
+                assert!(set.iter().all(|w| w.in_flight() <= w.capacity()), "{kind}: past a capacity");
+            }
+            assert_eq!(s.place("f").unwrap_err(), Unplaced::Full, "{kind}: all five slots taken");
+            assert_eq!(s.try_place("f").map(|l| l.worker().id()), None, "{kind}");
+            if let Some(idle) = s.balancer().idle_instances() {
+                assert_eq!(
+                    idle.count("f", set.as_slice()[0].id()),
+                    1,
+                    "{kind}: a warm entry is not lost to a full worker"
+                );
+            }
+            assert!(s.select_other(&[]).is_none(), "{kind}: no other worker has room");
+            let on_b = leases.iter().position(|l| l.worker().url().as_str() == "http://b:1").unwrap();
+            s.release("f", leases.swap_remove(on_b), Outcome::Failed);
+            let next = s.try_place("f").expect("b has room again");
+            assert_eq!(next.worker().url().as_str(), "http://b:1", "{kind}");
+            // Added workers get the default capacity.
+            s.add(urls(&["http://d:1"]));
+            assert_eq!(s.workers().find_url(&WorkerUrl::parse("http://d:1").unwrap()).unwrap().capacity(), 2);
+        }
     }
 
     #[test]

@@ -18,12 +18,14 @@ use crate::config::{Config, Limits, Timeouts};
 use crate::conn::{Conn, Shard, HOT_IDLE};
 use crate::error::Error;
 use crate::http::{self, Framing};
+use crate::metrics::Decision;
 use crate::parking::Parking;
 use crate::pool::Pool;
 use crate::proxy::{self, RequestMeta};
 use crate::runtime::{self, Driver, TcpListener};
-use crate::scheduler::{NewWorker, Scheduler};
+use crate::scheduler::{NewWorker, Scheduler, Unplaced};
 use crate::shutdown;
+use crate::worker::Lease;
 
 const LISTEN_BACKLOG: i32 = 4096;
 /// Largest body hiku reads for its own endpoints (`destroySandbox`, admin).
@@ -224,6 +226,8 @@ async fn read_request_head(conn: &mut Conn, timeouts: Timeouts, limits: Limits) 
 async fn serve_one(shard: &Shard, conn: &mut Conn) -> bool {
     match plan(shard, conn) {
         Plan::Forward(lease, meta) => proxy::forward(shard, conn, lease, meta).await,
+        // Only when workers are full: boxed like a local answer.
+        Plan::Wait(meta) => Box::pin(wait_and_forward(shard, conn, meta)).await,
         // Rare: boxed, so that its state does not size every connection's task.
         Plan::Local(local, meta) => Box::pin(serve_local(shard, conn, local, meta)).await,
         Plan::Refuse(e) => {
@@ -236,7 +240,10 @@ async fn serve_one(shard: &Shard, conn: &mut Conn) -> bool {
 /// What to do with a request, decided from its head alone.
 enum Plan {
     /// To the leased worker: the rewritten head is in `conn.out`.
-    Forward(crate::worker::Lease, RequestMeta),
+    Forward(Lease, RequestMeta),
+    /// Every worker is full: the call waits for one with room, then goes
+    /// like `Forward` (the head, without a worker's name, is in `conn.out`).
+    Wait(RequestMeta),
     Local(Local, RequestMeta),
     /// A head that can't be parsed: answer and close.
     Refuse(Error),
@@ -315,7 +322,7 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
                 || matches!(body, Ok(Some((_, data))) if data > max_body)
             {
                 Local::Error(Error::BodyTooLarge(max_body))
-            } else if let Ok(lease) = select(shard, function) {
+            } else {
                 conn.function.clear();
                 conn.function.push_str(function);
                 if shard.access.is_some() {
@@ -324,18 +331,24 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
                     conn.request_line.push(' ');
                     conn.request_line.push_str(req.origin_target());
                 }
-                conn.out.clear();
-                let authority = lease.worker().url().authority();
-                let added_host = http::write_request_head(&mut conn.out, &req, authority, conn.client_ip.as_bytes());
-                conn.rbuf.consume(head_len);
-                return Plan::Forward(lease, RequestMeta { added_host, ..meta });
-            } else {
-                shard.counters().call(Error::NoWorkers.status(), Duration::ZERO);
-                if let Some(log) = &shard.access {
-                    let request = format!("{} {}", req.method, req.origin_target());
-                    log.call(&conn.client_ip, &request, Error::NoWorkers.status(), None, Duration::ZERO);
+                let placed = place(shard, function);
+                if matches!(placed, Err(Unplaced::NoWorkers)) {
+                    account_refused(shard, conn, &Error::NoWorkers);
+                    Local::Error(Error::NoWorkers)
+                } else {
+                    // A call that waits gets its worker's name in a `Host`
+                    // hiku adds once it has one.
+                    let authority = placed.as_ref().map_or("", |lease| lease.worker().url().authority());
+                    conn.out.clear();
+                    let added_host =
+                        http::write_request_head(&mut conn.out, &req, authority, conn.client_ip.as_bytes());
+                    conn.rbuf.consume(head_len);
+                    let meta = RequestMeta { added_host, ..meta };
+                    return match placed {
+                        Ok(lease) => Plan::Forward(lease, meta),
+                        Err(_) => Plan::Wait(meta),
+                    };
                 }
-                Local::Error(Error::NoWorkers)
             }
         }
         Route::DestroySandbox(_) if shard.config.destroy_only_from_workers && !from_a_worker(shard, conn.peer) => {
@@ -372,20 +385,53 @@ enum Local {
 
 /// The balancer's choice for a call of `function`, counted (and one in
 /// `DECISION_SAMPLE` timed) for `/metrics`.
-fn select(shard: &Shard, function: &str) -> Result<crate::worker::Lease, crate::scheduler::NoWorkers> {
+fn place(shard: &Shard, function: &str) -> Result<Lease, Unplaced> {
     let untimed = shard.untimed.get();
     shard.untimed.set(if untimed + 1 >= crate::metrics::DECISION_SAMPLE { 0 } else { untimed + 1 });
     let timed = (untimed == 0).then(Instant::now);
-    let lease = shard.scheduler.select(function)?;
+    let lease = shard.scheduler.place(function)?;
     if let Some(at) = timed {
         shard.counters().decision_time(at.elapsed());
     }
+    count_decision(shard, &lease);
+    Ok(lease)
+}
+
+/// Counts whether a call took a warm instance, for balancers that know.
+fn count_decision(shard: &Shard, lease: &Lease) {
     if shard.scheduler.tracks_warm() {
-        use crate::metrics::Decision;
         let decision = if lease.hint() > 0 { Decision::Warm } else { Decision::Fallback };
         shard.counters().decision(decision);
     }
-    Ok(lease)
+}
+
+/// Counts a `/run` call hiku answered with `error` itself, before any
+/// worker had it, and logs it if there is an access log.
+fn account_refused(shard: &Shard, conn: &Conn, error: &Error) {
+    shard.counters().call(error.status(), Duration::ZERO);
+    if let Some(log) = &shard.access {
+        log.call(&conn.client_ip, &conn.request_line, error.status(), None, Duration::ZERO);
+    }
+}
+
+/// Waits in the core's queue for a worker with room, then forwards the
+/// call; a full queue or a wait past `queue.timeout_ms` is a **503**.
+async fn wait_and_forward(shard: &Shard, conn: &mut Conn, meta: RequestMeta) -> bool {
+    let queue = shard.config.queue;
+    match shard.queue.wait(&shard.scheduler, &conn.function, queue.limit, queue.timeout).await {
+        Ok(lease) => {
+            shard.counters().decision(Decision::Queued);
+            count_decision(shard, &lease);
+            if meta.added_host {
+                http::retarget_host(&mut conn.out, "", lease.worker().url().authority());
+            }
+            proxy::forward(shard, conn, lease, meta).await
+        }
+        Err(error) => {
+            account_refused(shard, conn, &error);
+            conn.answer_error(&error, meta).await
+        }
+    }
 }
 
 async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: RequestMeta) -> bool {
@@ -558,9 +604,11 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
         None => None,
     };
     let balancer = config.balancer.build_with(config.limits.max_functions, config.worker_cores);
-    let scheduler = Arc::new(
-        Scheduler::with_balancer(config.balancer, balancer, resolve_workers(config)).with_health(config.health),
-    );
+    let scheduler = Scheduler::with_balancer(config.balancer, balancer, resolve_workers(config))
+        .with_health(config.health)
+        .with_cores(cores);
+    scheduler.set_capacities(|url| config.capacity_of(url), config.default_capacity());
+    let scheduler = Arc::new(scheduler);
     log::info!(
         "hiku {} on {bound}: {} balancer, {} workers, {cores} {} cores, {driver}",
         env!("CARGO_PKG_VERSION"),
@@ -608,6 +656,7 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
             let listeners_shut = std::cell::Cell::new(false);
             let untimed = std::cell::Cell::new(0);
             let access = access.map(crate::access_log::AccessLog::new);
+            let queue = crate::queue::Queue::new(i);
             let shard = Rc::new(Shard {
                 scheduler,
                 pool,
@@ -619,7 +668,9 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
                 core: i,
                 untimed,
                 access,
+                queue,
             });
+            runtime::spawn(dispatch_waiting_calls(Rc::clone(&shard)));
             if shard.access.is_some() {
                 runtime::spawn(flush_access_log(Rc::clone(&shard)));
             }
@@ -666,6 +717,11 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: u
             }
         }
     }
+}
+
+/// Places the core's waiting calls as workers get room.
+async fn dispatch_waiting_calls(shard: Rc<Shard>) {
+    shard.queue.dispatch_forever(&shard.scheduler).await
 }
 
 /// When the process drains: stops the accept loop (shutting the listener

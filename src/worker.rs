@@ -19,6 +19,11 @@ pub struct Worker {
     url: WorkerUrl,
     addrs: Vec<SocketAddr>,
     in_flight: AtomicUsize,
+    /// The most calls it takes at once (`usize::MAX`: no bound): past it,
+    /// no balancer picks it and calls wait for a slot.
+    capacity: AtomicUsize,
+    /// Connections to it kept idle in the cores' pools.
+    pooled: AtomicUsize,
     /// Calls ever assigned, and those that got no usable answer.
     assigned: AtomicU64,
     failures: AtomicU64,
@@ -39,6 +44,8 @@ impl Worker {
             url,
             addrs,
             in_flight: AtomicUsize::new(0),
+            capacity: AtomicUsize::new(usize::MAX),
+            pooled: AtomicUsize::new(0),
             assigned,
             failures,
             connect_failures: AtomicU32::new(0),
@@ -81,13 +88,49 @@ impl Worker {
         self.ejected.load(Ordering::Relaxed)
     }
 
+    /// The most calls it takes at once (`usize::MAX`: no bound).
+    pub fn capacity(&self) -> usize {
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    /// Sets its capacity (0 and `usize::MAX`: no bound); it applies to new calls.
+    pub fn set_capacity(&self, capacity: usize) {
+        let capacity = if capacity == 0 { usize::MAX } else { capacity };
+        self.capacity.store(capacity, Ordering::Relaxed);
+    }
+
+    /// Whether it has no room for another call.
+    pub fn is_full(&self) -> bool {
+        self.in_flight() >= self.capacity()
+    }
+
+    /// Whether a balancer may pick it: not ejected, not full.
+    pub fn is_available(&self) -> bool {
+        !self.is_ejected() && !self.is_full()
+    }
+
     /// The load the balancers compare: its calls in flight, or the most
-    /// there is if it is ejected, so any healthy worker comes first.
+    /// there is if it is ejected or full, so any available worker comes first.
     pub fn load(&self) -> usize {
-        match self.is_ejected() {
-            true => usize::MAX,
-            false => self.in_flight(),
+        let in_flight = self.in_flight();
+        if self.is_ejected() || in_flight >= self.capacity() {
+            return usize::MAX;
         }
+        in_flight
+    }
+
+    /// Counts connections to it that a pool keeps (`by` > 0) or lets go.
+    pub fn pooled_changed(&self, by: isize) {
+        if by >= 0 {
+            self.pooled.fetch_add(by as usize, Ordering::Relaxed);
+        } else {
+            self.pooled.fetch_sub(by.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+
+    /// Connections to it kept idle over all cores.
+    pub fn pooled(&self) -> usize {
+        self.pooled.load(Ordering::Relaxed)
     }
 
     /// A connection to it failed: the count of failures in a row.
@@ -155,6 +198,8 @@ pub struct Lease {
     /// The balancer's note on why it chose the worker, for its own use
     /// when the call ends (0 if none).
     hint: u32,
+    /// The worker had room for it (it was under its capacity).
+    admitted: bool,
 }
 
 impl Lease {
@@ -163,10 +208,20 @@ impl Lease {
     }
 
     pub fn with_hint(worker: &Arc<Worker>, hint: u32) -> Lease {
-        worker.in_flight.fetch_add(1, Ordering::Relaxed);
-        worker.assigned.fetch_add(1, Ordering::Relaxed);
+        let before = worker.in_flight.fetch_add(1, Ordering::Relaxed);
         worker.total.fetch_add(1, Ordering::Relaxed);
-        Lease { worker: Arc::clone(worker), hint }
+        let admitted = before < worker.capacity();
+        if admitted {
+            worker.assigned.fetch_add(1, Ordering::Relaxed);
+        }
+        Lease { worker: Arc::clone(worker), hint, admitted }
+    }
+
+    /// Whether the worker had room for this call when it was leased: the
+    /// count of calls in flight was below its capacity. A lease that was
+    /// not is given back (the call waits for a slot).
+    pub fn admitted(&self) -> bool {
+        self.admitted
     }
 
     pub fn worker(&self) -> &Arc<Worker> {
@@ -261,6 +316,26 @@ pub(crate) mod tests {
         assert_eq!((w.in_flight(), set.as_slice()[1].total_in_flight()), (1, 1));
         drop(b);
         assert_eq!(w.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_lease_past_the_capacity_is_not_admitted_and_the_worker_is_full() {
+        let set = set_of(1);
+        let w = &set.as_slice()[0];
+        w.set_capacity(2);
+        let (a, b) = (Lease::new(w), Lease::new(w));
+        assert!(a.admitted() && b.admitted());
+        assert!(w.is_full() && !w.is_available());
+        assert_eq!(w.load(), usize::MAX);
+        let c = Lease::new(w);
+        assert!(!c.admitted());
+        assert_eq!(w.assigned(), 2, "a call not admitted is not assigned");
+        drop((a, c));
+        assert!(!w.is_full());
+        assert_eq!(w.load(), 1);
+        w.set_capacity(0);
+        assert_eq!(w.capacity(), usize::MAX, "0: no bound");
+        drop(b);
     }
 
     #[test]

@@ -110,7 +110,7 @@ impl Balancer for HashingBounded {
         for &(_, i) in after.iter().chain(before) {
             let w = &ring.workers[i as usize];
             // load + 1 <= limit
-            if w.in_flight() < limit && !w.is_ejected() {
+            if w.in_flight() < limit && w.is_available() {
                 return Lease::new(w);
             }
         }

@@ -57,6 +57,15 @@ pub trait Balancer: Send + Sync {
     /// A request for `function` on `worker` ended.
     fn release(&self, _function: &str, _worker: &Worker, _outcome: Outcome) {}
 
+    /// A lease `select` gave for `function` was not used (its worker had
+    /// no room): what the choice took is given back. By default, the warm
+    /// idle instance a nonzero hint says it took.
+    fn unselect(&self, function: &str, lease: &Lease) {
+        if lease.hint() > 0 {
+            self.release(function, lease.worker(), Outcome::Completed);
+        }
+    }
+
     /// `worker` evicted an idle instance of `function`; true if the balancer
     /// dropped state for it.
     fn sandbox_destroyed(&self, _function: &str, _worker: &Worker) -> bool {

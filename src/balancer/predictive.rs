@@ -205,7 +205,7 @@ impl Predictive {
             time.saturating_mul(slowdown).min(u64::MAX >> TIE_BITS) << TIE_BITS | running.min(TIE_MAX)
         };
         let idle_cost = |w: &std::sync::Arc<Worker>| {
-            if w.is_ejected() {
+            if !w.is_available() {
                 return u64::MAX;
             }
             let chance = self.cold_chance[self.age_bucket(hash, w.id(), now)].load(Ordering::Relaxed);

@@ -1,4 +1,4 @@
-//! Random: a worker drawn uniformly (among the healthy ones).
+//! Random: a worker drawn uniformly (among the available ones: healthy, not full).
 
 use super::Balancer;
 use crate::worker::{Lease, WorkerSet};
@@ -8,10 +8,10 @@ pub struct Random;
 impl Balancer for Random {
     fn select(&self, workers: &WorkerSet, _function: &str) -> Lease {
         let all = workers.as_slice();
-        // A few draws find a healthy worker unless most are ejected.
+        // A few draws find an available worker unless most are ejected or full.
         for _ in 0..4 {
             let w = &all[fastrand::usize(..all.len())];
-            if !w.is_ejected() {
+            if w.is_available() {
                 return Lease::new(w);
             }
         }

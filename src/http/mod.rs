@@ -431,6 +431,10 @@ pub fn write_local_response(
     if code == 401 {
         put_header(out, "WWW-Authenticate", b"Bearer");
     }
+    if code == 503 {
+        // No worker, or none with room: worth trying again in a moment.
+        put_header(out, "Retry-After", b"1");
+    }
     if !body.is_empty() || code != 204 {
         put_header(out, "Content-Type", content_type.as_bytes());
         put_framing(out, Framing::Length(body.len() as u64));

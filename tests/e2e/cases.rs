@@ -884,6 +884,131 @@ fn calls_that_may_have_run_or_cannot_be_sent_again_are_not_bounced() {
     assert_eq!((res.status, count()), (429, before + 1));
 }
 
+/// hiku on `cores` cores with `balancer` before `workers`, `extra` keys added.
+fn start_on(cores: usize, balancer: &str, workers: &[&str], extra: serde_json::Value) -> Hiku {
+    let mut config = serde_json::json!({ "host": "127.0.0.1", "port": 0, "balancer": balancer, "workers": workers });
+    config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    Hiku::start_config(&config.to_string(), cores)
+}
+
+fn waiting(hiku: &Hiku) -> f64 {
+    sample(&scrape(hiku), "hiku_queue_waiting", None)
+}
+
+/// Sends a call and returns its connection, to read the answer later.
+fn send_call(hiku: &Hiku, target: &str) -> Client {
+    let mut c = hiku.client();
+    c.send(format!("POST {target} HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx").as_bytes());
+    c
+}
+
+#[test]
+fn calls_wait_for_a_full_worker_in_a_bounded_queue_then_get_a_503() {
+    let w = Worker::start();
+    let extra = serde_json::json!({"workers_max_inflight": 1, "queue": {"limit": 1, "timeout_ms": 500}});
+    // One core, so that the next call finds the held call's connection idle.
+    let hiku = start_on(1, "pull-based", &[&w.url], extra);
+    let mut held = held_call(&hiku, &w);
+    let mut second = send_call(&hiku, "/run/g");
+    wait_for("the second call waiting", || waiting(&hiku) == 1.0);
+    // The queue holds one: the third is refused at once.
+    let res = hiku.post("/run/h", b"x");
+    assert_eq!((res.status, res.header("retry-after")), (503, Some("1")), "{}", res.text());
+    assert_eq!(res.text(), "every worker is full and 1 calls wait already\n");
+    // The second waited its 500 ms.
+    let res = second.read(false);
+    assert_eq!((res.status, res.header("retry-after")), (503, Some("1")));
+    assert_eq!(res.text(), "every worker stayed full for 500 ms\n");
+    assert_eq!(w.seen().len(), 1, "neither reached the worker");
+    // One that waits while the held call ends goes next, on its connection.
+    let mut next = send_call(&hiku, "/run/f");
+    wait_for("the next call waiting", || waiting(&hiku) == 1.0);
+    w.open_gate();
+    assert_eq!(held.read(false).status, 200);
+    let res = next.read(false);
+    assert_eq!((res.status, res.text().as_str()), (200, "x"));
+    assert_eq!(w.connections(), 1, "the capacity caps the connections");
+    let scrape = scrape(&hiku);
+    assert_eq!(sample(&scrape, "hiku_decisions_total", Some(("decision", "queued"))), 1.0);
+    assert_eq!(sample(&scrape, "hiku_worker_capacity", Some(("worker", w.url.as_str()))), 1.0);
+    assert_eq!(sample(&scrape, "hiku_queue_waiting", None), 0.0);
+    assert_eq!(sample(&scrape, "hiku_calls_total", Some(("class", "5xx"))), 2.0);
+    assert_eq!(in_flight(&hiku), [0]);
+}
+
+#[test]
+fn every_balancer_skips_full_workers() {
+    for balancer in BALANCERS {
+        let (small, large) = (Worker::start(), Worker::start());
+        let workers = serde_json::json!([{"url": small.url, "max_inflight": 1}, {"url": large.url, "max_inflight": 3}]);
+        let hiku = start_with(balancer, &[], serde_json::json!({"workers": workers}));
+        let status = hiku.get("/status").json();
+        let capacities: Vec<_> = status["workers"].as_array().unwrap().iter().map(|w| w["capacity"].clone()).collect();
+        assert_eq!(capacities, [1, 3], "{balancer}");
+        let mut calls: Vec<Client> = (0..4).map(|i| send_call(&hiku, &format!("/run/f{i}?mode=hold"))).collect();
+        wait_for("four calls held", || small.held() + large.held() == 4);
+        assert_eq!((small.held(), large.held()), (1, 3), "{balancer}");
+        calls.push(send_call(&hiku, "/run/f9"));
+        wait_for("the fifth call waiting", || waiting(&hiku) == 1.0);
+        assert_eq!(hiku.get("/status").json()["waiting"], 1, "{balancer}");
+        small.open_gate();
+        large.open_gate();
+        for mut c in calls {
+            assert_eq!(c.read(false).status, 200, "{balancer}");
+        }
+        assert_eq!(in_flight(&hiku), [0, 0], "{balancer}");
+    }
+}
+
+#[test]
+fn under_load_no_worker_passes_its_capacity_and_no_call_is_lost() {
+    let (a, b) = (Worker::start(), Worker::start());
+    let extra = serde_json::json!({"workers_max_inflight": 2, "queue": {"limit": 1000, "timeout_ms": 20000}});
+    for balancer in ["pull-based", "least-connections"] {
+        let hiku = start_with(balancer, &[&a.url, &b.url], extra.clone());
+        let threads: Vec<_> = (0..24)
+            .map(|t| {
+                let addr = hiku.addr;
+                std::thread::spawn(move || {
+                    let mut c = Client::connect(addr);
+                    (0..10)
+                        .map(|i| {
+                            let body = format!("{t}-{i}");
+                            let res = c.request("POST", &format!("/run/f{}", i % 3), &[], body.as_bytes());
+                            (res.status, res.text() == body)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for t in threads {
+            assert!(t.join().unwrap().iter().all(|&r| r == (200, true)), "{balancer}: a call failed");
+        }
+        assert!(a.most_active() <= 2 && b.most_active() <= 2, "{balancer}: {} {}", a.most_active(), b.most_active());
+        assert!(sample(&scrape(&hiku), "hiku_decisions_total", Some(("decision", "queued"))) > 0.0, "{balancer}");
+        assert_eq!((in_flight(&hiku), waiting(&hiku)), (vec![0, 0], 0.0), "{balancer}");
+    }
+}
+
+#[test]
+fn a_worker_that_frees_a_slot_takes_a_waiting_call_it_holds_warm_first() {
+    let w = Worker::start();
+    // One core: its queue holds both waiting calls.
+    let hiku = start_on(1, "pull-based", &[&w.url], serde_json::json!({"workers_max_inflight": 1}));
+    let mut held = held_call(&hiku, &w);
+    let mut g = send_call(&hiku, "/run/g");
+    wait_for("g waiting", || waiting(&hiku) == 1.0);
+    let mut f = send_call(&hiku, "/run/f");
+    wait_for("f waiting", || waiting(&hiku) == 2.0);
+    w.open_gate();
+    for c in [&mut held, &mut g, &mut f] {
+        assert_eq!(c.read(false).status, 200);
+    }
+    let order: Vec<String> = w.seen().iter().map(|s| s.target.clone()).collect();
+    assert_eq!(order, ["/run/f?mode=hold", "/run/f", "/run/g"], "f, warm, went before the older g");
+    assert_eq!(sample(&scrape(&hiku), "hiku_decisions_total", Some(("decision", "warm"))), 1.0);
+}
+
 // ---- signals and draining ----
 
 /// Sends a call that the worker holds until its gate opens.

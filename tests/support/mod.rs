@@ -188,6 +188,9 @@ struct WorkerState {
     /// `Retry-After: 1` if `refuse_retry_after` (an overloaded worker).
     refuse: AtomicU16,
     refuse_retry_after: AtomicBool,
+    /// Calls being served now, and the most ever served at once.
+    active: AtomicUsize,
+    most_active: AtomicUsize,
 }
 
 /// A test worker on `127.0.0.1:0`: a thread per connection, keep-alive,
@@ -261,6 +264,11 @@ impl Worker {
         self.state.seen.lock().unwrap().back().cloned().expect("the worker got a request")
     }
 
+    /// The most calls (not `/status`) it served at once.
+    pub fn most_active(&self) -> usize {
+        self.state.most_active.load(Ordering::Relaxed)
+    }
+
     /// Times stray bytes were sent after an answer (`mode=extra`).
     pub fn strays(&self) -> usize {
         self.state.strays.load(Ordering::Relaxed)
@@ -323,9 +331,11 @@ fn serve_worker_connection(stream: TcpStream, state: &WorkerState, url: &str) {
             }
             log.push_back(seen);
         }
+        let active = (target != "/status").then(|| Active::enter(state));
         let refuse = state.refuse.load(Ordering::Relaxed);
         if refuse != 0 && target != "/status" {
             let retry = if state.refuse_retry_after.load(Ordering::Relaxed) { "Retry-After: 1\r\n" } else { "" };
+            drop(active);
             let answer = format!("HTTP/1.1 {refuse} Busy\r\nX-Worker: {url}\r\n{retry}Content-Length: 4\r\n\r\nbusy");
             if writer.write_all(answer.as_bytes()).is_err() {
                 return;
@@ -381,6 +391,8 @@ fn serve_worker_connection(stream: TcpStream, state: &WorkerState, url: &str) {
                 out.extend_from_slice(&body);
             }
         }
+        // Done before the answer goes: hiku ends the call only after it.
+        drop(active);
         if mode == "half" || mode == "reset" {
             // Half of the body, then the end: a close, or a reset.
             let _ = writer.write_all(&out[..out.len() - body.len() / 2]);
@@ -399,6 +411,23 @@ fn serve_worker_connection(stream: TcpStream, state: &WorkerState, url: &str) {
             let _ = writer.write_all(b"HTTP/1.1 408 Stray\r\nContent-Length: 0\r\n\r\n");
             state.strays.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Counts a call as being served until dropped (after its answer is out).
+struct Active<'a>(&'a WorkerState);
+
+impl<'a> Active<'a> {
+    fn enter(state: &'a WorkerState) -> Active<'a> {
+        let now = state.active.fetch_add(1, Ordering::SeqCst) + 1;
+        state.most_active.fetch_max(now, Ordering::SeqCst);
+        Active(state)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -1,0 +1,248 @@
+//! Calls waiting for a worker with room. When every worker is at its
+//! capacity (`workers_max_inflight`, a worker's `max_inflight`), a call
+//! waits in its core's queue, at most `queue.limit` over all cores and
+//! `queue.timeout_ms` each, then gets a **503** with `Retry-After`.
+//!
+//! Each core owns its waiting calls (plain `RefCell` state, never borrowed
+//! across an `.await`), in the order they came. What cores share is
+//! [`Signals`]: counts of waiting calls, and per core a flag and a waker.
+//! A call that ends (`Scheduler::release`) while calls wait anywhere wakes
+//! the cores that have some; each core's dispatcher then places its own
+//! waiting calls while workers have room: first the oldest of the first
+//! few that a worker with room holds a warm instance for (pull-based's own
+//! idea, applied to the queue), then the oldest.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use atomic_waker::AtomicWaker;
+
+use crate::error::Error;
+use crate::runtime;
+use crate::scheduler::Scheduler;
+use crate::worker::Lease;
+
+/// The waiting calls looked at for a warm instance, oldest first, each
+/// time a slot frees: a younger call for a warm function may go before
+/// older ones, but never more than this far ahead.
+const WARM_WINDOW: usize = 8;
+
+/// What the cores share of their queues.
+pub struct Signals {
+    /// Calls waiting over all cores.
+    waiting: AtomicUsize,
+    cores: Box<[CoreSignal]>,
+}
+
+#[repr(align(128))]
+#[derive(Default)]
+struct CoreSignal {
+    waiting: AtomicUsize,
+    /// A slot may have freed since its dispatcher last looked.
+    notified: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Signals {
+    pub fn new(cores: usize) -> Signals {
+        Signals { waiting: AtomicUsize::new(0), cores: (0..cores.max(1)).map(|_| CoreSignal::default()).collect() }
+    }
+
+    /// Calls waiting over all cores.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    fn core(&self, core: usize) -> &CoreSignal {
+        &self.cores[core % self.cores.len()]
+    }
+
+    fn enter(&self, core: usize) {
+        self.core(core).waiting.fetch_add(1, Ordering::SeqCst);
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn leave(&self, core: usize) {
+        self.core(core).waiting.fetch_sub(1, Ordering::SeqCst);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// A slot may have freed (a call ended): wakes the cores with waiting
+    /// calls, if any. The fence pairs with the one a dispatcher passes
+    /// before it looks: either this sees the waiting call, or the
+    /// dispatcher sees the freed slot.
+    pub fn slot_freed(&self) {
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) != 0 {
+            self.notify_all();
+        }
+    }
+
+    /// Wakes every core's dispatcher that has waiting calls (workers came,
+    /// or got room).
+    pub fn notify_all(&self) {
+        for (i, c) in self.cores.iter().enumerate() {
+            if c.waiting.load(Ordering::Relaxed) != 0 {
+                self.notify(i);
+            }
+        }
+    }
+
+    fn notify(&self, core: usize) {
+        let c = self.core(core);
+        c.notified.store(true, Ordering::Release);
+        c.waker.wake();
+    }
+
+    /// Resolves once `core` was notified since it last was.
+    async fn notified(&self, core: usize) {
+        let c = self.core(core);
+        poll_fn(|cx| {
+            if c.notified.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            c.waker.register(cx.waker());
+            match c.notified.swap(false, Ordering::AcqRel) {
+                true => Poll::Ready(()),
+                false => Poll::Pending,
+            }
+        })
+        .await
+    }
+}
+
+/// One core's waiting calls, oldest first.
+pub struct Queue {
+    core: usize,
+    calls: RefCell<VecDeque<Rc<Waiter>>>,
+}
+
+struct Waiter {
+    function: Box<str>,
+    /// The lease the dispatcher placed it with.
+    lease: Cell<Option<Lease>>,
+    waker: Cell<Option<Waker>>,
+}
+
+/// Takes a waiting call off the queue however its wait ends (placed,
+/// timed out, or its task dropped), giving back a lease it was placed
+/// with but did not take.
+struct Leave<'a> {
+    queue: &'a Queue,
+    scheduler: &'a Scheduler,
+    waiter: Rc<Waiter>,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        let mut calls = self.queue.calls.borrow_mut();
+        if let Some(i) = calls.iter().position(|w| Rc::ptr_eq(w, &self.waiter)) {
+            calls.remove(i);
+        }
+        drop(calls);
+        self.scheduler.signals().leave(self.queue.core);
+        if let Some(lease) = self.waiter.lease.take() {
+            self.scheduler.give_back(&self.waiter.function, lease);
+            self.scheduler.signals().slot_freed();
+        }
+    }
+}
+
+impl Queue {
+    pub fn new(core: usize) -> Queue {
+        Queue { core, calls: RefCell::new(VecDeque::new()) }
+    }
+
+    /// Calls waiting on this core.
+    pub fn len(&self) -> usize {
+        self.calls.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.borrow().is_empty()
+    }
+
+    /// Waits for a worker with room for a call of `function`, at most
+    /// `within`; fails at once if `limit` calls wait already.
+    pub async fn wait(
+        &self,
+        scheduler: &Scheduler,
+        function: &str,
+        limit: usize,
+        within: Duration,
+    ) -> Result<Lease, Error> {
+        let signals = scheduler.signals();
+        if signals.waiting() >= limit {
+            return Err(Error::Overloaded(format!("every worker is full and {limit} calls wait already")));
+        }
+        let waiter = Rc::new(Waiter { function: function.into(), lease: Cell::new(None), waker: Cell::new(None) });
+        self.calls.borrow_mut().push_back(Rc::clone(&waiter));
+        signals.enter(self.core);
+        let leave = Leave { queue: self, scheduler, waiter };
+        // A slot freed before this call was counted found no one waiting:
+        // the dispatcher looks once more, in order.
+        signals.notify(self.core);
+        let placed = poll_fn(|cx| match leave.waiter.lease.take() {
+            Some(lease) => Poll::Ready(lease),
+            None => {
+                leave.waiter.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        });
+        match runtime::timeout(within, placed).await {
+            Ok(lease) => Ok(lease),
+            Err(_) => leave
+                .waiter
+                .lease
+                .take()
+                .ok_or_else(|| Error::Overloaded(format!("every worker stayed full for {} ms", within.as_millis()))),
+        }
+    }
+
+    /// Places waiting calls whenever a slot may have freed, for the life of
+    /// the shard.
+    pub async fn dispatch_forever(&self, scheduler: &Scheduler) {
+        loop {
+            scheduler.signals().notified(self.core).await;
+            fence(Ordering::SeqCst);
+            self.dispatch(scheduler);
+        }
+    }
+
+    /// Places waiting calls while workers have room: a call of the first
+    /// `WARM_WINDOW` that can take a warm instance first, then the oldest.
+    fn dispatch(&self, scheduler: &Scheduler) {
+        let mut calls = self.calls.borrow_mut();
+        if scheduler.tracks_warm() {
+            let mut i = 0;
+            while i < calls.len().min(WARM_WINDOW) {
+                let Some(lease) = scheduler.try_place(&calls[i].function) else { return };
+                if lease.hint() > 0 {
+                    let waiter = calls.remove(i).expect("in range");
+                    place(&waiter, lease);
+                } else {
+                    // No warm instance for it: it waits its turn.
+                    scheduler.give_back(&calls[i].function, lease);
+                    i += 1;
+                }
+            }
+        }
+        while let Some(waiter) = calls.front() {
+            let Some(lease) = scheduler.try_place(&waiter.function) else { return };
+            let waiter = calls.pop_front().expect("a front");
+            place(&waiter, lease);
+        }
+    }
+}
+
+fn place(waiter: &Waiter, lease: Lease) {
+    waiter.lease.set(Some(lease));
+    if let Some(waker) = waiter.waker.take() {
+        waker.wake();
+    }
+}
