@@ -436,6 +436,13 @@ impl Config {
             predictive.number("worker_cores", "predictive.worker_cores", 1, 4096, defaults.worker_cores)?;
         let health_section = raw.section("health")?;
         let d = crate::scheduler::Health::default();
+        let interval = match health_section.map.get("interval_ms") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(_) => {
+                let ms = health_section.number("interval_ms", "health.interval_ms", 100, MAX_TIMEOUT_MS, 0)?;
+                Some(Duration::from_millis(ms))
+            }
+        };
         let health = crate::scheduler::Health {
             eject_after: health_section.number("eject_after", "health.eject_after", 0, 1000, d.eject_after.into())?
                 as u32,
@@ -446,6 +453,7 @@ impl Config {
                 100,
                 d.max_ejected_percent.into(),
             )? as u32,
+            interval,
         };
         let log_section = raw.section("log")?;
         let access_log = match log_section.map.get("access") {
@@ -462,7 +470,8 @@ impl Config {
         unknown_keys.extend(destroy.unknown_keys(&["only_from_workers"], "destroy_sandbox."));
         unknown_keys.extend(predictive.unknown_keys(&["worker_cores"], "predictive."));
         unknown_keys.extend(log_section.unknown_keys(&["access"], "log."));
-        unknown_keys.extend(health_section.unknown_keys(&["eject_after", "max_ejected_percent"], "health."));
+        unknown_keys
+            .extend(health_section.unknown_keys(&["eject_after", "max_ejected_percent", "interval_ms"], "health."));
         Ok(Config {
             host,
             port,
@@ -801,8 +810,13 @@ mod tests {
     fn health_says_when_workers_are_ejected() {
         let d = Config::parse("{}").unwrap().health;
         assert_eq!((d.eject_after, d.max_ejected_percent), (3, 50));
-        let c = Config::parse(r#"{"health": {"eject_after": 0, "max_ejected_percent": 100}}"#).unwrap().health;
-        assert_eq!((c.eject_after, c.max_ejected_percent), (0, 100));
+        assert_eq!(d.interval, None, "no active probing by default");
+        let c = Config::parse(r#"{"health": {"eject_after": 0, "max_ejected_percent": 100, "interval_ms": 250}}"#)
+            .unwrap()
+            .health;
+        assert_eq!((c.eject_after, c.max_ejected_percent, c.interval), (0, 100, Some(Duration::from_millis(250))));
+        let e = Config::parse(r#"{"health": {"interval_ms": 10}}"#).unwrap_err().0;
+        assert!(e.contains("\"health.interval_ms\" must be a whole number from 100 to"), "{e}");
         let e = Config::parse(r#"{"health": {"max_ejected_percent": 101}}"#).unwrap_err().0;
         assert!(e.contains("\"health.max_ejected_percent\" must be a whole number from 0 to 100"), "{e}");
     }

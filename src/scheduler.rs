@@ -23,7 +23,7 @@ pub struct Scheduler {
     workers: ArcSwap<WorkerSet>,
     next_id: AtomicU64,
     total: Arc<AtomicUsize>,
-    health: Health,
+    health: ArcSwap<Health>,
     /// What the balancer says of itself, asked once rather than per call.
     learns: bool,
     tracks_warm: bool,
@@ -46,22 +46,27 @@ pub enum Unplaced {
 
 /// When a worker is taken out of the balancers' choice (`health` in the
 /// config): after `eject_after` connection failures in a row (0: never),
-/// with at most `max_ejected_percent` of the workers out at once.
+/// with at most `max_ejected_percent` of the workers out at once. With an
+/// `interval`, every worker in is also probed that often, a failed probe
+/// counting as a failed connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Health {
     pub eject_after: u32,
     pub max_ejected_percent: u32,
+    pub interval: Option<Duration>,
 }
 
 impl Default for Health {
     fn default() -> Self {
-        Health { eject_after: 3, max_ejected_percent: 50 }
+        Health { eject_after: 3, max_ejected_percent: 50, interval: None }
     }
 }
 
 /// The first wait before an ejected worker is probed, and the longest.
 const PROBE_FIRST: Duration = Duration::from_millis(500);
 const PROBE_LAST: Duration = Duration::from_secs(30);
+/// The longest a probe waits for its answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `select` found no worker at all.
 #[derive(Debug, PartialEq, Eq)]
@@ -80,7 +85,7 @@ impl Scheduler {
             workers: ArcSwap::from_pointee(WorkerSet::default()),
             next_id: AtomicU64::new(1),
             total: Arc::new(AtomicUsize::new(0)),
-            health: Health::default(),
+            health: ArcSwap::from_pointee(Health::default()),
             learns,
             tracks_warm,
             bounded: AtomicBool::new(false),
@@ -98,9 +103,18 @@ impl Scheduler {
     }
 
     /// The same, ejecting workers as `health` says.
-    pub fn with_health(mut self, health: Health) -> Scheduler {
-        self.health = health;
+    pub fn with_health(self, health: Health) -> Scheduler {
+        self.set_health(health);
         self
+    }
+
+    /// Ejects workers as `health` says from now on.
+    pub fn set_health(&self, health: Health) {
+        self.health.store(Arc::new(health));
+    }
+
+    pub fn health(&self) -> Health {
+        **self.health.load()
     }
 
     /// A connection to `worker` failed: past `eject_after` in a row, it is
@@ -109,12 +123,13 @@ impl Scheduler {
     /// it answers and is put back.
     pub fn connect_failed(&self, worker: &Arc<Worker>) {
         let failures = worker.connect_failed();
-        if self.health.eject_after == 0 || failures < self.health.eject_after || worker.is_ejected() {
+        let health = self.health();
+        if health.eject_after == 0 || failures < health.eject_after || worker.is_ejected() {
             return;
         }
         let workers = self.workers.load();
         let out = workers.iter().filter(|w| w.is_ejected()).count();
-        let allowed = workers.len() * self.health.max_ejected_percent as usize / 100;
+        let allowed = workers.len() * health.max_ejected_percent as usize / 100;
         if out >= allowed || !worker.eject() {
             return;
         }
@@ -300,6 +315,35 @@ impl Scheduler {
     }
 }
 
+/// Probes every worker that is in each `health.interval` (while one is
+/// set), for the life of the process: a failed probe counts as a failed
+/// connection, a 2xx resets the count. A thread of its own, as blocking
+/// here stops no executor.
+pub fn probe_actively(scheduler: std::sync::Weak<Scheduler>) {
+    let spawned = std::thread::Builder::new().name("hiku-health".into()).spawn(move || loop {
+        let Some(interval) = scheduler.upgrade().map(|s| s.health().interval) else { return };
+        let Some(interval) = interval else {
+            // Off: look again later (a reload may set it).
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        };
+        std::thread::sleep(interval);
+        let Some(s) = scheduler.upgrade() else { return };
+        let workers = s.workers();
+        for w in workers.iter().filter(|w| !w.is_ejected()) {
+            if status_ok(w, interval.min(PROBE_TIMEOUT)) {
+                w.connect_succeeded();
+            } else {
+                log::debug!("worker {} failed its health probe", w.url());
+                s.connect_failed(w);
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        log::error!("cannot start the health probes: {e}");
+    }
+}
+
 /// Probes an ejected worker with backoff until it answers `GET /status`
 /// with a 2xx (then puts it back), or it is gone. A thread of its own:
 /// blocking here stops no executor.
@@ -311,7 +355,7 @@ fn probe_until_back(worker: std::sync::Weak<Worker>) {
         if !w.is_ejected() {
             return;
         }
-        if status_ok(&w) {
+        if status_ok(&w, PROBE_TIMEOUT) {
             w.restore();
             log::info!("worker {} answers again: back in", w.url());
             return;
@@ -320,10 +364,9 @@ fn probe_until_back(worker: std::sync::Weak<Worker>) {
     }
 }
 
-/// Whether the worker answers `GET /status` with a 2xx within 2 s.
-fn status_ok(w: &Worker) -> bool {
+/// Whether the worker answers `GET /status` with a 2xx `within` the time.
+fn status_ok(w: &Worker, within: Duration) -> bool {
     use std::io::{Read, Write};
-    let within = Duration::from_secs(2);
     w.addrs().iter().any(|addr| {
         let Ok(mut stream) = std::net::TcpStream::connect_timeout(addr, within) else { return false };
         let request = format!("GET /status HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", w.url().authority());
@@ -384,8 +427,11 @@ mod tests {
             assert!(!a.is_ejected());
         }
         // eject_after 0: never.
-        let s = Scheduler::new(BalancerKind::Random, urls(&["http://a:1", "http://b:1"]))
-            .with_health(Health { eject_after: 0, max_ejected_percent: 100 });
+        let s = Scheduler::new(BalancerKind::Random, urls(&["http://a:1", "http://b:1"])).with_health(Health {
+            eject_after: 0,
+            max_ejected_percent: 100,
+            interval: None,
+        });
         let a = Arc::clone(&s.workers().as_slice()[0]);
         for _ in 0..10 {
             s.connect_failed(&a);

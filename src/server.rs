@@ -609,6 +609,7 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
         .with_cores(cores);
     scheduler.set_capacities(|url| config.capacity_of(url), config.default_capacity());
     let scheduler = Arc::new(scheduler);
+    crate::scheduler::probe_actively(Arc::downgrade(&scheduler));
     log::info!(
         "hiku {} on {bound}: {} balancer, {} workers, {cores} {} cores, {driver}",
         env!("CARGO_PKG_VERSION"),

@@ -1495,3 +1495,21 @@ fn a_dead_worker_is_ejected_and_taken_back_once_it_answers() {
     let on_back = (0..40).filter(|_| c.request("POST", "/run/f", &[], b"x").worker() == back.url).count();
     assert!(on_back > 0, "the worker taken back got no call");
 }
+
+#[test]
+fn active_probes_eject_a_dead_worker_before_any_call_reaches_it() {
+    let live = Worker::start();
+    let dead = dead_url();
+    let config = serde_json::json!({"health": {"interval_ms": 100}, "retries": {"connect": 0}});
+    let hiku = start_with("random", &[&live.url, &dead], config);
+    let ejected = || sample(&scrape(&hiku), "hiku_worker_ejected", Some(("worker", dead.as_str()))) == 1.0;
+    wait_for("the dead worker ejected by its probes", ejected);
+    assert_eq!(sample(&scrape(&hiku), "hiku_worker_ejected", Some(("worker", live.url.as_str()))), 0.0);
+    let probes = live.requests();
+    wait_for("the live worker probed too", || live.requests() > probes);
+    assert!(live.seen().is_empty(), "probes are GET /status, not calls");
+    for i in 0..20 {
+        let res = hiku.post(&format!("/run/f{i}"), b"x");
+        assert_eq!((res.status, res.worker()), (200, live.url.as_str()));
+    }
+}
