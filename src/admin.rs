@@ -136,7 +136,8 @@ fn worker_list_json(set: &WorkerSet) -> String {
 pub fn instances(scheduler: &Scheduler, query: &str) -> String {
     let function = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "function").map(|(_, v)| v);
     let workers = scheduler.workers();
-    let idle = scheduler.balancer().idle_instances();
+    let balancer = scheduler.balancer();
+    let idle = balancer.idle_instances();
     let entries = idle.map_or_else(Vec::new, |idle| idle.entries(&workers, function.as_deref()));
     let url = |id| workers.get(id).map_or("", |w| w.url().as_str());
     let functions: serde_json::Map<String, serde_json::Value> = entries
@@ -160,8 +161,8 @@ pub fn instances(scheduler: &Scheduler, query: &str) -> String {
                    "idle": held, "warm_functions": warm})
         })
         .collect();
-    let balancer = scheduler.kind().name();
-    json!({"balancer": balancer, "tracked": idle.is_some(), "functions": functions, "workers": per_worker}).to_string()
+    let kind = scheduler.kind().name();
+    json!({"balancer": kind, "tracked": idle.is_some(), "functions": functions, "workers": per_worker}).to_string()
 }
 
 /// Adds the listed workers (present ones are left as they are). All are

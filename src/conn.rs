@@ -27,8 +27,12 @@ pub struct Shard {
     pub scheduler: Arc<Scheduler>,
     pub pool: Pool,
     pub cores: usize,
-    /// The settings hiku runs with (time limits, retries, limits, admin).
-    pub config: Arc<Config>,
+    /// The running config, and this core's copy of it (as of its
+    /// generation), refreshed before each request: a request sees one
+    /// config throughout.
+    pub live: Arc<crate::reload::Live>,
+    pub config: std::cell::RefCell<Rc<Config>>,
+    pub config_generation: std::cell::Cell<u64>,
     /// Its quiet connections, closed when `timeouts.client_idle` is up.
     pub parking: Parking,
     /// A drain has shut its listeners down: their accept loops may end.
@@ -45,6 +49,21 @@ pub struct Shard {
 }
 
 impl Shard {
+    /// The settings hiku runs with (time limits, retries, limits, admin).
+    pub fn config(&self) -> Rc<Config> {
+        Rc::clone(&self.config.borrow())
+    }
+
+    /// Takes the reloaded config, if there is a newer one (a relaxed load
+    /// otherwise).
+    pub fn refresh_config(&self) {
+        let generation = self.live.generation();
+        if generation != self.config_generation.get() {
+            *self.config.borrow_mut() = Rc::new(Config::clone(&self.live.config()));
+            self.config_generation.set(generation);
+        }
+    }
+
     /// This core's counters.
     pub fn counters(&self) -> &crate::metrics::Core {
         self.metrics.core(self.core)

@@ -28,6 +28,8 @@ pub enum Error {
     },
     /// A body over the limit (in bytes) of the endpoint.
     BodyTooLarge(u64),
+    /// A config reload found the file unusable (hiku runs as before).
+    ConfigRefused(String),
     /// A transfer coding other than chunked.
     NotImplemented(String),
     /// The client did not send `what` within the time.
@@ -64,6 +66,7 @@ impl Error {
             Error::Forbidden(_) => 403,
             Error::ClientTimeout { .. } => 408,
             Error::BodyTooLarge(_) => 413,
+            Error::ConfigRefused(_) => 422,
             Error::HeadTooLarge { .. } => 431,
             Error::NotImplemented(_) => 501,
             Error::NoWorkers | Error::Overloaded(_) => 503,
@@ -81,7 +84,8 @@ impl Error {
             | Error::BodyTooLarge(_)
             | Error::HeadTooLarge { .. }
             | Error::NotImplemented(_)
-            | Error::ClientTimeout { .. } => Side::Client,
+            | Error::ClientTimeout { .. }
+            | Error::ConfigRefused(_) => Side::Client,
             Error::NoWorkers | Error::Overloaded(_) => Side::Scheduler,
             Error::WorkerUnreachable { .. } | Error::BadResponse { .. } | Error::WorkerTimeout { .. } => Side::Worker,
         }
@@ -96,6 +100,7 @@ impl fmt::Display for Error {
             | Error::NotImplemented(m)
             | Error::Forbidden(m)
             | Error::Overloaded(m) => f.write_str(m),
+            Error::ConfigRefused(m) => write!(f, "config reload refused, running as before: {m}"),
             Error::Unauthorized => f.write_str("admin endpoints need Authorization: Bearer <admin.token>"),
             Error::BodyTooLarge(limit) => write!(f, "body larger than {limit} bytes"),
             Error::HeadTooLarge { bytes, fields } => {

@@ -95,6 +95,7 @@ pub mod parking;
 pub mod pool;
 pub mod proxy;
 pub mod queue;
+pub mod reload;
 pub mod runtime;
 pub mod scheduler;
 pub mod server;

@@ -35,6 +35,13 @@ enum Command {
         #[arg(long)]
         no_pin: bool,
     },
+    /// Ask the hiku running with this config file to reload it (as SIGHUP does)
+    Reload {
+        /// The JSON config file hiku runs with: its admin.listen (or host and port) and
+        /// admin.token say where to ask
+        #[arg(short, long, default_value = "hiku.json")]
+        config: PathBuf,
+    },
     /// Validate a config file and exit
     Check {
         /// The JSON config file
@@ -69,8 +76,32 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Reload { config } => {
+            let loaded = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match hiku::reload::ask(&loaded) {
+                Ok((200, body)) => {
+                    println!("reloaded: {body}");
+                    ExitCode::SUCCESS
+                }
+                Ok((422, body)) => {
+                    eprintln!("hiku: {body}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+                Ok((status, body)) => {
+                    eprintln!("hiku: reload answered {status}: {body}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("hiku: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Start { config, cores, no_pin } => {
-            let config = match load(&config) {
+            let loaded = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -80,8 +111,8 @@ fn main() -> ExitCode {
                 eprintln!("hiku: --cores {cores} is not between 1 and the {available} available cores");
                 return ExitCode::from(2);
             }
-            hiku::shutdown::handle_signals(config.shutdown_grace);
-            match hiku::server::run(&config, cores, !no_pin) {
+            hiku::shutdown::handle_signals(loaded.shutdown_grace);
+            match hiku::server::run(&loaded, Some(&config), cores, !no_pin) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("hiku: {e}");

@@ -113,7 +113,7 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, mut meta:
             },
         };
         asked[bounces] = lease.worker().id();
-        let may_bounce = bounces < shard.config.retries.overload as usize;
+        let may_bounce = bounces < shard.config().retries.overload as usize;
         let bounce_from = may_bounce.then_some(&asked[..=bounces]);
         match exchange(shard, conn, lease.worker(), upstream, meta, bounce_from).await {
             Exchanged::Done(result) => break result,
@@ -149,7 +149,7 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, mut meta:
     conn.ubuf.clear();
     match result {
         Ok((_, keep_alive, _)) => {
-            let within = shard.config.timeouts.client_send;
+            let within = shard.config().timeouts.client_send;
             flush(&mut conn.client, &mut conn.out, within).await.is_ok() && keep_alive
         }
         Err(Failure::Answer { error, body_read }) => {
@@ -207,7 +207,7 @@ async fn connect(shard: &Shard, conn: &mut Conn, lease: &mut Lease, meta: Reques
     let mut attempts = 0;
     loop {
         let worker = lease.worker();
-        let cause = match crate::pool::connect(worker, shard.config.timeouts.upstream_connect).await {
+        let cause = match crate::pool::connect(worker, shard.config().timeouts.upstream_connect).await {
             Ok(stream) => {
                 worker.connect_succeeded();
                 return Ok(stream);
@@ -220,7 +220,7 @@ async fn connect(shard: &Shard, conn: &mut Conn, lease: &mut Lease, meta: Reques
         tried[attempts] = worker.id();
         attempts += 1;
         let error = Error::WorkerUnreachable { worker: worker.url().to_string(), cause };
-        let next = match attempts <= shard.config.retries.connect as usize {
+        let next = match attempts <= shard.config().retries.connect as usize {
             true => shard.scheduler.select_other(&tried[..attempts]),
             false => None,
         };
@@ -295,12 +295,12 @@ async fn send_and_read_head(
     let resend = whole.is_some() && meta.idempotent;
     let mut first = Some(upstream);
     let mut body_cut = false;
-    let within = shard.config.timeouts.upstream_response;
+    let within = shard.config().timeouts.upstream_response;
     let timed_out = || Error::WorkerTimeout { worker: worker.url().to_string(), within };
     let upstream = loop {
         let (mut up, reused) = match first.take() {
             Some(first) => first,
-            None => match crate::pool::connect(worker, shard.config.timeouts.upstream_connect).await {
+            None => match crate::pool::connect(worker, shard.config().timeouts.upstream_connect).await {
                 Ok(up) => (up, false),
                 Err(e) => {
                     return Err(Failure::Answer { error: unreachable(e.to_string()), body_read: whole.is_some() })
@@ -428,11 +428,11 @@ async fn send_streaming(
     if meta.expect_continue {
         conn.send_continue().await.map_err(CopyError::Read)?;
     }
-    let timeouts = &shard.config.timeouts;
+    let timeouts = shard.config().timeouts;
     let bounds = Bounds {
         read_within: timeouts.client_body,
         write_within: timeouts.upstream_response,
-        max_bytes: shard.config.limits.max_body_bytes,
+        max_bytes: shard.config().limits.max_body_bytes,
     };
     copy_body(&mut conn.client, &mut conn.rbuf, up, meta.framing, false, &mut conn.out, bounds).await?;
     flush(up, &mut conn.out, timeouts.upstream_response).await
@@ -539,7 +539,7 @@ async fn relay_response(
     conn.ubuf.consume(head_len);
     let decode = framing == Framing::Chunked && meta.version == Version::Http10;
     let client_keep = meta.keep_alive && !(framing == Framing::Close || decode);
-    let timeouts = &shard.config.timeouts;
+    let timeouts = shard.config().timeouts;
     let bounds =
         Bounds { read_within: timeouts.upstream_response, write_within: timeouts.client_send, max_bytes: u64::MAX };
     let copied = copy_body(&mut up, &mut conn.ubuf, &mut conn.client, framing, decode, &mut conn.out, bounds).await;

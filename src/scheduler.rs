@@ -1,6 +1,8 @@
-//! The `Scheduler`: state shared by every core. The worker set is an
-//! immutable snapshot behind an `ArcSwap`; changes publish a new one with a
-//! compare-and-swap loop, then tell the balancer.
+//! The `Scheduler`: state shared by every core. The worker set and the
+//! balancer are an immutable [`Snapshot`] behind an `ArcSwap`, read with
+//! one atomic load per call; changes (workers added or removed, a balancer
+//! reloaded) publish a new one with a compare-and-swap loop, then tell the
+//! balancer.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -18,21 +20,40 @@ use crate::worker::{Lease, Worker, WorkerId, WorkerSet};
 pub type NewWorker = (WorkerUrl, Vec<SocketAddr>);
 
 pub struct Scheduler {
-    kind: BalancerKind,
-    balancer: Arc<dyn Balancer>,
-    workers: ArcSwap<WorkerSet>,
+    snapshot: ArcSwap<Snapshot>,
     next_id: AtomicU64,
     total: Arc<AtomicUsize>,
     health: ArcSwap<Health>,
     /// What the balancer says of itself, asked once rather than per call.
-    learns: bool,
-    tracks_warm: bool,
+    learns: AtomicBool,
+    tracks_warm: AtomicBool,
     /// Whether any worker has a capacity: only then can calls wait.
     bounded: AtomicBool,
     /// The capacity a worker gets when it is added (`usize::MAX`: none).
     default_capacity: AtomicUsize,
     /// The cores' queues of calls waiting for a worker with room.
     signals: Signals,
+}
+
+/// The workers and the balancer that chooses among them, published together.
+pub struct Snapshot {
+    set: WorkerSet,
+    kind: BalancerKind,
+    balancer: Arc<dyn Balancer>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot").field("set", &self.set).field("kind", &self.kind).finish()
+    }
+}
+
+impl std::ops::Deref for Snapshot {
+    type Target = WorkerSet;
+
+    fn deref(&self) -> &WorkerSet {
+        &self.set
+    }
 }
 
 /// Why a call found no worker.
@@ -80,14 +101,12 @@ impl Scheduler {
     pub fn with_balancer(kind: BalancerKind, balancer: Arc<dyn Balancer>, workers: Vec<NewWorker>) -> Scheduler {
         let (learns, tracks_warm) = (balancer.learns(), balancer.idle_instances().is_some());
         let s = Scheduler {
-            kind,
-            balancer,
-            workers: ArcSwap::from_pointee(WorkerSet::default()),
+            snapshot: ArcSwap::from_pointee(Snapshot { set: WorkerSet::default(), kind, balancer }),
             next_id: AtomicU64::new(1),
             total: Arc::new(AtomicUsize::new(0)),
             health: ArcSwap::from_pointee(Health::default()),
-            learns,
-            tracks_warm,
+            learns: AtomicBool::new(learns),
+            tracks_warm: AtomicBool::new(tracks_warm),
             bounded: AtomicBool::new(false),
             default_capacity: AtomicUsize::new(usize::MAX),
             signals: Signals::new(1),
@@ -127,7 +146,7 @@ impl Scheduler {
         if health.eject_after == 0 || failures < health.eject_after || worker.is_ejected() {
             return;
         }
-        let workers = self.workers.load();
+        let workers = self.snapshot.load();
         let out = workers.iter().filter(|w| w.is_ejected()).count();
         let allowed = workers.len() * health.max_ejected_percent as usize / 100;
         if out >= allowed || !worker.eject() {
@@ -143,25 +162,44 @@ impl Scheduler {
     }
 
     pub fn kind(&self) -> BalancerKind {
-        self.kind
+        self.snapshot.load().kind
     }
 
-    pub fn balancer(&self) -> &dyn Balancer {
-        &*self.balancer
+    pub fn balancer(&self) -> Arc<dyn Balancer> {
+        Arc::clone(&self.snapshot.load().balancer)
     }
 
     /// The current worker set (one atomic load; hold it briefly).
-    pub fn workers(&self) -> Guard<Arc<WorkerSet>> {
-        self.workers.load()
+    pub fn workers(&self) -> Guard<Arc<Snapshot>> {
+        self.snapshot.load()
     }
 
     /// Picks and leases a worker for `function`.
     pub fn select(&self, function: &str) -> Result<Lease, NoWorkers> {
-        let workers = self.workers.load();
-        if workers.is_empty() {
+        let now = self.snapshot.load();
+        if now.set.is_empty() {
             return Err(NoWorkers);
         }
-        Ok(self.balancer.select(&workers, function))
+        Ok(now.balancer.select(&now.set, function))
+    }
+
+    /// Changes the balancer: new calls are placed by `balancer` (of
+    /// `kind`), knowing nothing yet; calls in flight end with it too.
+    pub fn set_balancer(&self, kind: BalancerKind, balancer: Arc<dyn Balancer>) {
+        let mut current = self.snapshot.load_full();
+        loop {
+            let set = WorkerSet::new(current.generation() + 1, current.as_slice().to_vec());
+            let next = Arc::new(Snapshot { set, kind, balancer: Arc::clone(&balancer) });
+            let prev = self.snapshot.compare_and_swap(&current, Arc::clone(&next));
+            if Arc::ptr_eq(&prev, &current) {
+                self.learns.store(balancer.learns(), Ordering::Relaxed);
+                self.tracks_warm.store(balancer.idle_instances().is_some(), Ordering::Relaxed);
+                balancer.workers_changed(&next.set);
+                self.signals.notify_all();
+                return;
+            }
+            current = Guard::into_inner(prev);
+        }
     }
 
     /// Places a call of `function`: the balancer's choice, if its worker
@@ -194,7 +232,7 @@ impl Scheduler {
     /// Undoes a choice that was not used: what the balancer took for it (a
     /// warm idle instance) is given back, and the lease dropped.
     pub fn give_back(&self, function: &str, lease: Lease) {
-        self.balancer.unselect(function, &lease);
+        self.snapshot.load().balancer.unselect(function, &lease);
     }
 
     /// The cores' shared queue signals.
@@ -207,7 +245,7 @@ impl Scheduler {
     /// are placed if that made room.
     pub fn set_capacities(&self, capacity_of: impl Fn(&WorkerUrl) -> Option<usize>, default: Option<usize>) {
         self.default_capacity.store(default.unwrap_or(usize::MAX), Ordering::Relaxed);
-        let workers = self.workers.load();
+        let workers = self.snapshot.load();
         let mut bounded = default.is_some();
         for w in workers.iter() {
             let capacity = capacity_of(w.url());
@@ -223,35 +261,36 @@ impl Scheduler {
     /// failed (nothing was sent, so any worker will do; the balancer's
     /// pick is what failed), or the worker said it was overloaded.
     pub fn select_other(&self, tried: &[WorkerId]) -> Option<Lease> {
-        let workers = self.workers.load();
+        let workers = self.snapshot.load();
         let others = workers.iter().filter(|w| !tried.contains(&w.id()));
         others.min_by_key(|w| w.load()).map(Lease::new).filter(Lease::admitted)
     }
 
     /// Whether the balancer learns from answers (see `Balancer::learns`).
     pub fn learns(&self) -> bool {
-        self.learns
+        self.learns.load(Ordering::Relaxed)
     }
 
     /// Whether the balancer keeps warm idle instances (`Balancer::idle_instances`).
     pub fn tracks_warm(&self) -> bool {
-        self.tracks_warm
+        self.tracks_warm.load(Ordering::Relaxed)
     }
 
     /// Tells the balancer what a completed call's answer said.
     pub fn observe(&self, function: &str, lease: &Lease, answer: Answer) {
-        self.balancer.observe(function, lease, answer);
+        self.snapshot.load().balancer.observe(function, lease, answer);
     }
 
     /// Ends a request: tells the balancer, then frees the lease. A worker
     /// removed meanwhile is not recorded as holding anything.
     pub fn release(&self, function: &str, lease: Lease, outcome: Outcome) {
-        let present = self.workers.load().get(lease.worker().id()).is_some();
+        let now = self.snapshot.load();
+        let present = now.get(lease.worker().id()).is_some();
         let outcome = if present { outcome } else { Outcome::Failed };
         if outcome == Outcome::Failed {
             lease.worker().failed();
         }
-        self.balancer.release(function, lease.worker(), outcome);
+        now.balancer.release(function, lease.worker(), outcome);
         drop(lease);
         if self.bounded.load(Ordering::Relaxed) {
             self.signals.slot_freed();
@@ -259,7 +298,7 @@ impl Scheduler {
     }
 
     /// Adds the workers not present yet; returns the resulting set.
-    pub fn add(&self, new: Vec<NewWorker>) -> Arc<WorkerSet> {
+    pub fn add(&self, new: Vec<NewWorker>) -> Arc<Snapshot> {
         let result: Result<_, ()> = self.update(|current| {
             let mut list = current.as_slice().to_vec();
             for (url, addrs) in &new {
@@ -276,7 +315,7 @@ impl Scheduler {
     }
 
     /// Removes the workers; if any is absent, nothing changes and it is returned.
-    pub fn remove(&self, urls: &[WorkerUrl]) -> Result<Arc<WorkerSet>, WorkerUrl> {
+    pub fn remove(&self, urls: &[WorkerUrl]) -> Result<Arc<Snapshot>, WorkerUrl> {
         self.update(|current| {
             if let Some(absent) = urls.iter().find(|u| current.find_url(u).is_none()) {
                 return Err(absent.clone());
@@ -289,9 +328,9 @@ impl Scheduler {
     /// A worker (named by `host`, as OpenLambda sends it) evicted an idle
     /// instance of `function`. `None` if no worker has that name.
     pub fn sandbox_destroyed(&self, function: &str, host: &str) -> Option<bool> {
-        let workers = self.workers.load();
-        let worker = workers.iter().find(|w| w.is_named_by(host))?;
-        Some(self.balancer.sandbox_destroyed(function, worker))
+        let now = self.snapshot.load();
+        let worker = now.iter().find(|w| w.is_named_by(host))?;
+        Some(now.balancer.sandbox_destroyed(function, worker))
     }
 
     /// Publishes `change(current)` (if it is `Some`) with a compare-and-swap,
@@ -299,14 +338,15 @@ impl Scheduler {
     fn update<E>(
         &self,
         change: impl Fn(&WorkerSet) -> Result<Option<Vec<Arc<Worker>>>, E>,
-    ) -> Result<Arc<WorkerSet>, E> {
-        let mut current = self.workers.load_full();
+    ) -> Result<Arc<Snapshot>, E> {
+        let mut current = self.snapshot.load_full();
         loop {
             let Some(list) = change(&current)? else { return Ok(current) };
-            let next = Arc::new(WorkerSet::new(current.generation() + 1, list));
-            let prev = self.workers.compare_and_swap(&current, Arc::clone(&next));
+            let set = WorkerSet::new(current.generation() + 1, list);
+            let next = Arc::new(Snapshot { set, kind: current.kind, balancer: Arc::clone(&current.balancer) });
+            let prev = self.snapshot.compare_and_swap(&current, Arc::clone(&next));
             if Arc::ptr_eq(&prev, &current) {
-                self.balancer.workers_changed(&next);
+                next.balancer.workers_changed(&next.set);
                 self.signals.notify_all();
                 return Ok(next);
             }
@@ -473,6 +513,23 @@ mod tests {
             s.add(urls(&["http://d:1"]));
             assert_eq!(s.workers().find_url(&WorkerUrl::parse("http://d:1").unwrap()).unwrap().capacity(), 2);
         }
+    }
+
+    #[test]
+    fn a_new_balancer_places_new_calls_and_ends_those_in_flight() {
+        let s = Scheduler::new(BalancerKind::Random, urls(&["http://a:1", "http://b:1"]));
+        let before = s.select("f").unwrap();
+        assert!(!s.learns() && !s.tracks_warm());
+        s.set_balancer(BalancerKind::PullBased, BalancerKind::PullBased.build());
+        assert_eq!((s.kind(), s.tracks_warm()), (BalancerKind::PullBased, true));
+        let worker = before.worker().id();
+        s.release("f", before, Outcome::Completed);
+        let idle = s.balancer();
+        assert_eq!(idle.idle_instances().unwrap().count("f", worker), 1, "the call in flight ended with the new one");
+        assert_eq!(s.select("f").unwrap().worker().id(), worker, "and it places by its own rule");
+        s.set_balancer(BalancerKind::Predictive, BalancerKind::Predictive.build());
+        assert!(s.learns());
+        assert_eq!(s.workers().len(), 2);
     }
 
     #[test]

@@ -50,6 +50,7 @@ enum Route<'a> {
     AddWorkers,
     RemoveWorkers,
     Instances,
+    Reload,
     Metrics,
     /// A `/run` or `/destroySandbox` path without exactly two segments.
     BadPath,
@@ -62,6 +63,7 @@ fn route(path: &str) -> Route<'_> {
         "/admin/workers/add" => return Route::AddWorkers,
         "/admin/workers/remove" => return Route::RemoveWorkers,
         "/admin/instances" => return Route::Instances,
+        "/admin/reload" => return Route::Reload,
         "/metrics" => return Route::Metrics,
         _ => {}
     }
@@ -99,7 +101,7 @@ async fn serve_task(shard: Rc<Shard>, conn: Conn) {
 /// The shard's [parking](crate::parking) shuts it down if nothing comes
 /// before `timeouts.client_idle` is up.
 fn park(shard: Rc<Shard>, mut conn: Conn) {
-    let left = shard.config.timeouts.client_idle.saturating_sub(HOT_IDLE);
+    let left = shard.config().timeouts.client_idle.saturating_sub(HOT_IDLE);
     if left.is_zero() || shutdown::draining() {
         return;
     }
@@ -119,7 +121,9 @@ fn park(shard: Rc<Shard>, mut conn: Conn) {
 async fn serve(shard: Rc<Shard>, mut conn: Conn) -> Option<Conn> {
     loop {
         conn.input_done = false;
-        match read_request_head(&mut conn, shard.config.timeouts, shard.config.limits).await {
+        shard.refresh_config();
+        let config = shard.config();
+        match read_request_head(&mut conn, config.timeouts, config.limits).await {
             Ok(Head::Ready) => {}
             Ok(Head::Closed) => return None,
             Ok(Head::Quiet) => return Some(conn),
@@ -285,7 +289,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// parsed fields (a large array) never live across an await.
 fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
     let mut headers = http::empty_headers();
-    let req = match parse_head(conn.rbuf.data(), &mut headers, shard.config.limits) {
+    let req = match parse_head(conn.rbuf.data(), &mut headers, shard.config().limits) {
         Ok(Some(req)) => req,
         Ok(None) => return Plan::Refuse(Error::BadRequest("incomplete request head".into())),
         Err(e) => return Plan::Refuse(e),
@@ -308,14 +312,16 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
     let head_len = req.head_len;
     let mut route = route(req.path());
     // With admin.listen, its endpoints are there alone, and nothing else is.
-    let admin_route =
-        matches!(route, Route::Status | Route::Metrics | Route::AddWorkers | Route::RemoveWorkers | Route::Instances);
-    if shard.config.admin_listen.is_some() && admin_route != conn.admin {
+    let admin_route = matches!(
+        route,
+        Route::Status | Route::Metrics | Route::AddWorkers | Route::RemoveWorkers | Route::Instances | Route::Reload
+    );
+    if shard.config().admin_listen.is_some() && admin_route != conn.admin {
         route = Route::NotFound;
     }
     let local = match route {
         Route::Run(function) => {
-            let max_body = shard.config.limits.max_body_bytes;
+            let max_body = shard.config().limits.max_body_bytes;
             if let Err(e) = body {
                 Local::Error(Error::BadRequest(e.to_string()))
             } else if matches!(req.framing, Framing::Length(n) if n > max_body)
@@ -351,18 +357,21 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
                 }
             }
         }
-        Route::DestroySandbox(_) if shard.config.destroy_only_from_workers && !from_a_worker(shard, conn.peer) => {
+        Route::DestroySandbox(_) if shard.config().destroy_only_from_workers && !from_a_worker(shard, conn.peer) => {
             Local::Error(Error::Forbidden(format!("destroySandbox is taken only from workers, not from {}", conn.peer)))
         }
         Route::DestroySandbox(function) => Local::DestroySandbox(function.to_string()),
         Route::Status => Local::Status,
         Route::Metrics => Local::Metrics,
-        Route::AddWorkers | Route::RemoveWorkers | Route::Instances if !admin_allowed(&shard.config, req.headers) => {
+        Route::AddWorkers | Route::RemoveWorkers | Route::Instances | Route::Reload
+            if !admin_allowed(&shard.config(), req.headers) =>
+        {
             Local::Error(Error::Unauthorized)
         }
         Route::AddWorkers => Local::AddWorkers(req.query().to_string()),
         Route::RemoveWorkers => Local::RemoveWorkers(req.query().to_string()),
         Route::Instances => Local::Instances(req.query().to_string()),
+        Route::Reload => Local::Reload,
         Route::BadPath => {
             Local::Error(Error::BadRequest(format!("could not find a function name in path {}", req.path())))
         }
@@ -379,6 +388,7 @@ enum Local {
     AddWorkers(String),
     RemoveWorkers(String),
     Instances(String),
+    Reload,
     Metrics,
     Error(Error),
 }
@@ -417,7 +427,7 @@ fn account_refused(shard: &Shard, conn: &Conn, error: &Error) {
 /// Waits in the core's queue for a worker with room, then forwards the
 /// call; a full queue or a wait past `queue.timeout_ms` is a **503**.
 async fn wait_and_forward(shard: &Shard, conn: &mut Conn, meta: RequestMeta) -> bool {
-    let queue = shard.config.queue;
+    let queue = shard.config().queue;
     match shard.queue.wait(&shard.scheduler, &conn.function, queue.limit, queue.timeout).await {
         Ok(lease) => {
             shard.counters().decision(Decision::Queued);
@@ -439,7 +449,7 @@ async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: Request
         Local::Error(e) => return conn.answer_error(&e, meta).await,
         local => local,
     };
-    let body = match read_small_body(conn, meta, shard.config.timeouts).await {
+    let body = match read_small_body(conn, meta, shard.config().timeouts).await {
         Ok(body) => {
             conn.input_done = true;
             body
@@ -460,6 +470,7 @@ async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: Request
         Local::AddWorkers(query) => admin::add_workers(&shard.scheduler, &query).await,
         Local::RemoveWorkers(query) => admin::remove_workers(&shard.scheduler, &query),
         Local::Instances(query) => Ok(admin::instances(&shard.scheduler, &query)),
+        Local::Reload => reload(shard).await,
         Local::DestroySandbox(function) => admin::destroy_sandbox(&shard.scheduler, &function, &body).map(|removed| {
             shard.counters().sandbox_destroyed(removed);
             serde_json::json!({ "removed": removed }).to_string()
@@ -471,6 +482,20 @@ async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: Request
             conn.send(200, "application/json", json.as_bytes(), meta.keep_alive, Some(meta)).await && meta.keep_alive
         }
         Err(e) => conn.send_error(&e, meta.keep_alive, Some(meta)).await && meta.keep_alive,
+    }
+}
+
+/// `/admin/reload`: re-reads the config file (off the executor: it
+/// resolves new workers' names) and says what changed, or why the file
+/// was refused (**422**, hiku running as before).
+async fn reload(shard: &Shard) -> Result<String, Error> {
+    let live = Arc::clone(&shard.live);
+    let outcome =
+        runtime::blocking(move || live.reload()).await.unwrap_or_else(|e| Err(format!("the reload did not run: {e}")));
+    crate::reload::log_outcome(outcome.clone());
+    match outcome {
+        Ok(changes) => Ok(serde_json::json!({ "reloaded": true, "changes": changes }).to_string()),
+        Err(e) => Err(Error::ConfigRefused(e)),
     }
 }
 
@@ -591,10 +616,9 @@ fn resolve_workers(config: &Config) -> Vec<NewWorker> {
         .collect()
 }
 
-/// Runs hiku on `cores` cores until the process is stopped.
-/// Serves `config` on `cores` shards, each pinned to a core of its own if
-/// `pin`, until the process ends.
-pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
+/// Serves `config` (read from `path`, which reloads re-read) on `cores`
+/// shards, each pinned to a core of its own if `pin`, until the process ends.
+pub fn run(config: &Config, path: Option<&std::path::Path>, cores: usize, pin: bool) -> Result<(), String> {
     let driver = Driver::choose()?;
     crate::sys::raise_limits();
     let addr = config.listen_addr().map_err(|e| e.to_string())?;
@@ -626,7 +650,8 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
     });
     let inputs: Vec<(Socket, Option<Socket>)> = sockets.into_iter().map(|s| (s, admin.take())).collect();
     let max_connections = config.limits.max_connections.unwrap_or_else(|| crate::sys::open_file_limit() / 2).max(1);
-    let config = Arc::new(config.clone());
+    let live = crate::reload::Live::new(path.map(Into::into), config.clone(), Arc::clone(&scheduler));
+    let config = live.config();
     let metrics = Arc::new(crate::metrics::Metrics::new(cores));
     let access = match &config.access_log {
         Some(path) => Some(
@@ -637,7 +662,7 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
     };
     runtime::run_shards(inputs, driver, pin, move |i, (socket, admin): (Socket, Option<Socket>)| {
         let scheduler = Arc::clone(&scheduler);
-        let config = Arc::clone(&config);
+        let live = Arc::clone(&live);
         let metrics = Arc::clone(&metrics);
         let access = access.clone();
         async move {
@@ -662,7 +687,9 @@ pub fn run(config: &Config, cores: usize, pin: bool) -> Result<(), String> {
                 scheduler,
                 pool,
                 cores,
-                config,
+                config: std::cell::RefCell::new(Rc::new(Config::clone(&live.config()))),
+                config_generation: std::cell::Cell::new(live.generation()),
+                live,
                 parking,
                 listeners_shut,
                 metrics,
@@ -745,7 +772,7 @@ async fn watch_for_drain(shard: Rc<Shard>, listeners: [Option<RawFd>; 2]) {
 }
 
 async fn close_idle(shard: Rc<Shard>) {
-    let every = crate::parking::sweep_every(shard.config.timeouts.client_idle);
+    let every = crate::parking::sweep_every(shard.config().timeouts.client_idle);
     loop {
         runtime::sleep(every).await;
         shard.parking.sweep(Instant::now());
@@ -800,6 +827,7 @@ mod tests {
         assert_eq!(route("/admin/workers/add"), Route::AddWorkers);
         assert_eq!(route("/admin/workers/remove"), Route::RemoveWorkers);
         assert_eq!(route("/admin/instances"), Route::Instances);
+        assert_eq!(route("/admin/reload"), Route::Reload);
         assert_eq!(route("/metrics"), Route::Metrics);
         assert_eq!(route("/"), Route::NotFound);
         assert_eq!(route("/runner/f"), Route::NotFound);

@@ -3,9 +3,8 @@
 //! closes its parked keep-alive connections, and answers what is in flight
 //! with `Connection: close`; the process exits 0 once no connection is
 //! left, or when `shutdown_grace_ms` is up. A second SIGTERM or SIGINT
-//! exits at once. SIGHUP, which operators send by habit to reload, is
-//! logged and ignored (there is no reload yet); SIGPIPE is ignored by the
-//! Rust runtime already.
+//! exits at once. SIGHUP reloads the config ([`crate::reload`]); SIGPIPE
+//! is ignored by the Rust runtime already.
 //!
 //! The signals are blocked in every thread and taken by one thread of
 //! their own with `sigwait`, so no handler runs inside a shard. The shards
@@ -80,7 +79,14 @@ pub fn handle_signals(grace: Duration) {
             continue;
         }
         match signal {
-            libc::SIGHUP => log::info!("SIGHUP ignored: hiku cannot reload its config yet (restart it to change it)"),
+            libc::SIGHUP => {
+                // A thread of its own: resolving new workers may take a
+                // while, and a SIGTERM meanwhile must not wait for it.
+                let reload = std::thread::Builder::new().name("hiku-reload".into()).spawn(crate::reload::on_signal);
+                if let Err(e) = reload {
+                    log::error!("SIGHUP: cannot start the reload: {e}");
+                }
+            }
             _ if DRAINING.swap(true, Ordering::Relaxed) => {
                 log::warn!("{}: exiting now, {} connections open", name(signal), open_connections());
                 std::process::exit(1);

@@ -1074,6 +1074,76 @@ fn sighup_does_not_stop_hiku() {
     assert!(!refuses_connections(&hiku));
 }
 
+/// Writes a config for `workers` with `extra` keys where `hiku` reads it.
+fn rewrite_config(hiku: &Hiku, balancer: &str, workers: &[&str], extra: serde_json::Value) {
+    let mut config = serde_json::json!({ "host": "127.0.0.1", "port": 0, "balancer": balancer, "workers": workers });
+    config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    std::fs::write(hiku.config_path(), config.to_string()).unwrap();
+}
+
+#[test]
+fn sighup_reloads_workers_balancer_capacity_and_timeouts_and_keeps_a_bad_file_out() {
+    let (a, b) = (Worker::start(), Worker::start());
+    let hiku = start_with("random", &[&a.url], serde_json::json!({"timeouts_ms": {"upstream_response": 300}}));
+    assert_eq!(hiku.post("/run/f?mode=hold", b"x").status, 504, "300 ms to answer");
+    let extra = serde_json::json!({"timeouts_ms": {"upstream_response": 20000}, "workers_max_inflight": 5});
+    rewrite_config(&hiku, "least-connections", &[&b.url], extra);
+    hiku.signal(libc::SIGHUP);
+    wait_for("the new balancer", || hiku.get("/status").json()["balancer"] == "least-connections");
+    let status = hiku.get("/status").json();
+    assert_eq!(status["workers"].as_array().unwrap().len(), 1);
+    assert_eq!((status["workers"][0]["url"].as_str(), status["workers"][0]["capacity"].as_u64()), (Some(b.url.as_str()), Some(5)));
+    // The new time limit: a call that takes 500 ms is answered.
+    let mut held = send_call(&hiku, "/run/f?mode=hold");
+    wait_for("the call held", || b.held() == 1);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    b.open_gate();
+    let res = held.read(false);
+    assert_eq!((res.status, res.worker()), (200, b.url.as_str()));
+    // A file that does not load is refused: hiku runs on as it was.
+    std::fs::write(hiku.config_path(), "{\"balancer\": \"round-robin\"}").unwrap();
+    hiku.signal(libc::SIGHUP);
+    wait_for("the refusal logged", || hiku.stderr().contains("config reload refused"));
+    assert!(hiku.stderr().contains("round-robin"), "{}", hiku.stderr());
+    assert_eq!(hiku.get("/status").json()["balancer"], "least-connections");
+    assert_eq!(hiku.post("/run/f", b"x").status, 200);
+}
+
+#[test]
+fn admin_reload_and_hiku_reload_say_what_changed_or_why_not() {
+    let (a, b) = (Worker::start(), Worker::start());
+    let admin = serde_json::json!({"admin": {"token": "t0k"}});
+    let hiku = start_with("pull-based", &[&a.url], admin.clone());
+    rewrite_config(&hiku, "pull-based", &[&a.url, &b.url], admin.clone());
+    assert_eq!(hiku.post("/admin/reload", b"").status, 401, "an admin endpoint");
+    let auth = [("Authorization", "Bearer t0k")];
+    let res = hiku.client().request("POST", "/admin/reload", &auth, b"");
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.json(), serde_json::json!({"reloaded": true, "changes": [format!("worker added: {}", b.url)]}));
+    // What takes a restart is kept, and said.
+    let mut moved = admin.clone();
+    moved.as_object_mut().unwrap().insert("port".into(), 1.into());
+    rewrite_config(&hiku, "pull-based", &[&a.url, &b.url], moved);
+    let res = hiku.client().request("POST", "/admin/reload", &auth, b"");
+    assert_eq!(res.json()["changes"], serde_json::json!(["port: takes a restart (kept)"]));
+    // A bad file: 422, naming the problem.
+    std::fs::write(hiku.config_path(), "{\"workers\": [\"localhost:5000\"]}").unwrap();
+    let res = hiku.client().request("POST", "/admin/reload", &auth, b"");
+    assert_eq!(res.status, 422);
+    assert!(res.text().starts_with("config reload refused, running as before: "), "{}", res.text());
+    assert!(res.text().contains("localhost:5000"), "{}", res.text());
+    // `hiku reload` asks the same, at the address and with the token of
+    // the file it is given.
+    let mut ask = admin.clone();
+    ask.as_object_mut().unwrap().extend(serde_json::json!({"host": "127.0.0.1", "port": hiku.addr.port(), "workers": [&a.url]}).as_object().unwrap().clone());
+    std::fs::write(hiku.config_path(), ask.to_string()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hiku")).args(["reload", "-c"]).arg(hiku.config_path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&format!("worker removed: {}", b.url)), "{said}");
+    assert_eq!(hiku.get("/status").json()["workers"].as_array().unwrap().len(), 1);
+}
+
 #[test]
 fn a_client_that_leaves_while_its_worker_works_frees_the_worker() {
     let w = Worker::start();

@@ -108,6 +108,11 @@ impl Hiku {
         self.request("POST", target, body)
     }
 
+    /// The config file hiku was started with (a reload re-reads it).
+    pub fn config_path(&self) -> PathBuf {
+        self.stderr.with_file_name("hiku.json")
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }

@@ -1,0 +1,211 @@
+//! Changing the config while hiku runs: SIGHUP, `POST /admin/reload` or
+//! `hiku reload` re-read the file hiku was started with. A file that does
+//! not load is logged and refused, and hiku goes on as it was. Otherwise:
+//!
+//! - workers come and go as with `/admin/workers/add` and `remove`: the
+//!   file's list becomes the set (calls in flight on a removed worker end);
+//! - capacities and health apply at once, to new calls;
+//! - a new balancer (or new `limits.max_functions`,
+//!   `predictive.worker_cores`) places new calls, starting with no warm
+//!   instances known;
+//! - everything else read per call (timeouts, retries, limits, queue,
+//!   admin token, destroy_sandbox) applies to the next request on each core.
+//!
+//! What is bound at start (`host`, `port`, `admin.listen`,
+//! `limits.max_connections`, `log.access`, `shutdown_grace_ms`) keeps its
+//! running value, with a warning that it takes a restart.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use arc_swap::ArcSwap;
+
+use crate::config::Config;
+use crate::scheduler::Scheduler;
+
+/// The running config, and how to load the next one.
+pub struct Live {
+    /// The file hiku was started with (`None`: nothing to re-read).
+    path: Option<PathBuf>,
+    config: ArcSwap<Config>,
+    /// Bumped on every reload: cores compare it to refresh their copy.
+    generation: AtomicU64,
+    scheduler: Arc<Scheduler>,
+    /// One reload at a time (signals and admin calls may overlap; never
+    /// taken on the request path).
+    reloading: Mutex<()>,
+}
+
+/// The running process's `Live`, for the signal thread.
+static LIVE: OnceLock<Arc<Live>> = OnceLock::new();
+
+impl Live {
+    pub fn new(path: Option<PathBuf>, config: Config, scheduler: Arc<Scheduler>) -> Arc<Live> {
+        let live = Arc::new(Live {
+            path,
+            config: ArcSwap::from_pointee(config),
+            generation: AtomicU64::new(0),
+            scheduler,
+            reloading: Mutex::new(()),
+        });
+        let _ = LIVE.set(Arc::clone(&live));
+        live
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Changes with every reload (a relaxed load: cheap on every request).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Re-reads the file and applies it; returns what changed (one line
+    /// each), or why the file was refused. Blocks (it reads a file and
+    /// resolves new workers' names): call it off the executors.
+    pub fn reload(&self) -> Result<Vec<String>, String> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let path = self.path.as_ref().ok_or("hiku was not started from a config file")?;
+        let mut next = Config::load(path).map_err(|e| e.to_string())?;
+        for key in &next.unknown_keys {
+            log::warn!("{}: unknown key {key:?} ignored", path.display());
+        }
+        let current = self.config.load_full();
+        let mut changes = Vec::new();
+        keep_start_bound(&current, &mut next, &mut changes);
+        self.apply_workers(&next, &mut changes);
+        let rebuild = next.balancer != current.balancer
+            || next.limits.max_functions != current.limits.max_functions
+            || next.worker_cores != current.worker_cores;
+        if rebuild {
+            let balancer = next.balancer.build_with(next.limits.max_functions, next.worker_cores);
+            self.scheduler.set_balancer(next.balancer, balancer);
+            changes.push(format!("balancer: {} (new calls; no warm instances known yet)", next.balancer));
+        }
+        self.scheduler.set_capacities(|url| next.capacity_of(url), next.default_capacity());
+        self.scheduler.set_health(next.health);
+        note_per_call(&current, &next, &mut changes);
+        self.config.store(Arc::new(next));
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        Ok(changes)
+    }
+
+    /// Makes the running set the file's list: removes workers it no longer
+    /// has, adds (resolving their names) the ones it has newly.
+    fn apply_workers(&self, next: &Config, changes: &mut Vec<String>) {
+        let running: Vec<_> = self.scheduler.workers().iter().map(|w| w.url().clone()).collect();
+        let gone: Vec<_> = running.iter().filter(|u| !next.workers.contains(u)).cloned().collect();
+        if !gone.is_empty() && self.scheduler.remove(&gone).is_ok() {
+            changes.extend(gone.iter().map(|u| format!("worker removed: {u}")));
+        }
+        let new: Vec<_> = next.workers.iter().filter(|u| !running.contains(u)).cloned().collect();
+        if !new.is_empty() {
+            let resolved = new
+                .iter()
+                .map(|url| {
+                    let addrs = url.resolve().unwrap_or_else(|e| {
+                        log::warn!("worker {url}: cannot resolve its host: {e}");
+                        Vec::new()
+                    });
+                    (url.clone(), addrs)
+                })
+                .collect();
+            self.scheduler.add(resolved);
+            changes.extend(new.iter().map(|u| format!("worker added: {u}")));
+        }
+    }
+}
+
+/// Keeps in `next` what only a restart can change, noting each that the
+/// file changed.
+fn keep_start_bound(current: &Config, next: &mut Config, changes: &mut Vec<String>) {
+    let mut keep = |key: &str, changed: bool| {
+        if changed {
+            log::warn!("config reload: {key} changed, which takes a restart; kept the running value");
+            changes.push(format!("{key}: takes a restart (kept)"));
+        }
+    };
+    keep("host", std::mem::replace(&mut next.host, current.host.clone()) != current.host);
+    keep("port", std::mem::replace(&mut next.port, current.port) != current.port);
+    keep(
+        "admin.listen",
+        std::mem::replace(&mut next.admin_listen, current.admin_listen.clone()) != current.admin_listen,
+    );
+    let connections = current.limits.max_connections;
+    keep("limits.max_connections", std::mem::replace(&mut next.limits.max_connections, connections) != connections);
+    keep("log.access", std::mem::replace(&mut next.access_log, current.access_log.clone()) != current.access_log);
+    let grace = current.shutdown_grace;
+    keep("shutdown_grace_ms", std::mem::replace(&mut next.shutdown_grace, grace) != grace);
+}
+
+/// Notes the settings read per call that the file changed.
+fn note_per_call(current: &Config, next: &Config, changes: &mut Vec<String>) {
+    let capacity =
+        |c: &Config| (c.workers_max_inflight, c.worker_max_inflight.clone(), c.limits.max_connections_per_worker);
+    for (name, changed) in [
+        ("timeouts_ms", current.timeouts != next.timeouts),
+        ("retries", current.retries != next.retries),
+        ("limits", current.limits != next.limits),
+        ("capacity", capacity(current) != capacity(next)),
+        ("queue", current.queue != next.queue),
+        ("health", current.health != next.health),
+        ("admin.token", current.admin_token != next.admin_token),
+        ("destroy_sandbox", current.destroy_only_from_workers != next.destroy_only_from_workers),
+    ] {
+        if changed {
+            changes.push(format!("{name}: new values"));
+        }
+    }
+}
+
+/// Reloads the running process's config (from the signal thread), logging
+/// the outcome.
+pub fn on_signal() {
+    let Some(live) = LIVE.get() else {
+        log::info!("SIGHUP before hiku started serving: ignored");
+        return;
+    };
+    log_outcome(live.reload());
+}
+
+/// Logs what a reload did.
+pub fn log_outcome(outcome: Result<Vec<String>, String>) {
+    match outcome {
+        Ok(changes) if changes.is_empty() => log::info!("config reloaded: nothing changed"),
+        Ok(changes) => log::info!("config reloaded: {}", changes.join("; ")),
+        Err(e) => log::error!("config reload refused, running as before: {e}"),
+    }
+}
+
+/// `hiku reload`: asks the hiku running with `config` (at its
+/// `admin.listen`, or its `host:port`, with its `admin.token`) to reload
+/// its config file. Returns the answer's status and body.
+pub fn ask(config: &Config) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let addr = match config.admin_addr().map_err(|e| e.to_string())? {
+        Some(addr) => addr,
+        None => config.listen_addr().map_err(|e| e.to_string())?,
+    };
+    // A wildcard listener is reached on loopback.
+    let addr = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => (std::net::Ipv4Addr::LOCALHOST, addr.port()).into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => (std::net::Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    };
+    let within = std::time::Duration::from_secs(60);
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, within).map_err(|e| format!("cannot reach hiku at {addr}: {e}"))?;
+    stream.set_read_timeout(Some(within)).map_err(|e| e.to_string())?;
+    let token = config.admin_token.as_ref().map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let request =
+        format!("POST /admin/reload HTTP/1.1\r\nHost: {addr}\r\n{token}Content-Length: 0\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).map_err(|e| format!("cannot ask hiku at {addr}: {e}"))?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).map_err(|e| format!("no answer from hiku at {addr}: {e}"))?;
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("a broken answer from {addr}"))?;
+    let status = head.get(9..12).and_then(|c| c.parse().ok()).ok_or_else(|| format!("a broken answer from {addr}"))?;
+    Ok((status, body.trim_end().to_string()))
+}
