@@ -531,10 +531,32 @@ impl Config {
     /// The capacity of the worker at `url`: its own `max_inflight`, else
     /// the default, at most `limits.max_connections_per_worker`.
     pub fn capacity_of(&self, url: &WorkerUrl) -> Option<usize> {
-        match self.worker_max_inflight.iter().find(|(u, _)| u == url) {
-            Some(&(_, own)) => min_bound(Some(own), self.limits.max_connections_per_worker),
-            None => self.default_capacity(),
-        }
+        self.capacities().of(url)
+    }
+
+    /// Every worker's capacity, as the config says.
+    pub fn capacities(&self) -> Capacities {
+        let cap = self.limits.max_connections_per_worker;
+        let own = self.worker_max_inflight.iter().map(|(url, n)| (url.clone(), min_bound(Some(*n), cap))).collect();
+        Capacities { default: self.default_capacity(), own }
+    }
+}
+
+/// The capacity of each worker: its own, or the default (`None`: no bound).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capacities {
+    pub default: Option<usize>,
+    pub own: Vec<(WorkerUrl, Option<usize>)>,
+}
+
+impl Capacities {
+    pub fn of(&self, url: &WorkerUrl) -> Option<usize> {
+        self.own.iter().find(|(u, _)| u == url).map_or(self.default, |&(_, n)| n)
+    }
+
+    /// Whether any worker may have a bound.
+    pub fn any(&self) -> bool {
+        self.default.is_some() || self.own.iter().any(|(_, n)| n.is_some())
     }
 }
 

@@ -27,6 +27,18 @@ pub struct Pool {
 struct Idle {
     stream: TcpStream,
     since: Instant,
+    /// It counts in its worker's `pooled` (only while it had a capacity:
+    /// a worker without one pays no shared counter per call).
+    counted: bool,
+}
+
+impl Idle {
+    /// Lets it go from the worker's count.
+    fn uncount(&self, worker: &Worker) {
+        if self.counted {
+            worker.pooled_changed(-1);
+        }
+    }
 }
 
 impl Pool {
@@ -38,10 +50,10 @@ impl Pool {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&worker.id())?;
         let now = Instant::now();
-        while let Some(Idle { stream, since }) = list.pop() {
-            worker.pooled_changed(-1);
-            if now.duration_since(since) < FRESH || is_open(&stream) {
-                return Some(stream);
+        while let Some(idle) = list.pop() {
+            idle.uncount(worker);
+            if now.duration_since(idle.since) < FRESH || is_open(&idle.stream) {
+                return Some(idle.stream);
             }
         }
         None
@@ -52,14 +64,17 @@ impl Pool {
     /// past its capacity: those idle over all cores and one per call in
     /// flight (a race between cores may pass it by one each).
     pub fn put(&self, worker: &Worker, stream: TcpStream) {
-        if worker.pooled() + worker.in_flight() > worker.capacity() {
+        let counted = worker.capacity() != usize::MAX;
+        if counted && worker.pooled() + worker.in_flight() > worker.capacity() {
             return;
         }
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(worker.id()).or_default();
         if list.len() < MAX_IDLE_PER_WORKER {
-            list.push(Idle { stream, since: Instant::now() });
-            worker.pooled_changed(1);
+            list.push(Idle { stream, since: Instant::now(), counted });
+            if counted {
+                worker.pooled_changed(1);
+            }
         }
     }
 
@@ -67,7 +82,7 @@ impl Pool {
     /// and the others (its process died, say) likely will too.
     pub fn forget(&self, worker: &Worker) {
         if let Some(list) = self.idle.borrow_mut().remove(&worker.id()) {
-            worker.pooled_changed(-(list.len() as isize));
+            list.iter().for_each(|i| i.uncount(worker));
         }
     }
 
@@ -78,13 +93,16 @@ impl Pool {
         let mut idle = self.idle.borrow_mut();
         idle.retain(|id, list| {
             let Some(worker) = workers.get(*id) else { return false };
-            let before = list.len();
-            list.retain(|i| is_open(&i.stream));
-            worker.pooled_changed(list.len() as isize - before as isize);
+            list.retain(|i| {
+                let open = is_open(&i.stream);
+                if !open {
+                    i.uncount(worker);
+                }
+                open
+            });
             let excess = (worker.pooled() + worker.in_flight()).saturating_sub(worker.capacity());
             let trimmed = excess.min(list.len());
-            list.drain(..trimmed);
-            worker.pooled_changed(-(trimmed as isize));
+            list.drain(..trimmed).for_each(|i| i.uncount(worker));
             !list.is_empty()
         });
     }

@@ -37,6 +37,9 @@ pub struct RequestMeta {
     pub whole_body: Option<usize>,
     /// hiku added a `Host` naming the worker (the client sent none).
     pub added_host: bool,
+    /// The whole request, body too, is in `conn.out` (it was sent once
+    /// and bounced).
+    pub in_out: bool,
 }
 
 /// How a body copy failed: on the side read from (or nothing came from it
@@ -103,7 +106,7 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, mut meta:
     let result = loop {
         let upstream = match shard.pool.take(lease.worker()) {
             Some(pooled) => (pooled, true),
-            None => match connect(shard, conn, &mut lease, meta).await {
+            None => match connect(shard, conn, &mut lease, meta, &asked[..bounces]).await {
                 Ok(fresh) => (fresh, false),
                 Err(error) => {
                     account(shard, conn, &lease, Some(error.status()), started);
@@ -125,8 +128,10 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, mut meta:
                     http::retarget_host(&mut conn.out, from, to);
                 }
                 let refused = std::mem::replace(&mut lease, next);
-                shard.scheduler.release(&conn.function, refused, Outcome::Failed);
-                // The whole request, body too, is in `conn.out` now.
+                shard.scheduler.unused(&conn.function, refused);
+                // The whole request, body too, is in `conn.out` now: none
+                // of it is left in `conn.rbuf`.
+                meta.in_out = true;
                 meta.whole_body = Some(0);
                 bounces += 1;
             }
@@ -200,11 +205,21 @@ fn account(shard: &Shard, conn: &Conn, lease: &Lease, status: Option<u16>, start
 
 /// Opens a connection to the leased worker. One that fails or times out
 /// sent nothing, so the call goes to another worker, the least loaded one
-/// not tried yet, up to `retries.connect` times: the lease moves with it
-/// (and a `Host` hiku added for a client that sent none is changed too).
-async fn connect(shard: &Shard, conn: &mut Conn, lease: &mut Lease, meta: RequestMeta) -> Result<TcpStream, Error> {
-    let mut tried: [WorkerId; crate::config::MAX_RETRIES as usize + 1] = Default::default();
-    let mut attempts = 0;
+/// not tried yet (nor in `avoid`: those that bounced it), up to
+/// `retries.connect` times: the lease moves with it (and a `Host` hiku
+/// added for a client that sent none is changed too).
+async fn connect(
+    shard: &Shard,
+    conn: &mut Conn,
+    lease: &mut Lease,
+    meta: RequestMeta,
+    avoid: &[WorkerId],
+) -> Result<TcpStream, Error> {
+    const MOST: usize = 2 * (crate::config::MAX_RETRIES as usize + 1);
+    let mut tried: [WorkerId; MOST] = [0; MOST];
+    tried[..avoid.len()].copy_from_slice(avoid);
+    let mut attempts = avoid.len();
+    let retries = shard.config().retries.connect as usize;
     loop {
         let worker = lease.worker();
         let cause = match crate::pool::connect(worker, shard.config().timeouts.upstream_connect).await {
@@ -220,7 +235,7 @@ async fn connect(shard: &Shard, conn: &mut Conn, lease: &mut Lease, meta: Reques
         tried[attempts] = worker.id();
         attempts += 1;
         let error = Error::WorkerUnreachable { worker: worker.url().to_string(), cause };
-        let next = match attempts <= shard.config().retries.connect as usize {
+        let next = match attempts - avoid.len() <= retries {
             true => shard.scheduler.select_other(&tried[..attempts]),
             false => None,
         };
@@ -287,7 +302,10 @@ async fn send_and_read_head(
     // it is idempotent it is sent again on a fresh connection when a reused
     // one fails before any answer (the worker closed it while idle); any
     // other request may have reached the worker, and must not run twice.
-    let whole = meta.whole_body.filter(|&n| conn.out.len() + n <= WHOLE_LIMIT);
+    let whole = match meta.in_out {
+        true => Some(0),
+        false => meta.whole_body.filter(|&n| conn.out.len() + n <= WHOLE_LIMIT),
+    };
     if let Some(n) = whole {
         conn.out.extend_from_slice(&conn.rbuf.data()[..n]);
         conn.rbuf.consume(n);
@@ -402,7 +420,7 @@ struct Bounds {
 
 /// Returns when the client, waiting for an answer, has closed its
 /// connection; never if it stays, or sends more (a pipelined request).
-async fn client_gone(client: &TcpStream) {
+pub(crate) async fn client_gone(client: &TcpStream) {
     runtime::sleep(WATCH_CLIENT_AFTER).await;
     loop {
         if runtime::readable(client).await.is_err() {

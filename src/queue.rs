@@ -32,12 +32,21 @@ use crate::worker::Lease;
 /// older ones, but never more than this far ahead.
 const WARM_WINDOW: usize = 8;
 
+/// How often a core with waiting calls looks for room without being
+/// told: a worker back from ejection, say, frees no slot.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+
 /// What the cores share of their queues.
 pub struct Signals {
-    /// Calls waiting over all cores.
-    waiting: AtomicUsize,
+    /// Calls waiting over all cores (on a line of its own: it changes as
+    /// calls wait, beside state every call reads).
+    waiting: Padded,
     cores: Box<[CoreSignal]>,
 }
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Padded(AtomicUsize);
 
 #[repr(align(128))]
 #[derive(Default)]
@@ -50,12 +59,12 @@ struct CoreSignal {
 
 impl Signals {
     pub fn new(cores: usize) -> Signals {
-        Signals { waiting: AtomicUsize::new(0), cores: (0..cores.max(1)).map(|_| CoreSignal::default()).collect() }
+        Signals { waiting: Padded::default(), cores: (0..cores.max(1)).map(|_| CoreSignal::default()).collect() }
     }
 
     /// Calls waiting over all cores.
     pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
+        self.waiting.0.load(Ordering::Relaxed)
     }
 
     fn core(&self, core: usize) -> &CoreSignal {
@@ -64,12 +73,12 @@ impl Signals {
 
     fn enter(&self, core: usize) {
         self.core(core).waiting.fetch_add(1, Ordering::SeqCst);
-        self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.waiting.0.fetch_add(1, Ordering::SeqCst);
     }
 
     fn leave(&self, core: usize) {
         self.core(core).waiting.fetch_sub(1, Ordering::SeqCst);
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.waiting.0.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// A slot may have freed (a call ended): wakes the cores with waiting
@@ -78,7 +87,7 @@ impl Signals {
     /// dispatcher sees the freed slot.
     pub fn slot_freed(&self) {
         fence(Ordering::SeqCst);
-        if self.waiting.load(Ordering::Relaxed) != 0 {
+        if self.waiting.0.load(Ordering::Relaxed) != 0 {
             self.notify_all();
         }
     }
@@ -168,17 +177,19 @@ impl Queue {
     }
 
     /// Waits for a worker with room for a call of `function`, at most
-    /// `within`; fails at once if `limit` calls wait already.
+    /// `within`; fails at once if `limit` calls wait already. Ends with
+    /// `None` as soon as `gone` does (the client left).
     pub async fn wait(
         &self,
         scheduler: &Scheduler,
         function: &str,
         limit: usize,
         within: Duration,
-    ) -> Result<Lease, Error> {
+        gone: impl std::future::Future<Output = ()>,
+    ) -> Option<Result<Lease, Error>> {
         let signals = scheduler.signals();
         if signals.waiting() >= limit {
-            return Err(Error::Overloaded(format!("every worker is full and {limit} calls wait already")));
+            return Some(Err(Error::Overloaded(format!("every worker is full and {limit} calls wait already"))));
         }
         let waiter = Rc::new(Waiter { function: function.into(), lease: Cell::new(None), waker: Cell::new(None) });
         self.calls.borrow_mut().push_back(Rc::clone(&waiter));
@@ -194,49 +205,67 @@ impl Queue {
                 Poll::Pending
             }
         });
-        match runtime::timeout(within, placed).await {
+        let placed = async { Some(runtime::timeout(within, placed).await) };
+        let left = async {
+            gone.await;
+            None
+        };
+        let placed = futures_lite::future::or(placed, left).await?;
+        Some(match placed {
             Ok(lease) => Ok(lease),
-            Err(_) => leave
-                .waiter
-                .lease
-                .take()
-                .ok_or_else(|| Error::Overloaded(format!("every worker stayed full for {} ms", within.as_millis()))),
-        }
+            Err(_) => leave.waiter.lease.take().ok_or_else(|| match scheduler.workers().is_empty() {
+                true => Error::NoWorkers,
+                false => Error::Overloaded(format!("every worker stayed full for {} ms", within.as_millis())),
+            }),
+        })
     }
 
     /// Places waiting calls whenever a slot may have freed, for the life of
     /// the shard.
     pub async fn dispatch_forever(&self, scheduler: &Scheduler) {
         loop {
-            scheduler.signals().notified(self.core).await;
+            let notified = scheduler.signals().notified(self.core);
+            if self.is_empty() {
+                notified.await;
+            } else {
+                let _ = runtime::timeout(LOOK_EVERY, notified).await;
+            }
             fence(Ordering::SeqCst);
-            self.dispatch(scheduler);
+            if self.dispatch(scheduler) {
+                // A slot this core held for a moment may have turned
+                // another core's call away meanwhile.
+                scheduler.signals().slot_freed();
+            }
         }
     }
 
     /// Places waiting calls while workers have room: a call of the first
     /// `WARM_WINDOW` that can take a warm instance first, then the oldest.
-    fn dispatch(&self, scheduler: &Scheduler) {
+    /// Returns whether it gave a slot back after holding it.
+    fn dispatch(&self, scheduler: &Scheduler) -> bool {
         let mut calls = self.calls.borrow_mut();
+        let mut gave_back = false;
         if scheduler.tracks_warm() {
             let mut i = 0;
             while i < calls.len().min(WARM_WINDOW) {
-                let Some(lease) = scheduler.try_place(&calls[i].function) else { return };
+                let Some(lease) = scheduler.try_place(&calls[i].function) else { return gave_back };
                 if lease.hint() > 0 {
                     let waiter = calls.remove(i).expect("in range");
                     place(&waiter, lease);
                 } else {
                     // No warm instance for it: it waits its turn.
                     scheduler.give_back(&calls[i].function, lease);
+                    gave_back = true;
                     i += 1;
                 }
             }
         }
         while let Some(waiter) = calls.front() {
-            let Some(lease) = scheduler.try_place(&waiter.function) else { return };
+            let Some(lease) = scheduler.try_place(&waiter.function) else { return gave_back };
             let waiter = calls.pop_front().expect("a front");
             place(&waiter, lease);
         }
+        false
     }
 }
 

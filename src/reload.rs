@@ -84,7 +84,7 @@ impl Live {
             self.scheduler.set_balancer(next.balancer, balancer);
             changes.push(format!("balancer: {} (new calls; no warm instances known yet)", next.balancer));
         }
-        self.scheduler.set_capacities(|url| next.capacity_of(url), next.default_capacity());
+        self.scheduler.set_capacities(next.capacities());
         self.scheduler.set_health(next.health);
         note_per_call(&current, &next, &mut changes);
         self.config.store(Arc::new(next));

@@ -12,7 +12,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, Guard};
 
 use crate::balancer::{Answer, Balancer, BalancerKind, Outcome};
-use crate::config::WorkerUrl;
+use crate::config::{Capacities, WorkerUrl};
 use crate::queue::Signals;
 use crate::worker::{Lease, Worker, WorkerId, WorkerSet};
 
@@ -29,8 +29,8 @@ pub struct Scheduler {
     tracks_warm: AtomicBool,
     /// Whether any worker has a capacity: only then can calls wait.
     bounded: AtomicBool,
-    /// The capacity a worker gets when it is added (`usize::MAX`: none).
-    default_capacity: AtomicUsize,
+    /// The capacity of each worker, also of those added later.
+    capacities: ArcSwap<Capacities>,
     /// The cores' queues of calls waiting for a worker with room.
     signals: Signals,
 }
@@ -108,7 +108,7 @@ impl Scheduler {
             learns: AtomicBool::new(learns),
             tracks_warm: AtomicBool::new(tracks_warm),
             bounded: AtomicBool::new(false),
-            default_capacity: AtomicUsize::new(usize::MAX),
+            capacities: ArcSwap::from_pointee(Capacities::default()),
             signals: Signals::new(1),
         };
         s.add(workers);
@@ -235,24 +235,28 @@ impl Scheduler {
         self.snapshot.load().balancer.unselect(function, &lease);
     }
 
+    /// A call its worker did not run (it answered that it was overloaded):
+    /// what the balancer took for it is given back and its slot freed.
+    pub fn unused(&self, function: &str, lease: Lease) {
+        self.give_back(function, lease);
+        if self.bounded.load(Ordering::Relaxed) {
+            self.signals.slot_freed();
+        }
+    }
+
     /// The cores' shared queue signals.
     pub fn signals(&self) -> &Signals {
         &self.signals
     }
 
-    /// Sets the capacity of every worker (`capacity_of` its URL; `None`:
-    /// no bound) and of workers added later (`default`); calls waiting
-    /// are placed if that made room.
-    pub fn set_capacities(&self, capacity_of: impl Fn(&WorkerUrl) -> Option<usize>, default: Option<usize>) {
-        self.default_capacity.store(default.unwrap_or(usize::MAX), Ordering::Relaxed);
-        let workers = self.snapshot.load();
-        let mut bounded = default.is_some();
-        for w in workers.iter() {
-            let capacity = capacity_of(w.url());
-            bounded |= capacity.is_some();
-            w.set_capacity(capacity.unwrap_or(usize::MAX));
+    /// Sets the capacity of every worker, and of workers added later;
+    /// calls waiting are placed if that made room.
+    pub fn set_capacities(&self, capacities: Capacities) {
+        for w in self.snapshot.load().iter() {
+            w.set_capacity(capacities.of(w.url()).unwrap_or(usize::MAX));
         }
-        self.bounded.store(bounded, Ordering::Relaxed);
+        self.bounded.store(capacities.any(), Ordering::Relaxed);
+        self.capacities.store(Arc::new(capacities));
         self.signals.notify_all();
     }
 
@@ -305,7 +309,7 @@ impl Scheduler {
                 if list.iter().all(|w| w.url() != url) {
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                     let worker = Worker::new(id, url.clone(), addrs.clone(), Arc::clone(&self.total));
-                    worker.set_capacity(self.default_capacity.load(Ordering::Relaxed));
+                    worker.set_capacity(self.capacities.load().of(url).unwrap_or(usize::MAX));
                     list.push(Arc::new(worker));
                 }
             }
@@ -483,7 +487,8 @@ mod tests {
     fn full_workers_are_skipped_by_every_balancer_and_calls_wait_when_all_are() {
         for kind in BalancerKind::ALL {
             let s = Scheduler::new(kind, urls(&["http://a:1", "http://b:1", "http://c:1"]));
-            s.set_capacities(|url| Some(if url.as_str() == "http://a:1" { 1 } else { 2 }), Some(2));
+            let a = WorkerUrl::parse("http://a:1").unwrap();
+            s.set_capacities(Capacities { default: Some(2), own: vec![(a, Some(1))] });
             let set = s.workers();
             assert_eq!(set.iter().map(|w| w.capacity()).collect::<Vec<_>>(), [1, 2, 2], "{kind}");
             // Warm instances on a, where the next f would go.
@@ -509,9 +514,31 @@ mod tests {
             s.release("f", leases.swap_remove(on_b), Outcome::Failed);
             let next = s.try_place("f").expect("b has room again");
             assert_eq!(next.worker().url().as_str(), "http://b:1", "{kind}");
-            // Added workers get the default capacity.
-            s.add(urls(&["http://d:1"]));
-            assert_eq!(s.workers().find_url(&WorkerUrl::parse("http://d:1").unwrap()).unwrap().capacity(), 2);
+            // Added workers get their own capacity, or the default.
+            s.remove(&[WorkerUrl::parse("http://a:1").unwrap()]).unwrap();
+            s.add(urls(&["http://d:1", "http://a:1"]));
+            let capacity = |u: &str| s.workers().find_url(&WorkerUrl::parse(u).unwrap()).unwrap().capacity();
+            assert_eq!((capacity("http://d:1"), capacity("http://a:1")), (2, 1), "{kind}");
+        }
+    }
+
+    #[test]
+    fn with_every_healthy_worker_full_calls_wait_rather_than_go_to_an_ejected_one() {
+        for kind in BalancerKind::ALL {
+            let s = Scheduler::new(kind, urls(&["http://a:1", "http://b:1"]));
+            s.set_capacities(Capacities { default: Some(1), own: Vec::new() });
+            let set = s.workers();
+            let (a, b) = (&set.as_slice()[0], &set.as_slice()[1]);
+            s.balancer().release("f", b, Outcome::Completed);
+            for _ in 0..3 {
+                s.connect_failed(b);
+            }
+            assert!(b.is_ejected(), "{kind}");
+            let _busy = Lease::new(a);
+            for _ in 0..20 {
+                assert_eq!(s.place("f").unwrap_err(), Unplaced::Full, "{kind}: a call went to the ejected worker");
+            }
+            assert!(s.select_other(&[]).is_none(), "{kind}");
         }
     }
 

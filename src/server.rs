@@ -307,6 +307,7 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
         idempotent: req.is_idempotent(),
         whole_body: body.as_ref().ok().copied().flatten().map(|(len, _)| len),
         added_host: false,
+        in_out: false,
     };
     conn.input_done = meta.whole_body.is_some();
     let head_len = req.head_len;
@@ -425,11 +426,14 @@ fn account_refused(shard: &Shard, conn: &Conn, error: &Error) {
 }
 
 /// Waits in the core's queue for a worker with room, then forwards the
-/// call; a full queue or a wait past `queue.timeout_ms` is a **503**.
+/// call; a full queue or a wait past `queue.timeout_ms` is a **503**. A
+/// client that leaves meanwhile takes its call out of the queue.
 async fn wait_and_forward(shard: &Shard, conn: &mut Conn, meta: RequestMeta) -> bool {
     let queue = shard.config().queue;
-    match shard.queue.wait(&shard.scheduler, &conn.function, queue.limit, queue.timeout).await {
-        Ok(lease) => {
+    let gone = proxy::client_gone(&conn.client);
+    let waited = shard.queue.wait(&shard.scheduler, &conn.function, queue.limit, queue.timeout, gone).await;
+    match waited {
+        Some(Ok(lease)) => {
             shard.counters().decision(Decision::Queued);
             count_decision(shard, &lease);
             if meta.added_host {
@@ -437,9 +441,13 @@ async fn wait_and_forward(shard: &Shard, conn: &mut Conn, meta: RequestMeta) -> 
             }
             proxy::forward(shard, conn, lease, meta).await
         }
-        Err(error) => {
+        Some(Err(error)) => {
             account_refused(shard, conn, &error);
             conn.answer_error(&error, meta).await
+        }
+        None => {
+            log::debug!("a client left while its call waited for a worker");
+            false
         }
     }
 }
@@ -631,7 +639,7 @@ pub fn run(config: &Config, path: Option<&std::path::Path>, cores: usize, pin: b
     let scheduler = Scheduler::with_balancer(config.balancer, balancer, resolve_workers(config))
         .with_health(config.health)
         .with_cores(cores);
-    scheduler.set_capacities(|url| config.capacity_of(url), config.default_capacity());
+    scheduler.set_capacities(config.capacities());
     let scheduler = Arc::new(scheduler);
     crate::scheduler::probe_actively(Arc::downgrade(&scheduler));
     log::info!(

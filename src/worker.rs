@@ -109,14 +109,28 @@ impl Worker {
         !self.is_ejected() && !self.is_full()
     }
 
-    /// The load the balancers compare: its calls in flight, or the most
-    /// there is if it is ejected or full, so any available worker comes first.
+    /// The load the balancers compare: its calls in flight; for a full
+    /// worker one less than the most there is, and the most for an ejected
+    /// one, so that any available worker comes first, and a full one (the
+    /// call waits for it) before an ejected one (likely dead).
     pub fn load(&self) -> usize {
         let in_flight = self.in_flight();
-        if self.is_ejected() || in_flight >= self.capacity() {
-            return usize::MAX;
+        if self.is_ejected() {
+            usize::MAX
+        } else if in_flight >= self.capacity() {
+            usize::MAX - 1
+        } else {
+            in_flight
         }
-        in_flight
+    }
+
+    /// Its calls in flight if it is available, else `u64::MAX`: the cost
+    /// of taking one of its idle instances.
+    pub fn available_load(&self) -> u64 {
+        match self.is_available() {
+            true => self.in_flight() as u64,
+            false => u64::MAX,
+        }
     }
 
     /// Counts connections to it that a pool keeps (`by` > 0) or lets go.
@@ -208,18 +222,26 @@ impl Lease {
     }
 
     pub fn with_hint(worker: &Arc<Worker>, hint: u32) -> Lease {
-        let before = worker.in_flight.fetch_add(1, Ordering::Relaxed);
-        worker.total.fetch_add(1, Ordering::Relaxed);
-        let admitted = before < worker.capacity();
+        let capacity = worker.capacity();
+        let admitted = if capacity == usize::MAX {
+            worker.in_flight.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            // Only below the capacity: a lease refused never counts, so it
+            // never makes another call see the worker full.
+            let room = |n: usize| (n < capacity).then_some(n + 1);
+            worker.in_flight.fetch_update(Ordering::Relaxed, Ordering::Relaxed, room).is_ok()
+        };
         if admitted {
+            worker.total.fetch_add(1, Ordering::Relaxed);
             worker.assigned.fetch_add(1, Ordering::Relaxed);
         }
         Lease { worker: Arc::clone(worker), hint, admitted }
     }
 
-    /// Whether the worker had room for this call when it was leased: the
-    /// count of calls in flight was below its capacity. A lease that was
-    /// not is given back (the call waits for a slot).
+    /// Whether the worker had room for this call: it was below its
+    /// capacity, and the lease counts the call in flight. One that was not
+    /// counts nothing; it is given back (the call waits for a slot).
     pub fn admitted(&self) -> bool {
         self.admitted
     }
@@ -235,6 +257,9 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        if !self.admitted {
+            return;
+        }
         let before = self.worker.in_flight.fetch_sub(1, Ordering::Relaxed);
         debug_assert!(before > 0, "in-flight counter underflow");
         self.worker.total.fetch_sub(1, Ordering::Relaxed);
@@ -326,9 +351,10 @@ pub(crate) mod tests {
         let (a, b) = (Lease::new(w), Lease::new(w));
         assert!(a.admitted() && b.admitted());
         assert!(w.is_full() && !w.is_available());
-        assert_eq!(w.load(), usize::MAX);
+        assert_eq!((w.load(), w.available_load()), (usize::MAX - 1, u64::MAX), "full ranks before ejected");
         let c = Lease::new(w);
         assert!(!c.admitted());
+        assert_eq!(w.in_flight(), 2, "a lease refused does not count, even for a moment");
         assert_eq!(w.assigned(), 2, "a call not admitted is not assigned");
         drop((a, c));
         assert!(!w.is_full());

@@ -416,9 +416,10 @@ impl IdleQueues {
     }
 
     /// Consumes an idle instance of `function` on the least-loaded worker of
-    /// `workers` holding one (none on an ejected worker). Never allocates.
+    /// `workers` holding one (none on an ejected or full worker). Never
+    /// allocates.
     pub fn take_least_loaded<'a>(&self, function: &str, workers: &'a WorkerSet) -> Option<&'a Arc<Worker>> {
-        self.take_cheapest(function, workers, |w| w.load() as u64, u64::MAX)
+        self.take_cheapest(function, workers, |w| w.available_load(), u64::MAX)
     }
 
     /// Consumes an idle instance of `function` on the worker of `workers`

@@ -191,7 +191,7 @@ impl Predictive {
             |w: &std::sync::Arc<Worker>| Lease::with_hint(w, self.age_bucket(hash, w.id(), now) as u32 + 1);
         let Some((warm, cold)) = self.service_us(hash) else {
             // Nothing to price a cold start by: any idle instance, as pull-based.
-            let idle = self.pull.idle_queues().take_cheapest(function, workers, |w| w.load() as u64, u64::MAX);
+            let idle = self.pull.idle_queues().take_cheapest(function, workers, |w| w.available_load(), u64::MAX);
             return idle.map_or_else(|| Lease::new(least_loaded(workers.as_slice())), warm_lease);
         };
         // Processor sharing over `cores`: the call's own slowdown, plus the

@@ -937,6 +937,23 @@ fn calls_wait_for_a_full_worker_in_a_bounded_queue_then_get_a_503() {
 }
 
 #[test]
+fn a_client_that_leaves_takes_its_call_out_of_the_queue() {
+    let w = Worker::start();
+    let extra = serde_json::json!({"workers_max_inflight": 1, "queue": {"timeout_ms": 60000}});
+    let hiku = start_with("pull-based", &[&w.url], extra);
+    let mut held = held_call(&hiku, &w);
+    let leaving = send_call(&hiku, "/run/gone");
+    wait_for("the call waiting", || waiting(&hiku) == 1.0);
+    drop(leaving);
+    wait_for("the call taken out of the queue", || waiting(&hiku) == 0.0);
+    w.open_gate();
+    assert_eq!(held.read(false).status, 200);
+    assert_eq!(hiku.post("/run/f", b"x").status, 200);
+    let targets: Vec<String> = w.seen().iter().map(|s| s.target.clone()).collect();
+    assert_eq!(targets, ["/run/f?mode=hold", "/run/f"], "the call whose client left never ran");
+}
+
+#[test]
 fn every_balancer_skips_full_workers() {
     for balancer in BALANCERS {
         let (small, large) = (Worker::start(), Worker::start());
