@@ -197,6 +197,10 @@ struct ExperimentArgs {
     /// Another scheduler binary, started as `PATH start -c <config>`, run after hiku
     #[arg(long)]
     baseline: Option<PathBuf>,
+    /// hiku once more under LABEL, with the keys of the JSON object JSON added to its config:
+    /// `--variant 'hiku-cap4={"workers_max_inflight": 4}'` (repeatable)
+    #[arg(long, value_name = "LABEL=JSON")]
+    variant: Vec<String>,
     /// The hiku binary [default: `hiku` beside this program]
     #[arg(long)]
     hiku: Option<PathBuf>,
@@ -250,13 +254,38 @@ fn options(args: &ExperimentArgs) -> Result<Options, String> {
     if let Some(b) = balancers.iter().find(|b| !BALANCERS.contains(&b.as_str())) {
         return Err(format!("unknown balancer {b:?}; the balancers are {}", BALANCERS.join(", ")));
     }
+    let hiku = args.hiku.clone().unwrap_or_else(|| sibling("hiku"));
     let mut contenders = vec![Contender {
         label: "hiku".to_string(),
-        binary: args.hiku.clone().unwrap_or_else(|| sibling("hiku")),
+        binary: hiku.clone(),
         paper_balancers_only: false,
+        config: Default::default(),
     }];
+    for variant in &args.variant {
+        let (label, json) =
+            variant.split_once('=').ok_or_else(|| format!("--variant {variant:?}: expected LABEL=JSON"))?;
+        let config = match serde_json::from_str(json) {
+            Ok(serde_json::Value::Object(map)) if !label.is_empty() => map,
+            _ => return Err(format!("--variant {variant:?}: expected a label, =, and a JSON object of config keys")),
+        };
+        if contenders.iter().any(|c| c.label == label) {
+            return Err(format!("--variant {label:?}: that label is taken"));
+        }
+        contenders.push(Contender {
+            label: label.to_string(),
+            binary: hiku.clone(),
+            paper_balancers_only: false,
+            config,
+        });
+    }
     if let Some(path) = &args.baseline {
-        contenders.push(Contender { label: baseline_label(path), binary: path.clone(), paper_balancers_only: true });
+        let label = baseline_label(path);
+        contenders.push(Contender {
+            label,
+            binary: path.clone(),
+            paper_balancers_only: true,
+            config: Default::default(),
+        });
     }
     for c in &contenders {
         if !c.binary.is_file() {

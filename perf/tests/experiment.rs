@@ -21,6 +21,7 @@ fn a_tiny_experiment_is_complete_and_consistent() {
             label: "hiku".to_string(),
             binary: support::hiku_binary(),
             paper_balancers_only: false,
+            config: Default::default(),
         }],
         balancers: vec!["pull-based".to_string(), "least-connections".to_string()],
         emulator: EmulatorArgs {
@@ -114,4 +115,17 @@ fn a_bad_option_is_a_usage_error_naming_it() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unknown balancer \"round-robin\""), "{stderr}");
+}
+
+#[test]
+fn a_variant_needs_a_label_and_a_json_object() {
+    for bad in ["nolabel", "=[1]", "hiku-x={\"workers_max_inflight\": ", "hiku={}"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_hiku-perf"))
+            .args(["experiment", "--quick", "--variant", bad])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--variant"), "{bad}: {stderr}");
+    }
 }

@@ -33,6 +33,8 @@ pub struct Contender {
     pub binary: PathBuf,
     /// Runs only the Go original's balancers (a baseline).
     pub paper_balancers_only: bool,
+    /// Keys added to its config (a variant of hiku: a capacity, say).
+    pub config: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -100,9 +102,11 @@ async fn run_one(
     let name = format!("{}-{balancer}", contender.label);
     let config = workdir.join(format!("{name}.json"));
     let (host, port) = address.split_once(':').expect("host:port");
-    // The Go original's keys only, so any scheduler with its interface starts.
+    // The Go original's keys only, so any scheduler with its interface
+    // starts; a variant of hiku adds its own.
     let port: u16 = port.parse().expect("a port");
-    let json = serde_json::json!({"host": host, "port": port, "balancer": balancer, "workers": emulator.urls});
+    let mut json = serde_json::json!({"host": host, "port": port, "balancer": balancer, "workers": emulator.urls});
+    json.as_object_mut().expect("an object").extend(contender.config.clone());
     std::fs::write(&config, json.to_string()).map_err(|e| format!("{}: {e}", config.display()))?;
     let log = workdir.join(format!("{name}.log"));
     let scheduler = cluster::start_scheduler(&contender.binary, &config, &[], &[], &address, &log).await?;
