@@ -5,18 +5,20 @@
 //!
 //! Each core owns its waiting calls (plain `RefCell` state, never borrowed
 //! across an `.await`), in the order they came. What cores share is
-//! [`Signals`]: counts of waiting calls, and per core a flag and a waker.
-//! A call that ends (`Scheduler::release`) while calls wait anywhere wakes
-//! the cores that have some; each core's dispatcher then places its own
-//! waiting calls while workers have room: first the oldest of the first
-//! few that a worker with room holds a warm instance for (pull-based's own
-//! idea, applied to the queue), then the oldest.
+//! [`Signals`]: counts of waiting calls, a ticket per call in order of
+//! arrival, and per core the ticket of its oldest waiting call, a flag and
+//! a waker. A call that ends (`Scheduler::release`) while calls wait wakes
+//! the core holding the oldest one; that core's dispatcher places its
+//! waiting calls while workers have room (first, of its first few, one a
+//! worker with room holds a warm instance for: pull-based's own idea,
+//! applied to the queue; then the oldest), and when it has none left and
+//! there may be room still, wakes the core with the next oldest.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::rc::Rc;
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
@@ -38,57 +40,80 @@ const LOOK_EVERY: Duration = Duration::from_millis(100);
 
 /// What the cores share of their queues.
 pub struct Signals {
-    /// Calls waiting over all cores (on a line of its own: it changes as
-    /// calls wait, beside state every call reads).
-    waiting: Padded,
+    /// On a line of their own: they change as calls wait, beside state
+    /// every call reads.
+    shared: Shared,
     cores: Box<[CoreSignal]>,
 }
 
 #[repr(align(128))]
 #[derive(Default)]
-struct Padded(AtomicUsize);
+struct Shared {
+    /// Calls waiting over all cores.
+    waiting: AtomicUsize,
+    /// The next waiting call's ticket: tickets give the order of arrival.
+    tickets: AtomicU64,
+}
 
 #[repr(align(128))]
-#[derive(Default)]
 struct CoreSignal {
     waiting: AtomicUsize,
+    /// The ticket of its oldest waiting call (`u64::MAX`: none).
+    oldest: AtomicU64,
     /// A slot may have freed since its dispatcher last looked.
     notified: AtomicBool,
     waker: AtomicWaker,
 }
 
+impl Default for CoreSignal {
+    fn default() -> Self {
+        CoreSignal {
+            waiting: AtomicUsize::new(0),
+            oldest: AtomicU64::new(u64::MAX),
+            notified: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+        }
+    }
+}
+
 impl Signals {
     pub fn new(cores: usize) -> Signals {
-        Signals { waiting: Padded::default(), cores: (0..cores.max(1)).map(|_| CoreSignal::default()).collect() }
+        Signals { shared: Shared::default(), cores: (0..cores.max(1)).map(|_| CoreSignal::default()).collect() }
     }
 
     /// Calls waiting over all cores.
     pub fn waiting(&self) -> usize {
-        self.waiting.0.load(Ordering::Relaxed)
+        self.shared.waiting.load(Ordering::Relaxed)
     }
 
     fn core(&self, core: usize) -> &CoreSignal {
         &self.cores[core % self.cores.len()]
     }
 
-    fn enter(&self, core: usize) {
+    /// A call on `core` starts waiting: its ticket.
+    fn enter(&self, core: usize) -> u64 {
         self.core(core).waiting.fetch_add(1, Ordering::SeqCst);
-        self.waiting.0.fetch_add(1, Ordering::SeqCst);
+        self.shared.waiting.fetch_add(1, Ordering::SeqCst);
+        self.shared.tickets.fetch_add(1, Ordering::Relaxed)
     }
 
     fn leave(&self, core: usize) {
         self.core(core).waiting.fetch_sub(1, Ordering::SeqCst);
-        self.waiting.0.fetch_sub(1, Ordering::SeqCst);
+        self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// A slot may have freed (a call ended): wakes the cores with waiting
-    /// calls, if any. The fence pairs with the one a dispatcher passes
-    /// before it looks: either this sees the waiting call, or the
-    /// dispatcher sees the freed slot.
+    /// A slot may have freed (a call ended): wakes the core with the
+    /// oldest waiting call, if any. The fence pairs with the one a
+    /// dispatcher passes before it looks: either this sees the waiting
+    /// call, or the dispatcher sees the freed slot.
     pub fn slot_freed(&self) {
         fence(Ordering::SeqCst);
-        if self.waiting.0.load(Ordering::Relaxed) != 0 {
-            self.notify_all();
+        if self.shared.waiting.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let with_calls = self.cores.iter().enumerate().filter(|(_, c)| c.waiting.load(Ordering::Relaxed) != 0);
+        if let Some((i, _)) = with_calls.min_by_key(|(_, c)| c.oldest.load(Ordering::Relaxed)) {
+            self.notify(i);
         }
     }
 
@@ -132,6 +157,7 @@ pub struct Queue {
 }
 
 struct Waiter {
+    ticket: u64,
     function: Box<str>,
     /// The lease the dispatcher placed it with.
     lease: Cell<Option<Lease>>,
@@ -153,6 +179,7 @@ impl Drop for Leave<'_> {
         if let Some(i) = calls.iter().position(|w| Rc::ptr_eq(w, &self.waiter)) {
             calls.remove(i);
         }
+        self.queue.publish(self.scheduler, &calls);
         drop(calls);
         self.scheduler.signals().leave(self.queue.core);
         if let Some(lease) = self.waiter.lease.take() {
@@ -165,6 +192,12 @@ impl Drop for Leave<'_> {
 impl Queue {
     pub fn new(core: usize) -> Queue {
         Queue { core, calls: RefCell::new(VecDeque::new()) }
+    }
+
+    /// Tells the other cores the ticket of this core's oldest waiting call.
+    fn publish(&self, scheduler: &Scheduler, calls: &VecDeque<Rc<Waiter>>) {
+        let oldest = calls.front().map_or(u64::MAX, |w| w.ticket);
+        scheduler.signals().core(self.core).oldest.store(oldest, Ordering::Relaxed);
     }
 
     /// Calls waiting on this core.
@@ -191,9 +224,14 @@ impl Queue {
         if signals.waiting() >= limit {
             return Some(Err(Error::Overloaded(format!("every worker is full and {limit} calls wait already"))));
         }
-        let waiter = Rc::new(Waiter { function: function.into(), lease: Cell::new(None), waker: Cell::new(None) });
-        self.calls.borrow_mut().push_back(Rc::clone(&waiter));
-        signals.enter(self.core);
+        let ticket = signals.enter(self.core);
+        let waiter =
+            Rc::new(Waiter { ticket, function: function.into(), lease: Cell::new(None), waker: Cell::new(None) });
+        {
+            let mut calls = self.calls.borrow_mut();
+            calls.push_back(Rc::clone(&waiter));
+            self.publish(scheduler, &calls);
+        }
         let leave = Leave { queue: self, scheduler, waiter };
         // A slot freed before this call was counted found no one waiting:
         // the dispatcher looks once more, in order.
@@ -233,7 +271,8 @@ impl Queue {
             fence(Ordering::SeqCst);
             if self.dispatch(scheduler) {
                 // A slot this core held for a moment may have turned
-                // another core's call away meanwhile.
+                // another core's call away meanwhile, or there may be room
+                // left for calls waiting on another core.
                 scheduler.signals().slot_freed();
             }
         }
@@ -241,17 +280,27 @@ impl Queue {
 
     /// Places waiting calls while workers have room: a call of the first
     /// `WARM_WINDOW` that can take a warm instance first, then the oldest.
-    /// Returns whether it gave a slot back after holding it.
+    /// Returns whether another core should look: this one gave back a slot
+    /// it held for a moment, or placed all its calls with room maybe left.
     fn dispatch(&self, scheduler: &Scheduler) -> bool {
         let mut calls = self.calls.borrow_mut();
-        let mut gave_back = false;
+        let (look_on, placed) = self.place_while_room(scheduler, &mut calls);
+        self.publish(scheduler, &calls);
+        look_on || (placed && calls.is_empty())
+    }
+
+    /// `dispatch`'s work: whether it gave back a slot, and whether it
+    /// placed a call.
+    fn place_while_room(&self, scheduler: &Scheduler, calls: &mut VecDeque<Rc<Waiter>>) -> (bool, bool) {
+        let (mut gave_back, mut placed) = (false, false);
         if scheduler.tracks_warm() {
             let mut i = 0;
             while i < calls.len().min(WARM_WINDOW) {
-                let Some(lease) = scheduler.try_place(&calls[i].function) else { return gave_back };
+                let Some(lease) = scheduler.try_place(&calls[i].function) else { return (gave_back, placed) };
                 if lease.hint() > 0 {
                     let waiter = calls.remove(i).expect("in range");
                     place(&waiter, lease);
+                    placed = true;
                 } else {
                     // No warm instance for it: it waits its turn.
                     scheduler.give_back(&calls[i].function, lease);
@@ -261,11 +310,12 @@ impl Queue {
             }
         }
         while let Some(waiter) = calls.front() {
-            let Some(lease) = scheduler.try_place(&waiter.function) else { return gave_back };
+            let Some(lease) = scheduler.try_place(&waiter.function) else { return (gave_back, placed) };
             let waiter = calls.pop_front().expect("a front");
             place(&waiter, lease);
+            placed = true;
         }
-        false
+        (gave_back, placed)
     }
 }
 
@@ -273,5 +323,35 @@ fn place(waiter: &Waiter, lease: Lease) {
     waiter.lease.set(Some(lease));
     if let Some(waker) = waiter.waker.take() {
         waker.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_freed_slot_wakes_the_core_with_the_oldest_waiting_call_only() {
+        let signals = Signals::new(3);
+        let notified = |i: usize| signals.cores[i].notified.swap(false, Ordering::Relaxed);
+        signals.slot_freed();
+        assert!(!(notified(0) || notified(1) || notified(2)), "no call waits: no one is woken");
+        let first = signals.enter(2);
+        signals.cores[2].oldest.store(first, Ordering::Relaxed);
+        let second = signals.enter(0);
+        signals.cores[0].oldest.store(second, Ordering::Relaxed);
+        assert!(first < second);
+        signals.slot_freed();
+        assert_eq!((notified(0), notified(1), notified(2)), (false, false, true));
+        // Core 2's call was placed: core 0's is the oldest now.
+        signals.leave(2);
+        signals.cores[2].oldest.store(u64::MAX, Ordering::Relaxed);
+        signals.slot_freed();
+        assert_eq!((notified(0), notified(1), notified(2)), (true, false, false));
+        // A change of workers or capacities wakes every core with calls.
+        signals.enter(1);
+        signals.notify_all();
+        assert_eq!((notified(0), notified(1), notified(2)), (true, true, false));
+        assert_eq!(signals.waiting(), 2);
     }
 }
