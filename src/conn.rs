@@ -28,8 +28,9 @@ pub struct Shard {
     pub pool: Pool,
     pub cores: usize,
     /// The running config, and this core's copy of it (as of its
-    /// generation), refreshed before each request: a request sees one
-    /// config throughout.
+    /// generation), refreshed before each request: a reloaded config
+    /// applies from the core's next request on (to the requests in
+    /// progress too, from then on).
     pub live: Arc<crate::reload::Live>,
     pub config: std::cell::RefCell<Rc<Config>>,
     pub config_generation: std::cell::Cell<u64>,

@@ -41,6 +41,12 @@ enum Command {
         /// admin.token say where to ask
         #[arg(short, long, default_value = "hiku.json")]
         config: PathBuf,
+        /// Ask at this host:port instead (the file's address changed, say)
+        #[arg(long)]
+        addr: Option<String>,
+        /// Send this admin token instead (the file's token changed, say)
+        #[arg(long)]
+        token: Option<String>,
     },
     /// Validate a config file and exit
     Check {
@@ -76,12 +82,12 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Reload { config } => {
+        Command::Reload { config, addr, token } => {
             let loaded = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match hiku::reload::ask(&loaded) {
+            match hiku::reload::ask(&loaded, addr.as_deref(), token.as_deref()) {
                 Ok((200, body)) => {
                     println!("reloaded: {body}");
                     ExitCode::SUCCESS

@@ -93,7 +93,14 @@ impl Pool {
         let mut idle = self.idle.borrow_mut();
         idle.retain(|id, list| {
             let Some(worker) = workers.get(*id) else { return false };
-            list.retain(|i| {
+            let bounded = worker.capacity() != usize::MAX;
+            list.retain_mut(|i| {
+                // Kept before the worker had a capacity (a reload gave it
+                // one): counted from now on.
+                if bounded && !i.counted {
+                    i.counted = true;
+                    worker.pooled_changed(1);
+                }
                 let open = is_open(&i.stream);
                 if !open {
                     i.uncount(worker);

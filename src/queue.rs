@@ -111,8 +111,11 @@ impl Signals {
         if self.shared.waiting.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let with_calls = self.cores.iter().enumerate().filter(|(_, c)| c.waiting.load(Ordering::Relaxed) != 0);
-        if let Some((i, _)) = with_calls.min_by_key(|(_, c)| c.oldest.load(Ordering::Relaxed)) {
+        // A core with calls placed but not yet on their way, or with a call
+        // that has not published its ticket yet (it then wakes its own
+        // core), shows none.
+        let oldest = self.cores.iter().map(|c| c.oldest.load(Ordering::Relaxed)).enumerate();
+        if let Some((i, _)) = oldest.filter(|&(_, ticket)| ticket != u64::MAX).min_by_key(|&(_, ticket)| ticket) {
             self.notify(i);
         }
     }
@@ -281,26 +284,25 @@ impl Queue {
     /// Places waiting calls while workers have room: a call of the first
     /// `WARM_WINDOW` that can take a warm instance first, then the oldest.
     /// Returns whether another core should look: this one gave back a slot
-    /// it held for a moment, or placed all its calls with room maybe left.
+    /// it held for a moment, or has no call left (placed, or gone while the
+    /// wake-up was on its way) and there may be room.
     fn dispatch(&self, scheduler: &Scheduler) -> bool {
         let mut calls = self.calls.borrow_mut();
-        let (look_on, placed) = self.place_while_room(scheduler, &mut calls);
+        let look_on = self.place_while_room(scheduler, &mut calls);
         self.publish(scheduler, &calls);
-        look_on || (placed && calls.is_empty())
+        look_on || calls.is_empty()
     }
 
-    /// `dispatch`'s work: whether it gave back a slot, and whether it
-    /// placed a call.
-    fn place_while_room(&self, scheduler: &Scheduler, calls: &mut VecDeque<Rc<Waiter>>) -> (bool, bool) {
-        let (mut gave_back, mut placed) = (false, false);
+    /// `dispatch`'s work: whether it gave back a slot.
+    fn place_while_room(&self, scheduler: &Scheduler, calls: &mut VecDeque<Rc<Waiter>>) -> bool {
+        let mut gave_back = false;
         if scheduler.tracks_warm() {
             let mut i = 0;
             while i < calls.len().min(WARM_WINDOW) {
-                let Some(lease) = scheduler.try_place(&calls[i].function) else { return (gave_back, placed) };
+                let Some(lease) = scheduler.try_place(&calls[i].function) else { return gave_back };
                 if lease.hint() > 0 {
                     let waiter = calls.remove(i).expect("in range");
                     place(&waiter, lease);
-                    placed = true;
                 } else {
                     // No warm instance for it: it waits its turn.
                     scheduler.give_back(&calls[i].function, lease);
@@ -310,12 +312,11 @@ impl Queue {
             }
         }
         while let Some(waiter) = calls.front() {
-            let Some(lease) = scheduler.try_place(&waiter.function) else { return (gave_back, placed) };
+            let Some(lease) = scheduler.try_place(&waiter.function) else { return gave_back };
             let waiter = calls.pop_front().expect("a front");
             place(&waiter, lease);
-            placed = true;
         }
-        (gave_back, placed)
+        gave_back
     }
 }
 
@@ -343,11 +344,12 @@ mod tests {
         assert!(first < second);
         signals.slot_freed();
         assert_eq!((notified(0), notified(1), notified(2)), (false, false, true));
-        // Core 2's call was placed: core 0's is the oldest now.
-        signals.leave(2);
+        // Core 2's call was placed (its task has not taken it yet, so it
+        // still counts as waiting): core 0's is the oldest now.
         signals.cores[2].oldest.store(u64::MAX, Ordering::Relaxed);
         signals.slot_freed();
         assert_eq!((notified(0), notified(1), notified(2)), (true, false, false));
+        signals.leave(2);
         // A change of workers or capacities wakes every core with calls.
         signals.enter(1);
         signals.notify_all();

@@ -57,9 +57,10 @@ impl Live {
         self.config.load_full()
     }
 
-    /// Changes with every reload (a relaxed load: cheap on every request).
+    /// Changes with every reload (a plain load on x86: cheap on every
+    /// request).
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Relaxed)
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Re-reads the file and applies it; returns what changed (one line
@@ -75,20 +76,24 @@ impl Live {
         let current = self.config.load_full();
         let mut changes = Vec::new();
         keep_start_bound(&current, &mut next, &mut changes);
+        // Capacities first: workers added next take theirs.
+        self.scheduler.set_capacities(next.capacities());
         self.apply_workers(&next, &mut changes);
+        use crate::balancer::BalancerKind::{Predictive, PullBased, PullHashing};
+        let keeps_table = matches!(next.balancer, PullBased | PullHashing | Predictive);
         let rebuild = next.balancer != current.balancer
-            || next.limits.max_functions != current.limits.max_functions
-            || next.worker_cores != current.worker_cores;
+            || (keeps_table && next.limits.max_functions != current.limits.max_functions)
+            || (next.balancer == Predictive && next.worker_cores != current.worker_cores);
         if rebuild {
             let balancer = next.balancer.build_with(next.limits.max_functions, next.worker_cores);
             self.scheduler.set_balancer(next.balancer, balancer);
             changes.push(format!("balancer: {} (new calls; no warm instances known yet)", next.balancer));
         }
-        self.scheduler.set_capacities(next.capacities());
         self.scheduler.set_health(next.health);
         note_per_call(&current, &next, &mut changes);
         self.config.store(Arc::new(next));
-        self.generation.fetch_add(1, Ordering::Relaxed);
+        // Release: a core that sees the new generation sees the new config.
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(changes)
     }
 
@@ -96,9 +101,11 @@ impl Live {
     /// has, adds (resolving their names) the ones it has newly.
     fn apply_workers(&self, next: &Config, changes: &mut Vec<String>) {
         let running: Vec<_> = self.scheduler.workers().iter().map(|w| w.url().clone()).collect();
-        let gone: Vec<_> = running.iter().filter(|u| !next.workers.contains(u)).cloned().collect();
-        if !gone.is_empty() && self.scheduler.remove(&gone).is_ok() {
-            changes.extend(gone.iter().map(|u| format!("worker removed: {u}")));
+        // One at a time: one an admin removed meanwhile is gone already.
+        for url in running.iter().filter(|u| !next.workers.contains(u)) {
+            if self.scheduler.remove(std::slice::from_ref(url)).is_ok() {
+                changes.push(format!("worker removed: {url}"));
+            }
         }
         let new: Vec<_> = next.workers.iter().filter(|u| !running.contains(u)).cloned().collect();
         if !new.is_empty() {
@@ -180,13 +187,22 @@ pub fn log_outcome(outcome: Result<Vec<String>, String>) {
 }
 
 /// `hiku reload`: asks the hiku running with `config` (at its
-/// `admin.listen`, or its `host:port`, with its `admin.token`) to reload
-/// its config file. Returns the answer's status and body.
-pub fn ask(config: &Config) -> Result<(u16, String), String> {
+/// `admin.listen`, or its `host:port`, with its `admin.token`; `addr` and
+/// `token` instead, if given) to reload its config file. Returns the
+/// answer's status and body.
+pub fn ask(config: &Config, addr: Option<&str>, token: Option<&str>) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
-    let addr = match config.admin_addr().map_err(|e| e.to_string())? {
-        Some(addr) => addr,
-        None => config.listen_addr().map_err(|e| e.to_string())?,
+    use std::net::ToSocketAddrs;
+    let addr = match addr {
+        Some(given) => given
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| format!("--addr {given:?} is not a host:port that resolves"))?,
+        None => match config.admin_addr().map_err(|e| e.to_string())? {
+            Some(addr) => addr,
+            None => config.listen_addr().map_err(|e| e.to_string())?,
+        },
     };
     // A wildcard listener is reached on loopback.
     let addr = match addr.ip() {
@@ -194,11 +210,12 @@ pub fn ask(config: &Config) -> Result<(u16, String), String> {
         std::net::IpAddr::V6(ip) if ip.is_unspecified() => (std::net::Ipv6Addr::LOCALHOST, addr.port()).into(),
         _ => addr,
     };
+    let token = token.or(config.admin_token.as_deref());
     let within = std::time::Duration::from_secs(60);
     let mut stream =
         std::net::TcpStream::connect_timeout(&addr, within).map_err(|e| format!("cannot reach hiku at {addr}: {e}"))?;
     stream.set_read_timeout(Some(within)).map_err(|e| e.to_string())?;
-    let token = config.admin_token.as_ref().map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let token = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let request =
         format!("POST /admin/reload HTTP/1.1\r\nHost: {addr}\r\n{token}Content-Length: 0\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).map_err(|e| format!("cannot ask hiku at {addr}: {e}"))?;

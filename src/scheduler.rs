@@ -252,11 +252,20 @@ impl Scheduler {
     /// Sets the capacity of every worker, and of workers added later;
     /// calls waiting are placed if that made room.
     pub fn set_capacities(&self, capacities: Capacities) {
-        for w in self.snapshot.load().iter() {
-            w.set_capacity(capacities.of(w.url()).unwrap_or(usize::MAX));
-        }
         self.bounded.store(capacities.any(), Ordering::Relaxed);
         self.capacities.store(Arc::new(capacities));
+        // Again if workers were added meanwhile: they may have read the
+        // capacities before they changed.
+        let capacities = self.capacities.load();
+        loop {
+            let now = self.snapshot.load();
+            for w in now.iter() {
+                w.set_capacity(capacities.of(w.url()).unwrap_or(usize::MAX));
+            }
+            if self.snapshot.load().generation() == now.generation() {
+                break;
+            }
+        }
         self.signals.notify_all();
     }
 

@@ -780,9 +780,9 @@ async fn watch_for_drain(shard: Rc<Shard>, listeners: [Option<RawFd>; 2]) {
 }
 
 async fn close_idle(shard: Rc<Shard>) {
-    let every = crate::parking::sweep_every(shard.config().timeouts.client_idle);
     loop {
-        runtime::sleep(every).await;
+        // As often as the client_idle in force asks (a reload may change it).
+        runtime::sleep(crate::parking::sweep_every(shard.config().timeouts.client_idle)).await;
         shard.parking.sweep(Instant::now());
     }
 }

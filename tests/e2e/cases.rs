@@ -1154,11 +1154,27 @@ fn admin_reload_and_hiku_reload_say_what_changed_or_why_not() {
     let mut ask = admin.clone();
     ask.as_object_mut().unwrap().extend(serde_json::json!({"host": "127.0.0.1", "port": hiku.addr.port(), "workers": [&a.url]}).as_object().unwrap().clone());
     std::fs::write(hiku.config_path(), ask.to_string()).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hiku")).args(["reload", "-c"]).arg(hiku.config_path()).output().unwrap();
+    let reload = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hiku"));
+        cmd.args(["reload", "-c"]).arg(hiku.config_path()).args(args).output().unwrap()
+    };
+    let out = reload(&[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains(&format!("worker removed: {}", b.url)), "{said}");
     assert_eq!(hiku.get("/status").json()["workers"].as_array().unwrap().len(), 1);
+    // A file with a new token: hiku still takes the old one, given with
+    // --token, and the new one from then on.
+    ask.as_object_mut().unwrap().insert("admin".into(), serde_json::json!({"token": "n3w"}));
+    std::fs::write(hiku.config_path(), ask.to_string()).unwrap();
+    let out = reload(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
+    let addr = hiku.addr.to_string();
+    let out = reload(&["--token", "t0k", "--addr", &addr]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("admin.token: new values"));
+    assert_eq!(hiku.client().request("POST", "/admin/reload", &[("Authorization", "Bearer n3w")], b"").status, 200);
 }
 
 #[test]
