@@ -109,16 +109,7 @@ impl Live {
         }
         let new: Vec<_> = next.workers.iter().filter(|u| !running.contains(u)).cloned().collect();
         if !new.is_empty() {
-            let resolved = new
-                .iter()
-                .map(|url| {
-                    let addrs = url.resolve().unwrap_or_else(|e| {
-                        log::warn!("worker {url}: cannot resolve its host: {e}");
-                        Vec::new()
-                    });
-                    (url.clone(), addrs)
-                })
-                .collect();
+            let resolved = crate::scheduler::resolve(&new);
             self.scheduler.add(resolved);
             changes.extend(new.iter().map(|u| format!("worker added: {u}")));
         }

@@ -368,6 +368,20 @@ impl Scheduler {
     }
 }
 
+/// Resolves workers' names (blocking: off the executors). One that does
+/// not resolve is kept, with no address (its calls get a 502 naming it),
+/// so that a config that starts elsewhere starts here too.
+pub fn resolve(urls: &[WorkerUrl]) -> Vec<NewWorker> {
+    let resolve = |url: &WorkerUrl| {
+        let addrs = url.resolve().unwrap_or_else(|e| {
+            log::warn!("worker {url}: cannot resolve its host: {e}");
+            Vec::new()
+        });
+        (url.clone(), addrs)
+    };
+    urls.iter().map(resolve).collect()
+}
+
 /// Probes every worker that is in each `health.interval` (while one is
 /// set), for the life of the process: a failed probe counts as a failed
 /// connection, a 2xx resets the count. A thread of its own, as blocking

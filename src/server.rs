@@ -23,7 +23,7 @@ use crate::parking::Parking;
 use crate::pool::Pool;
 use crate::proxy::{self, RequestMeta};
 use crate::runtime::{self, Driver, TcpListener};
-use crate::scheduler::{NewWorker, Scheduler, Unplaced};
+use crate::scheduler::{Scheduler, Unplaced};
 use crate::shutdown;
 use crate::worker::Lease;
 
@@ -608,22 +608,6 @@ fn bind_admin(addr: SocketAddr) -> io::Result<(SocketAddr, Socket)> {
     Ok((bound, socket))
 }
 
-/// Resolves the configured workers; one that doesn't resolve is kept (its
-/// requests get a 502 naming it) so a config that starts elsewhere starts.
-fn resolve_workers(config: &Config) -> Vec<NewWorker> {
-    config
-        .workers
-        .iter()
-        .map(|url| {
-            let addrs = url.resolve().unwrap_or_else(|e| {
-                log::warn!("worker {url}: cannot resolve its host: {e}");
-                Vec::new()
-            });
-            (url.clone(), addrs)
-        })
-        .collect()
-}
-
 /// Serves `config` (read from `path`, which reloads re-read) on `cores`
 /// shards, each pinned to a core of its own if `pin`, until the process ends.
 pub fn run(config: &Config, path: Option<&std::path::Path>, cores: usize, pin: bool) -> Result<(), String> {
@@ -636,7 +620,7 @@ pub fn run(config: &Config, path: Option<&std::path::Path>, cores: usize, pin: b
         None => None,
     };
     let balancer = config.balancer.build_with(config.limits.max_functions, config.worker_cores);
-    let scheduler = Scheduler::with_balancer(config.balancer, balancer, resolve_workers(config))
+    let scheduler = Scheduler::with_balancer(config.balancer, balancer, crate::scheduler::resolve(&config.workers))
         .with_health(config.health)
         .with_cores(cores);
     scheduler.set_capacities(config.capacities());
