@@ -722,9 +722,14 @@ fn destroy_sandbox_sends_the_next_call_elsewhere() {
 
 /// hiku with `balancer` in front of `workers`, with `extra` keys in its config.
 fn start_with(balancer: &str, workers: &[&str], extra: serde_json::Value) -> Hiku {
+    start_on(support::cores(), balancer, workers, extra)
+}
+
+/// A config on a free port with `balancer` and `workers`, `extra` keys added.
+fn config_with(balancer: &str, workers: &[&str], extra: serde_json::Value) -> String {
     let mut config = serde_json::json!({ "host": "127.0.0.1", "port": 0, "balancer": balancer, "workers": workers });
     config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    Hiku::start_config(&config.to_string(), support::cores())
+    config.to_string()
 }
 
 /// A URL where nothing listens (a port that was just free).
@@ -886,9 +891,7 @@ fn calls_that_may_have_run_or_cannot_be_sent_again_are_not_bounced() {
 
 /// hiku on `cores` cores with `balancer` before `workers`, `extra` keys added.
 fn start_on(cores: usize, balancer: &str, workers: &[&str], extra: serde_json::Value) -> Hiku {
-    let mut config = serde_json::json!({ "host": "127.0.0.1", "port": 0, "balancer": balancer, "workers": workers });
-    config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    Hiku::start_config(&config.to_string(), cores)
+    Hiku::start_config(&config_with(balancer, workers, extra), cores)
 }
 
 fn waiting(hiku: &Hiku) -> f64 {
@@ -1093,9 +1096,7 @@ fn sighup_does_not_stop_hiku() {
 
 /// Writes a config for `workers` with `extra` keys where `hiku` reads it.
 fn rewrite_config(hiku: &Hiku, balancer: &str, workers: &[&str], extra: serde_json::Value) {
-    let mut config = serde_json::json!({ "host": "127.0.0.1", "port": 0, "balancer": balancer, "workers": workers });
-    config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    std::fs::write(hiku.config_path(), config.to_string()).unwrap();
+    std::fs::write(hiku.config_path(), config_with(balancer, workers, extra)).unwrap();
 }
 
 #[test]
@@ -1523,6 +1524,9 @@ fn a_client_that_stops_reading_is_closed_and_frees_the_worker() {
     let mut c: std::net::TcpStream = socket.into();
     c.write_all(b"GET /run/f?size=50000000 HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
     // Read nothing: hiku's writes stall once the socket buffers are full.
+    // (The call must be under way first: before hiku takes it, nothing is
+    // in flight either.)
+    wait_for("the call at the worker", || w.requests() == 1);
     wait_for("the lease released", || in_flight(&hiku) == [0]);
     // What was buffered can still be read; then the connection is closed.
     c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
