@@ -88,6 +88,8 @@ const PROBE_FIRST: Duration = Duration::from_millis(500);
 const PROBE_LAST: Duration = Duration::from_secs(30);
 /// The longest a probe waits for its answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often, at most, the active prober looks whether a round is due.
+const PROBE_SLICE: Duration = Duration::from_millis(250);
 
 /// `select` found no worker at all.
 #[derive(Debug, PartialEq, Eq)]
@@ -387,22 +389,30 @@ pub fn resolve(urls: &[WorkerUrl]) -> Vec<NewWorker> {
 /// connection, a 2xx resets the count. A thread of its own, as blocking
 /// here stops no executor.
 pub fn probe_actively(scheduler: std::sync::Weak<Scheduler>) {
-    let spawned = std::thread::Builder::new().name("hiku-health".into()).spawn(move || loop {
-        let Some(interval) = scheduler.upgrade().map(|s| s.health().interval) else { return };
-        let Some(interval) = interval else {
-            // Off: look again later (a reload may set it).
-            std::thread::sleep(Duration::from_secs(1));
-            continue;
-        };
-        std::thread::sleep(interval);
-        let Some(s) = scheduler.upgrade() else { return };
-        let workers = s.workers();
-        for w in workers.iter().filter(|w| !w.is_ejected()) {
-            if status_ok(w, interval.min(PROBE_TIMEOUT)) {
-                w.connect_succeeded();
-            } else {
-                log::debug!("worker {} failed its health probe", w.url());
-                s.connect_failed(w);
+    let spawned = std::thread::Builder::new().name("hiku-health".into()).spawn(move || {
+        let (mut last, mut slice) = (std::time::Instant::now(), PROBE_SLICE);
+        loop {
+            // In slices, so that an interval a reload sets or changes
+            // counts from the last round at once.
+            std::thread::sleep(slice);
+            let Some(s) = scheduler.upgrade() else { return };
+            let Some(interval) = s.health().interval else {
+                slice = PROBE_SLICE;
+                continue;
+            };
+            slice = interval.min(PROBE_SLICE);
+            if last.elapsed() < interval {
+                continue;
+            }
+            last = std::time::Instant::now();
+            let workers = Guard::into_inner(s.workers());
+            for w in workers.iter().filter(|w| !w.is_ejected()) {
+                if status_ok(w, interval.min(PROBE_TIMEOUT)) {
+                    w.connect_succeeded();
+                } else {
+                    log::debug!("worker {} failed its health probe", w.url());
+                    s.connect_failed(w);
+                }
             }
         }
     });

@@ -1620,3 +1620,15 @@ fn active_probes_eject_a_dead_worker_before_any_call_reaches_it() {
         assert_eq!((res.status, res.worker()), (200, live.url.as_str()));
     }
 }
+
+#[test]
+fn a_reload_that_sets_health_interval_starts_the_probes() {
+    let live = Worker::start();
+    let dead = dead_url();
+    let hiku = start_with("random", &[&live.url, &dead], serde_json::json!({}));
+    let ejected = || sample(&scrape(&hiku), "hiku_worker_ejected", Some(("worker", dead.as_str()))) == 1.0;
+    assert!(!ejected(), "no call, no probe: nothing found it dead");
+    rewrite_config(&hiku, "random", &[&live.url, &dead], serde_json::json!({"health": {"interval_ms": 100}}));
+    hiku.signal(libc::SIGHUP);
+    wait_for("the dead worker ejected by the probes the reload started", ejected);
+}
