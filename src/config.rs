@@ -528,12 +528,6 @@ impl Config {
         min_bound(self.workers_max_inflight, self.limits.max_connections_per_worker)
     }
 
-    /// The capacity of the worker at `url`: its own `max_inflight`, else
-    /// the default, at most `limits.max_connections_per_worker`.
-    pub fn capacity_of(&self, url: &WorkerUrl) -> Option<usize> {
-        self.capacities().of(url)
-    }
-
     /// Every worker's capacity, as the config says.
     pub fn capacities(&self) -> Capacities {
         let cap = self.limits.max_connections_per_worker;
@@ -801,16 +795,16 @@ mod tests {
         .unwrap();
         let url = |u: &str| WorkerUrl::parse(u).unwrap();
         assert_eq!(c.workers, [url("http://a:1"), url("http://b:1"), url("http://c:1")]);
-        assert_eq!(c.capacity_of(&url("http://a:1")), Some(32));
-        assert_eq!(c.capacity_of(&url("http://b:1")), Some(8));
-        assert_eq!(c.capacity_of(&url("http://d:1")), Some(32), "a worker added later");
+        assert_eq!(c.capacities().of(&url("http://a:1")), Some(32));
+        assert_eq!(c.capacities().of(&url("http://b:1")), Some(8));
+        assert_eq!(c.capacities().of(&url("http://d:1")), Some(32), "a worker added later");
         assert_eq!((c.queue.limit, c.queue.timeout.as_millis()), (5, 250));
         // The connection cap bounds every capacity, and is one by itself.
         let c = Config::parse(
             r#"{"workers": [{"url": "http://b:1", "max_inflight": 8}], "limits": {"max_connections_per_worker": 4}}"#,
         )
         .unwrap();
-        assert_eq!((c.capacity_of(&url("http://b:1")), c.default_capacity()), (Some(4), Some(4)));
+        assert_eq!((c.capacities().of(&url("http://b:1")), c.default_capacity()), (Some(4), Some(4)));
         let err = |t: &str| Config::parse(t).unwrap_err().0;
         for (bad, message) in [
             (r#"{"workers": [{"url": "http://b:1", "max_inflight": 0}]}"#, "max_inflight of http://b:1 must be"),

@@ -36,7 +36,7 @@ impl Idle {
     /// Lets it go from the worker's count.
     fn uncount(&self, worker: &Worker) {
         if self.counted {
-            worker.pooled_changed(-1);
+            worker.unpooled_one();
         }
     }
 }
@@ -73,7 +73,7 @@ impl Pool {
         if list.len() < MAX_IDLE_PER_WORKER {
             list.push(Idle { stream, since: Instant::now(), counted });
             if counted {
-                worker.pooled_changed(1);
+                worker.pooled_one();
             }
         }
     }
@@ -99,7 +99,7 @@ impl Pool {
                 // one): counted from now on.
                 if bounded && !i.counted {
                     i.counted = true;
-                    worker.pooled_changed(1);
+                    worker.pooled_one();
                 }
                 let open = is_open(&i.stream);
                 if !open {

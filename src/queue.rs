@@ -203,11 +203,7 @@ impl Queue {
         scheduler.signals().core(self.core).oldest.store(oldest, Ordering::Relaxed);
     }
 
-    /// Calls waiting on this core.
-    pub fn len(&self) -> usize {
-        self.calls.borrow().len()
-    }
-
+    /// Whether no call waits on this core.
     pub fn is_empty(&self) -> bool {
         self.calls.borrow().is_empty()
     }

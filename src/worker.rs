@@ -133,13 +133,14 @@ impl Worker {
         }
     }
 
-    /// Counts connections to it that a pool keeps (`by` > 0) or lets go.
-    pub fn pooled_changed(&self, by: isize) {
-        if by >= 0 {
-            self.pooled.fetch_add(by as usize, Ordering::Relaxed);
-        } else {
-            self.pooled.fetch_sub(by.unsigned_abs(), Ordering::Relaxed);
-        }
+    /// Counts a connection to it that a pool keeps idle.
+    pub fn pooled_one(&self) {
+        self.pooled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one a pool lets go (taken for a call, or closed).
+    pub fn unpooled_one(&self) {
+        self.pooled.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Connections to it kept idle over all cores.
