@@ -1,5 +1,6 @@
-//! The paper's published figures (Akbari and Hauswirth, CCGrid 2025, as
-//! `../shared/REFERENCE.md` gives them), as rows under the measured ones.
+//! The paper's published figures (Akbari and Hauswirth, CCGrid 2025: its
+//! headline table, pull-based against the other three balancers), as rows
+//! under the measured ones.
 //! The paper gives pull-based's means and, for the other three balancers,
 //! the range they spanned; a figure it does not publish is left blank.
 
