@@ -147,6 +147,11 @@ pub struct Limits {
     /// A request body larger than this (by its Content-Length, or as it
     /// streams): 413.
     pub max_body_bytes: u64,
+    /// A `/run` body up to this size that did not come with its head is
+    /// read whole before the call goes to a worker (so it can go again if
+    /// the worker is overloaded or closes an idle connection); a larger one
+    /// streams. 0: every such body streams.
+    pub buffer_body_bytes: usize,
     /// Client connections open at once in the process; past it new ones
     /// wait in the listen backlog. `None`: half the open-file limit.
     pub max_connections: Option<usize>,
@@ -164,6 +169,7 @@ impl Default for Limits {
             max_header_bytes: crate::http::MAX_HEAD,
             max_headers: crate::http::MAX_HEADERS,
             max_body_bytes: 64 << 20,
+            buffer_body_bytes: 64 * 1024,
             max_connections: None,
             max_functions: crate::balancer::DEFAULT_MAX_FUNCTIONS,
             max_connections_per_worker: None,
@@ -190,10 +196,11 @@ const KEYS: [&str; 15] = [
     "health",
 ];
 /// The keys of `limits`.
-const LIMIT_KEYS: [&str; 6] = [
+const LIMIT_KEYS: [&str; 7] = [
     "max_header_bytes",
     "max_headers",
     "max_body_bytes",
+    "buffer_body_bytes",
     "max_connections",
     "max_functions",
     "max_connections_per_worker",
@@ -282,6 +289,10 @@ fn parse_timeouts(raw: &RawConfig) -> Result<Timeouts, ConfigError> {
     })
 }
 
+/// The most `limits.buffer_body_bytes` may be: each client connection may
+/// hold this much while its body arrives.
+const MAX_BUFFER_BODY: u64 = 16 << 20;
+
 fn parse_limits(raw: &RawConfig) -> Result<Limits, ConfigError> {
     let section = raw.section("limits")?;
     let d = Limits::default();
@@ -298,6 +309,7 @@ fn parse_limits(raw: &RawConfig) -> Result<Limits, ConfigError> {
         max_header_bytes: number("max_header_bytes", 1024, max_head, d.max_header_bytes as u64)? as usize,
         max_headers: number("max_headers", 1, max_fields, d.max_headers as u64)? as usize,
         max_body_bytes: number("max_body_bytes", 0, u64::MAX >> 1, d.max_body_bytes)?,
+        buffer_body_bytes: number("buffer_body_bytes", 0, MAX_BUFFER_BODY, d.buffer_body_bytes as u64)? as usize,
         max_connections: connections,
         max_functions: number("max_functions", 8, 1 << 26, d.max_functions as u64)? as usize,
         max_connections_per_worker: optional("max_connections_per_worker", MAX_CAPACITY)?,
@@ -756,15 +768,19 @@ mod tests {
     fn limits_have_safe_defaults_and_are_checked() {
         let l = Config::parse("{}").unwrap().limits;
         assert_eq!(
-            (l.max_header_bytes, l.max_headers, l.max_body_bytes, l.max_connections),
-            (16384, 100, 64 << 20, None)
+            (l.max_header_bytes, l.max_headers, l.max_body_bytes, l.buffer_body_bytes, l.max_connections),
+            (16384, 100, 64 << 20, 65536, None)
         );
         let c = Config::parse(
-            r#"{"limits": {"max_header_bytes": 2048, "max_headers": 10, "max_body_bytes": 0, "max_connections": 5, "x": 1}}"#,
+            r#"{"limits": {"max_header_bytes": 2048, "max_headers": 10, "max_body_bytes": 0, "buffer_body_bytes": 0,
+                "max_connections": 5, "x": 1}}"#,
         )
         .unwrap();
         let l = c.limits;
-        assert_eq!((l.max_header_bytes, l.max_headers, l.max_body_bytes, l.max_connections), (2048, 10, 0, Some(5)));
+        assert_eq!(
+            (l.max_header_bytes, l.max_headers, l.max_body_bytes, l.buffer_body_bytes, l.max_connections),
+            (2048, 10, 0, 0, Some(5))
+        );
         assert_eq!(c.unknown_keys, ["limits.x"]);
         let err = |t: &str| Config::parse(t).unwrap_err().0;
         for (bad, message) in [
@@ -775,6 +791,10 @@ mod tests {
             (r#"{"limits": {"max_headers": 0}}"#, "\"limits.max_headers\" must be a whole number from 1 to 100"),
             (r#"{"limits": {"max_body_bytes": -1}}"#, "\"limits.max_body_bytes\""),
             (r#"{"limits": {"max_connections": 0}}"#, "\"limits.max_connections\" must be a whole number from 1"),
+            (
+                r#"{"limits": {"buffer_body_bytes": 16777217}}"#,
+                "\"limits.buffer_body_bytes\" must be a whole number from 0 to 16777216",
+            ),
             (
                 r#"{"limits": {"max_functions": 4}}"#,
                 "\"limits.max_functions\" must be a whole number from 8 to 67108864",

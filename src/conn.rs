@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::http::{self, ReadBuf, Version};
+use crate::http::{self, ChunkedDecoder, Framing, ReadBuf, Version};
 use crate::parking::{Parking, Spot};
 use crate::pool::Pool;
 use crate::proxy::RequestMeta;
@@ -21,6 +21,18 @@ use crate::scheduler::Scheduler;
 /// readiness alone (one more step and a new task when it wakes, but an idle
 /// connection holds a few hundred bytes).
 pub const HOT_IDLE: Duration = Duration::from_millis(500);
+
+/// What a slow body did not send in time.
+pub const BODY_BYTE: &str = "next byte of the request body";
+
+/// How far [`Conn::read_body`] read a body.
+pub enum BodyRead {
+    /// To its end.
+    Whole,
+    /// To its limit: the rest of a chunked body, decoded this far, is still
+    /// to come.
+    Partial(ChunkedDecoder),
+}
 
 /// What one core owns.
 pub struct Shard {
@@ -177,6 +189,75 @@ impl Conn {
             None => false,
         };
         self.send_error(error, keep_alive, Some(meta)).await && keep_alive
+    }
+
+    /// Reads more of a request body into `rbuf`: `Err(None)` if the client
+    /// is gone, `Err(Some(408))` if nothing came `within` the time.
+    pub async fn fill_body(&mut self, within: Duration) -> Result<(), Option<Error>> {
+        match runtime::timeout(within, self.rbuf.fill(&mut self.client)).await {
+            Ok(Ok(0) | Err(_)) => Err(None),
+            Ok(Ok(_)) => Ok(()),
+            Err(_) => Err(Some(Error::ClientTimeout { what: BODY_BYTE, within })),
+        }
+    }
+
+    /// Reads the request body framed as `framing` (its head consumed) into
+    /// `into`: as it was sent (`raw`), or, if chunked, its data alone. Each
+    /// read must come `within` the time. A chunked body stops once `into`
+    /// has grown by `limit` bytes (the caller checks a length against it
+    /// before) and is refused (413) past `max_data` bytes of data.
+    /// `Err(None)`: the client is gone; `Err(Some(e))`: answer `e`, close.
+    pub async fn read_body(
+        &mut self,
+        framing: Framing,
+        raw: bool,
+        into: &mut Vec<u8>,
+        (limit, max_data): (usize, u64),
+        within: Duration,
+    ) -> Result<BodyRead, Option<Error>> {
+        let start = into.len();
+        match framing {
+            Framing::None | Framing::Close => {}
+            Framing::Length(n) => {
+                let mut left = usize::try_from(n).unwrap_or(usize::MAX);
+                loop {
+                    let take = left.min(self.rbuf.data().len());
+                    into.extend_from_slice(&self.rbuf.data()[..take]);
+                    self.rbuf.consume(take);
+                    left -= take;
+                    if left == 0 {
+                        break;
+                    }
+                    self.fill_body(within).await?;
+                }
+            }
+            Framing::Chunked => {
+                let mut decoder = ChunkedDecoder::default();
+                loop {
+                    let data = self.rbuf.data();
+                    let used = match raw {
+                        true => decoder.feed(data, |_| {}),
+                        false => decoder.feed(data, |d| into.extend_from_slice(d)),
+                    }
+                    .map_err(|e| Some(Error::BadRequest(e.to_string())))?;
+                    if raw {
+                        into.extend_from_slice(&data[..used]);
+                    }
+                    self.rbuf.consume(used);
+                    if decoder.data_len() > max_data {
+                        return Err(Some(Error::BodyTooLarge(max_data)));
+                    }
+                    if decoder.is_done() {
+                        break;
+                    }
+                    if into.len() - start >= limit {
+                        return Ok(BodyRead::Partial(decoder));
+                    }
+                    self.fill_body(within).await?;
+                }
+            }
+        }
+        Ok(BodyRead::Whole)
     }
 
     /// Tells a client that waits for it (`Expect: 100-continue`) to send its body.

@@ -47,7 +47,8 @@
 //!    sweep ([`parking`]) closes those idle past `timeouts_ms.client_idle`);
 //!    [`http::parse_request`] (httparse) borrows it.
 //! 2. [`server`] routes by path. For `/run/<fn>` the scheduler selects a
-//!    worker and returns a `Lease`.
+//!    worker and returns a `Lease` (a small body that did not come with
+//!    its head is read whole first, so the call can go again if it must).
 //! 3. [`proxy`] writes the rewritten head (hop-by-hop fields removed,
 //!    `X-Forwarded-For` extended) to a worker connection from the shard's
 //!    pool (if idle for 50 ms or more it is peeked first: closed or holding

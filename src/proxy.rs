@@ -37,9 +37,12 @@ pub struct RequestMeta {
     pub whole_body: Option<usize>,
     /// hiku added a `Host` naming the worker (the client sent none).
     pub added_host: bool,
-    /// The whole request, body too, is in `conn.out` (it was sent once
-    /// and bounced).
+    /// The whole request, body too, is in `conn.out` (it was held, or sent
+    /// once and bounced).
     pub in_out: bool,
+    /// Where decoding a chunked body stands when it streams: at its start,
+    /// or where holding it stopped (the part held is in `conn.out`).
+    pub chunked: ChunkedDecoder,
 }
 
 /// How a body copy failed: on the side read from (or nothing came from it
@@ -358,7 +361,7 @@ async fn send_and_read_head(
             },
             Err(CopyError::Read(_)) => return Err(Failure::Close),
             Err(CopyError::ReadTimeout(within)) => {
-                let error = Error::ClientTimeout { what: crate::server::BODY_BYTE, within };
+                let error = Error::ClientTimeout { what: crate::conn::BODY_BYTE, within };
                 return Err(Failure::Answer { error, body_read: false });
             }
             Err(CopyError::Framing(e)) => {
@@ -452,7 +455,8 @@ async fn send_streaming(
         write_within: timeouts.upstream_response,
         max_bytes: shard.config().limits.max_body_bytes,
     };
-    copy_body(&mut conn.client, &mut conn.rbuf, up, meta.framing, false, &mut conn.out, bounds).await?;
+    let body = (meta.framing, meta.chunked);
+    copy_body(&mut conn.client, &mut conn.rbuf, up, body, false, &mut conn.out, bounds).await?;
     flush(up, &mut conn.out, timeouts.upstream_response).await
 }
 
@@ -560,7 +564,8 @@ async fn relay_response(
     let timeouts = shard.config().timeouts;
     let bounds =
         Bounds { read_within: timeouts.upstream_response, write_within: timeouts.client_send, max_bytes: u64::MAX };
-    let copied = copy_body(&mut up, &mut conn.ubuf, &mut conn.client, framing, decode, &mut conn.out, bounds).await;
+    let body = (framing, ChunkedDecoder::default());
+    let copied = copy_body(&mut up, &mut conn.ubuf, &mut conn.client, body, decode, &mut conn.out, bounds).await;
     if let Err(e) = copied {
         // The head is out: all that is left is to cut the answer short.
         log::debug!("response from {} cut short: {e}", worker.url());
@@ -578,7 +583,8 @@ async fn relay_response(
 }
 
 /// Copies a body framed as `framing` from `src` (whose bytes already read
-/// are in `buf`) to `dst`, after `pending` (a head), joining small pieces
+/// are in `buf`) to `dst`, after `pending` (a head, and perhaps the start
+/// of the body, decoded as far as `chunked` says), joining small pieces
 /// into one write. With `decode`, a chunked body goes out as its data alone.
 /// Leaves in `buf` whatever follows the body, and in `pending` the last
 /// piece (at most `COALESCE_LIMIT` bytes) for the caller to send. Gives up
@@ -587,18 +593,16 @@ async fn copy_body(
     src: &mut TcpStream,
     buf: &mut ReadBuf,
     dst: &mut TcpStream,
-    framing: Framing,
+    (framing, mut chunked): (Framing, ChunkedDecoder),
     decode: bool,
     pending: &mut Vec<u8>,
     bounds: Bounds,
 ) -> Result<(), CopyError> {
     let within = bounds.read_within;
-    let mut data_bytes = 0u64;
     let mut left = match framing {
         Framing::Length(n) => n,
         _ => 0,
     };
-    let mut chunked = ChunkedDecoder::default();
     loop {
         let done = match framing {
             Framing::None => true,
@@ -630,13 +634,12 @@ async fn copy_body(
             Framing::Chunked => {
                 let used = chunked
                     .feed(data, |d| {
-                        data_bytes += d.len() as u64;
                         if decode {
                             pending.extend_from_slice(d)
                         }
                     })
                     .map_err(CopyError::Framing)?;
-                if data_bytes > bounds.max_bytes {
+                if chunked.data_len() > bounds.max_bytes {
                     return Err(CopyError::TooLarge(bounds.max_bytes));
                 }
                 used

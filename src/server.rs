@@ -15,7 +15,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::admin;
 use crate::config::{Config, Limits, Timeouts};
-use crate::conn::{Conn, Shard, HOT_IDLE};
+use crate::conn::{BodyRead, Conn, Shard, HOT_IDLE};
 use crate::error::Error;
 use crate::http::{self, Framing};
 use crate::metrics::Decision;
@@ -232,6 +232,8 @@ async fn serve_one(shard: &Shard, conn: &mut Conn) -> bool {
         Plan::Forward(lease, meta) => proxy::forward(shard, conn, lease, meta).await,
         // Only when workers are full: boxed like a local answer.
         Plan::Wait(meta) => Box::pin(wait_and_forward(shard, conn, meta)).await,
+        // Only for a body that came after its head: boxed too.
+        Plan::Hold(meta) => Box::pin(hold_and_forward(shard, conn, meta)).await,
         // Rare: boxed, so that its state does not size every connection's task.
         Plan::Local(local, meta) => Box::pin(serve_local(shard, conn, local, meta)).await,
         Plan::Refuse(e) => {
@@ -248,6 +250,10 @@ enum Plan {
     /// Every worker is full: the call waits for one with room, then goes
     /// like `Forward` (the head, without a worker's name, is in `conn.out`).
     Wait(RequestMeta),
+    /// A small body is still on its way: it is read whole, after the head
+    /// in `conn.out`, before a worker is chosen (nginx's request
+    /// buffering), so the call can go again like any request held whole.
+    Hold(RequestMeta),
     Local(Local, RequestMeta),
     /// A head that can't be parsed: answer and close.
     Refuse(Error),
@@ -308,6 +314,7 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
         whole_body: body.as_ref().ok().copied().flatten().map(|(len, _)| len),
         added_host: false,
         in_out: false,
+        chunked: http::ChunkedDecoder::default(),
     };
     conn.input_done = meta.whole_body.is_some();
     let head_len = req.head_len;
@@ -338,9 +345,14 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
                     conn.request_line.push(' ');
                     conn.request_line.push_str(req.origin_target());
                 }
-                let placed = place(shard, function);
+                let hold = meta.whole_body.is_none() && holds(req.framing, shard.config().limits.buffer_body_bytes);
+                // A held call is placed once its body is in.
+                let placed = match hold && !shard.scheduler.workers().is_empty() {
+                    true => Err(Unplaced::Full),
+                    false => place(shard, function),
+                };
                 if matches!(placed, Err(Unplaced::NoWorkers)) {
-                    account_refused(shard, conn, &Error::NoWorkers);
+                    account_refused(shard, conn, Some(Error::NoWorkers.status()));
                     Local::Error(Error::NoWorkers)
                 } else {
                     // A call that waits gets its worker's name in a `Host`
@@ -353,6 +365,7 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
                     let meta = RequestMeta { added_host, ..meta };
                     return match placed {
                         Ok(lease) => Plan::Forward(lease, meta),
+                        Err(_) if hold => Plan::Hold(meta),
                         Err(_) => Plan::Wait(meta),
                     };
                 }
@@ -416,12 +429,74 @@ fn count_decision(shard: &Shard, lease: &Lease) {
     }
 }
 
-/// Counts a `/run` call hiku answered with `error` itself, before any
-/// worker had it, and logs it if there is an access log.
-fn account_refused(shard: &Shard, conn: &Conn, error: &Error) {
-    shard.counters().call(error.status(), Duration::ZERO);
+/// Counts a `/run` call that no worker had, answered with `status` by hiku
+/// itself (none: the client left), and logs it if there is an access log.
+fn account_refused(shard: &Shard, conn: &Conn, status: Option<u16>) {
+    if let Some(status) = status {
+        shard.counters().call(status, Duration::ZERO);
+    }
     if let Some(log) = &shard.access {
-        log.call(&conn.client_ip, &conn.request_line, error.status(), None, Duration::ZERO);
+        log.call(&conn.client_ip, &conn.request_line, status.unwrap_or(0), None, Duration::ZERO);
+    }
+}
+
+/// Whether a `/run` body framed as `framing` that did not come with its
+/// head is held whole before the call goes to a worker: one of at most
+/// `limit` bytes by its length, or any chunked one (read up to `limit`,
+/// then streamed).
+fn holds(framing: Framing, limit: usize) -> bool {
+    match framing {
+        Framing::Length(n) => n <= limit as u64,
+        Framing::Chunked => limit > 0,
+        Framing::None | Framing::Close => false,
+    }
+}
+
+/// Reads the body of a `Plan::Hold` call into `conn.out` (after its head),
+/// each read within `timeouts.client_body`, then places the call as
+/// `plan` would have: to a worker with room, or into the queue. A chunked
+/// body that outgrows `limits.buffer_body_bytes` streams on from where
+/// holding it stopped.
+async fn hold_and_forward(shard: &Shard, conn: &mut Conn, mut meta: RequestMeta) -> bool {
+    if meta.expect_continue {
+        if conn.send_continue().await.is_err() {
+            account_refused(shard, conn, None);
+            return false;
+        }
+        meta.expect_continue = false;
+    }
+    let config = shard.config();
+    let limits = (config.limits.buffer_body_bytes, config.limits.max_body_bytes);
+    let mut out = std::mem::take(&mut conn.out);
+    let read = conn.read_body(meta.framing, true, &mut out, limits, config.timeouts.client_body).await;
+    conn.out = out;
+    match read {
+        Ok(BodyRead::Whole) => {
+            conn.input_done = true;
+            meta.in_out = true;
+            meta.whole_body = Some(0);
+        }
+        Ok(BodyRead::Partial(decoder)) => meta.chunked = decoder,
+        Err(error) => {
+            account_refused(shard, conn, error.as_ref().map(Error::status));
+            if let Some(error) = error {
+                conn.send_error(&error, false, Some(meta)).await;
+            }
+            return false;
+        }
+    }
+    match place(shard, &conn.function) {
+        Ok(lease) => {
+            if meta.added_host {
+                http::retarget_host(&mut conn.out, "", lease.worker().url().authority());
+            }
+            proxy::forward(shard, conn, lease, meta).await
+        }
+        Err(Unplaced::Full) => wait_and_forward(shard, conn, meta).await,
+        Err(Unplaced::NoWorkers) => {
+            account_refused(shard, conn, Some(Error::NoWorkers.status()));
+            conn.answer_error(&Error::NoWorkers, meta).await
+        }
     }
 }
 
@@ -442,7 +517,7 @@ async fn wait_and_forward(shard: &Shard, conn: &mut Conn, meta: RequestMeta) -> 
             proxy::forward(shard, conn, lease, meta).await
         }
         Some(Err(error)) => {
-            account_refused(shard, conn, &error);
+            account_refused(shard, conn, Some(error.status()));
             conn.answer_error(&error, meta).await
         }
         None => {
@@ -507,62 +582,19 @@ async fn reload(shard: &Shard) -> Result<String, Error> {
     }
 }
 
-/// Reads more of a body into `conn.rbuf`: `Err(None)` if the client is
-/// gone, `Err(Some(408))` if nothing came within `within`.
-async fn fill_body(conn: &mut Conn, within: Duration) -> Result<(), Option<Error>> {
-    match runtime::timeout(within, conn.rbuf.fill(&mut conn.client)).await {
-        Ok(Ok(0) | Err(_)) => Err(None),
-        Ok(Ok(_)) => Ok(()),
-        Err(_) => Err(Some(Error::ClientTimeout { what: BODY_BYTE, within })),
-    }
-}
-
-/// What a slow body did not send in time.
-pub const BODY_BYTE: &str = "next byte of the request body";
-
-/// Reads a body of at most `LOCAL_BODY_LIMIT` bytes, each read within
-/// `timeouts.client_body`. `Err(None)`: the client is gone; `Err(Some(e))`:
-/// answer `e` and close.
+/// Reads a body of at most `LOCAL_BODY_LIMIT` bytes (its data, if
+/// chunked), each read within `timeouts.client_body`. `Err(None)`: the
+/// client is gone; `Err(Some(e))`: answer `e` and close.
 async fn read_small_body(conn: &mut Conn, meta: RequestMeta, timeouts: Timeouts) -> Result<Vec<u8>, Option<Error>> {
-    let too_large = || Some(Error::BodyTooLarge(LOCAL_BODY_LIMIT));
-    if let Framing::Length(n) = meta.framing {
-        if n > LOCAL_BODY_LIMIT {
-            return Err(too_large());
-        }
+    if matches!(meta.framing, Framing::Length(n) if n > LOCAL_BODY_LIMIT) {
+        return Err(Some(Error::BodyTooLarge(LOCAL_BODY_LIMIT)));
     }
     if meta.expect_continue && meta.whole_body.is_none() && conn.send_continue().await.is_err() {
         return Err(None);
     }
     let mut body = Vec::new();
-    match meta.framing {
-        Framing::None | Framing::Close => {}
-        Framing::Length(n) => {
-            let n = n as usize;
-            while body.len() < n {
-                if conn.rbuf.is_empty() {
-                    fill_body(conn, timeouts.client_body).await?;
-                }
-                let take = (n - body.len()).min(conn.rbuf.data().len());
-                body.extend_from_slice(&conn.rbuf.data()[..take]);
-                conn.rbuf.consume(take);
-            }
-        }
-        Framing::Chunked => {
-            let mut decoder = http::ChunkedDecoder::default();
-            while !decoder.is_done() {
-                if conn.rbuf.is_empty() {
-                    fill_body(conn, timeouts.client_body).await?;
-                }
-                let used = decoder
-                    .feed(conn.rbuf.data(), |d| body.extend_from_slice(d))
-                    .map_err(|e| Some(Error::BadRequest(e.to_string())))?;
-                conn.rbuf.consume(used);
-                if body.len() as u64 > LOCAL_BODY_LIMIT {
-                    return Err(too_large());
-                }
-            }
-        }
-    }
+    let limits = (LOCAL_BODY_LIMIT as usize + 1, LOCAL_BODY_LIMIT);
+    conn.read_body(meta.framing, false, &mut body, limits, timeouts.client_body).await?;
     Ok(body)
 }
 

@@ -37,24 +37,33 @@ impl fmt::Display for ChunkError {
     }
 }
 
-#[derive(Debug, Clone)]
+/// Where the decoding of one body stands: `Copy`, so a body read in part
+/// by one piece of code can be read on by another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkedDecoder {
     state: State,
     /// Chunk size being read, then data bytes left in the chunk.
     remaining: u64,
     /// Bytes of the current size line or of the trailer section.
     line: usize,
+    /// Data bytes decoded so far.
+    data_len: u64,
 }
 
 impl Default for ChunkedDecoder {
     fn default() -> Self {
-        ChunkedDecoder { state: State::Size { digits: 0 }, remaining: 0, line: 0 }
+        ChunkedDecoder { state: State::Size { digits: 0 }, remaining: 0, line: 0, data_len: 0 }
     }
 }
 
 impl ChunkedDecoder {
     pub fn is_done(&self) -> bool {
         self.state == State::Done
+    }
+
+    /// The data bytes (framing left out) decoded so far.
+    pub fn data_len(&self) -> u64 {
+        self.data_len
     }
 
     /// Consumes framing and data from `input`, passing each run of data to
@@ -68,6 +77,7 @@ impl ChunkedDecoder {
                 data(&input[i..i + n]);
                 i += n;
                 self.remaining -= n as u64;
+                self.data_len += n as u64;
                 if self.remaining == 0 {
                     self.state = State::DataCr;
                 }
@@ -165,6 +175,13 @@ mod tests {
         for piece in 1..body.len() {
             let (data, used) = decode_in_pieces(body, piece).unwrap();
             assert_eq!(data, b"hello, world");
+            let mut d = ChunkedDecoder::default();
+            d.feed(&body[..piece], |_| {}).unwrap();
+            let mut rest = d;
+            rest.feed(&body[piece..], |_| {}).unwrap();
+            assert!(rest.is_done(), "a copy decodes on where the first stopped");
+            assert_eq!(d.is_done(), piece >= body.len() - 4);
+            assert_eq!(rest.data_len(), 12);
             assert_eq!(used, body.len() - 4);
         }
     }

@@ -244,9 +244,8 @@ pub fn buffered_body_len(data: &[u8], framing: Framing) -> Result<Option<(usize,
         Framing::Length(n) => usize::try_from(n).ok().filter(|&n| n <= data.len()).map(|len| (len, n)),
         Framing::Chunked => {
             let mut d = ChunkedDecoder::default();
-            let mut data_len = 0u64;
-            let used = d.feed(data, |chunk| data_len += chunk.len() as u64)?;
-            d.is_done().then_some((used, data_len))
+            let used = d.feed(data, |_| {})?;
+            d.is_done().then_some((used, d.data_len()))
         }
         Framing::Close => None,
     })

@@ -889,6 +889,125 @@ fn calls_that_may_have_run_or_cannot_be_sent_again_are_not_bounced() {
     assert_eq!((res.status, count()), (429, before + 1));
 }
 
+/// Sends a POST of `body` to `target` as Python's `http.client` does: the
+/// head in one write, the body in another (in pieces, if `chunked`) after a
+/// pause.
+fn post_split(c: &mut Client, target: &str, body: &[u8], chunked: bool) -> support::Response {
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(20));
+    match chunked {
+        false => {
+            c.send(format!("POST {target} HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+            pause();
+            c.send(body);
+        }
+        true => {
+            c.send(format!("POST {target} HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n").as_bytes());
+            for piece in body.chunks(body.len().div_ceil(2).max(1)) {
+                pause();
+                c.send(format!("{:x}\r\n", piece.len()).as_bytes());
+                c.send(piece);
+                c.send(b"\r\n");
+            }
+            c.send(b"0\r\n\r\n");
+        }
+    }
+    c.read(false)
+}
+
+#[test]
+fn a_body_sent_after_its_head_is_held_and_bounced_or_retried_like_any_other() {
+    let (busy, free, dead) = (Worker::start(), Worker::start(), dead_url());
+    busy.refuse(429, true);
+    let (mut bounced, mut retried) = (0.0, 0.0);
+    for balancer in BALANCERS {
+        for other in [&busy.url, &dead] {
+            let hiku = Hiku::start(balancer, &[other, &free.url]);
+            for i in 0..6 {
+                // A new connection for each call, as http.client makes.
+                let mut c = hiku.client();
+                let body = format!("{{\"call\": {i}}}").into_bytes();
+                let res = post_split(&mut c, &format!("/run/f{i}"), &body, i % 3 == 2);
+                assert_eq!((res.status, res.worker()), (200, free.url.as_str()), "{balancer} {other}: {}", res.text());
+                assert_eq!(res.body, body, "{balancer}: the whole body went to the free worker");
+            }
+            let scrape = scrape(&hiku);
+            bounced += sample(&scrape, "hiku_decisions_total", Some(("decision", "bounced")));
+            retried += sample(&scrape, "hiku_decisions_total", Some(("decision", "retried")));
+            assert_eq!(in_flight(&hiku), [0, 0], "{balancer}");
+        }
+    }
+    assert!(bounced > 0.0 && retried > 0.0, "no call went to the busy or dead worker first: {bounced} {retried}");
+    assert_eq!(busy.seen().len() as f64, bounced, "each refused call was bounced");
+    // Larger than a read buffer, still within limits.buffer_body_bytes.
+    let hiku = start_with("least-connections", &[&busy.url, &free.url], serde_json::json!({}));
+    for chunked in [false, true] {
+        let res = post_split(&mut hiku.client(), "/run/big", &pattern(40_000), chunked);
+        assert_eq!((res.status, res.worker()), (200, free.url.as_str()), "chunked {chunked}");
+        assert!(res.body == pattern(40_000), "chunked {chunked}");
+    }
+}
+
+#[test]
+fn a_body_past_buffer_body_bytes_streams_and_is_not_sent_again() {
+    let (busy, free) = (Worker::start(), Worker::start());
+    busy.refuse(429, true);
+    free.refuse(429, true);
+    let count = || busy.seen().len() + free.seen().len();
+    for (limit, size, chunked) in [(0, 10, false), (1000, 1001, false), (1000, 3000, true)] {
+        let extra = serde_json::json!({"limits": {"buffer_body_bytes": limit}});
+        let hiku = start_with("random", &[&busy.url, &free.url], extra);
+        let before = count();
+        let res = post_split(&mut hiku.client(), "/run/f", &pattern(size), chunked);
+        assert_eq!((res.status, count()), (429, before + 1), "limit {limit}, {size} bytes, chunked {chunked}");
+        // Both refuse: a body held whole is tried on each, once.
+        let res = post_split(&mut hiku.client(), "/run/f", &pattern(if limit == 0 { 10 } else { 100 }), chunked);
+        let tries = if limit == 0 { 1 } else { 2 };
+        assert_eq!((res.status, count()), (429, before + 1 + tries), "limit {limit}, chunked {chunked}");
+    }
+    // A streamed chunked body that outgrew the limit reaches the worker whole.
+    free.refuse(0, false);
+    let hiku = start_with("random", &[&free.url], serde_json::json!({"limits": {"buffer_body_bytes": 1000}}));
+    let res = post_split(&mut hiku.client(), "/run/f", &pattern(5000), true);
+    assert_eq!(res.status, 200);
+    assert!(res.body == pattern(5000));
+}
+
+#[test]
+fn a_held_body_answers_expect_and_time_limits() {
+    let w = Worker::start();
+    let hiku = start_with("random", &[&w.url], serde_json::json!({"timeouts_ms": {"client_body": 300}}));
+    // hiku asks for the body itself, then holds it.
+    let mut c = hiku.client();
+    c.send(b"POST /run/f HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    assert_eq!(c.read(false).status, 100);
+    c.send(b"hello");
+    let res = c.read(false);
+    assert_eq!((res.status, res.body.as_slice()), (200, &b"hello"[..]));
+    assert_eq!(w.last().header("expect"), None);
+    // A held body that stops coming: 408, and no worker ever had the call.
+    let before = w.seen().len();
+    for raw in [&b"Content-Length: 10\r\n\r\nabc"[..], b"Transfer-Encoding: chunked\r\n\r\n5\r\nab"] {
+        let mut c = hiku.client();
+        c.send(&[&b"POST /run/f HTTP/1.1\r\nHost: h\r\n"[..], raw].concat());
+        let res = c.read(false);
+        assert_eq!(res.status, 408, "{}", res.text());
+        assert_eq!(res.text(), "no next byte of the request body within 300 ms\n");
+        assert!(c.is_closed());
+    }
+    assert_eq!(w.seen().len(), before, "no worker had the call");
+    assert_eq!(in_flight(&hiku), [0]);
+    // A chunked body that grows past limits.max_body_bytes while held: 413.
+    let hiku = start_with("random", &[&w.url], serde_json::json!({"limits": {"max_body_bytes": 100}}));
+    let res = post_split(&mut hiku.client(), "/run/f", &pattern(300), true);
+    assert_eq!(res.status, 413, "{}", res.text());
+    assert_eq!(w.seen().len(), before, "no worker had the call");
+    // With no worker at all, the answer does not wait for the body.
+    let empty = Hiku::start("random", &[]);
+    let mut c = empty.client();
+    c.send(b"POST /run/f HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n");
+    assert_eq!(c.read(false).status, 503);
+}
+
 /// hiku on `cores` cores with `balancer` before `workers`, `extra` keys added.
 fn start_on(cores: usize, balancer: &str, workers: &[&str], extra: serde_json::Value) -> Hiku {
     Hiku::start_config(&config_with(balancer, workers, extra), cores)
