@@ -10,7 +10,9 @@
 //! is a *shard* ([`conn::Shard`]) that owns, with no sharing at all:
 //!
 //! - its listening socket: every shard binds the same address with
-//!   `SO_REUSEPORT`, and the kernel spreads new connections over them;
+//!   `SO_REUSEPORT`; a small BPF program on the group ([`steering`])
+//!   gives each new connection to a shard on another core than the one
+//!   that processed its SYN (busy with the client or the NIC), at random;
 //! - its client connections, each served start to finish on the shard,
 //!   with buffers borrowed from the shard's stock only while a request is
 //!   read or served ([`conn::Conn`], [`http::ReadBuf`]);
@@ -81,6 +83,7 @@
 //!   client connection; [`proxy`]: forwarding; [`pool`]: worker connections.
 //! - [`admin`]: `/status`, `/admin/workers/*`, `/destroySandbox/<fn>`.
 //! - [`error`]: every failure and its HTTP answer.
+//! - [`steering`]: which shard takes a new connection.
 //! - [`sys`], [`logger`]: start-up settings and stderr logging.
 
 pub mod access_log;
@@ -101,5 +104,6 @@ pub mod runtime;
 pub mod scheduler;
 pub mod server;
 pub mod shutdown;
+pub mod steering;
 pub mod sys;
 pub mod worker;

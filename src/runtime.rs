@@ -145,6 +145,15 @@ where
     Ok(())
 }
 
+/// The cores `shards` pinned shards run on, shard `i` on the `i`-th, if
+/// each has a core of its own and they are numbered in a row.
+pub fn pinned_cores(shards: usize) -> Option<std::ops::Range<usize>> {
+    let cpus = allowed_cpus();
+    let first = *cpus.first()?;
+    let cores = first..first + shards;
+    (cpus.len() >= shards && cpus[..shards].iter().copied().eq(cores.clone())).then_some(cores)
+}
+
 /// The CPUs in this process's affinity mask (a container's cpuset, say).
 fn allowed_cpus() -> Vec<usize> {
     // SAFETY: a zeroed cpu_set_t filled in by the kernel.

@@ -1,6 +1,7 @@
 //! The shards: one per core, each accepting on its own SO_REUSEPORT
-//! listener and serving its connections start to finish, routing each
-//! request to the proxy or to hiku's own endpoints.
+//! listener (pinned shards: steered away from the core that took the
+//! connection's SYN, [`crate::steering`]) and serving its connections start
+//! to finish, routing each request to the proxy or to hiku's own endpoints.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -647,6 +648,11 @@ pub fn run(config: &Config, path: Option<&std::path::Path>, cores: usize, pin: b
     crate::sys::raise_limits();
     let addr = config.listen_addr().map_err(|e| e.to_string())?;
     let (bound, sockets) = bind_listeners(addr, cores).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    if let Some(pinned) = runtime::pinned_cores(cores).filter(|_| pin) {
+        if let Err(e) = crate::steering::steer_away_from_syn_core(&sockets[0], pinned) {
+            log::warn!("new connections are spread by the kernel's hash, not steered by core: {e}");
+        }
+    }
     let admin = match config.admin_addr().map_err(|e| e.to_string())? {
         Some(addr) => Some(bind_admin(addr).map_err(|e| format!("cannot listen on admin.listen {addr}: {e}"))?),
         None => None,
