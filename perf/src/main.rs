@@ -128,7 +128,7 @@ struct ThroughputArgs {
     /// The balancer in the schedulers' config
     #[arg(long, default_value = "least-connections")]
     balancer: String,
-    /// Cores for hiku (`--cores`) and nginx (worker processes) [default: all]
+    /// Cores for hiku (`--cores`), nginx (worker processes) and HAProxy (threads) [default: all]
     #[arg(long)]
     cores: Option<usize>,
     /// Another scheduler binary, started as `PATH start -c <config>`
@@ -137,6 +137,10 @@ struct ThroughputArgs {
     /// An nginx binary, run as a least_conn keep-alive reverse proxy
     #[arg(long)]
     nginx: Option<PathBuf>,
+    /// HAProxy (2.6+), run as a leastconn keep-alive reverse proxy with a thread per core
+    /// [PATH defaults to `haproxy` on the PATH]
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "haproxy")]
+    haproxy: Option<PathBuf>,
     /// The hiku binary [default: `hiku` beside this program]
     #[arg(long)]
     hiku: Option<PathBuf>,
@@ -533,6 +537,10 @@ fn throughput_options(args: &ThroughputArgs) -> Result<throughput::Options, Stri
         contenders
             .push(throughput::Contender { label: "nginx".to_string(), proxy: Proxy::Nginx { binary: path.clone() } });
     }
+    if let Some(path) = &args.haproxy {
+        let binary = on_path(path).ok_or_else(|| format!("no haproxy binary {}", path.display()))?;
+        contenders.push(throughput::Contender { label: "haproxy".to_string(), proxy: Proxy::Haproxy { binary } });
+    }
     for (i, c) in contenders.iter().enumerate() {
         if contenders[..i].iter().any(|earlier| earlier.label == c.label) {
             return Err(format!("two contenders are labelled {:?}", c.label));
@@ -540,7 +548,7 @@ fn throughput_options(args: &ThroughputArgs) -> Result<throughput::Options, Stri
     }
     let binaries = contenders.iter().filter_map(|c| match &c.proxy {
         Proxy::Direct => None,
-        Proxy::Scheduler { binary, .. } | Proxy::Nginx { binary } => Some(binary),
+        Proxy::Scheduler { binary, .. } | Proxy::Nginx { binary } | Proxy::Haproxy { binary } => Some(binary),
     });
     for binary in binaries.chain([&upstream]) {
         if !binary.is_file() {
@@ -564,6 +572,15 @@ fn throughput_options(args: &ThroughputArgs) -> Result<throughput::Options, Stri
         new_connection: args.new_connection,
         progress: true,
     })
+}
+
+/// `path` itself if it names a file, or a bare name found on the PATH.
+fn on_path(path: &Path) -> Option<PathBuf> {
+    if path.is_file() || path.components().count() > 1 {
+        return path.is_file().then(|| path.to_path_buf());
+    }
+    let dirs = std::env::var_os("PATH")?;
+    std::env::split_paths(&dirs).map(|dir| dir.join(path)).find(|p| p.is_file())
 }
 
 /// `perf` from the PATH if it can count system calls here; says why not
@@ -601,12 +618,14 @@ fn throughput(args: ThroughputArgs) -> ExitCode {
                 new_connection: options.new_connection,
                 ..Default::default()
             },
-        })
+        }
+        .with_configs(throughput::proxy_configs(&options.contenders, throughput::UPSTREAMS, options.cores)))
     };
     let outcome = until_interrupted(measured).and_then(|report| {
         for (title, table) in summary::titled(&report) {
             print!("{title}\n{table}");
         }
+        print!("{}", summary::configs(&report.configs));
         match &args.json {
             Some(path) => {
                 let json = serde_json::to_string_pretty(&report).expect("plain structs");

@@ -98,3 +98,36 @@ fn variants_of_hiku_are_measured_under_their_labels() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("must be a new word"), "{output:?}");
 }
+
+/// A system binary, from the PATH or where Debian puts it.
+fn system_binary(name: &str) -> String {
+    let dirs = std::env::var("PATH").unwrap_or_default();
+    let mut found = dirs.split(':').chain(["/usr/sbin", "/usr/bin"]).map(|d| format!("{d}/{name}"));
+    let path = found.find(|p| std::path::Path::new(p).is_file());
+    path.unwrap_or_else(|| panic!("no {name} on the PATH or in /usr/sbin: .ci/run installs nginx-light and haproxy"))
+}
+
+#[test]
+fn nginx_and_haproxy_are_measured_beside_hiku_in_every_mode() {
+    let (nginx, haproxy) = (system_binary("nginx"), system_binary("haproxy"));
+    let proxies = ["--nginx", nginx.as_str(), "--haproxy", haproxy.as_str()];
+    let quick = ["--duration", "0.5", "--warmup", "0.2", "--connections", "4"];
+    for mode in ["keep-alive", "--new-connection"] {
+        let args: Vec<&str> =
+            quick.iter().chain(&proxies).copied().chain((mode != "keep-alive").then_some(mode)).collect();
+        let (report, stdout, stderr) = run_throughput(&args, "proxies");
+        let keys: Vec<&str> = report.results.iter().map(|r| r.contender.as_str()).collect();
+        assert_eq!(keys, ["direct", "hiku", "nginx", "haproxy"], "{mode}");
+        for r in &report.results {
+            assert!(r.rps > 0.0 && r.errors == 0, "{mode}: {r:?}\n{stderr}");
+        }
+        let labels: Vec<&str> = report.configs.iter().map(|(label, _)| label.as_str()).collect();
+        assert_eq!(labels, ["nginx", "haproxy"], "{mode}");
+        assert!(stdout.contains("haproxy's configuration") && stdout.contains("balance leastconn"), "{stdout}");
+        assert!(stdout.contains("http-reuse always") && stdout.contains("nbthread"), "{stdout}");
+    }
+    let args: Vec<&str> = ["--idle-connections", "100"].iter().chain(&proxies).copied().collect();
+    let (report, _, _) = run_throughput(&args, "proxies-idle");
+    let rows: Vec<(&str, u64, u64)> = report.idle.iter().map(|r| (r.contender.as_str(), r.ok, r.errors)).collect();
+    assert_eq!(rows, [("hiku", 100, 0), ("nginx", 100, 0), ("haproxy", 100, 0)]);
+}

@@ -76,6 +76,18 @@ pub fn markdown(
     for (title, table) in throughput.iter().flat_map(summary::titled) {
         let _ = write!(out, "\n## {title}\n\n```\n{table}```\n");
     }
+    let mut configs: Vec<&(String, String)> = Vec::new();
+    for config in throughput.iter().flat_map(|t| &t.configs) {
+        if !configs.iter().any(|c| c.0 == config.0) {
+            configs.push(config);
+        }
+    }
+    if !configs.is_empty() {
+        out += "\n## How the other proxies ran\n\nEach measurement writes its own ports and directory into these.\n";
+        for (label, text) in configs {
+            let _ = write!(out, "\n{label}:\n\n```\n{text}```\n");
+        }
+    }
     out
 }
 
@@ -127,10 +139,18 @@ mod tests {
             context_switches_per_request: None,
             reschedule_ipis_per_request: None,
         };
-        let throughput =
-            summary::Report { results: vec![row("hiku", 40000.0), row("nginx", 50000.0)], ..Default::default() };
-        let closing =
-            summary::Report { results: vec![row("hiku", 21000.0)], new_connection: true, ..Default::default() };
+        let config = |label: &str| (label.to_string(), format!("the {label} config\n"));
+        let throughput = summary::Report {
+            results: vec![row("hiku", 40000.0), row("nginx", 50000.0)],
+            configs: vec![config("nginx"), config("haproxy")],
+            ..Default::default()
+        };
+        let closing = summary::Report {
+            results: vec![row("hiku", 21000.0)],
+            new_connection: true,
+            configs: vec![config("haproxy")],
+            ..Default::default()
+        };
         let idle = crate::throughput::idle::IdleRow {
             contender: "nginx".to_string(),
             connections: 10000,
@@ -162,9 +182,12 @@ mod tests {
             "21000",
             "## Idle keep-alive connections",
             "1.02",
+            "## How the other proxies ran",
+            "nginx:\n\n```\nthe nginx config\n```",
         ] {
             assert!(page.contains(needle), "{needle} missing from:\n{page}");
         }
+        assert_eq!(page.matches("the haproxy config").count(), 1, "each proxy's config once:\n{page}");
     }
 
     #[test]

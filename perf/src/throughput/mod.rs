@@ -54,6 +54,9 @@ pub enum Proxy {
     Scheduler { binary: PathBuf, extra: Vec<String>, env: Vec<(String, String)> },
     /// nginx as a least-connections keep-alive reverse proxy.
     Nginx { binary: PathBuf },
+    /// HAProxy (2.6+) the same way: a thread per core, least connections,
+    /// keep-alive on both sides, idle server connections shared by all.
+    Haproxy { binary: PathBuf },
 }
 
 #[derive(Debug, Clone)]
@@ -127,7 +130,10 @@ pub struct Variant {
 /// Parses `LABEL=[NAME=VALUE...] [ARG...]`.
 pub fn parse_variant(spec: &str) -> Result<Variant, String> {
     let (label, rest) = spec.split_once('=').ok_or_else(|| format!("--variant {spec:?} is not LABEL=ARGS"))?;
-    if label.is_empty() || label.contains(char::is_whitespace) || ["direct", "hiku", "nginx"].contains(&label) {
+    if label.is_empty()
+        || label.contains(char::is_whitespace)
+        || ["direct", "hiku", "nginx", "haproxy"].contains(&label)
+    {
         return Err(format!("--variant {spec:?}: its label must be a new word, not {label:?}"));
     }
     let is_name = |n: &str| {
@@ -157,6 +163,7 @@ pub(crate) struct Setup {
 enum Running {
     Scheduler { _process: cluster::Scheduler },
     Nginx { _process: Nginx },
+    Haproxy { _process: Child },
 }
 
 async fn measure(
@@ -298,6 +305,11 @@ pub(crate) async fn start(options: &Options, contender: &Contender, workdir: &Pa
             let target = nginx.address;
             (Some(Running::Nginx { _process: nginx }), vec![target], pids)
         }
+        Proxy::Haproxy { binary } => {
+            let (haproxy, target) = start_haproxy(binary, &addresses, options.cores, workdir).await?;
+            let pid = haproxy.id().ok_or("haproxy exited")?;
+            (Some(Running::Haproxy { _process: haproxy }), vec![target], vec![pid])
+        }
     };
     Ok(Setup { _upstreams: upstreams, _proxy: proxy, targets, pids })
 }
@@ -345,7 +357,10 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        for &pid in &self.workers {
+        // Those it has now too: a worker it started after ours were listed
+        // would outlive it.
+        let now = self.master.id().map(procstat::children).unwrap_or_default();
+        for &pid in self.workers.iter().chain(&now) {
             // SAFETY: kill(2) on a pid we saw as our nginx master's child.
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
         }
@@ -391,6 +406,98 @@ http {{
 }}
 "
     )
+}
+
+/// HAProxy's configuration, as fair as nginx's: `cores` threads (as nginx
+/// has worker processes), least connections over the upstreams, keep-alive
+/// to clients and to the upstreams with idle server connections shared by
+/// every thread and client (`http-reuse always`), no logging.
+pub fn haproxy_config(upstreams: &[SocketAddr], port: u16, cores: usize) -> String {
+    let servers: String =
+        upstreams.iter().enumerate().map(|(i, a)| format!("    server upstream{i} {a} maxconn 100000\n")).collect();
+    format!(
+        "global
+    nbthread {cores}
+    maxconn 100000
+    # Run within the open-file limit this machine allows (as nginx and
+    # hiku do) rather than refuse to start for a maxconn it could not
+    # reach anyway.
+    no strict-limits
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+    maxconn 100000
+
+frontend proxy
+    bind 127.0.0.1:{port} backlog 4096
+    default_backend upstreams
+
+backend upstreams
+    balance leastconn
+{servers}"
+    )
+}
+
+/// Starts HAProxy in the foreground (one process, its threads) on a free
+/// port, once it listens.
+async fn start_haproxy(
+    binary: &Path,
+    upstreams: &[SocketAddr],
+    cores: usize,
+    workdir: &Path,
+) -> Result<(Child, SocketAddr), String> {
+    let port = cluster::free_port()?;
+    let config = workdir.join(format!("haproxy-{port}.cfg"));
+    std::fs::write(&config, haproxy_config(upstreams, port, cores))
+        .map_err(|e| format!("{}: {e}", config.display()))?;
+    let log = workdir.join(format!("haproxy-{port}.log"));
+    let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let mut haproxy = cluster::command(binary)
+        .arg("-db")
+        .arg("-f")
+        .arg(&config)
+        .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log_file)
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+    let deadline = tokio::time::Instant::now() + START_DEADLINE;
+    loop {
+        if let Ok(Some(status)) = haproxy.try_wait() {
+            return Err(format!("haproxy exited ({status}) before listening:\n{}", cluster::tail(&log)));
+        }
+        if TcpStream::connect(address).await.is_ok() {
+            return Ok((haproxy, address));
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("haproxy did not listen on {address} within {START_DEADLINE:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How the proxies among `contenders` are configured, as each measurement
+/// writes it (with its own ports and directory): (label, text).
+pub fn proxy_configs(contenders: &[Contender], upstreams: usize, cores: usize) -> Vec<(String, String)> {
+    let upstreams: Vec<SocketAddr> =
+        (0..upstreams).map(|i| SocketAddr::from(([127, 0, 0, 1], 5000 + i as u16))).collect();
+    contenders
+        .iter()
+        .filter_map(|c| {
+            match &c.proxy {
+                Proxy::Nginx { .. } => Some(nginx_config(&upstreams, 9020, cores, Path::new("DIR"))),
+                Proxy::Haproxy { .. } => Some(haproxy_config(&upstreams, 9020, cores)),
+                Proxy::Direct | Proxy::Scheduler { .. } => None,
+            }
+            .map(|text| (c.label.clone(), text))
+        })
+        .collect()
 }
 
 async fn start_nginx(binary: &Path, upstreams: &[SocketAddr], cores: usize, workdir: &Path) -> Result<Nginx, String> {
@@ -455,6 +562,23 @@ mod tests {
         for bad in ["no-equals", "=--no-pin", "hiku=--no-pin", "a b=x"] {
             assert!(parse_variant(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn haproxy_is_configured_as_fairly_as_nginx() {
+        let upstreams: Vec<SocketAddr> = vec!["127.0.0.1:5000".parse().unwrap(), "127.0.0.1:5001".parse().unwrap()];
+        let config = haproxy_config(&upstreams, 9020, 2);
+        for line in [
+            "nbthread 2",
+            "mode http",
+            "option http-keep-alive",
+            "http-reuse always",
+            "bind 127.0.0.1:9020 backlog 4096",
+            "balance leastconn\n    server upstream0 127.0.0.1:5000 maxconn 100000\n    server upstream1 127.0.0.1:5001",
+        ] {
+            assert!(config.contains(line), "{line:?} missing from\n{config}");
+        }
+        assert!(!config.lines().any(|l| l.trim_start().starts_with("log")), "no logging:\n{config}");
     }
 
     #[test]

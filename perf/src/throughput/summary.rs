@@ -20,6 +20,26 @@ pub struct Report {
     /// `--idle-connections`: what idle connections cost each contender.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub idle: Vec<crate::throughput::idle::IdleRow>,
+    /// The configuration each proxy (nginx, HAProxy) ran with: (label, text).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<(String, String)>,
+}
+
+impl Report {
+    pub fn with_configs(self, configs: Vec<(String, String)>) -> Report {
+        Report { configs, ..self }
+    }
+}
+
+/// The proxies' configurations, each under a line naming it; nothing if
+/// there are none.
+pub fn configs(configs: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (label, text) in configs {
+        out += &format!("\n{label}'s configuration (each measurement writes it with its own ports and directory):\n");
+        out += text;
+    }
+    out
 }
 
 /// A contender at a connection count: the median of each number over the
