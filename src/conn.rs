@@ -59,6 +59,8 @@ pub struct Shard {
     pub access: Option<crate::access_log::AccessLog>,
     /// Its calls waiting for a worker with room.
     pub queue: crate::queue::Queue,
+    /// Its share of the keep-alive connections.
+    pub handoff: crate::handoff::Handoff,
 }
 
 impl Shard {
@@ -104,14 +106,18 @@ pub struct Conn {
     pub input_done: bool,
     /// It came in on `admin.listen`.
     pub admin: bool,
+    /// It has served a call: it is one that stays, and may move to another
+    /// shard between calls ([`crate::handoff`]).
+    pub served: bool,
     canceller: Canceller,
     /// Its place among the shard's parked connections, once it was parked.
     pub spot: Option<Rc<Spot>>,
     _open: crate::shutdown::Open,
+    _on_shard: crate::handoff::OnShard,
 }
 
 impl Conn {
-    pub fn new(client: TcpStream, peer: SocketAddr) -> Conn {
+    pub fn new(client: TcpStream, peer: SocketAddr, on_shard: crate::handoff::OnShard) -> Conn {
         Conn {
             client,
             rbuf: ReadBuf::new(),
@@ -123,9 +129,11 @@ impl Conn {
             client_ip: peer.ip().to_canonical().to_string(),
             input_done: false,
             admin: false,
+            served: false,
             canceller: Canceller::new(),
             spot: None,
             _open: crate::shutdown::Open::new(),
+            _on_shard: on_shard,
         }
     }
 

@@ -12,7 +12,10 @@
 //! - its listening socket: every shard binds the same address with
 //!   `SO_REUSEPORT`; a small BPF program on the group ([`steering`])
 //!   gives each new connection to a shard on another core than the one
-//!   that processed its SYN (busy with the client or the NIC), at random;
+//!   that processed its SYN (busy with the client or the NIC), at random,
+//!   and a shard holding more than its share of the keep-alive
+//!   connections moves some, between two calls, to the emptiest
+//!   ([`handoff`]);
 //! - its client connections, each served start to finish on the shard,
 //!   with buffers borrowed from the shard's stock only while a request is
 //!   read or served ([`conn::Conn`], [`http::ReadBuf`]);
@@ -83,7 +86,8 @@
 //!   client connection; [`proxy`]: forwarding; [`pool`]: worker connections.
 //! - [`admin`]: `/status`, `/admin/workers/*`, `/destroySandbox/<fn>`.
 //! - [`error`]: every failure and its HTTP answer.
-//! - [`steering`]: which shard takes a new connection.
+//! - [`steering`]: which shard takes a new connection; [`handoff`]: each
+//!   shard's share of the keep-alive connections.
 //! - [`sys`], [`logger`]: start-up settings and stderr logging.
 
 pub mod access_log;
@@ -92,6 +96,7 @@ pub mod balancer;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod handoff;
 pub mod http;
 pub mod logger;
 pub mod metrics;

@@ -124,7 +124,8 @@ impl Metrics {
     }
 
     /// The text format (version 0.0.4) of every metric.
-    pub fn render(&self, scheduler: &Scheduler) -> String {
+    /// The text of a scrape; `open` is each shard's open client connections.
+    pub fn render(&self, scheduler: &Scheduler, open: &[usize]) -> String {
         let mut out = String::new();
         let o = &mut out;
         family(o, "hiku_calls_total", "counter", "Calls to /run answered, by status class.");
@@ -168,6 +169,10 @@ impl Metrics {
                 n => n.to_string(),
             };
             let _ = writeln!(o, "hiku_worker_capacity{{worker=\"{}\"}} {capacity}", escape(w.url().as_str()));
+        }
+        family(o, "hiku_connections_open", "gauge", "Client connections open, by the shard (core) serving them.");
+        for (shard, n) in open.iter().enumerate() {
+            let _ = writeln!(o, "hiku_connections_open{{shard=\"{shard}\"}} {n}");
         }
         family(o, "hiku_queue_waiting", "gauge", "Calls waiting for a worker with room (every worker was full).");
         let _ = writeln!(o, "hiku_queue_waiting {}", scheduler.signals().waiting());
@@ -240,7 +245,7 @@ mod tests {
         let s = Scheduler::new(BalancerKind::PullBased, vec![(WorkerUrl::parse("http://w1:1").unwrap(), vec![])]);
         let lease = s.select("f").unwrap();
         s.release("f", lease, crate::balancer::Outcome::Completed);
-        let text = m.render(&s);
+        let text = m.render(&s, &[3, 4]);
         for line in [
             "hiku_calls_total{class=\"2xx\"} 2",
             "hiku_calls_total{class=\"5xx\"} 1",
@@ -254,6 +259,8 @@ mod tests {
             "hiku_idle_instances 1",
             "hiku_worker_capacity{worker=\"http://w1:1\"} +Inf",
             "hiku_queue_waiting 0",
+            "hiku_connections_open{shard=\"0\"} 3",
+            "hiku_connections_open{shard=\"1\"} 4",
             "hiku_call_duration_seconds_bucket{le=\"0.005\"} 1",
             "hiku_call_duration_seconds_bucket{le=\"0.05\"} 2",
             "hiku_call_duration_seconds_bucket{le=\"10\"} 2",

@@ -122,6 +122,15 @@ fn park(shard: Rc<Shard>, mut conn: Conn) {
 async fn serve(shard: Rc<Shard>, mut conn: Conn) -> Option<Conn> {
     loop {
         conn.input_done = false;
+        if conn.served && conn.rbuf.is_empty() && !shutdown::draining() {
+            if let Some(to) = shard.handoff.wanted() {
+                let peer = SocketAddr::new(conn.peer, 0);
+                match shard.handoff.send(to, &conn.client, peer, conn.admin) {
+                    Ok(()) => return None,
+                    Err(e) => log::warn!("a connection could not move to shard {to}: {e}"),
+                }
+            }
+        }
         shard.refresh_config();
         let config = shard.config();
         match read_request_head(&mut conn, config.timeouts, config.limits).await {
@@ -136,6 +145,7 @@ async fn serve(shard: Rc<Shard>, mut conn: Conn) -> Option<Conn> {
         if !serve_one(&shard, &mut conn).await {
             break;
         }
+        conn.served = true;
     }
     // A client that sent all of its last request gets a plain close, as
     // anything it sends now is a request it was told would not be read.
@@ -547,7 +557,8 @@ async fn serve_local(shard: &Shard, conn: &mut Conn, local: Local, meta: Request
     let answer = match local {
         Local::Status => Ok(admin::status(shard).await),
         Local::Metrics => {
-            let text = shard.metrics.render(&shard.scheduler);
+            let open: Vec<usize> = shard.handoff.open().collect();
+            let text = shard.metrics.render(&shard.scheduler, &open);
             let ok = conn.send(200, "text/plain; version=0.0.4", text.as_bytes(), meta.keep_alive, Some(meta)).await;
             return ok && meta.keep_alive;
         }
@@ -678,7 +689,8 @@ pub fn run(config: &Config, path: Option<&std::path::Path>, cores: usize, pin: b
         println!("admin listening on {admin_bound}");
         socket
     });
-    let inputs: Vec<(Socket, Option<Socket>)> = sockets.into_iter().map(|s| (s, admin.take())).collect();
+    let (shards, inboxes) = crate::handoff::Shards::new(cores);
+    let inputs: Vec<_> = sockets.into_iter().zip(inboxes).map(|(s, inbox)| (s, admin.take(), inbox)).collect();
     let max_connections = config.limits.max_connections.unwrap_or_else(|| crate::sys::open_file_limit() / 2).max(1);
     let live = crate::reload::Live::new(path.map(Into::into), config.clone(), Arc::clone(&scheduler));
     let config = live.config();
@@ -690,8 +702,9 @@ pub fn run(config: &Config, path: Option<&std::path::Path>, cores: usize, pin: b
         ),
         None => None,
     };
-    runtime::run_shards(inputs, driver, pin, move |i, (socket, admin): (Socket, Option<Socket>)| {
+    runtime::run_shards(inputs, driver, pin, move |i, (socket, admin, inbox)| {
         let scheduler = Arc::clone(&scheduler);
+        let shards = Arc::clone(&shards);
         let live = Arc::clone(&live);
         let metrics = Arc::clone(&metrics);
         let access = access.clone();
@@ -727,8 +740,13 @@ pub fn run(config: &Config, path: Option<&std::path::Path>, cores: usize, pin: b
                 untimed,
                 access,
                 queue,
+                handoff: crate::handoff::Handoff::new(shards, i, inbox),
             });
             runtime::spawn(dispatch_waiting_calls(Rc::clone(&shard)));
+            if cores > 1 {
+                runtime::spawn(weigh_share(Rc::clone(&shard)));
+                runtime::spawn(adopt_moved(Rc::clone(&shard)));
+            }
             if shard.access.is_some() {
                 runtime::spawn(flush_access_log(Rc::clone(&shard)));
             }
@@ -761,7 +779,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: u
                     runtime::sleep(FULL_PAUSE).await;
                 }
                 let _ = stream.set_nodelay(true);
-                let mut conn = Conn::new(stream, peer);
+                let mut conn = Conn::new(stream, peer, shard.handoff.count());
                 conn.admin = admin;
                 spawn_serve(Rc::clone(&shard), conn);
             }
@@ -773,6 +791,31 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: u
                 log::warn!("accept failed: {e}");
                 runtime::sleep(Duration::from_millis(50)).await;
             }
+        }
+    }
+}
+
+/// Weighs this shard's share of the connections now and then.
+async fn weigh_share(shard: Rc<Shard>) {
+    loop {
+        runtime::sleep(crate::handoff::LOOK_EVERY).await;
+        shard.handoff.look();
+    }
+}
+
+/// Serves the connections other shards move here.
+async fn adopt_moved(shard: Rc<Shard>) {
+    loop {
+        let moved = shard.handoff.next().await;
+        let stream = std::net::TcpStream::from(moved.fd);
+        match runtime::TcpStream::from_std(stream) {
+            Ok(stream) => {
+                let mut conn = Conn::new(stream, moved.peer, shard.handoff.count());
+                conn.admin = moved.admin;
+                conn.served = true;
+                spawn_serve(Rc::clone(&shard), conn);
+            }
+            Err(e) => log::warn!("a connection moved here could not be adopted: {e}"),
         }
     }
 }

@@ -10,9 +10,11 @@
 //! for its core, and every step of the connection wakes it there. So a new
 //! connection goes to a shard chosen at random among the others; one whose
 //! SYN came in on a core without a shard goes to any shard at random.
-//! Measured with a new connection per call (`perf/throughput
-//! --new-connection`, the generator on the same two cores), pinned hiku
-//! served 1.4-1.6x the calls of the kernel's hash (README, "Pinned or not").
+//! Keep-alive connections a client opens all at once are shared out again
+//! afterwards ([`crate::handoff`]). Measured with a new connection per call
+//! (`perf/throughput --new-connection`, the generator on the same two
+//! cores), pinned hiku served 1.5-1.7x the calls of the kernel's hash
+//! (README, "Pinned or not").
 
 use std::io;
 use std::ops::Range;

@@ -10,7 +10,7 @@ fn every_metric_the_dashboard_queries_is_served() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/grafana-dashboard.json")).unwrap();
     let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
     let s = Scheduler::new(BalancerKind::PullBased, vec![(WorkerUrl::parse("http://w:1").unwrap(), vec![])]);
-    let served = Metrics::new(1).render(&s);
+    let served = Metrics::new(1).render(&s, &[0]);
     let mut queried = 0;
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {

@@ -1,0 +1,204 @@
+//! Each shard's share of the keep-alive connections.
+//!
+//! New connections are steered by the core that took their SYN
+//! ([`crate::steering`]), which is right for a connection that carries one
+//! call, but a client on this machine that opens many connections at once
+//! (a load generator, a front such as HAProxy) puts them all on the shards
+//! away from its core, and keep-alive connections stay where they landed.
+//! So a shard that holds more than its share past a slack moves
+//! connections that have served a call, between two calls, to the shard
+//! with the fewest: it duplicates the descriptor into that shard's inbox
+//! (the stream stays with the runtime that made it until it is dropped)
+//! and wakes it; that shard adopts it and serves the next call. A
+//! connection that closes after one call never moves, so short ones keep
+//! their steering. Each shard weighs the counts every
+//! [`LOOK_EVERY`]; between looks, a call pays one `Cell` read.
+
+use std::cell::Cell;
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use atomic_waker::AtomicWaker;
+
+use crate::runtime::TcpStream;
+
+/// How often each shard weighs its share.
+pub const LOOK_EVERY: Duration = Duration::from_millis(50);
+
+/// A connection on its way to another shard.
+pub struct Moved {
+    pub fd: OwnedFd,
+    pub peer: SocketAddr,
+    /// It came in on `admin.listen`.
+    pub admin: bool,
+}
+
+/// What the shards share: per shard its open client connections, its
+/// inbox and the waker of the task that empties it.
+pub struct Shards {
+    cores: Box<[Core]>,
+}
+
+#[repr(align(128))]
+struct Core {
+    open: AtomicUsize,
+    inbox: Sender<Moved>,
+    waker: AtomicWaker,
+}
+
+impl Shards {
+    /// The shared part for `n` shards, and each shard's receiving end.
+    pub fn new(n: usize) -> (Arc<Shards>, Vec<Receiver<Moved>>) {
+        let (cores, inboxes): (Vec<Core>, Vec<Receiver<Moved>>) = (0..n.max(1))
+            .map(|_| {
+                let (inbox, receiver) = channel();
+                (Core { open: AtomicUsize::new(0), inbox, waker: AtomicWaker::new() }, receiver)
+            })
+            .unzip();
+        (Arc::new(Shards { cores: cores.into() }), inboxes)
+    }
+
+    /// Open client connections, shard by shard.
+    pub fn open(&self) -> impl Iterator<Item = usize> + '_ {
+        self.cores.iter().map(|c| c.open.load(Ordering::Relaxed))
+    }
+}
+
+/// How many connections shard `me` should move, and to which shard, for
+/// these open counts: down to the mean, as many as the emptiest is short
+/// of it, once it holds more than the mean plus a slack (so that counts
+/// that differ by a few, as they always do, move nothing).
+pub fn plan(open: &[usize], me: usize) -> (usize, usize) {
+    let n = open.len().max(1);
+    let mean = open.iter().sum::<usize>() / n;
+    let (to, fewest) = open.iter().copied().enumerate().min_by_key(|&(_, c)| c).unwrap_or((me, 0));
+    let surplus = open.get(me).copied().unwrap_or(0).saturating_sub(mean);
+    match surplus > 4 + mean / 8 && to != me {
+        true => (surplus.min(mean - fewest), to),
+        false => (0, me),
+    }
+}
+
+/// One shard's side.
+pub struct Handoff {
+    shards: Arc<Shards>,
+    me: usize,
+    inbox: Receiver<Moved>,
+    /// Connections still to move at their next call, and where.
+    give: Cell<usize>,
+    to: Cell<usize>,
+}
+
+impl Handoff {
+    pub fn new(shards: Arc<Shards>, me: usize, inbox: Receiver<Moved>) -> Handoff {
+        Handoff { shards, me, inbox, give: Cell::new(0), to: Cell::new(me) }
+    }
+
+    /// Open client connections, shard by shard.
+    pub fn open(&self) -> impl Iterator<Item = usize> + '_ {
+        self.shards.open()
+    }
+
+    /// Counts a connection on this shard while the guard lives.
+    pub fn count(&self) -> OnShard {
+        self.shards.cores[self.me].open.fetch_add(1, Ordering::Relaxed);
+        OnShard { shards: Arc::clone(&self.shards), me: self.me }
+    }
+
+    /// Weighs the shards' counts (every `LOOK_EVERY`).
+    pub fn look(&self) {
+        let open: Vec<usize> = self.shards.open().collect();
+        let (give, to) = plan(&open, self.me);
+        self.give.set(give);
+        self.to.set(to);
+    }
+
+    /// The shard a connection between two calls should move to, if this
+    /// one holds more than its share.
+    pub fn wanted(&self) -> Option<usize> {
+        let give = self.give.get();
+        (give > 0).then(|| {
+            self.give.set(give - 1);
+            self.to.get()
+        })
+    }
+
+    /// Sends `client` (the caller drops its own stream after) to shard `to`.
+    pub fn send(&self, to: usize, client: &TcpStream, peer: SocketAddr, admin: bool) -> std::io::Result<()> {
+        // SAFETY: fcntl(2) duplicating a descriptor this stream owns; the
+        // copy is owned by the OwnedFd alone.
+        let fd = unsafe { libc::fcntl(client.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a new descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let core = &self.shards.cores[to];
+        core.inbox.send(Moved { fd, peer, admin }).map_err(|_| std::io::Error::other("that shard is gone"))?;
+        core.waker.wake();
+        Ok(())
+    }
+
+    /// The next connection another shard moved here.
+    pub async fn next(&self) -> Moved {
+        poll_fn(|cx| {
+            self.shards.cores[self.me].waker.register(cx.waker());
+            match self.inbox.try_recv() {
+                Ok(moved) => Poll::Ready(moved),
+                Err(_) => Poll::Pending,
+            }
+        })
+        .await
+    }
+}
+
+/// A connection counted on its shard.
+pub struct OnShard {
+    shards: Arc<Shards>,
+    me: usize,
+}
+
+impl Drop for OnShard {
+    fn drop(&mut self) {
+        self.shards.cores[self.me].open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_past_its_share_gives_the_emptiest_what_it_lacks() {
+        // All on shard 1: it moves half to shard 0, and shard 0 nothing.
+        assert_eq!(plan(&[0, 1024], 1), (512, 0));
+        assert_eq!(plan(&[0, 1024], 0), (0, 0));
+        // Three shards: shard 2 moves down to the mean, as much as 0 lacks.
+        assert_eq!(plan(&[10, 50, 90], 2), (40, 0));
+        assert_eq!(plan(&[10, 50, 90], 1), (0, 1));
+        // Within the slack (4 + mean / 8), nothing moves.
+        assert_eq!(plan(&[60, 68], 1), (0, 1));
+        assert_eq!(plan(&[0, 8], 1), (0, 1));
+        assert_eq!(plan(&[0, 10], 1), (5, 0));
+        assert_eq!(plan(&[], 0), (0, 0));
+        assert_eq!(plan(&[7], 0), (0, 0));
+    }
+
+    #[test]
+    fn counts_follow_the_guards() {
+        let (shards, mut inboxes) = Shards::new(2);
+        let one = Handoff::new(Arc::clone(&shards), 1, inboxes.pop().unwrap());
+        let guards: Vec<OnShard> = (0..20).map(|_| one.count()).collect();
+        assert_eq!(shards.open().collect::<Vec<_>>(), [0, 20]);
+        one.look();
+        assert_eq!((0..12).filter_map(|_| one.wanted()).collect::<Vec<_>>(), [0; 10]);
+        drop(guards);
+        assert_eq!(shards.open().collect::<Vec<_>>(), [0, 0]);
+    }
+}
