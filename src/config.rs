@@ -148,9 +148,9 @@ pub struct Limits {
     /// streams): 413.
     pub max_body_bytes: u64,
     /// A `/run` body up to this size that did not come with its head is
-    /// read whole before the call goes to a worker (so it can go again if
-    /// the worker is overloaded or closes an idle connection); a larger one
-    /// streams. 0: every such body streams.
+    /// read whole before the call goes to a worker (so it can go again to
+    /// another worker if its worker is overloaded or cannot be reached); a
+    /// larger one streams. 0: every such body streams.
     pub buffer_body_bytes: usize,
     /// Client connections open at once in the process; past it new ones
     /// wait in the listen backlog. `None`: half the open-file limit.

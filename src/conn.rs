@@ -106,18 +106,25 @@ pub struct Conn {
     pub input_done: bool,
     /// It came in on `admin.listen`.
     pub admin: bool,
-    /// It has served a call: it is one that stays, and may move to another
-    /// shard between calls ([`crate::handoff`]).
-    pub served: bool,
+    /// Calls it has served on this shard: one that stays may move to
+    /// another shard between calls ([`crate::handoff`]).
+    pub served: u32,
     canceller: Canceller,
     /// Its place among the shard's parked connections, once it was parked.
     pub spot: Option<Rc<Spot>>,
-    _open: crate::shutdown::Open,
+    open: crate::shutdown::Open,
     _on_shard: crate::handoff::OnShard,
 }
 
 impl Conn {
-    pub fn new(client: TcpStream, peer: SocketAddr, on_shard: crate::handoff::OnShard) -> Conn {
+    /// A connection from `peer`, counted open in the process by `open`
+    /// and on its shard by `on_shard`.
+    pub fn new(
+        client: TcpStream,
+        peer: SocketAddr,
+        open: crate::shutdown::Open,
+        on_shard: crate::handoff::OnShard,
+    ) -> Conn {
         Conn {
             client,
             rbuf: ReadBuf::new(),
@@ -129,10 +136,10 @@ impl Conn {
             client_ip: peer.ip().to_canonical().to_string(),
             input_done: false,
             admin: false,
-            served: false,
+            served: 0,
             canceller: Canceller::new(),
             spot: None,
-            _open: crate::shutdown::Open::new(),
+            open,
             _on_shard: on_shard,
         }
     }
@@ -197,6 +204,23 @@ impl Conn {
             None => false,
         };
         self.send_error(error, keep_alive, Some(meta)).await && keep_alive
+    }
+
+    /// Between two calls: sends this connection to shard `to`, still
+    /// counted open in the process on the way. `Some`: it could not go, and
+    /// is served here.
+    pub fn move_to(self, handoff: &crate::handoff::Handoff, to: usize) -> Option<Conn> {
+        let Conn { client, peer, admin, open, .. } = self;
+        let on_the_way = (SocketAddr::new(peer, 0), admin, open);
+        match handoff.send(to, &client, on_the_way) {
+            Ok(()) => None,
+            Err((e, open)) => {
+                log::warn!("a connection could not move to shard {to}: {e}");
+                let mut conn = Conn::new(client, SocketAddr::new(peer, 0), open, handoff.count());
+                conn.admin = admin;
+                Some(conn)
+            }
+        }
     }
 
     /// Reads more of a request body into `rbuf`: `Err(None)` if the client

@@ -6,12 +6,12 @@
 //! (a load generator, a front such as HAProxy) puts them all on the shards
 //! away from its core, and keep-alive connections stay where they landed.
 //! So a shard that holds more than its share past a slack moves
-//! connections that have served a call, between two calls, to the shard
-//! with the fewest: it duplicates the descriptor into that shard's inbox
-//! (the stream stays with the runtime that made it until it is dropped)
-//! and wakes it; that shard adopts it and serves the next call. A
-//! connection that closes after one call never moves, so short ones keep
-//! their steering. Each shard weighs the counts every
+//! connections that have served [`SETTLED`] calls, between two calls, to
+//! the shard with the fewest: it duplicates the descriptor into that
+//! shard's inbox (the stream stays with the runtime that made it until it
+//! is dropped) and wakes it; that shard adopts it and serves the next
+//! call. A connection that closes after a call or two never moves, so
+//! short ones keep their steering. Each shard weighs the counts every
 //! [`LOOK_EVERY`]; between looks, a call pays one `Cell` read.
 
 use std::cell::Cell;
@@ -20,7 +20,6 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -30,17 +29,24 @@ use crate::runtime::TcpStream;
 
 /// How often each shard weighs its share.
 pub const LOOK_EVERY: Duration = Duration::from_millis(50);
+/// Calls a connection has served before it may move: one that closes after
+/// a call or two (a client without a pool that does not say
+/// `Connection: close`) is not worth the move.
+pub const SETTLED: u32 = 2;
+/// The count of a shard that is not serving (it failed to start).
+const RETIRED: usize = usize::MAX;
 
-/// A connection on its way to another shard.
+/// A connection on its way to another shard, still counted as open.
 pub struct Moved {
     pub fd: OwnedFd,
     pub peer: SocketAddr,
     /// It came in on `admin.listen`.
     pub admin: bool,
+    pub open: crate::shutdown::Open,
 }
 
-/// What the shards share: per shard its open client connections, its
-/// inbox and the waker of the task that empties it.
+/// What the shards share, for the life of the process: per shard its open
+/// client connections, its inbox and the waker of the task that empties it.
 pub struct Shards {
     cores: Box<[Core]>,
 }
@@ -53,41 +59,55 @@ struct Core {
 }
 
 impl Shards {
-    /// The shared part for `n` shards, and each shard's receiving end.
-    pub fn new(n: usize) -> (Arc<Shards>, Vec<Receiver<Moved>>) {
+    /// The shared part for `n` shards (it lives as long as the process, so
+    /// counting a connection touches no reference count), and each shard's
+    /// receiving end.
+    pub fn new(n: usize) -> (&'static Shards, Vec<Receiver<Moved>>) {
         let (cores, inboxes): (Vec<Core>, Vec<Receiver<Moved>>) = (0..n.max(1))
             .map(|_| {
                 let (inbox, receiver) = channel();
                 (Core { open: AtomicUsize::new(0), inbox, waker: AtomicWaker::new() }, receiver)
             })
             .unzip();
-        (Arc::new(Shards { cores: cores.into() }), inboxes)
+        (Box::leak(Box::new(Shards { cores: cores.into() })), inboxes)
     }
 
-    /// Open client connections, shard by shard.
+    /// Open client connections, shard by shard (a retired shard's are
+    /// `usize::MAX`).
     pub fn open(&self) -> impl Iterator<Item = usize> + '_ {
         self.cores.iter().map(|c| c.open.load(Ordering::Relaxed))
+    }
+
+    /// Shard `i` serves nothing (it failed to start): no connection moves
+    /// to it.
+    pub fn retire(&self, i: usize) {
+        self.cores[i].open.store(RETIRED, Ordering::Relaxed);
     }
 }
 
 /// How many connections shard `me` should move, and to which shard, for
-/// these open counts: down to the mean, as many as the emptiest is short
-/// of it, once it holds more than the mean plus a slack (so that counts
-/// that differ by a few, as they always do, move nothing).
+/// these open counts: once it holds more than the mean plus a slack (counts
+/// that differ by a few, as they always do, move nothing), down to the
+/// mean, and no more than its part of what the emptiest lacks (the part
+/// of each shard that is over, so that they do not all fill it past the
+/// mean at once). Retired shards take no part.
 pub fn plan(open: &[usize], me: usize) -> (usize, usize) {
-    let n = open.len().max(1);
-    let mean = open.iter().sum::<usize>() / n;
-    let (to, fewest) = open.iter().copied().enumerate().min_by_key(|&(_, c)| c).unwrap_or((me, 0));
-    let surplus = open.get(me).copied().unwrap_or(0).saturating_sub(mean);
-    match surplus > 4 + mean / 8 && to != me {
-        true => (surplus.min(mean - fewest), to),
+    let live = || open.iter().copied().enumerate().filter(|&(_, c)| c != RETIRED);
+    let n = live().count().max(1);
+    let mean = live().map(|(_, c)| c).sum::<usize>() / n;
+    let slack = 4 + mean / 8;
+    let over = live().filter(|&(_, c)| c > mean + slack).count().max(1);
+    let (to, fewest) = live().min_by_key(|&(_, c)| c).unwrap_or((me, 0));
+    let surplus = open.get(me).copied().filter(|&c| c != RETIRED).unwrap_or(0).saturating_sub(mean);
+    match surplus > slack && to != me {
+        true => (surplus.min((mean - fewest).div_ceil(over)), to),
         false => (0, me),
     }
 }
 
 /// One shard's side.
 pub struct Handoff {
-    shards: Arc<Shards>,
+    shards: &'static Shards,
     me: usize,
     inbox: Receiver<Moved>,
     /// Connections still to move at their next call, and where.
@@ -96,7 +116,7 @@ pub struct Handoff {
 }
 
 impl Handoff {
-    pub fn new(shards: Arc<Shards>, me: usize, inbox: Receiver<Moved>) -> Handoff {
+    pub fn new(shards: &'static Shards, me: usize, inbox: Receiver<Moved>) -> Handoff {
         Handoff { shards, me, inbox, give: Cell::new(0), to: Cell::new(me) }
     }
 
@@ -107,8 +127,9 @@ impl Handoff {
 
     /// Counts a connection on this shard while the guard lives.
     pub fn count(&self) -> OnShard {
-        self.shards.cores[self.me].open.fetch_add(1, Ordering::Relaxed);
-        OnShard { shards: Arc::clone(&self.shards), me: self.me }
+        let open = &self.shards.cores[self.me].open;
+        open.fetch_add(1, Ordering::Relaxed);
+        OnShard(open)
     }
 
     /// Weighs the shards' counts (every `LOOK_EVERY`).
@@ -129,20 +150,30 @@ impl Handoff {
         })
     }
 
-    /// Sends `client` (the caller drops its own stream after) to shard `to`.
-    pub fn send(&self, to: usize, client: &TcpStream, peer: SocketAddr, admin: bool) -> std::io::Result<()> {
+    /// Sends `client` (the caller drops its own stream after) to shard `to`,
+    /// counted open on the way with `open`; gives `open` back if it cannot.
+    pub fn send(
+        &self,
+        to: usize,
+        client: &TcpStream,
+        (peer, admin, open): (SocketAddr, bool, crate::shutdown::Open),
+    ) -> Result<(), (std::io::Error, crate::shutdown::Open)> {
         // SAFETY: fcntl(2) duplicating a descriptor this stream owns; the
         // copy is owned by the OwnedFd alone.
         let fd = unsafe { libc::fcntl(client.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
         if fd < 0 {
-            return Err(std::io::Error::last_os_error());
+            return Err((std::io::Error::last_os_error(), open));
         }
         // SAFETY: a new descriptor nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let core = &self.shards.cores[to];
-        core.inbox.send(Moved { fd, peer, admin }).map_err(|_| std::io::Error::other("that shard is gone"))?;
-        core.waker.wake();
-        Ok(())
+        match core.inbox.send(Moved { fd, peer, admin, open }) {
+            Ok(()) => {
+                core.waker.wake();
+                Ok(())
+            }
+            Err(back) => Err((std::io::Error::other("that shard is not serving"), back.0.open)),
+        }
     }
 
     /// The next connection another shard moved here.
@@ -159,14 +190,11 @@ impl Handoff {
 }
 
 /// A connection counted on its shard.
-pub struct OnShard {
-    shards: Arc<Shards>,
-    me: usize,
-}
+pub struct OnShard(&'static AtomicUsize);
 
 impl Drop for OnShard {
     fn drop(&mut self) {
-        self.shards.cores[self.me].open.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -188,12 +216,19 @@ mod tests {
         assert_eq!(plan(&[0, 10], 1), (5, 0));
         assert_eq!(plan(&[], 0), (0, 0));
         assert_eq!(plan(&[7], 0), (0, 0));
+        // Two over the mean share what the emptiest lacks.
+        assert_eq!(plan(&[0, 0, 200, 200], 2), (50, 0));
+        assert_eq!(plan(&[0, 0, 200, 200], 3), (50, 0));
+        assert_eq!(plan(&[100, 0, 150, 150], 2), (50, 1));
+        // A retired shard neither counts nor takes any.
+        assert_eq!(plan(&[RETIRED, 0, 100], 2), (50, 1));
+        assert_eq!(plan(&[0, RETIRED, 100], 1), (0, 1));
     }
 
     #[test]
     fn counts_follow_the_guards() {
         let (shards, mut inboxes) = Shards::new(2);
-        let one = Handoff::new(Arc::clone(&shards), 1, inboxes.pop().unwrap());
+        let one = Handoff::new(shards, 1, inboxes.pop().unwrap());
         let guards: Vec<OnShard> = (0..20).map(|_| one.count()).collect();
         assert_eq!(shards.open().collect::<Vec<_>>(), [0, 20]);
         one.look();

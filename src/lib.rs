@@ -7,7 +7,7 @@
 //! ## The machine
 //!
 //! hiku runs one [monoio] runtime per core, on a thread pinned to it. Each
-//! is a *shard* ([`conn::Shard`]) that owns, with no sharing at all:
+//! is a *shard* ([`conn::Shard`]) that owns, and shares with no other:
 //!
 //! - its listening socket: every shard binds the same address with
 //!   `SO_REUSEPORT`; a small BPF program on the group ([`steering`])

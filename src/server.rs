@@ -122,12 +122,11 @@ fn park(shard: Rc<Shard>, mut conn: Conn) {
 async fn serve(shard: Rc<Shard>, mut conn: Conn) -> Option<Conn> {
     loop {
         conn.input_done = false;
-        if conn.served && conn.rbuf.is_empty() && !shutdown::draining() {
+        if conn.served >= crate::handoff::SETTLED && conn.rbuf.is_empty() && !shutdown::draining() {
             if let Some(to) = shard.handoff.wanted() {
-                let peer = SocketAddr::new(conn.peer, 0);
-                match shard.handoff.send(to, &conn.client, peer, conn.admin) {
-                    Ok(()) => return None,
-                    Err(e) => log::warn!("a connection could not move to shard {to}: {e}"),
+                match conn.move_to(&shard.handoff, to) {
+                    None => return None,
+                    Some(stays) => conn = stays,
                 }
             }
         }
@@ -145,7 +144,7 @@ async fn serve(shard: Rc<Shard>, mut conn: Conn) -> Option<Conn> {
         if !serve_one(&shard, &mut conn).await {
             break;
         }
-        conn.served = true;
+        conn.served += 1;
     }
     // A client that sent all of its last request gets a plain close, as
     // anything it sends now is a request it was told would not be read.
@@ -533,6 +532,7 @@ async fn wait_and_forward(shard: &Shard, conn: &mut Conn, meta: RequestMeta) -> 
         }
         None => {
             log::debug!("a client left while its call waited for a worker");
+            account_refused(shard, conn, None);
             false
         }
     }
@@ -704,7 +704,7 @@ pub fn run(config: &Config, path: Option<&std::path::Path>, cores: usize, pin: b
     };
     runtime::run_shards(inputs, driver, pin, move |i, (socket, admin, inbox)| {
         let scheduler = Arc::clone(&scheduler);
-        let shards = Arc::clone(&shards);
+
         let live = Arc::clone(&live);
         let metrics = Arc::clone(&metrics);
         let access = access.clone();
@@ -714,6 +714,7 @@ pub fn run(config: &Config, path: Option<&std::path::Path>, cores: usize, pin: b
                 (Ok(l), Ok(a)) => (l, a),
                 (Err(e), _) | (_, Err(e)) => {
                     log::error!("shard {i}: cannot adopt its listener: {e}");
+                    shards.retire(i);
                     return;
                 }
             };
@@ -779,7 +780,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: u
                     runtime::sleep(FULL_PAUSE).await;
                 }
                 let _ = stream.set_nodelay(true);
-                let mut conn = Conn::new(stream, peer, shard.handoff.count());
+                let mut conn = Conn::new(stream, peer, shutdown::Open::new(), shard.handoff.count());
                 conn.admin = admin;
                 spawn_serve(Rc::clone(&shard), conn);
             }
@@ -810,9 +811,8 @@ async fn adopt_moved(shard: Rc<Shard>) {
         let stream = std::net::TcpStream::from(moved.fd);
         match runtime::TcpStream::from_std(stream) {
             Ok(stream) => {
-                let mut conn = Conn::new(stream, moved.peer, shard.handoff.count());
+                let mut conn = Conn::new(stream, moved.peer, moved.open, shard.handoff.count());
                 conn.admin = moved.admin;
-                conn.served = true;
                 spawn_serve(Rc::clone(&shard), conn);
             }
             Err(e) => log::warn!("a connection moved here could not be adopted: {e}"),

@@ -10,6 +10,9 @@
 //! for its core, and every step of the connection wakes it there. So a new
 //! connection goes to a shard chosen at random among the others; one whose
 //! SYN came in on a core without a shard goes to any shard at random.
+//! Against the hash, a connection from a remote client loses at most the
+//! warmth of its packets in that core's cache, which the hash keeps for
+//! only one connection in as many as there are shards anyway.
 //! Keep-alive connections a client opens all at once are shared out again
 //! afterwards ([`crate::handoff`]). Measured with a new connection per call
 //! (`perf/throughput --new-connection`, the generator on the same two
