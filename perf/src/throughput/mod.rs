@@ -345,6 +345,8 @@ pub(crate) async fn start_upstreams(binary: &Path, servers: usize, port: u16) ->
 /// our children and outlive a killed master, so they are killed by pid.
 struct Nginx {
     master: Child,
+    /// Its process group (the master's pid).
+    group: u32,
     workers: Vec<u32>,
     address: SocketAddr,
 }
@@ -357,13 +359,11 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        // Those it has now too: a worker it started after ours were listed
-        // would outlive it.
-        let now = self.master.id().map(procstat::children).unwrap_or_default();
-        for &pid in self.workers.iter().chain(&now) {
-            // SAFETY: kill(2) on a pid we saw as our nginx master's child.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-        }
+        // The whole process group the master leads: every worker, listed
+        // or not (a worker started after the listing, or one left behind by
+        // a master that already exited, would outlive it otherwise).
+        // SAFETY: kill(2) on the group of the master we started as its leader.
+        unsafe { libc::kill(-(self.group as libc::pid_t), libc::SIGKILL) };
         let _ = self.master.start_kill();
     }
 }
@@ -519,10 +519,12 @@ async fn start_nginx(binary: &Path, upstreams: &[SocketAddr], cores: usize, work
         .arg(dir.join("error.log"))
         .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
         .stderr(log_file)
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("starting {}: {e}", binary.display()))?;
     let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
-    let mut nginx = Nginx { master, workers: Vec::new(), address };
+    let group = master.id().ok_or("nginx exited at once")?;
+    let mut nginx = Nginx { master, group, workers: Vec::new(), address };
     let deadline = tokio::time::Instant::now() + START_DEADLINE;
     loop {
         if let Ok(Some(status)) = nginx.master.try_wait() {
