@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use hiku::balancer::{Answer, BalancerKind, Outcome};
-use hiku::config::WorkerUrl;
 use hiku::scheduler::Scheduler;
+use hiku::worker::WorkerUrl;
 
 const SIZES: [(usize, usize); 3] = [(5, 40), (100, 10_000), (1000, 100_000)];
 

@@ -16,8 +16,9 @@ use std::cell::{Cell, RefCell};
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A shard hands its buffer over once it holds this much.
@@ -26,20 +27,32 @@ const FLUSH_BYTES: usize = 32 * 1024;
 /// How often a shard hands over what it has.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
-static ENABLED: AtomicBool = AtomicBool::new(false);
-static SHARDS: AtomicUsize = AtomicUsize::new(0);
-/// Shards that handed their buffer over once the drain began.
-static DRAIN_FLUSHED: AtomicUsize = AtomicUsize::new(0);
-/// Buffers handed to the writer, and written by it.
-static SENT: AtomicU64 = AtomicU64::new(0);
-static WRITTEN: AtomicU64 = AtomicU64::new(0);
+/// The log's file and writer thread, and what the shards handed over.
+#[derive(Clone)]
+pub struct Writer {
+    tx: Sender<Vec<u8>>,
+    counts: Arc<Counts>,
+}
+
+/// How far the writer is, for the exit to wait on.
+#[derive(Default)]
+struct Counts {
+    shards: usize,
+    /// Shards that handed their buffer over once the drain began.
+    drain_flushed: AtomicUsize,
+    /// Buffers handed to the writer, and written by it.
+    sent: AtomicU64,
+    written: AtomicU64,
+}
 
 /// Opens (or creates) `path` for appending and starts its writer thread;
-/// each of `shards` shards then logs through a clone of the sender.
-pub fn open(path: &Path, shards: usize) -> io::Result<Sender<Vec<u8>>> {
+/// each of `shards` shards then logs through [`Writer::shard`].
+pub fn open(path: &Path, shards: usize) -> io::Result<Writer> {
     let mut file = OpenOptions::new().create(true).append(true).open(path)?;
     let (tx, rx) = channel::<Vec<u8>>();
     let shown = path.display().to_string();
+    let counts = Arc::new(Counts { shards, ..Counts::default() });
+    let written = Arc::clone(&counts);
     std::thread::Builder::new().name("hiku-access-log".into()).spawn(move || {
         let mut failing = false;
         for chunk in rx {
@@ -51,34 +64,40 @@ pub fn open(path: &Path, shards: usize) -> io::Result<Sender<Vec<u8>>> {
                 }
                 Err(_) => {}
             }
-            WRITTEN.fetch_add(1, Ordering::Release);
+            written.written.fetch_add(1, Ordering::Release);
         }
     })?;
-    SHARDS.store(shards, Ordering::Relaxed);
-    ENABLED.store(true, Ordering::Release);
-    Ok(tx)
+    Ok(Writer { tx, counts })
 }
 
-/// Before the process exits after a drain: waits until every shard has
-/// handed its lines over and the writer has written them, at most `within`.
-pub fn finish(within: Duration) {
-    if !ENABLED.load(Ordering::Acquire) {
-        return;
+impl Writer {
+    /// A shard's side of the log.
+    pub fn shard(&self) -> AccessLog {
+        AccessLog::new(self.tx.clone(), Arc::clone(&self.counts))
     }
-    let start = Instant::now();
-    let done = || {
-        DRAIN_FLUSHED.load(Ordering::Acquire) >= SHARDS.load(Ordering::Relaxed)
-            && WRITTEN.load(Ordering::Acquire) >= SENT.load(Ordering::Acquire)
-    };
-    while !done() && start.elapsed() < within {
-        // The drain thread, not an executor.
-        std::thread::sleep(Duration::from_millis(5));
+
+    /// Before the process exits after a drain: waits until every shard has
+    /// handed its lines over and the writer has written them, at most `within`.
+    pub fn finish(&self, within: Duration) {
+        let c = &self.counts;
+        let start = Instant::now();
+        let done = || {
+            c.drain_flushed.load(Ordering::Acquire) >= c.shards
+                && c.written.load(Ordering::Acquire) >= c.sent.load(Ordering::Acquire)
+        };
+        while !done() && start.elapsed() < within {
+            // The drain thread, not an executor.
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
 /// One shard's side of the log.
 pub struct AccessLog {
     tx: Sender<Vec<u8>>,
+    counts: Arc<Counts>,
+    /// The drain began: lines go to the writer at once.
+    draining: Cell<bool>,
     buf: RefCell<Vec<u8>>,
     /// The second the cached stamp is for, and the stamp (`YYYY-MM-DDTHH:MM:SS`).
     second: Cell<u64>,
@@ -86,9 +105,11 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    pub fn new(tx: Sender<Vec<u8>>) -> AccessLog {
+    fn new(tx: Sender<Vec<u8>>, counts: Arc<Counts>) -> AccessLog {
         AccessLog {
             tx,
+            counts,
+            draining: Cell::new(false),
             buf: RefCell::new(Vec::with_capacity(FLUSH_BYTES * 2)),
             second: Cell::new(u64::MAX),
             stamp: RefCell::new(String::new()),
@@ -115,7 +136,7 @@ impl AccessLog {
         );
         let full = buf.len() >= FLUSH_BYTES;
         drop(buf);
-        if full || crate::shutdown::draining() {
+        if full || self.draining.get() {
             self.flush();
         }
     }
@@ -127,17 +148,18 @@ impl AccessLog {
             return;
         }
         let chunk = std::mem::replace(&mut *buf, Vec::with_capacity(FLUSH_BYTES * 2));
-        SENT.fetch_add(1, Ordering::Release);
+        self.counts.sent.fetch_add(1, Ordering::Release);
         if self.tx.send(chunk).is_err() {
             // The writer is gone: count the chunk as done so the exit does not wait for it.
-            WRITTEN.fetch_add(1, Ordering::Release);
+            self.counts.written.fetch_add(1, Ordering::Release);
         }
     }
 
     /// The drain began: hands everything over (later lines go at once).
     pub fn drained(&self) {
+        self.draining.set(true);
         self.flush();
-        DRAIN_FLUSHED.fetch_add(1, Ordering::AcqRel);
+        self.counts.drain_flushed.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -172,7 +194,7 @@ mod tests {
     #[test]
     fn lines_are_buffered_and_handed_over_whole() {
         let (tx, rx) = channel();
-        let log = AccessLog::new(tx);
+        let log = AccessLog::new(tx, Arc::default());
         log.call("127.0.0.1", "POST /run/f", 200, Some("http://w:1"), Duration::from_micros(12_345));
         log.call("::1", "GET /run/g?x=1", 502, None, Duration::ZERO);
         assert!(rx.try_recv().is_err(), "buffered until flushed");

@@ -8,12 +8,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::config::WorkerUrl;
 use crate::conn::Shard;
 use crate::error::Error;
 use crate::http::{self, ReadBuf};
 use crate::runtime;
 use crate::scheduler::Scheduler;
+use crate::worker::WorkerUrl;
 use crate::worker::{Worker, WorkerSet};
 
 /// How long `/status` waits for a worker's own `/status`.

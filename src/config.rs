@@ -6,7 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::balancer::BalancerKind;
-use crate::http::strip_prefix_ignore_case;
+use crate::health::Health;
+use crate::scheduler::Capacities;
+use crate::worker::WorkerUrl;
 
 /// What `hiku start` needs to run, as read from the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +43,7 @@ pub struct Config {
     /// the predictive balancer prices a worker's load.
     pub worker_cores: u64,
     /// `health`: when workers are ejected.
-    pub health: crate::scheduler::Health,
+    pub health: Health,
     /// `log.access`: where to write a line per `/run` call, if anywhere.
     pub access_log: Option<std::path::PathBuf>,
     /// Keys the file has that hiku does not know (reported as warnings).
@@ -67,7 +69,7 @@ impl Default for Config {
             destroy_only_from_workers: true,
             worker_cores: crate::balancer::DEFAULT_WORKER_CORES,
             access_log: None,
-            health: crate::scheduler::Health::default(),
+            health: Health::default(),
             unknown_keys: Vec::new(),
         }
     }
@@ -447,7 +449,7 @@ impl Config {
         let worker_cores =
             predictive.number("worker_cores", "predictive.worker_cores", 1, 4096, defaults.worker_cores)?;
         let health_section = raw.section("health")?;
-        let d = crate::scheduler::Health::default();
+        let d = Health::default();
         let interval = match health_section.map.get("interval_ms") {
             None | Some(serde_json::Value::Null) => None,
             Some(_) => {
@@ -455,7 +457,7 @@ impl Config {
                 Some(Duration::from_millis(ms))
             }
         };
-        let health = crate::scheduler::Health {
+        let health = Health {
             eject_after: health_section.number("eject_after", "health.eject_after", 0, 1000, d.eject_after.into())?
                 as u32,
             max_ejected_percent: health_section.number(
@@ -548,123 +550,11 @@ impl Config {
     }
 }
 
-/// The capacity of each worker: its own, or the default (`None`: no bound).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Capacities {
-    pub default: Option<usize>,
-    pub own: Vec<(WorkerUrl, Option<usize>)>,
-}
-
-impl Capacities {
-    pub fn of(&self, url: &WorkerUrl) -> Option<usize> {
-        self.own.iter().find(|(u, _)| u == url).map_or(self.default, |&(_, n)| n)
-    }
-
-    /// Whether any worker may have a bound.
-    pub fn any(&self) -> bool {
-        self.default.is_some() || self.own.iter().any(|(_, n)| n.is_some())
-    }
-}
-
 /// The lower of two optional bounds (`None`: no bound).
 fn min_bound(a: Option<usize>, b: Option<usize>) -> Option<usize> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    }
-}
-
-/// An absolute `http://host[:port]` worker URL, kept in canonical form
-/// (`http://host:port`, host in lower case, no trailing slash).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct WorkerUrl {
-    canonical: String,
-    /// `host:port` (IPv6 hosts in brackets): what goes in a `Host` header.
-    authority_start: usize,
-    host_end: usize,
-    port: u16,
-}
-
-impl WorkerUrl {
-    /// Accepts `http://host[:port][/]`; anything else is an error naming the URL.
-    pub fn parse(text: &str) -> Result<WorkerUrl, String> {
-        let bad = |why: &str| format!("worker URL {text:?} is not an absolute http://host[:port] URL ({why})");
-        let t = text.trim();
-        let Some(rest) = strip_prefix_ignore_case(t, "http://") else {
-            if strip_prefix_ignore_case(t, "https://").is_some() {
-                return Err(bad("https is not supported"));
-            }
-            return Err(bad("it must start with http://"));
-        };
-        let authority = rest.strip_suffix('/').unwrap_or(rest);
-        if authority.contains(['/', '?', '#', '@']) {
-            return Err(bad("only scheme, host and port are allowed"));
-        }
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let end = v6.find(']').ok_or_else(|| bad("unclosed ["))?;
-            let host = &v6[..end];
-            if host.parse::<std::net::Ipv6Addr>().is_err() {
-                return Err(bad("bad IPv6 address"));
-            }
-            (&authority[..end + 2], &v6[end + 1..])
-        } else {
-            match authority.find(':') {
-                Some(i) => (&authority[..i], &authority[i..]),
-                None => (authority, ""),
-            }
-        };
-        let port = match port {
-            "" => 80,
-            p => p
-                .strip_prefix(':')
-                .and_then(|p| p.parse::<u16>().ok())
-                .filter(|&p| p != 0)
-                .ok_or_else(|| bad("bad port"))?,
-        };
-        let valid_host = |h: &str| {
-            !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-        };
-        if !host.starts_with('[') && !valid_host(host) {
-            return Err(bad("bad host"));
-        }
-        let canonical = format!("http://{}:{port}", host.to_ascii_lowercase());
-        Ok(WorkerUrl { authority_start: 7, host_end: 7 + host.len(), canonical, port })
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.canonical
-    }
-
-    /// `host:port`, as sent in `Host` headers and by OpenLambda in `destroySandbox`.
-    pub fn authority(&self) -> &str {
-        &self.canonical[self.authority_start..]
-    }
-
-    /// The host without the port (IPv6 in brackets).
-    pub fn host(&self) -> &str {
-        &self.canonical[self.authority_start..self.host_end]
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Resolves the host (blocking: call it off the request path).
-    pub fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
-        let host = self.host().trim_start_matches('[').trim_end_matches(']');
-        let mut addrs: Vec<SocketAddr> = (host, self.port).to_socket_addrs()?.collect();
-        addrs.sort_by_key(|a| a.is_ipv6());
-        addrs.dedup();
-        if addrs.is_empty() {
-            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no address"));
-        }
-        Ok(addrs)
-    }
-}
-
-impl fmt::Display for WorkerUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.canonical)
     }
 }
 
@@ -895,33 +785,6 @@ mod tests {
         for bad in [r#""9021""#, r#""host:""#, r#"":9021""#, r#""h:70000""#, "9021"] {
             let e = err(&format!(r#"{{"admin": {{"listen": {bad}}}}}"#));
             assert!(e.contains("\"admin.listen\" must be \"host:port\""), "{bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn worker_urls() {
-        let u = WorkerUrl::parse("http://[::1]:5000").unwrap();
-        assert_eq!((u.as_str(), u.authority(), u.host(), u.port()), ("http://[::1]:5000", "[::1]:5000", "[::1]", 5000));
-        assert_eq!(WorkerUrl::parse("HTTP://Example.com").unwrap().as_str(), "http://example.com:80");
-        for bad in [
-            "",
-            "http://",
-            "http://a:",
-            "http://a:0",
-            "http://a:99999",
-            "http://a/x",
-            "http://a?q",
-            "https://a",
-            "ftp://a",
-            "http://u@a",
-            "http://[zz]:1",
-            "http://a b",
-            "123456€",
-            "http://€",
-            "httpé://a",
-            "http://a:€",
-        ] {
-            assert!(WorkerUrl::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
 }

@@ -97,6 +97,7 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod handoff;
+pub mod health;
 pub mod http;
 pub mod logger;
 pub mod metrics;

@@ -227,7 +227,7 @@ fn escape(value: &str) -> String {
 mod tests {
     use super::*;
     use crate::balancer::BalancerKind;
-    use crate::config::WorkerUrl;
+    use crate::worker::WorkerUrl;
 
     #[test]
     fn counts_from_every_core_are_summed_into_the_text_format() {

@@ -18,11 +18,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::rc::Rc;
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, Ordering};
 use std::task::{Poll, Waker};
 use std::time::Duration;
-
-use atomic_waker::AtomicWaker;
 
 use crate::error::Error;
 use crate::runtime;
@@ -37,121 +35,6 @@ const WARM_WINDOW: usize = 8;
 /// How often a core with waiting calls looks for room without being
 /// told: a worker back from ejection, say, frees no slot.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
-
-/// What the cores share of their queues.
-pub struct Signals {
-    /// On a line of their own: they change as calls wait, beside state
-    /// every call reads.
-    shared: Shared,
-    cores: Box<[CoreSignal]>,
-}
-
-#[repr(align(128))]
-#[derive(Default)]
-struct Shared {
-    /// Calls waiting over all cores.
-    waiting: AtomicUsize,
-    /// The next waiting call's ticket: tickets give the order of arrival.
-    tickets: AtomicU64,
-}
-
-#[repr(align(128))]
-struct CoreSignal {
-    waiting: AtomicUsize,
-    /// The ticket of its oldest waiting call (`u64::MAX`: none).
-    oldest: AtomicU64,
-    /// A slot may have freed since its dispatcher last looked.
-    notified: AtomicBool,
-    waker: AtomicWaker,
-}
-
-impl Default for CoreSignal {
-    fn default() -> Self {
-        CoreSignal {
-            waiting: AtomicUsize::new(0),
-            oldest: AtomicU64::new(u64::MAX),
-            notified: AtomicBool::new(false),
-            waker: AtomicWaker::new(),
-        }
-    }
-}
-
-impl Signals {
-    pub fn new(cores: usize) -> Signals {
-        Signals { shared: Shared::default(), cores: (0..cores.max(1)).map(|_| CoreSignal::default()).collect() }
-    }
-
-    /// Calls waiting over all cores.
-    pub fn waiting(&self) -> usize {
-        self.shared.waiting.load(Ordering::Relaxed)
-    }
-
-    fn core(&self, core: usize) -> &CoreSignal {
-        &self.cores[core % self.cores.len()]
-    }
-
-    /// A call on `core` starts waiting: its ticket.
-    fn enter(&self, core: usize) -> u64 {
-        self.core(core).waiting.fetch_add(1, Ordering::SeqCst);
-        self.shared.waiting.fetch_add(1, Ordering::SeqCst);
-        self.shared.tickets.fetch_add(1, Ordering::Relaxed)
-    }
-
-    fn leave(&self, core: usize) {
-        self.core(core).waiting.fetch_sub(1, Ordering::SeqCst);
-        self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    /// A slot may have freed (a call ended): wakes the core with the
-    /// oldest waiting call, if any. The fence pairs with the one a
-    /// dispatcher passes before it looks: either this sees the waiting
-    /// call, or the dispatcher sees the freed slot.
-    pub fn slot_freed(&self) {
-        fence(Ordering::SeqCst);
-        if self.shared.waiting.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        // A core with calls placed but not yet on their way, or with a call
-        // that has not published its ticket yet (it then wakes its own
-        // core), shows none.
-        let oldest = self.cores.iter().map(|c| c.oldest.load(Ordering::Relaxed)).enumerate();
-        if let Some((i, _)) = oldest.filter(|&(_, ticket)| ticket != u64::MAX).min_by_key(|&(_, ticket)| ticket) {
-            self.notify(i);
-        }
-    }
-
-    /// Wakes every core's dispatcher that has waiting calls (workers came,
-    /// or got room).
-    pub fn notify_all(&self) {
-        for (i, c) in self.cores.iter().enumerate() {
-            if c.waiting.load(Ordering::Relaxed) != 0 {
-                self.notify(i);
-            }
-        }
-    }
-
-    fn notify(&self, core: usize) {
-        let c = self.core(core);
-        c.notified.store(true, Ordering::Release);
-        c.waker.wake();
-    }
-
-    /// Resolves once `core` was notified since it last was.
-    async fn notified(&self, core: usize) {
-        let c = self.core(core);
-        poll_fn(|cx| {
-            if c.notified.swap(false, Ordering::AcqRel) {
-                return Poll::Ready(());
-            }
-            c.waker.register(cx.waker());
-            match c.notified.swap(false, Ordering::AcqRel) {
-                true => Poll::Ready(()),
-                false => Poll::Pending,
-            }
-        })
-        .await
-    }
-}
 
 /// One core's waiting calls, oldest first.
 pub struct Queue {
@@ -200,7 +83,7 @@ impl Queue {
     /// Tells the other cores the ticket of this core's oldest waiting call.
     fn publish(&self, scheduler: &Scheduler, calls: &VecDeque<Rc<Waiter>>) {
         let oldest = calls.front().map_or(u64::MAX, |w| w.ticket);
-        scheduler.signals().core(self.core).oldest.store(oldest, Ordering::Relaxed);
+        scheduler.signals().set_oldest(self.core, oldest);
     }
 
     /// Whether no call waits on this core.
@@ -320,36 +203,5 @@ fn place(waiter: &Waiter, lease: Lease) {
     waiter.lease.set(Some(lease));
     if let Some(waker) = waiter.waker.take() {
         waker.wake();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_freed_slot_wakes_the_core_with_the_oldest_waiting_call_only() {
-        let signals = Signals::new(3);
-        let notified = |i: usize| signals.cores[i].notified.swap(false, Ordering::Relaxed);
-        signals.slot_freed();
-        assert!(!(notified(0) || notified(1) || notified(2)), "no call waits: no one is woken");
-        let first = signals.enter(2);
-        signals.cores[2].oldest.store(first, Ordering::Relaxed);
-        let second = signals.enter(0);
-        signals.cores[0].oldest.store(second, Ordering::Relaxed);
-        assert!(first < second);
-        signals.slot_freed();
-        assert_eq!((notified(0), notified(1), notified(2)), (false, false, true));
-        // Core 2's call was placed (its task has not taken it yet, so it
-        // still counts as waiting): core 0's is the oldest now.
-        signals.cores[2].oldest.store(u64::MAX, Ordering::Relaxed);
-        signals.slot_freed();
-        assert_eq!((notified(0), notified(1), notified(2)), (true, false, false));
-        signals.leave(2);
-        // A change of workers or capacities wakes every core with calls.
-        signals.enter(1);
-        signals.notify_all();
-        assert_eq!((notified(0), notified(1), notified(2)), (true, true, false));
-        assert_eq!(signals.waiting(), 2);
     }
 }

@@ -17,7 +17,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
@@ -37,9 +37,6 @@ pub struct Live {
     reloading: Mutex<()>,
 }
 
-/// The running process's `Live`, for the signal thread.
-static LIVE: OnceLock<Arc<Live>> = OnceLock::new();
-
 impl Live {
     pub fn new(path: Option<PathBuf>, config: Config, scheduler: Arc<Scheduler>) -> Arc<Live> {
         let live = Arc::new(Live {
@@ -49,7 +46,6 @@ impl Live {
             scheduler,
             reloading: Mutex::new(()),
         });
-        let _ = LIVE.set(Arc::clone(&live));
         live
     }
 
@@ -156,16 +152,6 @@ fn note_per_call(current: &Config, next: &Config, changes: &mut Vec<String>) {
             changes.push(format!("{name}: new values"));
         }
     }
-}
-
-/// Reloads the running process's config (from the signal thread), logging
-/// the outcome.
-pub fn on_signal() {
-    let Some(live) = LIVE.get() else {
-        log::info!("SIGHUP before hiku started serving: ignored");
-        return;
-    };
-    log_outcome(live.reload());
 }
 
 /// Logs what a reload did.

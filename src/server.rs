@@ -702,6 +702,11 @@ pub fn run(config: &Config, path: Option<&std::path::Path>, cores: usize, pin: b
         ),
         None => None,
     };
+    if let Some(writer) = access.clone() {
+        shutdown::before_exit(move || writer.finish(Duration::from_secs(1)));
+    }
+    let reloads = Arc::clone(&live);
+    shutdown::on_reload(move || crate::reload::log_outcome(reloads.reload()));
     runtime::run_shards(inputs, driver, pin, move |i, (socket, admin, inbox)| {
         let scheduler = Arc::clone(&scheduler);
 
@@ -725,7 +730,7 @@ pub fn run(config: &Config, path: Option<&std::path::Path>, cores: usize, pin: b
             let pool = Pool::default();
             let listeners_shut = std::cell::Cell::new(false);
             let untimed = std::cell::Cell::new(0);
-            let access = access.map(crate::access_log::AccessLog::new);
+            let access = access.map(|writer| writer.shard());
             let queue = crate::queue::Queue::new(i);
             let shard = Rc::new(Shard {
                 scheduler,

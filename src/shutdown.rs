@@ -3,7 +3,7 @@
 //! closes its parked keep-alive connections, and answers what is in flight
 //! with `Connection: close`; the process exits 0 once no connection is
 //! left, or when `shutdown_grace_ms` is up. A second SIGTERM or SIGINT
-//! exits at once. SIGHUP reloads the config ([`crate::reload`]); SIGPIPE
+//! exits at once. SIGHUP reloads the config (what [`on_reload`] was given); SIGPIPE
 //! is ignored by the Rust runtime already.
 //!
 //! The signals are blocked in every thread and taken by one thread of
@@ -12,10 +12,27 @@
 //! second, off the request path.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// The process's state: signals and the exit are the process's, not a shard's.
 static DRAINING: AtomicBool = AtomicBool::new(false);
 static OPEN: AtomicUsize = AtomicUsize::new(0);
+/// What SIGHUP does, and what the exit waits for, once the server has said.
+static ON_RELOAD: OnceLock<Box<dyn Fn() + Send + Sync>> = OnceLock::new();
+static BEFORE_EXIT: OnceLock<Box<dyn Fn() + Send + Sync>> = OnceLock::new();
+
+/// What SIGHUP does from now on (run in a thread of its own): until this
+/// is called, SIGHUP is ignored.
+pub fn on_reload(reload: impl Fn() + Send + Sync + 'static) {
+    let _ = ON_RELOAD.set(Box::new(reload));
+}
+
+/// What a drained process does last before it exits (the access log's
+/// last lines, say).
+pub fn before_exit(finish: impl Fn() + Send + Sync + 'static) {
+    let _ = BEFORE_EXIT.set(Box::new(finish));
+}
 
 /// How often the shards look for a drain, and the exit for a drained process.
 pub const LOOK_EVERY: Duration = Duration::from_millis(50);
@@ -82,7 +99,11 @@ pub fn handle_signals(grace: Duration) {
             libc::SIGHUP => {
                 // A thread of its own: resolving new workers may take a
                 // while, and a SIGTERM meanwhile must not wait for it.
-                let reload = std::thread::Builder::new().name("hiku-reload".into()).spawn(crate::reload::on_signal);
+                let Some(reload) = ON_RELOAD.get() else {
+                    log::info!("SIGHUP before hiku started serving: ignored");
+                    continue;
+                };
+                let reload = std::thread::Builder::new().name("hiku-reload".into()).spawn(move || reload());
                 if let Err(e) = reload {
                     log::error!("SIGHUP: cannot start the reload: {e}");
                 }
@@ -127,12 +148,16 @@ fn exit_when_drained(grace: Duration) {
         let open = open_connections();
         if open == 0 {
             log::info!("drained in {} ms; exiting", start.elapsed().as_millis());
-            crate::access_log::finish(Duration::from_secs(1));
+            if let Some(finish) = BEFORE_EXIT.get() {
+                finish();
+            }
             std::process::exit(0);
         }
         if start.elapsed() >= grace {
             log::warn!("{open} connections still open after {} ms; exiting", grace.as_millis());
-            crate::access_log::finish(Duration::from_secs(1));
+            if let Some(finish) = BEFORE_EXIT.get() {
+                finish();
+            }
             std::process::exit(0);
         }
         // A thread of its own (hiku-drain), not a shard's: sleeping here

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hiku::balancer::{Answer, BalancerKind, Outcome};
-use hiku::config::WorkerUrl;
 use hiku::scheduler::Scheduler;
+use hiku::worker::WorkerUrl;
 
 struct Counting;
 

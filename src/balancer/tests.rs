@@ -6,8 +6,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::WorkerUrl;
 use crate::scheduler::{NewWorker, Scheduler};
+use crate::worker::WorkerUrl;
 
 fn workers(n: usize) -> Vec<NewWorker> {
     (1..=n).map(|i| (WorkerUrl::parse(&format!("http://worker{i}:8080")).unwrap(), Vec::new())).collect()

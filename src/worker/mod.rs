@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::config::WorkerUrl;
+mod url;
+
+pub use url::WorkerUrl;
 
 /// Identifies one worker for the life of the process. Ids grow with every
 /// addition and are never reused, so a stale id can't alias a newer worker,

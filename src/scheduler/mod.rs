@@ -7,14 +7,18 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 
 use crate::balancer::{Answer, Balancer, BalancerKind, Outcome};
-use crate::config::{Capacities, WorkerUrl};
-use crate::queue::Signals;
-use crate::worker::{Lease, Worker, WorkerId, WorkerSet};
+use crate::health::{self, Health};
+use crate::worker::{Lease, Worker, WorkerId, WorkerSet, WorkerUrl};
+
+mod capacities;
+mod signals;
+
+pub use capacities::Capacities;
+pub use signals::Signals;
 
 /// A worker to add: its URL and the addresses it resolved to.
 pub type NewWorker = (WorkerUrl, Vec<SocketAddr>);
@@ -64,32 +68,6 @@ pub enum Unplaced {
     /// waits in the queue.
     Full,
 }
-
-/// When a worker is taken out of the balancers' choice (`health` in the
-/// config): after `eject_after` connection failures in a row (0: never),
-/// with at most `max_ejected_percent` of the workers out at once. With an
-/// `interval`, every worker in is also probed that often, a failed probe
-/// counting as a failed connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Health {
-    pub eject_after: u32,
-    pub max_ejected_percent: u32,
-    pub interval: Option<Duration>,
-}
-
-impl Default for Health {
-    fn default() -> Self {
-        Health { eject_after: 3, max_ejected_percent: 50, interval: None }
-    }
-}
-
-/// The first wait before an ejected worker is probed, and the longest.
-const PROBE_FIRST: Duration = Duration::from_millis(500);
-const PROBE_LAST: Duration = Duration::from_secs(30);
-/// The longest a probe waits for its answer.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often, at most, the active prober looks whether a round is due.
-const PROBE_SLICE: Duration = Duration::from_millis(250);
 
 /// `select` found no worker at all.
 #[derive(Debug, PartialEq, Eq)]
@@ -145,18 +123,17 @@ impl Scheduler {
     pub fn connect_failed(&self, worker: &Arc<Worker>) {
         let failures = worker.connect_failed();
         let health = self.health();
-        if health.eject_after == 0 || failures < health.eject_after || worker.is_ejected() {
+        if !health.ejects_after(failures) || worker.is_ejected() {
             return;
         }
         let workers = self.snapshot.load();
         let out = workers.iter().filter(|w| w.is_ejected()).count();
-        let allowed = workers.len() * health.max_ejected_percent as usize / 100;
-        if out >= allowed || !worker.eject() {
+        if !health.may_eject(out, workers.len()) || !worker.eject() {
             return;
         }
         log::warn!("worker {} ejected after {failures} connection failures in a row; probing it", worker.url());
         let weak = Arc::downgrade(worker);
-        let probe = std::thread::Builder::new().name("hiku-probe".into()).spawn(move || probe_until_back(weak));
+        let probe = std::thread::Builder::new().name("hiku-probe".into()).spawn(move || health::probe_until_back(weak));
         if let Err(e) = probe {
             log::error!("cannot start the probe of {}: {e}; it is put back", worker.url());
             worker.restore();
@@ -390,24 +367,24 @@ pub fn resolve(urls: &[WorkerUrl]) -> Vec<NewWorker> {
 /// here stops no executor.
 pub fn probe_actively(scheduler: std::sync::Weak<Scheduler>) {
     let spawned = std::thread::Builder::new().name("hiku-health".into()).spawn(move || {
-        let (mut last, mut slice) = (std::time::Instant::now(), PROBE_SLICE);
+        let (mut last, mut slice) = (std::time::Instant::now(), health::PROBE_SLICE);
         loop {
             // In slices, so that an interval a reload sets or changes
             // counts from the last round at once.
             std::thread::sleep(slice);
             let Some(s) = scheduler.upgrade() else { return };
             let Some(interval) = s.health().interval else {
-                slice = PROBE_SLICE;
+                slice = health::PROBE_SLICE;
                 continue;
             };
-            slice = interval.min(PROBE_SLICE);
+            slice = interval.min(health::PROBE_SLICE);
             if last.elapsed() < interval {
                 continue;
             }
             last = std::time::Instant::now();
             let workers = Guard::into_inner(s.workers());
             for w in workers.iter().filter(|w| !w.is_ejected()) {
-                if status_ok(w, interval.min(PROBE_TIMEOUT)) {
+                if health::status_ok(w, interval.min(health::PROBE_TIMEOUT)) {
                     w.connect_succeeded();
                 } else {
                     log::debug!("worker {} failed its health probe", w.url());
@@ -419,41 +396,6 @@ pub fn probe_actively(scheduler: std::sync::Weak<Scheduler>) {
     if let Err(e) = spawned {
         log::error!("cannot start the health probes: {e}");
     }
-}
-
-/// Probes an ejected worker with backoff until it answers `GET /status`
-/// with a 2xx (then puts it back), or it is gone. A thread of its own:
-/// blocking here stops no executor.
-fn probe_until_back(worker: std::sync::Weak<Worker>) {
-    let mut wait = PROBE_FIRST;
-    loop {
-        std::thread::sleep(wait);
-        let Some(w) = worker.upgrade() else { return };
-        if !w.is_ejected() {
-            return;
-        }
-        if status_ok(&w, PROBE_TIMEOUT) {
-            w.restore();
-            log::info!("worker {} answers again: back in", w.url());
-            return;
-        }
-        wait = (wait * 2).min(PROBE_LAST);
-    }
-}
-
-/// Whether the worker answers `GET /status` with a 2xx `within` the time.
-fn status_ok(w: &Worker, within: Duration) -> bool {
-    use std::io::{Read, Write};
-    w.addrs().iter().any(|addr| {
-        let Ok(mut stream) = std::net::TcpStream::connect_timeout(addr, within) else { return false };
-        let request = format!("GET /status HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", w.url().authority());
-        let _ = stream.set_read_timeout(Some(within));
-        let mut head = [0u8; 12];
-        stream.write_all(request.as_bytes()).is_ok()
-            && stream.read_exact(&mut head).is_ok()
-            && head.starts_with(b"HTTP/1.")
-            && head[9] == b'2'
-    })
 }
 
 #[cfg(test)]
