@@ -1,6 +1,6 @@
-//! hiku's own endpoints: `/status`, `/admin/workers/{add,remove}`,
-//! `/admin/instances` and `/destroySandbox/<fn>`. Off the request path:
-//! these may allocate.
+//! hiku's own endpoints: `/status`, `/metrics`,
+//! `/admin/workers/{add,remove}`, `/admin/instances`, `/admin/reload` and
+//! `/destroySandbox/<fn>`. Off the request path: these may allocate.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,21 +8,96 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::conn::Shard;
+use crate::config::Timeouts;
+use crate::conn::Conn;
 use crate::error::Error;
-use crate::http::{self, ReadBuf};
+use crate::http::{self, Framing, ReadBuf, RequestMeta};
+use crate::route::Endpoint;
 use crate::runtime;
 use crate::scheduler::Scheduler;
-use crate::worker::WorkerUrl;
-use crate::worker::{Worker, WorkerSet};
+use crate::shard::Shard;
+use crate::worker::{Worker, WorkerSet, WorkerUrl};
+
+/// Largest body hiku reads for its own endpoints (`destroySandbox`, admin).
+const LOCAL_BODY_LIMIT: u64 = 64 * 1024;
 
 /// How long `/status` waits for a worker's own `/status`.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Answers a request for `endpoint` (with `arg`: the function of
+/// `destroySandbox`, the query of the others); whether the connection can
+/// carry another request.
+pub async fn serve(shard: &Shard, conn: &mut Conn, endpoint: Endpoint, arg: String, meta: RequestMeta) -> bool {
+    let body = match read_small_body(conn, meta, shard.config().timeouts).await {
+        Ok(body) => {
+            conn.input_done = true;
+            body
+        }
+        Err(None) => return false,
+        Err(Some(e)) => {
+            conn.send_error(&e, false, Some(meta)).await;
+            return false;
+        }
+    };
+    let answer = match endpoint {
+        Endpoint::Status => Ok(status(&shard.scheduler, shard.cores).await),
+        Endpoint::Metrics => {
+            let open: Vec<usize> = shard.handoff.open().collect();
+            let text = shard.metrics.render(&shard.scheduler, &open);
+            let ok = conn.send(200, "text/plain; version=0.0.4", text.as_bytes(), meta.keep_alive, Some(meta)).await;
+            return ok && meta.keep_alive;
+        }
+        Endpoint::AddWorkers => add_workers(&shard.scheduler, &arg).await,
+        Endpoint::RemoveWorkers => remove_workers(&shard.scheduler, &arg),
+        Endpoint::Instances => Ok(instances(&shard.scheduler, &arg)),
+        Endpoint::Reload => reload(shard).await,
+        Endpoint::DestroySandbox => destroy_sandbox(&shard.scheduler, &arg, &body).map(|removed| {
+            shard.counters().sandbox_destroyed(removed);
+            json!({ "removed": removed }).to_string()
+        }),
+    };
+    match answer {
+        Ok(json) => {
+            conn.send(200, "application/json", json.as_bytes(), meta.keep_alive, Some(meta)).await && meta.keep_alive
+        }
+        Err(e) => conn.send_error(&e, meta.keep_alive, Some(meta)).await && meta.keep_alive,
+    }
+}
+
+/// `/admin/reload`: re-reads the config file (off the executor: it
+/// resolves new workers' names) and says what changed, or why the file
+/// was refused (**422**, hiku running as before).
+async fn reload(shard: &Shard) -> Result<String, Error> {
+    let live = Arc::clone(&shard.live);
+    let outcome =
+        runtime::blocking(move || live.reload()).await.unwrap_or_else(|e| Err(format!("the reload did not run: {e}")));
+    crate::reload::log_outcome(outcome.clone());
+    match outcome {
+        Ok(changes) => Ok(json!({ "reloaded": true, "changes": changes }).to_string()),
+        Err(e) => Err(Error::ConfigRefused(e)),
+    }
+}
+
+/// Reads a body of at most `LOCAL_BODY_LIMIT` bytes (its data, if
+/// chunked), each read within `timeouts.client_body`. `Err(None)`: the
+/// client is gone; `Err(Some(e))`: answer `e` and close.
+async fn read_small_body(conn: &mut Conn, meta: RequestMeta, timeouts: Timeouts) -> Result<Vec<u8>, Option<Error>> {
+    if matches!(meta.framing, Framing::Length(n) if n > LOCAL_BODY_LIMIT) {
+        return Err(Some(Error::BodyTooLarge(LOCAL_BODY_LIMIT)));
+    }
+    if meta.expect_continue && meta.whole_body.is_none() && conn.send_continue().await.is_err() {
+        return Err(None);
+    }
+    let mut body = Vec::new();
+    let limits = (LOCAL_BODY_LIMIT as usize + 1, LOCAL_BODY_LIMIT);
+    conn.read_body(meta.framing, false, &mut body, limits, timeouts.client_body).await?;
+    Ok(body)
+}
+
 /// The balancer, the cores, and per worker its load and the answer of its
 /// `GET /status` (all workers probed at once).
-pub async fn status(shard: &Shard) -> String {
-    let workers: Vec<Arc<Worker>> = shard.scheduler.workers().iter().cloned().collect();
+pub async fn status(scheduler: &Scheduler, cores: usize) -> String {
+    let workers: Vec<Arc<Worker>> = scheduler.workers().iter().cloned().collect();
     let probes: Vec<_> = workers
         .iter()
         .map(|w| {
@@ -40,8 +115,8 @@ pub async fn status(shard: &Shard) -> String {
         let capacity = capacity(w);
         list.push(WorkerStatus { url: w.url().as_str(), state, in_flight: w.in_flight(), capacity, probe });
     }
-    let waiting = shard.scheduler.signals().waiting();
-    let status = Status { balancer: shard.scheduler.kind().name(), cores: shard.cores, waiting, workers: list };
+    let waiting = scheduler.signals().waiting();
+    let status = Status { balancer: scheduler.kind().name(), cores, waiting, workers: list };
     serde_json::to_string(&status).expect("status serializes")
 }
 

@@ -1,19 +1,16 @@
-//! What one core owns ([`Shard`]) and one client connection with its
-//! buffers ([`Conn`]), and the answers hiku writes itself.
+//! One client connection with its buffers ([`Conn`]): reading its
+//! requests and bodies, and the answers hiku writes itself.
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Config;
 use crate::error::Error;
-use crate::http::{self, ChunkedDecoder, Framing, ReadBuf, Version};
-use crate::parking::{Parking, Spot};
-use crate::pool::Pool;
-use crate::proxy::RequestMeta;
+use crate::handoff::{Handoff, OnShard};
+use crate::http::{self, ChunkedDecoder, Framing, ReadBuf, RequestMeta, Version};
+use crate::parking::Spot;
 use crate::runtime::{self, Canceller, TcpStream};
-use crate::scheduler::Scheduler;
+use crate::shutdown::Open;
 
 /// How long a connection waits for its next request with a read (and its
 /// buffer) posted. One still quiet after that gives its buffers back to the
@@ -32,57 +29,6 @@ pub enum BodyRead {
     /// To its limit: the rest of a chunked body, decoded this far, is still
     /// to come.
     Partial(ChunkedDecoder),
-}
-
-/// What one core owns.
-pub struct Shard {
-    pub scheduler: Arc<Scheduler>,
-    pub pool: Pool,
-    pub cores: usize,
-    /// The running config, and this core's copy of it (as of its
-    /// generation), refreshed before each request: a reloaded config
-    /// applies from the core's next request on (to the requests in
-    /// progress too, from then on).
-    pub live: Arc<crate::reload::Live>,
-    pub config: std::cell::RefCell<Rc<Config>>,
-    pub config_generation: std::cell::Cell<u64>,
-    /// Its quiet connections, closed when `timeouts.client_idle` is up.
-    pub parking: Parking,
-    /// A drain has shut its listeners down: their accept loops may end.
-    pub listeners_shut: std::cell::Cell<bool>,
-    /// Every core's counters (`/metrics`), and this core's place in them.
-    pub metrics: Arc<crate::metrics::Metrics>,
-    pub core: usize,
-    /// Decisions since the last timed one.
-    pub untimed: std::cell::Cell<u32>,
-    /// Its side of the access log, if there is one.
-    pub access: Option<crate::access_log::AccessLog>,
-    /// Its calls waiting for a worker with room.
-    pub queue: crate::queue::Queue,
-    /// Its share of the keep-alive connections.
-    pub handoff: crate::handoff::Handoff,
-}
-
-impl Shard {
-    /// The settings hiku runs with (time limits, retries, limits, admin).
-    pub fn config(&self) -> Rc<Config> {
-        Rc::clone(&self.config.borrow())
-    }
-
-    /// Takes the reloaded config, if there is a newer one (a relaxed load
-    /// otherwise).
-    pub fn refresh_config(&self) {
-        let generation = self.live.generation();
-        if generation != self.config_generation.get() {
-            *self.config.borrow_mut() = Rc::new(Config::clone(&self.live.config()));
-            self.config_generation.set(generation);
-        }
-    }
-
-    /// This core's counters.
-    pub fn counters(&self) -> &crate::metrics::Core {
-        self.metrics.core(self.core)
-    }
 }
 
 /// One client connection and its buffers, reused from request to request.
@@ -107,24 +53,19 @@ pub struct Conn {
     /// It came in on `admin.listen`.
     pub admin: bool,
     /// Calls it has served on this shard: one that stays may move to
-    /// another shard between calls ([`crate::handoff`]).
+    /// another shard between calls.
     pub served: u32,
     canceller: Canceller,
     /// Its place among the shard's parked connections, once it was parked.
     pub spot: Option<Rc<Spot>>,
-    open: crate::shutdown::Open,
-    _on_shard: crate::handoff::OnShard,
+    open: Open,
+    _on_shard: OnShard,
 }
 
 impl Conn {
     /// A connection from `peer`, counted open in the process by `open`
     /// and on its shard by `on_shard`.
-    pub fn new(
-        client: TcpStream,
-        peer: SocketAddr,
-        open: crate::shutdown::Open,
-        on_shard: crate::handoff::OnShard,
-    ) -> Conn {
+    pub fn new(client: TcpStream, peer: SocketAddr, open: Open, on_shard: OnShard) -> Conn {
         Conn {
             client,
             rbuf: ReadBuf::new(),
@@ -150,7 +91,7 @@ impl Conn {
     /// shorter) with a read (and its buffer) posted, as a new connection or
     /// a keep-alive client under load sends at once; `None` if nothing came
     /// by then: the connection holds no buffer, and is best
-    /// [parked](crate::server) for the rest of `idle`.
+    /// parked for the rest of `idle`.
     pub async fn wait_request(&mut self, idle: Duration) -> std::io::Result<Option<usize>> {
         self.ubuf.release();
         http::recycle(std::mem::take(&mut self.out));
@@ -209,7 +150,7 @@ impl Conn {
     /// Between two calls: sends this connection to shard `to`, still
     /// counted open in the process on the way. `Some`: it could not go, and
     /// is served here.
-    pub fn move_to(self, handoff: &crate::handoff::Handoff, to: usize) -> Option<Conn> {
+    pub fn move_to(self, handoff: &Handoff, to: usize) -> Option<Conn> {
         let Conn { client, peer, admin, open, .. } = self;
         let on_the_way = (SocketAddr::new(peer, 0), admin, open);
         match handoff.send(to, &client, on_the_way) {

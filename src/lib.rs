@@ -92,6 +92,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod app;
 pub mod balancer;
 pub mod config;
 pub mod conn;
@@ -99,6 +100,7 @@ pub mod error;
 pub mod handoff;
 pub mod health;
 pub mod http;
+pub mod listen;
 pub mod logger;
 pub mod metrics;
 pub mod parking;
@@ -106,9 +108,11 @@ pub mod pool;
 pub mod proxy;
 pub mod queue;
 pub mod reload;
+pub mod route;
 pub mod runtime;
 pub mod scheduler;
-pub mod server;
+pub mod serve;
+pub mod shard;
 pub mod shutdown;
 pub mod steering;
 pub mod sys;

@@ -118,7 +118,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             hiku::shutdown::handle_signals(loaded.shutdown_grace);
-            match hiku::server::run(&loaded, Some(&config), cores, !no_pin) {
+            match hiku::app::run(&loaded, Some(&config), cores, !no_pin) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("hiku: {e}");

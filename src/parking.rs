@@ -1,5 +1,5 @@
 //! The clock of parked connections: quiet keep-alive connections wait for
-//! readiness in small tasks ([`crate::server`]), and those quiet past
+//! readiness in small tasks (the connection loop's), and those quiet past
 //! `timeouts.client_idle` are closed. Instead of a timer per connection
 //! (over a kilobyte each in the runtime's timer wheel), each core keeps a
 //! list of its parked connections and sweeps it a few times per timeout: a

@@ -1,69 +1,138 @@
-//! Forwarding one `/run/<fn>` request to its worker and the answer back,
-//! streaming bodies through fixed buffers.
+//! A `/run/<fn>` call, from its lease to its release: the call waits for a
+//! worker with room if it must, or has its body held first; it is
+//! forwarded to its worker, sent to another one if the connection fails
+//! (before anything was sent) or the worker says it is overloaded, and
+//! the answer streamed back; then the balancer hears how it ended.
 
-use std::io;
 use std::time::{Duration, Instant};
 
 use crate::balancer::{Answer, Outcome};
-use crate::conn::{Conn, Shard};
+use crate::config::MAX_RETRIES;
+use crate::conn::{BodyRead, Conn, BODY_BYTE};
 use crate::error::Error;
-use crate::http::{self, ChunkError, ChunkedDecoder, Framing, ReadBuf, Version};
+use crate::http::{self, Bounds, ChunkedDecoder, CopyError, Framing, HeadError, RequestMeta, Version};
 use crate::metrics::Decision;
+use crate::pool;
 use crate::runtime::{self, TcpStream};
+use crate::scheduler::Unplaced;
+use crate::shard::Shard;
+use crate::shutdown;
 use crate::worker::{Lease, Worker, WorkerId};
 
 /// A whole request up to this size is sent in one write and kept until the
 /// worker answers, so it can be sent again if it is idempotent and a pooled
 /// connection turns out closed.
 const WHOLE_LIMIT: usize = 64 * 1024;
-/// Writes of data smaller than this are joined with the head before them.
-const COALESCE_LIMIT: usize = 8 * 1024;
-/// A client waiting this long for its worker's answer is watched: if it
-/// closes its connection, the call is given up (worker connection dropped,
-/// lease released). Quicker answers never pay for the watch.
-const WATCH_CLIENT_AFTER: Duration = Duration::from_millis(100);
-
-/// What hiku needs to know of the client's request once its head is gone.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestMeta {
-    pub framing: Framing,
-    pub keep_alive: bool,
-    pub version: Version,
-    pub head: bool,
-    pub expect_continue: bool,
-    /// Whether the request may be sent again (RFC 9110 §9.2.2).
-    pub idempotent: bool,
-    /// The length of the body if all of it arrived with the head.
-    pub whole_body: Option<usize>,
-    /// hiku added a `Host` naming the worker (the client sent none).
-    pub added_host: bool,
-    /// The whole request, body too, is in `conn.out` (it was held, or sent
-    /// once and bounced).
-    pub in_out: bool,
-    /// Where decoding a chunked body stands when it streams: at its start,
-    /// or where holding it stopped (the part held is in `conn.out`).
-    pub chunked: ChunkedDecoder,
+/// How a call goes on from its head.
+pub enum Call {
+    /// To the leased worker.
+    Forward(Lease),
+    /// Every worker is full: it waits for one with room, then goes like
+    /// `Forward` (its head, without a worker's name, is in `conn.out`).
+    Wait,
+    /// A small body is still on its way: it is read whole, after the head
+    /// in `conn.out`, before a worker is chosen (nginx's request
+    /// buffering), so the call can go again like any request held whole.
+    Hold,
 }
 
-/// How a body copy failed: on the side read from (or nothing came from it
-/// in time), the side written to, or in the body's own framing.
-enum CopyError {
-    Read(io::Error),
-    ReadTimeout(Duration),
-    Write(io::Error),
-    Framing(ChunkError),
-    /// The body grew past this many bytes.
-    TooLarge(u64),
+/// Serves a call whose head is in `conn.out`; whether the client
+/// connection can carry another request.
+pub async fn serve(shard: &Shard, conn: &mut Conn, call: Call, meta: RequestMeta) -> bool {
+    match call {
+        Call::Forward(lease) => forward(shard, conn, lease, meta).await,
+        // Only when workers are full: boxed, so that its state does not
+        // size every connection's task.
+        Call::Wait => Box::pin(wait_and_forward(shard, conn, meta)).await,
+        // Only for a body that came after its head: boxed too.
+        Call::Hold => Box::pin(hold_and_forward(shard, conn, meta)).await,
+    }
 }
 
-impl std::fmt::Display for CopyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CopyError::Read(e) => write!(f, "reading: {e}"),
-            CopyError::ReadTimeout(within) => write!(f, "nothing to read within {} ms", within.as_millis()),
-            CopyError::Write(e) => write!(f, "writing: {e}"),
-            CopyError::Framing(e) => e.fmt(f),
-            CopyError::TooLarge(limit) => write!(f, "body larger than {limit} bytes"),
+/// Whether a `/run` body framed as `framing` that did not come with its
+/// head is held whole before the call goes to a worker: one of at most
+/// `limit` bytes by its length, or any chunked one (read up to `limit`,
+/// then streamed).
+pub fn holds(framing: Framing, limit: usize) -> bool {
+    match framing {
+        Framing::Length(n) => n <= limit as u64,
+        Framing::Chunked => limit > 0,
+        Framing::None | Framing::Close => false,
+    }
+}
+
+/// Reads the body of a `Call::Hold` into `conn.out` (after its head),
+/// each read within `timeouts.client_body`, then places the call as
+/// `plan` would have: to a worker with room, or into the queue. A chunked
+/// body that outgrows `limits.buffer_body_bytes` streams on from where
+/// holding it stopped.
+async fn hold_and_forward(shard: &Shard, conn: &mut Conn, mut meta: RequestMeta) -> bool {
+    if meta.expect_continue {
+        if conn.send_continue().await.is_err() {
+            shard.record_refused(conn, None);
+            return false;
+        }
+        meta.expect_continue = false;
+    }
+    let config = shard.config();
+    let limits = (config.limits.buffer_body_bytes, config.limits.max_body_bytes);
+    let mut out = std::mem::take(&mut conn.out);
+    let read = conn.read_body(meta.framing, true, &mut out, limits, config.timeouts.client_body).await;
+    conn.out = out;
+    match read {
+        Ok(BodyRead::Whole) => {
+            conn.input_done = true;
+            meta.in_out = true;
+            meta.whole_body = Some(0);
+        }
+        Ok(BodyRead::Partial(decoder)) => meta.chunked = decoder,
+        Err(error) => {
+            shard.record_refused(conn, error.as_ref().map(Error::status));
+            if let Some(error) = error {
+                conn.send_error(&error, false, Some(meta)).await;
+            }
+            return false;
+        }
+    }
+    match shard.place(&conn.function) {
+        Ok(lease) => {
+            if meta.added_host {
+                http::retarget_host(&mut conn.out, "", lease.worker().url().authority());
+            }
+            forward(shard, conn, lease, meta).await
+        }
+        Err(Unplaced::Full) => wait_and_forward(shard, conn, meta).await,
+        Err(Unplaced::NoWorkers) => {
+            shard.record_refused(conn, Some(Error::NoWorkers.status()));
+            conn.answer_error(&Error::NoWorkers, meta).await
+        }
+    }
+}
+
+/// Waits in the core's queue for a worker with room, then forwards the
+/// call; a full queue or a wait past `queue.timeout_ms` is a **503**. A
+/// client that leaves meanwhile takes its call out of the queue.
+async fn wait_and_forward(shard: &Shard, conn: &mut Conn, meta: RequestMeta) -> bool {
+    let queue = shard.config().queue;
+    let gone = http::client_gone(&conn.client);
+    let waited = shard.queue.wait(&shard.scheduler, &conn.function, queue.limit, queue.timeout, gone).await;
+    match waited {
+        Some(Ok(lease)) => {
+            shard.counters().decision(Decision::Queued);
+            shard.count_decision(&lease);
+            if meta.added_host {
+                http::retarget_host(&mut conn.out, "", lease.worker().url().authority());
+            }
+            forward(shard, conn, lease, meta).await
+        }
+        Some(Err(error)) => {
+            shard.record_refused(conn, Some(error.status()));
+            conn.answer_error(&error, meta).await
+        }
+        None => {
+            log::debug!("a client left while its call waited for a worker");
+            shard.record_refused(conn, None);
+            false
         }
     }
 }
@@ -104,15 +173,15 @@ fn outcome(code: u16) -> Outcome {
 pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, mut meta: RequestMeta) -> bool {
     let started = Instant::now();
     // The workers that answered "overloaded", and the one asked now.
-    let mut asked: [WorkerId; crate::config::MAX_RETRIES as usize + 1] = Default::default();
+    let mut asked: [WorkerId; MAX_RETRIES as usize + 1] = Default::default();
     let mut bounces = 0;
     let result = loop {
         let upstream = match shard.pool.take(lease.worker()) {
-            Some(pooled) => (pooled, true),
+            Some(stream) => Upstream { stream, reused: true },
             None => match connect(shard, conn, &mut lease, meta, &asked[..bounces]).await {
-                Ok(fresh) => (fresh, false),
+                Ok(stream) => Upstream { stream, reused: false },
                 Err(error) => {
-                    account(shard, conn, &lease, Some(error.status()), started);
+                    shard.record_call(conn, Some(lease.worker()), Some(error.status()), started.elapsed());
                     shard.scheduler.release(&conn.function, lease, Outcome::Failed);
                     return conn.answer_error(&error, meta).await;
                 }
@@ -141,24 +210,24 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, mut meta:
         }
     };
     let outcome = match result {
-        Ok((code, _, _)) | Err(Failure::ClientGone { code }) => outcome(code),
+        Ok(Relayed { code, .. }) | Err(Failure::ClientGone { code }) => outcome(code),
         Err(Failure::Answer { .. } | Failure::Close) => Outcome::Failed,
     };
-    if let (Ok((_, _, Some(answer))), Outcome::Completed) = (&result, outcome) {
+    if let (Ok(Relayed { answer: Some(answer), .. }), Outcome::Completed) = (&result, outcome) {
         shard.scheduler.observe(&conn.function, &lease, *answer);
     }
     let status = match &result {
-        Ok((code, _, _)) | Err(Failure::ClientGone { code }) => Some(*code),
+        Ok(Relayed { code, .. }) | Err(Failure::ClientGone { code }) => Some(*code),
         Err(Failure::Answer { error, .. }) => Some(error.status()),
         Err(Failure::Close) => None,
     };
-    account(shard, conn, &lease, status, started);
+    shard.record_call(conn, Some(lease.worker()), status, started.elapsed());
     shard.scheduler.release(&conn.function, lease, outcome);
     conn.ubuf.clear();
     match result {
-        Ok((_, keep_alive, _)) => {
+        Ok(Relayed { keep_alive, .. }) => {
             let within = shard.config().timeouts.client_send;
-            flush(&mut conn.client, &mut conn.out, within).await.is_ok() && keep_alive
+            http::flush(&mut conn.client, &mut conn.out, within).await.is_ok() && keep_alive
         }
         Err(Failure::Answer { error, body_read }) => {
             let keep = body_read && meta.keep_alive;
@@ -172,8 +241,33 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, mut meta:
 /// (or a failure), or with the worker saying it is overloaded and the
 /// call leased to another.
 enum Exchanged {
-    Done(Result<(u16, bool, Option<Answer>), Failure>),
+    Done(Result<Relayed, Failure>),
     Bounced(Lease),
+}
+
+/// A connection to a worker, and whether it came from the pool.
+struct Upstream {
+    stream: TcpStream,
+    reused: bool,
+}
+
+/// A request on its way: the connection it went on, whether the whole
+/// request was sent from `conn.out` (so it is there to send again), when
+/// it was sent (for a balancer that learns), and whether the worker
+/// stopped taking the request body before its end.
+struct Sent {
+    upstream: TcpStream,
+    whole: bool,
+    sent_at: Option<Instant>,
+    body_cut: bool,
+}
+
+/// An answer relayed: the worker's status, whether the client connection
+/// stays open, and (for a balancer that learns) what the answer said.
+struct Relayed {
+    code: u16,
+    keep_alive: bool,
+    answer: Option<Answer>,
 }
 
 /// Whether the response head at the front of `head` says the worker is
@@ -193,19 +287,6 @@ fn overloaded(head: &[u8]) -> bool {
     }
 }
 
-/// Counts a call that ended with `status` (none: the connection was cut)
-/// in the metrics, and logs it if there is an access log.
-fn account(shard: &Shard, conn: &Conn, lease: &Lease, status: Option<u16>, started: Instant) {
-    let took = started.elapsed();
-    if let Some(status) = status {
-        shard.counters().call(status, took);
-    }
-    if let Some(log) = &shard.access {
-        let worker = Some(lease.worker().url().as_str());
-        log.call(&conn.client_ip, &conn.request_line, status.unwrap_or(0), worker, took);
-    }
-}
-
 /// Opens a connection to the leased worker. One that fails or times out
 /// sent nothing, so the call goes to another worker, the least loaded one
 /// not tried yet (nor in `avoid`: those that bounced it), up to
@@ -218,14 +299,14 @@ async fn connect(
     meta: RequestMeta,
     avoid: &[WorkerId],
 ) -> Result<TcpStream, Error> {
-    const MOST: usize = 2 * (crate::config::MAX_RETRIES as usize + 1);
+    const MOST: usize = 2 * (MAX_RETRIES as usize + 1);
     let mut tried: [WorkerId; MOST] = [0; MOST];
     tried[..avoid.len()].copy_from_slice(avoid);
     let mut attempts = avoid.len();
     let retries = shard.config().retries.connect as usize;
     loop {
         let worker = lease.worker();
-        let cause = match crate::pool::connect(worker, shard.config().timeouts.upstream_connect).await {
+        let cause = match pool::connect(worker, shard.config().timeouts.upstream_connect).await {
             Ok(stream) => {
                 worker.connect_succeeded();
                 return Ok(stream);
@@ -263,12 +344,12 @@ async fn exchange(
     shard: &Shard,
     conn: &mut Conn,
     worker: &Worker,
-    upstream: (TcpStream, bool),
+    upstream: Upstream,
     meta: RequestMeta,
     bounce_from: Option<&[WorkerId]>,
 ) -> Exchanged {
     let result = match send_and_read_head(shard, conn, worker, upstream, meta).await {
-        Ok((up, whole, sent_at, body_cut)) => {
+        Ok(Sent { upstream, whole, sent_at, body_cut }) => {
             if let Some(asked) = bounce_from.filter(|_| whole && overloaded(conn.ubuf.data())) {
                 if let Some(next) = shard.scheduler.select_other(asked) {
                     // The rest of this answer is never read: the connection goes.
@@ -279,7 +360,7 @@ async fn exchange(
             let sent = sent_at.map(|at| (at, at.elapsed()));
             // The rest of a cut-off body is still on its way: close after answering.
             let meta = RequestMeta { keep_alive: meta.keep_alive && !body_cut, ..meta };
-            relay_response(shard, conn, worker, up, meta, sent).await
+            relay_response(shard, conn, worker, upstream, meta, sent).await
         }
         Err(failure) => Err(failure),
     };
@@ -287,17 +368,14 @@ async fn exchange(
 }
 
 /// Sends the request on `upstream` and reads the worker's response head
-/// into `conn.ubuf`. Returns the connection, whether the whole request was
-/// sent from `conn.out` (so it is there to send again), when it was sent
-/// (for a balancer that learns), and whether the worker stopped taking the
-/// request body before its end.
+/// into `conn.ubuf`.
 async fn send_and_read_head(
     shard: &Shard,
     conn: &mut Conn,
     worker: &Worker,
-    upstream: (TcpStream, bool),
+    upstream: Upstream,
     meta: RequestMeta,
-) -> Result<(TcpStream, bool, Option<Instant>, bool), Failure> {
+) -> Result<Sent, Failure> {
     let learns = shard.scheduler.learns();
     let mut sent_at = None;
     let unreachable = |cause: String| Error::WorkerUnreachable { worker: worker.url().to_string(), cause };
@@ -319,10 +397,10 @@ async fn send_and_read_head(
     let within = shard.config().timeouts.upstream_response;
     let timed_out = || Error::WorkerTimeout { worker: worker.url().to_string(), within };
     let upstream = loop {
-        let (mut up, reused) = match first.take() {
+        let Upstream { stream: mut up, reused } = match first.take() {
             Some(first) => first,
-            None => match crate::pool::connect(worker, shard.config().timeouts.upstream_connect).await {
-                Ok(up) => (up, false),
+            None => match pool::connect(worker, shard.config().timeouts.upstream_connect).await {
+                Ok(stream) => Upstream { stream, reused: false },
                 Err(e) => {
                     return Err(Failure::Answer { error: unreachable(e.to_string()), body_read: whole.is_some() })
                 }
@@ -337,9 +415,9 @@ async fn send_and_read_head(
                 conn.input_done = true;
                 sent_at = learns.then(Instant::now);
                 let (client, ubuf) = (&conn.client, &mut conn.ubuf);
-                let head = async { Some(read_response_head(&mut up, ubuf, within).await) };
+                let head = async { Some(http::read_response_head(&mut up, ubuf, within).await) };
                 let gone = async {
-                    client_gone(client).await;
+                    http::client_gone(client).await;
                     None
                 };
                 match futures_lite::future::or(head, gone).await {
@@ -352,7 +430,7 @@ async fn send_and_read_head(
             }
             // The worker stopped taking the body: it may have answered early
             // (a 413, say). Relay that answer if there is one.
-            Err(CopyError::Write(e)) => match read_response_head(&mut up, &mut conn.ubuf, within).await {
+            Err(CopyError::Write(e)) => match http::read_response_head(&mut up, &mut conn.ubuf, within).await {
                 Ok(()) => {
                     body_cut = whole.is_none();
                     Ok(())
@@ -361,7 +439,7 @@ async fn send_and_read_head(
             },
             Err(CopyError::Read(_)) => return Err(Failure::Close),
             Err(CopyError::ReadTimeout(within)) => {
-                let error = Error::ClientTimeout { what: crate::conn::BODY_BYTE, within };
+                let error = Error::ClientTimeout { what: BODY_BYTE, within };
                 return Err(Failure::Answer { error, body_read: false });
             }
             Err(CopyError::Framing(e)) => {
@@ -391,7 +469,7 @@ async fn send_and_read_head(
             }
         }
     };
-    Ok((upstream, whole.is_some(), sent_at, body_cut))
+    Ok(Sent { upstream, whole: whole.is_some(), sent_at, body_cut })
 }
 
 /// What the answer's head says for a balancer that learns: the worker's
@@ -410,31 +488,6 @@ fn answer(headers: http::Headers, (sent_at, elapsed): (Instant, Duration)) -> An
     let service_ms =
         value("x-service-ms").and_then(|v| v.parse::<f64>().ok()).filter(|ms| ms.is_finite() && *ms >= 0.0);
     Answer { sent_at, elapsed, cold, service_ms }
-}
-
-/// How long a body copy waits for each read, and how large a chunked body
-/// may grow (a body with a length was checked before).
-#[derive(Clone, Copy)]
-struct Bounds {
-    read_within: Duration,
-    write_within: Duration,
-    max_bytes: u64,
-}
-
-/// Returns when the client, waiting for an answer, has closed its
-/// connection; never if it stays, or sends more (a pipelined request).
-pub(crate) async fn client_gone(client: &TcpStream) {
-    runtime::sleep(WATCH_CLIENT_AFTER).await;
-    loop {
-        if runtime::readable(client).await.is_err() {
-            return;
-        }
-        match runtime::peek(client) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Ok(0) | Err(_) => return,
-            Ok(_) => return std::future::pending().await,
-        }
-    }
 }
 
 /// Sends the head in `conn.out`, then streams the body from the client,
@@ -456,80 +509,8 @@ async fn send_streaming(
         max_bytes: shard.config().limits.max_body_bytes,
     };
     let body = (meta.framing, meta.chunked);
-    copy_body(&mut conn.client, &mut conn.rbuf, up, body, false, &mut conn.out, bounds).await?;
-    flush(up, &mut conn.out, timeouts.upstream_response).await
-}
-
-enum HeadError {
-    Io(io::Error),
-    /// No whole head within the time.
-    TimedOut,
-    /// The worker closed the connection before sending anything.
-    Closed,
-    Invalid(String),
-}
-
-/// Reads until `buf` holds a complete head (the blank line after the fields).
-async fn read_head(from: &mut TcpStream, buf: &mut ReadBuf) -> Result<(), HeadError> {
-    let mut scanned = 0;
-    loop {
-        if let Some(_end) = head_end(buf.data(), scanned) {
-            return Ok(());
-        }
-        scanned = buf.data().len();
-        if buf.is_full() || scanned >= http::MAX_HEAD {
-            return Err(HeadError::Invalid("response head too large".into()));
-        }
-        match buf.fill(from).await {
-            Ok(0) if buf.is_empty() => return Err(HeadError::Closed),
-            Ok(0) => return Err(HeadError::Invalid("connection closed inside the response head".into())),
-            Ok(_) => {}
-            Err(e) => return Err(HeadError::Io(e)),
-        }
-    }
-}
-
-/// Reads the worker's response head, skipping interim (1xx) responses;
-/// gives up if it is not whole `within` the time.
-async fn read_response_head(up: &mut TcpStream, buf: &mut ReadBuf, within: Duration) -> Result<(), HeadError> {
-    match runtime::timeout(within, read_final_head(up, buf)).await {
-        Ok(result) => result,
-        Err(_) => Err(HeadError::TimedOut),
-    }
-}
-
-async fn read_final_head(up: &mut TcpStream, buf: &mut ReadBuf) -> Result<(), HeadError> {
-    loop {
-        read_head(up, buf).await?;
-        let mut headers = http::empty_headers();
-        let interim = match http::parse_response(buf.data(), &mut headers, false) {
-            Ok(Some(r)) if r.code == 101 => return Err(HeadError::Invalid("unrequested protocol switch".into())),
-            Ok(Some(r)) if r.code < 200 => Some(r.head_len),
-            Ok(Some(_)) => None,
-            Ok(None) => return Err(HeadError::Invalid("incomplete response head".into())),
-            Err(e) => return Err(HeadError::Invalid(e)),
-        };
-        match interim {
-            Some(len) => buf.consume(len),
-            None => return Ok(()),
-        }
-    }
-}
-
-/// The end of a head in `data`, searching from about `from`: the index
-/// after the empty line. Bare-LF line ends count, as httparse accepts them.
-pub fn head_end(data: &[u8], from: usize) -> Option<usize> {
-    let start = from.saturating_sub(3);
-    let mut i = start;
-    while let Some(p) = data[i..].iter().position(|&b| b == b'\n') {
-        let nl = i + p;
-        match data.get(nl + 1..) {
-            Some([b'\n', ..]) => return Some(nl + 2),
-            Some([b'\r', b'\n', ..]) => return Some(nl + 3),
-            _ => i = nl + 1,
-        }
-    }
-    None
+    http::copy_body(&mut conn.client, &mut conn.rbuf, up, body, false, &mut conn.out, bounds).await?;
+    http::flush(up, &mut conn.out, timeouts.upstream_response).await
 }
 
 /// Relays the response whose head is at the front of `conn.ubuf`, all but
@@ -541,7 +522,7 @@ async fn relay_response(
     mut up: TcpStream,
     meta: RequestMeta,
     sent: Option<(Instant, Duration)>,
-) -> Result<(u16, bool, Option<Answer>), Failure> {
+) -> Result<Relayed, Failure> {
     conn.out.clear();
     let (code, head_len, framing, worker_keep_alive, answer) = {
         let mut headers = http::empty_headers();
@@ -554,7 +535,7 @@ async fn relay_response(
             f => f,
         };
         // A drain that began while the worker worked closes this connection too.
-        let keep = meta.keep_alive && to_client != Framing::Close && !crate::shutdown::draining();
+        let keep = meta.keep_alive && to_client != Framing::Close && !shutdown::draining();
         http::write_response_head(&mut conn.out, &res, to_client, keep, meta.version);
         (res.code, res.head_len, res.framing, res.keep_alive, sent.map(|s| answer(res.headers, s)))
     };
@@ -565,7 +546,7 @@ async fn relay_response(
     let bounds =
         Bounds { read_within: timeouts.upstream_response, write_within: timeouts.client_send, max_bytes: u64::MAX };
     let body = (framing, ChunkedDecoder::default());
-    let copied = copy_body(&mut up, &mut conn.ubuf, &mut conn.client, body, decode, &mut conn.out, bounds).await;
+    let copied = http::copy_body(&mut up, &mut conn.ubuf, &mut conn.client, body, decode, &mut conn.out, bounds).await;
     if let Err(e) = copied {
         // The head is out: all that is left is to cut the answer short.
         log::debug!("response from {} cut short: {e}", worker.url());
@@ -579,105 +560,5 @@ async fn relay_response(
     if worker_keep_alive && conn.ubuf.is_empty() {
         shard.pool.put(worker, up);
     }
-    Ok((code, client_keep, answer))
-}
-
-/// Copies a body framed as `framing` from `src` (whose bytes already read
-/// are in `buf`) to `dst`, after `pending` (a head, and perhaps the start
-/// of the body, decoded as far as `chunked` says), joining small pieces
-/// into one write. With `decode`, a chunked body goes out as its data alone.
-/// Leaves in `buf` whatever follows the body, and in `pending` the last
-/// piece (at most `COALESCE_LIMIT` bytes) for the caller to send. Gives up
-/// when a read brings nothing in time, or a chunked body grows too large.
-async fn copy_body(
-    src: &mut TcpStream,
-    buf: &mut ReadBuf,
-    dst: &mut TcpStream,
-    (framing, mut chunked): (Framing, ChunkedDecoder),
-    decode: bool,
-    pending: &mut Vec<u8>,
-    bounds: Bounds,
-) -> Result<(), CopyError> {
-    let within = bounds.read_within;
-    let mut left = match framing {
-        Framing::Length(n) => n,
-        _ => 0,
-    };
-    loop {
-        let done = match framing {
-            Framing::None => true,
-            Framing::Length(_) => left == 0,
-            Framing::Chunked => chunked.is_done(),
-            Framing::Close => false,
-        };
-        if done {
-            return Ok(());
-        }
-        if buf.is_empty() {
-            // Nothing to pass on yet: let what is pending go before waiting.
-            flush(dst, pending, bounds.write_within).await?;
-            let read = runtime::timeout(within, buf.fill(src)).await.map_err(|_| CopyError::ReadTimeout(within))?;
-            if read.map_err(CopyError::Read)? == 0 {
-                if framing == Framing::Close {
-                    return Ok(());
-                }
-                return Err(CopyError::Read(io::ErrorKind::UnexpectedEof.into()));
-            }
-        }
-        let data = buf.data();
-        let used = match framing {
-            Framing::Length(_) => {
-                let n = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
-                left -= n as u64;
-                n
-            }
-            Framing::Chunked => {
-                let used = chunked
-                    .feed(data, |d| {
-                        if decode {
-                            pending.extend_from_slice(d)
-                        }
-                    })
-                    .map_err(CopyError::Framing)?;
-                if chunked.data_len() > bounds.max_bytes {
-                    return Err(CopyError::TooLarge(bounds.max_bytes));
-                }
-                used
-            }
-            Framing::None | Framing::Close => data.len(),
-        };
-        if decode {
-            // The data went into `pending` as it was decoded.
-            if pending.len() > COALESCE_LIMIT {
-                flush(dst, pending, bounds.write_within).await?;
-            }
-        } else if pending.len() + used <= COALESCE_LIMIT {
-            pending.extend_from_slice(&data[..used]);
-        } else {
-            flush(dst, pending, bounds.write_within).await?;
-            match runtime::timeout(bounds.write_within, buf.write_to(dst, used)).await {
-                Ok(written) => written.map_err(CopyError::Write)?,
-                Err(_) => return Err(CopyError::Write(write_timed_out(bounds.write_within))),
-            }
-            continue;
-        }
-        buf.consume(used);
-    }
-}
-
-/// Writes `pending` to `dst` (if anything is pending), giving up if the
-/// peer takes none of it `within` the time.
-async fn flush(dst: &mut TcpStream, pending: &mut Vec<u8>, within: Duration) -> Result<(), CopyError> {
-    if !pending.is_empty() {
-        match runtime::timeout(within, runtime::write_all(dst, pending)).await {
-            Ok(written) => written.map_err(CopyError::Write)?,
-            Err(_) => return Err(CopyError::Write(write_timed_out(within))),
-        }
-        pending.clear();
-    }
-    Ok(())
-}
-
-fn write_timed_out(within: Duration) -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, format!("the peer took nothing for {} ms", within.as_millis()))
+    Ok(Relayed { code, keep_alive: client_keep, answer })
 }

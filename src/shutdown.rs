@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// The process's state: signals and the exit are the process's, not a shard's.
 static DRAINING: AtomicBool = AtomicBool::new(false);
 static OPEN: AtomicUsize = AtomicUsize::new(0);
-/// What SIGHUP does, and what the exit waits for, once the server has said.
+/// What SIGHUP does, and what the exit waits for, once the app has said.
 static ON_RELOAD: OnceLock<Box<dyn Fn() + Send + Sync>> = OnceLock::new();
 static BEFORE_EXIT: OnceLock<Box<dyn Fn() + Send + Sync>> = OnceLock::new();
 

@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use crate::runtime::{self, TcpStream};
 
 /// The size of every buffer in the stock.
-pub const BUF_SIZE: usize = super::MAX_HEAD;
+pub const BUF_SIZE: usize = super::parse::MAX_HEAD;
 /// Spare buffers kept per core (1 MiB); more are freed. Enough for the
 /// exchanges in flight on a busy core; kept small because every one pins
 /// its page of the allocator.

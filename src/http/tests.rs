@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::error::Error;
 
 /// (target, framing, keep-alive, expect 100-continue, head length)
 type Parsed = (String, Framing, bool, bool, usize);

@@ -1,0 +1,101 @@
+//! Starting hiku: the I/O driver chosen, the process's limits raised, the
+//! listening sockets bound (and steered), the state the shards share made
+//! (scheduler, running config, metrics, access log), the signal hooks set,
+//! and one shard started per core.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::Socket;
+
+use crate::config::Config;
+use crate::handoff::{Handoff, Shards};
+use crate::listen;
+use crate::runtime::{self, Driver, TcpListener};
+use crate::scheduler::Scheduler;
+use crate::shard::{Parts, Shard};
+use crate::shutdown;
+
+/// Serves `config` (read from `path`, which reloads re-read) on `cores`
+/// shards, each pinned to a core of its own if `pin`, until the process ends.
+pub fn run(config: &Config, path: Option<&Path>, cores: usize, pin: bool) -> Result<(), String> {
+    let driver = Driver::choose()?;
+    crate::sys::raise_limits();
+    let addr = config.listen_addr().map_err(|e| e.to_string())?;
+    let (bound, sockets) = listen::bind_listeners(addr, cores).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    if let Some(pinned) = runtime::pinned_cores(cores).filter(|_| pin) {
+        if let Err(e) = crate::steering::steer_away_from_syn_core(&sockets[0], pinned) {
+            log::warn!("new connections are spread by the kernel's hash, not steered by core: {e}");
+        }
+    }
+    let admin = match config.admin_addr().map_err(|e| e.to_string())? {
+        Some(addr) => Some(listen::bind_admin(addr).map_err(|e| format!("cannot listen on admin.listen {addr}: {e}"))?),
+        None => None,
+    };
+    let balancer = config.balancer.build_with(config.limits.max_functions, config.worker_cores);
+    let scheduler = Scheduler::with_balancer(config.balancer, balancer, crate::scheduler::resolve(&config.workers))
+        .with_health(config.health)
+        .with_cores(cores);
+    scheduler.set_capacities(config.capacities());
+    let scheduler = Arc::new(scheduler);
+    crate::scheduler::probe_actively(Arc::downgrade(&scheduler));
+    log::info!(
+        "hiku {} on {bound}: {} balancer, {} workers, {cores} {} cores, {driver}",
+        env!("CARGO_PKG_VERSION"),
+        config.balancer,
+        config.workers.len(),
+        if pin { "pinned" } else { "unpinned" }
+    );
+    println!("listening on {bound}");
+    // The admin listener goes to the first shard.
+    let mut admin = admin.map(|(admin_bound, socket)| {
+        log::info!("/admin and /status on {admin_bound} only");
+        println!("admin listening on {admin_bound}");
+        socket
+    });
+    let (shards, inboxes) = Shards::new(cores);
+    let inputs: Vec<_> = sockets.into_iter().zip(inboxes).map(|(s, inbox)| (s, admin.take(), inbox)).collect();
+    let max_connections = config.limits.max_connections.unwrap_or_else(|| crate::sys::open_file_limit() / 2).max(1);
+    let live = crate::reload::Live::new(path.map(Into::into), config.clone(), Arc::clone(&scheduler));
+    let config = live.config();
+    let metrics = Arc::new(crate::metrics::Metrics::new(cores));
+    let access = match &config.access_log {
+        Some(path) => Some(
+            crate::access_log::open(path, cores)
+                .map_err(|e| format!("cannot open log.access {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    if let Some(writer) = access.clone() {
+        shutdown::before_exit(move || writer.finish(Duration::from_secs(1)));
+    }
+    let reloads = Arc::clone(&live);
+    shutdown::on_reload(move || crate::reload::log_outcome(reloads.reload()));
+    runtime::run_shards(inputs, driver, pin, move |i, (socket, admin, inbox)| {
+        let scheduler = Arc::clone(&scheduler);
+
+        let live = Arc::clone(&live);
+        let metrics = Arc::clone(&metrics);
+        let access = access.clone();
+        async move {
+            let adopt = |socket: Socket| TcpListener::from_std(socket.into());
+            let (listener, admin) = match (adopt(socket), admin.map(adopt).transpose()) {
+                (Ok(l), Ok(a)) => (l, a),
+                (Err(e), _) | (_, Err(e)) => {
+                    log::error!("shard {i}: cannot adopt its listener: {e}");
+                    shards.retire(i);
+                    return;
+                }
+            };
+            // The function table's pins nest in this one (no fence per
+            // request); the shard's memory trim lets the epoch move on
+            // every second.
+            crate::balancer::hold_epoch();
+            let access = access.map(|writer| writer.shard());
+            let handoff = Handoff::new(shards, i, inbox);
+            let shard = Shard::start(Parts { core: i, cores, scheduler, live, metrics, access, handoff });
+            listen::accept_all(shard, listener, admin, max_connections).await;
+        }
+    })
+}
