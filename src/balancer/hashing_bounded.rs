@@ -8,7 +8,7 @@ use ahash::RandomState;
 use arc_swap::ArcSwap;
 
 use super::least_connections::least_loaded;
-use super::Balancer;
+use super::strategy::Balancer;
 use crate::worker::{Lease, Worker, WorkerSet};
 
 /// Points per worker on the ring. The Go original's 10 leave some workers

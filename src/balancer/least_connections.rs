@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::Balancer;
+use super::strategy::Balancer;
 use crate::worker::{Lease, Worker, WorkerSet};
 
 pub struct LeastConnections;

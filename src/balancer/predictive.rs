@@ -34,8 +34,10 @@ use std::time::Instant;
 
 use ahash::RandomState;
 
+use super::idle_queues::IdleQueues;
 use super::least_connections::least_loaded;
-use super::{Answer, Balancer, Outcome, PullBased};
+use super::pull_based::PullBased;
+use super::strategy::{Answer, Balancer, Outcome};
 use crate::worker::{Lease, Worker, WorkerId, WorkerSet};
 
 /// Cores per worker unless the config says (the paper's m5.xlarge: 4).
@@ -284,7 +286,7 @@ impl Balancer for Predictive {
         self.pull.workers_changed(workers);
     }
 
-    fn idle_instances(&self) -> Option<&super::IdleQueues> {
+    fn idle_instances(&self) -> Option<&IdleQueues> {
         self.pull.idle_instances()
     }
 

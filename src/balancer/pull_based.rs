@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::idle_queues::{IdleQueues, DEFAULT_MAX_FUNCTIONS};
 use super::least_connections::least_loaded;
-use super::{Balancer, Outcome};
+use super::strategy::{Balancer, Outcome};
 use crate::worker::{Lease, Worker, WorkerSet};
 
 /// The lease hint of a call placed on a warm idle instance.

@@ -10,7 +10,10 @@
 //! cluster's working set that fits its memory. The load bound (1.25 times
 //! the mean) still moves a function off a busy home.
 
-use super::{Balancer, HashingBounded, Outcome, PullBased};
+use super::hashing_bounded::HashingBounded;
+use super::idle_queues::IdleQueues;
+use super::pull_based::PullBased;
+use super::strategy::{Balancer, Outcome};
 use crate::worker::{Lease, Worker, WorkerSet};
 
 pub struct PullHashing {
@@ -40,7 +43,7 @@ impl Balancer for PullHashing {
         self.pull.sandbox_destroyed(function, worker)
     }
 
-    fn idle_instances(&self) -> Option<&super::IdleQueues> {
+    fn idle_instances(&self) -> Option<&IdleQueues> {
         self.pull.idle_instances()
     }
 

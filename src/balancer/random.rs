@@ -1,6 +1,6 @@
 //! Random: a worker drawn uniformly (among the available ones: healthy, not full).
 
-use super::Balancer;
+use super::strategy::Balancer;
 use crate::worker::{Lease, WorkerSet};
 
 pub struct Random;

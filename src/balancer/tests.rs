@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::scheduler::{NewWorker, Scheduler};
 use crate::worker::WorkerUrl;
+use crate::worker::{Lease, WorkerSet};
 
 fn workers(n: usize) -> Vec<NewWorker> {
     (1..=n).map(|i| (WorkerUrl::parse(&format!("http://worker{i}:8080")).unwrap(), Vec::new())).collect()
