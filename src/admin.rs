@@ -3,7 +3,6 @@
 //! `/destroySandbox/<fn>`. Off the request path: these may allocate.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -11,7 +10,8 @@ use serde_json::json;
 use crate::config::Timeouts;
 use crate::conn::Conn;
 use crate::error::Error;
-use crate::http::{self, Framing, ReadBuf, RequestMeta};
+use crate::http::{Framing, RequestMeta};
+use crate::probe::{self, Ask};
 use crate::route::Endpoint;
 use crate::runtime;
 use crate::scheduler::Scheduler;
@@ -20,9 +20,6 @@ use crate::worker::{Worker, WorkerSet, WorkerUrl};
 
 /// Largest body hiku reads for its own endpoints (`destroySandbox`, admin).
 const LOCAL_BODY_LIMIT: u64 = 64 * 1024;
-
-/// How long `/status` waits for a worker's own `/status`.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Answers a request for `endpoint` (with `arg`: the function of
 /// `destroySandbox`, the query of the others); whether the connection can
@@ -153,29 +150,8 @@ enum Probe {
 
 /// The status code of the worker's `GET /status`.
 async fn probe(worker: &Worker) -> Result<u16, String> {
-    let exchange = async {
-        let mut stream = crate::pool::connect(worker, PROBE_TIMEOUT).await?;
-        let request =
-            format!("GET /status HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", worker.url().authority());
-        runtime::write_all(&mut stream, &mut request.into_bytes()).await?;
-        let mut buf = ReadBuf::new();
-        loop {
-            let mut headers = http::empty_headers();
-            match http::parse_response(buf.data(), &mut headers, false) {
-                Ok(Some(res)) => return Ok(res.code),
-                Ok(None) if !buf.is_full() => {}
-                Ok(None) => return Err(std::io::Error::other("response head too large")),
-                Err(e) => return Err(std::io::Error::other(e)),
-            }
-            if buf.fill(&mut stream).await? == 0 {
-                return Err(std::io::Error::other("connection closed before a response"));
-            }
-        }
-    };
-    match runtime::timeout(PROBE_TIMEOUT, exchange).await {
-        Ok(result) => result.map_err(|e: std::io::Error| e.to_string()),
-        Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
-    }
+    let ask = Ask::get("/status", worker.url().authority());
+    probe::ask(worker.addrs(), &ask, probe::STATUS_TIMEOUT).await
 }
 
 /// `?workers=a,b&workers=c`: every URL, validated, without repeats.

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::probe::{self, Ask};
 use crate::worker::Worker;
 
 /// When a worker is taken out of the balancers' choice (`health` in the
@@ -38,8 +39,6 @@ impl Health {
 /// The first wait before an ejected worker is probed, and the longest.
 const PROBE_FIRST: Duration = Duration::from_millis(500);
 const PROBE_LAST: Duration = Duration::from_secs(30);
-/// The longest a probe waits for its answer.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often, at most, the active prober looks whether a round is due.
 pub const PROBE_SLICE: Duration = Duration::from_millis(250);
 
@@ -54,7 +53,7 @@ pub fn probe_until_back(worker: std::sync::Weak<Worker>) {
         if !w.is_ejected() {
             return;
         }
-        if status_ok(&w, PROBE_TIMEOUT) {
+        if status_ok(&w, probe::STATUS_TIMEOUT) {
             w.restore();
             log::info!("worker {} answers again: back in", w.url());
             return;
@@ -63,17 +62,9 @@ pub fn probe_until_back(worker: std::sync::Weak<Worker>) {
     }
 }
 
-/// Whether the worker answers `GET /status` with a 2xx `within` the time.
+/// Whether the worker answers `GET /status` with a 2xx `within` the time,
+/// at any of its addresses. Blocks: for the probes' own threads.
 pub fn status_ok(w: &Worker, within: Duration) -> bool {
-    use std::io::{Read, Write};
-    w.addrs().iter().any(|addr| {
-        let Ok(mut stream) = std::net::TcpStream::connect_timeout(addr, within) else { return false };
-        let request = format!("GET /status HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", w.url().authority());
-        let _ = stream.set_read_timeout(Some(within));
-        let mut head = [0u8; 12];
-        stream.write_all(request.as_bytes()).is_ok()
-            && stream.read_exact(&mut head).is_ok()
-            && head.starts_with(b"HTTP/1.")
-            && head[9] == b'2'
-    })
+    let ask = Ask::get("/status", w.url().authority());
+    w.addrs().iter().any(|&addr| probe::ask_blocking(addr, &ask, within).is_ok_and(|r| (200..300).contains(&r.status)))
 }

@@ -105,6 +105,7 @@ pub mod logger;
 pub mod metrics;
 pub mod parking;
 pub mod pool;
+pub mod probe;
 pub mod proxy;
 pub mod queue;
 pub mod reload;

@@ -15,13 +15,16 @@
 //! `limits.max_connections`, `log.access`, `shutdown_grace_ms`) keeps its
 //! running value, with a warning that it takes a restart.
 
+use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
+use crate::probe::{self, Ask};
 use crate::scheduler::Scheduler;
 
 /// The running config, and how to load the next one.
@@ -168,8 +171,6 @@ pub fn log_outcome(outcome: Result<Vec<String>, String>) {
 /// `token` instead, if given) to reload its config file. Returns the
 /// answer's status and body.
 pub fn ask(config: &Config, addr: Option<&str>, token: Option<&str>) -> Result<(u16, String), String> {
-    use std::io::{Read, Write};
-    use std::net::ToSocketAddrs;
     let addr = match addr {
         Some(given) => given
             .to_socket_addrs()
@@ -188,18 +189,8 @@ pub fn ask(config: &Config, addr: Option<&str>, token: Option<&str>) -> Result<(
         _ => addr,
     };
     let token = token.or(config.admin_token.as_deref());
-    let within = std::time::Duration::from_secs(60);
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&addr, within).map_err(|e| format!("cannot reach hiku at {addr}: {e}"))?;
-    stream.set_read_timeout(Some(within)).map_err(|e| e.to_string())?;
-    let token = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let request =
-        format!("POST /admin/reload HTTP/1.1\r\nHost: {addr}\r\n{token}Content-Length: 0\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).map_err(|e| format!("cannot ask hiku at {addr}: {e}"))?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).map_err(|e| format!("no answer from hiku at {addr}: {e}"))?;
-    let text = String::from_utf8_lossy(&answer);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("a broken answer from {addr}"))?;
-    let status = head.get(9..12).and_then(|c| c.parse().ok()).ok_or_else(|| format!("a broken answer from {addr}"))?;
-    Ok((status, body.trim_end().to_string()))
+    let host = addr.to_string();
+    let ask = Ask::post("/admin/reload", &host).token(token);
+    let reply = probe::ask_blocking(addr, &ask, Duration::from_secs(60)).map_err(|e| format!("hiku: {e}"))?;
+    Ok((reply.status, reply.body))
 }
