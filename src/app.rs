@@ -33,7 +33,7 @@ pub fn run(config: &Config, path: Option<&Path>, cores: usize, pin: bool) -> Res
         Some(addr) => Some(listen::bind_admin(addr).map_err(|e| format!("cannot listen on admin.listen {addr}: {e}"))?),
         None => None,
     };
-    let balancer = config.balancer.build_with(config.limits.max_functions, config.worker_cores);
+    let balancer = config.balancer.build_with(config.limits.max_functions, config.predictive.worker_cores);
     let scheduler = Scheduler::with_balancer(config.balancer, balancer, crate::scheduler::resolve(&config.workers))
         .with_health(config.health)
         .with_cores(cores);
@@ -60,7 +60,7 @@ pub fn run(config: &Config, path: Option<&Path>, cores: usize, pin: bool) -> Res
     let live = crate::reload::Live::new(path.map(Into::into), config.clone(), Arc::clone(&scheduler));
     let config = live.config();
     let metrics = Arc::new(crate::metrics::Metrics::new(cores));
-    let access = match &config.access_log {
+    let access = match &config.log.access {
         Some(path) => Some(
             crate::access_log::open(path, cores)
                 .map_err(|e| format!("cannot open log.access {}: {e}", path.display()))?,

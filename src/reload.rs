@@ -68,13 +68,17 @@ impl Live {
     pub fn reload(&self) -> Result<Vec<String>, String> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let path = self.path.as_ref().ok_or("hiku was not started from a config file")?;
-        let mut next = Config::load(path).map_err(|e| e.to_string())?;
+        let next = Config::load(path).map_err(|e| e.to_string())?;
         for key in &next.unknown_keys {
             log::warn!("{}: unknown key {key:?} ignored", path.display());
         }
         let current = self.config.load_full();
         let mut changes = Vec::new();
-        keep_start_bound(&current, &mut next, &mut changes);
+        for key in current.changes(&next).start_bound {
+            log::warn!("config reload: {key} changed, which takes a restart; kept the running value");
+            changes.push(format!("{key}: takes a restart (kept)"));
+        }
+        let next = current.keeping_start_bound(next);
         // Capacities first: workers added next take theirs.
         self.scheduler.set_capacities(next.capacities());
         self.apply_workers(&next, &mut changes);
@@ -82,14 +86,14 @@ impl Live {
         let keeps_table = matches!(next.balancer, PullBased | PullHashing | Predictive);
         let rebuild = next.balancer != current.balancer
             || (keeps_table && next.limits.max_functions != current.limits.max_functions)
-            || (next.balancer == Predictive && next.worker_cores != current.worker_cores);
+            || (next.balancer == Predictive && next.predictive != current.predictive);
         if rebuild {
-            let balancer = next.balancer.build_with(next.limits.max_functions, next.worker_cores);
+            let balancer = next.balancer.build_with(next.limits.max_functions, next.predictive.worker_cores);
             self.scheduler.set_balancer(next.balancer, balancer);
             changes.push(format!("balancer: {} (new calls; no warm instances known yet)", next.balancer));
         }
         self.scheduler.set_health(next.health);
-        note_per_call(&current, &next, &mut changes);
+        changes.extend(current.changes(&next).per_call.iter().map(|key| format!("{key}: new values")));
         self.config.store(Arc::new(next));
         // Release: a core that sees the new generation sees the new config.
         self.generation.fetch_add(1, Ordering::Release);
@@ -111,48 +115,6 @@ impl Live {
             let resolved = crate::scheduler::resolve(&new);
             self.scheduler.add(resolved);
             changes.extend(new.iter().map(|u| format!("worker added: {u}")));
-        }
-    }
-}
-
-/// Keeps in `next` what only a restart can change, noting each that the
-/// file changed.
-fn keep_start_bound(current: &Config, next: &mut Config, changes: &mut Vec<String>) {
-    let mut keep = |key: &str, changed: bool| {
-        if changed {
-            log::warn!("config reload: {key} changed, which takes a restart; kept the running value");
-            changes.push(format!("{key}: takes a restart (kept)"));
-        }
-    };
-    keep("host", std::mem::replace(&mut next.host, current.host.clone()) != current.host);
-    keep("port", std::mem::replace(&mut next.port, current.port) != current.port);
-    keep(
-        "admin.listen",
-        std::mem::replace(&mut next.admin_listen, current.admin_listen.clone()) != current.admin_listen,
-    );
-    let connections = current.limits.max_connections;
-    keep("limits.max_connections", std::mem::replace(&mut next.limits.max_connections, connections) != connections);
-    keep("log.access", std::mem::replace(&mut next.access_log, current.access_log.clone()) != current.access_log);
-    let grace = current.shutdown_grace;
-    keep("shutdown_grace_ms", std::mem::replace(&mut next.shutdown_grace, grace) != grace);
-}
-
-/// Notes the settings read per call that the file changed.
-fn note_per_call(current: &Config, next: &Config, changes: &mut Vec<String>) {
-    let capacity =
-        |c: &Config| (c.workers_max_inflight, c.worker_max_inflight.clone(), c.limits.max_connections_per_worker);
-    for (name, changed) in [
-        ("timeouts_ms", current.timeouts != next.timeouts),
-        ("retries", current.retries != next.retries),
-        ("limits", current.limits != next.limits),
-        ("capacity", capacity(current) != capacity(next)),
-        ("queue", current.queue != next.queue),
-        ("health", current.health != next.health),
-        ("admin.token", current.admin_token != next.admin_token),
-        ("destroy_sandbox", current.destroy_only_from_workers != next.destroy_only_from_workers),
-    ] {
-        if changed {
-            changes.push(format!("{name}: new values"));
         }
     }
 }
@@ -188,7 +150,7 @@ pub fn ask(config: &Config, addr: Option<&str>, token: Option<&str>) -> Result<(
         std::net::IpAddr::V6(ip) if ip.is_unspecified() => (std::net::Ipv6Addr::LOCALHOST, addr.port()).into(),
         _ => addr,
     };
-    let token = token.or(config.admin_token.as_deref());
+    let token = token.or(config.admin.token.as_deref());
     let host = addr.to_string();
     let ask = Ask::post("/admin/reload", &host).token(token);
     let reply = probe::ask_blocking(addr, &ask, Duration::from_secs(60)).map_err(|e| format!("hiku: {e}"))?;

@@ -98,12 +98,12 @@ pub fn admit<'a>(
 ) -> Result<Route<'a>, Error> {
     let routed = route(path, query);
     let admin_only = matches!(routed, Ok(Route::Local(endpoint, _)) if endpoint.admin_only());
-    if config.admin_listen.is_some() && admin_only != from.on_admin_listener {
+    if config.admin.listen.is_some() && admin_only != from.on_admin_listener {
         return Err(Error::NotFound(format!("no such endpoint: {path}")));
     }
     let routed = routed?;
     let Route::Local(endpoint, _) = routed else { return Ok(routed) };
-    if endpoint.workers_only() && config.destroy_only_from_workers && !from_a_worker(scheduler, from.peer) {
+    if endpoint.workers_only() && config.destroy_sandbox.only_from_workers && !from_a_worker(scheduler, from.peer) {
         let why = format!("destroySandbox is taken only from workers, not from {}", from.peer);
         return Err(Error::Forbidden(why));
     }
@@ -121,7 +121,7 @@ fn from_a_worker(scheduler: &Scheduler, peer: IpAddr) -> bool {
 /// Whether an admin request may go on: no `admin.token`, or it carries
 /// `Authorization: Bearer <token>` (compared in constant time).
 fn token_given(config: &Config, headers: &[httparse::Header]) -> bool {
-    let Some(token) = &config.admin_token else { return true };
+    let Some(token) = &config.admin.token else { return true };
     let given = headers.iter().filter(|h| h.name.eq_ignore_ascii_case("authorization")).map(|h| h.value);
     given.into_iter().any(|value| {
         let value = value.trim_ascii();

@@ -1,0 +1,266 @@
+//! The JSON config file: the Go original's keys and defaults, validated
+//! once. [`raw`] reads the file as the Go original does and writes down
+//! every key asked for (the rest are reported as unknown); [`sections`]
+//! holds hiku's own sections, each with its defaults and ranges; a
+//! [`Config`] is the whole, one field per key or section of the file.
+
+mod raw;
+mod sections;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use raw::ConfigError;
+use raw::{Document, Section};
+pub use sections::{Admin, DestroySandbox, Limits, Log, Predictive, Queue, Retries, Timeouts, MAX_RETRIES};
+use sections::{MAX_CAPACITY, MAX_TIMEOUT_MS};
+
+use crate::balancer::BalancerKind;
+use crate::health::Health;
+use crate::scheduler::Capacities;
+use crate::worker::WorkerUrl;
+
+/// What `hiku start` needs to run, as read from the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    pub balancer: BalancerKind,
+    pub workers: Vec<WorkerUrl>,
+    /// `max_inflight` of the workers listed as objects.
+    pub worker_max_inflight: Vec<(WorkerUrl, usize)>,
+    /// `workers_max_inflight`: the capacity of every other worker, if any.
+    pub workers_max_inflight: Option<usize>,
+    /// `shutdown_grace_ms`: how long a drain waits for calls in flight.
+    pub shutdown_grace: Duration,
+    /// `queue`: how calls wait when every worker is full.
+    pub queue: Queue,
+    /// `timeouts_ms`: hiku's own key, not the Go original's (as are the
+    /// sections below).
+    pub timeouts: Timeouts,
+    pub retries: Retries,
+    pub limits: Limits,
+    pub admin: Admin,
+    pub destroy_sandbox: DestroySandbox,
+    pub predictive: Predictive,
+    pub health: Health,
+    pub log: Log,
+    /// Keys the file has that hiku does not know (reported as warnings).
+    pub unknown_keys: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "localhost".into(),
+            port: 9020,
+            balancer: BalancerKind::PullBased,
+            workers: Vec::new(),
+            worker_max_inflight: Vec::new(),
+            workers_max_inflight: None,
+            shutdown_grace: Duration::from_secs(30),
+            queue: Queue::default(),
+            timeouts: Timeouts::default(),
+            retries: Retries::default(),
+            limits: Limits::default(),
+            admin: Admin::default(),
+            destroy_sandbox: DestroySandbox::default(),
+            predictive: Predictive::default(),
+            health: Health::default(),
+            log: Log::default(),
+            unknown_keys: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+        Config::parse(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let doc = Document::parse(text)?;
+        let file = doc.root();
+        let d = Config::default();
+        let host = file.get::<String>("host")?.unwrap_or(d.host);
+        if host.is_empty() {
+            return Err(ConfigError("\"host\" must not be empty".into()));
+        }
+        let port = match file.get::<i64>("port")? {
+            None => d.port,
+            Some(p) => u16::try_from(p).map_err(|_| ConfigError(format!("\"port\" {p} is out of range (0-65535)")))?,
+        };
+        let balancer = match file.get::<String>("balancer")? {
+            None => d.balancer,
+            Some(name) => name.parse().map_err(ConfigError)?,
+        };
+        let (workers, worker_max_inflight) = read_workers(&file)?;
+        let mut config = Config {
+            host,
+            port,
+            balancer,
+            workers,
+            worker_max_inflight,
+            workers_max_inflight: file.optional_number("workers_max_inflight", 1, MAX_CAPACITY)?.map(|n| n as usize),
+            shutdown_grace: file.millis("shutdown_grace_ms", 0, MAX_TIMEOUT_MS, d.shutdown_grace)?,
+            queue: Queue::read(&file.section("queue")?)?,
+            timeouts: Timeouts::read(&file.section("timeouts_ms")?)?,
+            retries: Retries::read(&file.section("retries")?)?,
+            limits: Limits::read(&file.section("limits")?)?,
+            admin: Admin::read(&file.section("admin")?)?,
+            destroy_sandbox: DestroySandbox::read(&file.section("destroy_sandbox")?)?,
+            predictive: Predictive::read(&file.section("predictive")?)?,
+            health: sections::read_health(&file.section("health")?)?,
+            log: Log::read(&file.section("log")?)?,
+            unknown_keys: Vec::new(),
+        };
+        config.unknown_keys = doc.unknown_keys();
+        Ok(config)
+    }
+
+    /// The addresses to listen on for `host:port`, IPv4 first (as Go's
+    /// `net.Listen` does for "localhost").
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        first_addr((self.host.as_str(), self.port), "host", &self.host)
+    }
+
+    /// The address of `admin.listen`, if set.
+    pub fn admin_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(listen) = &self.admin.listen else { return Ok(None) };
+        first_addr(listen.as_str(), "admin.listen", listen).map(Some)
+    }
+
+    /// The capacity of workers without one of their own (and of workers
+    /// added later): `workers_max_inflight`, at most
+    /// `limits.max_connections_per_worker`; `None`: no bound.
+    pub fn default_capacity(&self) -> Option<usize> {
+        min_bound(self.workers_max_inflight, self.limits.max_connections_per_worker)
+    }
+
+    /// Every worker's capacity, as the config says.
+    pub fn capacities(&self) -> Capacities {
+        let cap = self.limits.max_connections_per_worker;
+        let own = self.worker_max_inflight.iter().map(|(url, n)| (url.clone(), min_bound(Some(*n), cap))).collect();
+        Capacities { default: self.default_capacity(), own }
+    }
+
+    /// What `next` changes of this config: the keys bound at start (which
+    /// take a restart), and those read per call.
+    pub fn changes(&self, next: &Config) -> Changes {
+        let capacity =
+            |c: &Config| (c.workers_max_inflight, c.worker_max_inflight.clone(), c.limits.max_connections_per_worker);
+        let pick =
+            |keys: &[(&'static str, bool)]| keys.iter().filter(|(_, changed)| *changed).map(|(k, _)| *k).collect();
+        Changes {
+            start_bound: pick(&[
+                ("host", self.host != next.host),
+                ("port", self.port != next.port),
+                ("admin.listen", self.admin.listen != next.admin.listen),
+                ("limits.max_connections", self.limits.max_connections != next.limits.max_connections),
+                ("log.access", self.log.access != next.log.access),
+                ("shutdown_grace_ms", self.shutdown_grace != next.shutdown_grace),
+            ]),
+            per_call: pick(&[
+                ("timeouts_ms", self.timeouts != next.timeouts),
+                ("retries", self.retries != next.retries),
+                ("limits", self.limits != next.limits),
+                ("capacity", capacity(self) != capacity(next)),
+                ("queue", self.queue != next.queue),
+                ("health", self.health != next.health),
+                ("admin.token", self.admin.token != next.admin.token),
+                ("destroy_sandbox", self.destroy_sandbox != next.destroy_sandbox),
+            ]),
+        }
+    }
+
+    /// `next`, keeping this config's values of what is bound at start.
+    pub fn keeping_start_bound(&self, next: Config) -> Config {
+        Config {
+            host: self.host.clone(),
+            port: self.port,
+            admin: Admin { listen: self.admin.listen.clone(), ..next.admin },
+            limits: Limits { max_connections: self.limits.max_connections, ..next.limits },
+            log: self.log.clone(),
+            shutdown_grace: self.shutdown_grace,
+            ..next
+        }
+    }
+}
+
+/// What a new config changes of the running one, by key.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Bound at start: only a restart changes them.
+    pub start_bound: Vec<&'static str>,
+    /// Read per call: they apply to the next request on each core.
+    pub per_call: Vec<&'static str>,
+}
+
+/// The workers' URLs, and the capacities some were given.
+type WorkerList = (Vec<WorkerUrl>, Vec<(WorkerUrl, usize)>);
+
+/// The `workers` list: each a URL, or an object with `url` and optionally
+/// `max_inflight`.
+fn read_workers(file: &Section) -> Result<WorkerList, ConfigError> {
+    let mut workers: Vec<WorkerUrl> = Vec::new();
+    let mut capacities = Vec::new();
+    let bad_entry = |other: &Value| {
+        ConfigError(format!("\"workers\": each must be a URL or {{\"url\": URL, \"max_inflight\": N}}, not {other}"))
+    };
+    for entry in file.get::<Vec<Value>>("workers")?.unwrap_or_default() {
+        let (text, capacity) = match &entry {
+            Value::String(text) => (text.as_str(), None),
+            Value::Object(map) => {
+                if let Some(key) = map.keys().find(|k| !matches!(k.as_str(), "url" | "max_inflight")) {
+                    return Err(ConfigError(format!("\"workers\": unknown key {key:?} in {entry}")));
+                }
+                let text = map.get("url").and_then(|u| u.as_str()).ok_or_else(|| bad_entry(&entry))?;
+                let capacity = match map.get("max_inflight").filter(|v| !v.is_null()) {
+                    None => None,
+                    Some(n) => Some(n.as_u64().filter(|n| (1..=MAX_CAPACITY).contains(n)).ok_or_else(|| {
+                        ConfigError(format!(
+                            "\"workers\": max_inflight of {text} must be a whole number from 1 to {MAX_CAPACITY}"
+                        ))
+                    })? as usize),
+                };
+                (text, capacity)
+            }
+            other => return Err(bad_entry(other)),
+        };
+        let url = WorkerUrl::parse(text).map_err(|e| ConfigError(format!("\"workers\": {e}")))?;
+        if workers.contains(&url) {
+            return Err(ConfigError(format!("\"workers\": {url} is listed twice")));
+        }
+        if let Some(capacity) = capacity {
+            capacities.push((url.clone(), capacity));
+        }
+        workers.push(url);
+    }
+    Ok((workers, capacities))
+}
+
+/// The first address `addr` resolves to, IPv4 first; errors name `key`.
+fn first_addr(addr: impl ToSocketAddrs, key: &str, shown: &str) -> Result<SocketAddr, ConfigError> {
+    let mut addrs: Vec<SocketAddr> =
+        addr.to_socket_addrs().map_err(|e| ConfigError(format!("cannot resolve \"{key}\" {shown}: {e}")))?.collect();
+    addrs.sort_by_key(|a| a.is_ipv6());
+    addrs.into_iter().next().ok_or_else(|| ConfigError(format!("\"{key}\" {shown} resolves to no address")))
+}
+
+/// The lower of two optional bounds (`None`: no bound).
+fn min_bound(a: Option<usize>, b: Option<usize>) -> Option<usize> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,162 @@
+//! The config file as JSON, read as Go's `encoding/json` reads it into the
+//! original's struct, so that every file it accepts starts here too: keys
+//! of the top level match case-insensitively (an exact match first), the
+//! last of repeated keys wins, `null` means absent, and whatever follows the
+//! first JSON value is ignored. Every key asked for is written down, so the
+//! keys hiku does not know are the rest.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+/// A config that can't be used; the message names the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The file's top-level object, and the keys read from it so far.
+pub struct Document {
+    map: Map<String, Value>,
+    /// Keys asked for, as `section.key` (top-level ones without a dot).
+    read: RefCell<Vec<String>>,
+    /// The sections read, in order, as `section.`.
+    sections: RefCell<Vec<String>>,
+}
+
+impl Document {
+    pub fn parse(text: &str) -> Result<Document, ConfigError> {
+        let json_error =
+            |e: serde_json::Error| ConfigError(format!("invalid JSON at line {} column {}: {e}", e.line(), e.column()));
+        let mut values = serde_json::Deserializer::from_str(text).into_iter::<Map<_, _>>();
+        match values.next() {
+            Some(map) => {
+                Ok(Document { map: map.map_err(json_error)?, read: RefCell::default(), sections: RefCell::default() })
+            }
+            None => Err(ConfigError("the config is empty: expected a JSON object".into())),
+        }
+    }
+
+    /// The top level.
+    pub fn root(&self) -> Section<'_> {
+        Section { map: Some(&self.map), prefix: String::new(), doc: self }
+    }
+
+    /// The keys no one asked for (compared ignoring case), top-level ones
+    /// first, then those of each section in the order they were read, as
+    /// `section.key`.
+    pub fn unknown_keys(&self) -> Vec<String> {
+        let read = self.read.borrow();
+        let known = |key: &str| read.iter().any(|r| r.eq_ignore_ascii_case(key));
+        let mut unknown: Vec<String> = self.map.keys().filter(|k| !known(k)).cloned().collect();
+        for prefix in self.sections.borrow().iter() {
+            let name = &prefix[..prefix.len() - 1];
+            if let Some(Value::Object(section)) = self.map.get(name) {
+                let keys = section.keys().map(|k| format!("{prefix}{k}"));
+                unknown.extend(keys.filter(|k| !known(k)));
+            }
+        }
+        unknown
+    }
+}
+
+/// An object of the file (the top level, or a section of hiku's own).
+#[derive(Clone)]
+pub struct Section<'a> {
+    /// `None`: the section is absent (or null), so every key has its default.
+    map: Option<&'a Map<String, Value>>,
+    /// `""` at the top level, `name.` in a section.
+    prefix: String,
+    doc: &'a Document,
+}
+
+impl<'a> Section<'a> {
+    /// `key` as errors name it: with its section.
+    pub fn name(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// The value at `key`, `None` if absent or null. At the top level the
+    /// key matches in any case (an exact match first), as Go's does.
+    pub fn value(&self, key: &str) -> Option<&'a Value> {
+        self.doc.read.borrow_mut().push(self.name(key));
+        let map = self.map?;
+        let value = match map.get(key) {
+            Some(v) => Some(v),
+            None if self.prefix.is_empty() => map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v),
+            None => None,
+        };
+        value.filter(|v| !v.is_null())
+    }
+
+    /// The value of `key`, deserialized; `None` if absent or null.
+    pub fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ConfigError> {
+        match self.value(key) {
+            None => Ok(None),
+            Some(v) => T::deserialize(v).map(Some).map_err(|e| ConfigError(format!("\"{}\": {e}", self.name(key)))),
+        }
+    }
+
+    /// The object under `key` (hiku's own keys are matched exactly); an
+    /// absent or null one has every key at its default.
+    pub fn section(&self, key: &str) -> Result<Section<'a>, ConfigError> {
+        let prefix = format!("{}{key}.", self.prefix);
+        self.doc.read.borrow_mut().push(self.name(key));
+        self.doc.sections.borrow_mut().push(prefix.clone());
+        let map = match self.map.and_then(|m| m.get(key)) {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(map)) => Some(map),
+            Some(other) => return Err(ConfigError(format!("\"{}\" must be an object, not {other}", self.name(key)))),
+        };
+        Ok(Section { map, prefix, doc: self.doc })
+    }
+
+    /// A whole number at `key` from `min` to `max`, or `default`.
+    pub fn number(&self, key: &str, min: u64, max: u64, default: u64) -> Result<u64, ConfigError> {
+        Ok(self.optional_number(key, min, max)?.unwrap_or(default))
+    }
+
+    /// A whole number at `key` from `min` to `max`, if there is one.
+    pub fn optional_number(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
+        let bad = || ConfigError(format!("\"{}\" must be a whole number from {min} to {max}", self.name(key)));
+        match self.value_exact(key) {
+            None => Ok(None),
+            Some(v) => v.as_u64().filter(|n| (min..=max).contains(n)).map(Some).ok_or_else(bad),
+        }
+    }
+
+    /// A millisecond count at `key` from `min` to `max`, or `default`.
+    pub fn millis(
+        &self,
+        key: &str,
+        min: u64,
+        max: u64,
+        default: std::time::Duration,
+    ) -> Result<std::time::Duration, ConfigError> {
+        let ms = self.number(key, min, max, default.as_millis() as u64)?;
+        Ok(std::time::Duration::from_millis(ms))
+    }
+
+    /// `true` or `false` at `key`, or `default`.
+    pub fn boolean(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.value_exact(key) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(ConfigError(format!("\"{}\" must be true or false", self.name(key)))),
+        }
+    }
+
+    /// The value at `key` matched exactly (hiku's own keys), `None` if
+    /// absent or null.
+    fn value_exact(&self, key: &str) -> Option<&'a Value> {
+        self.doc.read.borrow_mut().push(self.name(key));
+        self.map?.get(key).filter(|v| !v.is_null())
+    }
+}

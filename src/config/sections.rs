@@ -1,0 +1,270 @@
+//! The config's sections, hiku's own keys: each with its defaults and how
+//! it is read from the file (every value checked against its range).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::raw::{ConfigError, Section};
+use crate::health::Health;
+
+/// The longest timeout accepted: a day.
+pub const MAX_TIMEOUT_MS: u64 = 86_400_000;
+/// The most retries accepted.
+pub const MAX_RETRIES: u32 = 16;
+/// The largest capacity a worker may be given.
+pub const MAX_CAPACITY: u64 = 1_000_000;
+/// The most `limits.buffer_body_bytes` may be: each client connection may
+/// hold this much while its body arrives.
+const MAX_BUFFER_BODY: u64 = 16 << 20;
+
+/// How long hiku waits, for each thing it waits for (`timeouts_ms` in the
+/// file, in milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From the first byte of a request head to its end: 408 past it.
+    pub client_header: Duration,
+    /// A keep-alive connection with no request: closed silently past it.
+    pub client_idle: Duration,
+    /// Between two bytes of a request body: 408 past it.
+    pub client_body: Duration,
+    /// For a connection to a worker: another worker is tried past it.
+    pub upstream_connect: Duration,
+    /// From the request sent to the worker's response head: 504 past it.
+    pub upstream_response: Duration,
+    /// A client that takes none of its answer for this long: closed.
+    pub client_send: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            client_header: Duration::from_secs(10),
+            client_idle: Duration::from_secs(60),
+            client_body: Duration::from_secs(30),
+            upstream_connect: Duration::from_secs(1),
+            upstream_response: Duration::from_secs(300),
+            client_send: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Timeouts {
+    pub fn read(s: &Section) -> Result<Timeouts, ConfigError> {
+        let d = Timeouts::default();
+        let ms = |key: &str, default: Duration| s.millis(key, 1, MAX_TIMEOUT_MS, default);
+        Ok(Timeouts {
+            client_header: ms("client_header", d.client_header)?,
+            client_idle: ms("client_idle", d.client_idle)?,
+            client_body: ms("client_body", d.client_body)?,
+            upstream_connect: ms("upstream_connect", d.upstream_connect)?,
+            upstream_response: ms("upstream_response", d.upstream_response)?,
+            client_send: ms("client_send", d.client_send)?,
+        })
+    }
+}
+
+/// What hiku tries again (`retries` in the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retries {
+    /// Other workers tried when a connection to one fails: nothing was
+    /// sent, so it is always safe.
+    pub connect: u32,
+    /// Other workers tried when one answers that it is overloaded (429, or
+    /// 503 with `Retry-After`): it did not run the call. Only a request
+    /// hiku still holds whole is sent again.
+    pub overload: u32,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries { connect: 2, overload: 1 }
+    }
+}
+
+impl Retries {
+    pub fn read(s: &Section) -> Result<Retries, ConfigError> {
+        let d = Retries::default();
+        let number = |key: &str, default: u32| s.number(key, 0, MAX_RETRIES.into(), default.into()).map(|n| n as u32);
+        Ok(Retries { connect: number("connect", d.connect)?, overload: number("overload", d.overload)? })
+    }
+}
+
+/// How calls wait for a worker with room (`queue` in the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queue {
+    /// Calls waiting at once over all cores; past it: 503.
+    pub limit: usize,
+    /// The longest a call waits; past it: 503.
+    pub timeout: Duration,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Queue { limit: 1024, timeout: Duration::from_secs(10) }
+    }
+}
+
+impl Queue {
+    pub fn read(s: &Section) -> Result<Queue, ConfigError> {
+        let d = Queue::default();
+        let limit = s.number("limit", 0, 10_000_000, d.limit as u64)? as usize;
+        Ok(Queue { limit, timeout: s.millis("timeout_ms", 1, MAX_TIMEOUT_MS, d.timeout)? })
+    }
+}
+
+/// How much a client may send (`limits` in the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A request head larger than this: 431.
+    pub max_header_bytes: usize,
+    /// A request head with more fields: 431.
+    pub max_headers: usize,
+    /// A request body larger than this (by its Content-Length, or as it
+    /// streams): 413.
+    pub max_body_bytes: u64,
+    /// A `/run` body up to this size that did not come with its head is
+    /// read whole before the call goes to a worker (so it can go again to
+    /// another worker if its worker is overloaded or cannot be reached); a
+    /// larger one streams. 0: every such body streams.
+    pub buffer_body_bytes: usize,
+    /// Client connections open at once in the process; past it new ones
+    /// wait in the listen backlog. `None`: half the open-file limit.
+    pub max_connections: Option<usize>,
+    /// Functions pull-based keeps warm-instance queues for; past it a new
+    /// function takes the place of a least recently used one.
+    pub max_functions: usize,
+    /// Connections to one worker, in use and idle: a call holds one, so
+    /// this bounds its calls in flight as a capacity does.
+    pub max_connections_per_worker: Option<usize>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: crate::http::MAX_HEAD,
+            max_headers: crate::http::MAX_HEADERS,
+            max_body_bytes: 64 << 20,
+            buffer_body_bytes: 64 * 1024,
+            max_connections: None,
+            max_functions: crate::balancer::DEFAULT_MAX_FUNCTIONS,
+            max_connections_per_worker: None,
+        }
+    }
+}
+
+impl Limits {
+    pub fn read(s: &Section) -> Result<Limits, ConfigError> {
+        let d = Limits::default();
+        let (max_head, max_fields) = (crate::http::MAX_HEAD as u64, crate::http::MAX_HEADERS as u64);
+        let size = |key: &str, min: u64, max: u64, default: usize| s.number(key, min, max, default as u64);
+        let optional = |key: &str, max: u64| s.optional_number(key, 1, max).map(|n| n.map(|n| n as usize));
+        Ok(Limits {
+            max_header_bytes: size("max_header_bytes", 1024, max_head, d.max_header_bytes)? as usize,
+            max_headers: size("max_headers", 1, max_fields, d.max_headers)? as usize,
+            max_body_bytes: s.number("max_body_bytes", 0, u64::MAX >> 1, d.max_body_bytes)?,
+            buffer_body_bytes: size("buffer_body_bytes", 0, MAX_BUFFER_BODY, d.buffer_body_bytes)? as usize,
+            max_connections: optional("max_connections", 10_000_000)?,
+            max_functions: size("max_functions", 8, 1 << 26, d.max_functions)? as usize,
+            max_connections_per_worker: optional("max_connections_per_worker", MAX_CAPACITY)?,
+        })
+    }
+}
+
+/// Who may use `/admin/*`, and where (`admin` in the file).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admin {
+    /// If set, `/admin/*` needs `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// If set, `/admin/*` and `/status` are served on this `host:port` only.
+    pub listen: Option<String>,
+}
+
+impl Admin {
+    pub fn read(s: &Section) -> Result<Admin, ConfigError> {
+        let token = match s.value("token") {
+            None => None,
+            Some(Value::String(t)) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()) => Some(t.clone()),
+            Some(_) => return Err(ConfigError("\"admin.token\" must be a non-empty string of visible ASCII".into())),
+        };
+        let listen = match s.value("listen") {
+            None => None,
+            Some(Value::String(a)) if valid_host_port(a) => Some(a.clone()),
+            Some(other) => return Err(ConfigError(format!("\"admin.listen\" must be \"host:port\", not {other}"))),
+        };
+        Ok(Admin { token, listen })
+    }
+}
+
+/// Whether `s` is `host:port` (a bracketed IPv6 host too).
+fn valid_host_port(s: &str) -> bool {
+    s.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
+/// Who may report an evicted instance (`destroy_sandbox` in the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DestroySandbox {
+    /// `/destroySandbox` is taken only from the address of a worker.
+    pub only_from_workers: bool,
+}
+
+impl Default for DestroySandbox {
+    fn default() -> Self {
+        DestroySandbox { only_from_workers: true }
+    }
+}
+
+impl DestroySandbox {
+    pub fn read(s: &Section) -> Result<DestroySandbox, ConfigError> {
+        Ok(DestroySandbox { only_from_workers: s.boolean("only_from_workers", true)? })
+    }
+}
+
+/// The predictive balancer's view of the workers (`predictive` in the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Predictive {
+    /// The cores each worker runs calls on, as it prices a worker's load.
+    pub worker_cores: u64,
+}
+
+impl Default for Predictive {
+    fn default() -> Self {
+        Predictive { worker_cores: crate::balancer::DEFAULT_WORKER_CORES }
+    }
+}
+
+impl Predictive {
+    pub fn read(s: &Section) -> Result<Predictive, ConfigError> {
+        Ok(Predictive { worker_cores: s.number("worker_cores", 1, 4096, Predictive::default().worker_cores)? })
+    }
+}
+
+/// What hiku writes down (`log` in the file).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Log {
+    /// Where to write a line per `/run` call, if anywhere.
+    pub access: Option<PathBuf>,
+}
+
+impl Log {
+    pub fn read(s: &Section) -> Result<Log, ConfigError> {
+        let access = match s.value("access") {
+            None => None,
+            Some(Value::String(path)) if !path.is_empty() => Some(PathBuf::from(path)),
+            Some(other) => return Err(ConfigError(format!("\"log.access\" must be a file path, not {other}"))),
+        };
+        Ok(Log { access })
+    }
+}
+
+/// When workers are ejected (`health` in the file).
+pub fn read_health(s: &Section) -> Result<Health, ConfigError> {
+    let d = Health::default();
+    let interval = s.optional_number("interval_ms", 100, MAX_TIMEOUT_MS)?.map(Duration::from_millis);
+    Ok(Health {
+        eject_after: s.number("eject_after", 0, 1000, d.eject_after.into())? as u32,
+        max_ejected_percent: s.number("max_ejected_percent", 0, 100, d.max_ejected_percent.into())? as u32,
+        interval,
+    })
+}

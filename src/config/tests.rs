@@ -1,0 +1,246 @@
+//! The config file: every key, its default, its range and its errors.
+
+use super::*;
+
+#[test]
+fn defaults_match_the_go_original() {
+    let c = Config::parse("{}").unwrap();
+    assert_eq!(c, Config::default());
+    assert_eq!((c.host.as_str(), c.port, c.balancer), ("localhost", 9020, BalancerKind::PullBased));
+}
+
+#[test]
+fn reads_every_key_and_reports_unknown_ones() {
+    let c = Config::parse(
+        r#"{"host":"0.0.0.0","port":8080,"balancer":"random","workers":["http://a:1","http://B:2/"],"x":1}"#,
+    )
+    .unwrap();
+    assert_eq!(c.host, "0.0.0.0");
+    assert_eq!(c.port, 8080);
+    assert_eq!(c.balancer, BalancerKind::Random);
+    let urls: Vec<&str> = c.workers.iter().map(|w| w.as_str()).collect();
+    assert_eq!(urls, ["http://a:1", "http://b:2"]);
+    assert_eq!(c.unknown_keys, ["x"]);
+}
+
+#[test]
+fn reads_what_go_reads() {
+    // Keys in any case (an exact match first), the last of repeated
+    // keys, null as absent, and nothing after the first value matters.
+    let c = Config::parse(r#"{"Port": 8080, "BALANCER": "random", "workers": null, "port": 1, "port": 7} trailing"#)
+        .unwrap();
+    assert_eq!((c.port, c.balancer, c.workers.len()), (7, BalancerKind::Random, 0));
+    assert!(c.unknown_keys.is_empty(), "{:?}", c.unknown_keys);
+    let c = Config::parse(r#"{"Workers": ["http://a:1"], "Host": "0.0.0.0"}"#).unwrap();
+    assert_eq!((c.host.as_str(), c.workers.len()), ("0.0.0.0", 1));
+    assert!(Config::parse("").unwrap_err().0.contains("empty"));
+    assert!(Config::parse("[]").unwrap_err().0.contains("line 1 column"));
+}
+
+#[test]
+fn errors_name_the_problem() {
+    let err = |t: &str| Config::parse(t).unwrap_err().0;
+    assert!(err("{\"port\": 1,\n}").contains("line 2 column 1"));
+    assert!(err(r#"{"port": 70000}"#).contains("\"port\" 70000 is out of range"));
+    assert!(err(r#"{"port": -1}"#).contains("\"port\""));
+    assert!(err(r#"{"port": "9020"}"#).contains("\"port\": invalid type: string"));
+    assert!(err(r#"{"workers": "http://a:1"}"#).contains("\"workers\": invalid type"));
+    let e = err(r#"{"balancer": "round-robin"}"#);
+    assert!(e.contains("round-robin") && e.contains("pull-based"), "{e}");
+    assert!(err(r#"{"workers": ["localhost:5000"]}"#).contains("\"localhost:5000\""));
+    assert!(err(r#"{"workers": ["http://a:1", "http://A:1/"]}"#).contains("http://a:1 is listed twice"));
+}
+
+#[test]
+fn timeouts_and_retries_have_safe_defaults_and_are_checked() {
+    let c = Config::parse("{}").unwrap();
+    let ms = |d: Duration| d.as_millis();
+    let t = c.timeouts;
+    assert_eq!(
+        [t.client_header, t.client_idle, t.client_body, t.upstream_connect, t.upstream_response].map(ms),
+        [10_000, 60_000, 30_000, 1_000, 300_000]
+    );
+    assert_eq!(ms(t.client_send), 60_000);
+    assert_eq!((c.retries.connect, c.retries.overload), (2, 1));
+    assert_eq!(ms(c.shutdown_grace), 30_000);
+    assert_eq!(ms(Config::parse(r#"{"shutdown_grace_ms": 0}"#).unwrap().shutdown_grace), 0);
+
+    let c = Config::parse(
+        r#"{"timeouts_ms": {"client_header": 5, "upstream_response": 7000, "client_headr": 1},
+            "retries": {"connect": 0, "overload": 3, "overlaod": 1}}"#,
+    )
+    .unwrap();
+    assert_eq!((ms(c.timeouts.client_header), ms(c.timeouts.upstream_response)), (5, 7000));
+    assert_eq!(ms(c.timeouts.client_idle), 60_000, "the others keep their defaults");
+    assert_eq!((c.retries.connect, c.retries.overload), (0, 3));
+    assert_eq!(c.unknown_keys, ["timeouts_ms.client_headr", "retries.overlaod"]);
+    assert_eq!(Config::parse(r#"{"timeouts_ms": null, "retries": {}}"#).unwrap(), Config::default());
+
+    let err = |t: &str| Config::parse(t).unwrap_err().0;
+    for (bad, message) in [
+        (r#"{"timeouts_ms": {"client_idle": 0}}"#, "\"timeouts_ms.client_idle\" must be a whole number from 1 to"),
+        (r#"{"timeouts_ms": {"client_body": -5}}"#, "\"timeouts_ms.client_body\" must be"),
+        (r#"{"timeouts_ms": {"upstream_connect": 1.5}}"#, "\"timeouts_ms.upstream_connect\" must be"),
+        (r#"{"timeouts_ms": {"upstream_response": "5s"}}"#, "\"timeouts_ms.upstream_response\" must be"),
+        (r#"{"timeouts_ms": {"client_header": 86400001}}"#, "from 1 to 86400000"),
+        (r#"{"timeouts_ms": 5}"#, "\"timeouts_ms\" must be an object"),
+        (r#"{"retries": {"connect": 17}}"#, "\"retries.connect\" must be a whole number from 0 to 16"),
+        (r#"{"retries": {"overload": -1}}"#, "\"retries.overload\" must be a whole number from 0 to 16"),
+        (r#"{"retries": []}"#, "\"retries\" must be an object"),
+        (r#"{"shutdown_grace_ms": -1}"#, "\"shutdown_grace_ms\" must be a whole number from 0 to 86400000"),
+    ] {
+        assert!(err(bad).contains(message), "{bad}: {}", err(bad));
+    }
+}
+
+#[test]
+fn limits_have_safe_defaults_and_are_checked() {
+    let l = Config::parse("{}").unwrap().limits;
+    assert_eq!(
+        (l.max_header_bytes, l.max_headers, l.max_body_bytes, l.buffer_body_bytes, l.max_connections),
+        (16384, 100, 64 << 20, 65536, None)
+    );
+    let c = Config::parse(
+        r#"{"limits": {"max_header_bytes": 2048, "max_headers": 10, "max_body_bytes": 0, "buffer_body_bytes": 0,
+            "max_connections": 5, "x": 1}}"#,
+    )
+    .unwrap();
+    let l = c.limits;
+    assert_eq!(
+        (l.max_header_bytes, l.max_headers, l.max_body_bytes, l.buffer_body_bytes, l.max_connections),
+        (2048, 10, 0, 0, Some(5))
+    );
+    assert_eq!(c.unknown_keys, ["limits.x"]);
+    let err = |t: &str| Config::parse(t).unwrap_err().0;
+    for (bad, message) in [
+        (
+            r#"{"limits": {"max_header_bytes": 100000}}"#,
+            "\"limits.max_header_bytes\" must be a whole number from 1024 to 16384",
+        ),
+        (r#"{"limits": {"max_headers": 0}}"#, "\"limits.max_headers\" must be a whole number from 1 to 100"),
+        (r#"{"limits": {"max_body_bytes": -1}}"#, "\"limits.max_body_bytes\""),
+        (r#"{"limits": {"max_connections": 0}}"#, "\"limits.max_connections\" must be a whole number from 1"),
+        (
+            r#"{"limits": {"buffer_body_bytes": 16777217}}"#,
+            "\"limits.buffer_body_bytes\" must be a whole number from 0 to 16777216",
+        ),
+        (r#"{"limits": {"max_functions": 4}}"#, "\"limits.max_functions\" must be a whole number from 8 to 67108864"),
+    ] {
+        assert!(err(bad).contains(message), "{bad}: {}", err(bad));
+    }
+}
+
+#[test]
+fn workers_may_have_a_capacity_and_calls_a_queue() {
+    let c = Config::parse("{}").unwrap();
+    assert_eq!((c.default_capacity(), c.queue.limit, c.queue.timeout.as_millis()), (None, 1024, 10_000));
+    let c = Config::parse(
+        r#"{"workers": ["http://a:1", {"url": "http://b:1", "max_inflight": 8}, {"url": "http://c:1"}],
+            "workers_max_inflight": 32, "queue": {"limit": 5, "timeout_ms": 250}}"#,
+    )
+    .unwrap();
+    let url = |u: &str| WorkerUrl::parse(u).unwrap();
+    assert_eq!(c.workers, [url("http://a:1"), url("http://b:1"), url("http://c:1")]);
+    assert_eq!(c.capacities().of(&url("http://a:1")), Some(32));
+    assert_eq!(c.capacities().of(&url("http://b:1")), Some(8));
+    assert_eq!(c.capacities().of(&url("http://d:1")), Some(32), "a worker added later");
+    assert_eq!((c.queue.limit, c.queue.timeout.as_millis()), (5, 250));
+    // The connection cap bounds every capacity, and is one by itself.
+    let c = Config::parse(
+        r#"{"workers": [{"url": "http://b:1", "max_inflight": 8}], "limits": {"max_connections_per_worker": 4}}"#,
+    )
+    .unwrap();
+    assert_eq!((c.capacities().of(&url("http://b:1")), c.default_capacity()), (Some(4), Some(4)));
+    let err = |t: &str| Config::parse(t).unwrap_err().0;
+    for (bad, message) in [
+        (r#"{"workers": [{"url": "http://b:1", "max_inflight": 0}]}"#, "max_inflight of http://b:1 must be"),
+        (r#"{"workers": [{"max_inflight": 3}]}"#, "each must be a URL or {\"url\": URL"),
+        (r#"{"workers": [{"url": "http://b:1", "weight": 3}]}"#, "unknown key \"weight\""),
+        (r#"{"workers": [3]}"#, "each must be a URL"),
+        (r#"{"workers": ["http://b:1", {"url": "http://B:1"}]}"#, "http://b:1 is listed twice"),
+        (r#"{"workers_max_inflight": 0}"#, "\"workers_max_inflight\" must be a whole number from 1 to 1000000"),
+        (r#"{"queue": {"timeout_ms": 0}}"#, "\"queue.timeout_ms\" must be"),
+        (r#"{"queue": {"limit": -1}}"#, "\"queue.limit\" must be"),
+        (r#"{"limits": {"max_connections_per_worker": 0}}"#, "\"limits.max_connections_per_worker\" must be"),
+    ] {
+        assert!(err(bad).contains(message), "{bad}: {}", err(bad));
+    }
+    assert_eq!(Config::parse(r#"{"queue": {"size": 1}}"#).unwrap().unknown_keys, ["queue.size"]);
+}
+
+#[test]
+fn health_says_when_workers_are_ejected() {
+    let d = Config::parse("{}").unwrap().health;
+    assert_eq!((d.eject_after, d.max_ejected_percent), (3, 50));
+    assert_eq!(d.interval, None, "no active probing by default");
+    let c = Config::parse(r#"{"health": {"eject_after": 0, "max_ejected_percent": 100, "interval_ms": 250}}"#)
+        .unwrap()
+        .health;
+    assert_eq!((c.eject_after, c.max_ejected_percent, c.interval), (0, 100, Some(Duration::from_millis(250))));
+    let e = Config::parse(r#"{"health": {"interval_ms": 10}}"#).unwrap_err().0;
+    assert!(e.contains("\"health.interval_ms\" must be a whole number from 100 to"), "{e}");
+    let e = Config::parse(r#"{"health": {"max_ejected_percent": 101}}"#).unwrap_err().0;
+    assert!(e.contains("\"health.max_ejected_percent\" must be a whole number from 0 to 100"), "{e}");
+}
+
+#[test]
+fn the_access_log_is_a_path() {
+    assert_eq!(Config::parse("{}").unwrap().log.access, None);
+    let c = Config::parse(r#"{"log": {"access": "/var/log/hiku/access.log"}}"#).unwrap();
+    assert_eq!(c.log.access.as_deref(), Some(Path::new("/var/log/hiku/access.log")));
+    for bad in [r#"{"log": {"access": ""}}"#, r#"{"log": {"access": 3}}"#] {
+        assert!(Config::parse(bad).unwrap_err().0.contains("\"log.access\" must be a file path"), "{bad}");
+    }
+}
+
+#[test]
+fn the_predictive_balancer_is_told_the_workers_cores() {
+    assert_eq!(Config::parse("{}").unwrap().predictive.worker_cores, 4);
+    let c = Config::parse(r#"{"balancer": "predictive", "predictive": {"worker_cores": 16}}"#).unwrap();
+    assert_eq!((c.balancer, c.predictive.worker_cores), (BalancerKind::Predictive, 16));
+    let e = Config::parse(r#"{"predictive": {"worker_cores": 0}}"#).unwrap_err().0;
+    assert!(e.contains("\"predictive.worker_cores\" must be a whole number from 1 to 4096"), "{e}");
+    let c = Config::parse(r#"{"predictive": {"cores": 2}}"#).unwrap();
+    assert_eq!(c.unknown_keys, ["predictive.cores"]);
+}
+
+#[test]
+fn admin_protection_is_read_and_checked() {
+    let c = Config::parse("{}").unwrap();
+    assert_eq!((c.admin.token, c.destroy_sandbox.only_from_workers), (None, true));
+    let c =
+        Config::parse(r#"{"admin": {"token": "s3cret"}, "destroy_sandbox": {"only_from_workers": false}}"#).unwrap();
+    assert_eq!((c.admin.token.as_deref(), c.destroy_sandbox.only_from_workers), (Some("s3cret"), false));
+    let err = |t: &str| Config::parse(t).unwrap_err().0;
+    assert!(err(r#"{"admin": {"token": ""}}"#).contains("\"admin.token\" must be a non-empty string"));
+    assert!(err(r#"{"admin": {"token": "a b"}}"#).contains("\"admin.token\""));
+    assert!(err(r#"{"destroy_sandbox": {"only_from_workers": "no"}}"#).contains("must be true or false"));
+    let c = Config::parse(r#"{"admin": {"listen": "127.0.0.1:9021"}}"#).unwrap();
+    assert_eq!(c.admin_addr().unwrap(), Some("127.0.0.1:9021".parse().unwrap()));
+    assert_eq!(Config::parse("{}").unwrap().admin_addr().unwrap(), None);
+    for bad in [r#""9021""#, r#""host:""#, r#"":9021""#, r#""h:70000""#, "9021"] {
+        let e = err(&format!(r#"{{"admin": {{"listen": {bad}}}}}"#));
+        assert!(e.contains("\"admin.listen\" must be \"host:port\""), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn unknown_keys_are_those_never_asked_for() {
+    let c = Config::parse(
+        r#"{"limits": {"max_body_bytes": 5, "max_bodies": 1}, "log": null, "other": {"a": 1}, "health": {"x": 2}}"#,
+    )
+    .unwrap();
+    assert_eq!(c.limits.max_body_bytes, 5);
+    assert_eq!(c.unknown_keys, ["other", "limits.max_bodies", "health.x"]);
+}
+
+#[test]
+fn changes_name_what_takes_a_restart_and_what_applies_per_call() {
+    let running = Config::default();
+    let file = r#"{"port": 1, "limits": {"max_connections": 5, "max_body_bytes": 9}, "admin": {"token": "t"}}"#;
+    let next = Config::parse(file).unwrap();
+    assert_eq!(running.changes(&next).start_bound, ["port", "limits.max_connections"]);
+    let kept = running.keeping_start_bound(next);
+    assert_eq!((kept.port, kept.limits.max_connections, kept.limits.max_body_bytes), (9020, None, 9));
+    assert_eq!(running.changes(&kept), Changes { start_bound: vec![], per_call: vec!["limits", "admin.token"] });
+}
