@@ -8,9 +8,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use hiku::balancer::{Answer, BalancerKind, Outcome};
-use hiku::scheduler::Scheduler;
-use hiku::worker::WorkerUrl;
+use hiku::Scheduler;
+use hiku::WorkerUrl;
+use hiku::{Answer, BalancerKind, Outcome};
 
 const SIZES: [(usize, usize); 3] = [(5, 40), (100, 10_000), (1000, 100_000)];
 
@@ -32,7 +32,7 @@ fn functions(n: usize) -> Vec<String> {
 
 fn select(c: &mut Criterion) {
     // As a shard does: the function table's pins nest in a held one.
-    hiku::balancer::hold_epoch();
+    hiku::hold_epoch();
     let mut group = c.benchmark_group("select");
     group.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2));
     for kind in BalancerKind::ALL {
@@ -67,7 +67,7 @@ fn select(c: &mut Criterion) {
                     s.release(name, black_box(lease), Outcome::Completed);
                 })
             });
-            hiku::balancer::repin_epoch();
+            hiku::repin_epoch();
         }
     }
     group.finish();

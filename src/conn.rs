@@ -11,6 +11,7 @@ use crate::http::{self, ChunkedDecoder, Framing, ReadBuf, RequestMeta, Version};
 use crate::parking::Spot;
 use crate::runtime::{self, Canceller, TcpStream};
 use crate::shutdown::Open;
+use crate::worker::Worker;
 
 /// How long a connection waits for its next request with a read (and its
 /// buffer) posted. One still quiet after that gives its buffers back to the
@@ -161,6 +162,16 @@ impl Conn {
                 conn.admin = admin;
                 Some(conn)
             }
+        }
+    }
+
+    /// Names `to` in the `Host` hiku added to the head in `out` for a
+    /// client that sent none (naming `from`, or no worker yet), as the call
+    /// moves to another worker.
+    pub fn retarget_host(&mut self, meta: RequestMeta, from: Option<&Worker>, to: &Worker) {
+        if meta.added_host {
+            let from = from.map_or("", |w| w.url().authority());
+            http::retarget_host(&mut self.out, from, to.url().authority());
         }
     }
 

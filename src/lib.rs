@@ -7,7 +7,7 @@
 //! ## The machine
 //!
 //! hiku runs one [monoio] runtime per core, on a thread pinned to it. Each
-//! is a *shard* ([`conn::Shard`]) that owns, and shares with no other:
+//! is a *shard* ([`shard::Shard`]) that owns, and shares with no other:
 //!
 //! - its listening socket: every shard binds the same address with
 //!   `SO_REUSEPORT`; a small BPF program on the group ([`steering`])
@@ -38,7 +38,7 @@
 //!   can leak a count);
 //! - the balancer's own state, lock-free: the hashing ring is another
 //!   `ArcSwap` snapshot, and pull-based keeps its idle queues in
-//!   [`balancer::IdleQueues`], a table of atomics.
+//!   `IdleQueues`, a table of atomics.
 //!
 //! Nothing on the request path takes a lock, allocates in the decision, or
 //! logs at info level.
@@ -51,7 +51,7 @@
 //!    start a new one: an idle connection holds about 1 KiB; a per-core
 //!    sweep ([`parking`]) closes those idle past `timeouts_ms.client_idle`);
 //!    [`http::parse_request`] (httparse) borrows it.
-//! 2. [`server`] routes by path. For `/run/<fn>` the scheduler selects a
+//! 2. [`serve`] reads the head, and [`route`] says where it goes. For `/run/<fn>` the scheduler selects a
 //!    worker and returns a `Lease` (a small body that did not come with
 //!    its head is read whole first, so the call can go again if it must).
 //! 3. [`proxy`] writes the rewritten head (hop-by-hop fields removed,
@@ -76,45 +76,80 @@
 //!
 //! ## Layout
 //!
-//! - [`config`]: the JSON config file and worker URLs.
-//! - [`worker`]: workers, the worker-set snapshot, leases.
-//! - [`balancer`]: the `Balancer` trait and one file per strategy.
-//! - [`scheduler`]: the shared state and worker-set changes.
-//! - [`http`]: parsing, framing and rewriting of HTTP/1.1 messages.
-//! - [`runtime`]: the seam to the runtime: driver, shard threads, socket I/O.
-//! - [`server`]: listeners, accepting, routing; [`conn`]: a shard and a
-//!   client connection; [`proxy`]: forwarding; [`pool`]: worker connections.
-//! - [`admin`]: `/status`, `/admin/workers/*`, `/destroySandbox/<fn>`.
-//! - [`error`]: every failure and its HTTP answer.
-//! - [`steering`]: which shard takes a new connection; [`handoff`]: each
-//!   shard's share of the keep-alive connections.
-//! - [`sys`], [`logger`]: start-up settings and stderr logging.
+//! Every arrow points down: a file uses only files below it in this list
+//! (`tests/layout.rs` checks that no file leans on one that leans back).
+//!
+//! - `main.rs`: the command line, on top of [`run`], [`Config`] and
+//!   [`ask_reload`].
+//! - [`app`]: start: the driver, the limits, the bound sockets, the shared
+//!   state, one shard per core.
+//! - [`listen`]: listeners, the accept loops, connections moved in, the
+//!   stop at a drain.
+//! - [`serve`]: the connection loop: head, plan, park, move, linger.
+//! - [`route`]: one `Endpoint` per path, and who may call it.
+//! - [`proxy`]: a call's policy: hold, wait, forward, retry, bounce,
+//!   release. [`admin`]: hiku's own endpoints.
+//! - [`shard`]: what a core owns and its periodic tasks; [`conn`]: a
+//!   client connection, its buffers and hiku's own answers.
+//! - [`reload`], [`metrics`], [`access_log`], [`queue`] (a core's waiting
+//!   calls), [`handoff`] and [`steering`] (which shard serves a
+//!   connection), [`parking`] (idle connections), [`pool`] (worker
+//!   connections).
+//! - [`config`]: the file, read as the Go original reads it, and its
+//!   sections.
+//! - [`scheduler`]: the shared state: snapshot, place and release,
+//!   capacities, the cores' signals; [`health`]: ejection and probes.
+//! - [`balancer`]: the `Balancer` trait, the kinds, one file per strategy.
+//! - [`worker`]: workers, their URLs, the worker-set snapshot, leases.
+//! - [`probe`]: the one small HTTP client.
+//! - [`http`]: parsing, framing, rewriting, chunked bodies, buffers, and
+//!   moving heads and bodies over sockets.
+//! - [`runtime`] (the seam to monoio: driver, shard threads, socket I/O),
+//!   [`error`] (every failure and its HTTP answer), [`shutdown`]
+//!   (signals, drain, exit), [`sys`], [`logger`]: the leaves.
 
-pub mod access_log;
-pub mod admin;
-pub mod app;
-pub mod balancer;
-pub mod config;
-pub mod conn;
-pub mod error;
-pub mod handoff;
-pub mod health;
+// The essay above is for developers (`cargo doc --document-private-items`):
+// it names the private rooms.
+#![allow(rustdoc::private_intra_doc_links)]
+
+mod access_log;
+mod admin;
+mod app;
+mod balancer;
+mod config;
+mod conn;
+mod error;
+mod handoff;
+mod health;
 pub mod http;
-pub mod listen;
-pub mod logger;
-pub mod metrics;
-pub mod parking;
-pub mod pool;
-pub mod probe;
-pub mod proxy;
-pub mod queue;
-pub mod reload;
-pub mod route;
-pub mod runtime;
-pub mod scheduler;
-pub mod serve;
-pub mod shard;
-pub mod shutdown;
-pub mod steering;
-pub mod sys;
-pub mod worker;
+mod listen;
+mod logger;
+mod metrics;
+mod parking;
+mod pool;
+mod probe;
+mod proxy;
+mod queue;
+mod reload;
+mod route;
+mod runtime;
+mod scheduler;
+mod serve;
+mod shard;
+mod shutdown;
+mod steering;
+mod sys;
+mod worker;
+
+// The surface: what the binary, the benchmarks, the fuzz targets and the
+// tests outside the crate use. `http` is whole: the parser is fuzzed.
+pub use app::run;
+pub use balancer::{hold_epoch, repin_epoch, Answer, Balancer, BalancerKind, Outcome};
+pub use config::{Config, ConfigError};
+pub use logger::init as init_logging;
+pub use metrics::Metrics;
+pub use reload::ask as ask_reload;
+pub use scheduler::Scheduler;
+pub use shutdown::handle_signals;
+pub use sys::no_huge_pages;
+pub use worker::WorkerUrl;

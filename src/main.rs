@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hiku::config::Config;
+use hiku::Config;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -72,8 +72,8 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
 }
 
 fn main() -> ExitCode {
-    hiku::sys::no_huge_pages();
-    hiku::logger::init();
+    hiku::no_huge_pages();
+    hiku::init_logging();
     match Cli::parse().command {
         Command::Check { config } => match load(&config) {
             Ok(c) => {
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match hiku::reload::ask(&loaded, addr.as_deref(), token.as_deref()) {
+            match hiku::ask_reload(&loaded, addr.as_deref(), token.as_deref()) {
                 Ok((200, body)) => {
                     println!("reloaded: {body}");
                     ExitCode::SUCCESS
@@ -117,8 +117,8 @@ fn main() -> ExitCode {
                 eprintln!("hiku: --cores {cores} is not between 1 and the {available} available cores");
                 return ExitCode::from(2);
             }
-            hiku::shutdown::handle_signals(loaded.shutdown_grace);
-            match hiku::app::run(&loaded, Some(&config), cores, !no_pin) {
+            hiku::handle_signals(loaded.shutdown_grace);
+            match hiku::run(&loaded, Some(&config), cores, !no_pin) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("hiku: {e}");

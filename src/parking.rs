@@ -94,10 +94,12 @@ impl Parking {
     }
 
     /// How many connections are on the list.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.list.borrow().len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

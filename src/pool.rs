@@ -113,10 +113,6 @@ impl Pool {
             !list.is_empty()
         });
     }
-
-    pub fn idle_count(&self) -> usize {
-        self.idle.borrow().values().map(Vec::len).sum()
-    }
 }
 
 /// Whether an idle connection is still open: no EOF and no stray bytes

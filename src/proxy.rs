@@ -96,9 +96,7 @@ async fn hold_and_forward(shard: &Shard, conn: &mut Conn, mut meta: RequestMeta)
     }
     match shard.place(&conn.function) {
         Ok(lease) => {
-            if meta.added_host {
-                http::retarget_host(&mut conn.out, "", lease.worker().url().authority());
-            }
+            conn.retarget_host(meta, None, lease.worker());
             forward(shard, conn, lease, meta).await
         }
         Err(Unplaced::Full) => wait_and_forward(shard, conn, meta).await,
@@ -120,9 +118,7 @@ async fn wait_and_forward(shard: &Shard, conn: &mut Conn, meta: RequestMeta) -> 
         Some(Ok(lease)) => {
             shard.counters().decision(Decision::Queued);
             shard.count_decision(&lease);
-            if meta.added_host {
-                http::retarget_host(&mut conn.out, "", lease.worker().url().authority());
-            }
+            conn.retarget_host(meta, None, lease.worker());
             forward(shard, conn, lease, meta).await
         }
         Some(Err(error)) => {
@@ -195,10 +191,7 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, mut meta:
             Exchanged::Bounced(next) => {
                 log::debug!("{} is overloaded; sending the call to {}", lease.worker().url(), next.worker().url());
                 shard.counters().decision(Decision::Bounced);
-                if meta.added_host {
-                    let (from, to) = (lease.worker().url().authority(), next.worker().url().authority());
-                    http::retarget_host(&mut conn.out, from, to);
-                }
+                conn.retarget_host(meta, Some(lease.worker()), next.worker());
                 let refused = std::mem::replace(&mut lease, next);
                 shard.scheduler.unused(&conn.function, refused);
                 // The whole request, body too, is in `conn.out` now: none
@@ -326,9 +319,7 @@ async fn connect(
         let Some(next) = next else { return Err(error) };
         log::debug!("{error}; trying {} instead", next.worker().url());
         shard.counters().decision(Decision::Retried);
-        if meta.added_host {
-            http::retarget_host(&mut conn.out, worker.url().authority(), next.worker().url().authority());
-        }
+        conn.retarget_host(meta, Some(worker), next.worker());
         let failed = std::mem::replace(lease, next);
         shard.scheduler.release(&conn.function, failed, Outcome::Failed);
     }

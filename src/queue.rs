@@ -5,7 +5,7 @@
 //!
 //! Each core owns its waiting calls (plain `RefCell` state, never borrowed
 //! across an `.await`), in the order they came. What cores share is
-//! [`Signals`]: counts of waiting calls, a ticket per call in order of
+//! [`Signals`](crate::scheduler::Signals): counts of waiting calls, a ticket per call in order of
 //! arrival, and per core the ticket of its oldest waiting call, a flag and
 //! a waker. A call that ends (`Scheduler::release`) while calls wait wakes
 //! the core holding the oldest one; that core's dispatcher places its

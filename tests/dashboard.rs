@@ -1,9 +1,9 @@
 //! The Grafana dashboard in config/ queries only metrics hiku serves.
 
-use hiku::balancer::BalancerKind;
-use hiku::metrics::Metrics;
-use hiku::scheduler::Scheduler;
-use hiku::worker::WorkerUrl;
+use hiku::BalancerKind;
+use hiku::Metrics;
+use hiku::Scheduler;
+use hiku::WorkerUrl;
 
 #[test]
 fn every_metric_the_dashboard_queries_is_served() {

@@ -6,9 +6,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hiku::balancer::{Answer, BalancerKind, Outcome};
-use hiku::scheduler::Scheduler;
-use hiku::worker::WorkerUrl;
+use hiku::Scheduler;
+use hiku::WorkerUrl;
+use hiku::{Answer, BalancerKind, Outcome};
 
 struct Counting;
 

@@ -14,14 +14,11 @@ mod pull_hashing;
 mod random;
 mod strategy;
 
-pub use hashing_bounded::HashingBounded;
-pub use idle_queues::{hold_epoch, repin_epoch, IdleQueues, DEFAULT_MAX_FUNCTIONS};
+pub use idle_queues::{hold_epoch, repin_epoch, DEFAULT_MAX_FUNCTIONS};
 pub use kind::BalancerKind;
-pub use least_connections::LeastConnections;
-pub use predictive::{Predictive, DEFAULT_WORKER_CORES};
+pub use predictive::DEFAULT_WORKER_CORES;
+#[cfg(test)]
 pub use pull_based::PullBased;
-pub use pull_hashing::PullHashing;
-pub use random::Random;
 pub use strategy::{Answer, Balancer, Outcome};
 
 #[cfg(test)]

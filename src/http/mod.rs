@@ -1,6 +1,6 @@
 //! HTTP/1.1 as a proxy needs it (RFC 9110, RFC 9112): request and response
 //! heads parsed with httparse into borrowed views ([`parse`]), message
-//! framing, the rewriting of heads between client and worker ([`write`]),
+//! framing, the rewriting of heads between client and worker ([`mod@write`]),
 //! chunked bodies ([`chunked`]), the read buffers ([`buf`]), and moving
 //! heads and bodies over sockets ([`io`]). Never panics on input.
 
