@@ -12,6 +12,7 @@ use crate::conn::Conn;
 use crate::error::Error;
 use crate::http::{Framing, RequestMeta};
 use crate::probe::{self, Ask};
+use crate::reload;
 use crate::route::Endpoint;
 use crate::runtime;
 use crate::scheduler::Scheduler;
@@ -47,7 +48,7 @@ pub async fn serve(shard: &Shard, conn: &mut Conn, endpoint: Endpoint, arg: Stri
         Endpoint::AddWorkers => add_workers(&shard.scheduler, &arg).await,
         Endpoint::RemoveWorkers => remove_workers(&shard.scheduler, &arg),
         Endpoint::Instances => Ok(instances(&shard.scheduler, &arg)),
-        Endpoint::Reload => reload(shard).await,
+        Endpoint::Reload => reload_config(shard).await,
         Endpoint::DestroySandbox => destroy_sandbox(&shard.scheduler, &arg, &body).map(|removed| {
             shard.counters().sandbox_destroyed(removed);
             json!({ "removed": removed }).to_string()
@@ -64,11 +65,11 @@ pub async fn serve(shard: &Shard, conn: &mut Conn, endpoint: Endpoint, arg: Stri
 /// `/admin/reload`: re-reads the config file (off the executor: it
 /// resolves new workers' names) and says what changed, or why the file
 /// was refused (**422**, hiku running as before).
-async fn reload(shard: &Shard) -> Result<String, Error> {
+async fn reload_config(shard: &Shard) -> Result<String, Error> {
     let live = Arc::clone(&shard.live);
     let outcome =
         runtime::blocking(move || live.reload()).await.unwrap_or_else(|e| Err(format!("the reload did not run: {e}")));
-    crate::reload::log_outcome(outcome.clone());
+    reload::log_outcome(outcome.clone());
     match outcome {
         Ok(changes) => Ok(json!({ "reloaded": true, "changes": changes }).to_string()),
         Err(e) => Err(Error::ConfigRefused(e)),

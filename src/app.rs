@@ -9,23 +9,29 @@ use std::time::Duration;
 
 use socket2::Socket;
 
+use crate::access_log;
+use crate::balancer;
 use crate::config::Config;
 use crate::handoff::{Handoff, Shards};
 use crate::listen;
+use crate::metrics::Metrics;
+use crate::reload::{self, Live};
 use crate::runtime::{self, Driver, TcpListener};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{self, Scheduler};
 use crate::shard::{Parts, Shard};
 use crate::shutdown;
+use crate::steering;
+use crate::sys;
 
 /// Serves `config` (read from `path`, which reloads re-read) on `cores`
 /// shards, each pinned to a core of its own if `pin`, until the process ends.
 pub fn run(config: &Config, path: Option<&Path>, cores: usize, pin: bool) -> Result<(), String> {
     let driver = Driver::choose()?;
-    crate::sys::raise_limits();
+    sys::raise_limits();
     let addr = config.listen_addr().map_err(|e| e.to_string())?;
     let (bound, sockets) = listen::bind_listeners(addr, cores).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     if let Some(pinned) = runtime::pinned_cores(cores).filter(|_| pin) {
-        if let Err(e) = crate::steering::steer_away_from_syn_core(&sockets[0], pinned) {
+        if let Err(e) = steering::steer_away_from_syn_core(&sockets[0], pinned) {
             log::warn!("new connections are spread by the kernel's hash, not steered by core: {e}");
         }
     }
@@ -34,12 +40,12 @@ pub fn run(config: &Config, path: Option<&Path>, cores: usize, pin: bool) -> Res
         None => None,
     };
     let balancer = config.balancer.build_with(config.limits.max_functions, config.predictive.worker_cores);
-    let scheduler = Scheduler::with_balancer(config.balancer, balancer, crate::scheduler::resolve(&config.workers))
+    let scheduler = Scheduler::with_balancer(config.balancer, balancer, scheduler::resolve(&config.workers))
         .with_health(config.health)
         .with_cores(cores);
     scheduler.set_capacities(config.capacities());
     let scheduler = Arc::new(scheduler);
-    crate::scheduler::probe_actively(Arc::downgrade(&scheduler));
+    scheduler::probe_actively(Arc::downgrade(&scheduler));
     log::info!(
         "hiku {} on {bound}: {} balancer, {} workers, {cores} {} cores, {driver}",
         env!("CARGO_PKG_VERSION"),
@@ -56,22 +62,21 @@ pub fn run(config: &Config, path: Option<&Path>, cores: usize, pin: bool) -> Res
     });
     let (shards, inboxes) = Shards::new(cores);
     let inputs: Vec<_> = sockets.into_iter().zip(inboxes).map(|(s, inbox)| (s, admin.take(), inbox)).collect();
-    let max_connections = config.limits.max_connections.unwrap_or_else(|| crate::sys::open_file_limit() / 2).max(1);
-    let live = crate::reload::Live::new(path.map(Into::into), config.clone(), Arc::clone(&scheduler));
+    let max_connections = config.limits.max_connections.unwrap_or_else(|| sys::open_file_limit() / 2).max(1);
+    let live = Live::new(path.map(Into::into), config.clone(), Arc::clone(&scheduler));
     let config = live.config();
-    let metrics = Arc::new(crate::metrics::Metrics::new(cores));
+    let metrics = Arc::new(Metrics::new(cores));
     let access = match &config.log.access {
-        Some(path) => Some(
-            crate::access_log::open(path, cores)
-                .map_err(|e| format!("cannot open log.access {}: {e}", path.display()))?,
-        ),
+        Some(path) => {
+            Some(access_log::open(path, cores).map_err(|e| format!("cannot open log.access {}: {e}", path.display()))?)
+        }
         None => None,
     };
     if let Some(writer) = access.clone() {
         shutdown::before_exit(move || writer.finish(Duration::from_secs(1)));
     }
     let reloads = Arc::clone(&live);
-    shutdown::on_reload(move || crate::reload::log_outcome(reloads.reload()));
+    shutdown::on_reload(move || reload::log_outcome(reloads.reload()));
     runtime::run_shards(inputs, driver, pin, move |i, (socket, admin, inbox)| {
         let scheduler = Arc::clone(&scheduler);
 
@@ -91,7 +96,7 @@ pub fn run(config: &Config, path: Option<&Path>, cores: usize, pin: bool) -> Res
             // The function table's pins nest in this one (no fence per
             // request); the shard's memory trim lets the epoch move on
             // every second.
-            crate::balancer::hold_epoch();
+            balancer::hold_epoch();
             let access = access.map(|writer| writer.shard());
             let handoff = Handoff::new(shards, i, inbox);
             let shard = Shard::start(Parts { core: i, cores, scheduler, live, metrics, access, handoff });

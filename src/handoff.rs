@@ -26,6 +26,7 @@ use std::time::Duration;
 use atomic_waker::AtomicWaker;
 
 use crate::runtime::TcpStream;
+use crate::shutdown::Open;
 
 /// How often each shard weighs its share.
 pub const LOOK_EVERY: Duration = Duration::from_millis(50);
@@ -42,7 +43,7 @@ pub struct Moved {
     pub peer: SocketAddr,
     /// It came in on `admin.listen`.
     pub admin: bool,
-    pub open: crate::shutdown::Open,
+    pub open: Open,
 }
 
 /// What the shards share, for the life of the process: per shard its open
@@ -156,8 +157,8 @@ impl Handoff {
         &self,
         to: usize,
         client: &TcpStream,
-        (peer, admin, open): (SocketAddr, bool, crate::shutdown::Open),
-    ) -> Result<(), (std::io::Error, crate::shutdown::Open)> {
+        (peer, admin, open): (SocketAddr, bool, Open),
+    ) -> Result<(), (std::io::Error, Open)> {
         // SAFETY: fcntl(2) duplicating a descriptor this stream owns; the
         // copy is owned by the OwnedFd alone.
         let fd = unsafe { libc::fcntl(client.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::scheduler::Scheduler;
+use crate::worker::Worker;
 
 /// Upper bounds (seconds) of the call-duration buckets.
 const CALL_BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -146,7 +147,7 @@ impl Metrics {
         }
 
         let workers = scheduler.workers();
-        type Read = fn(&crate::worker::Worker) -> u64;
+        type Read = fn(&Worker) -> u64;
         let per_worker: [(&str, &str, &str, Read); 5] = [
             ("hiku_worker_in_flight", "gauge", "Calls in flight on the worker.", |w| w.in_flight() as u64),
             ("hiku_worker_assigned_total", "counter", "Calls assigned to the worker.", |w| w.assigned()),

@@ -25,7 +25,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::Config;
 use crate::probe::{self, Ask};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{self, Scheduler};
 
 /// The running config, and how to load the next one.
 pub struct Live {
@@ -112,7 +112,7 @@ impl Live {
         }
         let new: Vec<_> = next.workers.iter().filter(|u| !running.contains(u)).cloned().collect();
         if !new.is_empty() {
-            let resolved = crate::scheduler::resolve(&new);
+            let resolved = scheduler::resolve(&new);
             self.scheduler.add(resolved);
             changes.extend(new.iter().map(|u| format!("worker added: {u}")));
         }

@@ -8,7 +8,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::access_log::AccessLog;
+use crate::access_log::{self, AccessLog};
+use crate::balancer;
 use crate::config::Config;
 use crate::conn::Conn;
 use crate::handoff::{self, Handoff};
@@ -19,6 +20,7 @@ use crate::queue::Queue;
 use crate::reload::Live;
 use crate::runtime;
 use crate::scheduler::{Scheduler, Unplaced};
+use crate::sys;
 use crate::worker::{Lease, Worker};
 
 /// How often each core closes idle connections to removed or closed workers.
@@ -186,7 +188,7 @@ async fn close_idle(shard: Rc<Shard>) {
 
 async fn flush_access_log(shard: Rc<Shard>) {
     while let Some(log) = &shard.access {
-        runtime::sleep(crate::access_log::FLUSH_EVERY).await;
+        runtime::sleep(access_log::FLUSH_EVERY).await;
         log.flush();
     }
 }
@@ -194,8 +196,8 @@ async fn flush_access_log(shard: Rc<Shard>) {
 async fn trim_memory() {
     loop {
         runtime::sleep(TRIM_EVERY).await;
-        crate::balancer::repin_epoch();
-        crate::sys::return_free_memory();
+        balancer::repin_epoch();
+        sys::return_free_memory();
     }
 }
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::raw::{ConfigError, Section};
+use crate::balancer::{DEFAULT_MAX_FUNCTIONS, DEFAULT_WORKER_CORES};
 use crate::health::Health;
+use crate::http::{MAX_HEAD, MAX_HEADERS};
 
 /// The longest timeout accepted: a day.
 pub const MAX_TIMEOUT_MS: u64 = 86_400_000;
@@ -143,12 +145,12 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_header_bytes: crate::http::MAX_HEAD,
-            max_headers: crate::http::MAX_HEADERS,
+            max_header_bytes: MAX_HEAD,
+            max_headers: MAX_HEADERS,
             max_body_bytes: 64 << 20,
             buffer_body_bytes: 64 * 1024,
             max_connections: None,
-            max_functions: crate::balancer::DEFAULT_MAX_FUNCTIONS,
+            max_functions: DEFAULT_MAX_FUNCTIONS,
             max_connections_per_worker: None,
         }
     }
@@ -157,7 +159,7 @@ impl Default for Limits {
 impl Limits {
     pub fn read(s: &Section) -> Result<Limits, ConfigError> {
         let d = Limits::default();
-        let (max_head, max_fields) = (crate::http::MAX_HEAD as u64, crate::http::MAX_HEADERS as u64);
+        let (max_head, max_fields) = (MAX_HEAD as u64, MAX_HEADERS as u64);
         let size = |key: &str, min: u64, max: u64, default: usize| s.number(key, min, max, default as u64);
         let optional = |key: &str, max: u64| s.optional_number(key, 1, max).map(|n| n.map(|n| n as usize));
         Ok(Limits {
@@ -230,7 +232,7 @@ pub struct Predictive {
 
 impl Default for Predictive {
     fn default() -> Self {
-        Predictive { worker_cores: crate::balancer::DEFAULT_WORKER_CORES }
+        Predictive { worker_cores: DEFAULT_WORKER_CORES }
     }
 }
 

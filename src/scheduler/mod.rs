@@ -12,6 +12,7 @@ use arc_swap::{ArcSwap, Guard};
 
 use crate::balancer::{Answer, Balancer, BalancerKind, Outcome};
 use crate::health::{self, Health};
+use crate::probe;
 use crate::worker::{Lease, Worker, WorkerId, WorkerSet, WorkerUrl};
 
 mod capacities;
@@ -384,7 +385,7 @@ pub fn probe_actively(scheduler: std::sync::Weak<Scheduler>) {
             last = std::time::Instant::now();
             let workers = Guard::into_inner(s.workers());
             for w in workers.iter().filter(|w| !w.is_ejected()) {
-                if health::status_ok(w, interval.min(crate::probe::STATUS_TIMEOUT)) {
+                if health::status_ok(w, interval.min(probe::STATUS_TIMEOUT)) {
                     w.connect_succeeded();
                 } else {
                     log::debug!("worker {} failed its health probe", w.url());
