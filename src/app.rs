@@ -13,6 +13,7 @@ use crate::access_log;
 use crate::balancer;
 use crate::config::Config;
 use crate::handoff::{Handoff, Shards};
+use crate::health;
 use crate::listen;
 use crate::metrics::Metrics;
 use crate::reload::{self, Live};
@@ -45,7 +46,7 @@ pub fn run(config: &Config, path: Option<&Path>, cores: usize, pin: bool) -> Res
         .with_cores(cores);
     scheduler.set_capacities(config.capacities());
     let scheduler = Arc::new(scheduler);
-    scheduler::probe_actively(Arc::downgrade(&scheduler));
+    health::probe_actively(Arc::downgrade(&scheduler));
     log::info!(
         "hiku {} on {bound}: {} balancer, {} workers, {cores} {} cores, {driver}",
         env!("CARGO_PKG_VERSION"),

@@ -1,7 +1,8 @@
 //! Which workers the balancers may choose: the ejection rule (`health` in
 //! the config) and the probes that put an ejected worker back.
 
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use crate::probe::{self, Ask};
 use crate::worker::Worker;
@@ -40,12 +41,58 @@ impl Health {
 const PROBE_FIRST: Duration = Duration::from_millis(500);
 const PROBE_LAST: Duration = Duration::from_secs(30);
 /// How often, at most, the active prober looks whether a round is due.
-pub const PROBE_SLICE: Duration = Duration::from_millis(250);
+const PROBE_SLICE: Duration = Duration::from_millis(250);
+
+/// What the active probes look at and report to: the scheduler.
+pub trait Probed: Send + Sync + 'static {
+    /// The health settings in force now (a reload may change them).
+    fn health(&self) -> Health;
+    /// The workers not ejected.
+    fn workers_in(&self) -> Vec<Arc<Worker>>;
+    /// A probe of `worker` failed: as a failed connection.
+    fn connect_failed(&self, worker: &Arc<Worker>);
+}
+
+/// Probes every worker that is in each `health.interval` (while one is
+/// set), for as long as `probed` lives: a failed probe counts as a failed
+/// connection, a 2xx resets the count. A thread of its own, as blocking
+/// here stops no executor.
+pub fn probe_actively<P: Probed>(probed: Weak<P>) {
+    let spawned = std::thread::Builder::new().name("hiku-health".into()).spawn(move || {
+        let (mut last, mut slice) = (Instant::now(), PROBE_SLICE);
+        loop {
+            // In slices, so that an interval a reload sets or changes
+            // counts from the last round at once.
+            std::thread::sleep(slice);
+            let Some(p) = probed.upgrade() else { return };
+            let Some(interval) = p.health().interval else {
+                slice = PROBE_SLICE;
+                continue;
+            };
+            slice = interval.min(PROBE_SLICE);
+            if last.elapsed() < interval {
+                continue;
+            }
+            last = Instant::now();
+            for w in p.workers_in() {
+                if status_ok(&w, interval.min(probe::STATUS_TIMEOUT)) {
+                    w.connect_succeeded();
+                } else {
+                    log::debug!("worker {} failed its health probe", w.url());
+                    p.connect_failed(&w);
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        log::error!("cannot start the health probes: {e}");
+    }
+}
 
 /// Probes an ejected worker with backoff until it answers `GET /status`
 /// with a 2xx (then puts it back), or it is gone. A thread of its own:
 /// blocking here stops no executor.
-pub fn probe_until_back(worker: std::sync::Weak<Worker>) {
+pub fn probe_until_back(worker: Weak<Worker>) {
     let mut wait = PROBE_FIRST;
     loop {
         std::thread::sleep(wait);

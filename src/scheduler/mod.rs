@@ -12,7 +12,6 @@ use arc_swap::{ArcSwap, Guard};
 
 use crate::balancer::{Answer, Balancer, BalancerKind, Outcome};
 use crate::health::{self, Health};
-use crate::probe;
 use crate::worker::{Lease, Worker, WorkerId, WorkerSet, WorkerUrl};
 
 mod capacities;
@@ -362,40 +361,17 @@ pub fn resolve(urls: &[WorkerUrl]) -> Vec<NewWorker> {
     urls.iter().map(resolve).collect()
 }
 
-/// Probes every worker that is in each `health.interval` (while one is
-/// set), for the life of the process: a failed probe counts as a failed
-/// connection, a 2xx resets the count. A thread of its own, as blocking
-/// here stops no executor.
-pub fn probe_actively(scheduler: std::sync::Weak<Scheduler>) {
-    let spawned = std::thread::Builder::new().name("hiku-health".into()).spawn(move || {
-        let (mut last, mut slice) = (std::time::Instant::now(), health::PROBE_SLICE);
-        loop {
-            // In slices, so that an interval a reload sets or changes
-            // counts from the last round at once.
-            std::thread::sleep(slice);
-            let Some(s) = scheduler.upgrade() else { return };
-            let Some(interval) = s.health().interval else {
-                slice = health::PROBE_SLICE;
-                continue;
-            };
-            slice = interval.min(health::PROBE_SLICE);
-            if last.elapsed() < interval {
-                continue;
-            }
-            last = std::time::Instant::now();
-            let workers = Guard::into_inner(s.workers());
-            for w in workers.iter().filter(|w| !w.is_ejected()) {
-                if health::status_ok(w, interval.min(probe::STATUS_TIMEOUT)) {
-                    w.connect_succeeded();
-                } else {
-                    log::debug!("worker {} failed its health probe", w.url());
-                    s.connect_failed(w);
-                }
-            }
-        }
-    });
-    if let Err(e) = spawned {
-        log::error!("cannot start the health probes: {e}");
+impl health::Probed for Scheduler {
+    fn health(&self) -> Health {
+        Scheduler::health(self)
+    }
+
+    fn workers_in(&self) -> Vec<Arc<Worker>> {
+        self.snapshot.load().iter().filter(|w| !w.is_ejected()).cloned().collect()
+    }
+
+    fn connect_failed(&self, worker: &Arc<Worker>) {
+        Scheduler::connect_failed(self, worker);
     }
 }
 
