@@ -4,7 +4,7 @@
 
 mod support;
 
-/// The I/O driver forced on hiku (`HIKU_IO`), if any.
-const DRIVER: Option<&str> = None;
+/// The I/O driver the cases start hiku on.
+const DRIVER: support::Driver = support::Driver::Auto;
 
 include!("e2e/cases.rs");

@@ -3,7 +3,7 @@
 
 mod support;
 
-/// The I/O driver forced on hiku (`HIKU_IO`).
-const DRIVER: Option<&str> = Some("epoll");
+/// The I/O driver the cases start hiku on.
+const DRIVER: support::Driver = support::Driver::Epoll;
 
 include!("e2e/cases.rs");

@@ -4,25 +4,17 @@
 
 use std::collections::HashSet;
 
-use support::{pattern, wait_for, Client, Hiku, Worker};
-
-const BALANCERS: [&str; 6] =
-    ["pull-based", "hashing-bounded", "least-connections", "random", "pull-hashing", "predictive"];
-
-fn workers(n: usize) -> Vec<Worker> {
-    (0..n).map(|_| Worker::start()).collect()
-}
-
-fn urls(workers: &[Worker]) -> Vec<&str> {
-    workers.iter().map(|w| w.url.as_str()).collect()
-}
+use support::{
+    dead_url, held_call, in_flight, pattern, rewrite_config, sample, scrape, send_call, urls, wait_for, workers, Client,
+    Hiku, Worker, BALANCERS,
+};
 
 // ---- /run/<fn>: forwarding ----
 
 #[test]
 fn forwards_method_target_headers_and_body_and_relays_the_answer() {
     let w = Worker::start();
-    let hiku = Hiku::start("least-connections", &[&w.url]);
+    let hiku = Hiku::on(DRIVER).start("least-connections", &[&w.url]);
     let mut c = hiku.client();
     let res = c.request(
         "PUT",
@@ -58,7 +50,7 @@ fn forwards_method_target_headers_and_body_and_relays_the_answer() {
 #[test]
 fn run_paths_need_exactly_two_segments() {
     let w = Worker::start();
-    let hiku = Hiku::start("pull-based", &[&w.url]);
+    let hiku = Hiku::on(DRIVER).start("pull-based", &[&w.url]);
     for ok in ["/run/f", "/run/f/", "/run/f?x=/y"] {
         assert_eq!(hiku.post(ok, b"").status, 200, "{ok}");
     }
@@ -75,7 +67,7 @@ fn run_paths_need_exactly_two_segments() {
 
 #[test]
 fn no_workers_is_a_503() {
-    let hiku = Hiku::start("pull-based", &[]);
+    let hiku = Hiku::on(DRIVER).start("pull-based", &[]);
     let mut c = hiku.client();
     let res = c.request("POST", "/run/f", &[], b"x");
     assert_eq!(res.status, 503);
@@ -91,7 +83,7 @@ fn an_unreachable_worker_is_a_502_naming_it() {
         format!("http://{}", l.local_addr().unwrap())
     };
     for balancer in BALANCERS {
-        let hiku = Hiku::start(balancer, &[&dead]);
+        let hiku = Hiku::on(DRIVER).start(balancer, &[&dead]);
         let mut c = hiku.client();
         let res = c.request("POST", "/run/f", &[], b"payload");
         assert_eq!(res.status, 502, "{balancer}");
@@ -103,7 +95,7 @@ fn an_unreachable_worker_is_a_502_naming_it() {
 #[test]
 fn a_worker_that_closes_without_answering_is_a_502_and_not_warm() {
     let (a, b) = (Worker::start(), Worker::start());
-    let hiku = Hiku::start("pull-based", &[&a.url, &b.url]);
+    let hiku = Hiku::on(DRIVER).start("pull-based", &[&a.url, &b.url]);
     // A worker's error answer does not mean a warm instance either.
     for _ in 0..20 {
         assert_eq!(hiku.post("/run/e?code=500", b"x").status, 500);
@@ -126,7 +118,7 @@ fn a_worker_that_closes_without_answering_is_a_502_and_not_warm() {
 #[test]
 fn a_request_that_may_have_reached_the_worker_is_not_sent_twice() {
     let w = Worker::start();
-    let hiku = Hiku::start("least-connections", &[&w.url]);
+    let hiku = Hiku::on(DRIVER).start("least-connections", &[&w.url]);
     let mut c = hiku.client();
     let count = |target: &str| w.seen().iter().filter(|s| s.target == target).count();
     // The worker reads the request on a pooled connection, then closes it.
@@ -143,7 +135,7 @@ fn a_request_that_may_have_reached_the_worker_is_not_sent_twice() {
 #[test]
 fn a_keep_alive_connection_idle_past_its_hot_wait_is_served() {
     let w = Worker::start();
-    let hiku = Hiku::start("random", &[&w.url]);
+    let hiku = Hiku::on(DRIVER).start("random", &[&w.url]);
     let mut c = hiku.client();
     assert_eq!(c.request("POST", "/run/f", &[], b"one").body, b"one");
     // Past hiku's hot wait (conn::HOT_IDLE, 500 ms) the connection gives its
@@ -163,7 +155,7 @@ fn a_keep_alive_connection_idle_past_its_hot_wait_is_served() {
 #[test]
 fn stray_bytes_from_a_worker_never_reach_another_request() {
     let w = Worker::start();
-    let hiku = Hiku::start("random", &[&w.url]);
+    let hiku = Hiku::on(DRIVER).start("random", &[&w.url]);
     let mut c = hiku.client();
     for i in 1..=5 {
         assert_eq!(c.request("POST", "/run/f?mode=extra", &[], b"x").status, 200);
@@ -181,7 +173,7 @@ fn stray_bytes_from_a_worker_never_reach_another_request() {
 #[test]
 fn transfer_codings_hiku_cannot_relay_are_a_502() {
     let w = Worker::start();
-    let hiku = Hiku::start("random", &[&w.url]);
+    let hiku = Hiku::on(DRIVER).start("random", &[&w.url]);
     let mut c = hiku.client();
     let res = c.request("POST", "/run/f?mode=gzip", &[], b"x");
     assert_eq!(res.status, 502);
@@ -192,7 +184,7 @@ fn transfer_codings_hiku_cannot_relay_are_a_502() {
 #[test]
 fn absolute_form_targets_are_forwarded_in_origin_form() {
     let w = Worker::start();
-    let hiku = Hiku::start("random", &[&w.url]);
+    let hiku = Hiku::on(DRIVER).start("random", &[&w.url]);
     let res = hiku.post(&format!("http://{}/run/f?x=1", hiku.addr), b"abs");
     assert_eq!((res.status, res.body.as_slice()), (200, &b"abs"[..]));
     assert_eq!(w.last().target, "/run/f?x=1");
@@ -203,7 +195,7 @@ fn absolute_form_targets_are_forwarded_in_origin_form() {
 #[test]
 fn large_bodies_stream_both_ways_by_length_and_chunked() {
     let w = Worker::start();
-    let hiku = Hiku::start("random", &[&w.url]);
+    let hiku = Hiku::on(DRIVER).start("random", &[&w.url]);
     let body = pattern(20 << 20);
     let mut c = hiku.client();
     // Content-Length in, Content-Length out.
@@ -235,7 +227,7 @@ fn a_100_mb_body_each_way_is_streamed_not_held() {
     const SIZE: usize = 100_000_000;
     let w = Worker::start();
     // Over the default limit (64 MiB): raised.
-    let hiku = start_with("pull-based", &[&w.url], serde_json::json!({"limits": {"max_body_bytes": 200_000_000}}));
+    let hiku = Hiku::on(DRIVER).start_with("pull-based", &[&w.url], serde_json::json!({"limits": {"max_body_bytes": 200_000_000}}));
     let before = hiku.peak_rss_kib();
     let mut c = hiku.client();
     let head = format!("POST /run/big?size={SIZE} HTTP/1.1\r\nHost: h\r\nContent-Length: {SIZE}\r\n\r\n");
@@ -258,7 +250,7 @@ fn a_100_mb_body_each_way_is_streamed_not_held() {
 #[test]
 fn answers_without_a_body() {
     let w = Worker::start();
-    let hiku = Hiku::start("least-connections", &[&w.url]);
+    let hiku = Hiku::on(DRIVER).start("least-connections", &[&w.url]);
     let mut c = hiku.client();
     let head = c.request("HEAD", "/run/f?size=1234", &[], b"");
     assert_eq!((head.status, head.header("content-length"), head.body.len()), (200, Some("1234"), 0));
@@ -273,7 +265,7 @@ fn answers_without_a_body() {
 #[test]
 fn predictive_keeps_a_function_on_its_warm_worker_and_relays_the_workers_signals() {
     let ws = workers(3);
-    let hiku = Hiku::start("predictive", &urls(&ws));
+    let hiku = Hiku::on(DRIVER).start("predictive", &urls(&ws));
     let mut c = hiku.client();
     let first = c.request("POST", "/run/f?mode=signals", &[], b"x");
     assert_eq!((first.status, first.header("x-cold-start")), (200, Some("false")));
@@ -292,7 +284,7 @@ fn predictive_keeps_a_function_on_its_warm_worker_and_relays_the_workers_signals
 #[test]
 fn keep_alive_reuses_worker_connections() {
     let w = Worker::start();
-    let hiku = Hiku::start("pull-based", &[&w.url]);
+    let hiku = Hiku::on(DRIVER).start("pull-based", &[&w.url]);
     let mut c = hiku.client();
     for i in 0..50 {
         let body = format!("call {i}");
@@ -307,7 +299,7 @@ fn keep_alive_reuses_worker_connections() {
 #[test]
 fn pipelined_requests_are_answered_in_order() {
     let w = Worker::start();
-    let hiku = Hiku::start("random", &[&w.url]);
+    let hiku = Hiku::on(DRIVER).start("random", &[&w.url]);
     let mut c = hiku.client();
     let mut raw = Vec::new();
     for i in 0..10 {
@@ -322,7 +314,7 @@ fn pipelined_requests_are_answered_in_order() {
 #[test]
 fn connection_close_and_http_1_0() {
     let w = Worker::start();
-    let hiku = Hiku::start("pull-based", &[&w.url]);
+    let hiku = Hiku::on(DRIVER).start("pull-based", &[&w.url]);
     // Connection: close from the client.
     let mut c = hiku.client();
     let res = c.request("POST", "/run/f", &[("Connection", "close")], b"x");
@@ -347,7 +339,7 @@ fn connection_close_and_http_1_0() {
 #[test]
 fn answers_delimited_by_close_are_relayed() {
     let w = Worker::start();
-    let hiku = Hiku::start("random", &[&w.url]);
+    let hiku = Hiku::on(DRIVER).start("random", &[&w.url]);
     let mut c = hiku.client();
     let res = c.request("POST", "/run/f?mode=close", &[], b"until the end");
     assert_eq!((res.status, res.body.as_slice()), (200, &b"until the end"[..]));
@@ -357,7 +349,7 @@ fn answers_delimited_by_close_are_relayed() {
 #[test]
 fn expect_100_continue() {
     let w = Worker::start();
-    let hiku = Hiku::start("random", &[&w.url]);
+    let hiku = Hiku::on(DRIVER).start("random", &[&w.url]);
     let mut c = hiku.client();
     c.send(b"POST /run/f HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 300000\r\n\r\n");
     let interim = c.read(false);
@@ -375,7 +367,7 @@ fn expect_100_continue() {
 #[test]
 fn malformed_and_ambiguous_requests_are_refused() {
     let w = Worker::start();
-    let hiku = Hiku::start("random", &[&w.url]);
+    let hiku = Hiku::on(DRIVER).start("random", &[&w.url]);
     let cases: [(&[u8], u16); 6] = [
         (b"POST /run/f HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
         (b"POST /run/f HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400),
@@ -402,8 +394,8 @@ fn malformed_and_ambiguous_requests_are_refused() {
 #[test]
 fn error_answers_to_head_have_no_body() {
     let w = Worker::start();
-    let hiku = Hiku::start("random", &[&w.url]);
-    let empty = Hiku::start("random", &[]);
+    let hiku = Hiku::on(DRIVER).start("random", &[&w.url]);
+    let empty = Hiku::on(DRIVER).start("random", &[]);
     for (hiku, target, status) in [(&hiku, "/nope", 404), (&hiku, "/run/a/b", 400), (&empty, "/run/f", 503)] {
         let mut c = hiku.client();
         let res = c.request("HEAD", target, &[], b"");
@@ -417,7 +409,7 @@ fn error_answers_to_head_have_no_body() {
 #[test]
 fn input_that_once_panicked_gets_an_answer_and_hiku_stays_up() {
     let w = Worker::start();
-    let mut hiku = Hiku::start("pull-based", &[&w.url]);
+    let mut hiku = Hiku::on(DRIVER).start("pull-based", &[&w.url]);
     for _ in 0..4 {
         let res = hiku.get("/admin/workers/add?workers=123456%E2%82%AC");
         assert_eq!(res.status, 400, "{}", res.text());
@@ -430,7 +422,7 @@ fn input_that_once_panicked_gets_an_answer_and_hiku_stays_up() {
 #[test]
 fn http_1_0_expect_gets_no_interim_answer() {
     let w = Worker::start();
-    let hiku = Hiku::start("random", &[&w.url]);
+    let hiku = Hiku::on(DRIVER).start("random", &[&w.url]);
     let mut c = hiku.client();
     c.send(b"POST /run/f HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
     // Give hiku the head alone first, so it decides whether to send 100.
@@ -443,8 +435,8 @@ fn http_1_0_expect_gets_no_interim_answer() {
 #[test]
 fn errors_before_a_large_body_are_answered_not_reset() {
     let w = Worker::start();
-    let hiku = Hiku::start("random", &[&w.url]);
-    let empty = Hiku::start("random", &[]);
+    let hiku = Hiku::on(DRIVER).start("random", &[&w.url]);
+    let empty = Hiku::on(DRIVER).start("random", &[]);
     const SIZE: usize = 4 << 20;
     for (hiku, target, status) in [(&hiku, "/run/a/b", 400), (&hiku, "/nowhere", 404), (&empty, "/run/f", 503)] {
         let mut c = hiku.client();
@@ -468,7 +460,7 @@ fn errors_before_a_large_body_are_answered_not_reset() {
 #[test]
 fn local_endpoints_honour_expect_100_continue() {
     let w = Worker::start();
-    let hiku = Hiku::start("pull-based", &[&w.url]);
+    let hiku = Hiku::on(DRIVER).start("pull-based", &[&w.url]);
     let mut c = hiku.client();
     let body = format!("{{\"host\": \"{}\"}}", &w.url[7..]);
     c.send(
@@ -493,7 +485,7 @@ fn status_reports_balancer_cores_load_and_probes() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
-    let hiku = Hiku::start("hashing-bounded", &[&live.url]);
+    let hiku = Hiku::on(DRIVER).start("hashing-bounded", &[&live.url]);
     // One request held at the worker counts as in flight.
     let held = {
         let addr = hiku.addr;
@@ -526,7 +518,7 @@ fn status_reports_balancer_cores_load_and_probes() {
 fn admin_adds_and_removes_workers_in_every_list_form() {
     let ws = workers(3);
     let [a, b, c] = [ws[0].url.as_str(), ws[1].url.as_str(), ws[2].url.as_str()];
-    let hiku = Hiku::start("least-connections", &[a]);
+    let hiku = Hiku::on(DRIVER).start("least-connections", &[a]);
     let list = |res: support::Response| {
         assert_eq!(res.status, 200, "{}", res.text());
         let json = res.json();
@@ -568,7 +560,7 @@ fn admin_adds_and_removes_workers_in_every_list_form() {
 fn workers_change_while_requests_are_in_flight() {
     for balancer in BALANCERS {
         let (a, b) = (Worker::start(), Worker::start());
-        let hiku = Hiku::start(balancer, &[&a.url]);
+        let hiku = Hiku::on(DRIVER).start(balancer, &[&a.url]);
         // Warm f on a (a pull-based idle entry), then hold three requests there.
         assert_eq!(hiku.post("/run/f", b"").worker(), a.url);
         let held: Vec<_> = (0..3)
@@ -608,7 +600,7 @@ fn workers_change_while_requests_are_in_flight() {
 #[test]
 fn pull_based_repicks_the_worker_that_just_finished_a_function() {
     let ws = workers(3);
-    let hiku = Hiku::start("pull-based", &urls(&ws));
+    let hiku = Hiku::on(DRIVER).start("pull-based", &urls(&ws));
     for function in ["f", "g", "h", "i"] {
         let mut c = hiku.client();
         let first = c.request("POST", &format!("/run/{function}"), &[], b"").worker().to_string();
@@ -625,7 +617,7 @@ fn pull_based_repicks_the_worker_that_just_finished_a_function() {
 #[test]
 fn hashing_bounded_keeps_a_function_on_one_worker() {
     let ws = workers(4);
-    let hiku = Hiku::start("hashing-bounded", &urls(&ws));
+    let hiku = Hiku::on(DRIVER).start("hashing-bounded", &urls(&ws));
     let mut homes = HashSet::new();
     for i in 0..40 {
         let function = format!("fn-{i}");
@@ -641,7 +633,7 @@ fn hashing_bounded_keeps_a_function_on_one_worker() {
 #[test]
 fn least_connections_avoids_a_busy_worker() {
     let (a, b) = (Worker::start(), Worker::start());
-    let hiku = Hiku::start("least-connections", &[&a.url, &b.url]);
+    let hiku = Hiku::on(DRIVER).start("least-connections", &[&a.url, &b.url]);
     let addr = hiku.addr;
     let held = std::thread::spawn(move || Client::connect(addr).request("POST", "/run/f?mode=hold", &[], b""));
     wait_for("a request held", || a.held() + b.held() == 1);
@@ -656,7 +648,7 @@ fn least_connections_avoids_a_busy_worker() {
 #[test]
 fn random_uses_every_worker() {
     let ws = workers(3);
-    let hiku = Hiku::start("random", &urls(&ws));
+    let hiku = Hiku::on(DRIVER).start("random", &urls(&ws));
     let picked: HashSet<String> = (0..60).map(|_| hiku.post("/run/f", b"").worker().to_string()).collect();
     assert_eq!(picked.len(), 3);
 }
@@ -666,7 +658,7 @@ fn random_uses_every_worker() {
 #[test]
 fn destroy_sandbox_removes_one_idle_entry() {
     let (a, b) = (Worker::start(), Worker::start());
-    let hiku = Hiku::start("pull-based", &[&a.url, &b.url]);
+    let hiku = Hiku::on(DRIVER).start("pull-based", &[&a.url, &b.url]);
     let warm = hiku.post("/run/f", b"").worker().to_string();
     let host = warm.trim_start_matches("http://");
     let destroy = |body: &str| {
@@ -685,7 +677,7 @@ fn destroy_sandbox_removes_one_idle_entry() {
     }
     assert_eq!(hiku.post("/destroySandbox/f/g", b"{}").status, 400);
     // Other balancers accept the message and keep no state.
-    let hiku = Hiku::start("random", &[&a.url]);
+    let hiku = Hiku::on(DRIVER).start("random", &[&a.url]);
     let res = hiku.client().request(
         "POST",
         "/destroySandbox/f",
@@ -698,7 +690,7 @@ fn destroy_sandbox_removes_one_idle_entry() {
 #[test]
 fn destroy_sandbox_sends_the_next_call_elsewhere() {
     let (a, b) = (Worker::start(), Worker::start());
-    let hiku = Hiku::start("pull-based", &[&a.url, &b.url]);
+    let hiku = Hiku::on(DRIVER).start("pull-based", &[&a.url, &b.url]);
     let warm = hiku.post("/run/f", b"").worker().to_string();
     let other = if warm == a.url { &b.url } else { &a.url };
     // Warm f on the other worker too, then evict it there: f stays on `warm`.
@@ -720,33 +712,10 @@ fn destroy_sandbox_sends_the_next_call_elsewhere() {
 
 // ---- time limits and retries ----
 
-/// hiku with `balancer` in front of `workers`, with `extra` keys in its config.
-fn start_with(balancer: &str, workers: &[&str], extra: serde_json::Value) -> Hiku {
-    start_on(support::cores(), balancer, workers, extra)
-}
-
-/// A config on a free port with `balancer` and `workers`, `extra` keys added.
-fn config_with(balancer: &str, workers: &[&str], extra: serde_json::Value) -> String {
-    let mut config = serde_json::json!({ "host": "127.0.0.1", "port": 0, "balancer": balancer, "workers": workers });
-    config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    config.to_string()
-}
-
-/// A URL where nothing listens (a port that was just free).
-fn dead_url() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("http://{}", l.local_addr().unwrap())
-}
-
-fn in_flight(hiku: &Hiku) -> Vec<u64> {
-    let status = hiku.get("/status").json();
-    status["workers"].as_array().unwrap().iter().map(|w| w["in_flight"].as_u64().unwrap()).collect()
-}
-
 #[test]
 fn a_client_that_sends_half_a_head_gets_a_408_and_is_closed() {
     let w = Worker::start();
-    let hiku = start_with("random", &[&w.url], serde_json::json!({"timeouts_ms": {"client_header": 300}}));
+    let hiku = Hiku::on(DRIVER).start_with("random", &[&w.url], serde_json::json!({"timeouts_ms": {"client_header": 300}}));
     let mut c = hiku.client();
     c.send(b"POST /run/f HTTP/1.1\r\nHost: h\r\n");
     let res = c.read(false);
@@ -768,7 +737,7 @@ fn an_idle_keep_alive_connection_is_closed_silently() {
     let w = Worker::start();
     // Shorter and longer than the wait with a buffer ready (500 ms).
     for idle in [200, 800] {
-        let hiku = start_with("random", &[&w.url], serde_json::json!({"timeouts_ms": {"client_idle": idle}}));
+        let hiku = Hiku::on(DRIVER).start_with("random", &[&w.url], serde_json::json!({"timeouts_ms": {"client_idle": idle}}));
         let mut c = hiku.client();
         assert_eq!(c.request("POST", "/run/f", &[], b"one").body, b"one");
         assert!(c.is_closed(), "client_idle {idle}: closed without a word");
@@ -780,7 +749,7 @@ fn an_idle_keep_alive_connection_is_closed_silently() {
 #[test]
 fn a_body_that_stops_coming_gets_a_408_and_releases_the_worker() {
     let w = Worker::start();
-    let hiku = start_with("least-connections", &[&w.url], serde_json::json!({"timeouts_ms": {"client_body": 300}}));
+    let hiku = Hiku::on(DRIVER).start_with("least-connections", &[&w.url], serde_json::json!({"timeouts_ms": {"client_body": 300}}));
     for target in ["/run/f", "/destroySandbox/f"] {
         let mut c = hiku.client();
         c.send(format!("POST {target} HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc").as_bytes());
@@ -797,7 +766,7 @@ fn a_body_that_stops_coming_gets_a_408_and_releases_the_worker() {
 fn a_worker_that_never_answers_is_a_504_and_its_lease_is_released() {
     let w = Worker::start();
     let hiku =
-        start_with("least-connections", &[&w.url], serde_json::json!({"timeouts_ms": {"upstream_response": 300}}));
+        Hiku::on(DRIVER).start_with("least-connections", &[&w.url], serde_json::json!({"timeouts_ms": {"upstream_response": 300}}));
     let mut c = hiku.client();
     let res = c.request("POST", "/run/f?mode=hold", &[], b"x");
     assert_eq!(res.status, 504, "{}", res.text());
@@ -812,7 +781,7 @@ fn a_worker_that_never_answers_is_a_504_and_its_lease_is_released() {
 fn a_refused_connection_is_tried_on_another_worker() {
     let (dead, live) = (dead_url(), Worker::start());
     for balancer in BALANCERS {
-        let hiku = Hiku::start(balancer, &[&dead, &live.url]);
+        let hiku = Hiku::on(DRIVER).start(balancer, &[&dead, &live.url]);
         let mut c = hiku.client();
         for i in 0..20 {
             let res = c.request("POST", &format!("/run/f{i}"), &[], b"x");
@@ -831,7 +800,7 @@ fn a_refused_connection_is_tried_on_another_worker() {
         assert_eq!(in_flight(&hiku), [0, 0], "{balancer}");
     }
     // Without retries, some calls land on the dead worker and fail.
-    let hiku = start_with("random", &[&dead, &live.url], serde_json::json!({"retries": {"connect": 0}}));
+    let hiku = Hiku::on(DRIVER).start_with("random", &[&dead, &live.url], serde_json::json!({"retries": {"connect": 0}}));
     let failed = (0..40).filter(|i| hiku.post(&format!("/run/f{i}"), b"x").status == 502).count();
     assert!(failed > 0, "random put no call on the dead worker in 40");
 }
@@ -840,7 +809,7 @@ fn a_refused_connection_is_tried_on_another_worker() {
 fn an_overloaded_worker_bounces_the_call_to_another_once() {
     let (busy, free) = (Worker::start(), Worker::start());
     busy.refuse(429, false);
-    let hiku = Hiku::start("random", &[&busy.url, &free.url]);
+    let hiku = Hiku::on(DRIVER).start("random", &[&busy.url, &free.url]);
     let mut c = hiku.client();
     for i in 0..20 {
         let body = format!("call {i}");
@@ -868,7 +837,7 @@ fn calls_that_may_have_run_or_cannot_be_sent_again_are_not_bounced() {
     let count = || busy.seen().len() + free.seen().len();
     // A 503 without Retry-After may come from a call that failed as it ran.
     busy.refuse(503, false);
-    let hiku = Hiku::start("random", &[&busy.url, &free.url]);
+    let hiku = Hiku::on(DRIVER).start("random", &[&busy.url, &free.url]);
     for i in 0..20 {
         let before = count();
         let res = hiku.post(&format!("/run/f{i}"), b"x");
@@ -878,12 +847,12 @@ fn calls_that_may_have_run_or_cannot_be_sent_again_are_not_bounced() {
     // retries.overload 0: a 429 is passed on.
     busy.refuse(429, true);
     free.refuse(429, true);
-    let hiku = start_with("random", &[&busy.url, &free.url], serde_json::json!({"retries": {"overload": 0}}));
+    let hiku = Hiku::on(DRIVER).start_with("random", &[&busy.url, &free.url], serde_json::json!({"retries": {"overload": 0}}));
     let before = count();
     assert_eq!(hiku.post("/run/f", b"x").status, 429);
     assert_eq!(count(), before + 1);
     // A body too large to hold is streamed, so it cannot go again.
-    let hiku = Hiku::start("random", &[&busy.url, &free.url]);
+    let hiku = Hiku::on(DRIVER).start("random", &[&busy.url, &free.url]);
     let before = count();
     let res = hiku.post("/run/f", &support::pattern(200 * 1024));
     assert_eq!((res.status, count()), (429, before + 1));
@@ -921,7 +890,7 @@ fn a_body_sent_after_its_head_is_held_and_bounced_or_retried_like_any_other() {
     let (mut bounced, mut retried) = (0.0, 0.0);
     for balancer in BALANCERS {
         for other in [&busy.url, &dead] {
-            let hiku = Hiku::start(balancer, &[other, &free.url]);
+            let hiku = Hiku::on(DRIVER).start(balancer, &[other, &free.url]);
             for i in 0..6 {
                 // A new connection for each call, as http.client makes.
                 let mut c = hiku.client();
@@ -939,7 +908,7 @@ fn a_body_sent_after_its_head_is_held_and_bounced_or_retried_like_any_other() {
     assert!(bounced > 0.0 && retried > 0.0, "no call went to the busy or dead worker first: {bounced} {retried}");
     assert_eq!(busy.seen().len() as f64, bounced, "each refused call was bounced");
     // Larger than a read buffer, still within limits.buffer_body_bytes.
-    let hiku = start_with("least-connections", &[&busy.url, &free.url], serde_json::json!({}));
+    let hiku = Hiku::on(DRIVER).start_with("least-connections", &[&busy.url, &free.url], serde_json::json!({}));
     for chunked in [false, true] {
         let res = post_split(&mut hiku.client(), "/run/big", &pattern(40_000), chunked);
         assert_eq!((res.status, res.worker()), (200, free.url.as_str()), "chunked {chunked}");
@@ -955,7 +924,7 @@ fn a_body_past_buffer_body_bytes_streams_and_is_not_sent_again() {
     let count = || busy.seen().len() + free.seen().len();
     for (limit, size, chunked) in [(0, 10, false), (1000, 1001, false), (1000, 3000, true)] {
         let extra = serde_json::json!({"limits": {"buffer_body_bytes": limit}});
-        let hiku = start_with("random", &[&busy.url, &free.url], extra);
+        let hiku = Hiku::on(DRIVER).start_with("random", &[&busy.url, &free.url], extra);
         let before = count();
         let res = post_split(&mut hiku.client(), "/run/f", &pattern(size), chunked);
         assert_eq!((res.status, count()), (429, before + 1), "limit {limit}, {size} bytes, chunked {chunked}");
@@ -966,7 +935,7 @@ fn a_body_past_buffer_body_bytes_streams_and_is_not_sent_again() {
     }
     // A streamed chunked body that outgrew the limit reaches the worker whole.
     free.refuse(0, false);
-    let hiku = start_with("random", &[&free.url], serde_json::json!({"limits": {"buffer_body_bytes": 1000}}));
+    let hiku = Hiku::on(DRIVER).start_with("random", &[&free.url], serde_json::json!({"limits": {"buffer_body_bytes": 1000}}));
     let res = post_split(&mut hiku.client(), "/run/f", &pattern(5000), true);
     assert_eq!(res.status, 200);
     assert!(res.body == pattern(5000));
@@ -975,7 +944,7 @@ fn a_body_past_buffer_body_bytes_streams_and_is_not_sent_again() {
 #[test]
 fn a_held_body_answers_expect_and_time_limits() {
     let w = Worker::start();
-    let hiku = start_with("random", &[&w.url], serde_json::json!({"timeouts_ms": {"client_body": 300}}));
+    let hiku = Hiku::on(DRIVER).start_with("random", &[&w.url], serde_json::json!({"timeouts_ms": {"client_body": 300}}));
     // hiku asks for the body itself, then holds it.
     let mut c = hiku.client();
     c.send(b"POST /run/f HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
@@ -997,31 +966,19 @@ fn a_held_body_answers_expect_and_time_limits() {
     assert_eq!(w.seen().len(), before, "no worker had the call");
     assert_eq!(in_flight(&hiku), [0]);
     // A chunked body that grows past limits.max_body_bytes while held: 413.
-    let hiku = start_with("random", &[&w.url], serde_json::json!({"limits": {"max_body_bytes": 100}}));
+    let hiku = Hiku::on(DRIVER).start_with("random", &[&w.url], serde_json::json!({"limits": {"max_body_bytes": 100}}));
     let res = post_split(&mut hiku.client(), "/run/f", &pattern(300), true);
     assert_eq!(res.status, 413, "{}", res.text());
     assert_eq!(w.seen().len(), before, "no worker had the call");
     // With no worker at all, the answer does not wait for the body.
-    let empty = Hiku::start("random", &[]);
+    let empty = Hiku::on(DRIVER).start("random", &[]);
     let mut c = empty.client();
     c.send(b"POST /run/f HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n");
     assert_eq!(c.read(false).status, 503);
 }
 
-/// hiku on `cores` cores with `balancer` before `workers`, `extra` keys added.
-fn start_on(cores: usize, balancer: &str, workers: &[&str], extra: serde_json::Value) -> Hiku {
-    Hiku::start_config(&config_with(balancer, workers, extra), cores)
-}
-
 fn waiting(hiku: &Hiku) -> f64 {
     sample(&scrape(hiku), "hiku_queue_waiting", None)
-}
-
-/// Sends a call and returns its connection, to read the answer later.
-fn send_call(hiku: &Hiku, target: &str) -> Client {
-    let mut c = hiku.client();
-    c.send(format!("POST {target} HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx").as_bytes());
-    c
 }
 
 #[test]
@@ -1029,7 +986,7 @@ fn calls_wait_for_a_full_worker_in_a_bounded_queue_then_get_a_503() {
     let w = Worker::start();
     let extra = serde_json::json!({"workers_max_inflight": 1, "queue": {"limit": 1, "timeout_ms": 500}});
     // One core, so that the next call finds the held call's connection idle.
-    let hiku = start_on(1, "pull-based", &[&w.url], extra);
+    let hiku = Hiku::on(DRIVER).cores(1).start_with("pull-based", &[&w.url], extra);
     let mut held = held_call(&hiku, &w);
     let mut second = send_call(&hiku, "/run/g");
     wait_for("the second call waiting", || waiting(&hiku) == 1.0);
@@ -1062,7 +1019,7 @@ fn calls_wait_for_a_full_worker_in_a_bounded_queue_then_get_a_503() {
 fn a_client_that_leaves_takes_its_call_out_of_the_queue() {
     let w = Worker::start();
     let extra = serde_json::json!({"workers_max_inflight": 1, "queue": {"timeout_ms": 60000}});
-    let hiku = start_with("pull-based", &[&w.url], extra);
+    let hiku = Hiku::on(DRIVER).start_with("pull-based", &[&w.url], extra);
     let mut held = held_call(&hiku, &w);
     let leaving = send_call(&hiku, "/run/gone");
     wait_for("the call waiting", || waiting(&hiku) == 1.0);
@@ -1080,7 +1037,7 @@ fn every_balancer_skips_full_workers() {
     for balancer in BALANCERS {
         let (small, large) = (Worker::start(), Worker::start());
         let workers = serde_json::json!([{"url": small.url, "max_inflight": 1}, {"url": large.url, "max_inflight": 3}]);
-        let hiku = start_with(balancer, &[], serde_json::json!({"workers": workers}));
+        let hiku = Hiku::on(DRIVER).start_with(balancer, &[], serde_json::json!({"workers": workers}));
         let status = hiku.get("/status").json();
         let capacities: Vec<_> = status["workers"].as_array().unwrap().iter().map(|w| w["capacity"].clone()).collect();
         assert_eq!(capacities, [1, 3], "{balancer}");
@@ -1104,7 +1061,7 @@ fn under_load_no_worker_passes_its_capacity_and_no_call_is_lost() {
     let (a, b) = (Worker::start(), Worker::start());
     let extra = serde_json::json!({"workers_max_inflight": 2, "queue": {"limit": 1000, "timeout_ms": 20000}});
     for balancer in ["pull-based", "least-connections"] {
-        let hiku = start_with(balancer, &[&a.url, &b.url], extra.clone());
+        let hiku = Hiku::on(DRIVER).start_with(balancer, &[&a.url, &b.url], extra.clone());
         let threads: Vec<_> = (0..24)
             .map(|t| {
                 let addr = hiku.addr;
@@ -1133,7 +1090,7 @@ fn under_load_no_worker_passes_its_capacity_and_no_call_is_lost() {
 fn a_worker_that_frees_a_slot_takes_a_waiting_call_it_holds_warm_first() {
     let w = Worker::start();
     // One core: its queue holds both waiting calls.
-    let hiku = start_on(1, "pull-based", &[&w.url], serde_json::json!({"workers_max_inflight": 1}));
+    let hiku = Hiku::on(DRIVER).cores(1).start_with("pull-based", &[&w.url], serde_json::json!({"workers_max_inflight": 1}));
     let mut held = held_call(&hiku, &w);
     let mut g = send_call(&hiku, "/run/g");
     wait_for("g waiting", || waiting(&hiku) == 1.0);
@@ -1150,14 +1107,6 @@ fn a_worker_that_frees_a_slot_takes_a_waiting_call_it_holds_warm_first() {
 
 // ---- signals and draining ----
 
-/// Sends a call that the worker holds until its gate opens.
-fn held_call(hiku: &Hiku, w: &Worker) -> Client {
-    let mut c = hiku.client();
-    c.send(b"POST /run/f?mode=hold HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx");
-    wait_for("the call held", || w.held() == 1);
-    c
-}
-
 fn refuses_connections(hiku: &Hiku) -> bool {
     std::net::TcpStream::connect(hiku.addr).is_err()
 }
@@ -1165,7 +1114,7 @@ fn refuses_connections(hiku: &Hiku) -> bool {
 #[test]
 fn sigterm_lets_calls_in_flight_finish_closes_the_rest_and_exits_0() {
     let w = Worker::start();
-    let mut hiku = Hiku::start("random", &[&w.url]);
+    let mut hiku = Hiku::on(DRIVER).start("random", &[&w.url]);
     let mut idle = hiku.client();
     assert_eq!(idle.request("POST", "/run/f", &[], b"warm").status, 200);
     let mut busy = held_call(&hiku, &w);
@@ -1182,7 +1131,7 @@ fn sigterm_lets_calls_in_flight_finish_closes_the_rest_and_exits_0() {
 #[test]
 fn a_drain_ends_when_its_grace_is_up_and_a_second_signal_at_once() {
     let w = Worker::start();
-    let mut hiku = start_with("random", &[&w.url], serde_json::json!({"shutdown_grace_ms": 300}));
+    let mut hiku = Hiku::on(DRIVER).start_with("random", &[&w.url], serde_json::json!({"shutdown_grace_ms": 300}));
     let mut busy = held_call(&hiku, &w);
     hiku.signal(libc::SIGINT);
     assert_eq!(hiku.wait_exit().code(), Some(0), "exits when the grace is up");
@@ -1190,7 +1139,7 @@ fn a_drain_ends_when_its_grace_is_up_and_a_second_signal_at_once() {
     w.open_gate();
 
     let w = Worker::start();
-    let mut hiku = Hiku::start("random", &[&w.url]);
+    let mut hiku = Hiku::on(DRIVER).start("random", &[&w.url]);
     let _busy = held_call(&hiku, &w);
     hiku.signal(libc::SIGTERM);
     wait_for("new connections refused", || refuses_connections(&hiku));
@@ -1203,7 +1152,7 @@ fn a_drain_ends_when_its_grace_is_up_and_a_second_signal_at_once() {
 #[test]
 fn sighup_does_not_stop_hiku() {
     let w = Worker::start();
-    let mut hiku = Hiku::start("random", &[&w.url]);
+    let mut hiku = Hiku::on(DRIVER).start("random", &[&w.url]);
     let mut c = hiku.client();
     for i in 0..5 {
         hiku.signal(libc::SIGHUP);
@@ -1213,15 +1162,10 @@ fn sighup_does_not_stop_hiku() {
     assert!(!refuses_connections(&hiku));
 }
 
-/// Writes a config for `workers` with `extra` keys where `hiku` reads it.
-fn rewrite_config(hiku: &Hiku, balancer: &str, workers: &[&str], extra: serde_json::Value) {
-    std::fs::write(hiku.config_path(), config_with(balancer, workers, extra)).unwrap();
-}
-
 #[test]
 fn sighup_reloads_workers_balancer_capacity_and_timeouts_and_keeps_a_bad_file_out() {
     let (a, b) = (Worker::start(), Worker::start());
-    let hiku = start_with("random", &[&a.url], serde_json::json!({"timeouts_ms": {"upstream_response": 300}}));
+    let hiku = Hiku::on(DRIVER).start_with("random", &[&a.url], serde_json::json!({"timeouts_ms": {"upstream_response": 300}}));
     assert_eq!(hiku.post("/run/f?mode=hold", b"x").status, 504, "300 ms to answer");
     let extra = serde_json::json!({"timeouts_ms": {"upstream_response": 20000}, "workers_max_inflight": 5});
     rewrite_config(&hiku, "least-connections", &[&b.url], extra);
@@ -1250,7 +1194,7 @@ fn sighup_reloads_workers_balancer_capacity_and_timeouts_and_keeps_a_bad_file_ou
 fn admin_reload_and_hiku_reload_say_what_changed_or_why_not() {
     let (a, b) = (Worker::start(), Worker::start());
     let admin = serde_json::json!({"admin": {"token": "t0k"}});
-    let hiku = start_with("pull-based", &[&a.url], admin.clone());
+    let hiku = Hiku::on(DRIVER).start_with("pull-based", &[&a.url], admin.clone());
     rewrite_config(&hiku, "pull-based", &[&a.url, &b.url], admin.clone());
     assert_eq!(hiku.post("/admin/reload", b"").status, 401, "an admin endpoint");
     let auth = [("Authorization", "Bearer t0k")];
@@ -1300,7 +1244,7 @@ fn admin_reload_and_hiku_reload_say_what_changed_or_why_not() {
 #[test]
 fn a_client_that_leaves_while_its_worker_works_frees_the_worker() {
     let w = Worker::start();
-    let hiku = Hiku::start("least-connections", &[&w.url]);
+    let hiku = Hiku::on(DRIVER).start("least-connections", &[&w.url]);
     let c = held_call(&hiku, &w);
     assert_eq!(in_flight(&hiku), [1]);
     drop(c);
@@ -1309,7 +1253,7 @@ fn a_client_that_leaves_while_its_worker_works_frees_the_worker() {
     // A client that sends its next request before the answer (pipelining)
     // is not taken for one that left, however long the worker takes.
     let w = Worker::start();
-    let hiku = Hiku::start("least-connections", &[&w.url]);
+    let hiku = Hiku::on(DRIVER).start("least-connections", &[&w.url]);
     let mut c = held_call(&hiku, &w);
     c.send(b"POST /run/f HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\ny");
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -1349,7 +1293,7 @@ fn open_by_shard(hiku: &Hiku) -> Vec<f64> {
 #[test]
 fn keep_alive_connections_opened_at_once_are_shared_out_among_the_shards() {
     let w = Worker::start();
-    let hiku = start_on(2, "random", &[&w.url], serde_json::json!({}));
+    let hiku = Hiku::on(DRIVER).cores(2).start_with("random", &[&w.url], serde_json::json!({}));
     from_one_core(|| {
         // As a load generator opens its connections: from one core, all at
         // once, and each then calls again and again.
@@ -1379,7 +1323,7 @@ fn keep_alive_connections_opened_at_once_are_shared_out_among_the_shards() {
 fn heads_and_bodies_over_the_limits_are_refused() {
     let w = Worker::start();
     let limits = serde_json::json!({"limits": {"max_header_bytes": 2048, "max_headers": 5, "max_body_bytes": 1000}});
-    let hiku = start_with("least-connections", &[&w.url], limits);
+    let hiku = Hiku::on(DRIVER).start_with("least-connections", &[&w.url], limits);
     let big = "v".repeat(2100);
     let res = hiku.client().request("POST", "/run/f", &[("X-Big", &big)], b"x");
     assert_eq!((res.status, res.text()), (431, "request head larger than 2048 bytes or 5 fields\n".to_string()));
@@ -1417,7 +1361,7 @@ fn heads_and_bodies_over_the_limits_are_refused() {
 fn past_max_connections_new_ones_wait_in_the_backlog() {
     use std::io::{Read, Write};
     let w = Worker::start();
-    let hiku = start_with("random", &[&w.url], serde_json::json!({"limits": {"max_connections": 2}}));
+    let hiku = Hiku::on(DRIVER).start_with("random", &[&w.url], serde_json::json!({"limits": {"max_connections": 2}}));
     let mut first = hiku.client();
     let mut second = hiku.client();
     assert_eq!(first.request("POST", "/run/f", &[], b"1").status, 200);
@@ -1440,7 +1384,7 @@ fn past_max_connections_new_ones_wait_in_the_backlog() {
 #[test]
 fn an_admin_token_guards_the_admin_endpoints() {
     let w = Worker::start();
-    let hiku = start_with("random", &[&w.url], serde_json::json!({"admin": {"token": "s3cret"}}));
+    let hiku = Hiku::on(DRIVER).start_with("random", &[&w.url], serde_json::json!({"admin": {"token": "s3cret"}}));
     let add = format!("/admin/workers/add?workers={}", w.url);
     for auth in [None, Some("Bearer wrong"), Some("Bearer s3cre"), Some("Basic s3cret"), Some("Bearer s3cret2")] {
         let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", *a)).collect();
@@ -1460,27 +1404,10 @@ fn an_admin_token_guards_the_admin_endpoints() {
     assert_eq!(res.status, 200);
 }
 
-/// `/metrics`, parsed as Prometheus parses it.
-fn scrape(hiku: &Hiku) -> prometheus_parse::Scrape {
-    let res = hiku.get("/metrics");
-    assert_eq!(res.status, 200);
-    let lines = res.text().lines().map(|l| Ok(l.to_string())).collect::<Vec<_>>();
-    prometheus_parse::Scrape::parse(lines.into_iter()).expect("the Prometheus text format")
-}
-
-/// The value of the sample `name` (with `label`, if given) in a scrape.
-fn sample(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {
-    let found = scrape.samples.iter().find(|s| s.metric == name && label.map_or(true, |(k, v)| s.labels.get(k) == Some(v)));
-    match found.unwrap_or_else(|| panic!("no {name} {label:?}")).value {
-        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
-        ref other => panic!("{name}: {other:?}"),
-    }
-}
-
 #[test]
 fn metrics_count_calls_decisions_workers_and_durations_in_the_prometheus_format() {
     let ws = workers(2);
-    let hiku = Hiku::start("pull-based", &urls(&ws));
+    let hiku = Hiku::on(DRIVER).start("pull-based", &urls(&ws));
     let mut c = hiku.client();
     let first = c.request("POST", "/run/f", &[], b"x").worker().to_string();
     c.request("POST", "/run/f", &[], b"x");
@@ -1531,7 +1458,7 @@ fn metrics_count_calls_decisions_workers_and_durations_in_the_prometheus_format(
 #[test]
 fn the_instance_directory_follows_calls_and_destroyed_sandboxes() {
     let ws = workers(2);
-    let hiku = Hiku::start("pull-based", &urls(&ws));
+    let hiku = Hiku::on(DRIVER).start("pull-based", &urls(&ws));
     let mut c = hiku.client();
     let worker_of_f = c.request("POST", "/run/f", &[], b"x").worker().to_string();
     c.request("POST", "/run/g", &[], b"x");
@@ -1554,7 +1481,7 @@ fn destroy_sandbox_is_taken_only_from_workers() {
     // A worker at 127.0.0.2 (nothing needs to listen there for this).
     let worker = "http://127.0.0.2:9";
     let body = br#"{"host": "127.0.0.2:9"}"#;
-    let hiku = Hiku::start("pull-based", &[worker]);
+    let hiku = Hiku::on(DRIVER).start("pull-based", &[worker]);
     let res = hiku.post("/destroySandbox/f", body);
     assert_eq!((res.status, res.text()), (403, "destroySandbox is taken only from workers, not from 127.0.0.1\n".into()));
     // From the worker's own address it is taken.
@@ -1565,7 +1492,7 @@ fn destroy_sandbox_is_taken_only_from_workers() {
     let res = c.request("POST", "/destroySandbox/f", &[], body);
     assert_eq!((res.status, res.text()), (200, r#"{"removed":false}"#.to_string()));
     // Unless the config says anyone may.
-    let open = start_with("pull-based", &[worker], serde_json::json!({"destroy_sandbox": {"only_from_workers": false}}));
+    let open = Hiku::on(DRIVER).start_with("pull-based", &[worker], serde_json::json!({"destroy_sandbox": {"only_from_workers": false}}));
     assert_eq!(open.post("/destroySandbox/f", body).status, 200);
 }
 
@@ -1574,7 +1501,7 @@ fn admin_listen_serves_admin_and_status_there_alone() {
     let w = Worker::start();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let admin: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut hiku = start_with("random", &[&w.url], serde_json::json!({"admin": {"listen": admin.to_string()}}));
+    let mut hiku = Hiku::on(DRIVER).start_with("random", &[&w.url], serde_json::json!({"admin": {"listen": admin.to_string()}}));
     // The main address: /run, and no admin endpoint.
     assert_eq!(hiku.post("/run/f", b"x").status, 200);
     for path in ["/status", "/admin/workers/add?workers=http://a:1", "/admin/workers/remove?workers=http://a:1"] {
@@ -1597,7 +1524,7 @@ fn admin_listen_serves_admin_and_status_there_alone() {
 fn a_worker_that_dies_mid_answer_cuts_the_answer_and_frees_its_lease() {
     use std::io::{Read, Write};
     let w = Worker::start();
-    let hiku = Hiku::start("pull-based", &[&w.url]);
+    let hiku = Hiku::on(DRIVER).start("pull-based", &[&w.url]);
     for mode in ["half", "reset"] {
         let mut c = std::net::TcpStream::connect(hiku.addr).unwrap();
         c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
@@ -1618,7 +1545,7 @@ fn a_worker_that_dies_mid_answer_cuts_the_answer_and_frees_its_lease() {
 #[test]
 fn a_full_function_table_still_routes_a_new_function_warm() {
     let (a, b) = (Worker::start(), Worker::start());
-    let hiku = start_with("pull-based", &[&a.url, &b.url], serde_json::json!({"limits": {"max_functions": 8}}));
+    let hiku = Hiku::on(DRIVER).start_with("pull-based", &[&a.url, &b.url], serde_json::json!({"limits": {"max_functions": 8}}));
     // Far more functions than the table holds, each leaving a warm instance.
     for i in 0..100 {
         assert_eq!(hiku.post(&format!("/run/old{i}"), b"x").status, 200);
@@ -1654,12 +1581,12 @@ fn a_connect_that_hangs_times_out_and_goes_to_another_worker() {
     let (_listener, _fillers, hole) = blackhole();
     let live = Worker::start();
     let timeouts = serde_json::json!({"timeouts_ms": {"upstream_connect": 200}});
-    let hiku = start_with("least-connections", &[&hole, &live.url], timeouts.clone());
+    let hiku = Hiku::on(DRIVER).start_with("least-connections", &[&hole, &live.url], timeouts.clone());
     for i in 0..6 {
         let res = hiku.post(&format!("/run/f{i}"), b"x");
         assert_eq!((res.status, res.worker()), (200, live.url.as_str()), "{}", res.text());
     }
-    let alone = start_with("least-connections", &[&hole], timeouts);
+    let alone = Hiku::on(DRIVER).start_with("least-connections", &[&hole], timeouts);
     let res = alone.post("/run/f", b"x");
     assert_eq!(res.status, 502, "{}", res.text());
     assert!(res.text().contains(&hole) && res.text().contains("no connection within 200 ms"), "{}", res.text());
@@ -1669,7 +1596,7 @@ fn a_connect_that_hangs_times_out_and_goes_to_another_worker() {
 fn a_client_gone_mid_answer_costs_its_connection_only() {
     use std::io::{Read, Write};
     let w = Worker::start();
-    let mut hiku = Hiku::start("random", &[&w.url]);
+    let mut hiku = Hiku::on(DRIVER).start("random", &[&w.url]);
     for _ in 0..3 {
         // A large answer, and the client closes (with unread bytes: a reset)
         // after its first bytes: hiku's next writes fail (EPIPE, no SIGPIPE).
@@ -1688,7 +1615,7 @@ fn a_client_gone_mid_answer_costs_its_connection_only() {
 fn a_client_that_stops_reading_is_closed_and_frees_the_worker() {
     use std::io::{Read, Write};
     let w = Worker::start();
-    let hiku = start_with("least-connections", &[&w.url], serde_json::json!({"timeouts_ms": {"client_send": 300}}));
+    let hiku = Hiku::on(DRIVER).start_with("least-connections", &[&w.url], serde_json::json!({"timeouts_ms": {"client_send": 300}}));
     // A small receive buffer (which also stops the kernel growing it), so
     // the socket buffers cannot take the whole answer while nobody reads.
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -1715,7 +1642,7 @@ fn the_access_log_has_a_line_per_call_and_loses_none_at_shutdown() {
     let w = Worker::start();
     let path = std::env::temp_dir().join(format!("hiku-access-{}-{}.log", std::process::id(), support::cores()));
     let _ = std::fs::remove_file(&path);
-    let mut hiku = start_with("pull-based", &[&w.url], serde_json::json!({"log": {"access": path}}));
+    let mut hiku = Hiku::on(DRIVER).start_with("pull-based", &[&w.url], serde_json::json!({"log": {"access": path}}));
     let mut c = hiku.client();
     assert_eq!(c.request("POST", "/run/f", &[], b"x").status, 200);
     // Written within the flush interval while hiku runs.
@@ -1742,7 +1669,7 @@ fn a_dead_worker_is_ejected_and_taken_back_once_it_answers() {
     let live = Worker::start();
     let dead = dead_url();
     let config = serde_json::json!({"retries": {"connect": 0}});
-    let hiku = start_with("least-connections", &[&live.url, &dead], config);
+    let hiku = Hiku::on(DRIVER).start_with("least-connections", &[&live.url, &dead], config);
     let state = |url: &str| {
         let status = hiku.get("/status").json();
         let workers = status["workers"].as_array().unwrap().clone();
@@ -1781,7 +1708,7 @@ fn active_probes_eject_a_dead_worker_before_any_call_reaches_it() {
     let live = Worker::start();
     let dead = dead_url();
     let config = serde_json::json!({"health": {"interval_ms": 100}, "retries": {"connect": 0}});
-    let hiku = start_with("random", &[&live.url, &dead], config);
+    let hiku = Hiku::on(DRIVER).start_with("random", &[&live.url, &dead], config);
     let ejected = || sample(&scrape(&hiku), "hiku_worker_ejected", Some(("worker", dead.as_str()))) == 1.0;
     wait_for("the dead worker ejected by its probes", ejected);
     assert_eq!(sample(&scrape(&hiku), "hiku_worker_ejected", Some(("worker", live.url.as_str()))), 0.0);
@@ -1798,7 +1725,7 @@ fn active_probes_eject_a_dead_worker_before_any_call_reaches_it() {
 fn a_reload_that_sets_health_interval_starts_the_probes() {
     let live = Worker::start();
     let dead = dead_url();
-    let hiku = start_with("random", &[&live.url, &dead], serde_json::json!({}));
+    let hiku = Hiku::on(DRIVER).start_with("random", &[&live.url, &dead], serde_json::json!({}));
     let ejected = || sample(&scrape(&hiku), "hiku_worker_ejected", Some(("worker", dead.as_str()))) == 1.0;
     assert!(!ejected(), "no call, no probe: nothing found it dead");
     rewrite_config(&hiku, "random", &[&live.url, &dead], serde_json::json!({"health": {"interval_ms": 100}}));

@@ -1,11 +1,12 @@
-//! A client connection that writes raw bytes and reads answers, and the
-//! answers as it read them.
+//! A client connection that writes raw bytes and reads answers, the
+//! answers as it read them, and what tests ask hiku through it (calls left
+//! held at a worker, `/status`, `/metrics`).
 
 use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
 use super::http::{header, read_message, Kind};
-use super::DEADLINE;
+use super::{wait_for, Hiku, Worker, DEADLINE};
 
 /// An answer as the client got it.
 #[derive(Debug, Clone)]
@@ -101,5 +102,45 @@ impl Client {
             Ok(_) => panic!("unexpected bytes after the answer"),
             Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
         }
+    }
+}
+
+/// Sends a call and returns its connection, to read the answer later.
+pub fn send_call(hiku: &Hiku, target: &str) -> Client {
+    let mut c = hiku.client();
+    c.send(format!("POST {target} HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx").as_bytes());
+    c
+}
+
+/// Sends a call that the worker holds until its gate opens.
+pub fn held_call(hiku: &Hiku, w: &Worker) -> Client {
+    let mut c = hiku.client();
+    c.send(b"POST /run/f?mode=hold HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx");
+    wait_for("the call held", || w.held() == 1);
+    c
+}
+
+/// The calls in flight at each worker, as `/status` says.
+pub fn in_flight(hiku: &Hiku) -> Vec<u64> {
+    let status = hiku.get("/status").json();
+    status["workers"].as_array().unwrap().iter().map(|w| w["in_flight"].as_u64().unwrap()).collect()
+}
+
+/// `/metrics`, parsed as Prometheus parses it.
+pub fn scrape(hiku: &Hiku) -> prometheus_parse::Scrape {
+    let res = hiku.get("/metrics");
+    assert_eq!(res.status, 200);
+    let lines = res.text().lines().map(|l| Ok(l.to_string())).collect::<Vec<_>>();
+    prometheus_parse::Scrape::parse(lines.into_iter()).expect("the Prometheus text format")
+}
+
+/// The value of the sample `name` (with `label`, if given) in a scrape.
+pub fn sample(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {
+    use prometheus_parse::Value;
+    let found =
+        scrape.samples.iter().find(|s| s.metric == name && label.map_or(true, |(k, v)| s.labels.get(k) == Some(v)));
+    match found.unwrap_or_else(|| panic!("no {name} {label:?}")).value {
+        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+        ref other => panic!("{name}: {other:?}"),
     }
 }

@@ -1,5 +1,6 @@
-//! The `hiku` binary: started on a config file of its own, in a scratch
-//! directory; signalled, waited for, killed on drop.
+//! The `hiku` binary: started on an I/O driver given by the test, on a
+//! config file of its own in a scratch directory; signalled, waited for,
+//! killed on drop.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -9,6 +10,44 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use super::{wait_for, Client, Response, DEADLINE};
+
+/// Every balancer hiku has, by its name in the config.
+pub const BALANCERS: [&str; 6] =
+    ["pull-based", "hashing-bounded", "least-connections", "random", "pull-hashing", "predictive"];
+
+/// The I/O driver hiku is started on (`HIKU_IO`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// `HIKU_IO` not set: hiku picks, io_uring where the kernel allows it.
+    Auto,
+    /// `HIKU_IO=epoll`: the driver hiku falls back to where io_uring is
+    /// blocked.
+    Epoll,
+}
+
+impl Driver {
+    /// What `HIKU_IO` is set to, if anything.
+    pub fn env(self) -> Option<&'static str> {
+        match self {
+            Driver::Auto => None,
+            Driver::Epoll => Some("epoll"),
+        }
+    }
+
+    /// The `hiku` binary on this driver, run with arguments; a config file
+    /// is written first.
+    pub fn command(self, config: &str, args: &[&str]) -> (Command, PathBuf) {
+        let dir = scratch_dir();
+        let path = dir.join("hiku.json");
+        std::fs::write(&path, config).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hiku"));
+        cmd.args(args).arg("-c").arg(&path).env("HIKU_LOG", "warn");
+        if let Some(driver) = self.env() {
+            cmd.env("HIKU_IO", driver);
+        }
+        (cmd, path)
+    }
+}
 
 fn scratch_dir() -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -24,35 +63,53 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).min(2)
 }
 
-/// The `hiku` binary, run with arguments; a config file is written first.
+/// [`Driver::command`] on [`Driver::Auto`], for tests not run per driver
+/// (tests/cli.rs).
 pub fn hiku_command(config: &str, args: &[&str]) -> (Command, PathBuf) {
-    let dir = scratch_dir();
-    let path = dir.join("hiku.json");
-    std::fs::write(&path, config).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hiku"));
-    cmd.args(args).arg("-c").arg(&path).env("HIKU_LOG", "warn");
-    if let Some(driver) = crate::DRIVER {
-        cmd.env("HIKU_IO", driver);
+    Driver::Auto.command(config, args)
+}
+
+/// A config on a free port with `balancer` and `workers`, `extra` keys added
+/// (over those two, if it has them).
+pub fn config(balancer: &str, workers: &[&str], extra: serde_json::Value) -> String {
+    let mut config = serde_json::json!({ "host": "127.0.0.1", "port": 0, "balancer": balancer, "workers": workers });
+    config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    config.to_string()
+}
+
+/// Writes a config for `workers` with `extra` keys where `hiku` reads it
+/// (for a reload).
+pub fn rewrite_config(hiku: &Hiku, balancer: &str, workers: &[&str], extra: serde_json::Value) {
+    std::fs::write(hiku.config_path(), config(balancer, workers, extra)).unwrap();
+}
+
+/// How to start hiku: on which driver, on how many cores. From [`Hiku::on`].
+#[derive(Debug, Clone, Copy)]
+pub struct Launch {
+    driver: Driver,
+    cores: usize,
+}
+
+impl Launch {
+    /// On `cores` cores instead of [`cores()`].
+    pub fn cores(self, cores: usize) -> Launch {
+        Launch { cores, ..self }
     }
-    (cmd, path)
-}
 
-/// A running hiku, killed on drop.
-pub struct Hiku {
-    child: Child,
-    pub addr: SocketAddr,
-    stderr: PathBuf,
-}
-
-impl Hiku {
     /// Starts hiku with `balancer` in front of `workers` (URLs).
-    pub fn start(balancer: &str, workers: &[&str]) -> Hiku {
-        let config = serde_json::json!({ "host": "127.0.0.1", "port": 0, "balancer": balancer, "workers": workers });
-        Hiku::start_config(&config.to_string(), cores())
+    pub fn start(self, balancer: &str, workers: &[&str]) -> Hiku {
+        self.start_with(balancer, workers, serde_json::json!({}))
     }
 
-    pub fn start_config(config: &str, cores: usize) -> Hiku {
-        let (mut cmd, path) = hiku_command(config, &["start", "--cores", &cores.to_string()]);
+    /// Starts hiku with `balancer` in front of `workers`, with `extra` keys
+    /// in its config.
+    pub fn start_with(self, balancer: &str, workers: &[&str], extra: serde_json::Value) -> Hiku {
+        self.start_config(&config(balancer, workers, extra))
+    }
+
+    /// Starts hiku on a config of its own.
+    pub fn start_config(self, config: &str) -> Hiku {
+        let (mut cmd, path) = self.driver.command(config, &["start", "--cores", &self.cores.to_string()]);
         let stderr = path.with_file_name("stderr.log");
         let mut child =
             cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&stderr).unwrap()).spawn().expect("hiku starts");
@@ -71,6 +128,27 @@ impl Hiku {
         });
         let addr = line.strip_prefix("listening on ").and_then(|a| a.parse().ok()).expect("listening on <addr>");
         Hiku { child, addr, stderr }
+    }
+}
+
+/// A running hiku, killed on drop.
+pub struct Hiku {
+    child: Child,
+    pub addr: SocketAddr,
+    stderr: PathBuf,
+}
+
+impl Hiku {
+    /// How hiku is to be started on `driver`: `Hiku::on(driver).start(..)`.
+    pub fn on(driver: Driver) -> Launch {
+        Launch { driver, cores: cores() }
+    }
+
+    /// Starts hiku on [`Driver::Auto`] with `balancer` in front of `workers`
+    /// (URLs), for tests not run per driver (tests/cli.rs); the end-to-end
+    /// tests say their driver with [`Hiku::on`].
+    pub fn start(balancer: &str, workers: &[&str]) -> Hiku {
+        Hiku::on(Driver::Auto).start(balancer, workers)
     }
 
     pub fn client(&self) -> Client {

@@ -2,9 +2,11 @@
 //! `127.0.0.1:0`, test workers that speak HTTP/1.1 and record what they
 //! were sent, and a client that writes raw bytes and reads answers.
 //!
-//! - `hiku`: starting the binary (on its config), signalling and stopping it;
+//! - `hiku`: starting the binary on the I/O driver a test names
+//!   (`Hiku::on(driver)`), its config, signalling and stopping it;
 //! - `workers`: the test worker servers;
-//! - `clients`: the raw HTTP client and the answers it reads;
+//! - `clients`: the raw HTTP client and the answers it reads, and what
+//!   tests ask hiku through it (`/status`, `/metrics`, held calls);
 //! - `http`: reading one HTTP/1.1 message off a socket, for workers and
 //!   clients alike.
 //!

@@ -149,6 +149,22 @@ impl Worker {
     }
 }
 
+/// `n` workers.
+pub fn workers(n: usize) -> Vec<Worker> {
+    (0..n).map(|_| Worker::start()).collect()
+}
+
+/// The URLs of `workers`.
+pub fn urls(workers: &[Worker]) -> Vec<&str> {
+    workers.iter().map(|w| w.url.as_str()).collect()
+}
+
+/// A URL where nothing listens (a port that was just free).
+pub fn dead_url() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", l.local_addr().unwrap())
+}
+
 impl Drop for Worker {
     fn drop(&mut self) {
         self.open_gate();
