@@ -3,9 +3,6 @@
 
 mod support;
 
-/// The I/O driver forced on hiku (`HIKU_IO`), if any.
-const DRIVER: Option<&str> = None;
-
 use std::process::Output;
 use std::time::{Duration, Instant};
 
