@@ -17,9 +17,9 @@
 //!   sees the same calls.
 //! - [`experiment`] runs each scheduler with each balancer against a fresh
 //!   cluster ([`experiment::cluster`] starts and kills the processes);
-//!   [`report`] summarises the calls with [`report::metrics`] into the
-//!   paper's numbers (its published ones beside them, [`report::paper`]),
-//!   and [`report::figures`] draws them ([`report::svg`]).
+//!   [`report`] summarises the calls with [`stats`] into the paper's
+//!   numbers (its published ones beside them, [`report::paper`]), and
+//!   [`report::figures`] draws them ([`report::svg`]).
 //!
 //! Time can be compressed ([`scale`]): every duration is multiplied by the
 //! time scale and every measurement divided by it, so a run at 0.1 takes a
@@ -51,8 +51,8 @@
 //! The modules follow the experiment as it runs: [`experiment`] starts the
 //! [`emulator`] and a scheduler, the [`load`] side calls through it, and the
 //! [`report`] is what comes out; [`throughput`] and [`soak`] are the other
-//! measurements, and [`http`], [`functions`], [`rng`] and [`scale`] are
-//! shared between them.
+//! measurements, and [`http`], [`functions`], [`rng`], [`scale`] and
+//! [`stats`] are shared between them.
 
 pub mod emulator;
 pub mod experiment;
@@ -63,6 +63,7 @@ pub mod report;
 pub mod rng;
 pub mod scale;
 pub mod soak;
+pub mod stats;
 pub mod throughput;
 
 /// The Azure Functions 2021 trace's per-function probabilities, shipped in

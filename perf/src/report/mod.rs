@@ -3,17 +3,16 @@
 //! CSV.
 
 pub mod figures;
-pub mod metrics;
 pub mod paper;
 pub mod results;
 pub mod svg;
 
 use serde::{Deserialize, Serialize};
 
-use self::metrics::{load_cv, mean, percentile};
 use crate::load::loadgen::Call;
 use crate::load::workload::PHASE_VUS;
 use crate::scale::TimeScale;
+use crate::stats::{groups, load_cv, mean, percentile};
 
 /// Everything written to `--json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -209,26 +208,19 @@ pub struct Summary {
 /// The runs grouped by scheduler and balancer (in the order they first
 /// ran), each figure's mean, minimum and maximum over the seeds.
 pub fn summaries(runs: &[Run]) -> Vec<Summary> {
-    let mut groups: Vec<(&str, &str, Vec<&Run>)> = Vec::new();
-    for r in runs {
-        match groups.iter_mut().find(|(s, b, _)| *s == r.scheduler && *b == r.balancer) {
-            Some((_, _, group)) => group.push(r),
-            None => groups.push((&r.scheduler, &r.balancer, vec![r])),
-        }
-    }
     let spread = |group: &[&Run], get: fn(&Run) -> f64| {
         // A seed with nothing to measure (NaN) is left out of all three.
         let values: Vec<f64> = group.iter().map(|r| get(r)).filter(|v| !v.is_nan()).collect();
         let fold = |f: fn(f64, f64) -> f64| values.iter().copied().reduce(f).unwrap_or(f64::NAN);
         Spread { mean: mean(&values), min: fold(f64::min), max: fold(f64::max) }
     };
-    let summary = |(scheduler, balancer, group): (&str, &str, Vec<&Run>)| Summary {
+    let summary = |((scheduler, balancer), group): ((&str, &str), Vec<&Run>)| Summary {
         scheduler: scheduler.to_string(),
         balancer: balancer.to_string(),
         seeds: group.iter().map(|r| r.seed).collect(),
         figures: FIGURES.iter().map(|f| (f.column.to_string(), spread(&group, f.get))).collect(),
     };
-    groups.into_iter().map(summary).collect()
+    groups(runs, |r| (r.scheduler.as_str(), r.balancer.as_str())).into_iter().map(summary).collect()
 }
 
 /// Rows of cells under `headers`, every column as wide as its widest cell;

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::report::metrics::percentile;
+use crate::stats::percentile;
 
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 420.0;

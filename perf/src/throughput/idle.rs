@@ -29,7 +29,7 @@ use tokio::task::JoinSet;
 use crate::experiment::WorkDir;
 use crate::functions;
 use crate::http::framing::ResponseFraming;
-use crate::throughput::summary::{groups, median};
+use crate::stats::{groups, median};
 use crate::throughput::{self, blast, procstat, Contender, Options, Proxy, BODY};
 
 /// Connects in flight at once (below every listen backlog).

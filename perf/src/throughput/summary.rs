@@ -6,6 +6,8 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
+use crate::stats::{groups, median};
+
 /// One measurement: one contender at one connection count in one round,
 /// with the same numbers a [`Row`] summarises.
 pub type Sample = Row;
@@ -65,31 +67,6 @@ pub struct Row {
     /// The machine's reschedule IPIs per request (every process's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reschedule_ipis_per_request: Option<f64>,
-}
-
-/// The median, the mean of the middle two for an even count; NaN values
-/// (a number a round could not give) are left out; NaN if none is left.
-pub fn median(values: impl IntoIterator<Item = f64>) -> f64 {
-    let mut values: Vec<f64> = values.into_iter().filter(|v| !v.is_nan()).collect();
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
-
-/// `samples` grouped by a key (contender, connections), the groups in the
-/// order their keys first appear.
-pub fn groups<T>(samples: &[T], key: impl Fn(&T) -> (&str, usize)) -> Vec<((&str, usize), Vec<&T>)> {
-    let mut groups: Vec<((&str, usize), Vec<&T>)> = Vec::new();
-    for s in samples {
-        match groups.iter_mut().find(|(k, _)| *k == key(s)) {
-            Some((_, group)) => group.push(s),
-            None => groups.push((key(s), vec![s])),
-        }
-    }
-    groups
 }
 
 /// One row per (contender, connections), in the order they first appear.
@@ -235,15 +212,6 @@ mod tests {
             context_switches_per_request: None,
             reschedule_ipis_per_request: None,
         }
-    }
-
-    #[test]
-    fn medians_skip_what_a_round_could_not_measure() {
-        assert_eq!(median([3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median([4.0, 1.0, 3.0, 2.0]), 2.5);
-        assert_eq!(median([f64::NAN, 5.0, 7.0]), 6.0);
-        assert!(median([f64::NAN]).is_nan());
-        assert!(median([]).is_nan());
     }
 
     #[test]

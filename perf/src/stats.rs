@@ -1,4 +1,6 @@
-//! The statistics the report is made of, on plain numbers.
+//! Statistics on plain numbers, for every report: percentiles, means and
+//! medians, the coefficient of variation and the paper's load imbalance,
+//! and rows grouped by a key.
 
 /// The `p`-th percentile (0-100) of ascending `sorted` values, linearly
 /// interpolated between the two nearest ranks (as numpy's default); NaN if
@@ -18,6 +20,18 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// The arithmetic mean; NaN if there are no values.
 pub fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
+}
+
+/// The median, the mean of the middle two for an even count; NaN values
+/// (a number a round could not give) are left out; NaN if none is left.
+pub fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.into_iter().filter(|v| !v.is_nan()).collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
 /// The coefficient of variation: population standard deviation over mean;
@@ -47,6 +61,20 @@ pub fn load_cv(assignments: impl IntoIterator<Item = (usize, usize)>, workers: u
     (!cvs.is_empty()).then(|| mean(&cvs))
 }
 
+/// `items` grouped by a key (contender and connections, say), the groups
+/// in the order their keys first appear.
+pub fn groups<'a, T, K: PartialEq>(items: &'a [T], key: impl Fn(&'a T) -> K) -> Vec<(K, Vec<&'a T>)> {
+    let mut groups: Vec<(K, Vec<&T>)> = Vec::new();
+    for item in items {
+        let k = key(item);
+        match groups.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, group)) => group.push(item),
+            None => groups.push((k, vec![item])),
+        }
+    }
+    groups
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +99,24 @@ mod tests {
         assert_eq!(percentile(&values, 50.0), 50.5);
         assert!((percentile(&values, 99.0) - 99.01).abs() < 1e-9);
         assert!((percentile(&values, 95.0) - 95.05).abs() < 1e-9);
+    }
+
+    #[test]
+    fn medians_skip_what_a_round_could_not_measure() {
+        assert_eq!(median([3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median([f64::NAN, 5.0, 7.0]), 6.0);
+        assert!(median([f64::NAN]).is_nan());
+        assert!(median([]).is_nan());
+    }
+
+    #[test]
+    fn groups_keep_the_order_their_keys_first_appear_in() {
+        let rows = [("b", 1), ("a", 2), ("b", 3)];
+        let grouped = groups(&rows, |r| r.0);
+        let values: Vec<(&str, Vec<i32>)> =
+            grouped.iter().map(|(k, g)| (*k, g.iter().map(|r| r.1).collect())).collect();
+        assert_eq!(values, [("b", vec![1, 3]), ("a", vec![2])]);
     }
 
     #[test]
