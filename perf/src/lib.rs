@@ -16,7 +16,7 @@
 //!   own seeded sequence of functions and think times, so every scheduler
 //!   sees the same calls.
 //! - [`experiment`] runs each scheduler with each balancer against a fresh
-//!   cluster ([`experiment::cluster`] starts and kills the processes);
+//!   cluster ([`harness::cluster`] starts and kills the processes);
 //!   [`report`] summarises the calls with [`stats`] into the paper's
 //!   numbers (its published ones beside them, [`report::paper`]), and
 //!   [`report::figures`] draws them ([`report::svg`]).
@@ -35,7 +35,7 @@
 //! measurement, drives it with [`throughput::blast`] (a wrk-like closed-loop
 //! generator on one mio thread, framing responses with [`http::framing`]),
 //! reads the proxy's CPU time and peak memory from `/proc`
-//! ([`throughput::procstat`]) and its system calls, context switches and the
+//! ([`harness::procstat`]) and its system calls, context switches and the
 //! machine's reschedule IPIs ([`throughput::counters`]: `perf stat` and
 //! `/proc/interrupts`), and [`throughput::summary`] reports the medians over
 //! rounds. [`throughput::idle`] measures what idle keep-alive connections
@@ -51,12 +51,14 @@
 //! The modules follow the experiment as it runs: [`experiment`] starts the
 //! [`emulator`] and a scheduler, the [`load`] side calls through it, and the
 //! [`report`] is what comes out; [`throughput`] and [`soak`] are the other
-//! measurements, and [`http`], [`functions`], [`rng`], [`scale`] and
-//! [`stats`] are shared between them.
+//! measurements. [`harness`] starts and watches the processes of all
+//! three, and [`http`], [`functions`], [`rng`], [`scale`] and [`stats`]
+//! are shared between them.
 
 pub mod emulator;
 pub mod experiment;
 pub mod functions;
+pub mod harness;
 pub mod http;
 pub mod load;
 pub mod report;

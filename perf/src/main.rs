@@ -8,8 +8,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use hiku_perf::experiment::cluster::EmulatorArgs;
 use hiku_perf::experiment::{self, Contender, Options, BALANCERS};
+use hiku_perf::harness::cluster::EmulatorArgs;
+use hiku_perf::harness::process::{raise_open_file_limit, until_interrupted};
 use hiku_perf::report::results::{self, Experiment, Provenance};
 use hiku_perf::report::{self, Report};
 use hiku_perf::throughput::blast::{self, Load};
@@ -358,7 +359,7 @@ fn write_outputs(args: &ExperimentArgs, outcomes: &[experiment::Outcome]) -> Res
 }
 
 fn main() -> ExitCode {
-    hiku_perf::throughput::procstat::raise_open_file_limit();
+    raise_open_file_limit();
     match Cli::parse().command {
         Command::Experiment(args) => experiment(args),
         Command::Throughput(args) => throughput(args),
@@ -444,18 +445,6 @@ fn exit(outcome: Result<(), String>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Runs `work` to its end or until Ctrl-C; dropping it (on Ctrl-C, too)
-/// kills every process it started.
-fn until_interrupted<T>(work: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
-    runtime.block_on(async {
-        tokio::select! {
-            result = work => result,
-            _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
-        }
-    })
 }
 
 fn blast(args: BlastArgs) -> ExitCode {

@@ -26,9 +26,12 @@ use tokio::net::TcpStream;
 use tokio::process::Child;
 use tokio::task::JoinSet;
 
-use crate::experiment::{cluster, WorkDir};
 use crate::functions;
-use crate::throughput::{self, blast, idle, procstat, BODY};
+use crate::harness::cluster::{start_scheduler, start_upstreams};
+use crate::harness::process::{free_port, tail};
+use crate::harness::procstat;
+use crate::harness::workdir::WorkDir;
+use crate::throughput::{blast, idle, BODY};
 
 /// How often progress is shown.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -149,30 +152,26 @@ pub async fn run(options: &Options) -> Result<Report, String> {
     let workdir = WorkDir::new()?;
     let mut upstreams = Vec::new();
     for _ in 0..options.workers.max(1) {
-        let (child, urls) = throughput::start_upstreams(&options.upstream, 1, 0).await?;
+        let (child, urls) = start_upstreams(&options.upstream, 1, 0).await?;
         let url = urls.into_iter().next().ok_or("the upstream listed no URL")?;
         let port = url.rsplit(':').next().and_then(|p| p.parse().ok()).ok_or_else(|| format!("bad URL {url}"))?;
         upstreams.push(Upstream { port, url, child: Some(child), registered: true });
     }
-    let port = cluster::free_port()?;
+    let port = free_port()?;
     let config = workdir.0.join("soak.json");
     let urls: Vec<&str> = upstreams.iter().map(|u| u.url.as_str()).collect();
     let json = serde_json::json!({"host": "127.0.0.1", "port": port, "balancer": options.balancer, "workers": urls});
     std::fs::write(&config, json.to_string()).map_err(|e| format!("{}: {e}", config.display()))?;
     let address = format!("127.0.0.1:{port}");
     let log = workdir.0.join("hiku.log");
-    let hiku = cluster::start_scheduler(&options.hiku, &config, &[], &[], &address, &log).await?;
+    let hiku = start_scheduler(&options.hiku, &config, &[], &[], &address, &log).await?;
     let pid = hiku.pid().ok_or("hiku exited")?;
     let target: SocketAddr = address.parse().expect("an address");
 
     // Warm-up: pools, buffers and the balancer's tables in use once.
     let warm = load(target, options.connections, (options.calls / 20).clamp(100, 5000)).await;
     if warm.lost > 0 {
-        return Err(format!(
-            "{} calls lost in the warm-up, with no churn; hiku's log:\n{}",
-            warm.lost,
-            cluster::tail(&log)
-        ));
+        return Err(format!("{} calls lost in the warm-up, with no churn; hiku's log:\n{}", warm.lost, tail(&log)));
     }
     tokio::time::sleep(SETTLE).await;
     let rss_before_mb = procstat::rss_mb(&[pid]);
@@ -194,7 +193,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
     // Every worker back, alive and registered.
     for u in upstreams.iter_mut() {
         if u.child.is_none() {
-            u.child = Some(throughput::start_upstreams(&options.upstream, 1, u.port).await?.0);
+            u.child = Some(start_upstreams(&options.upstream, 1, u.port).await?.0);
         }
         if !u.registered {
             admin(target, "add", &u.url).await?;
@@ -243,7 +242,7 @@ async fn churn_once(
     let serving = ups.iter().filter(|u| up(u)).count();
     let u = &mut ups[i];
     if u.child.is_none() {
-        u.child = Some(throughput::start_upstreams(&options.upstream, 1, u.port).await?.0);
+        u.child = Some(start_upstreams(&options.upstream, 1, u.port).await?.0);
         churn.restarts += 1;
     } else if !u.registered {
         admin(target, "add", &u.url).await?;

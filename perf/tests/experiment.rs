@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use hiku_perf::experiment::cluster::EmulatorArgs;
 use hiku_perf::experiment::{self, Contender, Options};
+use hiku_perf::harness::cluster::EmulatorArgs;
 
 /// The whole experiment must end within this.
 const DEADLINE: Duration = Duration::from_secs(120);

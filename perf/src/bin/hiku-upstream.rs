@@ -21,7 +21,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    hiku_perf::throughput::procstat::raise_open_file_limit();
+    hiku_perf::harness::process::raise_open_file_limit();
     let listeners = match upstream::bind_from(cli.servers, cli.port) {
         Ok(listeners) => listeners,
         Err(e) => {

@@ -1,17 +1,17 @@
 //! The experiment: for each scheduler and balancer, a fresh emulated
 //! cluster, the scheduler in front of it, the whole workload, a summary.
 
-pub mod cluster;
-
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use self::cluster::EmulatorArgs;
 use crate::emulator::model::Stats;
 use crate::functions;
+use crate::harness::cluster::{self, EmulatorArgs};
+use crate::harness::process::{free_port, tail};
+use crate::harness::workdir::WorkDir;
 use crate::load::loadgen::{self, Call, Plan, Progress};
 use crate::load::workload::{self, PHASE_VUS};
 use crate::report::{self, Run};
@@ -96,7 +96,7 @@ async fn run_one(
     workdir: &Path,
 ) -> Result<Outcome, String> {
     let scale = options.scale()?;
-    let address = format!("127.0.0.1:{}", cluster::free_port()?);
+    let address = format!("127.0.0.1:{}", free_port()?);
     let emulator_args = EmulatorArgs { seed, ..options.emulator.clone() };
     let emulator = cluster::start_emulator(&emulator_args, &format!("http://{address}")).await?;
     let name = format!("{}-{balancer}", contender.label);
@@ -140,11 +140,7 @@ async fn run_one(
         eprintln!("{clear}[{label}] done: {} calls, {} failed", run.calls, run.failed);
     }
     if run.calls == 0 {
-        return Err(format!(
-            "{} with {balancer} completed no call; its log:\n{}",
-            contender.label,
-            cluster::tail(&log)
-        ));
+        return Err(format!("{} with {balancer} completed no call; its log:\n{}", contender.label, tail(&log)));
     }
     Ok(Outcome { run, calls, workers: emulator.urls.clone(), worker_stats })
 }
@@ -182,24 +178,6 @@ async fn show_progress(label: String, plan: Arc<Plan>, progress: Arc<Progress>) 
 fn bar(done: f64, width: usize) -> String {
     let filled = ((done.clamp(0.0, 1.0) * width as f64).round() as usize).min(width);
     format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
-}
-
-/// A scratch directory for configs and logs, removed when dropped.
-pub struct WorkDir(pub PathBuf);
-
-impl WorkDir {
-    pub fn new() -> Result<WorkDir, String> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let path = std::env::temp_dir().join(format!("hiku-perf-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(WorkDir(path))
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[cfg(test)]

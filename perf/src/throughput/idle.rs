@@ -26,11 +26,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use crate::experiment::WorkDir;
 use crate::functions;
+use crate::harness::procstat;
+use crate::harness::workdir::WorkDir;
 use crate::http::framing::ResponseFraming;
 use crate::stats::{groups, median};
-use crate::throughput::{self, blast, procstat, Contender, Options, Proxy, BODY};
+use crate::throughput::{self, blast, Contender, Options, Proxy, BODY};
 
 /// Connects in flight at once (below every listen backlog).
 pub const CONNECTING: usize = 256;

@@ -12,7 +12,6 @@
 pub mod blast;
 pub mod counters;
 pub mod idle;
-pub mod procstat;
 pub mod summary;
 pub mod upstream;
 
@@ -22,22 +21,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::Child;
 
 use self::blast::{Load, Mark, Tally};
 use self::counters::{Counts, PerfStat};
 use self::summary::{Row, Sample};
-use crate::experiment::{cluster, WorkDir};
 use crate::functions;
+use crate::harness::cluster::{self, start_upstreams};
+use crate::harness::process::{self, free_port, START_DEADLINE};
+use crate::harness::procstat;
+use crate::harness::workdir::WorkDir;
 
 /// The body of every request.
 pub const BODY: &[u8] = br#"{"param0": "value0"}"#;
 /// Upstream servers behind every contender.
 pub const UPSTREAMS: usize = 2;
-/// How long a process gets to come up.
-const START_DEADLINE: Duration = Duration::from_secs(20);
 /// A request unanswered this long is an error (wrk's default).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// nginx's keep-alive pool per worker process.
@@ -287,7 +286,7 @@ pub(crate) async fn start(options: &Options, contender: &Contender, workdir: &Pa
     let (proxy, targets, pids) = match &contender.proxy {
         Proxy::Direct => (None, addresses, vec![upstream_pid]),
         Proxy::Scheduler { binary, extra, env } => {
-            let port = cluster::free_port()?;
+            let port = free_port()?;
             let config = workdir.join(format!("{}.json", contender.label));
             let json =
                 serde_json::json!({"host": "127.0.0.1", "port": port, "balancer": options.balancer, "workers": urls});
@@ -312,33 +311,6 @@ pub(crate) async fn start(options: &Options, contender: &Contender, workdir: &Pa
         }
     };
     Ok(Setup { _upstreams: upstreams, _proxy: proxy, targets, pids })
-}
-
-/// Starts `hiku-upstream` with `servers` servers from `port` on (0: any
-/// ports) and reads their URLs.
-pub(crate) async fn start_upstreams(binary: &Path, servers: usize, port: u16) -> Result<(Child, Vec<String>), String> {
-    let mut child = cluster::command(binary)
-        .args(["--servers", &servers.to_string(), "--port", &port.to_string()])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let mut urls = Vec::new();
-    let read = async {
-        while urls.len() < servers {
-            match lines.next_line().await {
-                Ok(Some(line)) => urls.extend(line.strip_prefix("upstream ").map(str::to_string)),
-                Ok(None) => return Err("the upstreams exited before listing their URLs".to_string()),
-                Err(e) => return Err(format!("reading the upstreams' output: {e}")),
-            }
-        }
-        Ok(())
-    };
-    match tokio::time::timeout(START_DEADLINE, read).await {
-        Ok(Ok(())) => Ok((child, urls)),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(format!("the upstreams listed no URLs within {START_DEADLINE:?}")),
-    }
 }
 
 /// A running nginx: its master and worker processes. The workers are not
@@ -452,13 +424,13 @@ async fn start_haproxy(
     cores: usize,
     workdir: &Path,
 ) -> Result<(Child, SocketAddr), String> {
-    let port = cluster::free_port()?;
+    let port = free_port()?;
     let config = workdir.join(format!("haproxy-{port}.cfg"));
     std::fs::write(&config, haproxy_config(upstreams, port, cores))
         .map_err(|e| format!("{}: {e}", config.display()))?;
     let log = workdir.join(format!("haproxy-{port}.log"));
     let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let mut haproxy = cluster::command(binary)
+    let mut haproxy = process::command(binary)
         .arg("-db")
         .arg("-f")
         .arg(&config)
@@ -470,7 +442,7 @@ async fn start_haproxy(
     let deadline = tokio::time::Instant::now() + START_DEADLINE;
     loop {
         if let Ok(Some(status)) = haproxy.try_wait() {
-            return Err(format!("haproxy exited ({status}) before listening:\n{}", cluster::tail(&log)));
+            return Err(format!("haproxy exited ({status}) before listening:\n{}", process::tail(&log)));
         }
         if TcpStream::connect(address).await.is_ok() {
             return Ok((haproxy, address));
@@ -501,7 +473,7 @@ pub fn proxy_configs(contenders: &[Contender], upstreams: usize, cores: usize) -
 }
 
 async fn start_nginx(binary: &Path, upstreams: &[SocketAddr], cores: usize, workdir: &Path) -> Result<Nginx, String> {
-    let port = cluster::free_port()?;
+    let port = free_port()?;
     let dir = workdir.join(format!("nginx-{port}"));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let config = dir.join("nginx.conf");
@@ -510,7 +482,7 @@ async fn start_nginx(binary: &Path, upstreams: &[SocketAddr], cores: usize, work
     let log = dir.join("stderr.log");
     let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
     // On our death the master gets SIGTERM, and stops its workers itself.
-    let master = cluster::command_dying_with(binary, libc::SIGTERM)
+    let master = process::command_dying_with(binary, libc::SIGTERM)
         .arg("-p")
         .arg(&dir)
         .arg("-c")
@@ -529,7 +501,7 @@ async fn start_nginx(binary: &Path, upstreams: &[SocketAddr], cores: usize, work
     loop {
         if let Ok(Some(status)) = nginx.master.try_wait() {
             let errors = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
-            return Err(format!("nginx exited ({status}) before listening:\n{}{errors}", cluster::tail(&log)));
+            return Err(format!("nginx exited ({status}) before listening:\n{}{errors}", process::tail(&log)));
         }
         let master = nginx.master.id().unwrap_or(0);
         nginx.workers = procstat::children(master);

@@ -46,20 +46,6 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
     parse_status_kb(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?, "VmRSS:")
 }
 
-/// Raises this process's soft limit on open files to the hard limit: a
-/// descriptor per connection, and there may be ten thousand. Children
-/// (the upstreams, the proxies) inherit it.
-pub fn raise_open_file_limit() {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: plain getrlimit/setrlimit on a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 /// Clock ticks per second, the unit of `utime` and `stime`.
 pub fn ticks_per_second() -> u64 {
     // SAFETY: sysconf only reads a constant.

@@ -1,22 +1,18 @@
-//! The processes of one run: an emulator cluster and a scheduler in front
-//! of it, started, waited for, and killed however the run ends (the
-//! children are killed when their handles drop, and by the kernel if this
-//! process dies first).
+//! The processes of one run: the emulator's workers or trivial upstreams,
+//! and a scheduler in front of them, started, waited for, and killed
+//! however the run ends ([`process`](super::process) says how).
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
+use super::process::{command, tail, START_DEADLINE};
 use crate::emulator::model::Stats;
 use crate::http::{self, Conn};
-
-/// How long a process gets to come up.
-const START_DEADLINE: Duration = Duration::from_secs(20);
 
 /// What the emulator is told, beyond where to report evictions.
 #[derive(Debug, Clone)]
@@ -47,28 +43,6 @@ impl Scheduler {
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }
-}
-
-/// A command whose process dies with us, even if we are killed outright.
-pub fn command(binary: &Path) -> Command {
-    command_dying_with(binary, libc::SIGKILL)
-}
-
-/// A command whose process is killed when dropped, and sent `signal` if we
-/// die first (SIGTERM for a process that must take its own children down).
-pub fn command_dying_with(binary: &Path, signal: libc::c_int) -> Command {
-    let mut command = Command::new(binary);
-    command.kill_on_drop(true).stdin(Stdio::null());
-    // SAFETY: prctl is async-signal-safe and touches only the child.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, signal) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    command
 }
 
 fn error(what: &str, e: impl std::fmt::Display) -> String {
@@ -146,21 +120,31 @@ pub async fn start_scheduler(
     }
 }
 
-/// The last lines of a log, for an error message.
-pub fn tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
-}
-
-/// A free port on 127.0.0.1 for the scheduler. The emulator must know the
-/// scheduler's address before the scheduler (which needs the workers' URLs)
-/// starts, so the port is picked first and released; another process could
-/// take it in between, which the readiness check would not notice, but
-/// nothing else on this machine binds ports at random.
-pub fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| error("finding a free port", e))?;
-    Ok(listener.local_addr().map_err(|e| error("finding a free port", e))?.port())
+/// Starts `hiku-upstream` with `servers` servers from `port` on (0: any
+/// ports) and reads their URLs.
+pub async fn start_upstreams(binary: &Path, servers: usize, port: u16) -> Result<(Child, Vec<String>), String> {
+    let mut child = command(binary)
+        .args(["--servers", &servers.to_string(), "--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut urls = Vec::new();
+    let read = async {
+        while urls.len() < servers {
+            match lines.next_line().await {
+                Ok(Some(line)) => urls.extend(line.strip_prefix("upstream ").map(str::to_string)),
+                Ok(None) => return Err("the upstreams exited before listing their URLs".to_string()),
+                Err(e) => return Err(format!("reading the upstreams' output: {e}")),
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(START_DEADLINE, read).await {
+        Ok(Ok(())) => Ok((child, urls)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!("the upstreams listed no URLs within {START_DEADLINE:?}")),
+    }
 }
 
 /// A worker's `GET /stats`.

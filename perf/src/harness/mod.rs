@@ -1,0 +1,10 @@
+//! The plumbing every measurement shares, below their own logic: starting
+//! processes that never outlive a run ([`process`]), the emulator's
+//! workers, trivial upstreams and a scheduler in front of them
+//! ([`cluster`]), a scratch directory for their configs and logs
+//! ([`workdir`]), and what a process has cost, from `/proc` ([`procstat`]).
+
+pub mod cluster;
+pub mod process;
+pub mod procstat;
+pub mod workdir;
