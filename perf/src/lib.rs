@@ -31,8 +31,8 @@
 //!
 //! `perf/throughput` measures the other side of the question, the proxy's
 //! own cost: [`throughput`] starts `hiku-upstream` ([`throughput::upstream`]:
-//! trivial servers on one mio thread) and a proxy in front of them for every
-//! measurement, drives it with [`throughput::blast`] (a wrk-like closed-loop
+//! trivial servers on one mio thread) and a proxy in front of them
+//! ([`throughput::proxies`]) for every measurement, drives it with [`throughput::blast`] (a wrk-like closed-loop
 //! generator on one mio thread, framing responses with [`http::framing`]),
 //! reads the proxy's CPU time and peak memory from `/proc`
 //! ([`harness::procstat`]) and its system calls, context switches and the

@@ -14,7 +14,9 @@ use hiku_perf::harness::process::{raise_open_file_limit, until_interrupted};
 use hiku_perf::report::results::{self, Experiment, Provenance};
 use hiku_perf::report::{self, Report};
 use hiku_perf::throughput::blast::{self, Load};
-use hiku_perf::throughput::{self, idle, summary, Proxy};
+use hiku_perf::throughput::options::{Contender as ThroughputContender, Options as ThroughputOptions, Proxy};
+use hiku_perf::throughput::options::{BODY, REQUEST_TIMEOUT, UPSTREAMS};
+use hiku_perf::throughput::{self, idle, proxies, summary};
 
 #[derive(Parser)]
 #[command(name = "hiku-perf", version, about = "The Hiku paper's experiment on one machine")]
@@ -459,12 +461,12 @@ fn blast(args: BlastArgs) -> ExitCode {
         targets: args.target,
         connections: args.connections,
         functions: hiku_perf::functions::names(),
-        body: throughput::BODY.to_vec(),
+        body: BODY.to_vec(),
         warmup,
         duration,
         counted: Duration::ZERO,
         close: false,
-        timeout: throughput::REQUEST_TIMEOUT,
+        timeout: REQUEST_TIMEOUT,
     };
     exit(blast::run(&load, &AtomicBool::new(false), |_| {}).map_err(|e| e.to_string()).map(|t| {
         println!(
@@ -484,7 +486,7 @@ fn seconds(value: f64, what: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value).map_err(|_| format!("{what} must be a number of seconds, not {value}"))
 }
 
-fn throughput_options(args: &ThroughputArgs) -> Result<throughput::Options, String> {
+fn throughput_options(args: &ThroughputArgs) -> Result<ThroughputOptions, String> {
     let (duration, warmup, connections) = match args.quick {
         true => (args.duration.unwrap_or(2.0), args.warmup.unwrap_or(0.5), vec![64, 256]),
         false => (args.duration.unwrap_or(5.0), args.warmup.unwrap_or(1.0), vec![64, 256, 1024]),
@@ -506,8 +508,8 @@ fn throughput_options(args: &ThroughputArgs) -> Result<throughput::Options, Stri
     let upstream = args.upstream.clone().unwrap_or_else(|| sibling("hiku-upstream"));
     let hiku_extra = args.cores.map(|n| vec!["--cores".to_string(), n.to_string()]).unwrap_or_default();
     let mut contenders = vec![
-        throughput::Contender { label: "direct".to_string(), proxy: Proxy::Direct },
-        throughput::Contender {
+        ThroughputContender { label: "direct".to_string(), proxy: Proxy::Direct },
+        ThroughputContender {
             label: "hiku".to_string(),
             proxy: Proxy::Scheduler { binary: hiku.clone(), extra: hiku_extra.clone(), env: Vec::new() },
         },
@@ -516,19 +518,19 @@ fn throughput_options(args: &ThroughputArgs) -> Result<throughput::Options, Stri
         let variant = throughput::parse_variant(spec)?;
         let extra = hiku_extra.iter().cloned().chain(variant.args).collect();
         let proxy = Proxy::Scheduler { binary: hiku.clone(), extra, env: variant.env };
-        contenders.push(throughput::Contender { label: variant.label, proxy });
+        contenders.push(ThroughputContender { label: variant.label, proxy });
     }
     if let Some(path) = &args.baseline {
         let proxy = Proxy::Scheduler { binary: path.clone(), extra: Vec::new(), env: Vec::new() };
-        contenders.push(throughput::Contender { label: baseline_label(path), proxy });
+        contenders.push(ThroughputContender { label: baseline_label(path), proxy });
     }
     if let Some(path) = &args.nginx {
         contenders
-            .push(throughput::Contender { label: "nginx".to_string(), proxy: Proxy::Nginx { binary: path.clone() } });
+            .push(ThroughputContender { label: "nginx".to_string(), proxy: Proxy::Nginx { binary: path.clone() } });
     }
     if let Some(path) = &args.haproxy {
         let binary = on_path(path).ok_or_else(|| format!("no haproxy binary {}", path.display()))?;
-        contenders.push(throughput::Contender { label: "haproxy".to_string(), proxy: Proxy::Haproxy { binary } });
+        contenders.push(ThroughputContender { label: "haproxy".to_string(), proxy: Proxy::Haproxy { binary } });
     }
     for (i, c) in contenders.iter().enumerate() {
         if contenders[..i].iter().any(|earlier| earlier.label == c.label) {
@@ -547,7 +549,7 @@ fn throughput_options(args: &ThroughputArgs) -> Result<throughput::Options, Stri
             ));
         }
     }
-    Ok(throughput::Options {
+    Ok(ThroughputOptions {
         contenders,
         upstream,
         balancer: args.balancer.clone(),
@@ -608,7 +610,7 @@ fn throughput(args: ThroughputArgs) -> ExitCode {
                 ..Default::default()
             },
         }
-        .with_configs(throughput::proxy_configs(&options.contenders, throughput::UPSTREAMS, options.cores)))
+        .with_configs(proxies::proxy_configs(&options.contenders, UPSTREAMS, options.cores)))
     };
     let outcome = until_interrupted(measured).and_then(|report| {
         for (title, table) in summary::titled(&report) {

@@ -31,7 +31,8 @@ use crate::harness::cluster::{start_scheduler, start_upstreams};
 use crate::harness::process::{free_port, tail};
 use crate::harness::procstat;
 use crate::harness::workdir::WorkDir;
-use crate::throughput::{blast, idle, BODY};
+use crate::throughput::options::BODY;
+use crate::throughput::{blast, idle};
 
 /// How often progress is shown.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);

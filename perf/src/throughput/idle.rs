@@ -31,7 +31,9 @@ use crate::harness::procstat;
 use crate::harness::workdir::WorkDir;
 use crate::http::framing::ResponseFraming;
 use crate::stats::{groups, median};
-use crate::throughput::{self, blast, Contender, Options, Proxy, BODY};
+use crate::throughput::blast;
+use crate::throughput::options::{Contender, Options, Proxy, BODY};
+use crate::throughput::proxies;
 
 /// Connects in flight at once (below every listen backlog).
 pub const CONNECTING: usize = 256;
@@ -132,7 +134,7 @@ async fn measure(
     burst: bool,
     workdir: &Path,
 ) -> Result<IdleRow, String> {
-    let setup = throughput::start(options, contender, workdir).await?;
+    let setup = proxies::start(options, contender, workdir).await?;
     let target = setup.targets[0];
     tokio::time::sleep(SETTLE).await;
     let before = procstat::rss_mb(&setup.pids);

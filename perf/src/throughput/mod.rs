@@ -1,8 +1,9 @@
 //! `perf/throughput`: the proxy's own cost. For each round, each
 //! connection count and each contender, fresh processes: two trivial
 //! upstreams ([`upstream`], in their own process), the contender in front
-//! of them (or nothing, for `direct`), and the generator ([`blast`], on its
-//! own thread) at full speed against it. Each measurement reads the
+//! of them (or nothing, for `direct`; [`proxies`] starts them), and the
+//! generator ([`blast`], on its own thread) at full speed against it, as
+//! the [`options`] say. Each measurement reads the
 //! contender's CPU time at the window's edges and its peak memory at the
 //! end, then keeps the load going for a second, counted window in which
 //! [`counters`] reads what the kernel did (system calls, context switches,
@@ -12,81 +13,22 @@
 pub mod blast;
 pub mod counters;
 pub mod idle;
+pub mod options;
+pub mod proxies;
 pub mod summary;
 pub mod upstream;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::net::TcpStream;
-use tokio::process::Child;
 
 use self::blast::{Load, Mark, Tally};
 use self::counters::{Counts, PerfStat};
+use self::options::{Contender, Options, BODY, REQUEST_TIMEOUT};
 use self::summary::{Row, Sample};
 use crate::functions;
-use crate::harness::cluster::{self, start_upstreams};
-use crate::harness::process::{self, free_port, START_DEADLINE};
 use crate::harness::procstat;
 use crate::harness::workdir::WorkDir;
-
-/// The body of every request.
-pub const BODY: &[u8] = br#"{"param0": "value0"}"#;
-/// Upstream servers behind every contender.
-pub const UPSTREAMS: usize = 2;
-/// A request unanswered this long is an error (wrk's default).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// nginx's keep-alive pool per worker process.
-const NGINX_KEEPALIVE: usize = 256;
-
-/// What stands between the generator and the upstreams.
-#[derive(Debug, Clone)]
-pub enum Proxy {
-    /// Nothing: the generator's connections alternate between the upstreams.
-    Direct,
-    /// A binary with the Go original's `start -c <config>` interface, with
-    /// arguments after it (hiku's `--cores`) and variables added to its
-    /// environment.
-    Scheduler { binary: PathBuf, extra: Vec<String>, env: Vec<(String, String)> },
-    /// nginx as a least-connections keep-alive reverse proxy.
-    Nginx { binary: PathBuf },
-    /// HAProxy (2.6+) the same way: a thread per core, least connections,
-    /// keep-alive on both sides, idle server connections shared by all.
-    Haproxy { binary: PathBuf },
-}
-
-#[derive(Debug, Clone)]
-pub struct Contender {
-    pub label: String,
-    pub proxy: Proxy,
-}
-
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub contenders: Vec<Contender>,
-    pub upstream: PathBuf,
-    /// The balancer in the schedulers' config.
-    pub balancer: String,
-    /// Cores for the proxy: nginx's worker processes (hiku gets `--cores` in
-    /// its `extra`).
-    pub cores: usize,
-    pub connections: Vec<usize>,
-    pub rounds: usize,
-    pub warmup: Duration,
-    pub duration: Duration,
-    /// The counted window after the measured one (zero for none).
-    pub counted: Duration,
-    /// A `perf` that can trace system calls here, or `None` (those
-    /// columns are then missing).
-    pub perf: Option<PathBuf>,
-    /// A new connection for every call (`Connection: close` on each).
-    pub new_connection: bool,
-    /// Show progress on stderr.
-    pub progress: bool,
-}
 
 /// Every round, in which every contender is measured at every connection
 /// count; the medians.
@@ -148,30 +90,13 @@ pub fn parse_variant(spec: &str) -> Result<Variant, String> {
     Ok(Variant { label: label.to_string(), args: words.map(str::to_string).collect(), env })
 }
 
-/// The processes of one measurement; all are killed when this drops.
-pub(crate) struct Setup {
-    _upstreams: Child,
-    _proxy: Option<Running>,
-    /// Where the generator connects.
-    pub targets: Vec<SocketAddr>,
-    /// Whose CPU and memory are counted.
-    pub pids: Vec<u32>,
-}
-
-/// Held only to be dropped (which kills it).
-enum Running {
-    Scheduler { _process: cluster::Scheduler },
-    Nginx { _process: Nginx },
-    Haproxy { _process: Child },
-}
-
 async fn measure(
     options: &Options,
     contender: &Contender,
     connections: usize,
     workdir: &Path,
 ) -> Result<Sample, String> {
-    let setup = start(options, contender, workdir).await?;
+    let setup = proxies::start(options, contender, workdir).await?;
     let load = Load {
         targets: setup.targets.clone(),
         connections,
@@ -275,246 +200,6 @@ async fn generate(load: Load, pids: Vec<u32>, perf: Option<PerfStat>) -> Result<
     receive.await.map_err(|_| "the generator panicked".to_string())?.map_err(|e| format!("the generator failed: {e}"))
 }
 
-/// Starts the upstreams and `contender` in front of them.
-pub(crate) async fn start(options: &Options, contender: &Contender, workdir: &Path) -> Result<Setup, String> {
-    let (upstreams, urls) = start_upstreams(&options.upstream, UPSTREAMS, 0).await?;
-    let upstream_pid = upstreams.id().ok_or("the upstreams exited")?;
-    let addresses: Vec<SocketAddr> = urls
-        .iter()
-        .map(|u| crate::http::authority(u).and_then(|a| a.parse().ok()).ok_or_else(|| format!("bad upstream {u}")))
-        .collect::<Result<_, _>>()?;
-    let (proxy, targets, pids) = match &contender.proxy {
-        Proxy::Direct => (None, addresses, vec![upstream_pid]),
-        Proxy::Scheduler { binary, extra, env } => {
-            let port = free_port()?;
-            let config = workdir.join(format!("{}.json", contender.label));
-            let json =
-                serde_json::json!({"host": "127.0.0.1", "port": port, "balancer": options.balancer, "workers": urls});
-            std::fs::write(&config, json.to_string()).map_err(|e| format!("{}: {e}", config.display()))?;
-            let log = workdir.join(format!("{}.log", contender.label));
-            let address = format!("127.0.0.1:{port}");
-            let scheduler = cluster::start_scheduler(binary, &config, extra, env, &address, &log).await?;
-            let pid = scheduler.pid().ok_or_else(|| format!("{} exited", contender.label))?;
-            let target = address.parse().expect("an address");
-            (Some(Running::Scheduler { _process: scheduler }), vec![target], vec![pid])
-        }
-        Proxy::Nginx { binary } => {
-            let nginx = start_nginx(binary, &addresses, options.cores, workdir).await?;
-            let pids = nginx.pids();
-            let target = nginx.address;
-            (Some(Running::Nginx { _process: nginx }), vec![target], pids)
-        }
-        Proxy::Haproxy { binary } => {
-            let (haproxy, target) = start_haproxy(binary, &addresses, options.cores, workdir).await?;
-            let pid = haproxy.id().ok_or("haproxy exited")?;
-            (Some(Running::Haproxy { _process: haproxy }), vec![target], vec![pid])
-        }
-    };
-    Ok(Setup { _upstreams: upstreams, _proxy: proxy, targets, pids })
-}
-
-/// A running nginx: its master and worker processes. The workers are not
-/// our children and outlive a killed master, so they are killed by pid.
-struct Nginx {
-    master: Child,
-    /// Its process group (the master's pid).
-    group: u32,
-    workers: Vec<u32>,
-    address: SocketAddr,
-}
-
-impl Nginx {
-    fn pids(&self) -> Vec<u32> {
-        self.master.id().into_iter().chain(self.workers.iter().copied()).collect()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // The whole process group the master leads: every worker, listed
-        // or not (a worker started after the listing, or one left behind by
-        // a master that already exited, would outlive it otherwise).
-        // SAFETY: kill(2) on the group of the master we started as its leader.
-        unsafe { libc::kill(-(self.group as libc::pid_t), libc::SIGKILL) };
-        let _ = self.master.start_kill();
-    }
-}
-
-/// nginx's configuration: `cores` workers, least connections over the
-/// upstreams with a keep-alive pool, everything it writes in `dir`.
-pub fn nginx_config(upstreams: &[SocketAddr], port: u16, cores: usize, dir: &Path) -> String {
-    let dir = dir.display();
-    let servers: String = upstreams.iter().map(|a| format!("        server {a};\n")).collect();
-    format!(
-        "worker_processes {cores};
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-worker_rlimit_nofile 65536;
-events {{
-    worker_connections 16384;
-}}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    keepalive_requests 1000000;
-    upstream workers {{
-        least_conn;
-{servers}        keepalive {NGINX_KEEPALIVE};
-        keepalive_requests 1000000;
-    }}
-    server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        location / {{
-            proxy_pass http://workers;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-        }}
-    }}
-}}
-"
-    )
-}
-
-/// HAProxy's configuration, as fair as nginx's: `cores` threads (as nginx
-/// has worker processes), least connections over the upstreams, keep-alive
-/// to clients and to the upstreams with idle server connections shared by
-/// every thread and client (`http-reuse always`), no logging.
-pub fn haproxy_config(upstreams: &[SocketAddr], port: u16, cores: usize) -> String {
-    let servers: String =
-        upstreams.iter().enumerate().map(|(i, a)| format!("    server upstream{i} {a} maxconn 100000\n")).collect();
-    format!(
-        "global
-    nbthread {cores}
-    maxconn 100000
-    # Run within the open-file limit this machine allows (as nginx and
-    # hiku do) rather than refuse to start for a maxconn it could not
-    # reach anyway.
-    no strict-limits
-
-defaults
-    mode http
-    option http-keep-alive
-    http-reuse always
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    timeout http-keep-alive 60s
-    maxconn 100000
-
-frontend proxy
-    bind 127.0.0.1:{port} backlog 4096
-    default_backend upstreams
-
-backend upstreams
-    balance leastconn
-{servers}"
-    )
-}
-
-/// Starts HAProxy in the foreground (one process, its threads) on a free
-/// port, once it listens.
-async fn start_haproxy(
-    binary: &Path,
-    upstreams: &[SocketAddr],
-    cores: usize,
-    workdir: &Path,
-) -> Result<(Child, SocketAddr), String> {
-    let port = free_port()?;
-    let config = workdir.join(format!("haproxy-{port}.cfg"));
-    std::fs::write(&config, haproxy_config(upstreams, port, cores))
-        .map_err(|e| format!("{}: {e}", config.display()))?;
-    let log = workdir.join(format!("haproxy-{port}.log"));
-    let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let mut haproxy = process::command(binary)
-        .arg("-db")
-        .arg("-f")
-        .arg(&config)
-        .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log_file)
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-    let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
-    let deadline = tokio::time::Instant::now() + START_DEADLINE;
-    loop {
-        if let Ok(Some(status)) = haproxy.try_wait() {
-            return Err(format!("haproxy exited ({status}) before listening:\n{}", process::tail(&log)));
-        }
-        if TcpStream::connect(address).await.is_ok() {
-            return Ok((haproxy, address));
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!("haproxy did not listen on {address} within {START_DEADLINE:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// How the proxies among `contenders` are configured, as each measurement
-/// writes it (with its own ports and directory): (label, text).
-pub fn proxy_configs(contenders: &[Contender], upstreams: usize, cores: usize) -> Vec<(String, String)> {
-    let upstreams: Vec<SocketAddr> =
-        (0..upstreams).map(|i| SocketAddr::from(([127, 0, 0, 1], 5000 + i as u16))).collect();
-    contenders
-        .iter()
-        .filter_map(|c| {
-            match &c.proxy {
-                Proxy::Nginx { .. } => Some(nginx_config(&upstreams, 9020, cores, Path::new("DIR"))),
-                Proxy::Haproxy { .. } => Some(haproxy_config(&upstreams, 9020, cores)),
-                Proxy::Direct | Proxy::Scheduler { .. } => None,
-            }
-            .map(|text| (c.label.clone(), text))
-        })
-        .collect()
-}
-
-async fn start_nginx(binary: &Path, upstreams: &[SocketAddr], cores: usize, workdir: &Path) -> Result<Nginx, String> {
-    let port = free_port()?;
-    let dir = workdir.join(format!("nginx-{port}"));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let config = dir.join("nginx.conf");
-    std::fs::write(&config, nginx_config(upstreams, port, cores, &dir))
-        .map_err(|e| format!("{}: {e}", config.display()))?;
-    let log = dir.join("stderr.log");
-    let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-    // On our death the master gets SIGTERM, and stops its workers itself.
-    let master = process::command_dying_with(binary, libc::SIGTERM)
-        .arg("-p")
-        .arg(&dir)
-        .arg("-c")
-        .arg(&config)
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log_file)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-    let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
-    let group = master.id().ok_or("nginx exited at once")?;
-    let mut nginx = Nginx { master, group, workers: Vec::new(), address };
-    let deadline = tokio::time::Instant::now() + START_DEADLINE;
-    loop {
-        if let Ok(Some(status)) = nginx.master.try_wait() {
-            let errors = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
-            return Err(format!("nginx exited ({status}) before listening:\n{}{errors}", process::tail(&log)));
-        }
-        let master = nginx.master.id().unwrap_or(0);
-        nginx.workers = procstat::children(master);
-        if nginx.workers.len() >= cores && TcpStream::connect(address).await.is_ok() {
-            return Ok(nginx);
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!("nginx did not start {cores} workers on {address} within {START_DEADLINE:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,41 +220,6 @@ mod tests {
         assert_eq!(parse_variant("plain="), Ok(variant("plain", &[], &[])));
         for bad in ["no-equals", "=--no-pin", "hiku=--no-pin", "a b=x"] {
             assert!(parse_variant(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn haproxy_is_configured_as_fairly_as_nginx() {
-        let upstreams: Vec<SocketAddr> = vec!["127.0.0.1:5000".parse().unwrap(), "127.0.0.1:5001".parse().unwrap()];
-        let config = haproxy_config(&upstreams, 9020, 2);
-        for line in [
-            "nbthread 2",
-            "mode http",
-            "option http-keep-alive",
-            "http-reuse always",
-            "bind 127.0.0.1:9020 backlog 4096",
-            "balance leastconn\n    server upstream0 127.0.0.1:5000 maxconn 100000\n    server upstream1 127.0.0.1:5001",
-        ] {
-            assert!(config.contains(line), "{line:?} missing from\n{config}");
-        }
-        assert!(!config.lines().any(|l| l.trim_start().starts_with("log")), "no logging:\n{config}");
-    }
-
-    #[test]
-    fn nginx_is_configured_as_a_least_connections_keep_alive_proxy() {
-        let upstreams: Vec<SocketAddr> = vec!["127.0.0.1:5000".parse().unwrap(), "127.0.0.1:5001".parse().unwrap()];
-        let config = nginx_config(&upstreams, 9020, 2, Path::new("/tmp/x"));
-        for line in [
-            "worker_processes 2;",
-            "daemon off;",
-            "pid /tmp/x/nginx.pid;",
-            "        least_conn;\n        server 127.0.0.1:5000;\n        server 127.0.0.1:5001;\n        keepalive 256;",
-            "listen 127.0.0.1:9020 backlog=4096;",
-            "proxy_http_version 1.1;",
-            "proxy_set_header Connection \"\";",
-            "access_log off;",
-        ] {
-            assert!(config.contains(line), "{line:?} missing from\n{config}");
         }
     }
 }
