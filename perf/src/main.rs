@@ -353,7 +353,7 @@ fn write_outputs(args: &ExperimentArgs, outcomes: &[experiment::Outcome]) -> Res
         write(path, rows.collect())?;
     }
     if let Some(dir) = &args.plots {
-        for path in hiku_perf::report::figures::write(dir, outcomes)? {
+        for path in report::figures::write(dir, outcomes.iter().map(|o| (&o.run, o.calls.as_slice())))? {
             eprintln!("wrote {path}");
         }
     }
