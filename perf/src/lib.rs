@@ -52,9 +52,10 @@
 //! [`emulator`] and a scheduler, the [`load`] side calls through it, and the
 //! [`report`] is what comes out; [`throughput`] and [`soak`] are the other
 //! measurements. [`harness`] starts and watches the processes of all
-//! three, and [`http`], [`functions`], [`rng`], [`scale`] and [`stats`]
-//! are shared between them.
+//! three, and [`http`], [`functions`], [`balancers`], [`rng`], [`scale`]
+//! and [`stats`] are shared between them.
 
+pub mod balancers;
 pub mod emulator;
 pub mod experiment;
 pub mod functions;

@@ -8,7 +8,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use hiku_perf::experiment::{self, Contender, Options, BALANCERS};
+use hiku_perf::balancers::BALANCERS;
+use hiku_perf::experiment::{self, Contender, Options};
 use hiku_perf::harness::cluster::EmulatorArgs;
 use hiku_perf::harness::process::{raise_open_file_limit, until_interrupted};
 use hiku_perf::report::results::{self, Experiment, Provenance};

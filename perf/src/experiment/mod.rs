@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::balancers::PAPER_BALANCERS;
 use crate::emulator::model::Stats;
 use crate::functions;
 use crate::harness::cluster::{self, EmulatorArgs};
@@ -17,14 +18,6 @@ use crate::load::workload::{self, PHASE_VUS};
 use crate::report::{self, Run};
 use crate::rng::WeightedChoice;
 use crate::scale::TimeScale;
-
-/// The balancers every scheduler is run with: the paper's four in its
-/// order, then hiku's own.
-pub const BALANCERS: [&str; 6] =
-    ["pull-based", "hashing-bounded", "least-connections", "random", "pull-hashing", "predictive"];
-
-/// The Go original's balancers: a baseline is run with these only.
-pub const PAPER_BALANCERS: [&str; 4] = ["pull-based", "hashing-bounded", "least-connections", "random"];
 
 /// A scheduler binary and the label of its rows.
 #[derive(Debug, Clone)]
