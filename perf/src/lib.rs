@@ -48,6 +48,11 @@
 //! `perf/results` runs both at full length and [`report::results`] lays
 //! their reports out as `perf/RESULTS.md`.
 //!
+//! Each subcommand of the `hiku-perf` binary owns its command line and
+//! turns it into its module's options: [`experiment::cli`],
+//! [`throughput::cli`] (`throughput` and `blast`), [`report::results`] and
+//! [`soak`], with what they share in [`cli`]; the binary only dispatches.
+//!
 //! The modules follow the experiment as it runs: [`experiment`] starts the
 //! [`emulator`] and a scheduler, the [`load`] side calls through it, and the
 //! [`report`] is what comes out; [`throughput`] and [`soak`] are the other
@@ -56,6 +61,7 @@
 //! and [`stats`] are shared between them.
 
 pub mod balancers;
+pub mod cli;
 pub mod emulator;
 pub mod experiment;
 pub mod functions;

@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,9 +27,11 @@ use tokio::net::TcpStream;
 use tokio::process::Child;
 use tokio::task::JoinSet;
 
+use crate::balancers::BALANCERS;
+use crate::cli::{exit, sibling, usage_error};
 use crate::functions;
 use crate::harness::cluster::{start_scheduler, start_upstreams};
-use crate::harness::process::{free_port, tail};
+use crate::harness::process::{free_port, tail, until_interrupted};
 use crate::harness::procstat;
 use crate::harness::workdir::WorkDir;
 use crate::throughput::options::BODY;
@@ -370,7 +373,7 @@ async fn client(target: SocketAddr, next: Arc<AtomicU64>, calls: u64) -> Tally {
 }
 
 /// The options' binaries exist.
-pub fn check_binaries(options: &Options) -> Result<(), String> {
+fn check_binaries(options: &Options) -> Result<(), String> {
     for binary in [&options.hiku, &options.upstream] {
         if !Path::new(binary).is_file() {
             return Err(format!(
@@ -380,6 +383,85 @@ pub fn check_binaries(options: &Options) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `hiku-perf soak`'s command line.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A short run: 20 000 calls, churn every 50 ms, a burst of 2 000
+    #[arg(long)]
+    quick: bool,
+    /// Calls to send [default: 1 000 000, or 20 000 with --quick]
+    #[arg(long)]
+    calls: Option<u64>,
+    /// Client keep-alive connections
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Workers (trivial upstreams, one process each)
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Milliseconds between churn steps [default: 200, or 50 with --quick]
+    #[arg(long)]
+    churn_ms: Option<u64>,
+    /// Calls sent all at once at the end, on as many connections [default: 10 000, or 2 000 with --quick]
+    #[arg(long)]
+    burst: Option<usize>,
+    /// The balancer in hiku's config
+    #[arg(long, default_value = "pull-based")]
+    balancer: String,
+    /// The hiku binary [default: `hiku` beside this program]
+    #[arg(long)]
+    hiku: Option<PathBuf>,
+    /// The upstream binary [default: `hiku-upstream` beside this program]
+    #[arg(long)]
+    upstream: Option<PathBuf>,
+    /// Write the report as JSON
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+impl Args {
+    /// Runs the soak, prints the report, writes it if asked, and fails if
+    /// anything went wrong.
+    pub fn run(self) -> ExitCode {
+        let options = Options {
+            hiku: self.hiku.clone().unwrap_or_else(|| sibling("hiku")),
+            upstream: self.upstream.clone().unwrap_or_else(|| sibling("hiku-upstream")),
+            balancer: self.balancer.clone(),
+            workers: self.workers,
+            connections: self.connections,
+            calls: self.calls.unwrap_or(if self.quick { 20_000 } else { 1_000_000 }),
+            churn_every: Duration::from_millis(self.churn_ms.unwrap_or(if self.quick { 50 } else { 200 }).max(1)),
+            burst: self.burst.unwrap_or(if self.quick { 2_000 } else { 10_000 }),
+            progress: true,
+        };
+        if !BALANCERS.contains(&options.balancer.as_str()) || options.workers < 2 || options.connections == 0 {
+            return usage_error("soak needs a known --balancer, --workers 2 or more, and --connections");
+        }
+        if let Err(e) = check_binaries(&options) {
+            return usage_error(e);
+        }
+        let report = match until_interrupted(run(&options)) {
+            Ok(report) => report,
+            Err(e) => return exit(Err(e)),
+        };
+        print!("{}", report.text());
+        if let Some(path) = &self.json {
+            let json = serde_json::to_string_pretty(&report).expect("plain structs");
+            if let Err(e) = std::fs::write(path, json + "\n") {
+                return exit(Err(format!("{}: {e}", path.display())));
+            }
+        }
+        let problems = report.problems();
+        for problem in &problems {
+            eprintln!("FAIL: {problem}");
+        }
+        if problems.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The experiment: for each scheduler and balancer, a fresh emulated
 //! cluster, the scheduler in front of it, the whole workload, a summary.
 
+pub mod cli;
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;

@@ -4,8 +4,10 @@
 //! comes from those files; nothing is typed in.
 
 use std::fmt::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
+use crate::cli::exit;
 use crate::report::{self, Report};
 use crate::throughput::summary;
 
@@ -89,6 +91,52 @@ pub fn markdown(
         }
     }
     out
+}
+
+/// `hiku-perf results`'s command line.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A report written by `experiment --json`, with its label: LABEL=FILE (repeatable)
+    #[arg(long = "experiment", value_name = "LABEL=FILE")]
+    experiments: Vec<String>,
+    /// A report written by `throughput --json` (repeatable)
+    #[arg(long)]
+    throughput: Vec<PathBuf>,
+    /// The commit the reports were measured at
+    #[arg(long)]
+    commit: String,
+    /// When they were measured
+    #[arg(long)]
+    date: String,
+    /// A command that produced them, as run (repeatable)
+    #[arg(long = "command")]
+    commands: Vec<String>,
+    /// Anything else a reader must know, such as what the baseline is (repeatable)
+    #[arg(long = "note")]
+    notes: Vec<String>,
+}
+
+impl Args {
+    /// Prints the page made of the reports named.
+    pub fn run(self) -> ExitCode {
+        let page = (|| {
+            let mut experiments = Vec::new();
+            for spec in &self.experiments {
+                let (label, file) =
+                    spec.split_once('=').ok_or_else(|| format!("--experiment {spec}: expected LABEL=FILE"))?;
+                experiments.push(Experiment { label: label.to_string(), report: load(Path::new(file))? });
+            }
+            let throughput: Vec<summary::Report> = self.throughput.iter().map(|p| load(p)).collect::<Result<_, _>>()?;
+            let provenance = Provenance {
+                date: self.date.clone(),
+                commit: self.commit.clone(),
+                commands: self.commands.clone(),
+                notes: self.notes.clone(),
+            };
+            Ok::<_, String>(markdown(&provenance, &machine(), &experiments, &throughput))
+        })();
+        exit(page.map(|page| print!("{page}")))
+    }
 }
 
 #[cfg(test)]

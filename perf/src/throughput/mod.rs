@@ -11,6 +11,7 @@
 //! measured window); [`summary`] takes the medians.
 
 pub mod blast;
+pub mod cli;
 pub mod counters;
 pub mod idle;
 pub mod options;
@@ -57,37 +58,6 @@ pub async fn run(options: &Options) -> Result<Vec<Row>, String> {
         }
     }
     Ok(summary::summarize(&samples))
-}
-
-/// A `--variant`: hiku run with variables added to its environment and
-/// arguments after `start -c <config>`, under a label of its own.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Variant {
-    pub label: String,
-    pub args: Vec<String>,
-    pub env: Vec<(String, String)>,
-}
-
-/// Parses `LABEL=[NAME=VALUE...] [ARG...]`.
-pub fn parse_variant(spec: &str) -> Result<Variant, String> {
-    let (label, rest) = spec.split_once('=').ok_or_else(|| format!("--variant {spec:?} is not LABEL=ARGS"))?;
-    if label.is_empty()
-        || label.contains(char::is_whitespace)
-        || ["direct", "hiku", "nginx", "haproxy"].contains(&label)
-    {
-        return Err(format!("--variant {spec:?}: its label must be a new word, not {label:?}"));
-    }
-    let is_name = |n: &str| {
-        n.chars().next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
-            && n.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-    };
-    let mut words = rest.split_whitespace().peekable();
-    let mut env = Vec::new();
-    while let Some((name, value)) = words.peek().and_then(|w| w.split_once('=')).filter(|(n, _)| is_name(n)) {
-        env.push((name.to_string(), value.to_string()));
-        words.next();
-    }
-    Ok(Variant { label: label.to_string(), args: words.map(str::to_string).collect(), env })
 }
 
 async fn measure(
@@ -198,28 +168,4 @@ async fn generate(load: Load, pids: Vec<u32>, perf: Option<PerfStat>) -> Result<
         })
         .map_err(|e| format!("starting the generator: {e}"))?;
     receive.await.map_err(|_| "the generator panicked".to_string())?.map_err(|e| format!("the generator failed: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn variants_are_a_label_variables_and_arguments() {
-        let variant = |label: &str, args: &[&str], env: &[(&str, &str)]| Variant {
-            label: label.to_string(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        };
-        assert_eq!(parse_variant("hiku-epoll=HIKU_IO=epoll"), Ok(variant("hiku-epoll", &[], &[("HIKU_IO", "epoll")])));
-        assert_eq!(parse_variant("unpinned=--no-pin"), Ok(variant("unpinned", &["--no-pin"], &[])));
-        assert_eq!(
-            parse_variant("x=A=1 B_2=two --cores 1 C=3"),
-            Ok(variant("x", &["--cores", "1", "C=3"], &[("A", "1"), ("B_2", "two")]))
-        );
-        assert_eq!(parse_variant("plain="), Ok(variant("plain", &[], &[])));
-        for bad in ["no-equals", "=--no-pin", "hiku=--no-pin", "a b=x"] {
-            assert!(parse_variant(bad).is_err(), "{bad}");
-        }
-    }
 }

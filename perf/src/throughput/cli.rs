@@ -1,0 +1,324 @@
+//! `hiku-perf throughput` and `hiku-perf blast`: their command lines, the
+//! options made of them, and what is printed and written.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use crate::balancers::BALANCERS;
+use crate::cli::{baseline_label, exit, seconds, sibling, usage_error};
+use crate::functions;
+use crate::harness::process::until_interrupted;
+use crate::throughput::blast::{self, Load};
+use crate::throughput::options::{Contender, Options, Proxy, BODY, REQUEST_TIMEOUT, UPSTREAMS};
+use crate::throughput::{self, counters, idle, proxies, summary};
+
+/// `hiku-perf throughput`'s command line.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A short run: 3 rounds of 2 s at 64 and 256 connections
+    #[arg(long)]
+    quick: bool,
+    /// Client connections, comma-separated [default: 64,256,1024, or 64,256 with --quick]
+    #[arg(long, value_delimiter = ',')]
+    connections: Vec<usize>,
+    /// Rounds; every contender is measured at every connection count in each
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Seconds measured per contender and connection count [default: 5, or 2 with --quick]
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Untimed seconds of load before each measurement [default: 1, or 0.5 with --quick]
+    #[arg(long)]
+    warmup: Option<f64>,
+    /// The balancer in the schedulers' config
+    #[arg(long, default_value = "least-connections")]
+    balancer: String,
+    /// Cores for hiku (`--cores`), nginx (worker processes) and HAProxy (threads) [default: all]
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Another scheduler binary, started as `PATH start -c <config>`
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// An nginx binary, run as a least_conn keep-alive reverse proxy
+    #[arg(long)]
+    nginx: Option<PathBuf>,
+    /// HAProxy (2.6+), run as a leastconn keep-alive reverse proxy with a thread per core
+    /// [PATH defaults to `haproxy` on the PATH]
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "haproxy")]
+    haproxy: Option<PathBuf>,
+    /// The hiku binary [default: `hiku` beside this program]
+    #[arg(long)]
+    hiku: Option<PathBuf>,
+    /// The upstream binary [default: `hiku-upstream` beside this program]
+    #[arg(long)]
+    upstream: Option<PathBuf>,
+    /// hiku once more, labelled LABEL, with environment variables and arguments:
+    /// LABEL=[NAME=VALUE...] [ARG...], e.g. `hiku-epoll=HIKU_IO=epoll` (repeatable)
+    #[arg(long = "variant", value_name = "LABEL=ARGS")]
+    variants: Vec<String>,
+    /// A new connection for every call: each request asks the server to close
+    #[arg(long)]
+    new_connection: bool,
+    /// Instead of throughput: open N keep-alive connections to each proxy, send one call on
+    /// each at once, and report the proxy's resident memory per idle connection
+    #[arg(long, value_name = "N")]
+    idle_connections: Option<usize>,
+    /// With --idle-connections: send the N calls all at once, not 64 at a time
+    #[arg(long, requires = "idle_connections")]
+    burst: bool,
+    /// Write the medians as JSON
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+impl Args {
+    /// Measures, prints the tables and writes the JSON if asked.
+    pub fn run(self) -> ExitCode {
+        let options = match self.options() {
+            Ok(options) => options,
+            Err(e) => return usage_error(e),
+        };
+        if let Some(dir) = self.json.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                eprintln!("hiku-perf: {}: {e}", dir.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        let measured = async {
+            Ok(match self.idle_connections {
+                Some(n) => summary::Report { idle: idle::run(&options, n, self.burst).await?, ..Default::default() },
+                None => summary::Report {
+                    results: throughput::run(&options).await?,
+                    new_connection: options.new_connection,
+                    ..Default::default()
+                },
+            }
+            .with_configs(proxies::proxy_configs(&options.contenders, UPSTREAMS, options.cores)))
+        };
+        let outcome = until_interrupted(measured).and_then(|report| {
+            for (title, table) in summary::titled(&report) {
+                print!("{title}\n{table}");
+            }
+            print!("{}", summary::configs(&report.configs));
+            match &self.json {
+                Some(path) => {
+                    let json = serde_json::to_string_pretty(&report).expect("plain structs");
+                    std::fs::write(path, json + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+                    eprintln!("wrote {}", path.display());
+                    Ok(())
+                }
+                None => Ok(()),
+            }
+        });
+        exit(outcome)
+    }
+
+    /// The measurement's options, or what is wrong with the arguments.
+    fn options(&self) -> Result<Options, String> {
+        let (duration, warmup, connections) = match self.quick {
+            true => (self.duration.unwrap_or(2.0), self.warmup.unwrap_or(0.5), vec![64, 256]),
+            false => (self.duration.unwrap_or(5.0), self.warmup.unwrap_or(1.0), vec![64, 256, 1024]),
+        };
+        let connections = if self.connections.is_empty() { connections } else { self.connections.clone() };
+        let (duration, warmup) = (seconds(duration, "--duration")?, seconds(warmup, "--warmup")?);
+        if duration.is_zero() || self.rounds == 0 || connections.contains(&0) || self.idle_connections == Some(0) {
+            return Err("--duration, --rounds, --idle-connections and every --connections must be positive".to_string());
+        }
+        if !BALANCERS.contains(&self.balancer.as_str()) {
+            return Err(format!("unknown balancer {:?}; the balancers are {}", self.balancer, BALANCERS.join(", ")));
+        }
+        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = self.cores.unwrap_or(available);
+        if cores == 0 {
+            return Err("--cores must be at least 1".to_string());
+        }
+        let hiku = self.hiku.clone().unwrap_or_else(|| sibling("hiku"));
+        let upstream = self.upstream.clone().unwrap_or_else(|| sibling("hiku-upstream"));
+        let hiku_extra = self.cores.map(|n| vec!["--cores".to_string(), n.to_string()]).unwrap_or_default();
+        let mut contenders = vec![
+            Contender { label: "direct".to_string(), proxy: Proxy::Direct },
+            Contender {
+                label: "hiku".to_string(),
+                proxy: Proxy::Scheduler { binary: hiku.clone(), extra: hiku_extra.clone(), env: Vec::new() },
+            },
+        ];
+        for spec in &self.variants {
+            let variant = parse_variant(spec)?;
+            let extra = hiku_extra.iter().cloned().chain(variant.args).collect();
+            let proxy = Proxy::Scheduler { binary: hiku.clone(), extra, env: variant.env };
+            contenders.push(Contender { label: variant.label, proxy });
+        }
+        if let Some(path) = &self.baseline {
+            let proxy = Proxy::Scheduler { binary: path.clone(), extra: Vec::new(), env: Vec::new() };
+            contenders.push(Contender { label: baseline_label(path), proxy });
+        }
+        if let Some(path) = &self.nginx {
+            contenders.push(Contender { label: "nginx".to_string(), proxy: Proxy::Nginx { binary: path.clone() } });
+        }
+        if let Some(path) = &self.haproxy {
+            let binary = on_path(path).ok_or_else(|| format!("no haproxy binary {}", path.display()))?;
+            contenders.push(Contender { label: "haproxy".to_string(), proxy: Proxy::Haproxy { binary } });
+        }
+        for (i, c) in contenders.iter().enumerate() {
+            if contenders[..i].iter().any(|earlier| earlier.label == c.label) {
+                return Err(format!("two contenders are labelled {:?}", c.label));
+            }
+        }
+        let binaries = contenders.iter().filter_map(|c| match &c.proxy {
+            Proxy::Direct => None,
+            Proxy::Scheduler { binary, .. } | Proxy::Nginx { binary } | Proxy::Haproxy { binary } => Some(binary),
+        });
+        for binary in binaries.chain([&upstream]) {
+            if !binary.is_file() {
+                return Err(format!(
+                    "no binary at {} (build with `cargo build --release -p hiku -p hiku-perf`)",
+                    binary.display()
+                ));
+            }
+        }
+        Ok(Options {
+            contenders,
+            upstream,
+            balancer: self.balancer.clone(),
+            cores,
+            connections,
+            rounds: self.rounds,
+            warmup,
+            duration,
+            counted: duration / 2,
+            perf: if self.idle_connections.is_some() { None } else { usable_perf() },
+            new_connection: self.new_connection,
+            progress: true,
+        })
+    }
+}
+
+/// `hiku-perf blast`'s command line.
+#[derive(clap::Args)]
+pub struct BlastArgs {
+    /// host:port to send to; repeat to spread the connections over several
+    #[arg(long, required = true)]
+    target: Vec<SocketAddr>,
+    /// Client connections, one request outstanding on each
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds measured
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Untimed seconds before
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+}
+
+impl BlastArgs {
+    /// Runs the generator against the targets and prints what it measured.
+    pub fn run(self) -> ExitCode {
+        let (duration, warmup) = match (seconds(self.duration, "--duration"), seconds(self.warmup, "--warmup")) {
+            (Ok(d), Ok(w)) if !d.is_zero() && self.connections > 0 => (d, w),
+            _ => return usage_error("--duration and --connections must be positive"),
+        };
+        let load = Load {
+            targets: self.target,
+            connections: self.connections,
+            functions: functions::names(),
+            body: BODY.to_vec(),
+            warmup,
+            duration,
+            counted: Duration::ZERO,
+            close: false,
+            timeout: REQUEST_TIMEOUT,
+        };
+        exit(blast::run(&load, &AtomicBool::new(false), |_| {}).map_err(|e| e.to_string()).map(|t| {
+            println!(
+                "{} connections: {:.0} req/s  p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  {} ok  errors {:?}",
+                self.connections,
+                t.rps(),
+                t.latency_ms(0.5),
+                t.latency_ms(0.99),
+                t.latency_ms(0.999),
+                t.ok,
+                t.errors
+            );
+        }))
+    }
+}
+
+/// A `--variant`: hiku run with variables added to its environment and
+/// arguments after `start -c <config>`, under a label of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Variant {
+    label: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+/// Parses `LABEL=[NAME=VALUE...] [ARG...]`.
+fn parse_variant(spec: &str) -> Result<Variant, String> {
+    let (label, rest) = spec.split_once('=').ok_or_else(|| format!("--variant {spec:?} is not LABEL=ARGS"))?;
+    if label.is_empty()
+        || label.contains(char::is_whitespace)
+        || ["direct", "hiku", "nginx", "haproxy"].contains(&label)
+    {
+        return Err(format!("--variant {spec:?}: its label must be a new word, not {label:?}"));
+    }
+    let is_name = |n: &str| {
+        n.chars().next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+            && n.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    };
+    let mut words = rest.split_whitespace().peekable();
+    let mut env = Vec::new();
+    while let Some((name, value)) = words.peek().and_then(|w| w.split_once('=')).filter(|(n, _)| is_name(n)) {
+        env.push((name.to_string(), value.to_string()));
+        words.next();
+    }
+    Ok(Variant { label: label.to_string(), args: words.map(str::to_string).collect(), env })
+}
+
+/// `path` itself if it names a file, or a bare name found on the PATH.
+fn on_path(path: &Path) -> Option<PathBuf> {
+    if path.is_file() || path.components().count() > 1 {
+        return path.is_file().then(|| path.to_path_buf());
+    }
+    let dirs = std::env::var_os("PATH")?;
+    std::env::split_paths(&dirs).map(|dir| dir.join(path)).find(|p| p.is_file())
+}
+
+/// `perf` from the PATH if it can count system calls here; says why not
+/// otherwise.
+fn usable_perf() -> Option<PathBuf> {
+    let perf = PathBuf::from("perf");
+    match counters::perf_unusable(&perf) {
+        None => Some(perf),
+        Some(why) => {
+            eprintln!("perf is not usable ({why}): system calls and context switches are not counted");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_are_a_label_variables_and_arguments() {
+        let variant = |label: &str, args: &[&str], env: &[(&str, &str)]| Variant {
+            label: label.to_string(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        assert_eq!(parse_variant("hiku-epoll=HIKU_IO=epoll"), Ok(variant("hiku-epoll", &[], &[("HIKU_IO", "epoll")])));
+        assert_eq!(parse_variant("unpinned=--no-pin"), Ok(variant("unpinned", &["--no-pin"], &[])));
+        assert_eq!(
+            parse_variant("x=A=1 B_2=two --cores 1 C=3"),
+            Ok(variant("x", &["--cores", "1", "C=3"], &[("A", "1"), ("B_2", "two")]))
+        );
+        assert_eq!(parse_variant("plain="), Ok(variant("plain", &[], &[])));
+        for bad in ["no-equals", "=--no-pin", "hiku=--no-pin", "a b=x"] {
+            assert!(parse_variant(bad).is_err(), "{bad}");
+        }
+    }
+}
