@@ -74,7 +74,3 @@ pub mod scale;
 pub mod soak;
 pub mod stats;
 pub mod throughput;
-
-/// The Azure Functions 2021 trace's per-function probabilities, shipped in
-/// `perf/data/` (its README says where the figures come from).
-pub const DEFAULT_PROBABILITIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/azure_function_probabilities.json");

@@ -35,7 +35,7 @@ fn a_tiny_experiment_is_complete_and_consistent() {
         },
         phase_seconds: 100.0,
         seeds: vec![7, 8],
-        probabilities: PathBuf::from(hiku_perf::DEFAULT_PROBABILITIES),
+        probabilities: PathBuf::from(hiku_perf::load::workload::DEFAULT_PROBABILITIES),
         progress: false,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

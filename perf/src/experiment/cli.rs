@@ -10,6 +10,7 @@ use crate::emulator::{DEFAULT_MEMORY_MB, DEFAULT_PAUSED_MB};
 use crate::experiment::{self, Contender, Options, Outcome};
 use crate::harness::cluster::EmulatorArgs;
 use crate::harness::process::until_interrupted;
+use crate::load::workload::DEFAULT_PROBABILITIES;
 use crate::report::{self, Report};
 
 /// `hiku-perf experiment`'s command line.
@@ -59,7 +60,7 @@ pub struct Args {
     #[arg(long)]
     emulator: Option<PathBuf>,
     /// Function probabilities of the Azure trace
-    #[arg(long, default_value = crate::DEFAULT_PROBABILITIES)]
+    #[arg(long, default_value = DEFAULT_PROBABILITIES)]
     functions: PathBuf,
     /// Write the report as JSON
     #[arg(long)]

@@ -23,6 +23,10 @@ pub const THINK_MS: (f64, f64) = (100.0, 1000.0);
 /// The request body of every call.
 pub const PAYLOAD: &[u8] = br#"{"param0": "value0"}"#;
 
+/// The Azure Functions 2021 trace's per-function probabilities, shipped in
+/// `perf/data/` (its README says where the figures come from).
+pub const DEFAULT_PROBABILITIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/azure_function_probabilities.json");
+
 /// Per-function invocation probabilities from the Azure Functions 2021
 /// trace (`{"<hash>": {"probability": p}}`), in the file's key order.
 pub fn load_probabilities(path: &Path) -> Result<Vec<f64>, String> {
@@ -116,7 +120,7 @@ mod tests {
 
     #[test]
     fn the_trace_file_loads_and_40_weights_sum_to_one() {
-        let path = Path::new(crate::DEFAULT_PROBABILITIES);
+        let path = Path::new(DEFAULT_PROBABILITIES);
         let probabilities = load_probabilities(path).unwrap();
         assert_eq!(probabilities.len(), 424);
         let weights = sample_weights(&probabilities, 40, 1).unwrap();
@@ -150,7 +154,7 @@ mod tests {
 
     #[test]
     fn every_user_draws_its_own_sample() {
-        let probabilities = load_probabilities(Path::new(crate::DEFAULT_PROBABILITIES)).unwrap();
+        let probabilities = load_probabilities(Path::new(DEFAULT_PROBABILITIES)).unwrap();
         let choices = user_choices(&probabilities, 1, 100).unwrap();
         assert_eq!(choices.len(), 100);
         assert_eq!(user_choices(&probabilities, 1, 100).unwrap(), choices, "the same seed, the same samples");
