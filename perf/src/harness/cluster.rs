@@ -10,8 +10,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::Child;
 
-use super::process::{command, tail, START_DEADLINE};
 use crate::emulator::model::Stats;
+use crate::harness::process::{command, tail, START_DEADLINE};
 use crate::http::{self, Conn};
 
 /// What the emulator is told, beyond where to report evictions.
