@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::handoff::{Handoff, OnShard};
-use crate::http::{self, ChunkedDecoder, Framing, ReadBuf, RequestMeta, Version};
+use crate::http::{
+    self, Bounds, ChunkedDecoder, Copied, CopyError, Framing, Held, ReadBuf, RequestMeta, Sink, Version,
+};
 use crate::parking::Spot;
 use crate::runtime::{self, Canceller, TcpStream};
 use crate::shutdown::Open;
@@ -22,15 +24,6 @@ pub const HOT_IDLE: Duration = Duration::from_millis(500);
 
 /// What a slow body did not send in time.
 pub const BODY_BYTE: &str = "next byte of the request body";
-
-/// How far [`Conn::read_body`] read a body.
-pub enum BodyRead {
-    /// To its end.
-    Whole,
-    /// To its limit: the rest of a chunked body, decoded this far, is still
-    /// to come.
-    Partial(ChunkedDecoder),
-}
 
 /// One client connection and its buffers, reused from request to request.
 pub struct Conn {
@@ -175,16 +168,6 @@ impl Conn {
         }
     }
 
-    /// Reads more of a request body into `rbuf`: `Err(None)` if the client
-    /// is gone, `Err(Some(408))` if nothing came `within` the time.
-    pub async fn fill_body(&mut self, within: Duration) -> Result<(), Option<Error>> {
-        match runtime::timeout(within, self.rbuf.fill(&mut self.client)).await {
-            Ok(Ok(0) | Err(_)) => Err(None),
-            Ok(Ok(_)) => Ok(()),
-            Err(_) => Err(Some(Error::ClientTimeout { what: BODY_BYTE, within })),
-        }
-    }
-
     /// Reads the request body framed as `framing` (its head consumed) into
     /// `into`: as it was sent (`raw`), or, if chunked, its data alone. Each
     /// read must come `within` the time. A chunked body stops once `into`
@@ -198,50 +181,19 @@ impl Conn {
         into: &mut Vec<u8>,
         (limit, max_data): (usize, u64),
         within: Duration,
-    ) -> Result<BodyRead, Option<Error>> {
-        let start = into.len();
-        match framing {
-            Framing::None | Framing::Close => {}
-            Framing::Length(n) => {
-                let mut left = usize::try_from(n).unwrap_or(usize::MAX);
-                loop {
-                    let take = left.min(self.rbuf.data().len());
-                    into.extend_from_slice(&self.rbuf.data()[..take]);
-                    self.rbuf.consume(take);
-                    left -= take;
-                    if left == 0 {
-                        break;
-                    }
-                    self.fill_body(within).await?;
-                }
-            }
-            Framing::Chunked => {
-                let mut decoder = ChunkedDecoder::default();
-                loop {
-                    let data = self.rbuf.data();
-                    let used = match raw {
-                        true => decoder.feed(data, |_| {}),
-                        false => decoder.feed(data, |d| into.extend_from_slice(d)),
-                    }
-                    .map_err(|e| Some(Error::BadRequest(e.to_string())))?;
-                    if raw {
-                        into.extend_from_slice(&data[..used]);
-                    }
-                    self.rbuf.consume(used);
-                    if decoder.data_len() > max_data {
-                        return Err(Some(Error::BodyTooLarge(max_data)));
-                    }
-                    if decoder.is_done() {
-                        break;
-                    }
-                    if into.len() - start >= limit {
-                        return Ok(BodyRead::Partial(decoder));
-                    }
-                    self.fill_body(within).await?;
-                }
-            }
-        }
-        Ok(BodyRead::Whole)
+    ) -> Result<Copied, Option<Error>> {
+        let mut held = Held::new(into, limit);
+        let bounds = Bounds { read_within: within, write_within: within, max_bytes: max_data };
+        let mut last = Vec::new();
+        let body = (framing, ChunkedDecoder::default());
+        let copied = http::copy_body(&mut self.client, &mut self.rbuf, &mut held, body, !raw, &mut last, bounds).await;
+        let _ = held.put(&mut last, within).await;
+        copied.map_err(|e| match e {
+            CopyError::ReadTimeout(within) => Some(Error::ClientTimeout { what: BODY_BYTE, within }),
+            CopyError::Read(_) | CopyError::Write(_) => None,
+            CopyError::Framing(e) => Some(Error::BadRequest(e.to_string())),
+            CopyError::TooLarge(limit) => Some(Error::BodyTooLarge(limit)),
+        })
     }
 
     /// Tells a client that waits for it (`Expect: 100-continue`) to send its body.

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::balancer::{Answer, Outcome};
 use crate::config::MAX_RETRIES;
-use crate::conn::{BodyRead, Conn, BODY_BYTE};
+use crate::conn::{Conn, BODY_BYTE};
 use crate::error::Error;
-use crate::http::{self, Bounds, ChunkedDecoder, CopyError, Framing, HeadError, RequestMeta, Version};
+use crate::http::{self, Bounds, ChunkedDecoder, Copied, CopyError, Framing, HeadError, RequestMeta, Version};
 use crate::metrics::Decision;
 use crate::pool;
 use crate::runtime::{self, TcpStream};
@@ -80,12 +80,12 @@ async fn hold_and_forward(shard: &Shard, conn: &mut Conn, mut meta: RequestMeta)
     let read = conn.read_body(meta.framing, true, &mut out, limits, config.timeouts.client_body).await;
     conn.out = out;
     match read {
-        Ok(BodyRead::Whole) => {
+        Ok(Copied::Whole) => {
             conn.input_done = true;
             meta.in_out = true;
             meta.whole_body = Some(0);
         }
-        Ok(BodyRead::Partial(decoder)) => meta.chunked = decoder,
+        Ok(Copied::Partial(decoder)) => meta.chunked = decoder,
         Err(error) => {
             shard.record_refused(conn, error.as_ref().map(Error::status));
             if let Some(error) = error {

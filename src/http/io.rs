@@ -121,23 +121,105 @@ async fn read_final_head(up: &mut TcpStream, buf: &mut ReadBuf) -> Result<(), He
     }
 }
 
+/// Where a copied body goes: a socket (a worker, or a client), or memory
+/// (a body hiku holds whole before it chooses a worker, or reads itself).
+// Only ever awaited on the shard that made it: no `Send` bound is needed.
+#[allow(async_fn_in_trait)]
+pub trait Sink {
+    /// Takes all of `data` (leaving it empty), giving up if nothing of it
+    /// is taken `within` the time.
+    async fn put(&mut self, data: &mut Vec<u8>, within: Duration) -> Result<(), CopyError>;
+
+    /// Takes the first `n` bytes of `buf` (consuming them).
+    async fn put_from(&mut self, buf: &mut ReadBuf, n: usize, within: Duration) -> Result<(), CopyError>;
+
+    /// Whether it wants no more for now: a chunked body stops there, to go
+    /// on later from where it stopped.
+    fn is_full(&self) -> bool {
+        false
+    }
+}
+
+impl Sink for TcpStream {
+    async fn put(&mut self, data: &mut Vec<u8>, within: Duration) -> Result<(), CopyError> {
+        if !data.is_empty() {
+            match runtime::timeout(within, runtime::write_all(self, data)).await {
+                Ok(written) => written.map_err(CopyError::Write)?,
+                Err(_) => return Err(CopyError::Write(write_timed_out(within))),
+            }
+            data.clear();
+        }
+        Ok(())
+    }
+
+    async fn put_from(&mut self, buf: &mut ReadBuf, n: usize, within: Duration) -> Result<(), CopyError> {
+        match runtime::timeout(within, buf.write_to(self, n)).await {
+            Ok(written) => written.map_err(CopyError::Write),
+            Err(_) => Err(CopyError::Write(write_timed_out(within))),
+        }
+    }
+}
+
+/// A body held in memory, after what `into` holds already, until it has
+/// grown by `room` bytes.
+pub struct Held<'a> {
+    into: &'a mut Vec<u8>,
+    full_at: usize,
+}
+
+impl<'a> Held<'a> {
+    pub fn new(into: &'a mut Vec<u8>, room: usize) -> Held<'a> {
+        let full_at = into.len().saturating_add(room);
+        Held { into, full_at }
+    }
+}
+
+impl Sink for Held<'_> {
+    async fn put(&mut self, data: &mut Vec<u8>, _within: Duration) -> Result<(), CopyError> {
+        self.into.append(data);
+        Ok(())
+    }
+
+    async fn put_from(&mut self, buf: &mut ReadBuf, n: usize, _within: Duration) -> Result<(), CopyError> {
+        self.into.extend_from_slice(&buf.data()[..n]);
+        buf.consume(n);
+        Ok(())
+    }
+
+    fn is_full(&self) -> bool {
+        self.into.len() >= self.full_at
+    }
+}
+
+/// How far a body was copied.
+#[derive(Debug)]
+pub enum Copied {
+    /// To its end.
+    Whole,
+    /// Until the sink was full: the rest of a chunked body, decoded this
+    /// far, is still to come.
+    Partial(ChunkedDecoder),
+}
+
 /// Copies a body framed as `framing` from `src` (whose bytes already read
 /// are in `buf`) to `dst`, after `pending` (a head, and perhaps the start
 /// of the body, decoded as far as `chunked` says), joining small pieces
 /// into one write. With `decode`, a chunked body goes out as its data alone.
 /// Leaves in `buf` whatever follows the body, and in `pending` the last
 /// piece (at most `COALESCE_LIMIT` bytes) for the caller to send. Gives up
-/// when a read brings nothing in time, or a chunked body grows too large.
-pub async fn copy_body(
+/// when a read brings nothing in time, or a chunked body grows too large;
+/// stops a chunked body where `dst` is full.
+pub async fn copy_body<S: Sink>(
     src: &mut TcpStream,
     buf: &mut ReadBuf,
-    dst: &mut TcpStream,
+    dst: &mut S,
     (framing, mut chunked): (Framing, ChunkedDecoder),
     decode: bool,
     pending: &mut Vec<u8>,
     bounds: Bounds,
-) -> Result<(), CopyError> {
+) -> Result<Copied, CopyError> {
     let within = bounds.read_within;
+    let decode = decode && framing == Framing::Chunked;
     let mut left = match framing {
         Framing::Length(n) => n,
         _ => 0,
@@ -150,15 +232,18 @@ pub async fn copy_body(
             Framing::Close => false,
         };
         if done {
-            return Ok(());
+            return Ok(Copied::Whole);
         }
         if buf.is_empty() {
             // Nothing to pass on yet: let what is pending go before waiting.
-            flush(dst, pending, bounds.write_within).await?;
+            dst.put(pending, bounds.write_within).await?;
+            if framing == Framing::Chunked && dst.is_full() {
+                return Ok(Copied::Partial(chunked));
+            }
             let read = runtime::timeout(within, buf.fill(src)).await.map_err(|_| CopyError::ReadTimeout(within))?;
             if read.map_err(CopyError::Read)? == 0 {
                 if framing == Framing::Close {
-                    return Ok(());
+                    return Ok(Copied::Whole);
                 }
                 return Err(CopyError::Read(io::ErrorKind::UnexpectedEof.into()));
             }
@@ -188,16 +273,13 @@ pub async fn copy_body(
         if decode {
             // The data went into `pending` as it was decoded.
             if pending.len() > COALESCE_LIMIT {
-                flush(dst, pending, bounds.write_within).await?;
+                dst.put(pending, bounds.write_within).await?;
             }
         } else if pending.len() + used <= COALESCE_LIMIT {
             pending.extend_from_slice(&data[..used]);
         } else {
-            flush(dst, pending, bounds.write_within).await?;
-            match runtime::timeout(bounds.write_within, buf.write_to(dst, used)).await {
-                Ok(written) => written.map_err(CopyError::Write)?,
-                Err(_) => return Err(CopyError::Write(write_timed_out(bounds.write_within))),
-            }
+            dst.put(pending, bounds.write_within).await?;
+            dst.put_from(buf, used, bounds.write_within).await?;
             continue;
         }
         buf.consume(used);
@@ -207,14 +289,7 @@ pub async fn copy_body(
 /// Writes `pending` to `dst` (if anything is pending), giving up if the
 /// peer takes none of it `within` the time.
 pub async fn flush(dst: &mut TcpStream, pending: &mut Vec<u8>, within: Duration) -> Result<(), CopyError> {
-    if !pending.is_empty() {
-        match runtime::timeout(within, runtime::write_all(dst, pending)).await {
-            Ok(written) => written.map_err(CopyError::Write)?,
-            Err(_) => return Err(CopyError::Write(write_timed_out(within))),
-        }
-        pending.clear();
-    }
-    Ok(())
+    dst.put(pending, within).await
 }
 
 fn write_timed_out(within: Duration) -> io::Error {
