@@ -46,6 +46,9 @@ pub struct Conn {
     pub input_done: bool,
     /// It came in on `admin.listen`.
     pub admin: bool,
+    /// It must start with a PROXY protocol header (`front.proxy_protocol`),
+    /// not read yet.
+    pub awaits_proxy_header: bool,
     /// Calls it has served on this shard: one that stays may move to
     /// another shard between calls.
     pub served: u32,
@@ -71,12 +74,19 @@ impl Conn {
             client_ip: peer.ip().to_canonical().to_string(),
             input_done: false,
             admin: false,
+            awaits_proxy_header: false,
             served: 0,
             canceller: Canceller::new(),
             spot: None,
             open,
             _on_shard: on_shard,
         }
+    }
+
+    /// The client is `ip`, as a front (PROXY protocol) says.
+    pub fn set_peer(&mut self, ip: IpAddr) {
+        self.peer = ip.to_canonical();
+        self.client_ip = self.peer.to_string();
     }
 
     /// Between requests, with nothing buffered: gives the buffers of the

@@ -129,6 +129,7 @@ mod parking;
 mod pool;
 mod probe;
 mod proxy;
+mod proxy_protocol;
 mod queue;
 mod reload;
 mod route;

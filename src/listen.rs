@@ -98,6 +98,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: u
                 let _ = stream.set_nodelay(true);
                 let mut conn = Conn::new(stream, peer, shutdown::Open::new(), shard.handoff.count());
                 conn.admin = admin;
+                conn.awaits_proxy_header = !admin && shard.config().front.proxy_protocol;
                 serve::spawn(Rc::clone(&shard), conn);
             }
             // Only once the watcher has shut the listeners down: it holds

@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::handoff;
 use crate::http::{self, RequestMeta};
 use crate::proxy::{self, Call};
+use crate::proxy_protocol;
 use crate::route::{self, Endpoint, Route};
 use crate::runtime;
 use crate::scheduler::Unplaced;
@@ -71,6 +72,13 @@ fn park(shard: Rc<Shard>, mut conn: Conn) {
 /// Serves one client connection until it closes or can't go on (`None`), or
 /// falls quiet between requests (`Some`: to be parked).
 async fn serve(shard: Rc<Shard>, mut conn: Conn) -> Option<Conn> {
+    if conn.awaits_proxy_header {
+        conn.awaits_proxy_header = false;
+        if let Err(why) = read_proxy_header(&shard, &mut conn).await {
+            log::debug!("a connection from {} refused: {why}", conn.peer);
+            return None;
+        }
+    }
     loop {
         conn.input_done = false;
         if conn.served >= handoff::SETTLED && conn.rbuf.is_empty() && !shutdown::draining() {
@@ -103,6 +111,38 @@ async fn serve(shard: Rc<Shard>, mut conn: Conn) -> Option<Conn> {
         linger_close(&mut conn).await;
     }
     None
+}
+
+/// Reads the PROXY protocol header a connection must start with, from a
+/// front in `front.trusted_proxies`, within `timeouts.client_header`, and
+/// takes the client it names as the connection's peer.
+async fn read_proxy_header(shard: &Shard, conn: &mut Conn) -> Result<(), String> {
+    let config = shard.config();
+    if !config.front.trusts(conn.peer) {
+        return Err("not a trusted front (front.trusted_proxies)".into());
+    }
+    let within = config.timeouts.client_header;
+    let read = async {
+        loop {
+            match proxy_protocol::parse(conn.rbuf.data()) {
+                Ok(Some(header)) => return Ok(header),
+                Ok(None) if conn.rbuf.is_full() => return Err("a PROXY header too long".to_string()),
+                Ok(None) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            match conn.rbuf.fill(&mut conn.client).await {
+                Ok(0) => return Err("closed before its PROXY header".into()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
+    let header = runtime::timeout(within, read).await.map_err(|_| format!("no PROXY header within {within:?}"))??;
+    conn.rbuf.consume(header.len);
+    if let Some(client) = header.source {
+        conn.set_peer(client.ip());
+    }
+    Ok(())
 }
 
 /// Closes our side, then drops what the client still sends until it closes

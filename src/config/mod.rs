@@ -15,7 +15,7 @@ use serde_json::Value;
 
 pub use raw::ConfigError;
 use raw::{Document, Section};
-pub use sections::{Admin, DestroySandbox, Limits, Log, Predictive, Queue, Retries, Timeouts, MAX_RETRIES};
+pub use sections::{Admin, DestroySandbox, Front, Limits, Log, Predictive, Queue, Retries, Timeouts, MAX_RETRIES};
 use sections::{MAX_CAPACITY, MAX_TIMEOUT_MS};
 
 use crate::balancer::BalancerKind;
@@ -48,6 +48,7 @@ pub struct Config {
     pub predictive: Predictive,
     pub health: Health,
     pub log: Log,
+    pub front: Front,
     /// Keys the file has that hiku does not know (reported as warnings).
     pub unknown_keys: Vec<String>,
 }
@@ -71,6 +72,7 @@ impl Default for Config {
             predictive: Predictive::default(),
             health: Health::default(),
             log: Log::default(),
+            front: Front::default(),
             unknown_keys: Vec::new(),
         }
     }
@@ -119,6 +121,7 @@ impl Config {
             predictive: Predictive::read(&file.section("predictive")?)?,
             health: sections::read_health(&file.section("health")?)?,
             log: Log::read(&file.section("log")?)?,
+            front: Front::read(&file.section("front")?)?,
             unknown_keys: Vec::new(),
         };
         config.unknown_keys = doc.unknown_keys();
@@ -176,6 +179,7 @@ impl Config {
                 ("health", self.health != next.health),
                 ("admin.token", self.admin.token != next.admin.token),
                 ("destroy_sandbox", self.destroy_sandbox != next.destroy_sandbox),
+                ("front", self.front != next.front),
             ]),
         }
     }

@@ -10,6 +10,7 @@ use super::raw::{ConfigError, Section};
 use crate::balancer::{DEFAULT_MAX_FUNCTIONS, DEFAULT_WORKER_CORES};
 use crate::health::Health;
 use crate::http::{MAX_HEAD, MAX_HEADERS};
+use crate::proxy_protocol::Network;
 
 /// The longest timeout accepted: a day.
 pub const MAX_TIMEOUT_MS: u64 = 86_400_000;
@@ -257,6 +258,39 @@ impl Log {
             Some(other) => return Err(ConfigError(format!("\"log.access\" must be a file path, not {other}"))),
         };
         Ok(Log { access })
+    }
+}
+
+/// What hiku takes from a front (HAProxy) in front of it (`front` in the file).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Front {
+    /// Every connection to `host:port` starts with a PROXY protocol header
+    /// (v1 or v2) naming the client; one without it is refused.
+    pub proxy_protocol: bool,
+    /// The addresses and networks a PROXY header is taken from; a
+    /// connection from anywhere else is refused.
+    pub trusted_proxies: Vec<Network>,
+}
+
+impl Front {
+    pub fn read(s: &Section) -> Result<Front, ConfigError> {
+        let proxy_protocol = s.boolean("proxy_protocol", false)?;
+        let mut trusted_proxies = Vec::new();
+        for text in s.get::<Vec<String>>("trusted_proxies")?.unwrap_or_default() {
+            let network = Network::parse(&text).map_err(|e| ConfigError(format!("\"front.trusted_proxies\": {e}")))?;
+            trusted_proxies.push(network);
+        }
+        if proxy_protocol && trusted_proxies.is_empty() {
+            return Err(ConfigError(
+                "\"front.proxy_protocol\" needs \"front.trusted_proxies\": the fronts' addresses".into(),
+            ));
+        }
+        Ok(Front { proxy_protocol, trusted_proxies })
+    }
+
+    /// Whether a PROXY header is taken from `peer`.
+    pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(peer))
     }
 }
 

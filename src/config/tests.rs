@@ -244,3 +244,19 @@ fn changes_name_what_takes_a_restart_and_what_applies_per_call() {
     assert_eq!((kept.port, kept.limits.max_connections, kept.limits.max_body_bytes), (9020, None, 9));
     assert_eq!(running.changes(&kept), Changes { start_bound: vec![], per_call: vec!["limits", "admin.token"] });
 }
+
+#[test]
+fn a_front_is_trusted_by_address_or_network() {
+    assert_eq!(Config::parse("{}").unwrap().front, Front::default());
+    let c = Config::parse(r#"{"front": {"proxy_protocol": true, "trusted_proxies": ["127.0.0.1", "10.0.0.0/8"]}}"#)
+        .unwrap();
+    assert!(c.front.proxy_protocol);
+    assert!(c.front.trusts("10.1.2.3".parse().unwrap()) && c.front.trusts("127.0.0.1".parse().unwrap()));
+    assert!(!c.front.trusts("192.168.0.1".parse().unwrap()));
+    let e = Config::parse(r#"{"front": {"proxy_protocol": true}}"#).unwrap_err().0;
+    assert!(e.contains("needs \"front.trusted_proxies\""), "{e}");
+    let e = Config::parse(r#"{"front": {"trusted_proxies": ["10.0.0.0/40"]}}"#).unwrap_err().0;
+    assert!(e.contains("front.trusted_proxies") && e.contains("10.0.0.0/40"), "{e}");
+    let e = Config::parse(r#"{"front": {"proxy_protocol": "yes"}}"#).unwrap_err().0;
+    assert!(e.contains("\"front.proxy_protocol\" must be true or false"), "{e}");
+}

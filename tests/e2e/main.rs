@@ -45,6 +45,7 @@ mod balancers;
 mod bodies;
 mod destroy_sandbox;
 mod forwarding;
+mod front;
 mod health;
 mod limits;
 mod shards;
