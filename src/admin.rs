@@ -1,4 +1,4 @@
-//! hiku's own endpoints: `/status`, `/metrics`,
+//! hiku's own endpoints: `/status`, `/health`, `/metrics`,
 //! `/admin/workers/{add,remove}`, `/admin/instances`, `/admin/reload` and
 //! `/destroySandbox/<fn>`. Off the request path: these may allocate.
 
@@ -39,6 +39,7 @@ pub async fn serve(shard: &Shard, conn: &mut Conn, endpoint: Endpoint, arg: Stri
     };
     let answer = match endpoint {
         Endpoint::Status => Ok(status(&shard.scheduler, shard.cores).await),
+        Endpoint::Health => Ok(json!({ "status": "up" }).to_string()),
         Endpoint::Metrics => {
             let open: Vec<usize> = shard.handoff.open().collect();
             let text = shard.metrics.render(&shard.scheduler, &open);

@@ -22,6 +22,8 @@ pub enum Route<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     DestroySandbox,
+    /// `/health`: whether this instance takes calls, for a front's checks.
+    Health,
     Status,
     Metrics,
     AddWorkers,
@@ -33,7 +35,7 @@ pub enum Endpoint {
 impl Endpoint {
     /// Served on `admin.listen` (when set) and nowhere else.
     pub fn admin_only(self) -> bool {
-        !matches!(self, Endpoint::DestroySandbox)
+        !matches!(self, Endpoint::DestroySandbox | Endpoint::Health)
     }
 
     /// Needs `Authorization: Bearer <admin.token>` (when set).
@@ -54,6 +56,7 @@ impl Endpoint {
 pub fn route<'a>(path: &'a str, query: &'a str) -> Result<Route<'a>, Error> {
     let local = match path {
         "/status" => Some(Endpoint::Status),
+        "/health" => Some(Endpoint::Health),
         "/admin/workers/add" => Some(Endpoint::AddWorkers),
         "/admin/workers/remove" => Some(Endpoint::RemoveWorkers),
         "/admin/instances" => Some(Endpoint::Instances),
@@ -86,7 +89,7 @@ pub struct Sender<'a> {
 }
 
 /// Routes `path` for `from`: with `admin.listen` set, its endpoints are
-/// there alone and nothing else is (404); an endpoint that needs the token
+/// there alone and nothing else is but `/health` (404); an endpoint that needs the token
 /// without it is a 401; `destroySandbox` from an address that is no
 /// worker's a 403, where the config says so.
 pub fn admit<'a>(
@@ -98,7 +101,8 @@ pub fn admit<'a>(
 ) -> Result<Route<'a>, Error> {
     let routed = route(path, query);
     let admin_only = matches!(routed, Ok(Route::Local(endpoint, _)) if endpoint.admin_only());
-    if config.admin.listen.is_some() && admin_only != from.on_admin_listener {
+    let anywhere = matches!(routed, Ok(Route::Local(Endpoint::Health, _)));
+    if config.admin.listen.is_some() && admin_only != from.on_admin_listener && !anywhere {
         return Err(Error::NotFound(format!("no such endpoint: {path}")));
     }
     let routed = routed?;
@@ -168,6 +172,7 @@ mod tests {
         }
         assert_eq!(ok("/destroySandbox/f"), Route::Local(Endpoint::DestroySandbox, "f"));
         assert_eq!(ok("/status"), Route::Local(Endpoint::Status, "q"));
+        assert_eq!(ok("/health"), Route::Local(Endpoint::Health, "q"));
         assert_eq!(ok("/admin/workers/add"), Route::Local(Endpoint::AddWorkers, "q"));
         assert_eq!(ok("/admin/workers/remove"), Route::Local(Endpoint::RemoveWorkers, "q"));
         assert_eq!(ok("/admin/instances"), Route::Local(Endpoint::Instances, "q"));

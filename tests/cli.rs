@@ -158,8 +158,11 @@ fn shards_are_pinned_to_a_core_each_unless_told_not_to() {
         let shards = if args[2] == "2" { 2 } else { 1 };
         // The shard threads start just after the line.
         let mut cpus = shard_cpus(child.id());
+        // A thread pins itself once it runs: wait for that too.
+        let settled =
+            |cpus: &Vec<String>| cpus.len() >= shards && (!pinned || cpus.iter().all(|c| c.parse::<usize>().is_ok()));
         for _ in 0..100 {
-            if cpus.len() >= shards {
+            if settled(&cpus) {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));

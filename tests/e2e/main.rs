@@ -51,4 +51,5 @@ mod limits;
 mod shards;
 mod signals;
 mod status;
+mod tier;
 mod time_limits;

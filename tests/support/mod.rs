@@ -8,7 +8,8 @@
 //! - `clients`: the raw HTTP client and the answers it reads, and what
 //!   tests ask hiku through it (`/status`, `/metrics`, held calls);
 //! - `http`: reading one HTTP/1.1 message off a socket, for workers and
-//!   clients alike.
+//!   clients alike;
+//! - `front`: HAProxy on the shipped tier config, in front of instances.
 //!
 //! What the modules offer is re-exported here (`support::Hiku`,
 //! `support::Worker`, ...). Test crates take this in with `mod support;`
@@ -20,6 +21,7 @@
 #![allow(dead_code)]
 
 mod clients;
+mod front;
 mod hiku;
 mod http;
 mod workers;
@@ -28,7 +30,7 @@ use std::time::{Duration, Instant};
 
 // A test crate may use only some of them.
 #[allow(unused_imports)]
-pub use self::{clients::*, hiku::*, workers::*};
+pub use self::{clients::*, front::*, hiku::*, workers::*};
 
 /// Longest any test waits for anything.
 pub const DEADLINE: Duration = Duration::from_secs(20);

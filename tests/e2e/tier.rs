@@ -1,0 +1,102 @@
+//! A tier: HAProxy on the shipped front config (`config/tier/haproxy.cfg`)
+//! in front of two hiku instances that both know every worker.
+
+use std::net::SocketAddr;
+
+use serde_json::json;
+
+use crate::support::{free_port, wait_for, Client, Driver, Front, Hiku, Worker};
+
+/// An instance as a tier runs it: the PROXY protocol from the front on its
+/// main address, its admin endpoints on an address of their own.
+fn instance(driver: Driver, workers: &[&str]) -> (Hiku, SocketAddr) {
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let extra = json!({
+        "front": {"proxy_protocol": true, "trusted_proxies": ["127.0.0.1"]},
+        "admin": {"listen": admin.to_string()},
+    });
+    (Hiku::on(driver).start_with("pull-based", workers, extra), admin)
+}
+
+/// The functions an instance's directory holds warm instances of.
+fn warm_functions(admin: SocketAddr) -> Vec<String> {
+    let directory = Client::connect(admin).request("GET", "/admin/instances", &[], b"").json();
+    directory["functions"].as_object().unwrap().keys().cloned().collect()
+}
+
+on_both_drivers!(a_functions_calls_and_its_evictions_reach_one_instance);
+fn a_functions_calls_and_its_evictions_reach_one_instance(driver: Driver) {
+    let (a, b) = (Worker::start(), Worker::start());
+    let (one, one_admin) = instance(driver, &[&a.url, &b.url]);
+    let (two, two_admin) = instance(driver, &[&a.url, &b.url]);
+    let front = Front::start(&[one.addr, two.addr], &[one_admin, two_admin]);
+    let functions: Vec<String> = (0..16).map(|i| format!("fn-{i}")).collect();
+    let mut c = Client::connect(front.addr);
+    let mut warm_on = Vec::new();
+    for f in &functions {
+        for _ in 0..3 {
+            let res = c.request("POST", &format!("/run/{f}"), &[], b"");
+            assert_eq!(res.status, 200, "{f}: {}", front.log());
+        }
+        warm_on.push(c.request("POST", &format!("/run/{f}"), &[], b"").worker().to_string());
+    }
+    // Each function is warm on one instance only, and both have some.
+    let (on_one, on_two) = (warm_functions(one_admin), warm_functions(two_admin));
+    for f in &functions {
+        assert!(on_one.contains(f) != on_two.contains(f), "{f}: on one {on_one:?}, on two {on_two:?}");
+    }
+    assert!(!on_one.is_empty() && !on_two.is_empty(), "the hash spreads functions: {on_one:?} / {on_two:?}");
+    // A worker's eviction report (through the front, from the worker's
+    // address, which the PROXY header carries) reaches the owner.
+    for (f, worker) in functions.iter().zip(&warm_on) {
+        let body = format!("{{\"host\": \"{}\"}}", &worker[7..]);
+        let res = c.request("POST", &format!("/destroySandbox/{f}"), &[], body.as_bytes());
+        assert_eq!((res.status, res.json()), (200, json!({"removed": true})), "{f}");
+    }
+    // /admin/* reaches an instance that is up; /health is answered.
+    let listed = c.request("GET", "/admin/instances", &[], b"");
+    assert_eq!(listed.status, 200);
+    assert_eq!(c.request("GET", "/health", &[], b"").json(), json!({"status": "up"}));
+    // The front checks the admin addresses too: /health is answered there.
+    for admin in [one_admin, two_admin] {
+        assert_eq!(Client::connect(admin).request("GET", "/health", &[], b"").status, 200);
+    }
+}
+
+on_both_drivers!(calls_to_an_instance_that_died_go_to_the_other);
+fn calls_to_an_instance_that_died_go_to_the_other(driver: Driver) {
+    let w = Worker::start();
+    let (one, one_admin) = instance(driver, &[&w.url]);
+    let (two, two_admin) = instance(driver, &[&w.url]);
+    let front = Front::start(&[one.addr, two.addr], &[one_admin, two_admin]);
+    let call = |f: &str| Client::connect(front.addr).request("POST", &format!("/run/{f}"), &[], b"").status;
+    let functions: Vec<String> = (0..16).map(|i| format!("fn-{i}")).collect();
+    for f in &functions {
+        assert_eq!(call(f), 200);
+    }
+    let survivor_had = warm_functions(two_admin);
+    // Killed at once: a call whose connection is refused goes to the
+    // survivor at once. (One the kernel still queued for the dead
+    // instance, in the moments its listening socket outlives it, is lost
+    // with it, as a call in flight there: the front cannot know it did not
+    // run.) Within the checks' second, every call goes through.
+    drop(one);
+    let killed = std::time::Instant::now();
+    let mut lost = 0;
+    wait_for("every function answered through the survivor", || {
+        let failed = functions.iter().filter(|f| call(f) != 200).count();
+        lost += failed;
+        failed == 0
+    });
+    assert!(killed.elapsed() < std::time::Duration::from_secs(3), "{lost} calls lost in {:?}", killed.elapsed());
+    for f in functions.iter().cycle().take(48) {
+        assert_eq!(call(f), 200, "{f}: {}", front.log());
+    }
+    // The survivor's own functions stayed where they were (consistent
+    // hashing): they are warm there still, and the others joined them.
+    let now = warm_functions(two_admin);
+    for f in &survivor_had {
+        assert!(now.contains(f), "{f} left the survivor: {now:?}");
+    }
+    wait_for("every function on the survivor", || warm_functions(two_admin).len() == functions.len());
+}
