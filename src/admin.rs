@@ -17,6 +17,7 @@ use crate::route::Endpoint;
 use crate::runtime;
 use crate::scheduler::Scheduler;
 use crate::shard::Shard;
+use crate::shutdown;
 use crate::worker::{Worker, WorkerSet, WorkerUrl};
 
 /// Largest body hiku reads for its own endpoints (`destroySandbox`, admin).
@@ -39,6 +40,11 @@ pub async fn serve(shard: &Shard, conn: &mut Conn, endpoint: Endpoint, arg: Stri
     };
     let answer = match endpoint {
         Endpoint::Status => Ok(status(&shard.scheduler, shard.cores).await),
+        Endpoint::Health if shutdown::stopping() => {
+            let body = json!({ "status": "stopping" }).to_string();
+            let ok = conn.send(503, "application/json", body.as_bytes(), meta.keep_alive, Some(meta)).await;
+            return ok && meta.keep_alive;
+        }
         Endpoint::Health => Ok(json!({ "status": "up" }).to_string()),
         Endpoint::Metrics => {
             let open: Vec<usize> = shard.handoff.open().collect();

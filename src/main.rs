@@ -117,7 +117,7 @@ fn main() -> ExitCode {
                 eprintln!("hiku: --cores {cores} is not between 1 and the {available} available cores");
                 return ExitCode::from(2);
             }
-            hiku::handle_signals(loaded.shutdown_grace);
+            hiku::handle_signals(loaded.shutdown_grace, loaded.shutdown_announce);
             match hiku::run(&loaded, Some(&config), cores, !no_pin) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -1,4 +1,7 @@
-//! Signals, and stopping without losing a call. SIGTERM or SIGINT starts a
+//! Signals, and stopping without losing a call. SIGTERM or SIGINT first
+//! tells a front, if `shutdown_announce_ms` says so (`/health` answers 503
+//! for that long while every call is still served, so the front's checks
+//! take the instance out before it stops taking connections), then starts a
 //! drain: every shard closes its listener (new connections are refused),
 //! closes its parked keep-alive connections, and answers what is in flight
 //! with `Connection: close`; the process exits 0 once no connection is
@@ -17,6 +20,9 @@ use std::time::{Duration, Instant};
 
 /// The process's state: signals and the exit are the process's, not a shard's.
 static DRAINING: AtomicBool = AtomicBool::new(false);
+/// SIGTERM or SIGINT came: the process is on its way out (announcing it,
+/// then draining).
+static STOPPING: AtomicBool = AtomicBool::new(false);
 static OPEN: AtomicUsize = AtomicUsize::new(0);
 /// What SIGHUP does, and what the exit waits for, once the app has said.
 static ON_RELOAD: OnceLock<Box<dyn Fn() + Send + Sync>> = OnceLock::new();
@@ -40,6 +46,12 @@ pub const LOOK_EVERY: Duration = Duration::from_millis(50);
 /// Whether the process is draining.
 pub fn draining() -> bool {
     DRAINING.load(Ordering::Relaxed)
+}
+
+/// Whether the process is stopping: it tells a front (`/health` says 503)
+/// before it drains, or drains.
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::Relaxed)
 }
 
 /// Client connections open in the process.
@@ -81,7 +93,7 @@ fn signal_set() -> libc::sigset_t {
 /// Blocks SIGTERM, SIGINT and SIGHUP in this thread (and so in every thread
 /// it starts after) and takes them in a thread of their own. Call before
 /// any other thread starts.
-pub fn handle_signals(grace: Duration) {
+pub fn handle_signals(grace: Duration, announce: Duration) {
     let set = signal_set();
     // SAFETY: pthread_sigmask with a valid set, on this thread.
     let blocked = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
@@ -108,19 +120,27 @@ pub fn handle_signals(grace: Duration) {
                     log::error!("SIGHUP: cannot start the reload: {e}");
                 }
             }
-            _ if DRAINING.swap(true, Ordering::Relaxed) => {
+            _ if STOPPING.swap(true, Ordering::Relaxed) => {
                 log::warn!("{}: exiting now, {} connections open", name(signal), open_connections());
                 std::process::exit(1);
             }
             _ => {
-                log::info!(
-                    "{}: draining: no new connections, {} open, waiting up to {} ms for them",
-                    name(signal),
-                    open_connections(),
-                    grace.as_millis()
-                );
-                let waiting =
-                    std::thread::Builder::new().name("hiku-drain".into()).spawn(move || exit_when_drained(grace));
+                let signal = name(signal);
+                let stop = move || {
+                    if !announce.is_zero() {
+                        log::info!("{signal}: /health answers 503 for {} ms, then drains", announce.as_millis());
+                        // A thread of its own (hiku-drain): sleeping blocks no executor.
+                        std::thread::sleep(announce);
+                    }
+                    log::info!(
+                        "{signal}: draining: no new connections, {} open, waiting up to {} ms for them",
+                        open_connections(),
+                        grace.as_millis()
+                    );
+                    DRAINING.store(true, Ordering::Relaxed);
+                    exit_when_drained(grace);
+                };
+                let waiting = std::thread::Builder::new().name("hiku-drain".into()).spawn(stop);
                 if let Err(e) = waiting {
                     log::warn!("cannot wait for the drain ({e}): exiting now");
                     std::process::exit(1);

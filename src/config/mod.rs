@@ -36,6 +36,9 @@ pub struct Config {
     pub workers_max_inflight: Option<usize>,
     /// `shutdown_grace_ms`: how long a drain waits for calls in flight.
     pub shutdown_grace: Duration,
+    /// `shutdown_announce_ms`: how long, on SIGTERM, `/health` says 503
+    /// while calls are still served, before the drain (for a front).
+    pub shutdown_announce: Duration,
     /// `queue`: how calls wait when every worker is full.
     pub queue: Queue,
     /// `timeouts_ms`: hiku's own key, not the Go original's (as are the
@@ -63,6 +66,7 @@ impl Default for Config {
             worker_max_inflight: Vec::new(),
             workers_max_inflight: None,
             shutdown_grace: Duration::from_secs(30),
+            shutdown_announce: Duration::ZERO,
             queue: Queue::default(),
             timeouts: Timeouts::default(),
             retries: Retries::default(),
@@ -112,6 +116,7 @@ impl Config {
             worker_max_inflight,
             workers_max_inflight: file.optional_number("workers_max_inflight", 1, MAX_CAPACITY)?.map(|n| n as usize),
             shutdown_grace: file.millis("shutdown_grace_ms", 0, MAX_TIMEOUT_MS, d.shutdown_grace)?,
+            shutdown_announce: file.millis("shutdown_announce_ms", 0, MAX_TIMEOUT_MS, d.shutdown_announce)?,
             queue: Queue::read(&file.section("queue")?)?,
             timeouts: Timeouts::read(&file.section("timeouts_ms")?)?,
             retries: Retries::read(&file.section("retries")?)?,
@@ -169,6 +174,7 @@ impl Config {
                 ("limits.max_connections", self.limits.max_connections != next.limits.max_connections),
                 ("log.access", self.log.access != next.log.access),
                 ("shutdown_grace_ms", self.shutdown_grace != next.shutdown_grace),
+                ("shutdown_announce_ms", self.shutdown_announce != next.shutdown_announce),
             ]),
             per_call: pick(&[
                 ("timeouts_ms", self.timeouts != next.timeouts),
@@ -193,6 +199,7 @@ impl Config {
             limits: Limits { max_connections: self.limits.max_connections, ..next.limits },
             log: self.log.clone(),
             shutdown_grace: self.shutdown_grace,
+            shutdown_announce: self.shutdown_announce,
             ..next
         }
     }

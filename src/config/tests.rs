@@ -260,3 +260,13 @@ fn a_front_is_trusted_by_address_or_network() {
     let e = Config::parse(r#"{"front": {"proxy_protocol": "yes"}}"#).unwrap_err().0;
     assert!(e.contains("\"front.proxy_protocol\" must be true or false"), "{e}");
 }
+
+#[test]
+fn a_stop_may_be_announced_first() {
+    assert_eq!(Config::parse("{}").unwrap().shutdown_announce, Duration::ZERO);
+    let c = Config::parse(r#"{"shutdown_announce_ms": 1500}"#).unwrap();
+    assert_eq!(c.shutdown_announce, Duration::from_millis(1500));
+    assert_eq!(Config::default().changes(&c).start_bound, ["shutdown_announce_ms"]);
+    let e = Config::parse(r#"{"shutdown_announce_ms": -1}"#).unwrap_err().0;
+    assert!(e.contains("\"shutdown_announce_ms\" must be a whole number from 0 to 86400000"), "{e}");
+}

@@ -24,6 +24,24 @@ fn sigterm_lets_calls_in_flight_finish_closes_the_rest_and_exits_0(driver: Drive
     assert_eq!(hiku.wait_exit().code(), Some(0));
 }
 
+on_both_drivers!(sigterm_with_an_announce_time_says_so_on_health_then_drains);
+fn sigterm_with_an_announce_time_says_so_on_health_then_drains(driver: Driver) {
+    let w = Worker::start();
+    let announce = serde_json::json!({"shutdown_announce_ms": 700});
+    let mut hiku = Hiku::on(driver).start_with("random", &[&w.url], announce);
+    assert_eq!(hiku.get("/health").json(), serde_json::json!({"status": "up"}));
+    hiku.signal(libc::SIGTERM);
+    let started = std::time::Instant::now();
+    wait_for("/health to say 503", || hiku.get("/health").status == 503);
+    assert_eq!(hiku.get("/health").json(), serde_json::json!({"status": "stopping"}));
+    // Calls are still served, on new connections too, while it is announced.
+    assert_eq!(hiku.post("/run/f", b"").status, 200);
+    assert!(started.elapsed() < std::time::Duration::from_millis(600), "checked within the announce time");
+    wait_for("the drain to close the listener", || refuses_connections(&hiku));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(700), "not before the announce time");
+    assert!(hiku.wait_exit().success());
+}
+
 on_both_drivers!(a_drain_ends_when_its_grace_is_up_and_a_second_signal_at_once);
 fn a_drain_ends_when_its_grace_is_up_and_a_second_signal_at_once(driver: Driver) {
     let w = Worker::start();

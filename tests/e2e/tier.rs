@@ -14,6 +14,8 @@ fn instance(driver: Driver, workers: &[&str]) -> (Hiku, SocketAddr) {
     let extra = json!({
         "front": {"proxy_protocol": true, "trusted_proxies": ["127.0.0.1"]},
         "admin": {"listen": admin.to_string()},
+        // Longer than the front's checks take to count it out (3 x 300 ms).
+        "shutdown_announce_ms": 1500,
     });
     (Hiku::on(driver).start_with("pull-based", workers, extra), admin)
 }
@@ -99,4 +101,46 @@ fn calls_to_an_instance_that_died_go_to_the_other(driver: Driver) {
         assert!(now.contains(f), "{f} left the survivor: {now:?}");
     }
     wait_for("every function on the survivor", || warm_functions(two_admin).len() == functions.len());
+}
+
+on_both_drivers!(an_instance_stopped_under_a_stream_of_calls_fails_none);
+fn an_instance_stopped_under_a_stream_of_calls_fails_none(driver: Driver) {
+    let w = Worker::start();
+    let (mut one, one_admin) = instance(driver, &[&w.url]);
+    let (two, two_admin) = instance(driver, &[&w.url]);
+    let front = Front::start(&[one.addr, two.addr], &[one_admin, two_admin]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Two clients: one on a keep-alive connection, one opening a connection per call.
+    let streams: Vec<_> = [true, false]
+        .into_iter()
+        .map(|keep_alive| {
+            let (stop, addr) = (std::sync::Arc::clone(&stop), front.addr);
+            std::thread::spawn(move || {
+                let (mut calls, mut failed) = (0, Vec::new());
+                let mut c = Client::connect(addr);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if !keep_alive {
+                        c = Client::connect(addr);
+                    }
+                    let res = c.request("POST", &format!("/run/fn-{}", calls % 16), &[], b"");
+                    if res.status != 200 {
+                        failed.push(res.status);
+                    }
+                    calls += 1;
+                }
+                (calls, failed)
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    one.signal(libc::SIGTERM);
+    assert!(one.wait_exit().success(), "the stopped instance drains and exits 0");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for stream in streams {
+        let (calls, failed) = stream.join().unwrap();
+        assert!(calls > 50, "a stream of calls: {calls}");
+        assert!(failed.is_empty(), "{} of {calls} calls failed: {failed:?}\n{}", failed.len(), front.log());
+    }
+    drop(two);
 }
