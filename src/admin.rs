@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::cluster;
 use crate::config::Timeouts;
 use crate::conn::Conn;
 use crate::error::Error;
@@ -23,10 +24,18 @@ use crate::worker::{Worker, WorkerSet, WorkerUrl};
 /// Largest body hiku reads for its own endpoints (`destroySandbox`, admin).
 const LOCAL_BODY_LIMIT: u64 = 64 * 1024;
 
-/// Answers a request for `endpoint` (with `arg`: the function of
-/// `destroySandbox`, the query of the others); whether the connection can
-/// carry another request.
-pub async fn serve(shard: &Shard, conn: &mut Conn, endpoint: Endpoint, arg: String, meta: RequestMeta) -> bool {
+/// A request for one of hiku's own endpoints.
+pub struct Local {
+    pub endpoint: Endpoint,
+    /// The function of `destroySandbox`, the query of the others.
+    pub arg: String,
+    /// A change passed on by a peer (`X-Hiku-Forwarded`): it goes no further.
+    pub forwarded: bool,
+}
+
+/// Answers `local`; whether the connection can carry another request.
+pub async fn serve(shard: &Shard, conn: &mut Conn, local: Local, meta: RequestMeta) -> bool {
+    let Local { endpoint, arg, forwarded } = local;
     let body = match read_small_body(conn, meta, shard.config().timeouts).await {
         Ok(body) => {
             conn.input_done = true;
@@ -52,6 +61,7 @@ pub async fn serve(shard: &Shard, conn: &mut Conn, endpoint: Endpoint, arg: Stri
             let ok = conn.send(200, "text/plain; version=0.0.4", text.as_bytes(), meta.keep_alive, Some(meta)).await;
             return ok && meta.keep_alive;
         }
+        Endpoint::Workers => Ok(worker_list_json(&shard.scheduler.workers())),
         Endpoint::AddWorkers => add_workers(&shard.scheduler, &arg).await,
         Endpoint::RemoveWorkers => remove_workers(&shard.scheduler, &arg),
         Endpoint::Instances => Ok(instances(&shard.scheduler, &arg)),
@@ -60,6 +70,21 @@ pub async fn serve(shard: &Shard, conn: &mut Conn, endpoint: Endpoint, arg: Stri
             shard.counters().sandbox_destroyed(removed);
             json!({ "removed": removed }).to_string()
         }),
+    };
+    let peers = &shard.config().cluster.peers;
+    let answer = match answer {
+        Ok(json) if endpoint.changes_the_tier() && !forwarded && !peers.is_empty() => {
+            let path = match endpoint {
+                Endpoint::AddWorkers => "/admin/workers/add",
+                Endpoint::RemoveWorkers => "/admin/workers/remove",
+                _ => "/admin/reload",
+            };
+            let outcomes = cluster::pass_on(&shard.config(), path, &arg).await;
+            let mut answer: serde_json::Value = serde_json::from_str(&json).expect("hiku's own JSON");
+            answer["peers"] = serde_json::Value::Object(outcomes);
+            Ok(answer.to_string())
+        }
+        answer => answer,
     };
     match answer {
         Ok(json) => {

@@ -11,6 +11,7 @@ use socket2::Socket;
 
 use crate::access_log;
 use crate::balancer;
+use crate::cluster;
 use crate::config::Config;
 use crate::handoff::{Handoff, Shards};
 use crate::health;
@@ -40,8 +41,15 @@ pub fn run(config: &Config, path: Option<&Path>, cores: usize, pin: bool) -> Res
         Some(addr) => Some(listen::bind_admin(addr).map_err(|e| format!("cannot listen on admin.listen {addr}: {e}"))?),
         None => None,
     };
+    let workers = match cluster::workers_from_peers(config) {
+        Some((peer, workers)) => {
+            log::info!("{} workers, as peer {peer} has them (the tier's list, not the file's)", workers.len());
+            workers
+        }
+        None => config.workers.clone(),
+    };
     let balancer = config.balancer.build_with(config.limits.max_functions, config.predictive.worker_cores);
-    let scheduler = Scheduler::with_balancer(config.balancer, balancer, scheduler::resolve(&config.workers))
+    let scheduler = Scheduler::with_balancer(config.balancer, balancer, scheduler::resolve(&workers))
         .with_health(config.health)
         .with_cores(cores);
     scheduler.set_capacities(config.capacities());
@@ -51,7 +59,7 @@ pub fn run(config: &Config, path: Option<&Path>, cores: usize, pin: bool) -> Res
         "hiku {} on {bound}: {} balancer, {} workers, {cores} {} cores, {driver}",
         env!("CARGO_PKG_VERSION"),
         config.balancer,
-        config.workers.len(),
+        workers.len(),
         if pin { "pinned" } else { "unpinned" }
     );
     println!("listening on {bound}");

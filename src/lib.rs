@@ -116,6 +116,7 @@ mod access_log;
 mod admin;
 mod app;
 mod balancer;
+mod cluster;
 mod config;
 mod conn;
 mod error;

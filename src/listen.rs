@@ -22,10 +22,34 @@ const LISTEN_BACKLOG: i32 = 4096;
 /// How long a core at `limits.max_connections` waits before looking again.
 const FULL_PAUSE: Duration = Duration::from_millis(10);
 
+/// How long a bind waits for an address in use to come free: a hiku that
+/// was just killed holds its sockets a little longer (its io_uring ring
+/// lets go of them after the process is gone), and a restart at once must
+/// not fail on that.
+const IN_USE_WAIT: Duration = Duration::from_secs(2);
+
+/// Runs `bind` until it does not find its address in use, for at most
+/// `IN_USE_WAIT`. Blocks: at start, before the shards run.
+fn retry_while_in_use<T>(mut bind: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let start = Instant::now();
+    loop {
+        match bind() {
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && start.elapsed() < IN_USE_WAIT => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            bound => return bound,
+        }
+    }
+}
+
 /// Binds one listening socket per core to `addr`, all with SO_REUSEPORT so
 /// the kernel spreads connections over the cores. With port 0 the first
 /// socket picks the port and the others share it.
 pub fn bind_listeners(addr: SocketAddr, cores: usize) -> io::Result<(SocketAddr, Vec<Socket>)> {
+    retry_while_in_use(|| bind_group(addr, cores))
+}
+
+fn bind_group(addr: SocketAddr, cores: usize) -> io::Result<(SocketAddr, Vec<Socket>)> {
     if addr.port() != 0 {
         // Any process of this user that also sets SO_REUSEPORT could join
         // the port and take half the connections: a socket without it finds
@@ -55,6 +79,10 @@ pub fn bind_listeners(addr: SocketAddr, cores: usize) -> io::Result<(SocketAddr,
 
 /// Binds the `admin.listen` socket (one, taken by the first shard).
 pub fn bind_admin(addr: SocketAddr) -> io::Result<(SocketAddr, Socket)> {
+    retry_while_in_use(|| bind_one(addr))
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<(SocketAddr, Socket)> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;

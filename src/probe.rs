@@ -23,15 +23,17 @@ pub struct Ask<'a> {
     path: &'a str,
     host: &'a str,
     token: Option<&'a str>,
+    /// `X-Hiku-Forwarded: 1`: a change passed on by a peer, to go no further.
+    forwarded: bool,
 }
 
 impl<'a> Ask<'a> {
     pub fn get(path: &'a str, host: &'a str) -> Ask<'a> {
-        Ask { method: "GET", path, host, token: None }
+        Ask { method: "GET", path, host, token: None, forwarded: false }
     }
 
     pub fn post(path: &'a str, host: &'a str) -> Ask<'a> {
-        Ask { method: "POST", path, host, token: None }
+        Ask { method: "POST", path, host, token: None, forwarded: false }
     }
 
     /// With `Authorization: Bearer <token>`, if there is one.
@@ -39,9 +41,17 @@ impl<'a> Ask<'a> {
         Ask { token, ..self }
     }
 
+    /// Marked as passed on by a peer (`X-Hiku-Forwarded: 1`).
+    pub fn forwarded(self) -> Ask<'a> {
+        Ask { forwarded: true, ..self }
+    }
+
     fn bytes(&self) -> Vec<u8> {
-        let Ask { method, path, host, token } = self;
-        let token = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let Ask { method, path, host, token, forwarded } = self;
+        let mut token = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        if *forwarded {
+            token.push_str("X-Hiku-Forwarded: 1\r\n");
+        }
         let length = if *method == "GET" { "" } else { "Content-Length: 0\r\n" };
         format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n{token}{length}Connection: close\r\n\r\n").into_bytes()
     }

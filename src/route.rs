@@ -26,6 +26,8 @@ pub enum Endpoint {
     Health,
     Status,
     Metrics,
+    /// `/admin/workers`: the worker list (what a starting peer asks for).
+    Workers,
     AddWorkers,
     RemoveWorkers,
     Instances,
@@ -33,6 +35,11 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// A change an instance passes on to its peers (`cluster.peers`).
+    pub fn changes_the_tier(self) -> bool {
+        matches!(self, Endpoint::AddWorkers | Endpoint::RemoveWorkers | Endpoint::Reload)
+    }
+
     /// Served on `admin.listen` (when set) and nowhere else.
     pub fn admin_only(self) -> bool {
         !matches!(self, Endpoint::DestroySandbox | Endpoint::Health)
@@ -40,7 +47,10 @@ impl Endpoint {
 
     /// Needs `Authorization: Bearer <admin.token>` (when set).
     pub fn needs_token(self) -> bool {
-        matches!(self, Endpoint::AddWorkers | Endpoint::RemoveWorkers | Endpoint::Instances | Endpoint::Reload)
+        matches!(
+            self,
+            Endpoint::Workers | Endpoint::AddWorkers | Endpoint::RemoveWorkers | Endpoint::Instances | Endpoint::Reload
+        )
     }
 
     /// Taken only from a worker's address (with
@@ -57,6 +67,7 @@ pub fn route<'a>(path: &'a str, query: &'a str) -> Result<Route<'a>, Error> {
     let local = match path {
         "/status" => Some(Endpoint::Status),
         "/health" => Some(Endpoint::Health),
+        "/admin/workers" => Some(Endpoint::Workers),
         "/admin/workers/add" => Some(Endpoint::AddWorkers),
         "/admin/workers/remove" => Some(Endpoint::RemoveWorkers),
         "/admin/instances" => Some(Endpoint::Instances),
@@ -173,6 +184,7 @@ mod tests {
         assert_eq!(ok("/destroySandbox/f"), Route::Local(Endpoint::DestroySandbox, "f"));
         assert_eq!(ok("/status"), Route::Local(Endpoint::Status, "q"));
         assert_eq!(ok("/health"), Route::Local(Endpoint::Health, "q"));
+        assert_eq!(ok("/admin/workers"), Route::Local(Endpoint::Workers, "q"));
         assert_eq!(ok("/admin/workers/add"), Route::Local(Endpoint::AddWorkers, "q"));
         assert_eq!(ok("/admin/workers/remove"), Route::Local(Endpoint::RemoveWorkers, "q"));
         assert_eq!(ok("/admin/instances"), Route::Local(Endpoint::Instances, "q"));

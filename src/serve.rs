@@ -21,7 +21,7 @@ use crate::handoff;
 use crate::http::{self, RequestMeta};
 use crate::proxy::{self, Call};
 use crate::proxy_protocol;
-use crate::route::{self, Endpoint, Route};
+use crate::route::{self, Route};
 use crate::runtime;
 use crate::scheduler::Unplaced;
 use crate::shard::Shard;
@@ -232,7 +232,7 @@ async fn serve_one(shard: &Shard, conn: &mut Conn) -> bool {
     match plan(shard, conn) {
         Plan::Call(call, meta) => proxy::serve(shard, conn, call, meta).await,
         // Rare: boxed, so that its state does not size every connection's task.
-        Plan::Local(endpoint, arg, meta) => Box::pin(admin::serve(shard, conn, endpoint, arg, meta)).await,
+        Plan::Local(local, meta) => Box::pin(admin::serve(shard, conn, local, meta)).await,
         Plan::Answer(error, meta) => conn.answer_error(&error, meta).await,
         Plan::Refuse(e) => {
             conn.send_error(&e, false, None).await;
@@ -245,8 +245,8 @@ async fn serve_one(shard: &Shard, conn: &mut Conn) -> bool {
 enum Plan {
     /// A call for a worker (its head, rewritten, is in `conn.out`).
     Call(Call, RequestMeta),
-    /// One of hiku's own endpoints, with its argument.
-    Local(Endpoint, String, RequestMeta),
+    /// One of hiku's own endpoints.
+    Local(admin::Local, RequestMeta),
     /// An error for the client; the connection stays open if the request's
     /// whole body is in.
     Answer(Error, RequestMeta),
@@ -285,7 +285,10 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
     let head_len = req.head_len;
     let from = route::Sender { on_admin_listener: conn.admin, peer: conn.peer, headers: req.headers };
     let plan = match route::admit(req.path(), req.query(), &from, &config, &shard.scheduler) {
-        Ok(Route::Local(endpoint, arg)) => Plan::Local(endpoint, arg.to_string(), meta),
+        Ok(Route::Local(endpoint, arg)) => {
+            let forwarded = req.headers.iter().any(|h| h.name.eq_ignore_ascii_case("x-hiku-forwarded"));
+            Plan::Local(admin::Local { endpoint, arg: arg.to_string(), forwarded }, meta)
+        }
         Err(error) => Plan::Answer(error, meta),
         Ok(Route::Run(function)) => {
             let max_body = config.limits.max_body_bytes;

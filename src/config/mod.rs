@@ -15,7 +15,9 @@ use serde_json::Value;
 
 pub use raw::ConfigError;
 use raw::{Document, Section};
-pub use sections::{Admin, DestroySandbox, Front, Limits, Log, Predictive, Queue, Retries, Timeouts, MAX_RETRIES};
+pub use sections::{
+    Admin, Cluster, DestroySandbox, Front, Limits, Log, Predictive, Queue, Retries, Timeouts, MAX_RETRIES,
+};
 use sections::{MAX_CAPACITY, MAX_TIMEOUT_MS};
 
 use crate::balancer::BalancerKind;
@@ -52,6 +54,7 @@ pub struct Config {
     pub health: Health,
     pub log: Log,
     pub front: Front,
+    pub cluster: Cluster,
     /// Keys the file has that hiku does not know (reported as warnings).
     pub unknown_keys: Vec<String>,
 }
@@ -77,6 +80,7 @@ impl Default for Config {
             health: Health::default(),
             log: Log::default(),
             front: Front::default(),
+            cluster: Cluster::default(),
             unknown_keys: Vec::new(),
         }
     }
@@ -127,6 +131,7 @@ impl Config {
             health: sections::read_health(&file.section("health")?)?,
             log: Log::read(&file.section("log")?)?,
             front: Front::read(&file.section("front")?)?,
+            cluster: Cluster::read(&file.section("cluster")?)?,
             unknown_keys: Vec::new(),
         };
         config.unknown_keys = doc.unknown_keys();
@@ -152,11 +157,13 @@ impl Config {
         min_bound(self.workers_max_inflight, self.limits.max_connections_per_worker)
     }
 
-    /// Every worker's capacity, as the config says.
+    /// Every worker's capacity, as the config says, this instance's part of
+    /// it in a tier of `cluster.size`.
     pub fn capacities(&self) -> Capacities {
         let cap = self.limits.max_connections_per_worker;
-        let own = self.worker_max_inflight.iter().map(|(url, n)| (url.clone(), min_bound(Some(*n), cap))).collect();
-        Capacities { default: self.default_capacity(), own }
+        let share = |n: Option<usize>| n.map(|n| self.cluster.share(n));
+        let own = self.worker_max_inflight.iter().map(|(url, n)| (url.clone(), share(min_bound(Some(*n), cap))));
+        Capacities { default: share(self.default_capacity()), own: own.collect() }
     }
 
     /// What `next` changes of this config: the keys bound at start (which
@@ -186,6 +193,7 @@ impl Config {
                 ("admin.token", self.admin.token != next.admin.token),
                 ("destroy_sandbox", self.destroy_sandbox != next.destroy_sandbox),
                 ("front", self.front != next.front),
+                ("cluster", self.cluster != next.cluster),
             ]),
         }
     }

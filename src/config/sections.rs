@@ -294,6 +294,39 @@ impl Front {
     }
 }
 
+/// The tier this instance is one of (`cluster` in the file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// Instances in the tier: each worker's capacity is shared between
+    /// them, each instance taking its part (rounded down, at least 1).
+    pub size: usize,
+    /// The other instances' admin addresses (`host:port`), which an admin
+    /// change made here is passed on to.
+    pub peers: Vec<String>,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster { size: 1, peers: Vec::new() }
+    }
+}
+
+impl Cluster {
+    pub fn read(s: &Section) -> Result<Cluster, ConfigError> {
+        let size = s.number("size", 1, 1024, 1)? as usize;
+        let peers = s.get::<Vec<String>>("peers")?.unwrap_or_default();
+        if let Some(bad) = peers.iter().find(|p| !valid_host_port(p)) {
+            return Err(ConfigError(format!("\"cluster.peers\": each must be \"host:port\", not {bad:?}")));
+        }
+        Ok(Cluster { size, peers })
+    }
+
+    /// This instance's part of a capacity of `n` calls.
+    pub fn share(&self, n: usize) -> usize {
+        (n / self.size).max(1)
+    }
+}
+
 /// When workers are ejected (`health` in the file).
 pub fn read_health(s: &Section) -> Result<Health, ConfigError> {
     let d = Health::default();

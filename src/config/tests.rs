@@ -270,3 +270,23 @@ fn a_stop_may_be_announced_first() {
     let e = Config::parse(r#"{"shutdown_announce_ms": -1}"#).unwrap_err().0;
     assert!(e.contains("\"shutdown_announce_ms\" must be a whole number from 0 to 86400000"), "{e}");
 }
+
+#[test]
+fn a_tier_shares_each_workers_capacity() {
+    let file = r#"{"workers": ["http://a:1", {"url": "http://b:1", "max_inflight": 10}], "workers_max_inflight": 9,
+                  "cluster": {"size": 3, "peers": ["10.0.0.12:9030", "hiku-3:9030"]}}"#;
+    let c = Config::parse(file).unwrap();
+    let url = |u: &str| WorkerUrl::parse(u).unwrap();
+    // Each of three instances takes its part, rounded down: never more than the worker's.
+    assert_eq!((c.capacities().of(&url("http://a:1")), c.capacities().of(&url("http://b:1"))), (Some(3), Some(3)));
+    assert_eq!(c.cluster.peers, ["10.0.0.12:9030", "hiku-3:9030"]);
+    let tiny = Config::parse(r#"{"workers_max_inflight": 2, "cluster": {"size": 4}}"#).unwrap();
+    assert_eq!(tiny.capacities().default, Some(1), "at least one call each");
+    assert_eq!(Config::parse("{}").unwrap().cluster, Cluster::default());
+    for (bad, says) in
+        [(r#"{"cluster": {"size": 0}}"#, "cluster.size"), (r#"{"cluster": {"peers": ["x"]}}"#, "cluster.peers")]
+    {
+        let e = Config::parse(bad).unwrap_err().0;
+        assert!(e.contains(says), "{e}");
+    }
+}

@@ -10,19 +10,38 @@ use crate::support::{free_port, wait_for, Client, Driver, Front, Hiku, Worker};
 /// An instance as a tier runs it: the PROXY protocol from the front on its
 /// main address, its admin endpoints on an address of their own.
 fn instance(driver: Driver, workers: &[&str]) -> (Hiku, SocketAddr) {
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin = free_addr();
+    (instance_at(driver, workers, admin, &[]), admin)
+}
+
+/// An instance with its admin endpoints at `admin`, and `peers`' admin
+/// addresses in `cluster.peers`.
+fn instance_at(driver: Driver, workers: &[&str], admin: SocketAddr, peers: &[SocketAddr]) -> Hiku {
     let extra = json!({
         "front": {"proxy_protocol": true, "trusted_proxies": ["127.0.0.1"]},
-        "admin": {"listen": admin.to_string()},
+        "admin": {"listen": admin.to_string(), "token": "t0ken"},
         // Longer than the front's checks take to count it out (3 x 300 ms).
         "shutdown_announce_ms": 1500,
+        "cluster": {"size": 2, "peers": peers.iter().map(|p| p.to_string()).collect::<Vec<_>>()},
     });
-    (Hiku::on(driver).start_with("pull-based", workers, extra), admin)
+    Hiku::on(driver).start_with("pull-based", workers, extra)
+}
+
+fn free_addr() -> SocketAddr {
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
+/// The workers an instance has, asked at its admin address.
+fn workers_of(admin: SocketAddr) -> Vec<String> {
+    let auth = [("Authorization", "Bearer t0ken")];
+    let listed = Client::connect(admin).request("GET", "/admin/workers", &auth, b"").json();
+    listed["workers"].as_array().unwrap().iter().map(|u| u.as_str().unwrap().to_string()).collect()
 }
 
 /// The functions an instance's directory holds warm instances of.
 fn warm_functions(admin: SocketAddr) -> Vec<String> {
-    let directory = Client::connect(admin).request("GET", "/admin/instances", &[], b"").json();
+    let auth = [("Authorization", "Bearer t0ken")];
+    let directory = Client::connect(admin).request("GET", "/admin/instances", &auth, b"").json();
     directory["functions"].as_object().unwrap().keys().cloned().collect()
 }
 
@@ -56,7 +75,7 @@ fn a_functions_calls_and_its_evictions_reach_one_instance(driver: Driver) {
         assert_eq!((res.status, res.json()), (200, json!({"removed": true})), "{f}");
     }
     // /admin/* reaches an instance that is up; /health is answered.
-    let listed = c.request("GET", "/admin/instances", &[], b"");
+    let listed = c.request("GET", "/admin/instances", &[("Authorization", "Bearer t0ken")], b"");
     assert_eq!(listed.status, 200);
     assert_eq!(c.request("GET", "/health", &[], b"").json(), json!({"status": "up"}));
     // The front checks the admin addresses too: /health is answered there.
@@ -143,4 +162,44 @@ fn an_instance_stopped_under_a_stream_of_calls_fails_none(driver: Driver) {
         assert!(failed.is_empty(), "{} of {calls} calls failed: {failed:?}\n{}", failed.len(), front.log());
     }
     drop(two);
+}
+
+on_both_drivers!(an_admin_change_reaches_every_instance_and_a_restarted_one_asks_its_peers);
+fn an_admin_change_reaches_every_instance_and_a_restarted_one_asks_its_peers(driver: Driver) {
+    let (a, b) = (Worker::start(), Worker::start());
+    let (one_admin, two_admin) = (free_addr(), free_addr());
+    let one = instance_at(driver, &[&a.url], one_admin, &[two_admin]);
+    let two = instance_at(driver, &[&a.url], two_admin, &[one_admin]);
+    let front = Front::start(&[one.addr, two.addr], &[one_admin, two_admin]);
+    let auth = [("Authorization", "Bearer t0ken")];
+    // Added through the front: the instance that took it passes it on.
+    let added =
+        Client::connect(front.addr).request("POST", &format!("/admin/workers/add?workers={}", b.url), &auth, b"");
+    assert_eq!(added.status, 200, "{}", added.text());
+    let peers = added.json()["peers"].clone();
+    assert!(
+        peers == json!({one_admin.to_string(): {"status": 200}})
+            || peers == json!({two_admin.to_string(): {"status": 200}}),
+        "{peers}"
+    );
+    let both = vec![a.url.clone(), b.url.clone()];
+    assert_eq!((workers_of(one_admin), workers_of(two_admin)), (both.clone(), both.clone()));
+    // A restarted instance takes the tier's list from its peer, not its file's.
+    drop(one);
+    let _one = instance_at(driver, &[&a.url], one_admin, &[two_admin]);
+    assert_eq!(workers_of(one_admin), both);
+    // A peer that is down is named in the answer, and not waited for long.
+    drop(two);
+    let started = std::time::Instant::now();
+    let removed =
+        Client::connect(one_admin).request("POST", &format!("/admin/workers/remove?workers={}", b.url), &auth, b"");
+    assert_eq!(removed.status, 200);
+    assert!(removed.json()["peers"][two_admin.to_string()]["error"].is_string(), "{}", removed.text());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(workers_of(one_admin), vec![a.url.clone()]);
+    // A change passed on goes no further (a peer's own answer names no peers).
+    let forwarded = [("Authorization", "Bearer t0ken"), ("X-Hiku-Forwarded", "1")];
+    let again =
+        Client::connect(one_admin).request("POST", &format!("/admin/workers/add?workers={}", b.url), &forwarded, b"");
+    assert_eq!((again.status, again.json().get("peers").is_none()), (200, true), "{}", again.text());
 }

@@ -1,0 +1,105 @@
+//! What an instance of a tier does with its peers (`cluster.peers`, their
+//! admin addresses): an admin change made here is passed on to each, and a
+//! starting instance takes the tier's worker list from the first that
+//! answers.
+
+use std::net::ToSocketAddrs;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::config::Config;
+use crate::probe::{self, Ask};
+use crate::runtime;
+use crate::worker::WorkerUrl;
+
+/// How long a peer may take to answer a change passed on to it.
+const PEER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a starting instance waits for each peer's worker list.
+const ASK_AT_START: Duration = Duration::from_millis(500);
+
+/// Passes a change made here (`path` with `query`) on to every peer in
+/// `cluster.peers`, all at once, with the admin token, marked so that it
+/// goes no further; each peer's outcome by its address: its status, or why
+/// it gave none within `PEER_TIMEOUT` (also logged).
+pub async fn pass_on(config: &Config, path: &str, query: &str) -> Map<String, Value> {
+    let target = if query.is_empty() { path.to_string() } else { format!("{path}?{query}") };
+    let asks: Vec<_> = config
+        .cluster
+        .peers
+        .iter()
+        .map(|peer| {
+            let (peer, target, token) = (peer.clone(), target.clone(), config.admin.token.clone());
+            runtime::spawn(async move {
+                let lookup = peer.clone();
+                let addrs = runtime::blocking(move || lookup.to_socket_addrs().map(Vec::from_iter))
+                    .await
+                    .and_then(|resolved| resolved)
+                    .map_err(|e| format!("cannot resolve {peer}: {e}"));
+                let ask = Ask::post(&target, &peer).token(token.as_deref()).forwarded();
+                let outcome = match addrs {
+                    Ok(addrs) => probe::ask(&addrs, &ask, PEER_TIMEOUT).await,
+                    Err(e) => Err(e),
+                };
+                (peer, outcome)
+            })
+        })
+        .collect();
+    let mut outcomes = Map::new();
+    for ask in asks {
+        let (peer, outcome) = ask.await;
+        let shown = match outcome {
+            Ok(status) => json!({ "status": status }),
+            Err(error) => {
+                log::warn!("an admin change was not passed on to peer {peer}: {error}");
+                json!({ "error": error })
+            }
+        };
+        outcomes.insert(peer, shown);
+    }
+    outcomes
+}
+
+/// The tier's worker list, from the first of `cluster.peers` that gives
+/// it (`GET /admin/workers`), and which one did; `None` if none did, or
+/// there are no peers. Blocks: call it at start, before the shards run.
+pub fn workers_from_peers(config: &Config) -> Option<(String, Vec<WorkerUrl>)> {
+    for peer in &config.cluster.peers {
+        let ask = Ask::get("/admin/workers", peer).token(config.admin.token.as_deref());
+        let addrs = peer.to_socket_addrs().map(Vec::from_iter).unwrap_or_default();
+        for addr in addrs {
+            let listed = match probe::ask_blocking(addr, &ask, ASK_AT_START) {
+                Ok(reply) if reply.status == 200 => worker_list(&reply.body),
+                Ok(reply) => Err(format!("status {}", reply.status)),
+                Err(e) => Err(e),
+            };
+            match listed {
+                Ok(workers) => return Some((peer.clone(), workers)),
+                Err(e) => log::debug!("peer {peer} gave no worker list: {e}"),
+            }
+        }
+    }
+    None
+}
+
+/// The URLs of a `{"workers": [...]}` answer.
+fn worker_list(body: &str) -> Result<Vec<WorkerUrl>, String> {
+    let value: Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let urls = value["workers"].as_array().ok_or("no \"workers\" list")?;
+    urls.iter().map(|u| WorkerUrl::parse(u.as_str().unwrap_or_default())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_peers_worker_list() {
+        let urls = worker_list(r#"{"workers": ["http://a:1", "http://b:2"]}"#).unwrap();
+        assert_eq!(urls.iter().map(|u| u.as_str()).collect::<Vec<_>>(), ["http://a:1", "http://b:2"]);
+        assert!(worker_list(r#"{"workers": [1]}"#).is_err());
+        assert!(worker_list("{}").is_err());
+        assert!(worker_list("nope").is_err());
+        assert!(workers_from_peers(&Config::default()).is_none(), "no peers");
+    }
+}
