@@ -16,7 +16,8 @@
 //!   own seeded sequence of functions and think times, so every scheduler
 //!   sees the same calls.
 //! - [`experiment`] runs each scheduler with each balancer against a fresh
-//!   cluster ([`harness::cluster`] starts and kills the processes);
+//!   cluster ([`harness::cluster`] starts and kills the processes), hiku
+//!   alone or as a tier behind HAProxy ([`harness::front`]);
 //!   [`report`] summarises the calls with [`stats`] into the paper's
 //!   numbers (its published ones beside them, [`report::paper`]), and
 //!   [`report::figures`] draws them ([`report::svg`]).

@@ -22,6 +22,7 @@ fn a_tiny_experiment_is_complete_and_consistent() {
             binary: support::hiku_binary(),
             paper_balancers_only: false,
             config: Default::default(),
+            tier: None,
         }],
         balancers: vec!["pull-based".to_string(), "least-connections".to_string()],
         emulator: EmulatorArgs {
@@ -128,5 +129,45 @@ fn a_variant_needs_a_label_and_a_json_object() {
         assert_eq!(output.status.code(), Some(2), "{bad}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("--variant"), "{bad}: {stderr}");
+    }
+}
+
+#[test]
+fn a_tiny_experiment_runs_through_a_tier_behind_each_front() {
+    let tier = |instances, kind: hiku_perf::harness::front::Kind| Contender {
+        label: format!("hiku-k{instances}-{}", kind.name()),
+        binary: support::hiku_binary(),
+        paper_balancers_only: false,
+        config: Default::default(),
+        tier: Some((instances, kind)),
+    };
+    use hiku_perf::harness::front::Kind;
+    let options = Options {
+        contenders: vec![tier(2, Kind::FnHash), tier(2, Kind::L4)],
+        balancers: vec!["pull-based".to_string()],
+        emulator: EmulatorArgs {
+            binary: PathBuf::from(env!("CARGO_BIN_EXE_hiku-emulator")),
+            workers: 2,
+            memory_mb: 6144,
+            paused_mb: 64,
+            code_refresh_s: 5.0,
+            time_scale: 0.02,
+            seed: 7,
+        },
+        phase_seconds: 100.0,
+        seeds: vec![7],
+        probabilities: PathBuf::from(hiku_perf::load::workload::DEFAULT_PROBABILITIES),
+        progress: false,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let outcomes = runtime
+        .block_on(async { tokio::time::timeout(DEADLINE, experiment::run(&options)).await })
+        .expect("the experiment ran over its deadline")
+        .expect("the experiment failed");
+    assert_eq!(outcomes.len(), 2);
+    for o in &outcomes {
+        let r = &o.run;
+        assert!(r.calls > 100, "{}: {} calls", r.scheduler, r.calls);
+        assert_eq!(r.failed, 0, "{}: every call through the front is answered", r.scheduler);
     }
 }

@@ -9,6 +9,7 @@ use crate::cli::{baseline_label, exit, sibling, usage_error};
 use crate::emulator::{DEFAULT_MEMORY_MB, DEFAULT_PAUSED_MB};
 use crate::experiment::{self, Contender, Options, Outcome};
 use crate::harness::cluster::EmulatorArgs;
+use crate::harness::front;
 use crate::harness::process::until_interrupted;
 use crate::load::workload::DEFAULT_PROBABILITIES;
 use crate::report::{self, Report};
@@ -74,6 +75,14 @@ pub struct Args {
     /// Write the figures (SVG) into this directory
     #[arg(long)]
     plots: Option<PathBuf>,
+    /// hiku as a tier too: this many instances behind HAProxy, comma-separated
+    /// (1: hiku alone, as always); e.g. `--instances 2,3`
+    #[arg(long, value_delimiter = ',')]
+    instances: Vec<usize>,
+    /// The tier's front, comma-separated: `fnhash` (the shipped config, hashing
+    /// the function name) or `l4` (TCP round-robin) [default: fnhash]
+    #[arg(long, value_delimiter = ',')]
+    front: Vec<String>,
 }
 
 impl Args {
@@ -121,7 +130,29 @@ impl Args {
             binary: hiku.clone(),
             paper_balancers_only: false,
             config: Default::default(),
+            tier: None,
         }];
+        let fronts = match self.front.is_empty() {
+            true => vec![front::Kind::FnHash],
+            false => self.front.iter().map(|f| front::Kind::parse(f)).collect::<Result<_, _>>()?,
+        };
+        if !self.front.is_empty() && self.instances.iter().all(|&k| k <= 1) {
+            return Err("--front needs --instances of 2 or more".to_string());
+        }
+        for &instances in self.instances.iter().filter(|&&k| k > 1) {
+            if instances > 16 {
+                return Err("--instances: at most 16".to_string());
+            }
+            for &kind in &fronts {
+                contenders.push(Contender {
+                    label: format!("hiku-k{instances}-{}", kind.name()),
+                    binary: hiku.clone(),
+                    paper_balancers_only: false,
+                    config: Default::default(),
+                    tier: Some((instances, kind)),
+                });
+            }
+        }
         for variant in &self.variant {
             let (label, json) =
                 variant.split_once('=').ok_or_else(|| format!("--variant {variant:?}: expected LABEL=JSON"))?;
@@ -139,6 +170,7 @@ impl Args {
                 binary: hiku.clone(),
                 paper_balancers_only: false,
                 config,
+                tier: None,
             });
         }
         if let Some(path) = &self.baseline {
@@ -148,6 +180,7 @@ impl Args {
                 binary: path.clone(),
                 paper_balancers_only: true,
                 config: Default::default(),
+                tier: None,
             });
         }
         for c in &contenders {

@@ -13,6 +13,7 @@ use crate::balancers::PAPER_BALANCERS;
 use crate::emulator::model::Stats;
 use crate::functions;
 use crate::harness::cluster::{self, EmulatorArgs};
+use crate::harness::front;
 use crate::harness::process::{free_port, tail};
 use crate::harness::workdir::WorkDir;
 use crate::load::loadgen::{self, Call, Plan, Progress};
@@ -30,6 +31,8 @@ pub struct Contender {
     pub paper_balancers_only: bool,
     /// Keys added to its config (a variant of hiku: a capacity, say).
     pub config: serde_json::Map<String, serde_json::Value>,
+    /// Run as a tier: this many instances behind a front of this kind.
+    pub tier: Option<(usize, front::Kind)>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,10 +107,17 @@ async fn run_one(
     json.as_object_mut().expect("an object").extend(contender.config.clone());
     std::fs::write(&config, json.to_string()).map_err(|e| format!("{}: {e}", config.display()))?;
     let log = workdir.join(format!("{name}.log"));
-    let scheduler = cluster::start_scheduler(&contender.binary, &config, &[], &[], &address, &log).await?;
+    // A tier: the front on `address`, the instances behind it.
+    let (_instances, _front) = match contender.tier {
+        None => (vec![cluster::start_scheduler(&contender.binary, &config, &[], &[], &address, &log).await?], None),
+        Some((instances, kind)) => {
+            let tier = start_tier(contender, &json, &address, instances, kind, workdir, &name).await?;
+            (tier.0, Some(tier.1))
+        }
+    };
 
     let plan = Arc::new(Plan {
-        target: scheduler.address.clone(),
+        target: address.clone(),
         functions: functions::names(),
         choices: choices.to_vec(),
         phase_ms: options.phase_seconds * 1000.0,
@@ -138,6 +148,47 @@ async fn run_one(
         return Err(format!("{} with {balancer} completed no call; its log:\n{}", contender.label, tail(&log)));
     }
     Ok(Outcome { run, calls, workers: emulator.urls.clone(), worker_stats })
+}
+
+/// Starts `instances` of `contender` (each on `config` with its own ports,
+/// taking the PROXY protocol from the front and serving `/admin/*` on an
+/// address of its own) and HAProxy on `address` in front of them.
+async fn start_tier(
+    contender: &Contender,
+    config: &serde_json::Value,
+    address: &str,
+    instances: usize,
+    kind: front::Kind,
+    workdir: &Path,
+    name: &str,
+) -> Result<(Vec<cluster::Scheduler>, front::Front), String> {
+    let (mut started, mut mains, mut admins) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..instances {
+        let (port, admin) = (free_port()?, format!("127.0.0.1:{}", free_port()?));
+        let mut json = config.clone();
+        let object = json.as_object_mut().expect("an object");
+        object.insert("port".into(), port.into());
+        object.insert("front".into(), serde_json::json!({"proxy_protocol": true, "trusted_proxies": ["127.0.0.1"]}));
+        object.insert("admin".into(), serde_json::json!({"listen": admin}));
+        object.insert("cluster".into(), serde_json::json!({"size": instances}));
+        let path = workdir.join(format!("{name}-{i}.json"));
+        std::fs::write(&path, json.to_string()).map_err(|e| format!("{}: {e}", path.display()))?;
+        let main = format!("127.0.0.1:{port}");
+        let log = workdir.join(format!("{name}-{i}.log"));
+        started.push(cluster::start_scheduler(&contender.binary, &path, &[], &[], &main, &log).await?);
+        mains.push(main);
+        admins.push(admin);
+    }
+    let config = match kind {
+        front::Kind::FnHash => {
+            let shipped = std::fs::read_to_string(front::SHIPPED).map_err(|e| format!("{}: {e}", front::SHIPPED))?;
+            front::render(&shipped, address, &mains, &admins)
+        }
+        front::Kind::L4 => front::l4(address, &mains),
+    };
+    let (cfg, log) = (workdir.join(format!("{name}-haproxy.cfg")), workdir.join(format!("{name}-haproxy.log")));
+    let front = front::start(&front::haproxy(), &config, &cfg, address, &log).await?;
+    Ok((started, front))
 }
 
 /// A one-line progress display, redrawn twice a second on a terminal.

@@ -5,6 +5,7 @@
 //! ([`workdir`]), and what a process has cost, from `/proc` ([`procstat`]).
 
 pub mod cluster;
+pub mod front;
 pub mod process;
 pub mod procstat;
 pub mod workdir;

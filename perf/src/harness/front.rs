@@ -1,0 +1,146 @@
+//! A tier of hiku instances behind HAProxy, as the README's "Running a
+//! tier" runs it: the front config hiku ships (`config/tier/haproxy.cfg`,
+//! balancing on the function name) rendered for loopback ports, or an L4
+//! (TCP, round-robin) front for comparison.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::process::Child;
+
+use crate::harness::process::{command, tail, START_DEADLINE};
+
+/// The front config hiku ships.
+pub const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/tier/haproxy.cfg");
+
+/// How a front spreads calls over the instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The shipped config: consistent hashing on the function name.
+    FnHash,
+    /// TCP round-robin: a connection sticks to one instance, whatever it carries.
+    L4,
+}
+
+impl Kind {
+    pub fn parse(text: &str) -> Result<Kind, String> {
+        match text {
+            "fnhash" => Ok(Kind::FnHash),
+            "l4" => Ok(Kind::L4),
+            other => Err(format!("unknown front {other:?}: fnhash or l4")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::FnHash => "fnhash",
+            Kind::L4 => "l4",
+        }
+    }
+}
+
+/// `template` (the shipped config) with the front on `bind`, and one
+/// `server` line per instance in each backend: `instances` for the
+/// functions, `admins` (their `admin.listen`) for `/admin/*`.
+pub fn render(template: &str, bind: &str, instances: &[String], admins: &[String]) -> String {
+    let mut out = String::new();
+    let mut admin_backend = false;
+    for line in template.lines() {
+        let trimmed = line.trim_start();
+        if let Some(name) = trimmed.strip_prefix("backend ") {
+            admin_backend = name.trim() == "any_instance";
+        }
+        if trimmed.starts_with("bind ") {
+            out.push_str(&format!("    bind {bind}\n"));
+        } else if trimmed.starts_with("server hiku1 ") {
+            let addrs = if admin_backend { admins } else { instances };
+            for (i, addr) in addrs.iter().enumerate() {
+                out.push_str(&format!("    server hiku{} {addr}\n", i + 1));
+            }
+        } else if !trimmed.starts_with("server hiku") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// An L4 front: each client connection to one instance in turn, with the
+/// PROXY protocol as the shipped front sends it, and TCP checks.
+pub fn l4(bind: &str, instances: &[String]) -> String {
+    let mut cfg = format!(
+        "defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 310s\n    timeout server 310s\n\n\
+         frontend hiku\n    bind {bind}\n    default_backend instances\n\n\
+         backend instances\n    balance roundrobin\n    default-server check inter 300ms fall 3 rise 2 send-proxy-v2\n"
+    );
+    for (i, addr) in instances.iter().enumerate() {
+        cfg.push_str(&format!("    server hiku{} {addr}\n", i + 1));
+    }
+    cfg
+}
+
+/// HAProxy running `config` (written to `path`), listening on `address`.
+pub struct Front {
+    _child: Child,
+}
+
+/// Starts `haproxy` on `config` and waits until `address` takes connections.
+pub async fn start(haproxy: &Path, config: &str, path: &Path, address: &str, log: &Path) -> Result<Front, String> {
+    std::fs::write(path, config).map_err(|e| format!("{}: {e}", path.display()))?;
+    let log_file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let mut child = command(haproxy)
+        .arg("-db")
+        .arg("-f")
+        .arg(path)
+        .stdout(std::process::Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", haproxy.display()))?;
+    let deadline = tokio::time::Instant::now() + START_DEADLINE;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("HAProxy exited ({status}); its log:\n{}", tail(log)));
+        }
+        if TcpStream::connect(address).await.is_ok() {
+            return Ok(Front { _child: child });
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("HAProxy did not listen on {address}; its log:\n{}", tail(log)));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The HAProxy binary: `haproxy` on the PATH, or in /usr/sbin.
+pub fn haproxy() -> PathBuf {
+    let sbin = PathBuf::from("/usr/sbin/haproxy");
+    if sbin.exists() {
+        sbin
+    } else {
+        PathBuf::from("haproxy")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_config_is_rendered_for_the_instances_given() {
+        let template = std::fs::read_to_string(SHIPPED).unwrap();
+        let instances = ["127.0.0.1:1".to_string(), "127.0.0.1:2".to_string(), "127.0.0.1:3".to_string()];
+        let admins = ["127.0.0.1:11".to_string(), "127.0.0.1:12".to_string(), "127.0.0.1:13".to_string()];
+        let cfg = render(&template, "127.0.0.1:9", &instances, &admins);
+        assert!(cfg.contains("    bind 127.0.0.1:9\n"));
+        assert!(cfg.contains("balance hash path,field(3,/)") && cfg.contains("hash-type consistent"));
+        assert!(cfg.contains("    server hiku3 127.0.0.1:3\n") && cfg.contains("    server hiku3 127.0.0.1:13\n"));
+        assert_eq!(cfg.matches("    server hiku").count(), 6, "{cfg}");
+        let l4 = l4("127.0.0.1:9", &instances);
+        assert!(
+            l4.contains("mode tcp") && l4.contains("balance roundrobin") && l4.contains("server hiku2 127.0.0.1:2")
+        );
+        assert_eq!(Kind::parse("fnhash"), Ok(Kind::FnHash));
+        assert!(Kind::parse("dns").is_err());
+    }
+}
