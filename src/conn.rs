@@ -38,9 +38,12 @@ pub struct Conn {
     pub function: String,
     /// Its method and target, with an access log.
     pub request_line: String,
-    /// The client's address (an IPv4-mapped IPv6 one as IPv4), and as text.
+    /// The client's address (an IPv4-mapped IPv6 one as IPv4), and as text:
+    /// the connection's peer, or the client a trusted front names.
     pub peer: IpAddr,
     pub client_ip: String,
+    /// The connection's own peer.
+    pub socket_peer: IpAddr,
     /// Whether the client has sent all of the request being served (or of
     /// the last one): a connection closed then needs no lingering.
     pub input_done: bool,
@@ -72,6 +75,7 @@ impl Conn {
             request_line: String::new(),
             peer: peer.ip().to_canonical(),
             client_ip: peer.ip().to_canonical().to_string(),
+            socket_peer: peer.ip().to_canonical(),
             input_done: false,
             admin: false,
             awaits_proxy_header: false,
@@ -83,10 +87,12 @@ impl Conn {
         }
     }
 
-    /// The client is `ip`, as a front (PROXY protocol) says.
+    /// The client is `ip`, as a front says (reusing the text's buffer).
     pub fn set_peer(&mut self, ip: IpAddr) {
+        use std::fmt::Write;
         self.peer = ip.to_canonical();
-        self.client_ip = self.peer.to_string();
+        self.client_ip.clear();
+        let _ = write!(self.client_ip, "{}", self.peer);
     }
 
     /// Between requests, with nothing buffered: gives the buffers of the

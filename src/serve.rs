@@ -283,6 +283,18 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
     };
     conn.input_done = meta.whole_body.is_some();
     let head_len = req.head_len;
+    // Behind a front that names the client in X-Forwarded-For (nginx):
+    // believed from a trusted front only, request by request.
+    let named_by_front = config.front.forwarded_for && !conn.admin && config.front.trusts(conn.socket_peer);
+    if named_by_front {
+        let client = http::last_forwarded_for(req.headers).unwrap_or(conn.socket_peer);
+        if client.to_canonical() != conn.peer {
+            // Field by field: the parsed head still borrows `conn.rbuf`.
+            conn.peer = client.to_canonical();
+            conn.client_ip.clear();
+            let _ = std::fmt::Write::write_fmt(&mut conn.client_ip, format_args!("{}", conn.peer));
+        }
+    }
     let from = route::Sender { on_admin_listener: conn.admin, peer: conn.peer, headers: req.headers };
     let plan = match route::admit(req.path(), req.query(), &from, &config, &shard.scheduler) {
         Ok(Route::Local(endpoint, arg)) => {
@@ -321,8 +333,14 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
                     // hiku adds once it has one.
                     let authority = placed.as_ref().map_or("", |lease| lease.worker().url().authority());
                     conn.out.clear();
-                    let added_host =
-                        http::write_request_head(&mut conn.out, &req, authority, conn.client_ip.as_bytes());
+                    // The address hiku took the request from joins X-Forwarded-For:
+                    // the front's, when the front named the client there already.
+                    let mut front_ip = [0u8; 48];
+                    let from_ip = match named_by_front {
+                        true => ip_text(conn.socket_peer, &mut front_ip),
+                        false => conn.client_ip.as_bytes(),
+                    };
+                    let added_host = http::write_request_head(&mut conn.out, &req, authority, from_ip);
                     let meta = RequestMeta { added_host, ..meta };
                     let call = match placed {
                         Ok(lease) => Call::Forward(lease),
@@ -336,4 +354,13 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
     };
     conn.rbuf.consume(head_len);
     plan
+}
+
+/// `ip` as text, written into `buf`.
+fn ip_text(ip: std::net::IpAddr, buf: &mut [u8; 48]) -> &[u8] {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{ip}");
+    let len = cursor.position() as usize;
+    &buf[..len]
 }

@@ -267,25 +267,33 @@ pub struct Front {
     /// Every connection to `host:port` starts with a PROXY protocol header
     /// (v1 or v2) naming the client; one without it is refused.
     pub proxy_protocol: bool,
-    /// The addresses and networks a PROXY header is taken from; a
-    /// connection from anywhere else is refused.
+    /// The client of a request from a trusted front is the last address of
+    /// its `X-Forwarded-For` (the one the front added): for a front that
+    /// cannot send the PROXY protocol (nginx).
+    pub forwarded_for: bool,
+    /// The addresses and networks a PROXY header or `X-Forwarded-For` is
+    /// taken from: a PROXY connection from anywhere else is refused, an
+    /// `X-Forwarded-For` from anywhere else ignored.
     pub trusted_proxies: Vec<Network>,
 }
 
 impl Front {
     pub fn read(s: &Section) -> Result<Front, ConfigError> {
         let proxy_protocol = s.boolean("proxy_protocol", false)?;
+        let forwarded_for = s.boolean("forwarded_for", false)?;
         let mut trusted_proxies = Vec::new();
         for text in s.get::<Vec<String>>("trusted_proxies")?.unwrap_or_default() {
             let network = Network::parse(&text).map_err(|e| ConfigError(format!("\"front.trusted_proxies\": {e}")))?;
             trusted_proxies.push(network);
         }
-        if proxy_protocol && trusted_proxies.is_empty() {
-            return Err(ConfigError(
-                "\"front.proxy_protocol\" needs \"front.trusted_proxies\": the fronts' addresses".into(),
-            ));
+        if proxy_protocol && forwarded_for {
+            return Err(ConfigError("\"front.proxy_protocol\" and \"front.forwarded_for\": one or the other".into()));
         }
-        Ok(Front { proxy_protocol, trusted_proxies })
+        if (proxy_protocol || forwarded_for) && trusted_proxies.is_empty() {
+            let key = if proxy_protocol { "proxy_protocol" } else { "forwarded_for" };
+            return Err(ConfigError(format!("\"front.{key}\" needs \"front.trusted_proxies\": the fronts' addresses")));
+        }
+        Ok(Front { proxy_protocol, forwarded_for, trusted_proxies })
     }
 
     /// Whether a PROXY header is taken from `peer`.

@@ -290,3 +290,13 @@ fn a_tier_shares_each_workers_capacity() {
         assert!(e.contains(says), "{e}");
     }
 }
+
+#[test]
+fn a_front_names_clients_one_way_or_the_other() {
+    let c = Config::parse(r#"{"front": {"forwarded_for": true, "trusted_proxies": ["10.0.0.1"]}}"#).unwrap();
+    assert!(c.front.forwarded_for && !c.front.proxy_protocol);
+    let both = r#"{"front": {"forwarded_for": true, "proxy_protocol": true, "trusted_proxies": ["10.0.0.1"]}}"#;
+    assert!(Config::parse(both).unwrap_err().0.contains("one or the other"));
+    let e = Config::parse(r#"{"front": {"forwarded_for": true}}"#).unwrap_err().0;
+    assert!(e.contains("\"front.forwarded_for\" needs \"front.trusted_proxies\""), "{e}");
+}

@@ -16,8 +16,8 @@ pub use chunked::{ChunkError, ChunkedDecoder};
 pub use io::{client_gone, copy_body, flush, read_response_head, Bounds, Copied, CopyError, HeadError, Held, Sink};
 pub use meta::RequestMeta;
 pub use parse::{
-    buffered_body_len, empty_headers, head_end, parse_request, parse_response, strip_prefix_ignore_case, Framing,
-    Headers, Request, Response, Version, MAX_HEAD, MAX_HEADERS,
+    buffered_body_len, empty_headers, head_end, last_forwarded_for, parse_request, parse_response,
+    strip_prefix_ignore_case, Framing, Headers, Request, Response, Version, MAX_HEAD, MAX_HEADERS,
 };
 pub use write::{reason, retarget_host, write_local_response, write_request_head, write_response_head};
 

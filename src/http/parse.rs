@@ -316,3 +316,11 @@ pub fn head_end(data: &[u8], from: usize) -> Option<usize> {
     }
     None
 }
+
+/// The last address of the last `X-Forwarded-For` field: the one the
+/// nearest proxy added. `None` if there is none, or it is no IP address.
+pub fn last_forwarded_for(headers: Headers) -> Option<std::net::IpAddr> {
+    let field = headers.iter().rev().find(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))?;
+    let last = std::str::from_utf8(field.value).ok()?.rsplit(',').next()?.trim();
+    last.parse().ok()
+}

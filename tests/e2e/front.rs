@@ -78,3 +78,38 @@ fn a_proxy_header_from_an_untrusted_peer_is_refused(driver: Driver) {
     );
     assert_eq!(c.read(false).status, 400);
 }
+
+on_both_drivers!(x_forwarded_for_names_the_client_from_a_trusted_front_only);
+fn x_forwarded_for_names_the_client_from_a_trusted_front_only(driver: Driver) {
+    let w = Worker::start();
+    let destroy = |hiku: &Hiku, xff: &[(&str, &str)]| {
+        let body = format!("{{\"host\": \"{}\"}}", &w.url[7..]);
+        hiku.client().request("POST", "/destroySandbox/f", xff, body.as_bytes())
+    };
+    // 127.0.0.1 is a trusted front here: the last X-Forwarded-For entry is the client.
+    let front = json!({"front": {"forwarded_for": true, "trusted_proxies": ["127.0.0.1"]}});
+    let hiku = Hiku::on(driver).start_with("pull-based", &[&w.url], front);
+    let named = [("X-Forwarded-For", "1.2.3.4, 10.9.9.9")];
+    let refused = destroy(&hiku, &named);
+    assert_eq!(refused.status, 403);
+    assert!(refused.text().contains("not from 10.9.9.9"), "{}", refused.text());
+    assert_eq!(hiku.client().request("POST", "/run/f", &named, b"").status, 200);
+    // The worker sees the chain, and the front's address added by hiku.
+    assert_eq!(w.last().header("x-forwarded-for"), Some("1.2.3.4, 10.9.9.9, 127.0.0.1"));
+    // Without the field, the front itself is the client (here a worker's address).
+    assert_eq!(destroy(&hiku, &[]).status, 200);
+    // Requests on one connection may come from different clients (a front pools connections).
+    let mut c = hiku.client();
+    let body = format!("{{\"host\": \"{}\"}}", &w.url[7..]);
+    let as_worker = c.request("POST", "/destroySandbox/f", &[("X-Forwarded-For", "127.0.0.1")], body.as_bytes());
+    let as_other = c.request("POST", "/destroySandbox/f", &[("X-Forwarded-For", "10.9.9.9")], body.as_bytes());
+    assert_eq!((as_worker.status, as_other.status), (200, 403));
+
+    // From a peer that is no trusted front, X-Forwarded-For is ignored: no
+    // client can pass itself off as a worker, nor hide behind another name.
+    let front = json!({"front": {"forwarded_for": true, "trusted_proxies": ["10.0.0.0/8"]}});
+    let hiku = Hiku::on(driver).start_with("pull-based", &[&w.url], front);
+    assert_eq!(destroy(&hiku, &[("X-Forwarded-For", "10.9.9.9")]).status, 200, "the peer, a worker's address, counts");
+    assert_eq!(hiku.client().request("POST", "/run/f", &[("X-Forwarded-For", "10.9.9.9")], b"").status, 200);
+    assert_eq!(w.last().header("x-forwarded-for"), Some("10.9.9.9, 127.0.0.1"));
+}

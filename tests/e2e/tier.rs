@@ -203,3 +203,45 @@ fn an_admin_change_reaches_every_instance_and_a_restarted_one_asks_its_peers(dri
         Client::connect(one_admin).request("POST", &format!("/admin/workers/add?workers={}", b.url), &forwarded, b"");
     assert_eq!((again.status, again.json().get("peers").is_none()), (200, true), "{}", again.text());
 }
+
+on_both_drivers!(behind_nginx_a_functions_calls_and_evictions_reach_one_instance_too);
+fn behind_nginx_a_functions_calls_and_evictions_reach_one_instance_too(driver: Driver) {
+    let (a, b) = (Worker::start(), Worker::start());
+    let start = || {
+        let admin = free_addr();
+        let extra = json!({
+            "front": {"forwarded_for": true, "trusted_proxies": ["127.0.0.1"]},
+            "admin": {"listen": admin.to_string(), "token": "t0ken"},
+        });
+        (Hiku::on(driver).start_with("pull-based", &[&a.url, &b.url], extra), admin)
+    };
+    let ((one, one_admin), (two, two_admin)) = (start(), start());
+    let front = Front::start_nginx(&[one.addr, two.addr], &[one_admin, two_admin]);
+    let functions: Vec<String> = (0..16).map(|i| format!("fn-{i}")).collect();
+    let mut c = Client::connect(front.addr);
+    let mut warm_on = Vec::new();
+    for f in &functions {
+        for _ in 0..3 {
+            assert_eq!(c.request("POST", &format!("/run/{f}"), &[], b"").status, 200, "{f}: {}", front.log());
+        }
+        warm_on.push(c.request("POST", &format!("/run/{f}"), &[], b"").worker().to_string());
+    }
+    let (on_one, on_two) = (warm_functions(one_admin), warm_functions(two_admin));
+    for f in &functions {
+        assert!(on_one.contains(f) != on_two.contains(f), "{f}: on one {on_one:?}, on two {on_two:?}");
+    }
+    // The worker's report: X-Forwarded-For names it, and the owner takes it.
+    for (f, worker) in functions.iter().zip(&warm_on) {
+        let body = format!("{{\"host\": \"{}\"}}", &worker[7..]);
+        let res = c.request("POST", &format!("/destroySandbox/{f}"), &[], body.as_bytes());
+        assert_eq!((res.status, res.json()), (200, json!({"removed": true})), "{f}");
+    }
+    // A client cannot pass itself off as a worker through the front: nginx
+    // adds the address it came from after whatever the client claims.
+    let spoofed = c.request("POST", "/run/fn-0", &[("X-Forwarded-For", "10.9.9.9")], b"");
+    assert_eq!(spoofed.status, 200);
+    let seen = if a.requests() > 0 && a.last().target.contains("fn-0") { a.last() } else { b.last() };
+    assert_eq!(seen.header("x-forwarded-for"), Some("10.9.9.9, 127.0.0.1, 127.0.0.1"));
+    let auth = [("Authorization", "Bearer t0ken")];
+    assert_eq!(c.request("GET", "/admin/instances", &auth, b"").status, 200);
+}
