@@ -42,9 +42,11 @@
 //! rounds. [`throughput::idle`] measures what idle keep-alive connections
 //! cost each proxy, after a burst of calls on all of them.
 //!
-//! `perf/soak` ([`soak`]) sends a fixed number of calls through hiku while
-//! its workers are killed, restarted, removed and added, and checks that
-//! none was lost, nothing stayed in flight and no memory leaked.
+//! `perf/soak` ([`soak`]) sends a fixed number of calls ([`calls`])
+//! through hiku while its workers are killed, restarted, removed and added,
+//! and checks that none was lost, nothing stayed in flight and no memory
+//! leaked; with `--instances` ([`tier_soak`]), through a tier behind
+//! HAProxy while its instances are restarted one after the other.
 //!
 //! `perf/results` runs both at full length and [`report::results`] lays
 //! their reports out as `perf/RESULTS.md`.
@@ -62,6 +64,7 @@
 //! and [`stats`] are shared between them.
 
 pub mod balancers;
+pub mod calls;
 pub mod cli;
 pub mod emulator;
 pub mod experiment;
@@ -75,3 +78,4 @@ pub mod scale;
 pub mod soak;
 pub mod stats;
 pub mod throughput;
+pub mod tier_soak;

@@ -7,7 +7,7 @@
 //!
 //! Every call ends in exactly one of: an answer (counted by status: a call
 //! on a worker killed under it is answered 502) or **lost** (no answer at
-//! all: the connection broke, or nothing came within [`CALL_TIMEOUT`]).
+//! all: the connection broke, or nothing came within [`crate::calls::CALL_TIMEOUT`]).
 //! Afterwards, with the churn over and every worker back, hiku must report
 //! no call in flight on any worker, its memory must come back to where it
 //! was after the warm-up, and a burst of calls all at once must be
@@ -17,30 +17,24 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::process::Child;
-use tokio::task::JoinSet;
 
 use crate::balancers::BALANCERS;
+use crate::calls::{get, load};
 use crate::cli::{exit, sibling, usage_error};
-use crate::functions;
 use crate::harness::cluster::{start_scheduler, start_upstreams};
+use crate::harness::front;
 use crate::harness::process::{free_port, tail, until_interrupted};
 use crate::harness::procstat;
 use crate::harness::workdir::WorkDir;
-use crate::throughput::options::BODY;
-use crate::throughput::{blast, idle};
+use crate::throughput::idle;
+use crate::tier_soak;
 
 /// How often progress is shown.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-/// A call unanswered this long is lost.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long hiku gets to settle before each memory reading.
 const SETTLE: Duration = Duration::from_millis(2500);
 /// Memory growth over the run that counts as a leak: more than this, and
@@ -295,83 +289,6 @@ async fn settled_in_flight(target: SocketAddr) -> Result<Vec<u64>, String> {
     }
 }
 
-/// One request on a new connection that the server closes after: its
-/// status and body.
-async fn get(target: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(target).await?;
-        let request =
-            format!("{method} {path} HTTP/1.1\r\nHost: soak\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await?;
-        Ok::<_, std::io::Error>(answer)
-    };
-    let answer = tokio::time::timeout(CALL_TIMEOUT, exchange)
-        .await
-        .map_err(|_| format!("{method} {path}: no answer"))?
-        .map_err(|e| format!("{method} {path}: {e}"))?;
-    let text = String::from_utf8_lossy(&answer);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("{method} {path}: {text}"))?;
-    let status =
-        head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("{method} {path}: {head}"))?;
-    Ok((status, body.to_string()))
-}
-
-/// Answers by status, and calls lost.
-#[derive(Debug, Default)]
-struct Tally {
-    answered: BTreeMap<u16, u64>,
-    lost: u64,
-}
-
-/// Sends `calls` calls over `connections` keep-alive connections.
-async fn load(target: SocketAddr, connections: usize, calls: u64) -> Tally {
-    let next = Arc::new(AtomicU64::new(0));
-    let mut clients = JoinSet::new();
-    for _ in 0..connections.max(1) {
-        clients.spawn(client(target, Arc::clone(&next), calls));
-    }
-    let mut tally = Tally::default();
-    while let Some(done) = clients.join_next().await {
-        let Ok(part) = done else { continue };
-        for (code, n) in part.answered {
-            *tally.answered.entry(code).or_default() += n;
-        }
-        tally.lost += part.lost;
-    }
-    tally
-}
-
-/// One client connection, sending calls until `calls` have been taken.
-async fn client(target: SocketAddr, next: Arc<AtomicU64>, calls: u64) -> Tally {
-    let names = functions::names();
-    let mut tally = Tally::default();
-    let mut stream: Option<TcpStream> = None;
-    loop {
-        let n = next.fetch_add(1, Ordering::Relaxed);
-        if n >= calls {
-            return tally;
-        }
-        let open = match stream.take() {
-            Some(s) => Some(s),
-            None => TcpStream::connect(target).await.ok(),
-        };
-        let Some(open) = open else {
-            tally.lost += 1;
-            continue;
-        };
-        let request = blast::request(&target, &names[n as usize % names.len()], BODY);
-        match tokio::time::timeout(CALL_TIMEOUT, idle::call(open, request)).await {
-            Ok(Some((code, kept))) => {
-                *tally.answered.entry(code).or_default() += 1;
-                stream = kept;
-            }
-            _ => tally.lost += 1,
-        }
-    }
-}
-
 /// The options' binaries exist.
 fn check_binaries(options: &Options) -> Result<(), String> {
     for binary in [&options.hiku, &options.upstream] {
@@ -418,12 +335,20 @@ pub struct Args {
     /// Write the report as JSON
     #[arg(long)]
     json: Option<PathBuf>,
+    /// A tier instead: this many hiku instances behind HAProxy (the shipped
+    /// front), restarted one after the other, then one killed, under calls
+    /// [default: 1, hiku alone under worker churn]
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
 }
 
 impl Args {
     /// Runs the soak, prints the report, writes it if asked, and fails if
     /// anything went wrong.
     pub fn run(self) -> ExitCode {
+        if self.instances > 1 {
+            return self.run_tier();
+        }
         let options = Options {
             hiku: self.hiku.clone().unwrap_or_else(|| sibling("hiku")),
             upstream: self.upstream.clone().unwrap_or_else(|| sibling("hiku-upstream")),
@@ -460,6 +385,46 @@ impl Args {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
+        }
+    }
+}
+
+impl Args {
+    /// `--instances K`: the tier soak.
+    fn run_tier(self) -> ExitCode {
+        let options = tier_soak::Options {
+            hiku: self.hiku.clone().unwrap_or_else(|| sibling("hiku")),
+            upstream: self.upstream.clone().unwrap_or_else(|| sibling("hiku-upstream")),
+            haproxy: front::haproxy(),
+            balancer: self.balancer.clone(),
+            workers: self.workers,
+            instances: self.instances,
+            connections: self.connections,
+            calls: self.calls.unwrap_or(if self.quick { 150_000 } else { 1_000_000 }),
+            pause: Duration::from_millis(self.churn_ms.unwrap_or(if self.quick { 300 } else { 2_000 })),
+            progress: true,
+        };
+        if !BALANCERS.contains(&options.balancer.as_str()) || options.instances > 16 || options.connections == 0 {
+            return usage_error("a tier soak needs a known --balancer, --instances up to 16, and --connections");
+        }
+        let report = match until_interrupted(tier_soak::run(&options)) {
+            Ok(report) => report,
+            Err(e) => return exit(Err(e)),
+        };
+        print!("{}", report.text());
+        if let Some(path) = &self.json {
+            let json = serde_json::to_string_pretty(&report).expect("plain structs");
+            if let Err(e) = std::fs::write(path, json + "\n") {
+                return exit(Err(format!("{}: {e}", path.display())));
+            }
+        }
+        let problems = report.problems();
+        for problem in &problems {
+            eprintln!("FAIL: {problem}");
+        }
+        match problems.is_empty() {
+            true => ExitCode::SUCCESS,
+            false => ExitCode::FAILURE,
         }
     }
 }

@@ -20,3 +20,17 @@ fn a_quick_soak_loses_nothing_and_leaks_nothing() {
     assert!(report.problems().is_empty(), "{:?}", report.problems());
     assert!(stdout.contains("lost 0"), "{stdout}");
 }
+
+#[test]
+fn a_tier_restarted_one_instance_after_the_other_fails_no_call() {
+    let args = ["soak", "--instances", "2", "--calls", "60000", "--churn-ms", "50", "--connections", "16"];
+    let (report, stdout, _): (hiku_perf::tier_soak::Report, String, String) = support::run_perf(&args, "tier-soak");
+    let answered: u64 = report.answered.values().sum();
+    assert_eq!((answered, report.lost), (60_000, 0), "{stdout}");
+    assert_eq!(report.answered.get(&200).copied(), Some(60_000), "every call answered 200: {stdout}");
+    assert!(report.restarts >= 2, "each instance restarted: {stdout}");
+    // A kill costs the calls in flight on the instance, and those the
+    // front sent it before its checks counted it out: a handful, counted.
+    assert!(report.kill_failed + report.kill_lost < report.kill_calls / 100, "{stdout}");
+    assert!(report.worker_lists.len() == 2 && report.problems().is_empty(), "{:?}", report.problems());
+}

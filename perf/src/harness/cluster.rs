@@ -43,6 +43,22 @@ impl Scheduler {
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }
+
+    /// Sends it `signal`.
+    pub fn signal(&self, signal: libc::c_int) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill(2) on our own child, which has not been reaped.
+            unsafe { libc::kill(pid as libc::pid_t, signal) };
+        }
+    }
+
+    /// Waits for it to exit, at most `within`; its status.
+    pub async fn exited(&mut self, within: Duration) -> Result<std::process::ExitStatus, String> {
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(status) => status.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("still running after {within:?}")),
+        }
+    }
 }
 
 fn error(what: &str, e: impl std::fmt::Display) -> String {
