@@ -23,6 +23,7 @@ fn a_tiny_experiment_is_complete_and_consistent() {
             paper_balancers_only: false,
             config: Default::default(),
             tier: None,
+            rolling_restart: false,
         }],
         balancers: vec!["pull-based".to_string(), "least-connections".to_string()],
         emulator: EmulatorArgs {
@@ -140,6 +141,7 @@ fn a_tiny_experiment_runs_through_a_tier_behind_each_front() {
         paper_balancers_only: false,
         config: Default::default(),
         tier: Some((instances, kind)),
+        rolling_restart: kind == hiku_perf::harness::front::Kind::FnHash,
     };
     use hiku_perf::harness::front::Kind;
     let options = Options {

@@ -83,6 +83,10 @@ pub struct Args {
     /// the function name) or `l4` (TCP round-robin) [default: fnhash]
     #[arg(long, value_delimiter = ',')]
     front: Vec<String>,
+    /// Each tier once more, its instances restarted one after the other
+    /// early in the last phase (rows `...-restarted`)
+    #[arg(long)]
+    rolling_restart: bool,
 }
 
 impl Args {
@@ -131,26 +135,31 @@ impl Args {
             paper_balancers_only: false,
             config: Default::default(),
             tier: None,
+            rolling_restart: false,
         }];
         let fronts = match self.front.is_empty() {
             true => vec![front::Kind::FnHash],
             false => self.front.iter().map(|f| front::Kind::parse(f)).collect::<Result<_, _>>()?,
         };
-        if !self.front.is_empty() && self.instances.iter().all(|&k| k <= 1) {
-            return Err("--front needs --instances of 2 or more".to_string());
+        if (!self.front.is_empty() || self.rolling_restart) && self.instances.iter().all(|&k| k <= 1) {
+            return Err("--front and --rolling-restart need --instances of 2 or more".to_string());
         }
         for &instances in self.instances.iter().filter(|&&k| k > 1) {
             if instances > 16 {
                 return Err("--instances: at most 16".to_string());
             }
             for &kind in &fronts {
-                contenders.push(Contender {
-                    label: format!("hiku-k{instances}-{}", kind.name()),
-                    binary: hiku.clone(),
-                    paper_balancers_only: false,
-                    config: Default::default(),
-                    tier: Some((instances, kind)),
-                });
+                for restarted in [false, true].into_iter().filter(|&r| !r || self.rolling_restart) {
+                    let suffix = if restarted { "-restarted" } else { "" };
+                    contenders.push(Contender {
+                        label: format!("hiku-k{instances}-{}{suffix}", kind.name()),
+                        binary: hiku.clone(),
+                        paper_balancers_only: false,
+                        config: Default::default(),
+                        tier: Some((instances, kind)),
+                        rolling_restart: restarted,
+                    });
+                }
             }
         }
         for variant in &self.variant {
@@ -171,6 +180,7 @@ impl Args {
                 paper_balancers_only: false,
                 config,
                 tier: None,
+                rolling_restart: false,
             });
         }
         if let Some(path) = &self.baseline {
@@ -181,6 +191,7 @@ impl Args {
                 paper_balancers_only: true,
                 config: Default::default(),
                 tier: None,
+                rolling_restart: false,
             });
         }
         for c in &contenders {

@@ -33,6 +33,10 @@ pub struct Contender {
     pub config: serde_json::Map<String, serde_json::Value>,
     /// Run as a tier: this many instances behind a front of this kind.
     pub tier: Option<(usize, front::Kind)>,
+    /// A tier's instances are restarted one after the other early in the
+    /// last phase (the most load): what a rolling restart costs the warm
+    /// knowledge.
+    pub rolling_restart: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -108,13 +112,28 @@ async fn run_one(
     std::fs::write(&config, json.to_string()).map_err(|e| format!("{}: {e}", config.display()))?;
     let log = workdir.join(format!("{name}.log"));
     // A tier: the front on `address`, the instances behind it.
-    let (_instances, _front) = match contender.tier {
-        None => (vec![cluster::start_scheduler(&contender.binary, &config, &[], &[], &address, &log).await?], None),
+    let (_single, mut instances, _front) = match contender.tier {
+        None => {
+            let single = cluster::start_scheduler(&contender.binary, &config, &[], &[], &address, &log).await?;
+            (Some(single), Vec::new(), None)
+        }
         Some((instances, kind)) => {
-            let tier = start_tier(contender, &json, &address, instances, kind, workdir, &name).await?;
-            (tier.0, Some(tier.1))
+            let (instances, front) = start_tier(contender, &json, &address, instances, kind, workdir, &name).await?;
+            (None, instances, Some(front))
         }
     };
+    // The rolling restart: from a tenth into the last phase on.
+    let restarts = contender.rolling_restart.then(|| {
+        let wait = scale.real(options.phase_seconds * 1000.0 * 2.1);
+        let (binary, mut instances) = (contender.binary.clone(), std::mem::take(&mut instances));
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            for instance in &mut instances {
+                instance.restart(&binary).await?;
+            }
+            Ok::<_, String>(instances)
+        })
+    });
 
     let plan = Arc::new(Plan {
         target: address.clone(),
@@ -131,6 +150,10 @@ async fn run_one(
     };
     let show = options.progress.then(|| tokio::spawn(show_progress(label.clone(), plan.clone(), progress.clone())));
     let calls = loadgen::run(plan, progress).await;
+    if let Some(restarts) = restarts {
+        instances = restarts.await.map_err(|e| format!("the rolling restart: {e}"))??;
+    }
+    drop(instances);
     if let Some(show) = show {
         show.abort();
     }
@@ -150,6 +173,28 @@ async fn run_one(
     Ok(Outcome { run, calls, workers: emulator.urls.clone(), worker_stats })
 }
 
+/// One instance of a tier: its config and ports, and the process.
+struct Instance {
+    config: PathBuf,
+    log: PathBuf,
+    main: String,
+    running: Option<cluster::Scheduler>,
+}
+
+impl Instance {
+    /// SIGTERM (it tells the front, then drains), then starts it again on
+    /// its ports.
+    async fn restart(&mut self, binary: &Path) -> Result<(), String> {
+        if let Some(mut running) = self.running.take() {
+            running.signal(libc::SIGTERM);
+            running.exited(Duration::from_secs(60)).await.map_err(|e| format!("{}: {e}", self.main))?;
+        }
+        let started = cluster::start_scheduler(binary, &self.config, &[], &[], &self.main, &self.log).await?;
+        self.running = Some(started);
+        Ok(())
+    }
+}
+
 /// Starts `instances` of `contender` (each on `config` with its own ports,
 /// taking the PROXY protocol from the front and serving `/admin/*` on an
 /// address of its own) and HAProxy on `address` in front of them.
@@ -161,7 +206,7 @@ async fn start_tier(
     kind: front::Kind,
     workdir: &Path,
     name: &str,
-) -> Result<(Vec<cluster::Scheduler>, front::Front), String> {
+) -> Result<(Vec<Instance>, front::Front), String> {
     let (mut started, mut mains, mut admins) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..instances {
         let (port, admin) = (free_port()?, format!("127.0.0.1:{}", free_port()?));
@@ -171,11 +216,14 @@ async fn start_tier(
         object.insert("front".into(), serde_json::json!({"proxy_protocol": true, "trusted_proxies": ["127.0.0.1"]}));
         object.insert("admin".into(), serde_json::json!({"listen": admin}));
         object.insert("cluster".into(), serde_json::json!({"size": instances}));
+        // Longer than the shipped front's checks take to count it out.
+        object.insert("shutdown_announce_ms".into(), 1500.into());
         let path = workdir.join(format!("{name}-{i}.json"));
         std::fs::write(&path, json.to_string()).map_err(|e| format!("{}: {e}", path.display()))?;
         let main = format!("127.0.0.1:{port}");
         let log = workdir.join(format!("{name}-{i}.log"));
-        started.push(cluster::start_scheduler(&contender.binary, &path, &[], &[], &main, &log).await?);
+        let running = Some(cluster::start_scheduler(&contender.binary, &path, &[], &[], &main, &log).await?);
+        started.push(Instance { config: path, log, main: main.clone(), running });
         mains.push(main);
         admins.push(admin);
     }
