@@ -53,6 +53,9 @@ pub fn run(config: &Config, path: Option<&Path>, cores: usize, pin: bool) -> Res
         .with_health(config.health)
         .with_cores(cores);
     scheduler.set_capacities(config.capacities());
+    if !config.cluster.peers.is_empty() && scheduler.tracks_warm() {
+        adopt_peers_idle(config, &scheduler);
+    }
     let scheduler = Arc::new(scheduler);
     health::probe_actively(Arc::downgrade(&scheduler));
     log::info!(
@@ -112,4 +115,17 @@ pub fn run(config: &Config, path: Option<&Path>, cores: usize, pin: bool) -> Res
             listen::accept_all(shard, listener, admin, max_connections).await;
         }
     })
+}
+
+/// Takes the warm idle instances the peers know of: the functions they
+/// served while this instance was away (the front sent them its functions)
+/// come back to it warm. Blocks: at start.
+fn adopt_peers_idle(config: &Config, scheduler: &Scheduler) {
+    for peer in &config.cluster.peers {
+        let entries = cluster::idle_of_peer(config, peer);
+        let adopted = entries.iter().filter(|(f, url, n)| scheduler.adopt_idle(f, url, *n)).count();
+        if adopted > 0 {
+            log::info!("took {adopted} warm idle entries from peer {peer}");
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! What an instance of a tier does with its peers (`cluster.peers`, their
 //! admin addresses): an admin change made here is passed on to each, and a
 //! starting instance takes the tier's worker list from the first that
-//! answers.
+//! answers, and the warm idle instances each knows of (the functions it
+//! served while this one was away come back warm).
 
 use std::net::ToSocketAddrs;
 use std::time::Duration;
@@ -82,6 +83,41 @@ pub fn workers_from_peers(config: &Config) -> Option<(String, Vec<WorkerUrl>)> {
     None
 }
 
+/// The most idle instances taken for one function on one worker.
+const MOST_ADOPTED: u64 = 64;
+
+/// The warm idle instances `peer` knows of (`GET /admin/instances`): per
+/// function, per worker URL, how many. Empty if it does not answer.
+/// Blocks: at start.
+pub fn idle_of_peer(config: &Config, peer: &str) -> Vec<(String, WorkerUrl, u64)> {
+    let ask = Ask::get("/admin/instances", peer).token(config.admin.token.as_deref());
+    let addrs = peer.to_socket_addrs().map(Vec::from_iter).unwrap_or_default();
+    for addr in addrs {
+        match probe::ask_blocking(addr, &ask, ASK_AT_START) {
+            Ok(reply) if reply.status == 200 => return idle_list(&reply.body),
+            Ok(reply) => log::debug!("peer {peer} gave no directory: status {}", reply.status),
+            Err(e) => log::debug!("peer {peer} gave no directory: {e}"),
+        }
+    }
+    Vec::new()
+}
+
+/// The entries of a `/admin/instances` answer.
+fn idle_list(body: &str) -> Vec<(String, WorkerUrl, u64)> {
+    let Ok(value) = serde_json::from_str::<Value>(body) else { return Vec::new() };
+    let Some(functions) = value["functions"].as_object() else { return Vec::new() };
+    let mut entries = Vec::new();
+    for (function, held) in functions {
+        for on in held["workers"].as_array().into_iter().flatten() {
+            let url = on["url"].as_str().and_then(|u| WorkerUrl::parse(u).ok());
+            if let (Some(url), Some(n)) = (url, on["idle"].as_u64()) {
+                entries.push((function.clone(), url, n.min(MOST_ADOPTED)));
+            }
+        }
+    }
+    entries
+}
+
 /// The URLs of a `{"workers": [...]}` answer.
 fn worker_list(body: &str) -> Result<Vec<WorkerUrl>, String> {
     let value: Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
@@ -101,5 +137,11 @@ mod tests {
         assert!(worker_list("{}").is_err());
         assert!(worker_list("nope").is_err());
         assert!(workers_from_peers(&Config::default()).is_none(), "no peers");
+        let directory = r#"{"functions": {"f": {"idle": 3, "workers": [{"url": "http://a:1", "idle": 2},
+                           {"url": "http://b:1", "idle": 1000}]}}, "workers": []}"#;
+        let entries = idle_list(directory);
+        let shown: Vec<_> = entries.iter().map(|(f, u, n)| (f.as_str(), u.as_str(), *n)).collect();
+        assert_eq!(shown, [("f", "http://a:1", 2), ("f", "http://b:1", MOST_ADOPTED)]);
+        assert!(idle_list("{}").is_empty() && idle_list("nope").is_empty());
     }
 }

@@ -273,6 +273,22 @@ impl Scheduler {
         self.snapshot.load().balancer.observe(function, lease, answer);
     }
 
+    /// Takes `count` warm idle instances of `function` on the worker at
+    /// `url` into the balancer's directory, as if that many calls had just
+    /// completed there (what a peer knew, for an instance that restarts);
+    /// false if no worker has that URL or the balancer keeps no directory.
+    pub fn adopt_idle(&self, function: &str, url: &WorkerUrl, count: u64) -> bool {
+        let snapshot = self.snapshot.load();
+        let Some(worker) = snapshot.find_url(url) else { return false };
+        if snapshot.balancer.idle_instances().is_none() {
+            return false;
+        }
+        for _ in 0..count {
+            snapshot.balancer.release(function, worker, Outcome::Completed);
+        }
+        true
+    }
+
     /// Ends a request: tells the balancer, then frees the lease. A worker
     /// removed meanwhile is not recorded as holding anything.
     pub fn release(&self, function: &str, lease: Lease, outcome: Outcome) {

@@ -245,3 +245,30 @@ fn behind_nginx_a_functions_calls_and_evictions_reach_one_instance_too(driver: D
     let auth = [("Authorization", "Bearer t0ken")];
     assert_eq!(c.request("GET", "/admin/instances", &auth, b"").status, 200);
 }
+
+on_both_drivers!(a_restarted_instance_takes_its_peers_warm_entries);
+fn a_restarted_instance_takes_its_peers_warm_entries(driver: Driver) {
+    let w = Worker::start();
+    let (one_admin, two_admin) = (free_addr(), free_addr());
+    let one = instance_at(driver, &[&w.url], one_admin, &[two_admin]);
+    let two = instance_at(driver, &[&w.url], two_admin, &[one_admin]);
+    let front = Front::start(&[one.addr, two.addr], &[one_admin, two_admin]);
+    let functions: Vec<String> = (0..16).map(|i| format!("fn-{i}")).collect();
+    let call = |f: &str| Client::connect(front.addr).request("POST", &format!("/run/{f}"), &[], b"").status;
+    for f in &functions {
+        assert_eq!(call(f), 200);
+    }
+    let ones = warm_functions(one_admin);
+    assert!(!ones.is_empty());
+    // While it is away, the other instance serves its functions, and warms them.
+    drop(one);
+    wait_for("the survivor to serve every function", || {
+        functions.iter().all(|f| call(f) == 200) && warm_functions(two_admin).len() == functions.len()
+    });
+    // Back, it knows them warm before any call reaches it.
+    let _one = instance_at(driver, &[&w.url], one_admin, &[two_admin]);
+    let known = warm_functions(one_admin);
+    for f in &ones {
+        assert!(known.contains(f), "{f} is not warm on the restarted instance: {known:?}");
+    }
+}

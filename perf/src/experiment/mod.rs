@@ -207,15 +207,19 @@ async fn start_tier(
     workdir: &Path,
     name: &str,
 ) -> Result<(Vec<Instance>, front::Front), String> {
-    let (mut started, mut mains, mut admins) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..instances {
-        let (port, admin) = (free_port()?, format!("127.0.0.1:{}", free_port()?));
+    let (mut started, mut mains) = (Vec::new(), Vec::new());
+    let ports: Vec<u16> = (0..instances).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let admins: Vec<String> =
+        (0..instances).map(|_| Ok(format!("127.0.0.1:{}", free_port()?))).collect::<Result<_, String>>()?;
+    for (i, &port) in ports.iter().enumerate() {
+        let admin = admins[i].clone();
+        let peers: Vec<&String> = admins.iter().filter(|a| **a != admin).collect();
         let mut json = config.clone();
         let object = json.as_object_mut().expect("an object");
         object.insert("port".into(), port.into());
         object.insert("front".into(), serde_json::json!({"proxy_protocol": true, "trusted_proxies": ["127.0.0.1"]}));
         object.insert("admin".into(), serde_json::json!({"listen": admin}));
-        object.insert("cluster".into(), serde_json::json!({"size": instances}));
+        object.insert("cluster".into(), serde_json::json!({"size": instances, "peers": peers}));
         // Longer than the shipped front's checks take to count it out.
         object.insert("shutdown_announce_ms".into(), 1500.into());
         let path = workdir.join(format!("{name}-{i}.json"));
@@ -225,7 +229,6 @@ async fn start_tier(
         let running = Some(cluster::start_scheduler(&contender.binary, &path, &[], &[], &main, &log).await?);
         started.push(Instance { config: path, log, main: main.clone(), running });
         mains.push(main);
-        admins.push(admin);
     }
     let config = match kind {
         front::Kind::FnHash => {
