@@ -366,25 +366,28 @@ impl Args {
         if let Err(e) = check_binaries(&options) {
             return usage_error(e);
         }
-        let report = match until_interrupted(run(&options)) {
-            Ok(report) => report,
-            Err(e) => return exit(Err(e)),
-        };
-        print!("{}", report.text());
+        match until_interrupted(run(&options)) {
+            Ok(report) => self.finish(&report, &report.text(), &report.problems()),
+            Err(e) => exit(Err(e)),
+        }
+    }
+
+    /// Prints `text`, writes `report` where `--json` says, names each of
+    /// `problems`, and fails if there is any.
+    fn finish(&self, report: &impl Serialize, text: &str, problems: &[String]) -> ExitCode {
+        print!("{text}");
         if let Some(path) = &self.json {
-            let json = serde_json::to_string_pretty(&report).expect("plain structs");
+            let json = serde_json::to_string_pretty(report).expect("plain structs");
             if let Err(e) = std::fs::write(path, json + "\n") {
                 return exit(Err(format!("{}: {e}", path.display())));
             }
         }
-        let problems = report.problems();
-        for problem in &problems {
+        for problem in problems {
             eprintln!("FAIL: {problem}");
         }
-        if problems.is_empty() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
+        match problems.is_empty() {
+            true => ExitCode::SUCCESS,
+            false => ExitCode::FAILURE,
         }
     }
 }
@@ -407,24 +410,9 @@ impl Args {
         if !BALANCERS.contains(&options.balancer.as_str()) || options.instances > 16 || options.connections == 0 {
             return usage_error("a tier soak needs a known --balancer, --instances up to 16, and --connections");
         }
-        let report = match until_interrupted(tier_soak::run(&options)) {
-            Ok(report) => report,
-            Err(e) => return exit(Err(e)),
-        };
-        print!("{}", report.text());
-        if let Some(path) = &self.json {
-            let json = serde_json::to_string_pretty(&report).expect("plain structs");
-            if let Err(e) = std::fs::write(path, json + "\n") {
-                return exit(Err(format!("{}: {e}", path.display())));
-            }
-        }
-        let problems = report.problems();
-        for problem in &problems {
-            eprintln!("FAIL: {problem}");
-        }
-        match problems.is_empty() {
-            true => ExitCode::SUCCESS,
-            false => ExitCode::FAILURE,
+        match until_interrupted(tier_soak::run(&options)) {
+            Ok(report) => self.finish(&report, &report.text(), &report.problems()),
+            Err(e) => exit(Err(e)),
         }
     }
 }
