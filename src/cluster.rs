@@ -16,8 +16,10 @@ use crate::worker::WorkerUrl;
 
 /// How long a peer may take to answer a change passed on to it.
 const PEER_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a starting instance waits for each peer's worker list.
-const ASK_AT_START: Duration = Duration::from_millis(500);
+/// How long a starting instance waits for each peer's worker list and
+/// directory (a peer under load may take a while; one that is down
+/// refuses at once).
+const ASK_AT_START: Duration = Duration::from_secs(2);
 
 /// Passes a change made here (`path` with `query`) on to every peer in
 /// `cluster.peers`, all at once, with the admin token, marked so that it
@@ -95,8 +97,8 @@ pub fn idle_of_peer(config: &Config, peer: &str) -> Vec<(String, WorkerUrl, u64)
     for addr in addrs {
         match probe::ask_blocking(addr, &ask, ASK_AT_START) {
             Ok(reply) if reply.status == 200 => return idle_list(&reply.body),
-            Ok(reply) => log::debug!("peer {peer} gave no directory: status {}", reply.status),
-            Err(e) => log::debug!("peer {peer} gave no directory: {e}"),
+            Ok(reply) => log::info!("peer {peer} gave no directory: status {}", reply.status),
+            Err(e) => log::info!("peer {peer} gave no directory: {e}"),
         }
     }
     Vec::new()
