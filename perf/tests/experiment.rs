@@ -14,18 +14,11 @@ use hiku_perf::harness::cluster::EmulatorArgs;
 /// The whole experiment must end within this.
 const DEADLINE: Duration = Duration::from_secs(120);
 
-#[test]
-fn a_tiny_experiment_is_complete_and_consistent() {
-    let options = Options {
-        contenders: vec![Contender {
-            label: "hiku".to_string(),
-            binary: support::hiku_binary(),
-            paper_balancers_only: false,
-            config: Default::default(),
-            tier: None,
-            rolling_restart: false,
-        }],
-        balancers: vec!["pull-based".to_string(), "least-connections".to_string()],
+/// A tiny experiment's options: two workers, time compressed 50-fold.
+fn tiny(contenders: Vec<Contender>, balancers: &[&str], seeds: Vec<u64>) -> Options {
+    Options {
+        contenders,
+        balancers: balancers.iter().map(|b| b.to_string()).collect(),
         emulator: EmulatorArgs {
             binary: PathBuf::from(env!("CARGO_BIN_EXE_hiku-emulator")),
             workers: 2,
@@ -36,15 +29,33 @@ fn a_tiny_experiment_is_complete_and_consistent() {
             seed: 7,
         },
         phase_seconds: 100.0,
-        seeds: vec![7, 8],
+        seeds,
         probabilities: PathBuf::from(hiku_perf::load::workload::DEFAULT_PROBABILITIES),
         progress: false,
-    };
+    }
+}
+
+/// Runs `options` within the deadline.
+fn run(options: &Options) -> Vec<experiment::Outcome> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let outcomes = runtime
-        .block_on(async { tokio::time::timeout(DEADLINE, experiment::run(&options)).await })
+    runtime
+        .block_on(async { tokio::time::timeout(DEADLINE, experiment::run(options)).await })
         .expect("the experiment ran over its deadline")
-        .expect("the experiment failed");
+        .expect("the experiment failed")
+}
+
+#[test]
+fn a_tiny_experiment_is_complete_and_consistent() {
+    let hiku = Contender {
+        label: "hiku".to_string(),
+        binary: support::hiku_binary(),
+        paper_balancers_only: false,
+        config: Default::default(),
+        tier: None,
+        rolling_restart: false,
+    };
+    let options = tiny(vec![hiku], &["pull-based", "least-connections"], vec![7, 8]);
+    let outcomes = run(&options);
 
     assert_eq!(outcomes.len(), 4);
     let runs: Vec<(u64, &str)> = outcomes.iter().map(|o| (o.run.seed, o.run.balancer.as_str())).collect();
@@ -144,28 +155,7 @@ fn a_tiny_experiment_runs_through_a_tier_behind_each_front() {
         rolling_restart: kind == hiku_perf::harness::front::Kind::FnHash,
     };
     use hiku_perf::harness::front::Kind;
-    let options = Options {
-        contenders: vec![tier(2, Kind::FnHash), tier(2, Kind::L4)],
-        balancers: vec!["pull-based".to_string()],
-        emulator: EmulatorArgs {
-            binary: PathBuf::from(env!("CARGO_BIN_EXE_hiku-emulator")),
-            workers: 2,
-            memory_mb: 6144,
-            paused_mb: 64,
-            code_refresh_s: 5.0,
-            time_scale: 0.02,
-            seed: 7,
-        },
-        phase_seconds: 100.0,
-        seeds: vec![7],
-        probabilities: PathBuf::from(hiku_perf::load::workload::DEFAULT_PROBABILITIES),
-        progress: false,
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let outcomes = runtime
-        .block_on(async { tokio::time::timeout(DEADLINE, experiment::run(&options)).await })
-        .expect("the experiment ran over its deadline")
-        .expect("the experiment failed");
+    let outcomes = run(&tiny(vec![tier(2, Kind::FnHash), tier(2, Kind::L4)], &["pull-based"], vec![7]));
     assert_eq!(outcomes.len(), 2);
     for o in &outcomes {
         let r = &o.run;
