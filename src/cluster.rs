@@ -78,7 +78,7 @@ pub fn workers_from_peers(config: &Config) -> Option<(String, Vec<WorkerUrl>)> {
             };
             match listed {
                 Ok(workers) => return Some((peer.clone(), workers)),
-                Err(e) => log::debug!("peer {peer} gave no worker list: {e}"),
+                Err(e) => log::warn!("peer {peer} gave no worker list: {e}"),
             }
         }
     }
@@ -97,8 +97,8 @@ pub fn idle_of_peer(config: &Config, peer: &str) -> Vec<(String, WorkerUrl, u64)
     for addr in addrs {
         match probe::ask_blocking(addr, &ask, ASK_AT_START) {
             Ok(reply) if reply.status == 200 => return idle_list(&reply.body),
-            Ok(reply) => log::info!("peer {peer} gave no directory: status {}", reply.status),
-            Err(e) => log::info!("peer {peer} gave no directory: {e}"),
+            Ok(reply) => log::warn!("peer {peer} gave no directory: status {}", reply.status),
+            Err(e) => log::warn!("peer {peer} gave no directory: {e}"),
         }
     }
     Vec::new()

@@ -132,7 +132,12 @@ pub fn ask_blocking(addr: SocketAddr, ask: &Ask<'_>, within: Duration) -> Result
     let mut answer = Vec::new();
     let mut chunk = [0u8; 4096];
     let (status, head_len) = loop {
-        let read = stream.read(&mut chunk).map_err(|e| format!("no answer from {addr}: {e}"))?;
+        let read = match stream.read(&mut chunk) {
+            Ok(read) => read,
+            // A signal came (the process takes its own on a thread of theirs): read again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("no answer from {addr}: {e}")),
+        };
         answer.extend_from_slice(&chunk[..read]);
         let done = read == 0 || answer.len() as u64 >= MOST;
         match head(&answer)? {

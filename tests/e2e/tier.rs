@@ -185,7 +185,9 @@ fn an_admin_change_reaches_every_instance_and_a_restarted_one_asks_its_peers(dri
     let both = vec![a.url.clone(), b.url.clone()];
     assert_eq!((workers_of(one_admin), workers_of(two_admin)), (both.clone(), both.clone()));
     // A restarted instance takes the tier's list from its peer, not its file's.
+    // (On a new admin address: the old port may be another process's by now.)
     drop(one);
+    let one_admin = free_addr();
     let _one = instance_at(driver, &[&a.url], one_admin, &[two_admin]);
     assert_eq!(workers_of(one_admin), both);
     // A peer that is down is named in the answer, and not waited for long.
@@ -265,10 +267,12 @@ fn a_restarted_instance_takes_its_peers_warm_entries(driver: Driver) {
     wait_for("the survivor to serve every function", || {
         functions.iter().all(|f| call(f) == 200) && warm_functions(two_admin).len() == functions.len()
     });
-    // Back, it knows them warm before any call reaches it.
-    let _one = instance_at(driver, &[&w.url], one_admin, &[two_admin]);
+    // Back, it knows them warm before any call reaches it. (On a new admin
+    // address: the old port may be another process's by now.)
+    let one_admin = free_addr();
+    let one = instance_at(driver, &[&w.url], one_admin, &[two_admin]);
     let known = warm_functions(one_admin);
     for f in &ones {
-        assert!(known.contains(f), "{f} is not warm on the restarted instance: {known:?}");
+        assert!(known.contains(f), "{f} is not warm on the restarted instance: {known:?}\n{}", one.stderr());
     }
 }
