@@ -124,6 +124,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: u
                     runtime::sleep(FULL_PAUSE).await;
                 }
                 let _ = stream.set_nodelay(true);
+                shard.counters().accepted(admin);
                 let mut conn = Conn::new(stream, peer, shutdown::Open::new(), shard.handoff.count());
                 conn.admin = admin;
                 conn.awaits_proxy_header = !admin && shard.config().front.proxy_protocol;

@@ -78,6 +78,8 @@ pub struct Core {
     decisions: [AtomicU64; DECISIONS.len()],
     /// `destroySandbox` reports that removed an entry, and that found none.
     destroyed: [AtomicU64; 2],
+    /// Client connections accepted: on the main listener, on `admin.listen`.
+    accepted: [AtomicU64; 2],
     call_duration: Histogram<{ CALL_BUCKETS.len() + 1 }>,
     decision_duration: Histogram<{ DECISION_BUCKETS.len() + 1 }>,
 }
@@ -102,6 +104,11 @@ impl Core {
 
     pub fn sandbox_destroyed(&self, removed: bool) {
         bump(&self.destroyed[usize::from(!removed)], 1);
+    }
+
+    /// A client connection accepted here (`admin`: on `admin.listen`).
+    pub fn accepted(&self, admin: bool) {
+        bump(&self.accepted[usize::from(admin)], 1);
     }
 }
 
@@ -175,6 +182,15 @@ impl Metrics {
         for (shard, n) in open.iter().enumerate() {
             let _ = writeln!(o, "hiku_connections_open{{shard=\"{shard}\"}} {n}");
         }
+        let help = "Client connections accepted, by listener (main, or admin: admin.listen).";
+        family(o, "hiku_connections_accepted_total", "counter", help);
+        for (i, listener) in ["main", "admin"].iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "hiku_connections_accepted_total{{listener=\"{listener}\"}} {}",
+                self.sum(|c| &c.accepted[i])
+            );
+        }
         family(o, "hiku_queue_waiting", "gauge", "Calls waiting for a worker with room (every worker was full).");
         let _ = writeln!(o, "hiku_queue_waiting {}", scheduler.signals().waiting());
         if let Some(idle) = scheduler.balancer().idle_instances() {
@@ -243,6 +259,9 @@ mod tests {
         m.core(1).decision(Decision::Bounced);
         m.core(0).decision(Decision::Bounced);
         m.core(0).sandbox_destroyed(true);
+        m.core(0).accepted(false);
+        m.core(1).accepted(false);
+        m.core(1).accepted(true);
         let s = Scheduler::new(BalancerKind::PullBased, vec![(WorkerUrl::parse("http://w1:1").unwrap(), vec![])]);
         let lease = s.select("f").unwrap();
         s.release("f", lease, crate::balancer::Outcome::Completed);
@@ -262,6 +281,8 @@ mod tests {
             "hiku_queue_waiting 0",
             "hiku_connections_open{shard=\"0\"} 3",
             "hiku_connections_open{shard=\"1\"} 4",
+            "hiku_connections_accepted_total{listener=\"main\"} 2",
+            "hiku_connections_accepted_total{listener=\"admin\"} 1",
             "hiku_call_duration_seconds_bucket{le=\"0.005\"} 1",
             "hiku_call_duration_seconds_bucket{le=\"0.05\"} 2",
             "hiku_call_duration_seconds_bucket{le=\"10\"} 2",

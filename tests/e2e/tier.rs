@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use serde_json::json;
 
-use crate::support::{free_port, wait_for, Client, Driver, Front, Hiku, Worker};
+use crate::support::{free_port, sample, wait_for, Client, Driver, Front, Hiku, Worker};
 
 /// An instance as a tier runs it: the PROXY protocol from the front on its
 /// main address, its admin endpoints on an address of their own.
@@ -82,6 +82,45 @@ fn a_functions_calls_and_its_evictions_reach_one_instance(driver: Driver) {
     for admin in [one_admin, two_admin] {
         assert_eq!(Client::connect(admin).request("GET", "/health", &[], b"").status, 200);
     }
+}
+
+/// Connections the instances have accepted on their main addresses (the
+/// front's calls and checks), scraped at their admin addresses.
+fn accepted(admins: &[SocketAddr]) -> f64 {
+    let scrape = |admin: &SocketAddr| {
+        let res = Client::connect(*admin).request("GET", "/metrics", &[], b"");
+        let lines = res.text().lines().map(|l| Ok(l.to_string())).collect::<Vec<_>>();
+        prometheus_parse::Scrape::parse(lines.into_iter()).expect("the Prometheus text format")
+    };
+    admins.iter().map(|a| sample(&scrape(a), "hiku_connections_accepted_total", Some(("listener", "main")))).sum()
+}
+
+on_both_drivers!(a_clients_keep_alive_connection_keeps_one_connection_to_its_instance);
+fn a_clients_keep_alive_connection_keeps_one_connection_to_its_instance(driver: Driver) {
+    let w = Worker::start();
+    let (one, one_admin) = instance(driver, &[&w.url]);
+    let (two, two_admin) = instance(driver, &[&w.url]);
+    let front = Front::start(&[one.addr, two.addr], &[one_admin, two_admin]);
+    // Earlier clients come and go; their connections to the instances must
+    // not stand in the way of the next client's. (With `http-reuse safe`,
+    // HAProxy 2.6 opened and reset a connection to the instance for every
+    // call of every later client: a PROXY header ties a connection to one
+    // client.)
+    for _ in 0..4 {
+        let mut c = Client::connect(front.addr);
+        for _ in 0..5 {
+            assert_eq!(c.request("POST", "/run/f", &[], b"").status, 200, "{}", front.log());
+        }
+    }
+    let before = accepted(&[one_admin, two_admin]);
+    let mut c = Client::connect(front.addr);
+    for _ in 0..50 {
+        assert_eq!(c.request("POST", "/run/f", &[], b"").status, 200, "{}", front.log());
+    }
+    let opened = accepted(&[one_admin, two_admin]) - before;
+    // One for the client, and the front's checks meanwhile (each a
+    // connection of its own, every 300 ms to each instance).
+    assert!(opened <= 6.0, "50 calls on one client connection opened {opened} connections to the instances");
 }
 
 on_both_drivers!(calls_to_an_instance_that_died_go_to_the_other);
