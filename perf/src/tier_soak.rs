@@ -12,20 +12,18 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::calls::{get, load, Tally};
-use crate::harness::cluster::{start_scheduler, start_upstreams, Scheduler};
-use crate::harness::front;
+use crate::harness::cluster::start_upstreams;
+use crate::harness::front::Kind;
 use crate::harness::process::free_port;
+use crate::harness::tier::{self, Tier};
 use crate::harness::workdir::WorkDir;
 
-/// How long a stopping instance tells the front before it drains: more
-/// than the shipped front's checks take to count it out (3 x 300 ms).
-const ANNOUNCE_MS: u64 = 1500;
 /// The longest an instance may take to drain and exit.
 const EXIT_WITHIN: Duration = Duration::from_secs(40);
 
@@ -108,60 +106,23 @@ impl Report {
     }
 }
 
-/// One instance: its config and ports, and the process while it runs.
-struct Instance {
-    config: PathBuf,
-    log: PathBuf,
-    main: String,
-    admin: String,
-    running: Option<Scheduler>,
-}
-
-impl Instance {
-    async fn start(&mut self, hiku: &Path) -> Result<(), String> {
-        self.running = Some(start_scheduler(hiku, &self.config, &[], &[], &self.main, &self.log).await?);
-        Ok(())
-    }
-
-    /// Sends `signal` and waits for the exit.
-    async fn stop(&mut self, signal: libc::c_int) -> Result<std::process::ExitStatus, String> {
-        let mut running = self.running.take().ok_or("not running")?;
-        running.signal(signal);
-        running.exited(EXIT_WITHIN).await.map_err(|e| format!("instance {}: {e}", self.main))
-    }
-}
-
 pub async fn run(options: &Options) -> Result<Report, String> {
     let started = Instant::now();
     let workdir = WorkDir::new()?;
     let (_upstreams, workers) = start_upstreams(&options.upstream, options.workers, 0).await?;
-    let ports: Vec<(u16, u16)> =
-        (0..options.instances).map(|_| Ok((free_port()?, free_port()?))).collect::<Result<_, String>>()?;
-    let admins: Vec<String> = ports.iter().map(|(_, a)| format!("127.0.0.1:{a}")).collect();
-    let mut instances = Vec::new();
-    for (i, &(port, _)) in ports.iter().enumerate() {
-        let peers: Vec<&String> = admins.iter().filter(|a| **a != admins[i]).collect();
-        let json = serde_json::json!({
-            "host": "127.0.0.1", "port": port, "balancer": options.balancer, "workers": workers,
-            "front": {"proxy_protocol": true, "trusted_proxies": ["127.0.0.1"]},
-            "admin": {"listen": admins[i]},
-            "shutdown_announce_ms": ANNOUNCE_MS,
-            "cluster": {"size": options.instances, "peers": peers},
-        });
-        let config = workdir.0.join(format!("hiku-{i}.json"));
-        std::fs::write(&config, json.to_string()).map_err(|e| format!("{}: {e}", config.display()))?;
-        let log = workdir.0.join(format!("hiku-{i}.log"));
-        let mut instance =
-            Instance { config, log, main: format!("127.0.0.1:{port}"), admin: admins[i].clone(), running: None };
-        instance.start(&options.hiku).await?;
-        instances.push(instance);
-    }
     let address = format!("127.0.0.1:{}", free_port()?);
-    let shipped = std::fs::read_to_string(front::SHIPPED).map_err(|e| format!("{}: {e}", front::SHIPPED))?;
-    let mains: Vec<String> = instances.iter().map(|i| i.main.clone()).collect();
-    let config = front::render(&shipped, &address, &mains, &admins);
-    let (cfg, log) = (workdir.0.join("haproxy.cfg"), workdir.0.join("haproxy.log"));
-    let _front = front::start(&options.haproxy, &config, &cfg, &address, &log).await?;
+    let spec = tier::Spec {
+        hiku: &options.hiku,
+        haproxy: &options.haproxy,
+        extra: Vec::new(),
+        config: serde_json::json!({"host": "127.0.0.1", "balancer": options.balancer, "workers": workers}),
+        instances: options.instances,
+        front: Kind::FnHash,
+        address: address.clone(),
+        workdir: &workdir.0,
+        name: "hiku",
+    };
+    let Tier { mut instances, front: _front } = tier::start(spec).await?;
     let target: SocketAddr = address.parse().expect("an address");
     // The front's checks find every instance up before the load.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -176,7 +137,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
             break;
         }
         let instance = &mut instances[next % options.instances];
-        let status = instance.stop(libc::SIGTERM).await?;
+        let status = instance.stop(libc::SIGTERM, EXIT_WITHIN).await?;
         if !status.success() {
             return Err(format!("instance {} exited {status} on SIGTERM", instance.main));
         }
@@ -194,7 +155,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
     let kill_calls = (options.calls / 4).max(1000);
     let loading = tokio::spawn(load(target, options.connections, kill_calls));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    instances[0].stop(libc::SIGKILL).await?;
+    instances[0].stop(libc::SIGKILL, EXIT_WITHIN).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     instances[0].start(&options.hiku).await?;
     let killed: Tally = loading.await.map_err(|e| format!("the load failed: {e}"))?;

@@ -131,3 +131,20 @@ fn nginx_and_haproxy_are_measured_beside_hiku_in_every_mode() {
     let rows: Vec<(&str, u64, u64)> = report.idle.iter().map(|r| (r.contender.as_str(), r.ok, r.errors)).collect();
     assert_eq!(rows, [("hiku", 100, 0), ("nginx", 100, 0), ("haproxy", 100, 0)]);
 }
+
+#[test]
+fn a_tier_is_measured_with_its_fronts_share_of_the_cpu() {
+    let haproxy = system_binary("haproxy");
+    let args = ["--duration", "0.5", "--warmup", "0.2", "--connections", "8"];
+    let args: Vec<&str> = args.iter().copied().chain(["--haproxy", haproxy.as_str(), "--tier", "2"]).collect();
+    let (report, stdout, stderr) = run_throughput(&args, "tier");
+    let keys: Vec<&str> = report.results.iter().map(|r| r.contender.as_str()).collect();
+    assert_eq!(keys, ["direct", "hiku", "haproxy", "tier-k2"]);
+    let tier = &report.results[3];
+    assert!(tier.rps > 0.0 && tier.errors == 0, "{tier:?}\n{stderr}");
+    // The front's CPU is counted on its own too, and is part of the whole.
+    let front = tier.front_cpu_s_per_1k.expect("the front's CPU");
+    assert!(front > 0.0 && front < tier.cpu_s_per_1k, "{tier:?}");
+    assert!(report.results[..3].iter().all(|r| r.front_cpu_s_per_1k.is_none()));
+    assert!(stdout.contains("front s/1k"), "{stdout}");
+}

@@ -13,9 +13,9 @@ use crate::balancers::PAPER_BALANCERS;
 use crate::emulator::model::Stats;
 use crate::functions;
 use crate::harness::cluster::{self, EmulatorArgs};
-use crate::harness::front;
 use crate::harness::process::{free_port, tail};
 use crate::harness::workdir::WorkDir;
+use crate::harness::{front, tier};
 use crate::load::loadgen::{self, Call, Plan, Progress};
 use crate::load::workload::{self, PHASE_VUS};
 use crate::report::{self, Run};
@@ -112,15 +112,26 @@ async fn run_one(
     std::fs::write(&config, json.to_string()).map_err(|e| format!("{}: {e}", config.display()))?;
     let log = workdir.join(format!("{name}.log"));
     // A tier: the front on `address`, the instances behind it.
-    let (_single, mut instances, _front) = match contender.tier {
-        None => {
-            let single = cluster::start_scheduler(&contender.binary, &config, &[], &[], &address, &log).await?;
-            (Some(single), Vec::new(), None)
-        }
+    let (_single, tier) = match contender.tier {
+        None => (Some(cluster::start_scheduler(&contender.binary, &config, &[], &[], &address, &log).await?), None),
         Some((instances, kind)) => {
-            let (instances, front) = start_tier(contender, &json, &address, instances, kind, workdir, &name).await?;
-            (None, instances, Some(front))
+            let spec = tier::Spec {
+                hiku: &contender.binary,
+                haproxy: &front::haproxy(),
+                extra: Vec::new(),
+                config: json.clone(),
+                instances,
+                front: kind,
+                address: address.clone(),
+                workdir,
+                name: &name,
+            };
+            (None, Some(tier::start(spec).await?))
         }
+    };
+    let (mut instances, _front) = match tier {
+        Some(tier) => (tier.instances, Some(tier.front)),
+        None => (Vec::new(), None),
     };
     // The rolling restart: from a tenth into the last phase on.
     let restarts = contender.rolling_restart.then(|| {
@@ -129,7 +140,9 @@ async fn run_one(
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
             for instance in &mut instances {
-                instance.restart(&binary).await?;
+                // SIGTERM: it tells the front, then drains.
+                instance.stop(libc::SIGTERM, Duration::from_secs(60)).await?;
+                instance.start(&binary).await?;
             }
             Ok::<_, String>(instances)
         })
@@ -171,75 +184,6 @@ async fn run_one(
         return Err(format!("{} with {balancer} completed no call; its log:\n{}", contender.label, tail(&log)));
     }
     Ok(Outcome { run, calls, workers: emulator.urls.clone(), worker_stats })
-}
-
-/// One instance of a tier: its config and ports, and the process.
-struct Instance {
-    config: PathBuf,
-    log: PathBuf,
-    main: String,
-    running: Option<cluster::Scheduler>,
-}
-
-impl Instance {
-    /// SIGTERM (it tells the front, then drains), then starts it again on
-    /// its ports.
-    async fn restart(&mut self, binary: &Path) -> Result<(), String> {
-        if let Some(mut running) = self.running.take() {
-            running.signal(libc::SIGTERM);
-            running.exited(Duration::from_secs(60)).await.map_err(|e| format!("{}: {e}", self.main))?;
-        }
-        let started = cluster::start_scheduler(binary, &self.config, &[], &[], &self.main, &self.log).await?;
-        self.running = Some(started);
-        Ok(())
-    }
-}
-
-/// Starts `instances` of `contender` (each on `config` with its own ports,
-/// taking the PROXY protocol from the front and serving `/admin/*` on an
-/// address of its own) and HAProxy on `address` in front of them.
-async fn start_tier(
-    contender: &Contender,
-    config: &serde_json::Value,
-    address: &str,
-    instances: usize,
-    kind: front::Kind,
-    workdir: &Path,
-    name: &str,
-) -> Result<(Vec<Instance>, front::Front), String> {
-    let (mut started, mut mains) = (Vec::new(), Vec::new());
-    let ports: Vec<u16> = (0..instances).map(|_| free_port()).collect::<Result<_, _>>()?;
-    let admins: Vec<String> =
-        (0..instances).map(|_| Ok(format!("127.0.0.1:{}", free_port()?))).collect::<Result<_, String>>()?;
-    for (i, &port) in ports.iter().enumerate() {
-        let admin = admins[i].clone();
-        let peers: Vec<&String> = admins.iter().filter(|a| **a != admin).collect();
-        let mut json = config.clone();
-        let object = json.as_object_mut().expect("an object");
-        object.insert("port".into(), port.into());
-        object.insert("front".into(), serde_json::json!({"proxy_protocol": true, "trusted_proxies": ["127.0.0.1"]}));
-        object.insert("admin".into(), serde_json::json!({"listen": admin}));
-        object.insert("cluster".into(), serde_json::json!({"size": instances, "peers": peers}));
-        // Longer than the shipped front's checks take to count it out.
-        object.insert("shutdown_announce_ms".into(), 1500.into());
-        let path = workdir.join(format!("{name}-{i}.json"));
-        std::fs::write(&path, json.to_string()).map_err(|e| format!("{}: {e}", path.display()))?;
-        let main = format!("127.0.0.1:{port}");
-        let log = workdir.join(format!("{name}-{i}.log"));
-        let running = Some(cluster::start_scheduler(&contender.binary, &path, &[], &[], &main, &log).await?);
-        started.push(Instance { config: path, log, main: main.clone(), running });
-        mains.push(main);
-    }
-    let config = match kind {
-        front::Kind::FnHash => {
-            let shipped = std::fs::read_to_string(front::SHIPPED).map_err(|e| format!("{}: {e}", front::SHIPPED))?;
-            front::render(&shipped, address, &mains, &admins)
-        }
-        front::Kind::L4 => front::l4(address, &mains),
-    };
-    let (cfg, log) = (workdir.join(format!("{name}-haproxy.cfg")), workdir.join(format!("{name}-haproxy.log")));
-    let front = front::start(&front::haproxy(), &config, &cfg, address, &log).await?;
-    Ok((started, front))
 }
 
 /// A one-line progress display, redrawn twice a second on a terminal.

@@ -82,7 +82,14 @@ pub fn l4(bind: &str, instances: &[String]) -> String {
 
 /// HAProxy running `config` (written to `path`), listening on `address`.
 pub struct Front {
-    _child: Child,
+    child: Child,
+}
+
+impl Front {
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
 }
 
 /// Starts `haproxy` on `config` and waits until `address` takes connections.
@@ -103,7 +110,7 @@ pub async fn start(haproxy: &Path, config: &str, path: &Path, address: &str, log
             return Err(format!("HAProxy exited ({status}); its log:\n{}", tail(log)));
         }
         if TcpStream::connect(address).await.is_ok() {
-            return Ok(Front { _child: child });
+            return Ok(Front { child });
         }
         if tokio::time::Instant::now() > deadline {
             return Err(format!("HAProxy did not listen on {address}; its log:\n{}", tail(log)));

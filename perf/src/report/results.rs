@@ -1,5 +1,5 @@
-//! `perf/RESULTS.md`: the reports that `experiment --json` and
-//! `throughput --json` wrote, laid out as markdown with the machine, the
+//! `perf/RESULTS.md`: the reports that `experiment --json`,
+//! `throughput --json` and `soak --instances K --json` wrote, laid out as markdown with the machine, the
 //! date, the commit and the commands that produced them. Every number in it
 //! comes from those files; nothing is typed in.
 
@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use crate::cli::exit;
 use crate::report::{self, Report};
 use crate::throughput::summary;
+use crate::tier_soak;
 
 /// One experiment report and what distinguishes it (its memory, say).
 pub struct Experiment {
@@ -58,10 +59,11 @@ pub fn markdown(
     machine: &str,
     experiments: &[Experiment],
     throughput: &[summary::Report],
+    soaks: &[tier_soak::Report],
 ) -> String {
     let mut out = String::from("# hiku: measured results\n\n");
     out += "Written by `hiku-perf results` (as `perf/results` runs it after measuring) from the JSON reports of ";
-    out += "`perf/experiment` and `perf/throughput`; `perf/README.md` says what the columns mean. ";
+    out += "`perf/experiment`, `perf/throughput` and `perf/soak`; `perf/README.md` says what the columns mean. ";
     out += "Not edited by hand: measure again to update it.\n\n";
     let _ = writeln!(out, "- machine: {machine}");
     let _ = writeln!(out, "- date: {}", provenance.date);
@@ -77,6 +79,18 @@ pub fn markdown(
     }
     for (title, table) in throughput.iter().flat_map(summary::titled) {
         let _ = write!(out, "\n## {title}\n\n```\n{table}```\n");
+    }
+    for soak in soaks {
+        let verdict = match soak.problems().as_slice() {
+            [] => "nothing lost or failed in the rolling restarts; the worker lists agree".to_string(),
+            problems => format!("FAILED: {}", problems.join("; ")),
+        };
+        let _ = write!(
+            out,
+            "\n## A tier under restarts: `perf/soak --instances {}`\n\n```\n{}{verdict}\n```\n",
+            soak.instances,
+            soak.text()
+        );
     }
     let mut configs: Vec<&(String, String)> = Vec::new();
     for config in throughput.iter().flat_map(|t| &t.configs) {
@@ -102,6 +116,9 @@ pub struct Args {
     /// A report written by `throughput --json` (repeatable)
     #[arg(long)]
     throughput: Vec<PathBuf>,
+    /// A report written by `soak --instances K --json` (repeatable)
+    #[arg(long = "tier-soak")]
+    tier_soaks: Vec<PathBuf>,
     /// The commit the reports were measured at
     #[arg(long)]
     commit: String,
@@ -127,13 +144,14 @@ impl Args {
                 experiments.push(Experiment { label: label.to_string(), report: load(Path::new(file))? });
             }
             let throughput: Vec<summary::Report> = self.throughput.iter().map(|p| load(p)).collect::<Result<_, _>>()?;
+            let soaks: Vec<tier_soak::Report> = self.tier_soaks.iter().map(|p| load(p)).collect::<Result<_, _>>()?;
             let provenance = Provenance {
                 date: self.date.clone(),
                 commit: self.commit.clone(),
                 commands: self.commands.clone(),
                 notes: self.notes.clone(),
             };
-            Ok::<_, String>(markdown(&provenance, &machine(), &experiments, &throughput))
+            Ok::<_, String>(markdown(&provenance, &machine(), &experiments, &throughput, &soaks))
         })();
         exit(page.map(|page| print!("{page}")))
     }
@@ -182,6 +200,7 @@ mod tests {
             p999_ms: 3.0,
             errors: 0,
             cpu_s_per_1k: 0.02,
+            front_cpu_s_per_1k: None,
             peak_rss_mb: 20.0,
             syscalls_per_request: None,
             context_switches_per_request: None,
@@ -210,7 +229,19 @@ mod tests {
             kib_per_connection: 1.02,
         };
         let idle = summary::Report { idle: vec![idle], ..Default::default() };
-        let page = markdown(&provenance, "a machine", &experiments, &[throughput, closing, idle]);
+        let soak = tier_soak::Report {
+            instances: 2,
+            calls: 600000,
+            answered: [(200, 600000)].into(),
+            restarts: 9,
+            kill_calls: 150000,
+            kill_failed: 0,
+            kill_lost: 43,
+            worker_lists: [("127.0.0.1:1".to_string(), vec!["http://w".to_string()])].into(),
+            workers: vec!["http://w".to_string()],
+            ..Default::default()
+        };
+        let page = markdown(&provenance, "a machine", &experiments, &[throughput, closing, idle], &[soak]);
         for needle in [
             "a machine",
             "2026-11-23",
@@ -232,6 +263,10 @@ mod tests {
             "1.02",
             "## How the other proxies ran",
             "nginx:\n\n```\nthe nginx config\n```",
+            "## A tier under restarts: `perf/soak --instances 2`",
+            "9 restarts, 600000 calls",
+            "43 lost",
+            "nothing lost or failed in the rolling restarts",
         ] {
             assert!(page.contains(needle), "{needle} missing from:\n{page}");
         }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::balancers::BALANCERS;
 use crate::cli::{baseline_label, exit, seconds, sibling, usage_error};
 use crate::functions;
+use crate::harness::front;
 use crate::harness::process::until_interrupted;
 use crate::throughput::blast::{self, Load};
 use crate::throughput::options::{Contender, Options, Proxy, BODY, REQUEST_TIMEOUT, UPSTREAMS};
@@ -49,6 +50,11 @@ pub struct Args {
     /// [PATH defaults to `haproxy` on the PATH]
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "haproxy")]
     haproxy: Option<PathBuf>,
+    /// A tier too, once per K: K hiku instances behind HAProxy on the front config hiku
+    /// ships (`config/tier/haproxy.cfg`), labelled `tier-k{K}` (needs HAProxy 2.6+ on the
+    /// PATH or in /usr/sbin, or --haproxy's)
+    #[arg(long, value_delimiter = ',', value_name = "K")]
+    tier: Vec<usize>,
     /// The hiku binary [default: `hiku` beside this program]
     #[arg(long)]
     hiku: Option<PathBuf>,
@@ -162,6 +168,16 @@ impl Args {
             let binary = on_path(path).ok_or_else(|| format!("no haproxy binary {}", path.display()))?;
             contenders.push(Contender { label: "haproxy".to_string(), proxy: Proxy::Haproxy { binary } });
         }
+        for &instances in &self.tier {
+            if instances == 0 {
+                return Err("--tier: a tier has at least one instance".to_string());
+            }
+            // The instances share the machine with the front: none is pinned.
+            let extra = hiku_extra.iter().cloned().chain(["--no-pin".to_string()]).collect();
+            let haproxy = self.haproxy.as_deref().and_then(on_path).unwrap_or_else(front::haproxy);
+            let proxy = Proxy::Tier { hiku: hiku.clone(), haproxy, instances, extra };
+            contenders.push(Contender { label: format!("tier-k{instances}"), proxy });
+        }
         for (i, c) in contenders.iter().enumerate() {
             if contenders[..i].iter().any(|earlier| earlier.label == c.label) {
                 return Err(format!("two contenders are labelled {:?}", c.label));
@@ -170,6 +186,7 @@ impl Args {
         let binaries = contenders.iter().filter_map(|c| match &c.proxy {
             Proxy::Direct => None,
             Proxy::Scheduler { binary, .. } | Proxy::Nginx { binary } | Proxy::Haproxy { binary } => Some(binary),
+            Proxy::Tier { hiku, .. } => Some(hiku),
         });
         for binary in binaries.chain([&upstream]) {
             if !binary.is_file() {

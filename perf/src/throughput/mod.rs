@@ -66,7 +66,7 @@ async fn measure(
     connections: usize,
     workdir: &Path,
 ) -> Result<Sample, String> {
-    let setup = proxies::start(options, contender, workdir).await?;
+    let mut setup = proxies::start(options, contender, workdir).await?;
     let load = Load {
         targets: setup.targets.clone(),
         connections,
@@ -82,11 +82,13 @@ async fn measure(
         Some(perf) => Some(PerfStat::attach(perf, &setup.pids, workdir)?),
         None => None,
     };
-    let (tally, cpu, counts) = generate(load, setup.pids.clone(), perf).await?;
+    let (tally, cpu, counts) = generate(load, [setup.pids.clone(), setup.front_pids.clone()], perf).await?;
     let peak_rss_mb = procstat::peak_rss_mb(&setup.pids);
+    let setup_front_pids = std::mem::take(&mut setup.front_pids);
     drop(setup);
-    let cpu_s = match cpu.as_slice() {
-        [start, end] => end - start,
+    // Each group's CPU seconds in the window, per thousand calls answered.
+    let per_1k = |group: usize| match cpu.as_slice() {
+        [start, end] => (end[group] - start[group]) / (tally.ok as f64 / 1000.0),
         _ => f64::NAN,
     };
     let per_request = |count: Option<u64>| match tally.counted_ok {
@@ -104,7 +106,8 @@ async fn measure(
         p99_ms: tally.latency_ms(0.99),
         p999_ms: tally.latency_ms(0.999),
         errors: tally.errors.total(),
-        cpu_s_per_1k: cpu_s / (tally.ok as f64 / 1000.0),
+        cpu_s_per_1k: per_1k(0),
+        front_cpu_s_per_1k: (!setup_front_pids.is_empty()).then(|| per_1k(1)),
         peak_rss_mb,
         syscalls_per_request: per_request(counts.syscalls),
         context_switches_per_request: per_request(counts.context_switches),
@@ -122,10 +125,14 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// Runs the generator on its own thread; the CPU seconds of `pids` at the
-/// window's start and end, and what the kernel did in the counted window
-/// (by `perf`, when given), come back with its tally.
-async fn generate(load: Load, pids: Vec<u32>, perf: Option<PerfStat>) -> Result<(Tally, Vec<f64>, Counts), String> {
+/// Runs the generator on its own thread; the CPU seconds of each group of
+/// `pids` at the window's start and end, and what the kernel did in the
+/// counted window (by `perf`, when given), come back with its tally.
+async fn generate<const N: usize>(
+    load: Load,
+    pids: [Vec<u32>; N],
+    perf: Option<PerfStat>,
+) -> Result<(Tally, Vec<[f64; N]>, Counts), String> {
     let stop = Arc::new(AtomicBool::new(false));
     let _stop_on_drop = StopOnDrop(stop.clone());
     let (send, receive) = tokio::sync::oneshot::channel();
@@ -137,7 +144,7 @@ async fn generate(load: Load, pids: Vec<u32>, perf: Option<PerfStat>) -> Result<
             let mut ipis = Vec::new();
             let mut perf_error = None;
             let tally = blast::run(&load, &stop, |mark: Mark| match mark {
-                Mark::WindowStart | Mark::WindowEnd => cpu.push(procstat::cpu_seconds(&pids)),
+                Mark::WindowStart | Mark::WindowEnd => cpu.push(pids.each_ref().map(|g| procstat::cpu_seconds(g))),
                 Mark::CountStart => {
                     ipis.push(counters::reschedule_ipis());
                     if let Some(Err(e)) = perf.as_mut().map(PerfStat::enable) {

@@ -26,6 +26,9 @@ pub enum Proxy {
     /// HAProxy (2.6+) the same way: a thread per core, least connections,
     /// keep-alive on both sides, idle server connections shared by all.
     Haproxy { binary: PathBuf },
+    /// A tier: `instances` hiku instances (`extra` after `start -c
+    /// <config>`) behind HAProxy on the front config hiku ships.
+    Tier { hiku: PathBuf, haproxy: PathBuf, instances: usize, extra: Vec<String> },
 }
 
 /// A proxy (or none) and the label of its rows.

@@ -1,6 +1,7 @@
 //! The processes of one measurement: the upstreams and the contender in
 //! front of them, hiku (or another scheduler with its interface), nginx or
-//! HAProxy, each configured as fairly as the others.
+//! HAProxy, each configured as fairly as the others, or a tier (hiku
+//! instances behind HAProxy, as the README's "Running a tier" runs them).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,8 +11,10 @@ use tokio::net::TcpStream;
 use tokio::process::Child;
 
 use crate::harness::cluster::{self, start_upstreams};
+use crate::harness::front::Kind;
 use crate::harness::process::{self, free_port, START_DEADLINE};
 use crate::harness::procstat;
+use crate::harness::tier::{self, Tier};
 use crate::throughput::options::{Contender, Options, Proxy, UPSTREAMS};
 
 /// nginx's keep-alive pool per worker process.
@@ -25,6 +28,8 @@ pub(crate) struct Setup {
     pub targets: Vec<SocketAddr>,
     /// Whose CPU and memory are counted.
     pub pids: Vec<u32>,
+    /// Those of `pids` that are a tier's front (counted on their own too).
+    pub front_pids: Vec<u32>,
 }
 
 /// Held only to be dropped (which kills it).
@@ -32,6 +37,7 @@ enum Running {
     Scheduler { _process: cluster::Scheduler },
     Nginx { _process: Nginx },
     Haproxy { _process: Child },
+    Tier { _tier: Tier },
 }
 
 /// Starts the upstreams and `contender` in front of them.
@@ -42,6 +48,7 @@ pub(crate) async fn start(options: &Options, contender: &Contender, workdir: &Pa
         .iter()
         .map(|u| crate::http::authority(u).and_then(|a| a.parse().ok()).ok_or_else(|| format!("bad upstream {u}")))
         .collect::<Result<_, _>>()?;
+    let mut front_pids = Vec::new();
     let (proxy, targets, pids) = match &contender.proxy {
         Proxy::Direct => (None, addresses, vec![upstream_pid]),
         Proxy::Scheduler { binary, extra, env } => {
@@ -68,8 +75,26 @@ pub(crate) async fn start(options: &Options, contender: &Contender, workdir: &Pa
             let pid = haproxy.id().ok_or("haproxy exited")?;
             (Some(Running::Haproxy { _process: haproxy }), vec![target], vec![pid])
         }
+        Proxy::Tier { hiku, haproxy, instances, extra } => {
+            let address = format!("127.0.0.1:{}", free_port()?);
+            let spec = tier::Spec {
+                hiku,
+                haproxy,
+                extra: extra.clone(),
+                config: serde_json::json!({"host": "127.0.0.1", "balancer": options.balancer, "workers": urls}),
+                instances: *instances,
+                front: Kind::FnHash,
+                address: address.clone(),
+                workdir,
+                name: &contender.label,
+            };
+            let tier = tier::start(spec).await?;
+            front_pids.extend(tier.front.pid());
+            let pids = front_pids.iter().copied().chain(tier.instances.iter().filter_map(|i| i.pid())).collect();
+            (Some(Running::Tier { _tier: tier }), vec![address.parse().expect("an address")], pids)
+        }
     };
-    Ok(Setup { _upstreams: upstreams, _proxy: proxy, targets, pids })
+    Ok(Setup { _upstreams: upstreams, _proxy: proxy, targets, pids, front_pids })
 }
 
 /// A running nginx: its master and worker processes. The workers are not
@@ -224,7 +249,7 @@ pub fn proxy_configs(contenders: &[Contender], upstreams: usize, cores: usize) -
             match &c.proxy {
                 Proxy::Nginx { .. } => Some(nginx_config(&upstreams, 9020, cores, Path::new("DIR"))),
                 Proxy::Haproxy { .. } => Some(haproxy_config(&upstreams, 9020, cores)),
-                Proxy::Direct | Proxy::Scheduler { .. } => None,
+                Proxy::Direct | Proxy::Scheduler { .. } | Proxy::Tier { .. } => None,
             }
             .map(|text| (c.label.clone(), text))
         })

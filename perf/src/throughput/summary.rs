@@ -56,6 +56,9 @@ pub struct Row {
     pub p999_ms: f64,
     pub errors: u64,
     pub cpu_s_per_1k: f64,
+    /// A tier's front alone (HAProxy), of `cpu_s_per_1k`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub front_cpu_s_per_1k: Option<f64>,
     pub peak_rss_mb: f64,
     /// The contender's system calls per request (all its processes), where
     /// `perf` could count them.
@@ -86,6 +89,7 @@ pub fn summarize(samples: &[Sample]) -> Vec<Row> {
                 p999_ms: m(|s| s.p999_ms),
                 errors: group.iter().map(|s| s.errors).sum(),
                 cpu_s_per_1k: m(|s| s.cpu_s_per_1k),
+                front_cpu_s_per_1k: counted(|s| s.front_cpu_s_per_1k),
                 peak_rss_mb: m(|s| s.peak_rss_mb),
                 syscalls_per_request: counted(|s| s.syscalls_per_request),
                 context_switches_per_request: counted(|s| s.context_switches_per_request),
@@ -134,17 +138,19 @@ pub fn titled(report: &Report) -> Vec<(&'static str, String)> {
     parts
 }
 
-/// The kernel's columns: heading, width, decimals, the number.
+/// The columns only some measurements have (the kernel's counts, a tier's
+/// front): heading, width, decimals, the number.
 type Counted = (&'static str, usize, usize, fn(&Row) -> Option<f64>);
 
-const COUNTED: [Counted; 3] = [
+const COUNTED: [Counted; 4] = [
+    ("front s/1k", 10, 4, |r| r.front_cpu_s_per_1k),
     ("sys/req", 8, 2, |r| r.syscalls_per_request),
     ("cs/req", 7, 3, |r| r.context_switches_per_request),
     ("ipi/req", 8, 4, |r| r.reschedule_ipis_per_request),
 ];
 
-/// The rows as a table, with ratios to the `reference` contender. A kernel
-/// column no row has a number for is left out.
+/// The rows as a table, with ratios to the `reference` contender. An
+/// optional column no row has a number for is left out.
 pub fn table(rows: &[Row], reference: &str) -> String {
     let counted: Vec<&Counted> = COUNTED.iter().filter(|c| rows.iter().any(|r| c.3(r).is_some())).collect();
     let mut out = format!(
@@ -207,6 +213,7 @@ mod tests {
             p999_ms: p99_ms * 2.0,
             errors,
             cpu_s_per_1k: cpu,
+            front_cpu_s_per_1k: None,
             peak_rss_mb: 10.0,
             syscalls_per_request: None,
             context_switches_per_request: None,
@@ -239,6 +246,7 @@ mod tests {
                 p999_ms: 6.0,
                 errors: 2,
                 cpu_s_per_1k: 0.03,
+                front_cpu_s_per_1k: None,
                 peak_rss_mb: 10.0,
                 syscalls_per_request: None,
                 context_switches_per_request: None,
@@ -290,6 +298,14 @@ mod tests {
         assert!(lines[0].ends_with("cpu/hiku  sys/req  cs/req  ipi/req"), "{shown}");
         assert!(lines[1].ends_with("1.00      1.00      1.00     0.60   0.006   0.0200"), "{shown}");
         assert!(lines[2].ends_with("1.00      1.00      1.00        -       -        -"), "{shown}");
+
+        // A tier's front has a column of its own, shown when a row has it.
+        let tier = Sample { contender: "tier-k2".to_string(), front_cpu_s_per_1k: Some(0.015), ..counted(None, None) };
+        let shown = table(&summarize(&[sample("hiku", 64, 100.0, 2.0, 0, 0.02), tier]), "hiku");
+        let lines: Vec<&str> = shown.lines().collect();
+        assert!(lines[0].ends_with("cpu/hiku front s/1k"), "{shown}");
+        assert!(lines[1].ends_with("1.00          -"), "{shown}");
+        assert!(lines[2].starts_with("tier-k2") && lines[2].ends_with("1.00     0.0150"), "{shown}");
 
         let plain = summarize(&[sample("hiku", 64, 100.0, 2.0, 0, 0.02)]);
         assert!(table(&plain, "hiku").lines().next().unwrap().ends_with("cpu/hiku"));
