@@ -84,6 +84,31 @@ fn a_functions_calls_and_its_evictions_reach_one_instance(driver: Driver) {
     }
 }
 
+on_both_drivers!(two_fronts_on_the_shipped_config_send_a_function_to_the_same_instance);
+fn two_fronts_on_the_shipped_config_send_a_function_to_the_same_instance(driver: Driver) {
+    // More fronts carry more calls: each hashes the same, so a function
+    // still has one owner whichever front its calls and reports go through.
+    let w = Worker::start();
+    let (one, one_admin) = instance(driver, &[&w.url]);
+    let (two, two_admin) = instance(driver, &[&w.url]);
+    let fronts = [
+        Front::start(&[one.addr, two.addr], &[one_admin, two_admin]),
+        Front::start(&[one.addr, two.addr], &[one_admin, two_admin]),
+    ];
+    let functions: Vec<String> = (0..16).map(|i| format!("fn-{i}")).collect();
+    for front in &fronts {
+        let mut c = Client::connect(front.addr);
+        for f in &functions {
+            assert_eq!(c.request("POST", &format!("/run/{f}"), &[], b"").status, 200, "{}", front.log());
+        }
+    }
+    let (on_one, on_two) = (warm_functions(one_admin), warm_functions(two_admin));
+    for f in &functions {
+        assert!(on_one.contains(f) != on_two.contains(f), "{f}: on one {on_one:?}, on two {on_two:?}");
+    }
+    assert!(!on_one.is_empty() && !on_two.is_empty(), "the hash spreads functions: {on_one:?} / {on_two:?}");
+}
+
 /// Connections the instances have accepted on their main addresses (the
 /// front's calls and checks), scraped at their admin addresses.
 fn accepted(admins: &[SocketAddr]) -> f64 {
