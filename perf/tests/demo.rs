@@ -64,7 +64,8 @@ fn the_demo_serves_calls_through_emulated_workers_until_interrupted() {
     }
     let address = format!("127.0.0.1:{port}");
     assert!(said.contains(&format!("hiku is listening on {address}")), "{said}");
-    assert!(said.contains(&format!("http://127.0.0.1:{w1}")) && said.contains(&format!("http://127.0.0.1:{w2}")));
+    // Each worker by the name the config gives it.
+    assert!(said.contains(&format!("http://localhost:{w1}")) && said.contains(&format!("http://127.0.0.1:{w2}")));
     assert!(said.contains(&format!("curl -i -X POST http://{address}/run/dd-0")), "{said}");
 
     // The call it suggests, through hiku to an emulated worker.

@@ -79,7 +79,8 @@ fn main() -> ExitCode {
         }
         None => {
             let port = |i: usize| if cli.base_port == 0 { 0 } else { cli.base_port.saturating_add(i as u16) };
-            ((0..cli.workers).map(port).collect(), cli.scheduler.clone())
+            let address = |i| emulator::Address { port: port(i), name: None };
+            ((0..cli.workers).map(address).collect(), cli.scheduler.clone())
         }
     };
     let config = Config {

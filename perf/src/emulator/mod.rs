@@ -92,11 +92,22 @@ struct State {
     pending: HashMap<CallId, oneshot::Sender<bool>>,
 }
 
-/// The workers a hiku config names, to emulate in front of it: the port of
-/// each of its `workers` (all must be on this machine: `localhost` or
-/// 127.x.x.x), and its scheduler's URL from `host` and `port` (hiku's
-/// defaults, `localhost` and 9020, if absent).
-pub fn workers_of_config(text: &str) -> Result<(Vec<u16>, String), String> {
+/// Where an emulated worker listens (on 127.0.0.1; 0: any free port) and,
+/// if given, the `host:port` it goes by: what it reports in
+/// `destroySandbox` (as OpenLambda reports its configured `worker_url` and
+/// port) and in `X-Worker`. Without one, `127.0.0.1:<port>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub port: u16,
+    pub name: Option<String>,
+}
+
+/// The workers a hiku config names, to emulate in front of it: the port and
+/// name (`host:port`, as the config writes it) of each of its `workers`
+/// (all must be on this machine: `localhost` or 127.x.x.x), and its
+/// scheduler's URL from `host` and `port` (hiku's defaults, `localhost` and
+/// 9020, if absent).
+pub fn workers_of_config(text: &str) -> Result<(Vec<Address>, String), String> {
     let config: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not a JSON config: {e}"))?;
     let host = match config["host"].as_str() {
         None | Some("" | "0.0.0.0" | "::" | "[::]") => "127.0.0.1",
@@ -117,25 +128,25 @@ pub fn workers_of_config(text: &str) -> Result<(Vec<u16>, String), String> {
         let local = name.eq_ignore_ascii_case("localhost")
             || name.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback());
         match local {
-            true => Ok(port),
+            true => Ok(Address { port, name: Some(format!("{name}:{port}")) }),
             false => Err(format!("{url} is not on this machine (localhost or 127.x.x.x)")),
         }
     };
-    let ports = workers.iter().map(port_of).collect::<Result<Vec<u16>, String>>()?;
-    Ok((ports, format!("http://{host}:{port}")))
+    let addresses = workers.iter().map(port_of).collect::<Result<Vec<Address>, String>>()?;
+    Ok((addresses, format!("http://{host}:{port}")))
 }
 
-/// Binds a worker on 127.0.0.1 at each of `ports` (0: any free port),
-/// starts serving them on the current runtime, and returns their URLs.
-pub async fn start(config: Config, ports: &[u16]) -> io::Result<Vec<String>> {
+/// Binds a worker on 127.0.0.1 at each of `addresses`, starts serving them
+/// on the current runtime, and returns their URLs (by their names).
+pub async fn start(config: Config, addresses: &[Address]) -> io::Result<Vec<String>> {
     let config = Arc::new(config);
     let limits = config.limits()?;
-    let mut urls = Vec::with_capacity(ports.len());
-    for (i, &port) in ports.iter().enumerate() {
-        let listener = TcpListener::bind(("127.0.0.1", port))
+    let mut urls = Vec::with_capacity(addresses.len());
+    for (i, Address { port, name }) in addresses.iter().enumerate() {
+        let listener = TcpListener::bind(("127.0.0.1", *port))
             .await
             .map_err(|e| io::Error::new(e.kind(), format!("127.0.0.1:{port}: {e}")))?;
-        let host = format!("127.0.0.1:{}", listener.local_addr()?.port());
+        let host = name.clone().unwrap_or(format!("127.0.0.1:{}", listener.local_addr()?.port()));
         urls.push(format!("http://{host}"));
         let state = State {
             model: model::Worker::new(limits),

@@ -11,7 +11,10 @@
 //!   paper counts); resuming a paused sandbox is warm.
 //! - **Autoscaler** (`LambdaFunc.Task`): a function wants
 //!   `max(1, min(outstanding, outstanding * avg / 10))` instances, `avg`
-//!   being the mean run time of its last 10 calls in ms (0 before any). At
+//!   being the mean (in whole ms) of its last 10 calls' round trips to the
+//!   sandbox, each in whole ms and at least 1 (`Invocation.execMs`: no
+//!   queueing, no sandbox creation; a cold start's extra work is taken to
+//!   be all creation), 0 before any. At
 //!   each arrival and completion, and 100 ms after each change (no sooner),
 //!   one instance is added (with no sandbox) or the newest one killed
 //!   (after its call, if it has one) until the count is right. A killed instance destroys its
@@ -28,7 +31,9 @@
 //!   until its memory is free. After every change the evictor destroys
 //!   paused sandboxes, least recently paused first, until a fifth of the
 //!   pool's sandbox slots is free (`FREE_SANDBOXES_PERCENT_GOAL`). The
-//!   instance lives on and its next call is cold; the scheduler is not told.
+//!   instance lives on and its next call is cold; the scheduler is not told
+//!   then, but the instance still points at the dead sandbox, so when it is
+//!   killed later its kill is reported as any other (`LambdaInstance.Task`).
 //! - **Cores.** With `n` calls running on `C` cores, each progresses at
 //!   `min(1, C / n)` ms of work per ms (each sandbox is capped at one core);
 //!   a cold start's extra cost (Table I's cold minus warm) is more work.
@@ -117,7 +122,8 @@ pub struct Stats {
     pub cold: u64,
     pub warm: u64,
     /// Instances killed with a sandbox (scale-down or code refresh), each
-    /// reported to the scheduler.
+    /// reported to the scheduler; the sandbox may be one the evictor
+    /// destroyed.
     pub killed: u64,
     /// Code pulls that killed a function's instances.
     pub refreshes: u64,
@@ -142,6 +148,10 @@ enum Sandbox {
     Paused {
         since: f64,
     },
+    /// Destroyed by the evictor behind its instance's back: it holds no
+    /// memory, and the instance still points at it (OpenLambda's `sb`),
+    /// so its next call is cold and its kill is still reported.
+    Dead,
 }
 
 #[derive(Debug)]
@@ -164,7 +174,7 @@ struct Function {
     /// Calls arrived and not completed.
     outstanding: usize,
     last_pull_ms: Option<f64>,
-    /// Run times of the last calls, ms.
+    /// Round trips of the last calls, whole ms.
     run_times: VecDeque<f64>,
     /// The autoscaler's next chance, after a change.
     autoscale_at: Option<f64>,
@@ -176,8 +186,12 @@ struct Running {
     instance: u64,
     cold: bool,
     arrived_ms: f64,
-    started_ms: f64,
     remaining_ms: f64,
+    /// The work of the round trip to the sandbox (a warm call's), the last
+    /// part of `remaining_ms`; a cold start's extra work comes first.
+    trip_ms: f64,
+    /// When the round trip began: the start, or once the sandbox was made.
+    trip_started_ms: Option<f64>,
 }
 
 /// A sandbox to create (cold) or resume, waiting for its memory.
@@ -315,8 +329,12 @@ impl Worker {
         if to <= self.now {
             return;
         }
-        let done = (to - self.now) * self.rate();
+        let rate = self.rate();
+        let done = (to - self.now) * rate;
         for r in &mut self.running {
+            if r.trip_started_ms.is_none() && r.remaining_ms - done <= r.trip_ms {
+                r.trip_started_ms = Some(self.now + (r.remaining_ms - r.trip_ms) / rate);
+            }
             r.remaining_ms -= done;
         }
         self.now = to;
@@ -374,7 +392,9 @@ impl Worker {
         self.remove_instance(id);
     }
 
-    /// Removes an instance and destroys its sandbox, telling the scheduler.
+    /// Removes an instance and destroys its sandbox, telling the scheduler
+    /// if it had one, even one the evictor destroyed (`LambdaInstance.Task`
+    /// posts `destroySandbox` whenever its `sb` is set).
     fn remove_instance(&mut self, id: u64) {
         let at = self.instances.iter().position(|i| i.id == id).expect("a live instance");
         let instance = self.instances.swap_remove(at);
@@ -382,6 +402,7 @@ impl Worker {
             None => return,
             Some(Sandbox::Active) => self.free_mb += SANDBOX_MB,
             Some(Sandbox::Paused { .. }) => self.free_mb += self.limits.paused_mb,
+            Some(Sandbox::Dead) => {}
         }
         self.stats.killed += 1;
         let function = self.functions[instance.function].name.clone();
@@ -415,7 +436,7 @@ impl Worker {
                 SANDBOX_MB - paused_mb
             }
             Some(Sandbox::Active) => 0,
-            None => SANDBOX_MB,
+            None | Some(Sandbox::Dead) => SANDBOX_MB,
         };
         if need <= self.free_mb && self.memory_waits.is_empty() {
             self.free_mb -= need;
@@ -430,8 +451,8 @@ impl Worker {
     fn memory_needed(&self, id: u64) -> u64 {
         let instance = self.instances.iter().find(|i| i.id == id).expect("a live instance");
         match instance.sandbox {
-            Some(_) => SANDBOX_MB - self.limits.paused_mb,
-            None => SANDBOX_MB,
+            Some(Sandbox::Active | Sandbox::Paused { .. }) => SANDBOX_MB - self.limits.paused_mb,
+            None | Some(Sandbox::Dead) => SANDBOX_MB,
         }
     }
 
@@ -439,7 +460,7 @@ impl Worker {
     /// no sandbox yet.
     fn start(&mut self, id: u64, call: Pending) {
         let instance = self.instance(id);
-        let cold = instance.sandbox.is_none();
+        let cold = matches!(instance.sandbox, None | Some(Sandbox::Dead));
         instance.sandbox = Some(Sandbox::Active);
         if cold {
             self.stats.cold += 1;
@@ -447,13 +468,15 @@ impl Worker {
             self.stats.warm += 1;
         }
         let remaining_ms = if cold { call.work.cold_ms } else { call.work.warm_ms };
+        let trip_ms = call.work.warm_ms.min(remaining_ms);
         self.running.push(Running {
             call: call.call,
             instance: id,
             cold,
             arrived_ms: call.arrived_ms,
-            started_ms: self.now,
             remaining_ms,
+            trip_ms,
+            trip_started_ms: (remaining_ms <= trip_ms).then_some(self.now),
         });
         // A call with no work at all completes at its own start.
         self.complete_finished();
@@ -487,7 +510,10 @@ impl Worker {
         if function.run_times.len() == AVERAGE_OF {
             function.run_times.pop_front();
         }
-        function.run_times.push_back(now - r.started_ms);
+        // OpenLambda times the round trip alone (`execMs`: "doesn't count
+        // queue time or Sandbox init"), in whole ms, at least 1.
+        let trip = now - r.trip_started_ms.unwrap_or(now);
+        function.run_times.push_back(trip.floor().max(1.0));
         if dying {
             self.remove_instance(r.instance);
         } else if let Some(next) = self.functions[f].queue.pop_front() {
@@ -526,7 +552,7 @@ impl Worker {
                 _ => None,
             });
             let Some((_, oldest)) = paused.min_by(|a, b| a.0.total_cmp(&b.0)) else { return };
-            oldest.sandbox = None;
+            oldest.sandbox = Some(Sandbox::Dead);
             self.free_mb += self.limits.paused_mb;
             self.stats.evictions += 1;
         }

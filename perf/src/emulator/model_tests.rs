@@ -226,3 +226,68 @@ fn an_instance_killed_while_it_waits_for_memory_runs_its_call_and_goes() {
     }
     assert_eq!(w.stats().queued, 2, "no new wait");
 }
+
+#[test]
+fn an_instance_whose_sandbox_was_evicted_still_reports_its_kill() {
+    // As in the evictor's test: f's paused sandbox is destroyed for i's.
+    let mut w = Worker::new(Limits::new(4, 1536, 256, Some(5000.0)).unwrap());
+    for (i, f) in ["f", "g", "h", "i"].into_iter().enumerate() {
+        w.arrive(20.0 * i as f64, i as u64, f, work(10.0, 5.0));
+    }
+    w.advance(100.0);
+    assert!(w.take_events().iter().all(|e| matches!(e, Event::Completed { .. })));
+    assert_eq!(w.stats().evictions, 1);
+    // f's code is stale: its instance is killed. It still points at the
+    // sandbox the evictor destroyed, so OpenLambda reports the kill.
+    w.arrive(5000.0, 4, "f", work(10.0, 5.0));
+    w.advance(5100.0);
+    assert_eq!(w.take_events(), vec![removed("f"), done(4, true, 5000.0, 5010.0)]);
+    assert_eq!(w.stats().killed, 1);
+}
+
+#[test]
+fn the_autoscaler_averages_round_trips_without_the_sandbox_creation() {
+    let mut w = worker(4, 6144);
+    // A cold start: 95 ms making the sandbox, then a 5 ms round trip.
+    w.arrive(0.0, 1, "f", work(100.0, 5.0));
+    w.advance(200.0);
+    // Average 5 ms (not 100): two calls outstanding want
+    // min(2, 2 * 5 / 10) = 1 instance, so the second waits for the first.
+    w.arrive(200.0, 2, "f", work(100.0, 5.0));
+    w.arrive(201.0, 3, "f", work(100.0, 5.0));
+    w.advance(1000.0);
+    let expected = vec![done(1, true, 0.0, 100.0), done(2, false, 200.0, 205.0), done(3, false, 201.0, 210.0)];
+    assert_eq!(w.take_events(), expected);
+}
+
+#[test]
+fn a_cold_calls_round_trip_begins_when_its_sandbox_is_made_even_on_shared_cores() {
+    // One core. f's cold start (52 ms making the sandbox, an 8 ms round
+    // trip) runs alone for 20 ms, then shares the core with g: its sandbox
+    // is made at 20 + 32 / 0.5 = 84, its call ends at 84 + 8 / 0.5 = 100.
+    // The round trip took 16 ms, so two calls want min(2, 2 * 16 / 10) = 2
+    // instances (8 ms of work would have wanted 1).
+    let mut w = worker(1, 6144);
+    w.arrive(0.0, 1, "f", work(60.0, 8.0));
+    w.arrive(20.0, 2, "g", work(200.0, 200.0));
+    w.advance(300.0);
+    assert_eq!(w.take_events(), vec![done(1, true, 0.0, 100.0), done(2, true, 20.0, 260.0)]);
+    w.arrive(300.0, 3, "f", work(60.0, 8.0));
+    w.arrive(300.0, 4, "f", work(60.0, 8.0));
+    assert_eq!(w.stats().cold, 3, "a second instance, cold");
+}
+
+#[test]
+fn round_trips_count_in_whole_ms_and_at_least_one() {
+    let mut w = worker(4, 6144);
+    w.arrive(0.0, 1, "f", work(0.5, 0.5));
+    w.advance(100.0);
+    // 0.5 ms counts as 1 ms: 20 calls outstanding want 20 * 1 / 10 = 2
+    // instances (with 0.5 they would want none beyond the one).
+    for call in 2..22 {
+        w.arrive(100.0, call, "f", work(0.5, 0.5));
+    }
+    w.advance(150.0);
+    assert_eq!(w.take_events().len(), 21, "every call done");
+    assert_eq!(w.stats().cold, 2);
+}

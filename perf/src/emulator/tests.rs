@@ -18,6 +18,10 @@ fn config(memory_mb: u64, scheduler: Option<String>) -> Config {
     }
 }
 
+fn any_port() -> Address {
+    Address { port: 0, name: None }
+}
+
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), f).await.expect("test took over 20 s") })
@@ -33,7 +37,7 @@ async fn call(conn: &mut Conn<TcpStream>, host: &str, function: &str) -> http::R
 #[test]
 fn cold_then_warm_on_one_kept_alive_connection() {
     block_on(async {
-        let urls = start(config(6144, None), &[0]).await.unwrap();
+        let urls = start(config(6144, None), &[any_port()]).await.unwrap();
         let host = http::authority(&urls[0]).unwrap().to_string();
         let mut conn = Conn::new(TcpStream::connect(&host).await.unwrap());
 
@@ -66,8 +70,12 @@ fn a_killed_instance_is_reported_to_the_scheduler() {
         // The code goes stale after 1 paper-scale second (10 real ms): the
         // next call pulls it again, which kills the instance and its sandbox.
         let config = Config { code_refresh_s: 1.0, ..config(6144, Some(scheduler_url)) };
-        let urls = start(config, &[0]).await.unwrap();
-        let host = http::authority(&urls[0]).unwrap().to_string();
+        // A worker the config calls `localhost:<port>` reports that name.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let name = format!("localhost:{port}");
+        let urls = start(config, &[Address { port, name: Some(name.clone()) }]).await.unwrap();
+        assert_eq!(urls, [format!("http://{name}")]);
+        let host = format!("127.0.0.1:{port}");
         let mut conn = Conn::new(TcpStream::connect(&host).await.unwrap());
         call(&mut conn, &host, "dd-0").await;
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -81,14 +89,14 @@ fn a_killed_instance_is_reported_to_the_scheduler() {
         let content_type = request.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("content-type"));
         assert_eq!(content_type.map(|(_, v)| v.as_str()), Some("application/json"));
         let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
-        assert_eq!(body, serde_json::json!({"host": host}));
+        assert_eq!(body, serde_json::json!({"host": name}));
     });
 }
 
 #[test]
 fn status_answers_and_unknown_paths_are_404() {
     block_on(async {
-        let urls = start(config(6144, None), &[0, 0]).await.unwrap();
+        let urls = start(config(6144, None), &[any_port(), any_port()]).await.unwrap();
         assert_eq!(urls.len(), 2);
         assert_ne!(urls[0], urls[1]);
         for (path, status) in [("/status", 200), ("/nope", 404), ("/run/", 404)] {
@@ -104,9 +112,15 @@ fn status_answers_and_unknown_paths_are_404() {
 fn a_hiku_config_names_the_workers_to_emulate_and_where_to_report() {
     let config =
         r#"{"host": "localhost", "port": 9020, "workers": ["http://localhost:5000", "http://127.0.0.1:5001/"]}"#;
-    assert_eq!(workers_of_config(config).unwrap(), (vec![5000, 5001], "http://localhost:9020".to_string()));
+    // Each worker goes by the name the config gives it, as OpenLambda
+    // reports its configured `worker_url`: the scheduler matches it exactly.
+    let named = |port, name: &str| Address { port, name: Some(name.to_string()) };
+    let expected =
+        (vec![named(5000, "localhost:5000"), named(5001, "127.0.0.1:5001")], "http://localhost:9020".to_string());
+    assert_eq!(workers_of_config(config).unwrap(), expected);
     let defaults = r#"{"workers": ["http://localhost"], "host": "0.0.0.0"}"#;
-    assert_eq!(workers_of_config(defaults).unwrap(), (vec![80], "http://127.0.0.1:9020".to_string()));
+    let expected = (vec![named(80, "localhost:80")], "http://127.0.0.1:9020".to_string());
+    assert_eq!(workers_of_config(defaults).unwrap(), expected);
     let remote = workers_of_config(r#"{"workers": ["http://10.0.0.7:5000"]}"#).unwrap_err();
     assert!(remote.contains("http://10.0.0.7:5000 is not on this machine"), "{remote}");
     assert!(workers_of_config("{}").unwrap_err().contains("no \"workers\""));
