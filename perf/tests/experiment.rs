@@ -14,7 +14,9 @@ use hiku_perf::harness::cluster::EmulatorArgs;
 /// The whole experiment must end within this.
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// A tiny experiment's options: two workers, time compressed 50-fold.
+/// A tiny experiment's options: two workers, time compressed 50-fold, with
+/// memory for every call at once (128 slots each: the paper's load never
+/// fills them, so no call fails for the evictor's last resort).
 fn tiny(contenders: Vec<Contender>, balancers: &[&str], seeds: Vec<u64>) -> Options {
     Options {
         contenders,
@@ -22,7 +24,7 @@ fn tiny(contenders: Vec<Contender>, balancers: &[&str], seeds: Vec<u64>) -> Opti
         emulator: EmulatorArgs {
             binary: PathBuf::from(env!("CARGO_BIN_EXE_hiku-emulator")),
             workers: 2,
-            memory_mb: 6144,
+            memory_mb: 65536,
             paused_mb: 64,
             code_refresh_s: 5.0,
             time_scale: 0.02,

@@ -88,8 +88,9 @@ struct State {
     model: model::Worker,
     noise: fastrand::Rng,
     next_call: CallId,
-    /// Calls in the model, by id: the sender answers whether it was cold.
-    pending: HashMap<CallId, oneshot::Sender<bool>>,
+    /// Calls in the model, by id: the sender answers whether it was cold,
+    /// or `None` if it failed.
+    pending: HashMap<CallId, oneshot::Sender<Option<bool>>>,
 }
 
 /// Where an emulated worker listens (on 127.0.0.1; 0: any free port) and,
@@ -185,7 +186,12 @@ async fn drive(worker: Arc<Worker>) {
                 match event {
                     Event::Completed { call, cold, .. } => {
                         if let Some(answer) = state.pending.remove(&call) {
-                            let _ = answer.send(cold);
+                            let _ = answer.send(Some(cold));
+                        }
+                    }
+                    Event::Failed { call, .. } => {
+                        if let Some(answer) = state.pending.remove(&call) {
+                            let _ = answer.send(None);
                         }
                     }
                     Event::Removed { function, .. } => report_removal(&worker, function),
@@ -276,8 +282,11 @@ async fn run(worker: &Worker, function: &str, keep_alive: bool) -> Vec<u8> {
         done
     };
     worker.wake.notify_one();
-    let Ok(cold) = done.await else {
-        return http::response(500, "Internal Server Error", &[], b"call lost", false);
+    let cold = match done.await {
+        Ok(Some(cold)) => cold,
+        // OpenLambda's answer when the round trip to the sandbox fails.
+        Ok(None) => return http::response(502, "Bad Gateway", &[], b"RoundTrip failed", keep_alive),
+        Err(_) => return http::response(500, "Internal Server Error", &[], b"call lost", false),
     };
     // Measured, not taken from the model: timer lateness is the worker's,
     // so the scheduler's added latency (latency minus this) excludes it.

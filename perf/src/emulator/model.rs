@@ -38,9 +38,15 @@
 //!   `min(1, C / n)` ms of work per ms (each sandbox is capped at one core);
 //!   a cold start's extra cost (Table I's cold minus warm) is more work.
 //!
-//! Left out: the evictor's last resort (destroying a running sandbox when
-//! no memory at all is left; a call here waits instead), the 1024-call
-//! queue limit (429), and the import cache (off in the paper's setup).
+//!   Its last resort (`doEvictions`): after a sandbox event, with no slot
+//!   free and nothing paused to destroy, it destroys the sandbox in use
+//!   that was made or unpaused longest ago; that call fails (502), and so
+//!   does every call its instance takes before it would pause.
+//!
+//! Left out: the 1024-call queue limit (429), the evictor's pacing (at most
+//! 8 destroys in flight, each taking time, not counted while in flight:
+//! here a destroy is instant) and the import cache (off in the paper's
+//! setup).
 //!
 //! Time is an explicit argument (milliseconds at paper scale, from any
 //! origin), never read from a clock, so every rule here is tested with exact
@@ -114,6 +120,9 @@ pub enum Event {
     Completed { call: CallId, cold: bool, arrived_ms: f64, finished_ms: f64 },
     /// An instance of `function` was killed with its sandbox: tell the scheduler.
     Removed { function: String },
+    /// A call failed: the evictor destroyed the sandbox it ran in, or the
+    /// one its instance still pointed at (OpenLambda answers 502).
+    Failed { call: CallId, arrived_ms: f64, finished_ms: f64 },
 }
 
 /// Running totals, as `GET /stats` reports them.
@@ -131,6 +140,12 @@ pub struct Stats {
     pub evictions: u64,
     /// Calls that had to wait for memory.
     pub queued: u64,
+    /// Sandboxes in use the evictor destroyed, its last resort.
+    #[serde(default)]
+    pub forced_evictions: u64,
+    /// Calls that failed for it.
+    #[serde(default)]
+    pub failed: u64,
 }
 
 /// A call not yet running.
@@ -143,8 +158,11 @@ struct Pending {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Sandbox {
-    /// Running a call, or about to.
-    Active,
+    /// Running a call, or about to; made or unpaused at `since` (the
+    /// evictor's queue of sandboxes in use is in that order).
+    Active {
+        since: f64,
+    },
     Paused {
         since: f64,
     },
@@ -212,6 +230,9 @@ pub struct Worker {
     running: Vec<Running>,
     memory_waits: VecDeque<MemoryWait>,
     free_mb: u64,
+    /// A sandbox was made, unpaused, paused or destroyed since the
+    /// evictor last looked.
+    sandbox_event: bool,
     events: Vec<Event>,
     stats: Stats,
 }
@@ -227,6 +248,7 @@ impl Worker {
             running: Vec::new(),
             memory_waits: VecDeque::new(),
             free_mb: limits.memory_mb,
+            sandbox_event: false,
             events: Vec::new(),
             stats: Stats::default(),
         }
@@ -400,10 +422,11 @@ impl Worker {
         let instance = self.instances.swap_remove(at);
         match instance.sandbox {
             None => return,
-            Some(Sandbox::Active) => self.free_mb += SANDBOX_MB,
+            Some(Sandbox::Active { .. }) => self.free_mb += SANDBOX_MB,
             Some(Sandbox::Paused { .. }) => self.free_mb += self.limits.paused_mb,
             Some(Sandbox::Dead) => {}
         }
+        self.sandbox_event |= instance.sandbox != Some(Sandbox::Dead);
         self.stats.killed += 1;
         let function = self.functions[instance.function].name.clone();
         self.events.push(Event::Removed { function });
@@ -427,15 +450,16 @@ impl Worker {
     /// Instance `id` takes `call`: it runs now if its memory is free and
     /// nobody waits for memory before it, else it waits.
     fn take(&mut self, id: u64, call: Pending) {
-        let paused_mb = self.limits.paused_mb;
+        let (now, paused_mb) = (self.now, self.limits.paused_mb);
         let instance = self.instance(id);
         instance.idle_since = None;
         let need = match instance.sandbox {
             Some(Sandbox::Paused { .. }) => {
-                instance.sandbox = Some(Sandbox::Active);
+                instance.sandbox = Some(Sandbox::Active { since: now });
+                self.sandbox_event = true;
                 SANDBOX_MB - paused_mb
             }
-            Some(Sandbox::Active) => 0,
+            Some(Sandbox::Active { .. }) => 0,
             None | Some(Sandbox::Dead) => SANDBOX_MB,
         };
         if need <= self.free_mb && self.memory_waits.is_empty() {
@@ -451,7 +475,7 @@ impl Worker {
     fn memory_needed(&self, id: u64) -> u64 {
         let instance = self.instances.iter().find(|i| i.id == id).expect("a live instance");
         match instance.sandbox {
-            Some(Sandbox::Active | Sandbox::Paused { .. }) => SANDBOX_MB - self.limits.paused_mb,
+            Some(Sandbox::Active { .. } | Sandbox::Paused { .. }) => SANDBOX_MB - self.limits.paused_mb,
             None | Some(Sandbox::Dead) => SANDBOX_MB,
         }
     }
@@ -459,9 +483,13 @@ impl Worker {
     /// Runs `call` on instance `id`, whose memory is taken: cold if it has
     /// no sandbox yet.
     fn start(&mut self, id: u64, call: Pending) {
+        let now = self.now;
         let instance = self.instance(id);
         let cold = matches!(instance.sandbox, None | Some(Sandbox::Dead));
-        instance.sandbox = Some(Sandbox::Active);
+        if cold {
+            instance.sandbox = Some(Sandbox::Active { since: now });
+            self.sandbox_event = true;
+        }
         if cold {
             self.stats.cold += 1;
         } else {
@@ -523,6 +551,7 @@ impl Worker {
             instance.sandbox = Some(Sandbox::Paused { since: now });
             instance.idle_since = Some(now);
             self.free_mb += SANDBOX_MB - paused_mb;
+            self.sandbox_event = true;
         }
         self.autoscale(f);
     }
@@ -543,19 +572,79 @@ impl Worker {
     }
 
     /// Destroys paused sandboxes, least recently paused first, until the
-    /// free slots reach the goal or none is paused.
+    /// free slots reach the goal or none is paused. Its last resort, after
+    /// a sandbox was made, unpaused, paused or destroyed (`doEvictions` runs
+    /// on those events): with no slot free before and nothing paused to
+    /// destroy, the sandbox in use that was made or unpaused longest ago is
+    /// destroyed, and its call fails.
     fn evict(&mut self) {
+        let event = std::mem::take(&mut self.sandbox_event);
+        let free_before = self.free_mb / SANDBOX_MB;
         let goal = self.limits.free_slots_goal();
+        let mut evicted = false;
         while self.free_mb / SANDBOX_MB < goal {
             let paused = self.instances.iter_mut().filter_map(|i| match i.sandbox {
                 Some(Sandbox::Paused { since }) => Some((since, i)),
                 _ => None,
             });
-            let Some((_, oldest)) = paused.min_by(|a, b| a.0.total_cmp(&b.0)) else { return };
+            let Some((_, oldest)) = paused.min_by(|a, b| a.0.total_cmp(&b.0)) else { break };
             oldest.sandbox = Some(Sandbox::Dead);
             self.free_mb += self.limits.paused_mb;
             self.stats.evictions += 1;
+            evicted = true;
         }
+        if event && free_before == 0 && !evicted {
+            self.destroy_oldest_in_use();
+        }
+    }
+
+    /// The evictor's last resort (`evictFront(prioQueues[1], true)`): the
+    /// running call whose sandbox was made or unpaused longest ago fails,
+    /// its memory comes back, and its instance fails every call queued for
+    /// its function (each grabbed at once, each round trip failing), then
+    /// drops the sandbox (its pause fails: `sb = nil`), so it is not
+    /// reported, unless it was killed meanwhile (a busy kill always is).
+    /// A sandbox that waits for its memory to unpause is left alone.
+    fn destroy_oldest_in_use(&mut self) {
+        let since = |r: &Running| match self.instances.iter().find(|i| i.id == r.instance).and_then(|i| i.sandbox) {
+            Some(Sandbox::Active { since }) => since,
+            _ => f64::INFINITY,
+        };
+        let oldest = self.running.iter().enumerate().min_by(|a, b| since(a.1).total_cmp(&since(b.1))).map(|(i, _)| i);
+        let Some(at) = oldest else { return };
+        let r = self.running.swap_remove(at);
+        self.stats.forced_evictions += 1;
+        self.free_mb += SANDBOX_MB;
+        self.sandbox_event = true;
+        let now = self.now;
+        let instance = self.instance(r.instance);
+        let (f, dying) = (instance.function, instance.dying);
+        instance.sandbox = Some(Sandbox::Dead);
+        self.fail(f, r.call, r.arrived_ms);
+        if dying {
+            self.remove_instance(r.instance);
+        } else {
+            while let Some(next) = self.functions[f].queue.pop_front() {
+                self.fail(f, next.call, next.arrived_ms);
+            }
+            let instance = self.instance(r.instance);
+            instance.sandbox = None;
+            instance.idle_since = Some(now);
+        }
+        self.autoscale(f);
+    }
+
+    /// A call of `f` fails now: its round trip to a destroyed sandbox
+    /// fails at once (1 ms, the least a round trip counts).
+    fn fail(&mut self, f: usize, call: CallId, arrived_ms: f64) {
+        self.events.push(Event::Failed { call, arrived_ms, finished_ms: self.now });
+        self.stats.failed += 1;
+        let function = &mut self.functions[f];
+        function.outstanding -= 1;
+        if function.run_times.len() == AVERAGE_OF {
+            function.run_times.pop_front();
+        }
+        function.run_times.push_back(1.0);
     }
 }
 

@@ -126,3 +126,30 @@ fn a_hiku_config_names_the_workers_to_emulate_and_where_to_report() {
     assert!(workers_of_config("{}").unwrap_err().contains("no \"workers\""));
     assert!(workers_of_config("nope").unwrap_err().contains("not a JSON config"));
 }
+
+#[test]
+fn a_call_whose_sandbox_the_evictor_destroyed_is_answered_502() {
+    block_on(async {
+        // Two slots: the second sandbox leaves none free, so the evictor
+        // destroys the first, in use (its last resort).
+        let config = Config { default_cold_ms: 100_000.0, ..config(1024, None) };
+        let urls = start(config, &[any_port()]).await.unwrap();
+        let host = http::authority(&urls[0]).unwrap().to_string();
+        let first = {
+            let host = host.clone();
+            tokio::spawn(async move {
+                let mut conn = Conn::new(TcpStream::connect(&host).await.unwrap());
+                call(&mut conn, &host, "a-0").await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut conn = Conn::new(TcpStream::connect(&host).await.unwrap());
+        let second = call(&mut conn, &host, "b-0").await;
+        let first = first.await.unwrap();
+        assert_eq!((first.status, first.body.as_slice()), (502, b"RoundTrip failed".as_slice()));
+        assert_eq!(second.status, 200);
+        conn.write_all(&http::get(&host, "/stats")).await.unwrap();
+        let stats: model::Stats = serde_json::from_slice(&conn.read_response().await.unwrap().body).unwrap();
+        assert_eq!((stats.forced_evictions, stats.failed), (1, 1));
+    });
+}
