@@ -22,9 +22,22 @@ use crate::http::{self, Conn};
 use crate::rng::{derive_seed, lognormal_noise};
 use crate::scale::{Clock, TimeScale};
 
+/// The share (per mille) of a VM's memory its kernel reports as
+/// `MemTotal` (what OpenLambda's `Sysinfo` reads): an estimate, as no
+/// figure for the paper's VMs was published. A 16 GiB VM's kernel keeps
+/// some for itself; any MemTotal from 15,348 to 15,859 MiB gives the same
+/// 29 sandbox slots.
+pub const MEM_TOTAL_PERMILLE: u64 = 952;
+
+/// OpenLambda's default memory pool on a VM of `gib` GiB (`LoadDefaults`
+/// in `common/config.go`): `MemTotal` in MB less 500.
+pub const fn pool_mb(gib: u64) -> u64 {
+    gib * 1024 * MEM_TOTAL_PERMILLE / 1000 - 500
+}
+
 /// The paper's workers: m5.xlarge VMs (16 GiB) with OpenLambda's default
-/// memory pool, the machine's memory less 500 MB.
-pub const DEFAULT_MEMORY_MB: u64 = 16 * 1024 - 500;
+/// memory pool (15,097 MB: 29 slots of 512 MB).
+pub const DEFAULT_MEMORY_MB: u64 = pool_mb(16);
 
 /// What a paused sandbox of a FunctionBench function keeps (an assumption:
 /// OpenLambda shrinks it to its real usage, a Python runtime with the

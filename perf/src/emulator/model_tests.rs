@@ -34,8 +34,8 @@ fn limits_are_checked_and_the_evictor_aims_at_a_fifth_of_the_slots() {
     assert_eq!(Limits::new(4, 6144, 513, None), None);
     assert_eq!(Limits::new(4, 6144, 64, Some(0.0)), None);
     let goal = |memory_mb| Limits::new(4, memory_mb, 64, None).unwrap().free_slots_goal();
-    // 12 slots: 1 + 10 * 20 / 100; 31 slots (16 GB less 500 MB): 1 + 29 * 20 / 100.
-    assert_eq!((goal(6144), goal(15884), goal(512)), (3, 6, 1));
+    // 12 slots: 1 + 10 * 20 / 100; 29 slots (a 16 GiB VM's pool): 1 + 27 * 20 / 100.
+    assert_eq!((goal(6144), goal(15097), goal(512)), (3, 6, 1));
 }
 
 #[test]

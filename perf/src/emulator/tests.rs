@@ -153,3 +153,11 @@ fn a_call_whose_sandbox_the_evictor_destroyed_is_answered_502() {
         assert_eq!((stats.forced_evictions, stats.failed), (1, 1));
     });
 }
+
+#[test]
+fn a_vms_pool_is_its_kernels_memory_less_500_mb() {
+    // 16, 8 and 6 GiB VMs: 29, 14 and 10 sandbox slots of 512 MB.
+    assert_eq!([pool_mb(16), pool_mb(8), pool_mb(6)], [15097, 7298, 5349]);
+    assert_eq!([15097 / 512, 7298 / 512, 5349 / 512], [29, 14, 10]);
+    assert_eq!(DEFAULT_MEMORY_MB, pool_mb(16));
+}
