@@ -29,6 +29,7 @@ fn tiny(contenders: Vec<Contender>, balancers: &[&str], seeds: Vec<u64>) -> Opti
             code_refresh_s: 5.0,
             time_scale: 0.02,
             seed: 7,
+            fault: None,
         },
         phase_seconds: 100.0,
         seeds,

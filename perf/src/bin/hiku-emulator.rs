@@ -50,6 +50,10 @@ struct Cli {
     /// Scheduler to report removed sandboxes to (http://host:port)
     #[arg(long)]
     scheduler: Option<String>,
+    /// A fault in the first worker's destroySandbox reports: lost-destroy (never sent) or
+    /// other-host (they name it localhost for 127.0.0.1)
+    #[arg(long, value_name = "FAULT")]
+    fault: Option<String>,
     /// Emulate the workers this hiku config names, on their ports, reporting to its host and
     /// port (in place of --workers, --base-port and --scheduler)
     #[arg(long, value_name = "CONFIG", conflicts_with_all = ["workers", "base_port", "scheduler"])]
@@ -66,6 +70,13 @@ fn main() -> ExitCode {
         eprintln!("hiku-emulator: --sigma and the default times must not be negative");
         return ExitCode::from(2);
     }
+    let fault = match cli.fault.as_deref().map(emulator::Fault::parse).transpose() {
+        Ok(fault) => fault,
+        Err(e) => {
+            eprintln!("hiku-emulator: --fault: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let (ports, scheduler) = match &cli.for_config {
         Some(path) => {
             let read = std::fs::read_to_string(path).map_err(|e| e.to_string());
@@ -94,6 +105,7 @@ fn main() -> ExitCode {
         time_scale,
         seed: cli.seed,
         scheduler,
+        fault,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
     runtime.block_on(async {

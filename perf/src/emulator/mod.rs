@@ -67,6 +67,48 @@ pub struct Config {
     pub seed: u64,
     /// Where removed sandboxes are reported (`http://host:port`), if anywhere.
     pub scheduler: Option<String>,
+    /// A fault injected into the first worker's reports, if any.
+    pub fault: Option<Fault>,
+}
+
+/// What goes wrong with the first worker's `destroySandbox` reports: the
+/// faults a scheduler's idle entries must survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// They are never sent (a worker that evicts silently, or reports lost).
+    LostDestroy,
+    /// They name the worker otherwise than the scheduler does: `localhost`
+    /// for `127.0.0.1` (and back).
+    OtherHost,
+}
+
+impl Fault {
+    pub fn parse(text: &str) -> Result<Fault, String> {
+        match text {
+            "lost-destroy" => Ok(Fault::LostDestroy),
+            "other-host" => Ok(Fault::OtherHost),
+            other => Err(format!("unknown fault {other:?}: lost-destroy or other-host")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::LostDestroy => "lost-destroy",
+            Fault::OtherHost => "other-host",
+        }
+    }
+
+    /// The host a report names for a worker called `host`; `None`: no report.
+    fn report_host(fault: Option<Fault>, host: &str) -> Option<String> {
+        match fault {
+            None => Some(host.to_string()),
+            Some(Fault::LostDestroy) => None,
+            Some(Fault::OtherHost) => Some(match host.strip_prefix("127.0.0.1:") {
+                Some(port) => format!("localhost:{port}"),
+                None => host.replacen("localhost:", "127.0.0.1:", 1),
+            }),
+        }
+    }
 }
 
 impl Config {
@@ -89,8 +131,11 @@ impl Config {
 }
 
 struct Worker {
-    /// `127.0.0.1:<port>`, as the worker names itself to the scheduler.
+    /// `127.0.0.1:<port>` or the config's name, as the worker names itself
+    /// to the scheduler.
     host: String,
+    /// The fault in its reports (`Config::fault`, the first worker only).
+    fault: Option<Fault>,
     config: Arc<Config>,
     clock: Clock,
     state: Mutex<State>,
@@ -169,8 +214,15 @@ pub async fn start(config: Config, addresses: &[Address]) -> io::Result<Vec<Stri
             pending: HashMap::new(),
         };
         let clock = Clock::new(config.time_scale);
-        let worker =
-            Arc::new(Worker { host, config: config.clone(), clock, state: Mutex::new(state), wake: Notify::new() });
+        let fault = config.fault.filter(|_| i == 0);
+        let worker = Arc::new(Worker {
+            host,
+            fault,
+            config: config.clone(),
+            clock,
+            state: Mutex::new(state),
+            wake: Notify::new(),
+        });
         tokio::spawn(drive(worker.clone()));
         tokio::spawn(accept(worker, listener));
     }
@@ -229,10 +281,11 @@ async fn drive(worker: Arc<Worker>) {
 /// making anyone wait for it; a failed report is dropped.
 fn report_removal(worker: &Worker, function: String) {
     let Some(scheduler) = worker.config.scheduler.as_deref().and_then(http::authority) else { return };
+    let Some(host) = Fault::report_host(worker.fault, &worker.host) else { return };
     let request = http::post_json(
         scheduler,
         &format!("/destroySandbox/{function}"),
-        serde_json::json!({"host": worker.host}).to_string().as_bytes(),
+        serde_json::json!({"host": host}).to_string().as_bytes(),
         false,
     );
     let scheduler = scheduler.to_string();

@@ -15,6 +15,7 @@ fn config(memory_mb: u64, scheduler: Option<String>) -> Config {
         time_scale: TimeScale::new(0.01).unwrap(),
         seed: 1,
         scheduler,
+        fault: None,
     }
 }
 
@@ -160,4 +161,35 @@ fn a_vms_pool_is_its_kernels_memory_less_500_mb() {
     assert_eq!([pool_mb(16), pool_mb(8), pool_mb(6)], [15097, 7298, 5349]);
     assert_eq!([15097 / 512, 7298 / 512, 5349 / 512], [29, 14, 10]);
     assert_eq!(DEFAULT_MEMORY_MB, pool_mb(16));
+}
+
+#[test]
+fn a_fault_drops_or_misnames_the_first_workers_reports() {
+    assert_eq!(Fault::report_host(None, "127.0.0.1:5000"), Some("127.0.0.1:5000".to_string()));
+    assert_eq!(Fault::report_host(Some(Fault::LostDestroy), "127.0.0.1:5000"), None);
+    assert_eq!(Fault::report_host(Some(Fault::OtherHost), "127.0.0.1:5000"), Some("localhost:5000".to_string()));
+    assert_eq!(Fault::report_host(Some(Fault::OtherHost), "localhost:5000"), Some("127.0.0.1:5000".to_string()));
+    assert_eq!(Fault::parse("other-host"), Ok(Fault::OtherHost));
+    assert_eq!(Fault::parse("lost-destroy").map(Fault::name), Ok("lost-destroy"));
+    assert!(Fault::parse("none").is_err());
+}
+
+#[test]
+fn the_first_worker_with_a_fault_reports_under_another_name() {
+    block_on(async {
+        let scheduler = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let scheduler_url = format!("http://{}", scheduler.local_addr().unwrap());
+        let config = Config { code_refresh_s: 1.0, fault: Some(Fault::OtherHost), ..config(6144, Some(scheduler_url)) };
+        let urls = start(config, &[any_port()]).await.unwrap();
+        let host = http::authority(&urls[0]).unwrap().to_string();
+        let mut conn = Conn::new(TcpStream::connect(&host).await.unwrap());
+        call(&mut conn, &host, "dd-0").await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        call(&mut conn, &host, "dd-0").await;
+        let (stream, _) = scheduler.accept().await.unwrap();
+        let request = Conn::new(stream).read_request().await.unwrap().unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        let port = host.rsplit_once(':').unwrap().1;
+        assert_eq!(body, serde_json::json!({"host": format!("localhost:{port}")}));
+    });
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use crate::balancers::BALANCERS;
 use crate::cli::{baseline_label, exit, sibling, usage_error};
-use crate::emulator::{DEFAULT_MEMORY_MB, DEFAULT_PAUSED_MB};
+use crate::emulator::{Fault, DEFAULT_MEMORY_MB, DEFAULT_PAUSED_MB};
 use crate::experiment::{self, Contender, Options, Outcome};
 use crate::harness::cluster::EmulatorArgs;
 use crate::harness::front;
@@ -47,6 +47,10 @@ pub struct Args {
     /// Paper-scale seconds after which a call pulls its function's code again (0: never)
     #[arg(long, default_value_t = 5.0)]
     code_refresh_s: f64,
+    /// A fault in the first worker's destroySandbox reports: lost-destroy (never sent) or
+    /// other-host (they name it localhost for 127.0.0.1)
+    #[arg(long, value_name = "FAULT", value_parser = Fault::parse)]
+    fault: Option<Fault>,
     /// Another scheduler binary, started as `PATH start -c <config>`, run after hiku
     #[arg(long)]
     baseline: Option<PathBuf>,
@@ -217,6 +221,7 @@ impl Args {
             code_refresh_s: self.code_refresh_s,
             time_scale,
             seed: self.seed,
+            fault: self.fault,
         };
         let progress = true;
         Ok(Options {

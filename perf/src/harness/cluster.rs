@@ -24,6 +24,8 @@ pub struct EmulatorArgs {
     pub code_refresh_s: f64,
     pub time_scale: f64,
     pub seed: u64,
+    /// A fault in the first worker's reports (`hiku-emulator --fault`).
+    pub fault: Option<crate::emulator::Fault>,
 }
 
 /// A running emulator and its workers' URLs.
@@ -72,6 +74,7 @@ pub async fn start_emulator(args: &EmulatorArgs, scheduler_url: &str) -> Result<
         .args(["--paused-mb", &args.paused_mb.to_string(), "--code-refresh-s", &args.code_refresh_s.to_string()])
         .args(["--time-scale", &args.time_scale.to_string()])
         .args(["--seed", &args.seed.to_string(), "--scheduler", scheduler_url])
+        .args(args.fault.map(|f| ["--fault", f.name()]).into_iter().flatten())
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| error(&format!("starting {}", args.binary.display()), e))?;
