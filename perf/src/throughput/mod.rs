@@ -66,7 +66,7 @@ async fn measure(
     connections: usize,
     workdir: &Path,
 ) -> Result<Sample, String> {
-    let mut setup = proxies::start(options, contender, workdir).await?;
+    let setup = proxies::start(options, contender, workdir).await?;
     let load = Load {
         targets: setup.targets.clone(),
         connections,
@@ -84,7 +84,7 @@ async fn measure(
     };
     let (tally, cpu, counts) = generate(load, [setup.pids.clone(), setup.front_pids.clone()], perf).await?;
     let peak_rss_mb = procstat::peak_rss_mb(&setup.pids);
-    let setup_front_pids = std::mem::take(&mut setup.front_pids);
+    let has_front = !setup.front_pids.is_empty();
     drop(setup);
     // Each group's CPU seconds in the window, per thousand calls answered.
     let per_1k = |group: usize| match cpu.as_slice() {
@@ -107,7 +107,7 @@ async fn measure(
         p999_ms: tally.latency_ms(0.999),
         errors: tally.errors.total(),
         cpu_s_per_1k: per_1k(0),
-        front_cpu_s_per_1k: (!setup_front_pids.is_empty()).then(|| per_1k(1)),
+        front_cpu_s_per_1k: has_front.then(|| per_1k(1)),
         peak_rss_mb,
         syscalls_per_request: per_request(counts.syscalls),
         context_switches_per_request: per_request(counts.context_switches),
