@@ -2,6 +2,7 @@
 //! three forms: a table for the terminal, JSON (the schema of issue 3) and
 //! CSV.
 
+pub mod bound;
 pub mod figures;
 pub mod paper;
 pub mod results;
@@ -58,6 +59,10 @@ pub struct Run {
     pub load_cv: f64,
     pub added_latency_ms: Added,
     pub phases: Vec<Phase>,
+    /// The share of the calls that would start cold however they were
+    /// placed ([`bound`]), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_bound_rate: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,6 +110,7 @@ pub fn summarize(
     workers: &[String],
     phase_ms: f64,
     scale: TimeScale,
+    refresh_ms: Option<f64>,
 ) -> Run {
     let completed: Vec<&Call> = calls.iter().filter(|c| c.completed()).collect();
     let latencies = latencies(calls);
@@ -140,6 +146,8 @@ pub fn summarize(
         load_cv: load_cv(assignments, workers.len()).unwrap_or(f64::NAN),
         added_latency_ms: Added { p50: percentile(&added, 50.0), p99: percentile(&added, 99.0) },
         phases,
+        cold_bound_rate: Some(bound::cold_bound(calls, refresh_ms) as f64 / completed.len() as f64)
+            .filter(|r| r.is_finite()),
     }
 }
 
@@ -278,7 +286,31 @@ pub fn table(runs: &[Run]) -> String {
         true => "mean over the seeds, then the least and the most any seed gave; ",
         false => "",
     };
-    grid(&headers, &rows) + seeds + UNITS + paper::SOURCE
+    grid(&headers, &rows) + &bound_line(runs) + seeds + UNITS + paper::SOURCE
+}
+
+/// `bound ...`: the cold starts no placement of the calls avoids, and how
+/// far above it each row is (means over the seeds); nothing if no run
+/// knows its bound.
+fn bound_line(runs: &[Run]) -> String {
+    let known: Vec<&Run> = runs.iter().filter(|r| r.cold_bound_rate.is_some()).collect();
+    if known.is_empty() {
+        return String::new();
+    }
+    let percent = |values: Vec<f64>| mean(&values) * 100.0;
+    let mut above = Vec::new();
+    for ((scheduler, balancer), group) in groups(&known, |r| (r.scheduler.as_str(), r.balancer.as_str())) {
+        let cold = percent(group.iter().map(|r| r.cold_start_rate).collect());
+        let bound = percent(group.iter().filter_map(|r| r.cold_bound_rate).collect());
+        above.push(format!("{scheduler} {balancer} {:+.1}", cold - bound));
+    }
+    let bound = percent(known.iter().filter_map(|r| r.cold_bound_rate).collect());
+    format!(
+        "bound: at least {:.1}% of the calls start cold however they are placed (each function's code pulls, \
+         were all its calls on one worker); points above it: {}\n",
+        bound,
+        above.join(", ")
+    )
 }
 
 /// The runs as CSV, one row each, phases as `rps_<vus>vus` columns.

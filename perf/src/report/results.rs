@@ -176,6 +176,7 @@ mod tests {
             load_cv: 0.27,
             added_latency_ms: Added { p50: 0.2, p99: 1.5 },
             phases: vec![Phase { vus: 20, throughput_rps: 20.0 }],
+            cold_bound_rate: None,
         }
     }
 

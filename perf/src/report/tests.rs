@@ -33,7 +33,7 @@ fn run() -> Run {
         Call { cut: true, status: 0, ..call(2990.0, 10.0, None) },
     ];
     let workers = ["http://a".to_string(), "http://b".to_string()];
-    summarize("hiku", "random", 7, &calls, &workers, 1000.0, TimeScale::new(0.5).unwrap())
+    summarize("hiku", "random", 7, &calls, &workers, 1000.0, TimeScale::new(0.5).unwrap(), Some(1000.0))
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -55,6 +55,8 @@ fn summary_of_known_calls() {
     assert!(close(r.added_latency_ms.p99, 147.0));
     let phases: Vec<(usize, f64)> = r.phases.iter().map(|p| (p.vus, p.throughput_rps)).collect();
     assert_eq!(phases, vec![(20, 2.0), (50, 1.0), (100, 1.0)]);
+    // One function, refreshed every 1000 ms: pulls at 100, 1200 and 2500.
+    assert_eq!(r.cold_bound_rate, Some(0.75));
 }
 
 #[test]
@@ -71,6 +73,7 @@ fn json_has_exactly_the_issue_schema() {
         "added_latency_ms",
         "balancer",
         "calls",
+        "cold_bound_rate",
         "cold_start_rate",
         "cut",
         "failed",
@@ -98,6 +101,9 @@ fn table_and_csv_have_a_row_per_run_and_the_paper_beside() {
     assert_eq!(rows[3][..4], ["paper", "pull-based", "16414", "481"], "{table}");
     assert_eq!(rows[4][..4], ["paper", "others", "12361-15151", "565-660"], "{table}");
     assert!(!table.contains("min"), "one seed: no ranges\n{table}");
+    let bound = table.lines().find(|l| l.starts_with("bound: ")).expect("a bound line");
+    assert!(bound.starts_with("bound: at least 75.0% of the calls start cold"), "{bound}");
+    assert!(bound.ends_with("points above it: hiku random -25.0, hiku pull-based -25.0"), "{bound}");
     let csv = csv(&runs);
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 3);
