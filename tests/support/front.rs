@@ -24,31 +24,11 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The shipped config with the front on `bind`, and in each backend one
-/// `server` line per instance: `instances` (main addresses) for the
-/// functions, `admins` (their `admin.listen`) for `/admin/*`.
-pub fn render(template: &str, bind: SocketAddr, instances: &[SocketAddr], admins: &[SocketAddr]) -> String {
-    let mut out = String::new();
-    let mut backend = "";
-    for line in template.lines() {
-        let trimmed = line.trim_start();
-        if let Some(name) = trimmed.strip_prefix("backend ") {
-            backend = if name.trim() == "any_instance" { "admin" } else { "functions" };
-        }
-        if trimmed.starts_with("bind ") {
-            out.push_str(&format!("    bind {bind}\n"));
-        } else if trimmed.starts_with("server hiku1 ") {
-            let addrs = if backend == "admin" { admins } else { instances };
-            for (i, addr) in addrs.iter().enumerate() {
-                out.push_str(&format!("    server hiku{} {addr}\n", i + 1));
-            }
-        } else if !trimmed.starts_with("server hiku") {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
-}
+// The shipped HAProxy config rendered for given addresses: the same code
+// perf/ renders it with.
+#[path = "../../perf/src/harness/shipped_front.rs"]
+mod shipped_front;
+pub use shipped_front::render;
 
 /// The shipped nginx config with the front on `bind`, and in each
 /// upstream one `server` line per instance: `instances` for the functions,

@@ -40,31 +40,7 @@ impl Kind {
     }
 }
 
-/// `template` (the shipped config) with the front on `bind`, and one
-/// `server` line per instance in each backend: `instances` for the
-/// functions, `admins` (their `admin.listen`) for `/admin/*`.
-pub fn render(template: &str, bind: &str, instances: &[String], admins: &[String]) -> String {
-    let mut out = String::new();
-    let mut admin_backend = false;
-    for line in template.lines() {
-        let trimmed = line.trim_start();
-        if let Some(name) = trimmed.strip_prefix("backend ") {
-            admin_backend = name.trim() == "any_instance";
-        }
-        if trimmed.starts_with("bind ") {
-            out.push_str(&format!("    bind {bind}\n"));
-        } else if trimmed.starts_with("server hiku1 ") {
-            let addrs = if admin_backend { admins } else { instances };
-            for (i, addr) in addrs.iter().enumerate() {
-                out.push_str(&format!("    server hiku{} {addr}\n", i + 1));
-            }
-        } else if !trimmed.starts_with("server hiku") {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
-}
+pub use crate::harness::shipped_front::render;
 
 /// An L4 front: each client connection to one instance in turn, with the
 /// PROXY protocol as the shipped front sends it, and TCP checks.

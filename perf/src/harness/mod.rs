@@ -9,5 +9,6 @@ pub mod cluster;
 pub mod front;
 pub mod process;
 pub mod procstat;
+pub mod shipped_front;
 pub mod tier;
 pub mod workdir;
