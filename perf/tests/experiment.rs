@@ -26,6 +26,7 @@ fn tiny(contenders: Vec<Contender>, balancers: &[&str], seeds: Vec<u64>) -> Opti
             workers: 2,
             memory_mb: 65536,
             paused_mb: 64,
+            destroy_ms: 10.0,
             code_refresh_s: 5.0,
             time_scale: 0.02,
             seed: 7,

@@ -28,6 +28,9 @@ struct Cli {
     /// What a paused sandbox keeps of its 512 MB
     #[arg(long, default_value_t = hiku_perf::emulator::DEFAULT_PAUSED_MB)]
     paused_mb: u64,
+    /// Paper-scale ms destroying a sandbox takes until its memory is back
+    #[arg(long, default_value_t = hiku_perf::emulator::DEFAULT_DESTROY_MS)]
+    destroy_ms: f64,
     /// Paper-scale seconds after which a call pulls its function's code again, killing its
     /// instances (OpenLambda's registry_cache_ms); 0: never
     #[arg(long, default_value_t = 5.0)]
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         cores: cli.cores,
         memory_mb: cli.memory_mb,
         paused_mb: cli.paused_mb,
+        destroy_ms: cli.destroy_ms,
         code_refresh_s: cli.code_refresh_s,
         sigma: cli.sigma,
         default_cold_ms: cli.default_cold_ms,

@@ -44,6 +44,13 @@ pub const DEFAULT_MEMORY_MB: u64 = pool_mb(16);
 /// benchmark's imports; perf/README.md shows what this changes).
 pub const DEFAULT_PAUSED_MB: u64 = 64;
 
+/// How long destroying a sandbox takes until its memory is back, ms (an
+/// estimate from OpenLambda's code, not a measurement: `SOCKContainer`'s
+/// `Destroy` freezes the cgroup, writes `cgroup.kill`, then polls every 5 ms
+/// until its processes are gone before the memory returns to the pool; the
+/// unmount and directory removal follow before the evictor hears of it).
+pub const DEFAULT_DESTROY_MS: f64 = 10.0;
+
 /// Give up on a `destroySandbox` notification after this long.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -55,6 +62,8 @@ pub struct Config {
     pub memory_mb: u64,
     /// What a paused sandbox keeps of its 512 MB.
     pub paused_mb: u64,
+    /// Paper-scale ms a sandbox's destroy takes.
+    pub destroy_ms: f64,
     /// Paper-scale seconds after which a call pulls its function's code
     /// again, killing its instances (`registry_cache_ms`); 0: never.
     pub code_refresh_s: f64,
@@ -114,10 +123,10 @@ impl Fault {
 impl Config {
     fn limits(&self) -> io::Result<Limits> {
         let refresh = (self.code_refresh_s != 0.0).then_some(self.code_refresh_s * 1000.0);
-        Limits::new(self.cores, self.memory_mb, self.paused_mb, refresh).ok_or_else(|| {
+        Limits::new(self.cores, self.memory_mb, self.paused_mb, refresh, self.destroy_ms).ok_or_else(|| {
             let why = format!(
                 "need at least 1 core, {sandbox} MB of memory, at most {sandbox} MB per paused sandbox, \
-                 and a code refresh of 0 (never) or more seconds",
+                 a code refresh of 0 (never) or more seconds, and a destroy time of 0 or more ms",
                 sandbox = model::SANDBOX_MB
             );
             io::Error::new(io::ErrorKind::InvalidInput, why)

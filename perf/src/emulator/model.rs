@@ -28,25 +28,31 @@
 //! - **Memory** (`mem_pool_mb`): a running sandbox holds its limit (512
 //!   MB); a paused one shrinks to what it really uses (`downsize_paused_mem`,
 //!   on by default). Creating or resuming a sandbox waits, in FIFO order,
-//!   until its memory is free. After every change the evictor destroys
-//!   paused sandboxes, least recently paused first, until a fifth of the
-//!   pool's sandbox slots is free (`FREE_SANDBOXES_PERCENT_GOAL`). The
-//!   instance lives on and its next call is cold; the scheduler is not told
-//!   then, but the instance still points at the dead sandbox, so when it is
-//!   killed later its kill is reported as any other (`LambdaInstance.Task`).
+//!   until its memory is free.
 //! - **Cores.** With `n` calls running on `C` cores, each progresses at
 //!   `min(1, C / n)` ms of work per ms (each sandbox is capped at one core);
 //!   a cold start's extra cost (Table I's cold minus warm) is more work.
 //!
-//!   Its last resort (`doEvictions`): after a sandbox event, with no slot
-//!   free and nothing paused to destroy, it destroys the sandbox in use
-//!   that was made or unpaused longest ago; that call fails (502), and so
-//!   does every call its instance takes before it would pause.
+//! - **The evictor** (`SOCKEvictor.doEvictions`) runs after each batch of
+//!   sandbox events (made, paused, unpaused, destroyed). It starts
+//!   destroying `goal - free` paused sandboxes, least recently paused
+//!   first, the goal being a fifth of the pool's slots
+//!   (`FREE_SANDBOXES_PERCENT_GOAL`), `free` the slots free now: memory
+//!   still held by destroys in flight does not count, so bursts of events
+//!   over-evict; at most 8 of its destroys are in flight
+//!   (`CONCURRENT_EVICTIONS`). The instance lives on and its next call is
+//!   cold; the scheduler is not told then, but the instance still points
+//!   at the dead sandbox, so when it is killed later its kill is reported
+//!   as any other (`LambdaInstance.Task`). Its last resort: with no slot
+//!   free and none of its destroys in flight, it destroys the sandbox in
+//!   use that was made or unpaused longest ago; that call fails (502), and
+//!   so does every call its instance takes before it would pause.
+//! - **Destroys take time** (`Limits::destroy_ms`): a sandbox's memory
+//!   comes back, and the evictor hears of it, when its destroy is done;
+//!   a killed instance's report (`destroySandbox`) is sent then too.
 //!
-//! Left out: the 1024-call queue limit (429), the evictor's pacing (at most
-//! 8 destroys in flight, each taking time, not counted while in flight:
-//! here a destroy is instant) and the import cache (off in the paper's
-//! setup).
+//! Left out: the 1024-call queue limit (429) and the import cache (off in
+//! the paper's setup).
 //!
 //! Time is an explicit argument (milliseconds at paper scale, from any
 //! origin), never read from a clock, so every rule here is tested with exact
@@ -66,6 +72,9 @@ const AVERAGE_OF: usize = 10;
 /// The evictor keeps this share (percent) of the pool's slots free.
 const FREE_SLOTS_PERCENT_GOAL: u64 = 20;
 
+/// The evictor's destroys in flight at most (`CONCURRENT_EVICTIONS`).
+const CONCURRENT_EVICTIONS: usize = 8;
+
 /// Work left below this (in ms) counts as done: float rounding over many
 /// rate changes must not leave a call a femtosecond short of completion.
 const EPSILON_MS: f64 = 1e-9;
@@ -84,18 +93,28 @@ pub struct Limits {
     pub paused_mb: u64,
     /// `registry_cache_ms`; `None`: the code is pulled once.
     pub code_refresh_ms: Option<f64>,
+    /// How long destroying a sandbox takes, ms, until its memory is back.
+    pub destroy_ms: f64,
 }
 
 impl Limits {
     /// `None` if not even one sandbox fits, there are no cores, a paused
-    /// sandbox would keep more than a running one, or the refresh interval
-    /// is not positive.
-    pub fn new(cores: u32, memory_mb: u64, paused_mb: u64, code_refresh_ms: Option<f64>) -> Option<Limits> {
+    /// sandbox would keep more than a running one, the refresh interval is
+    /// not positive, or the destroy time is negative.
+    pub fn new(
+        cores: u32,
+        memory_mb: u64,
+        paused_mb: u64,
+        code_refresh_ms: Option<f64>,
+        destroy_ms: f64,
+    ) -> Option<Limits> {
         let valid = cores > 0
             && memory_mb >= SANDBOX_MB
             && paused_mb <= SANDBOX_MB
-            && code_refresh_ms.map_or(true, |ms| ms > 0.0 && ms.is_finite());
-        valid.then_some(Limits { cores, memory_mb, paused_mb, code_refresh_ms })
+            && code_refresh_ms.map_or(true, |ms| ms > 0.0 && ms.is_finite())
+            && destroy_ms >= 0.0
+            && destroy_ms.is_finite();
+        valid.then_some(Limits { cores, memory_mb, paused_mb, code_refresh_ms, destroy_ms })
     }
 
     /// Free sandbox slots the evictor aims for: OpenLambda's
@@ -212,6 +231,17 @@ struct Running {
     trip_started_ms: Option<f64>,
 }
 
+/// A sandbox being destroyed: its memory comes back when it is done.
+#[derive(Debug)]
+struct Destroy {
+    done_ms: f64,
+    mb: u64,
+    /// Started by the evictor (it counts its own in flight).
+    by_evictor: bool,
+    /// The function whose killed instance reports it when done.
+    report: Option<usize>,
+}
+
 /// A sandbox to create (cold) or resume, waiting for its memory.
 #[derive(Debug)]
 struct MemoryWait {
@@ -230,6 +260,7 @@ pub struct Worker {
     running: Vec<Running>,
     memory_waits: VecDeque<MemoryWait>,
     free_mb: u64,
+    destroys: Vec<Destroy>,
     /// A sandbox was made, unpaused, paused or destroyed since the
     /// evictor last looked.
     sandbox_event: bool,
@@ -248,6 +279,7 @@ impl Worker {
             running: Vec::new(),
             memory_waits: VecDeque::new(),
             free_mb: limits.memory_mb,
+            destroys: Vec::new(),
             sandbox_event: false,
             events: Vec::new(),
             stats: Stats::default(),
@@ -307,12 +339,13 @@ impl Worker {
     }
 
     /// When the next event happens if no call arrives before: the next
-    /// completion or autoscaler step, whichever is first.
+    /// completion, autoscaler step or destroy done, whichever is first.
     pub fn next_deadline(&self) -> Option<f64> {
         let rate = self.rate();
         let done = self.running.iter().map(|r| self.now + r.remaining_ms / rate);
         let autoscale = self.functions.iter().filter_map(|f| f.autoscale_at);
-        done.chain(autoscale).reduce(f64::min)
+        let destroyed = self.destroys.iter().map(|d| d.done_ms);
+        done.chain(autoscale).chain(destroyed).reduce(f64::min)
     }
 
     /// The index of `name`'s state, made on its first call.
@@ -415,21 +448,48 @@ impl Worker {
     }
 
     /// Removes an instance and destroys its sandbox, telling the scheduler
-    /// if it had one, even one the evictor destroyed (`LambdaInstance.Task`
-    /// posts `destroySandbox` whenever its `sb` is set).
+    /// once it is destroyed if it had one, even one the evictor destroyed
+    /// (`LambdaInstance.Task` destroys it again, a no-op, and posts
+    /// `destroySandbox` whenever its `sb` is set).
     fn remove_instance(&mut self, id: u64) {
         let at = self.instances.iter().position(|i| i.id == id).expect("a live instance");
         let instance = self.instances.swap_remove(at);
+        let f = instance.function;
         match instance.sandbox {
             None => return,
-            Some(Sandbox::Active { .. }) => self.free_mb += SANDBOX_MB,
-            Some(Sandbox::Paused { .. }) => self.free_mb += self.limits.paused_mb,
-            Some(Sandbox::Dead) => {}
+            Some(Sandbox::Active { .. }) => self.destroy(SANDBOX_MB, false, Some(f)),
+            Some(Sandbox::Paused { .. }) => self.destroy(self.limits.paused_mb, false, Some(f)),
+            Some(Sandbox::Dead) => self.report(f),
         }
-        self.sandbox_event |= instance.sandbox != Some(Sandbox::Dead);
         self.stats.killed += 1;
-        let function = self.functions[instance.function].name.clone();
+    }
+
+    /// Tells the scheduler an instance of `f` is gone.
+    fn report(&mut self, f: usize) {
+        let function = self.functions[f].name.clone();
         self.events.push(Event::Removed { function });
+    }
+
+    /// Starts destroying a sandbox holding `mb`.
+    fn destroy(&mut self, mb: u64, by_evictor: bool, report: Option<usize>) {
+        let done_ms = self.now + self.limits.destroy_ms;
+        self.destroys.push(Destroy { done_ms, mb, by_evictor, report });
+    }
+
+    /// Ends the destroys due by now: their memory is back, the evictor
+    /// hears of it, and killed instances are reported. False if none was due.
+    fn finish_destroys(&mut self) -> bool {
+        let mut any = false;
+        while let Some(i) = self.destroys.iter().position(|d| d.done_ms <= self.now) {
+            let d = self.destroys.remove(i);
+            self.free_mb += d.mb;
+            self.sandbox_event = true;
+            if let Some(f) = d.report {
+                self.report(f);
+            }
+            any = true;
+        }
+        any
     }
 
     /// Hands `f`'s queued calls to its idle instances, longest idle first.
@@ -556,51 +616,55 @@ impl Worker {
         self.autoscale(f);
     }
 
-    /// The evictor, then the calls waiting for memory, oldest first.
+    /// Destroys done by now, the evictor, then the calls waiting for
+    /// memory, oldest first, until nothing more happens at this instant.
     fn settle_memory(&mut self) {
         loop {
+            self.finish_destroys();
             self.evict();
-            let Some(head) = self.memory_waits.front() else { return };
-            let need = self.memory_needed(head.instance);
-            if need > self.free_mb {
+            let fits = self.memory_waits.front().is_some_and(|w| self.memory_needed(w.instance) <= self.free_mb);
+            if fits {
+                let wait = self.memory_waits.pop_front().expect("front exists");
+                self.free_mb -= self.memory_needed(wait.instance);
+                self.start(wait.instance, wait.call);
+            } else if !self.destroys.iter().any(|d| d.done_ms <= self.now) {
                 return;
             }
-            let wait = self.memory_waits.pop_front().expect("front exists");
-            self.free_mb -= need;
-            self.start(wait.instance, wait.call);
         }
     }
 
-    /// Destroys paused sandboxes, least recently paused first, until the
-    /// free slots reach the goal or none is paused. Its last resort, after
-    /// a sandbox was made, unpaused, paused or destroyed (`doEvictions` runs
-    /// on those events): with no slot free before and nothing paused to
-    /// destroy, the sandbox in use that was made or unpaused longest ago is
-    /// destroyed, and its call fails.
+    /// `doEvictions`, if a sandbox was made, unpaused, paused or destroyed
+    /// since it last ran: starts destroying `goal - free` paused sandboxes,
+    /// least recently paused first, with at most `CONCURRENT_EVICTIONS` of
+    /// its destroys in flight. Its last resort: with no slot free and none
+    /// of its destroys in flight, the sandbox in use that was made or
+    /// unpaused longest ago is destroyed, and its call fails.
     fn evict(&mut self) {
-        let event = std::mem::take(&mut self.sandbox_event);
-        let free_before = self.free_mb / SANDBOX_MB;
-        let goal = self.limits.free_slots_goal();
-        let mut evicted = false;
-        while self.free_mb / SANDBOX_MB < goal {
+        if !std::mem::take(&mut self.sandbox_event) {
+            return;
+        }
+        let free = self.free_mb / SANDBOX_MB;
+        let in_flight = self.destroys.iter().filter(|d| d.by_evictor).count();
+        let mut count = self.limits.free_slots_goal().saturating_sub(free).min(CONCURRENT_EVICTIONS.saturating_sub(in_flight) as u64);
+        while count > 0 {
             let paused = self.instances.iter_mut().filter_map(|i| match i.sandbox {
                 Some(Sandbox::Paused { since }) => Some((since, i)),
                 _ => None,
             });
             let Some((_, oldest)) = paused.min_by(|a, b| a.0.total_cmp(&b.0)) else { break };
             oldest.sandbox = Some(Sandbox::Dead);
-            self.free_mb += self.limits.paused_mb;
+            self.destroy(self.limits.paused_mb, true, None);
             self.stats.evictions += 1;
-            evicted = true;
+            count -= 1;
         }
-        if event && free_before == 0 && !evicted {
+        if free == 0 && !self.destroys.iter().any(|d| d.by_evictor) {
             self.destroy_oldest_in_use();
         }
     }
 
     /// The evictor's last resort (`evictFront(prioQueues[1], true)`): the
     /// running call whose sandbox was made or unpaused longest ago fails,
-    /// its memory comes back, and its instance fails every call queued for
+    /// its memory comes back once destroyed, and its instance fails every call queued for
     /// its function (each grabbed at once, each round trip failing), then
     /// drops the sandbox (its pause fails: `sb = nil`), so it is not
     /// reported, unless it was killed meanwhile (a busy kill always is).
@@ -614,8 +678,7 @@ impl Worker {
         let Some(at) = oldest else { return };
         let r = self.running.swap_remove(at);
         self.stats.forced_evictions += 1;
-        self.free_mb += SANDBOX_MB;
-        self.sandbox_event = true;
+        self.destroy(SANDBOX_MB, true, None);
         let now = self.now;
         let instance = self.instance(r.instance);
         let (f, dying) = (instance.function, instance.dying);

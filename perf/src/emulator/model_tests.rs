@@ -4,7 +4,7 @@
 use super::*;
 
 fn worker(cores: u32, memory_mb: u64) -> Worker {
-    Worker::new(Limits::new(cores, memory_mb, 64, Some(5000.0)).unwrap())
+    Worker::new(Limits::new(cores, memory_mb, 64, Some(5000.0), 0.0).unwrap())
 }
 
 fn work(cold_ms: f64, warm_ms: f64) -> Work {
@@ -29,11 +29,11 @@ fn stats(cold: u64, warm: u64, killed: u64, refreshes: u64, evictions: u64, queu
 
 #[test]
 fn limits_are_checked_and_the_evictor_aims_at_a_fifth_of_the_slots() {
-    assert_eq!(Limits::new(4, 511, 64, None), None);
-    assert_eq!(Limits::new(0, 6144, 64, None), None);
-    assert_eq!(Limits::new(4, 6144, 513, None), None);
-    assert_eq!(Limits::new(4, 6144, 64, Some(0.0)), None);
-    let goal = |memory_mb| Limits::new(4, memory_mb, 64, None).unwrap().free_slots_goal();
+    assert_eq!(Limits::new(4, 511, 64, None, 0.0), None);
+    assert_eq!(Limits::new(0, 6144, 64, None, 0.0), None);
+    assert_eq!(Limits::new(4, 6144, 513, None, 0.0), None);
+    assert_eq!(Limits::new(4, 6144, 64, Some(0.0), 0.0), None);
+    let goal = |memory_mb| Limits::new(4, memory_mb, 64, None, 0.0).unwrap().free_slots_goal();
     // 12 slots: 1 + 10 * 20 / 100; 29 slots (a 16 GiB VM's pool): 1 + 27 * 20 / 100.
     assert_eq!((goal(6144), goal(15097), goal(512)), (3, 6, 1));
 }
@@ -107,7 +107,7 @@ fn a_stale_pull_kills_every_instance_and_the_call_starts_cold() {
 
 #[test]
 fn without_code_refresh_the_last_instance_lives_on() {
-    let mut w = Worker::new(Limits::new(4, 6144, 64, None).unwrap());
+    let mut w = Worker::new(Limits::new(4, 6144, 64, None, 0.0).unwrap());
     w.arrive(0.0, 1, "f", work(10.0, 5.0));
     w.arrive(1e6, 2, "f", work(10.0, 5.0));
     w.advance(2e6);
@@ -117,7 +117,7 @@ fn without_code_refresh_the_last_instance_lives_on() {
 #[test]
 fn the_evictor_keeps_a_slot_free_by_destroying_the_oldest_paused_sandbox() {
     // Three slots, one to keep free; a paused sandbox keeps 256 MB.
-    let mut w = Worker::new(Limits::new(4, 1536, 256, None).unwrap());
+    let mut w = Worker::new(Limits::new(4, 1536, 256, None, 0.0).unwrap());
     for (i, f) in ["f", "g", "h", "i"].into_iter().enumerate() {
         w.arrive(20.0 * i as f64, i as u64, f, work(10.0, 5.0));
     }
@@ -189,7 +189,7 @@ fn time_far_from_the_origin_still_advances() {
 #[test]
 fn an_instance_whose_sandbox_was_evicted_still_reports_its_kill() {
     // As in the evictor's test: f's paused sandbox is destroyed for i's.
-    let mut w = Worker::new(Limits::new(4, 1536, 256, Some(5000.0)).unwrap());
+    let mut w = Worker::new(Limits::new(4, 1536, 256, Some(5000.0), 0.0).unwrap());
     for (i, f) in ["f", "g", "h", "i"].into_iter().enumerate() {
         w.arrive(20.0 * i as f64, i as u64, f, work(10.0, 5.0));
     }
@@ -256,7 +256,7 @@ fn with_every_slot_in_use_the_evictor_destroys_the_oldest_and_its_call_fails() {
     // Two slots, the goal one free. g's sandbox takes the last slot: with
     // none free and nothing paused, the evictor destroys the sandbox in use
     // made longest ago, f's, and f's call fails (OpenLambda's 502).
-    let mut w = Worker::new(Limits::new(4, 1024, 64, None).unwrap());
+    let mut w = Worker::new(Limits::new(4, 1024, 64, None, 0.0).unwrap());
     w.arrive(0.0, 1, "f", work(100.0, 100.0));
     w.arrive(10.0, 2, "g", work(100.0, 100.0));
     assert_eq!(w.take_events(), vec![failed(1, 0.0, 10.0)]);
@@ -274,7 +274,7 @@ fn the_instance_whose_sandbox_was_destroyed_in_use_fails_its_queued_calls_too() 
     // f's one instance runs a call with two more queued (no run time known
     // yet: one instance); g's sandbox takes the last slot. All three of
     // f's calls fail at once; the instance lives on without a sandbox.
-    let mut w = Worker::new(Limits::new(4, 1024, 64, None).unwrap());
+    let mut w = Worker::new(Limits::new(4, 1024, 64, None, 0.0).unwrap());
     w.arrive(0.0, 1, "f", work(100.0, 100.0));
     w.arrive(1.0, 2, "f", work(100.0, 100.0));
     w.arrive(2.0, 3, "f", work(100.0, 100.0));
@@ -289,7 +289,7 @@ fn the_instance_whose_sandbox_was_destroyed_in_use_fails_its_queued_calls_too() 
 fn paused_sandboxes_go_before_one_in_use() {
     // Three slots, the goal one free: a paused sandbox (64 MB) is destroyed
     // first, and no call fails.
-    let mut w = Worker::new(Limits::new(4, 1536, 64, None).unwrap());
+    let mut w = Worker::new(Limits::new(4, 1536, 64, None, 0.0).unwrap());
     w.arrive(0.0, 1, "f", work(10.0, 10.0));
     w.arrive(20.0, 2, "g", work(100.0, 100.0));
     w.arrive(30.0, 3, "h", work(100.0, 100.0));
@@ -297,4 +297,73 @@ fn paused_sandboxes_go_before_one_in_use() {
     let events = w.take_events();
     assert!(events.iter().all(|e| matches!(e, Event::Completed { .. })), "{events:?}");
     assert_eq!((w.stats().evictions, w.stats().forced_evictions, w.stats().failed), (1, 0, 0));
+}
+
+#[test]
+fn a_killed_instance_is_reported_once_its_sandbox_is_destroyed() {
+    // Destroys take 10 ms: f's stale pull at 5000 kills its paused
+    // instance, whose report comes at 5010, before the new cold call ends.
+    let mut w = Worker::new(Limits::new(4, 6144, 64, Some(5000.0), 10.0).unwrap());
+    w.arrive(0.0, 1, "f", work(20.0, 5.0));
+    w.advance(100.0);
+    assert_eq!(w.take_events(), vec![done(1, true, 0.0, 20.0)]);
+    w.arrive(5000.0, 2, "f", work(20.0, 5.0));
+    assert_eq!(w.take_events(), vec![], "not reported before it is destroyed");
+    assert_eq!(w.next_deadline(), Some(5010.0));
+    w.advance(6000.0);
+    assert_eq!(w.take_events(), vec![removed("f"), done(2, true, 5000.0, 5020.0)]);
+}
+
+#[test]
+fn the_evictor_does_not_count_its_destroys_in_flight_and_waits_for_them_before_its_last_resort() {
+    // Three slots, the goal one free; a paused sandbox keeps 256 MB, and a
+    // destroy takes 10 ms.
+    let mut w = Worker::new(Limits::new(4, 1536, 256, None, 10.0).unwrap());
+    for (i, f) in ["a", "b", "c"].into_iter().enumerate() {
+        w.arrive(20.0 * i as f64, i as u64, f, work(10.0, 10.0));
+    }
+    w.advance(60.0);
+    assert_eq!(w.stats().evictions, 0, "768 MB free: one slot");
+    // d's sandbox leaves no slot free: a's paused one goes (until 110).
+    w.arrive(100.0, 3, "d", work(100.0, 100.0));
+    assert_eq!(w.stats().evictions, 1);
+    // e waits for memory; b unpauses (waiting behind e): still no slot
+    // free, as a's memory is not back, so c's goes too.
+    w.arrive(101.0, 4, "e", work(100.0, 100.0));
+    w.arrive(102.0, 5, "b", work(10.0, 10.0));
+    assert_eq!(w.stats().evictions, 2, "over-evicts: in-flight destroys do not count");
+    assert_eq!(w.take_events().len(), 3, "a, b and c's first calls only");
+    // At 110 a's memory is back and e starts; no slot is free, nothing is
+    // paused, but c's destroy is in flight: no last resort until it is
+    // done, at 112. Then d, in use longest, is destroyed, its call fails,
+    // and b resumes in c's 256 MB.
+    w.advance(111.0);
+    assert_eq!((w.stats().forced_evictions, w.stats().queued), (0, 2));
+    w.advance(1000.0);
+    let expected = vec![failed(3, 100.0, 112.0), done(5, false, 102.0, 122.0), done(4, true, 101.0, 210.0)];
+    assert_eq!(w.take_events(), expected);
+    assert_eq!(w.stats().forced_evictions, 1);
+}
+
+#[test]
+fn at_most_eight_of_the_evictors_destroys_are_in_flight() {
+    // 50 slots, the goal 10 free; paused sandboxes keep all their memory.
+    let mut w = Worker::new(Limits::new(64, 50 * 512, 512, None, 10.0).unwrap());
+    for call in 0..40 {
+        w.arrive(0.0, call, &format!("f{call}"), work(1.0, 1.0));
+    }
+    w.advance(5.0);
+    assert_eq!(w.stats().evictions, 0, "10 slots free");
+    // Ten long calls take the last ten slots: each evicts as many as the
+    // slots short of the goal, not counting destroys in flight, but never
+    // with more than eight in flight.
+    for call in 40..50 {
+        w.arrive(5.0, call, &format!("f{call}"), work(100.0, 100.0));
+    }
+    assert_eq!(w.stats().evictions, 8);
+    // Their memory is back at 15: two more to reach the goal.
+    w.advance(15.0);
+    assert_eq!(w.stats().evictions, 10);
+    w.advance(1000.0);
+    assert_eq!((w.stats().evictions, w.stats().forced_evictions), (10, 0));
 }

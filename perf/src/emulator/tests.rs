@@ -8,6 +8,7 @@ fn config(memory_mb: u64, scheduler: Option<String>) -> Config {
         cores: 4,
         memory_mb,
         paused_mb: 64,
+        destroy_ms: 10.0,
         code_refresh_s: 600.0,
         sigma: 0.0,
         default_cold_ms: 300.0,

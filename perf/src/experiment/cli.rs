@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use crate::balancers::BALANCERS;
 use crate::cli::{baseline_label, exit, sibling, usage_error};
-use crate::emulator::{Fault, DEFAULT_MEMORY_MB, DEFAULT_PAUSED_MB};
+use crate::emulator::{Fault, DEFAULT_DESTROY_MS, DEFAULT_MEMORY_MB, DEFAULT_PAUSED_MB};
 use crate::experiment::{self, Contender, Options, Outcome};
 use crate::harness::cluster::EmulatorArgs;
 use crate::harness::front;
@@ -44,6 +44,9 @@ pub struct Args {
     /// What a paused sandbox keeps of its 512 MB
     #[arg(long, default_value_t = DEFAULT_PAUSED_MB)]
     paused_mb: u64,
+    /// Paper-scale ms destroying a sandbox takes until its memory is back
+    #[arg(long, default_value_t = DEFAULT_DESTROY_MS)]
+    destroy_ms: f64,
     /// Paper-scale seconds after which a call pulls its function's code again (0: never)
     #[arg(long, default_value_t = 5.0)]
     code_refresh_s: f64,
@@ -218,6 +221,7 @@ impl Args {
             workers: self.workers,
             memory_mb: self.memory_mb,
             paused_mb: self.paused_mb,
+            destroy_ms: self.destroy_ms,
             code_refresh_s: self.code_refresh_s,
             time_scale,
             seed: self.seed,

@@ -21,6 +21,7 @@ pub struct EmulatorArgs {
     pub workers: usize,
     pub memory_mb: u64,
     pub paused_mb: u64,
+    pub destroy_ms: f64,
     pub code_refresh_s: f64,
     pub time_scale: f64,
     pub seed: u64,
@@ -72,7 +73,7 @@ pub async fn start_emulator(args: &EmulatorArgs, scheduler_url: &str) -> Result<
     let mut child = command(&args.binary)
         .args(["--workers", &args.workers.to_string(), "--memory-mb", &args.memory_mb.to_string()])
         .args(["--paused-mb", &args.paused_mb.to_string(), "--code-refresh-s", &args.code_refresh_s.to_string()])
-        .args(["--time-scale", &args.time_scale.to_string()])
+        .args(["--destroy-ms", &args.destroy_ms.to_string(), "--time-scale", &args.time_scale.to_string()])
         .args(["--seed", &args.seed.to_string(), "--scheduler", scheduler_url])
         .args(args.fault.map(|f| ["--fault", f.name()]).into_iter().flatten())
         .stdout(Stdio::piped())
