@@ -116,8 +116,8 @@ fn a_tiny_experiment_is_complete_and_consistent() {
 
     // The figures and the CSV come out of the same outcomes.
     let dir = std::env::temp_dir().join(format!("hiku-perf-e2e-{}", std::process::id()));
-    let runs = outcomes.iter().map(|o| (&o.run, o.calls.as_slice()));
-    let written = hiku_perf::report::figures::write(&dir, runs).unwrap();
+    let runs: Vec<_> = outcomes.iter().map(|o| o.run.clone()).collect();
+    let written = hiku_perf::report::figures::write(&dir, &runs).unwrap();
     assert_eq!(written.len(), 3);
     let cdf = std::fs::read_to_string(dir.join("latency_cdf.svg")).unwrap();
     assert_eq!(cdf.matches("<polyline").count(), 2);

@@ -262,8 +262,9 @@ impl Args {
             write(path, rows.collect())?;
         }
         if let Some(dir) = &self.plots {
-            for path in report::figures::write(dir, outcomes.iter().map(|o| (&o.run, o.calls.as_slice())))? {
-                eprintln!("wrote {path}");
+            let runs: Vec<report::Run> = outcomes.iter().map(|o| o.run.clone()).collect();
+            for path in report::figures::write(dir, &runs)? {
+                eprintln!("wrote {}", path.display());
             }
         }
         Ok(())

@@ -1,59 +1,95 @@
-//! The experiment's three figures, written as SVG files into a directory.
+//! The figures, written as SVG files into a directory: an experiment's
+//! three (as the paper draws them), and the proxies' throughput and CPU.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::load::loadgen::Call;
 use crate::report::svg::{grouped_bars, latency_cdf};
-use crate::report::{latencies, Run};
+use crate::report::Run;
+use crate::throughput::summary;
 
 /// Writes `latency_cdf.svg`, `throughput.svg` and `cold_starts.svg` into
-/// `dir` (created if needed) from `runs`, each with its calls, and returns
-/// their paths.
-pub fn write<'a>(dir: &Path, runs: impl IntoIterator<Item = (&'a Run, &'a [Call])>) -> Result<Vec<String>, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    // One curve per scheduler and balancer: the first seed's runs.
-    let mut runs = runs.into_iter().peekable();
-    let first = runs.peek().map(|(run, _)| run.seed);
-    let runs: Vec<(&Run, &[Call])> = runs.filter(|(run, _)| Some(run.seed) == first).collect();
+/// `dir` (created if needed) from an experiment's `runs`, drawing each
+/// scheduler and balancer's first seed, and returns their paths.
+pub fn write(dir: &Path, runs: &[Run]) -> Result<Vec<PathBuf>, String> {
+    let first = runs.first().map(|run| run.seed);
+    let runs: Vec<&Run> = runs.iter().filter(|run| Some(run.seed) == first).collect();
     let name = |run: &Run| format!("{} {}", run.scheduler, run.balancer);
 
-    let cdfs: Vec<(String, Vec<f64>)> = runs.iter().map(|(run, calls)| (name(run), latencies(calls))).collect();
+    let cdfs: Vec<(String, Vec<f64>)> = runs.iter().map(|run| (name(run), run.latency_cdf_ms.clone())).collect();
     let cdf = latency_cdf("Latency CDF per balancer", &cdfs);
 
     let phases: Vec<String> =
-        runs.first().map_or(vec![], |(run, _)| run.phases.iter().map(|p| format!("{} VUs", p.vus)).collect());
+        runs.first().map_or(vec![], |run| run.phases.iter().map(|p| format!("{} VUs", p.vus)).collect());
     let rps: Vec<(String, Vec<f64>)> =
-        runs.iter().map(|(run, _)| (name(run), run.phases.iter().map(|p| p.throughput_rps).collect())).collect();
+        runs.iter().map(|run| (name(run), run.phases.iter().map(|p| p.throughput_rps).collect())).collect();
     let throughput = grouped_bars("Throughput per phase", "completed calls per second", &phases, &rps);
 
     // Balancers along the x axis, one bar per scheduler.
-    let mut balancers: Vec<String> = Vec::new();
-    let mut schedulers: Vec<String> = Vec::new();
-    for (run, _) in &runs {
-        if !balancers.contains(&run.balancer) {
-            balancers.push(run.balancer.clone());
-        }
-        if !schedulers.contains(&run.scheduler) {
-            schedulers.push(run.scheduler.clone());
-        }
-    }
-    let cold: Vec<(String, Vec<f64>)> = schedulers
-        .iter()
+    let balancers = distinct(runs.iter().map(|run| &run.balancer));
+    let cold: Vec<(String, Vec<f64>)> = distinct(runs.iter().map(|run| &run.scheduler))
+        .into_iter()
         .map(|s| {
             let rate = |b: &String| {
-                let found = runs.iter().find(|(run, _)| &run.scheduler == s && &run.balancer == b);
-                found.map_or(f64::NAN, |(run, _)| run.cold_start_rate * 100.0)
+                let found = runs.iter().find(|run| run.scheduler == s && &run.balancer == b);
+                found.map_or(f64::NAN, |run| run.cold_start_rate * 100.0)
             };
-            (s.clone(), balancers.iter().map(rate).collect())
+            let rates = balancers.iter().map(rate).collect();
+            (s, rates)
         })
         .collect();
     let cold = grouped_bars("Cold-start rate per balancer", "cold starts (% of calls)", &balancers, &cold);
 
+    save(dir, [("latency_cdf.svg", cdf), ("throughput.svg", throughput), ("cold_starts.svg", cold)])
+}
+
+/// Writes `proxies_rps.svg` and `proxies_cpu.svg` into `dir` from a
+/// `perf/throughput` report: each contender's requests per second and CPU
+/// per call, grouped by the number of connections. None for a report
+/// without rows.
+pub fn write_throughput(dir: &Path, report: &summary::Report) -> Result<Vec<PathBuf>, String> {
+    if report.results.is_empty() {
+        return Ok(Vec::new());
+    }
+    let connections = distinct(report.results.iter().map(|r| &r.connections));
+    let labels: Vec<String> = connections.iter().map(|c| format!("{c} connections")).collect();
+    let series = |value: fn(&summary::Row) -> f64| -> Vec<(String, Vec<f64>)> {
+        distinct(report.results.iter().map(|r| &r.contender))
+            .into_iter()
+            .map(|contender| {
+                let at = |c: &usize| {
+                    let row = report.results.iter().find(|r| r.contender == contender && r.connections == *c);
+                    row.map_or(f64::NAN, value)
+                };
+                let values = connections.iter().map(at).collect();
+                (contender, values)
+            })
+            .collect()
+    };
+    let kind = if report.new_connection { "a new connection per call" } else { "keep-alive" };
+    let rps = grouped_bars(&format!("Requests per second, {kind}"), "req/s", &labels, &series(|r| r.rps));
+    let cpu =
+        grouped_bars(&format!("CPU per call, {kind}"), "CPU ms per call (all processes)", &labels, &series(|r| r.cpu_s_per_1k));
+    save(dir, [("proxies_rps.svg", rps), ("proxies_cpu.svg", cpu)])
+}
+
+/// The values in their first order, each once.
+fn distinct<'a, T: PartialEq + Clone + 'a>(values: impl Iterator<Item = &'a T>) -> Vec<T> {
+    let mut seen: Vec<T> = Vec::new();
+    for v in values {
+        if !seen.contains(v) {
+            seen.push(v.clone());
+        }
+    }
+    seen
+}
+
+fn save<const N: usize>(dir: &Path, files: [(&str, String); N]) -> Result<Vec<PathBuf>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut written = Vec::new();
-    for (file, svg) in [("latency_cdf.svg", cdf), ("throughput.svg", throughput), ("cold_starts.svg", cold)] {
+    for (file, svg) in files {
         let path = dir.join(file);
         std::fs::write(&path, svg).map_err(|e| format!("{}: {e}", path.display()))?;
-        written.push(path.display().to_string());
+        written.push(path);
     }
     Ok(written)
 }

@@ -63,7 +63,14 @@ pub struct Run {
     /// placed ([`bound`]), if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cold_bound_rate: Option<f64>,
+    /// The completed calls' latency (paper-scale ms) at every half
+    /// percentile, 0 to 100: the latency CDF a figure draws.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_cdf_ms: Vec<f64>,
 }
+
+/// Points in [`Run::latency_cdf_ms`]: the 0th to the 100th percentile.
+pub const CDF_POINTS: usize = 201;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
@@ -148,6 +155,10 @@ pub fn summarize(
         phases,
         cold_bound_rate: Some(bound::cold_bound(calls, refresh_ms) as f64 / completed.len() as f64)
             .filter(|r| r.is_finite()),
+        latency_cdf_ms: match latencies.is_empty() {
+            true => Vec::new(),
+            false => (0..CDF_POINTS).map(|k| percentile(&latencies, 100.0 * k as f64 / (CDF_POINTS - 1) as f64)).collect(),
+        },
     }
 }
 

@@ -28,6 +28,21 @@ pub struct Provenance {
     pub notes: Vec<String>,
 }
 
+/// The figures drawn for the page, as it links them (relative to it).
+#[derive(Debug, Default)]
+pub struct Figures {
+    /// Each experiment's, in the order of the experiments.
+    pub experiments: Vec<Vec<String>>,
+    /// The proxies' requests per second and CPU per call.
+    pub proxies: Vec<String>,
+}
+
+/// A figure as markdown shows it, named after its file.
+fn image(link: &str) -> String {
+    let stem = Path::new(link).file_stem().and_then(|s| s.to_str()).unwrap_or(link);
+    format!("![{}]({link})\n", stem.replace('_', " "))
+}
+
 /// Reads a JSON report written by `experiment --json` or `throughput --json`.
 pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -60,6 +75,7 @@ pub fn markdown(
     experiments: &[Experiment],
     throughput: &[summary::Report],
     soaks: &[tier_soak::Report],
+    figures: &Figures,
 ) -> String {
     let mut out = String::from("# hiku: measured results\n\n");
     out += "Written by `hiku-perf results` (as `perf/results` runs it after measuring) from the JSON reports of ";
@@ -74,11 +90,20 @@ pub fn markdown(
     for note in &provenance.notes {
         let _ = writeln!(out, "- {note}");
     }
-    for e in experiments {
+    for (i, e) in experiments.iter().enumerate() {
         let _ = write!(out, "\n## The paper's experiment: {}\n\n```\n{}```\n", e.label, report::table(&e.report.runs));
+        let links = figures.experiments.get(i).map_or(&[][..], Vec::as_slice);
+        if !links.is_empty() {
+            out += "\nThe first seed's runs, drawn as the paper draws its figures:\n\n";
+            out.extend(links.iter().map(|l| image(l)));
+        }
     }
     for (title, table) in throughput.iter().flat_map(summary::titled) {
         let _ = write!(out, "\n## {title}\n\n```\n{table}```\n");
+    }
+    if !figures.proxies.is_empty() {
+        out += "\n## The proxies side by side (keep-alive)\n\n";
+        out.extend(figures.proxies.iter().map(|l| image(l)));
     }
     for soak in soaks {
         let verdict = match soak.problems().as_slice() {
@@ -131,6 +156,13 @@ pub struct Args {
     /// Anything else a reader must know, such as what the baseline is (repeatable)
     #[arg(long = "note")]
     notes: Vec<String>,
+    /// Write the page here rather than to stdout
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Draw the figures (each experiment's, and the keep-alive throughput's) into this
+    /// directory, which must be in the page's, and show them on the page (needs --out)
+    #[arg(long, value_name = "DIR", requires = "out")]
+    figures: Option<PathBuf>,
 }
 
 impl Args {
@@ -151,9 +183,40 @@ impl Args {
                 commands: self.commands.clone(),
                 notes: self.notes.clone(),
             };
-            Ok::<_, String>(markdown(&provenance, &machine(), &experiments, &throughput, &soaks))
+            let figures = match &self.figures {
+                Some(dir) => self.draw(dir, &experiments, &throughput)?,
+                None => Figures::default(),
+            };
+            let page = markdown(&provenance, &machine(), &experiments, &throughput, &soaks, &figures);
+            match &self.out {
+                Some(path) => std::fs::write(path, page).map_err(|e| format!("{}: {e}", path.display())),
+                None => Ok(print!("{page}")),
+            }
         })();
-        exit(page.map(|page| print!("{page}")))
+        exit(page)
+    }
+
+    /// Draws the figures into `dir`: `experiment-N/` for the Nth
+    /// experiment, the proxies' beside them.
+    fn draw(&self, dir: &Path, experiments: &[Experiment], throughput: &[summary::Report]) -> Result<Figures, String> {
+        let page_dir = self.out.as_deref().and_then(Path::parent).unwrap_or(Path::new(""));
+        let relative = dir.strip_prefix(page_dir).map_err(|_| {
+            format!("--figures {} must be inside the page's directory {}", dir.display(), page_dir.display())
+        })?;
+        let link = |path: &Path| {
+            let name = path.strip_prefix(dir).unwrap_or(path);
+            relative.join(name).display().to_string()
+        };
+        let mut figures = Figures::default();
+        for (i, e) in experiments.iter().enumerate() {
+            let written = report::figures::write(&dir.join(format!("experiment-{}", i + 1)), &e.report.runs)?;
+            figures.experiments.push(written.iter().map(|p| link(p)).collect());
+        }
+        if let Some(keep_alive) = throughput.iter().find(|t| !t.new_connection && !t.results.is_empty()) {
+            let written = report::figures::write_throughput(dir, keep_alive)?;
+            figures.proxies = written.iter().map(|p| link(p)).collect();
+        }
+        Ok(figures)
     }
 }
 
@@ -177,6 +240,7 @@ mod tests {
             added_latency_ms: Added { p50: 0.2, p99: 1.5 },
             phases: vec![Phase { vus: 20, throughput_rps: 20.0 }],
             cold_bound_rate: None,
+            latency_cdf_ms: vec![100.0, 481.0, 2000.0],
         }
     }
 
@@ -242,7 +306,11 @@ mod tests {
             workers: vec!["http://w".to_string()],
             ..Default::default()
         };
-        let page = markdown(&provenance, "a machine", &experiments, &[throughput, closing, idle], &[soak]);
+        let figures = Figures {
+            experiments: vec![vec!["figures/experiment-1/latency_cdf.svg".to_string()]],
+            proxies: vec!["figures/proxies_rps.svg".to_string()],
+        };
+        let page = markdown(&provenance, "a machine", &experiments, &[throughput, closing, idle], &[soak], &figures);
         for needle in [
             "a machine",
             "2026-11-23",
@@ -268,10 +336,87 @@ mod tests {
             "9 restarts, 600000 calls",
             "43 lost",
             "nothing lost or failed in the rolling restarts",
+            "![latency cdf](figures/experiment-1/latency_cdf.svg)",
+            "## The proxies side by side (keep-alive)\n\n![proxies rps](figures/proxies_rps.svg)",
         ] {
             assert!(page.contains(needle), "{needle} missing from:\n{page}");
         }
         assert_eq!(page.matches("the haproxy config").count(), 1, "each proxy's config once:\n{page}");
+    }
+
+    #[test]
+    fn figures_are_drawn_beside_the_page_and_shown_on_it() {
+        let dir = std::env::temp_dir().join(format!("hiku-perf-results-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let experiment = dir.join("experiment.json");
+        let report = Report::new(vec![run("hiku", 16414), run("hiku-go", 12361)]);
+        std::fs::write(&experiment, serde_json::to_string(&report).unwrap()).unwrap();
+        let row = |contender: &str, connections: usize| summary::Row {
+            contender: contender.to_string(),
+            connections,
+            rps: 40000.0,
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            p999_ms: 3.0,
+            errors: 0,
+            cpu_s_per_1k: 0.02,
+            front_cpu_s_per_1k: None,
+            peak_rss_mb: 20.0,
+            syscalls_per_request: None,
+            context_switches_per_request: None,
+            reschedule_ipis_per_request: None,
+        };
+        let throughput = dir.join("throughput.json");
+        let rows = vec![row("hiku", 64), row("nginx", 64), row("hiku", 256), row("nginx", 256)];
+        let report = summary::Report { results: rows, ..Default::default() };
+        std::fs::write(&throughput, serde_json::to_string(&report).unwrap()).unwrap();
+        let args = Args {
+            experiments: vec![format!("16 GB={}", experiment.display())],
+            throughput: vec![throughput],
+            tier_soaks: vec![],
+            commit: "abc123".to_string(),
+            date: "today".to_string(),
+            commands: vec![],
+            notes: vec![],
+            out: Some(dir.join("RESULTS.md")),
+            figures: Some(dir.join("figures")),
+        };
+        let _ = args.run();
+        let page = std::fs::read_to_string(dir.join("RESULTS.md")).unwrap();
+        for (file, link) in [
+            ("figures/experiment-1/latency_cdf.svg", "![latency cdf](figures/experiment-1/latency_cdf.svg)"),
+            ("figures/experiment-1/throughput.svg", "![throughput](figures/experiment-1/throughput.svg)"),
+            ("figures/experiment-1/cold_starts.svg", "![cold starts](figures/experiment-1/cold_starts.svg)"),
+            ("figures/proxies_rps.svg", "![proxies rps](figures/proxies_rps.svg)"),
+            ("figures/proxies_cpu.svg", "![proxies cpu](figures/proxies_cpu.svg)"),
+        ] {
+            let svg = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert!(svg.starts_with("<svg") && svg.contains("hiku"), "{file}: {svg}");
+            assert!(page.contains(link), "{link} missing from:\n{page}");
+        }
+        // Two schedulers' CDFs; two contenders' bars at two connection counts.
+        let cdf = std::fs::read_to_string(dir.join("figures/experiment-1/latency_cdf.svg")).unwrap();
+        assert_eq!(cdf.matches("<polyline").count(), 2);
+        let rps = std::fs::read_to_string(dir.join("figures/proxies_rps.svg")).unwrap();
+        assert!(rps.contains("256 connections") && rps.contains("nginx"), "{rps}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn figures_outside_the_pages_directory_are_refused() {
+        let args = Args {
+            experiments: vec![],
+            throughput: vec![],
+            tier_soaks: vec![],
+            commit: String::new(),
+            date: String::new(),
+            commands: vec![],
+            notes: vec![],
+            out: Some(PathBuf::from("perf/RESULTS.md")),
+            figures: Some(PathBuf::from("elsewhere/figures")),
+        };
+        let e = args.draw(Path::new("elsewhere/figures"), &[], &[]).unwrap_err();
+        assert!(e.contains("must be inside the page's directory perf"), "{e}");
     }
 
     #[test]

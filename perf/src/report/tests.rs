@@ -77,6 +77,7 @@ fn json_has_exactly_the_issue_schema() {
         "cold_start_rate",
         "cut",
         "failed",
+        "latency_cdf_ms",
         "latency_ms",
         "load_cv",
         "phases",
@@ -88,6 +89,15 @@ fn json_has_exactly_the_issue_schema() {
     assert_eq!(keys(&r["latency_ms"]), ["mean", "p50", "p90", "p95", "p99"]);
     assert_eq!(keys(&r["added_latency_ms"]), ["p50", "p99"]);
     assert_eq!(keys(&r["phases"][0]), ["throughput_rps", "vus"]);
+}
+
+#[test]
+fn the_latency_cdf_holds_every_half_percentile_of_the_completed_calls() {
+    // Completed: 200, 400, 600 and 800 ms.
+    let cdf = run().latency_cdf_ms;
+    assert_eq!(cdf.len(), CDF_POINTS);
+    assert_eq!((cdf[0], cdf[100], cdf[200]), (200.0, 500.0, 800.0));
+    assert!(cdf.windows(2).all(|w| w[0] <= w[1]));
 }
 
 #[test]
