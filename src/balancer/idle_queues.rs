@@ -725,14 +725,32 @@ mod tests {
             }
         }
         assert!(q.functions() <= q.capacity());
-        // Freed queues wait for the epoch to move on: let it.
-        for _ in 0..64 {
-            epoch::pin().flush();
-        }
-        let live = LIVE_QUEUES.load(Ordering::Relaxed);
+        // Freed queues wait for the epoch to move on, which other tests'
+        // shards (pinned, repinning every second) may hold back a while.
         // Other tests' queues live at the same time: a generous bound, far
         // below the million made.
+        let live = live_queues_once_freed(0, q.capacity() + 20_000, || {
+            epoch::pin().flush();
+        });
         assert!(live < q.capacity() + 20_000, "{live} queues alive for a table of {}", q.capacity());
+    }
+
+    /// Live queues made since `before` once fewer than `bound`, calling
+    /// `free` between looks, for at most 10 s: the epoch moves on only
+    /// once every pinned thread in the process (other tests' shards
+    /// among them) has repinned.
+    fn live_queues_once_freed(before: usize, bound: usize, mut free: impl FnMut()) -> usize {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            for _ in 0..64 {
+                free();
+            }
+            let live = LIVE_QUEUES.load(Ordering::Relaxed).saturating_sub(before);
+            if live < bound || std::time::Instant::now() > deadline {
+                return live;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     #[test]
@@ -751,9 +769,9 @@ mod tests {
                     repin_epoch();
                 }
             }
-            repin_epoch();
-            let live = LIVE_QUEUES.load(Ordering::Relaxed).saturating_sub(before);
             // Other tests make queues meanwhile; 20 000 were dropped here.
+            // Without the repins this thread's own pin would keep them all.
+            let live = live_queues_once_freed(before, 10_000, repin_epoch);
             assert!(live < 10_000, "{live} dropped queues are still alive");
         })
         .join()
