@@ -10,8 +10,33 @@ const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 420.0;
 /// Plot area margins: left, right, top, bottom.
 const MARGIN: (f64, f64, f64, f64) = (70.0, 190.0, 40.0, 50.0);
-/// Colour-blind-safe (Okabe-Ito), one per series, repeating.
+/// Colour-blind-safe (Okabe-Ito), one per series; past the eighth series
+/// they repeat with another dash (lines) or a lighter fill (bars).
 const COLOURS: [&str; 8] = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"];
+/// Dash patterns of lines, one per round of the colours.
+const DASHES: [&str; 3] = ["", "7 4", "2 3"];
+
+/// Series `i`'s colour, and which round of the colours it is in.
+fn style(i: usize) -> (&'static str, usize) {
+    (COLOURS[i % COLOURS.len()], i / COLOURS.len())
+}
+
+/// A line's dash attribute for round `round` of the colours.
+fn dash(round: usize) -> String {
+    match DASHES[round % DASHES.len()] {
+        "" => String::new(),
+        pattern => format!(" stroke-dasharray=\"{pattern}\""),
+    }
+}
+
+/// A bar's fill attributes for round `round` of the colours: solid, then
+/// lighter with an outline.
+fn fill(colour: &str, round: usize) -> String {
+    match round {
+        0 => format!("fill=\"{colour}\""),
+        _ => format!("fill=\"{colour}\" fill-opacity=\"0.4\" stroke=\"{colour}\" stroke-width=\"1.5\""),
+    }
+}
 /// A CDF is drawn through this many quantiles.
 const CDF_POINTS: usize = 200;
 /// The CDF's x axis ends at this percentile of the slowest series, so one
@@ -114,12 +139,27 @@ impl Frame {
         HEIGHT - MARGIN.3 - (v / self.y_max).clamp(0.0, 1.0) * (HEIGHT - MARGIN.2 - MARGIN.3)
     }
 
-    fn legend(&mut self, names: &[String]) {
+    /// One entry per series, drawn as its lines (`lines`) or bars are.
+    fn legend(&mut self, names: &[String], lines: bool) {
         for (i, name) in names.iter().enumerate() {
             let (x, y) = (WIDTH - MARGIN.1 + 14.0, MARGIN.2 + 10.0 + 18.0 * i as f64);
-            let colour = COLOURS[i % COLOURS.len()];
-            let _ =
-                writeln!(self.out, "<rect x=\"{x}\" y=\"{}\" width=\"14\" height=\"10\" fill=\"{colour}\"/>", y - 9.0);
+            let (colour, round) = style(i);
+            let _ = match lines {
+                true => writeln!(
+                    self.out,
+                    "<line x1=\"{x}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"{colour}\" stroke-width=\"2\"{}/>",
+                    x + 16.0,
+                    y - 4.0,
+                    y - 4.0,
+                    dash(round)
+                ),
+                false => writeln!(
+                    self.out,
+                    "<rect x=\"{x}\" y=\"{}\" width=\"14\" height=\"10\" {}/>",
+                    y - 9.0,
+                    fill(colour, round)
+                ),
+            };
             let _ = writeln!(self.out, "<text x=\"{}\" y=\"{y}\">{}</text>", x + 20.0, escape(name));
         }
     }
@@ -144,15 +184,16 @@ pub fn latency_cdf(title: &str, series: &[(String, Vec<f64>)]) -> String {
                 format!("{:.1},{:.1}", frame.x(percentile(sorted, q * 100.0)), frame.y(q))
             })
             .collect();
-        let colour = COLOURS[i % COLOURS.len()];
+        let (colour, round) = style(i);
         let _ = writeln!(
             frame.out,
-            "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>",
-            points.join(" ")
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"{}/>",
+            points.join(" "),
+            dash(round)
         );
     }
     let names: Vec<String> = series.iter().map(|(n, _)| n.clone()).collect();
-    frame.legend(&names);
+    frame.legend(&names, true);
     frame.finish()
 }
 
@@ -176,17 +217,18 @@ pub fn grouped_bars(title: &str, y_label: &str, categories: &[String], series: &
             let left = frame.x(slot * (c as f64 + 0.1) + bar * s as f64);
             let width = frame.x(bar) - frame.x(0.0);
             let (top, bottom) = (frame.y(v), frame.y(0.0));
-            let colour = COLOURS[s % COLOURS.len()];
+            let (colour, round) = style(s);
             let _ = writeln!(
                 frame.out,
-                "<rect x=\"{left:.1}\" y=\"{top:.1}\" width=\"{width:.1}\" height=\"{:.1}\" fill=\"{colour}\"><title>{}</title></rect>",
+                "<rect x=\"{left:.1}\" y=\"{top:.1}\" width=\"{width:.1}\" height=\"{:.1}\" {}><title>{}</title></rect>",
                 bottom - top,
+                fill(colour, round),
                 label(v)
             );
         }
     }
     let names: Vec<String> = series.iter().map(|(n, _)| n.clone()).collect();
-    frame.legend(&names);
+    frame.legend(&names, false);
     frame.finish()
 }
 
@@ -213,6 +255,29 @@ mod tests {
         // The last point of a line is at fraction 1: the top of the plot area.
         let last_point = svg.lines().find(|l| l.starts_with("<polyline")).unwrap().split('"').nth(1).unwrap();
         assert!(last_point.ends_with(&format!(",{:.1}", MARGIN.2)), "{last_point}");
+    }
+
+    #[test]
+    fn series_past_the_colours_are_dashed_or_lighter_and_no_two_look_alike() {
+        let series: Vec<(String, Vec<f64>)> = (0..10).map(|i| (format!("s{i}"), vec![f64::from(i) + 1.0])).collect();
+        // An element's look: its colour, dash and opacity attributes.
+        let look = |line: &str| -> String {
+            let value = |key: &str| line.split(&format!(" {key}=\"")).nth(1).and_then(|r| r.split('"').next());
+            let keys = ["stroke", "fill", "stroke-dasharray", "fill-opacity"];
+            keys.iter().map(|k| format!("{k}={}", value(k).unwrap_or("-"))).collect::<Vec<_>>().join(" ")
+        };
+        let cdf = latency_cdf("t", &series);
+        let bars = grouped_bars("t", "y", &["c".to_string()], &series);
+        for (svg, drawn) in [(&cdf, "<polyline"), (&bars, "<title>")] {
+            let looks: Vec<String> = svg.lines().filter(|l| l.contains(drawn)).map(look).collect();
+            let mut distinct = looks.clone();
+            distinct.sort();
+            distinct.dedup();
+            assert_eq!((looks.len(), distinct.len()), (10, 10), "{looks:?}");
+        }
+        // The legend draws the ninth line dashed, the ninth bar lighter.
+        assert!(cdf.lines().filter(|l| l.starts_with("<line") && l.contains("stroke-dasharray")).count() == 2);
+        assert!(bars.lines().filter(|l| l.starts_with("<rect") && l.contains("fill-opacity")).count() == 4);
     }
 
     #[test]
