@@ -8,6 +8,8 @@ pub mod paper;
 pub mod results;
 pub mod svg;
 
+use std::fmt::Write;
+
 use serde::{Deserialize, Serialize};
 
 use crate::load::loadgen::Call;
@@ -98,6 +100,13 @@ pub struct Added {
 pub struct Phase {
     pub vus: usize,
     pub throughput_rps: f64,
+    /// The mean latency (paper-scale ms) of the phase's completed calls;
+    /// none if none completed (or the report predates it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_ms: Option<f64>,
+    /// The share of the phase's completed calls that started cold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_start_rate: Option<f64>,
 }
 
 /// The latencies of a run's completed calls, ascending (paper-scale ms).
@@ -131,7 +140,15 @@ pub fn summarize(
     let phases = (0..PHASE_VUS.len())
         .map(|p| {
             let in_phase = |c: &&&Call| (c.start_ms / phase_ms) as usize == p;
-            Phase { vus: PHASE_VUS[p], throughput_rps: completed.iter().filter(in_phase).count() as f64 / phase_s }
+            let done: Vec<&&Call> = completed.iter().filter(in_phase).collect();
+            let latencies: Vec<f64> = done.iter().map(|c| c.latency_ms).collect();
+            let cold = done.iter().filter(|c| c.cold == Some(true)).count();
+            Phase {
+                vus: PHASE_VUS[p],
+                throughput_rps: done.len() as f64 / phase_s,
+                mean_ms: (!done.is_empty()).then(|| mean(&latencies)),
+                cold_start_rate: (!done.is_empty()).then(|| cold as f64 / done.len() as f64),
+            }
         })
         .collect();
     Run {
@@ -297,7 +314,34 @@ pub fn table(runs: &[Run]) -> String {
         true => "mean over the seeds, then the least and the most any seed gave; ",
         false => "",
     };
-    grid(&headers, &rows) + &bound_line(runs) + seeds + UNITS + paper::SOURCE
+    grid(&headers, &rows) + &bound_line(runs) + &phase_lines(runs) + seeds + UNITS + paper::SOURCE
+}
+
+/// Each row's mean latency and cold starts phase by phase (means over the
+/// seeds): a mean over a whole run weighs the phases by how many calls
+/// completed in each, so a scheduler that fails the crowded phase's slow
+/// calls shows a lower one. Nothing if no run has them.
+fn phase_lines(runs: &[Run]) -> String {
+    if !runs.iter().flat_map(|r| &r.phases).any(|p| p.mean_ms.is_some()) {
+        return String::new();
+    }
+    let rows = groups(runs, |r| (r.scheduler.as_str(), r.balancer.as_str()));
+    let width = rows.iter().map(|((s, b), _)| s.len() + b.len() + 1).max().unwrap_or(0);
+    let vus: Vec<String> = PHASE_VUS.iter().map(|v| v.to_string()).collect();
+    let mut out = format!("per phase, completed calls' mean ms / cold % at {} VUs:\n", vus.join(", "));
+    for ((scheduler, balancer), group) in rows {
+        let name = format!("{scheduler} {balancer}");
+        let _ = write!(out, "  {name:width$}");
+        for p in 0..PHASE_VUS.len() {
+            let of = |get: fn(&Phase) -> Option<f64>| {
+                let values: Vec<f64> = group.iter().filter_map(|r| r.phases.get(p).and_then(get)).collect();
+                mean(&values)
+            };
+            let _ = write!(out, "  {:>6.0} / {:>5.1}", of(|p| p.mean_ms), of(|p| p.cold_start_rate) * 100.0);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// `bound ...`: the cold starts no placement of the calls avoids, and how

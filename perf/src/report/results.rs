@@ -238,7 +238,7 @@ mod tests {
             cold_start_rate: 0.3,
             load_cv: 0.27,
             added_latency_ms: Added { p50: 0.2, p99: 1.5 },
-            phases: vec![Phase { vus: 20, throughput_rps: 20.0 }],
+            phases: vec![Phase { vus: 20, throughput_rps: 20.0, mean_ms: Some(481.0), cold_start_rate: Some(0.3) }],
             cold_bound_rate: None,
             latency_cdf_ms: vec![100.0, 481.0, 2000.0],
         }

@@ -88,7 +88,28 @@ fn json_has_exactly_the_issue_schema() {
     assert_eq!(keys(r), expected);
     assert_eq!(keys(&r["latency_ms"]), ["mean", "p50", "p90", "p95", "p99"]);
     assert_eq!(keys(&r["added_latency_ms"]), ["p50", "p99"]);
-    assert_eq!(keys(&r["phases"][0]), ["throughput_rps", "vus"]);
+    assert_eq!(keys(&r["phases"][0]), ["cold_start_rate", "mean_ms", "throughput_rps", "vus"]);
+}
+
+#[test]
+fn each_phase_has_the_mean_and_cold_starts_of_its_completed_calls_and_the_table_shows_them() {
+    // Phase 0: 200 ms cold and 400 ms warm; 1: 600 ms warm; 2: 800 ms
+    // cold (the failed and the cut call do not count).
+    let r = run();
+    let got: Vec<(Option<f64>, Option<f64>)> = r.phases.iter().map(|p| (p.mean_ms, p.cold_start_rate)).collect();
+    assert_eq!(got, [(Some(300.0), Some(0.5)), (Some(600.0), Some(0.0)), (Some(800.0), Some(1.0))]);
+    let table = table(&[r.clone(), Run { seed: 8, ..r }]);
+    assert!(table.contains("per phase, completed calls' mean ms / cold % at 20, 50, 100 VUs:\n"), "{table}");
+    assert!(table.contains("  hiku random     300 /  50.0     600 /   0.0     800 / 100.0\n"), "{table}");
+}
+
+#[test]
+fn a_report_without_phase_means_has_no_phase_lines() {
+    let mut r = run();
+    for p in &mut r.phases {
+        (p.mean_ms, p.cold_start_rate) = (None, None);
+    }
+    assert!(!table(&[r]).contains("per phase"));
 }
 
 #[test]
