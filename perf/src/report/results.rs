@@ -244,6 +244,25 @@ mod tests {
         }
     }
 
+    /// A throughput row: `contender` at `connections`, `rps`.
+    fn row(contender: &str, connections: usize, rps: f64) -> summary::Row {
+        summary::Row {
+            contender: contender.to_string(),
+            connections,
+            rps,
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            p999_ms: 3.0,
+            errors: 0,
+            cpu_s_per_1k: 0.02,
+            front_cpu_s_per_1k: None,
+            peak_rss_mb: 20.0,
+            syscalls_per_request: None,
+            context_switches_per_request: None,
+            reschedule_ipis_per_request: None,
+        }
+    }
+
     #[test]
     fn the_page_holds_every_report_and_where_it_came_from() {
         let provenance = Provenance {
@@ -256,21 +275,7 @@ mod tests {
             Experiment { label: "6 GB".to_string(), report: Report::new(vec![run("hiku", 16414), run("go", 12361)]) },
             Experiment { label: "16 GB".to_string(), report: Report::new(vec![run("hiku", 17000)]) },
         ];
-        let row = |contender: &str, rps: f64| summary::Row {
-            contender: contender.to_string(),
-            connections: 64,
-            rps,
-            p50_ms: 1.0,
-            p99_ms: 2.0,
-            p999_ms: 3.0,
-            errors: 0,
-            cpu_s_per_1k: 0.02,
-            front_cpu_s_per_1k: None,
-            peak_rss_mb: 20.0,
-            syscalls_per_request: None,
-            context_switches_per_request: None,
-            reschedule_ipis_per_request: None,
-        };
+        let row = |contender: &str, rps: f64| row(contender, 64, rps);
         let config = |label: &str| (label.to_string(), format!("the {label} config\n"));
         let throughput = summary::Report {
             results: vec![row("hiku", 40000.0), row("nginx", 50000.0)],
@@ -351,21 +356,7 @@ mod tests {
         let experiment = dir.join("experiment.json");
         let report = Report::new(vec![run("hiku", 16414), run("hiku-go", 12361)]);
         std::fs::write(&experiment, serde_json::to_string(&report).unwrap()).unwrap();
-        let row = |contender: &str, connections: usize| summary::Row {
-            contender: contender.to_string(),
-            connections,
-            rps: 40000.0,
-            p50_ms: 1.0,
-            p99_ms: 2.0,
-            p999_ms: 3.0,
-            errors: 0,
-            cpu_s_per_1k: 0.02,
-            front_cpu_s_per_1k: None,
-            peak_rss_mb: 20.0,
-            syscalls_per_request: None,
-            context_switches_per_request: None,
-            reschedule_ipis_per_request: None,
-        };
+        let row = |contender: &str, connections: usize| row(contender, connections, 40000.0);
         let throughput = dir.join("throughput.json");
         let rows = vec![row("hiku", 64), row("nginx", 64), row("hiku", 256), row("nginx", 256)];
         let report = summary::Report { results: rows, ..Default::default() };
