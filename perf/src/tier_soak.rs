@@ -122,7 +122,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
         workdir: &workdir.0,
         name: "hiku",
     };
-    let Tier { mut instances, front: _front } = tier::start(spec).await?;
+    let Tier { mut instances, front: _front, rise } = tier::start(spec).await?;
     let target: SocketAddr = address.parse().expect("an address");
     // The front's checks find every instance up before the load.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -142,6 +142,9 @@ pub async fn run(options: &Options) -> Result<Report, String> {
             return Err(format!("instance {} exited {status} on SIGTERM", instance.main));
         }
         instance.start(&options.hiku).await?;
+        // As an operator's rolling restart: the next instance goes only
+        // once the front counts this one up again, or both could be out.
+        tokio::time::sleep(rise).await;
         restarts += 1;
         next += 1;
         if options.progress {

@@ -72,6 +72,23 @@ impl Instance {
 pub struct Tier {
     pub instances: Vec<Instance>,
     pub front: Front,
+    /// How long after an instance is back the front counts it up again at
+    /// the latest: its checks' `rise` successes, one `inter` apart, and one
+    /// `inter` more for the first to come.
+    pub rise: Duration,
+}
+
+/// The rise time of a front's `default-server check inter <ms>ms ... rise
+/// <n>` (HAProxy's defaults, 2000 ms and 2, where a config leaves them out).
+pub fn rise_time(config: &str) -> Duration {
+    let line = config.lines().find(|l| l.trim_start().starts_with("default-server")).unwrap_or("");
+    let word_after = |key: &str| {
+        let mut words = line.split_whitespace();
+        words.find(|w| *w == key).and(words.next())
+    };
+    let inter = word_after("inter").and_then(|w| w.strip_suffix("ms")?.parse::<u64>().ok()).unwrap_or(2000);
+    let rise = word_after("rise").and_then(|w| w.parse::<u64>().ok()).unwrap_or(2);
+    Duration::from_millis(inter * (rise + 1))
 }
 
 /// Starts the instances, then HAProxy in front of them on `spec.address`.
@@ -113,5 +130,19 @@ pub async fn start(spec: Spec<'_>) -> Result<Tier, String> {
     let cfg = spec.workdir.join(format!("{}-haproxy.cfg", spec.name));
     let log = spec.workdir.join(format!("{}-haproxy.log", spec.name));
     let front = front::start(spec.haproxy, &config, &cfg, &spec.address, &log).await?;
-    Ok(Tier { instances, front })
+    Ok(Tier { instances, front, rise: rise_time(&config) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rise_time_comes_from_the_fronts_checks() {
+        let shipped = std::fs::read_to_string(front::SHIPPED).unwrap();
+        // config/tier/haproxy.cfg: inter 300ms, rise 2.
+        assert_eq!(rise_time(&shipped), Duration::from_millis(900));
+        assert_eq!(rise_time(&front::l4("127.0.0.1:1", &["127.0.0.1:2".to_string()])), Duration::from_millis(900));
+        assert_eq!(rise_time("backend b\n    default-server check\n"), Duration::from_millis(6000));
+    }
 }
