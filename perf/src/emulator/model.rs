@@ -645,7 +645,11 @@ impl Worker {
         }
         let free = self.free_mb / SANDBOX_MB;
         let in_flight = self.destroys.iter().filter(|d| d.by_evictor).count();
-        let mut count = self.limits.free_slots_goal().saturating_sub(free).min(CONCURRENT_EVICTIONS.saturating_sub(in_flight) as u64);
+        let mut count = self
+            .limits
+            .free_slots_goal()
+            .saturating_sub(free)
+            .min(CONCURRENT_EVICTIONS.saturating_sub(in_flight) as u64);
         while count > 0 {
             let paused = self.instances.iter_mut().filter_map(|i| match i.sandbox {
                 Some(Sandbox::Paused { since }) => Some((since, i)),

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::report::svg::{grouped_bars, latency_cdf};
 use crate::report::Run;
+use crate::stats::groups;
 use crate::throughput::summary;
 
 /// Writes `latency_cdf.svg`, `throughput.svg` and `cold_starts.svg` into
@@ -25,16 +26,14 @@ pub fn write(dir: &Path, runs: &[Run]) -> Result<Vec<PathBuf>, String> {
     let throughput = grouped_bars("Throughput per phase", "completed calls per second", &phases, &rps);
 
     // Balancers along the x axis, one bar per scheduler.
-    let balancers = distinct(runs.iter().map(|run| &run.balancer));
-    let cold: Vec<(String, Vec<f64>)> = distinct(runs.iter().map(|run| &run.scheduler))
+    let balancers: Vec<String> = groups(&runs, |run| run.balancer.clone()).into_iter().map(|(b, _)| b).collect();
+    let cold: Vec<(String, Vec<f64>)> = groups(&runs, |run| run.scheduler.clone())
         .into_iter()
-        .map(|s| {
+        .map(|(s, own)| {
             let rate = |b: &String| {
-                let found = runs.iter().find(|run| run.scheduler == s && &run.balancer == b);
-                found.map_or(f64::NAN, |run| run.cold_start_rate * 100.0)
+                own.iter().find(|run| &run.balancer == b).map_or(f64::NAN, |run| run.cold_start_rate * 100.0)
             };
-            let rates = balancers.iter().map(rate).collect();
-            (s, rates)
+            (s, balancers.iter().map(rate).collect())
         })
         .collect();
     let cold = grouped_bars("Cold-start rate per balancer", "cold starts (% of calls)", &balancers, &cold);
@@ -50,37 +49,26 @@ pub fn write_throughput(dir: &Path, report: &summary::Report) -> Result<Vec<Path
     if report.results.is_empty() {
         return Ok(Vec::new());
     }
-    let connections = distinct(report.results.iter().map(|r| &r.connections));
+    let connections: Vec<usize> = groups(&report.results, |r| r.connections).into_iter().map(|(c, _)| c).collect();
     let labels: Vec<String> = connections.iter().map(|c| format!("{c} connections")).collect();
     let series = |value: fn(&summary::Row) -> f64| -> Vec<(String, Vec<f64>)> {
-        distinct(report.results.iter().map(|r| &r.contender))
+        groups(&report.results, |r| r.contender.clone())
             .into_iter()
-            .map(|contender| {
-                let at = |c: &usize| {
-                    let row = report.results.iter().find(|r| r.contender == contender && r.connections == *c);
-                    row.map_or(f64::NAN, value)
-                };
-                let values = connections.iter().map(at).collect();
-                (contender, values)
+            .map(|(contender, rows)| {
+                let at = |c: &usize| rows.iter().find(|r| r.connections == *c).map_or(f64::NAN, |r| value(r));
+                (contender, connections.iter().map(at).collect())
             })
             .collect()
     };
     let kind = if report.new_connection { "a new connection per call" } else { "keep-alive" };
     let rps = grouped_bars(&format!("Requests per second, {kind}"), "req/s", &labels, &series(|r| r.rps));
-    let cpu =
-        grouped_bars(&format!("CPU per call, {kind}"), "CPU ms per call (all processes)", &labels, &series(|r| r.cpu_s_per_1k));
+    let cpu = grouped_bars(
+        &format!("CPU per call, {kind}"),
+        "CPU ms per call (all processes)",
+        &labels,
+        &series(|r| r.cpu_s_per_1k),
+    );
     save(dir, [("proxies_rps.svg", rps), ("proxies_cpu.svg", cpu)])
-}
-
-/// The values in their first order, each once.
-fn distinct<'a, T: PartialEq + Clone + 'a>(values: impl Iterator<Item = &'a T>) -> Vec<T> {
-    let mut seen: Vec<T> = Vec::new();
-    for v in values {
-        if !seen.contains(v) {
-            seen.push(v.clone());
-        }
-    }
-    seen
 }
 
 fn save<const N: usize>(dir: &Path, files: [(&str, String); N]) -> Result<Vec<PathBuf>, String> {

@@ -174,7 +174,9 @@ pub fn summarize(
             .filter(|r| r.is_finite()),
         latency_cdf_ms: match latencies.is_empty() {
             true => Vec::new(),
-            false => (0..CDF_POINTS).map(|k| percentile(&latencies, 100.0 * k as f64 / (CDF_POINTS - 1) as f64)).collect(),
+            false => {
+                (0..CDF_POINTS).map(|k| percentile(&latencies, 100.0 * k as f64 / (CDF_POINTS - 1) as f64)).collect()
+            }
         },
     }
 }
