@@ -31,6 +31,7 @@ fn tiny(contenders: Vec<Contender>, balancers: &[&str], seeds: Vec<u64>) -> Opti
             time_scale: 0.02,
             seed: 7,
             fault: None,
+            hints: true,
         },
         phase_seconds: 100.0,
         seeds,

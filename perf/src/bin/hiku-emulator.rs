@@ -57,6 +57,10 @@ struct Cli {
     /// other-host (they name it localhost for 127.0.0.1)
     #[arg(long, value_name = "FAULT")]
     fault: Option<String>,
+    /// Leave out the hint headers X-Cold-Start and X-Service-Ms, which no real OpenLambda
+    /// worker sends (the body says the same, for the load generator)
+    #[arg(long)]
+    no_hints: bool,
     /// Emulate the workers this hiku config names, on their ports, reporting to its host and
     /// port (in place of --workers, --base-port and --scheduler)
     #[arg(long, value_name = "CONFIG", conflicts_with_all = ["workers", "base_port", "scheduler"])]
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
         seed: cli.seed,
         scheduler,
         fault,
+        hints: !cli.no_hints,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
     runtime.block_on(async {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Notify};
 
-use self::model::{CallId, Event, Limits, Work};
+use self::model::{CallId, Cold, Event, Limits, Work};
 use crate::functions::table_i_times;
 use crate::http::{self, Conn};
 use crate::rng::{derive_seed, lognormal_noise};
@@ -78,6 +78,11 @@ pub struct Config {
     pub scheduler: Option<String>,
     /// A fault injected into the first worker's reports, if any.
     pub fault: Option<Fault>,
+    /// Whether answers carry the emulator's hints, `X-Cold-Start` and
+    /// `X-Service-Ms`, which no real OpenLambda worker sends (the body says
+    /// the same either way, for the load generator: a scheduler reads no
+    /// body).
+    pub hints: bool,
 }
 
 /// What goes wrong with the first worker's `destroySandbox` reports: the
@@ -151,13 +156,20 @@ struct Worker {
     wake: Notify,
 }
 
+/// How a call in the model ended.
+enum Ran {
+    /// It completed, cold for this reason (`None`: warm).
+    Completed(Option<Cold>),
+    /// Its sandbox was destroyed under it.
+    Failed,
+}
+
 struct State {
     model: model::Worker,
     noise: fastrand::Rng,
     next_call: CallId,
-    /// Calls in the model, by id: the sender answers whether it was cold,
-    /// or `None` if it failed.
-    pending: HashMap<CallId, oneshot::Sender<Option<bool>>>,
+    /// Calls in the model, by id: the sender answers how it started.
+    pending: HashMap<CallId, oneshot::Sender<Ran>>,
 }
 
 /// Where an emulated worker listens (on 127.0.0.1; 0: any free port) and,
@@ -260,12 +272,12 @@ async fn drive(worker: Arc<Worker>) {
                 match event {
                     Event::Completed { call, cold, .. } => {
                         if let Some(answer) = state.pending.remove(&call) {
-                            let _ = answer.send(Some(cold));
+                            let _ = answer.send(Ran::Completed(cold));
                         }
                     }
                     Event::Failed { call, .. } => {
                         if let Some(answer) = state.pending.remove(&call) {
-                            let _ = answer.send(None);
+                            let _ = answer.send(Ran::Failed);
                         }
                     }
                     Event::Removed { function, .. } => report_removal(&worker, function),
@@ -358,20 +370,25 @@ async fn run(worker: &Worker, function: &str, keep_alive: bool) -> Vec<u8> {
     };
     worker.wake.notify_one();
     let cold = match done.await {
-        Ok(Some(cold)) => cold,
+        Ok(Ran::Completed(cold)) => cold,
         // OpenLambda's answer when the round trip to the sandbox fails.
-        Ok(None) => return http::response(502, "Bad Gateway", &[], b"RoundTrip failed", keep_alive),
+        Ok(Ran::Failed) => return http::response(502, "Bad Gateway", &[], b"RoundTrip failed", keep_alive),
         Err(_) => return http::response(500, "Internal Server Error", &[], b"call lost", false),
     };
     // Measured, not taken from the model: timer lateness is the worker's,
     // so the scheduler's added latency (latency minus this) excludes it.
     let service_ms = worker.config.time_scale.paper_ms(arrived.elapsed());
     let url = format!("http://{}", worker.host);
-    let body = serde_json::json!({"function": function, "cold": cold, "service_ms": service_ms}).to_string();
-    let (cold, service) = (cold.to_string(), format!("{service_ms:.3}"));
-    let headers =
-        [("Content-Type", "application/json"), ("X-Worker", &url), ("X-Cold-Start", &cold), ("X-Service-Ms", &service)];
-    http::response(200, "OK", &headers, body.as_bytes(), keep_alive)
+    let mut body = serde_json::json!({"function": function, "cold": cold.is_some(), "service_ms": service_ms});
+    if let Some(cause) = cold {
+        body["cold_cause"] = cause.name().into();
+    }
+    let (cold, service) = (cold.is_some().to_string(), format!("{service_ms:.3}"));
+    let mut headers = vec![("Content-Type", "application/json"), ("X-Worker", &url)];
+    if worker.config.hints {
+        headers.extend([("X-Cold-Start", cold.as_str()), ("X-Service-Ms", service.as_str())]);
+    }
+    http::response(200, "OK", &headers, body.to_string().as_bytes(), keep_alive)
 }
 
 #[cfg(test)]

@@ -51,6 +51,11 @@
 //!   comes back, and the evictor hears of it, when its destroy is done;
 //!   a killed instance's report (`destroySandbox`) is sent then too.
 //!
+//! - **Why a call starts cold** ([`Cold`]): what left its instance without a
+//!   sandbox: it is the function's first, it replaces instances a code pull
+//!   killed, the autoscaler added it, the evictor destroyed its paused
+//!   sandbox, or its sandbox was destroyed under a running call.
+//!
 //! Left out: the 1024-call queue limit (429) and the import cache (off in
 //! the paper's setup).
 //!
@@ -132,11 +137,46 @@ pub struct Work {
     pub warm_ms: f64,
 }
 
+/// Why a call started cold: what left its instance without a sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Cold {
+    /// The function's first instance on this worker.
+    First,
+    /// An instance in place of those a code pull killed.
+    Refresh,
+    /// An instance the autoscaler added for more calls at once (or again,
+    /// after scaling down).
+    ScaleUp,
+    /// Its paused sandbox was destroyed by the evictor for memory.
+    Evicted,
+    /// Its sandbox was destroyed under a running call (the evictor's last
+    /// resort).
+    Killed,
+}
+
+impl Cold {
+    pub const ALL: [Cold; 5] = [Cold::First, Cold::Refresh, Cold::ScaleUp, Cold::Evicted, Cold::Killed];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cold::First => "first",
+            Cold::Refresh => "refresh",
+            Cold::ScaleUp => "scale-up",
+            Cold::Evicted => "evicted",
+            Cold::Killed => "killed",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Cold> {
+        Cold::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
 /// Something the caller must act on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// A call finished: answer it.
-    Completed { call: CallId, cold: bool, arrived_ms: f64, finished_ms: f64 },
+    /// A call finished: answer it. `cold` says why it started cold (`None`: warm).
+    Completed { call: CallId, cold: Option<Cold>, arrived_ms: f64, finished_ms: f64 },
     /// An instance of `function` was killed with its sandbox: tell the scheduler.
     Removed { function: String },
     /// A call failed: the evictor destroyed the sandbox it ran in, or the
@@ -196,6 +236,8 @@ struct Instance {
     id: u64,
     function: usize,
     sandbox: Option<Sandbox>,
+    /// Why it has no sandbox, while it has none (a `Dead` one was evicted).
+    fresh: Cold,
     /// Waiting for a call since then; `None` while it has one.
     idle_since: Option<f64>,
     /// Killed while busy: goes with its sandbox after its call.
@@ -211,6 +253,11 @@ struct Function {
     /// Calls arrived and not completed.
     outstanding: usize,
     last_pull_ms: Option<f64>,
+    /// Instances a code pull killed that the autoscaler has not replaced
+    /// yet: the next ones it adds are there for the pull.
+    refreshed: usize,
+    /// Whether it ever had an instance here.
+    had_instance: bool,
     /// Round trips of the last calls, whole ms.
     run_times: VecDeque<f64>,
     /// The autoscaler's next chance, after a change.
@@ -221,7 +268,7 @@ struct Function {
 struct Running {
     call: CallId,
     instance: u64,
-    cold: bool,
+    cold: Option<Cold>,
     arrived_ms: f64,
     remaining_ms: f64,
     /// The work of the round trip to the sandbox (a warm call's), the last
@@ -359,6 +406,8 @@ impl Worker {
             queue: VecDeque::new(),
             outstanding: 0,
             last_pull_ms: None,
+            refreshed: 0,
+            had_instance: false,
             run_times: VecDeque::new(),
             autoscale_at: None,
         });
@@ -401,6 +450,7 @@ impl Worker {
         if !ids.is_empty() {
             self.stats.refreshes += 1;
         }
+        self.functions[f].refreshed = ids.len();
         for id in ids {
             self.kill(id);
         }
@@ -424,13 +474,31 @@ impl Worker {
         if have < desired {
             self.next_instance += 1;
             let id = self.next_instance;
-            self.instances.push(Instance { id, function: f, sandbox: None, idle_since: Some(self.now), dying: false });
-            self.functions[f].instances.push(id);
+            let function = &mut self.functions[f];
+            let fresh = match (function.had_instance, function.refreshed) {
+                (false, _) => Cold::First,
+                (true, 0) => Cold::ScaleUp,
+                (true, _) => Cold::Refresh,
+            };
+            function.had_instance = true;
+            function.refreshed = function.refreshed.saturating_sub(1);
+            function.instances.push(id);
+            self.instances.push(Instance {
+                id,
+                function: f,
+                sandbox: None,
+                fresh,
+                idle_since: Some(self.now),
+                dying: false,
+            });
             self.dispatch(f);
         } else if have > desired {
+            self.functions[f].refreshed = 0;
             let newest = self.functions[f].instances.pop().expect("more than one");
             self.kill(newest);
         } else {
+            // Enough instances: those a pull killed are replaced.
+            self.functions[f].refreshed = 0;
             return;
         }
         self.functions[f].autoscale_at = Some(self.now + AUTOSCALE_MS);
@@ -545,17 +613,19 @@ impl Worker {
     fn start(&mut self, id: u64, call: Pending) {
         let now = self.now;
         let instance = self.instance(id);
-        let cold = matches!(instance.sandbox, None | Some(Sandbox::Dead));
-        if cold {
+        let cold = match instance.sandbox {
+            None => Some(instance.fresh),
+            Some(Sandbox::Dead) => Some(Cold::Evicted),
+            Some(Sandbox::Active { .. } | Sandbox::Paused { .. }) => None,
+        };
+        if cold.is_some() {
             instance.sandbox = Some(Sandbox::Active { since: now });
             self.sandbox_event = true;
-        }
-        if cold {
             self.stats.cold += 1;
         } else {
             self.stats.warm += 1;
         }
-        let remaining_ms = if cold { call.work.cold_ms } else { call.work.warm_ms };
+        let remaining_ms = if cold.is_some() { call.work.cold_ms } else { call.work.warm_ms };
         let trip_ms = call.work.warm_ms.min(remaining_ms);
         self.running.push(Running {
             call: call.call,
@@ -696,6 +766,7 @@ impl Worker {
             }
             let instance = self.instance(r.instance);
             instance.sandbox = None;
+            instance.fresh = Cold::Killed;
             instance.idle_since = Some(now);
         }
         self.autoscale(f);

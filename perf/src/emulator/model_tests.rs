@@ -11,7 +11,15 @@ fn work(cold_ms: f64, warm_ms: f64) -> Work {
     Work { cold_ms, warm_ms }
 }
 
-fn done(call: CallId, cold: bool, arrived_ms: f64, finished_ms: f64) -> Event {
+/// A warm start, and cold starts by cause.
+const WARM: Option<Cold> = None;
+const FIRST: Option<Cold> = Some(Cold::First);
+const REFRESH: Option<Cold> = Some(Cold::Refresh);
+const SCALE_UP: Option<Cold> = Some(Cold::ScaleUp);
+const EVICTED: Option<Cold> = Some(Cold::Evicted);
+const KILLED: Option<Cold> = Some(Cold::Killed);
+
+fn done(call: CallId, cold: Option<Cold>, arrived_ms: f64, finished_ms: f64) -> Event {
     Event::Completed { call, cold, arrived_ms, finished_ms }
 }
 
@@ -47,11 +55,11 @@ fn first_call_is_cold_and_the_next_one_warm() {
     w.advance(299.0);
     assert_eq!(w.take_events(), vec![]);
     w.advance(300.0);
-    assert_eq!(w.take_events(), vec![done(1, true, 0.0, 300.0)]);
+    assert_eq!(w.take_events(), vec![done(1, FIRST, 0.0, 300.0)]);
 
     w.arrive(400.0, 2, "f", work(300.0, 100.0));
     w.advance(600.0);
-    assert_eq!(w.take_events(), vec![done(2, false, 400.0, 500.0)]);
+    assert_eq!(w.take_events(), vec![done(2, WARM, 400.0, 500.0)]);
     assert_eq!(w.stats(), stats(1, 1, 0, 0, 0, 0));
 }
 
@@ -63,7 +71,7 @@ fn before_any_call_ended_a_function_has_one_instance() {
     w.arrive(0.0, 1, "f", work(100.0, 50.0));
     w.arrive(10.0, 2, "f", work(100.0, 50.0));
     w.advance(1000.0);
-    assert_eq!(w.take_events(), vec![done(1, true, 0.0, 100.0), done(2, false, 10.0, 150.0)]);
+    assert_eq!(w.take_events(), vec![done(1, FIRST, 0.0, 100.0), done(2, WARM, 10.0, 150.0)]);
     assert_eq!(w.stats(), stats(1, 1, 0, 0, 0, 0));
 }
 
@@ -76,7 +84,7 @@ fn the_autoscaler_adds_a_cold_instance_for_concurrent_calls_and_kills_it_after()
     w.arrive(200.0, 2, "f", work(40.0, 20.0));
     w.arrive(205.0, 3, "f", work(40.0, 20.0));
     w.advance(304.0);
-    let expected = vec![done(1, true, 0.0, 40.0), done(2, false, 200.0, 220.0), done(3, true, 205.0, 245.0)];
+    let expected = vec![done(1, FIRST, 0.0, 40.0), done(2, WARM, 200.0, 220.0), done(3, SCALE_UP, 205.0, 245.0)];
     assert_eq!(w.take_events(), expected);
     // 100 ms after it was added, with nothing outstanding, the newest goes.
     w.advance(305.0);
@@ -96,13 +104,13 @@ fn a_stale_pull_kills_every_instance_and_the_call_starts_cold() {
     w.arrive(5000.0, 3, "f", work(10.0, 5.0));
     w.advance(6000.0);
     let expected =
-        vec![done(1, true, 0.0, 10.0), done(2, false, 4999.0, 5004.0), removed("f"), done(3, true, 5000.0, 5010.0)];
+        vec![done(1, FIRST, 0.0, 10.0), done(2, WARM, 4999.0, 5004.0), removed("f"), done(3, REFRESH, 5000.0, 5010.0)];
     assert_eq!(w.take_events(), expected);
     assert_eq!(w.stats(), stats(2, 1, 1, 1, 0, 0));
     // The next pull is 5000 ms after this one.
     w.arrive(9999.0, 4, "f", work(10.0, 5.0));
     w.advance(10_100.0);
-    assert_eq!(w.take_events(), vec![done(4, false, 9999.0, 10_004.0)]);
+    assert_eq!(w.take_events(), vec![done(4, WARM, 9999.0, 10_004.0)]);
 }
 
 #[test]
@@ -111,7 +119,7 @@ fn without_code_refresh_the_last_instance_lives_on() {
     w.arrive(0.0, 1, "f", work(10.0, 5.0));
     w.arrive(1e6, 2, "f", work(10.0, 5.0));
     w.advance(2e6);
-    assert_eq!(w.take_events(), vec![done(1, true, 0.0, 10.0), done(2, false, 1e6, 1e6 + 5.0)]);
+    assert_eq!(w.take_events(), vec![done(1, FIRST, 0.0, 10.0), done(2, WARM, 1e6, 1e6 + 5.0)]);
 }
 
 #[test]
@@ -127,7 +135,7 @@ fn the_evictor_keeps_a_slot_free_by_destroying_the_oldest_paused_sandbox() {
     w.advance(200.0);
     let events = w.take_events();
     assert!(events.iter().all(|e| matches!(e, Event::Completed { .. })), "the scheduler is not told: {events:?}");
-    assert_eq!(events.last(), Some(&done(4, true, 100.0, 110.0)), "f's instance lost its sandbox");
+    assert_eq!(events.last(), Some(&done(4, EVICTED, 100.0, 110.0)), "f's instance lost its sandbox");
     assert_eq!(w.stats(), stats(5, 0, 0, 0, 2, 0));
 }
 
@@ -138,7 +146,7 @@ fn calls_share_the_cores_beyond_their_number() {
     w.arrive(0.0, 1, "f", work(100.0, 100.0));
     w.arrive(0.0, 2, "g", work(300.0, 300.0));
     w.advance(1000.0);
-    assert_eq!(w.take_events(), vec![done(1, true, 0.0, 200.0), done(2, true, 0.0, 400.0)]);
+    assert_eq!(w.take_events(), vec![done(1, FIRST, 0.0, 200.0), done(2, FIRST, 0.0, 400.0)]);
 }
 
 #[test]
@@ -158,10 +166,10 @@ fn an_arrival_slows_the_calls_already_running() {
         Event::Removed { .. } | Event::Failed { .. } => 0,
     });
     let expected = vec![
-        done(1, true, 0.0, 180.0),
-        done(2, true, 0.0, 180.0),
-        done(3, true, 20.0, 200.0),
-        done(4, true, 20.0, 200.0),
+        done(1, FIRST, 0.0, 180.0),
+        done(2, FIRST, 0.0, 180.0),
+        done(3, FIRST, 20.0, 200.0),
+        done(4, FIRST, 20.0, 200.0),
     ];
     assert_eq!(events, expected);
 }
@@ -170,7 +178,7 @@ fn an_arrival_slows_the_calls_already_running() {
 fn a_call_without_work_completes_on_arrival() {
     let mut w = worker(1, 512);
     w.arrive(5.0, 1, "f", work(0.0, 0.0));
-    assert_eq!(w.take_events(), vec![done(1, true, 5.0, 5.0)]);
+    assert_eq!(w.take_events(), vec![done(1, FIRST, 5.0, 5.0)]);
 }
 
 #[test]
@@ -200,7 +208,7 @@ fn an_instance_whose_sandbox_was_evicted_still_reports_its_kill() {
     // sandbox the evictor destroyed, so OpenLambda reports the kill.
     w.arrive(5000.0, 4, "f", work(10.0, 5.0));
     w.advance(5100.0);
-    assert_eq!(w.take_events(), vec![removed("f"), done(4, true, 5000.0, 5010.0)]);
+    assert_eq!(w.take_events(), vec![removed("f"), done(4, REFRESH, 5000.0, 5010.0)]);
     assert_eq!(w.stats().killed, 1);
 }
 
@@ -215,7 +223,7 @@ fn the_autoscaler_averages_round_trips_without_the_sandbox_creation() {
     w.arrive(200.0, 2, "f", work(100.0, 5.0));
     w.arrive(201.0, 3, "f", work(100.0, 5.0));
     w.advance(1000.0);
-    let expected = vec![done(1, true, 0.0, 100.0), done(2, false, 200.0, 205.0), done(3, false, 201.0, 210.0)];
+    let expected = vec![done(1, FIRST, 0.0, 100.0), done(2, WARM, 200.0, 205.0), done(3, WARM, 201.0, 210.0)];
     assert_eq!(w.take_events(), expected);
 }
 
@@ -230,7 +238,7 @@ fn a_cold_calls_round_trip_begins_when_its_sandbox_is_made_even_on_shared_cores(
     w.arrive(0.0, 1, "f", work(60.0, 8.0));
     w.arrive(20.0, 2, "g", work(200.0, 200.0));
     w.advance(300.0);
-    assert_eq!(w.take_events(), vec![done(1, true, 0.0, 100.0), done(2, true, 20.0, 260.0)]);
+    assert_eq!(w.take_events(), vec![done(1, FIRST, 0.0, 100.0), done(2, FIRST, 20.0, 260.0)]);
     w.arrive(300.0, 3, "f", work(60.0, 8.0));
     w.arrive(300.0, 4, "f", work(60.0, 8.0));
     assert_eq!(w.stats().cold, 3, "a second instance, cold");
@@ -261,12 +269,12 @@ fn with_every_slot_in_use_the_evictor_destroys_the_oldest_and_its_call_fails() {
     w.arrive(10.0, 2, "g", work(100.0, 100.0));
     assert_eq!(w.take_events(), vec![failed(1, 0.0, 10.0)]);
     w.advance(1000.0);
-    assert_eq!(w.take_events(), vec![done(2, true, 10.0, 110.0)]);
+    assert_eq!(w.take_events(), vec![done(2, FIRST, 10.0, 110.0)]);
     assert_eq!((w.stats().forced_evictions, w.stats().failed, w.stats().killed), (1, 1, 0));
     // f's instance dropped the sandbox: its next call is cold, and fits.
     w.arrive(1000.0, 3, "f", work(100.0, 100.0));
     w.advance(2000.0);
-    assert_eq!(w.take_events(), vec![done(3, true, 1000.0, 1100.0)]);
+    assert_eq!(w.take_events(), vec![done(3, KILLED, 1000.0, 1100.0)]);
 }
 
 #[test]
@@ -282,7 +290,7 @@ fn the_instance_whose_sandbox_was_destroyed_in_use_fails_its_queued_calls_too() 
     assert_eq!(w.take_events(), vec![failed(1, 0.0, 10.0), failed(2, 1.0, 10.0), failed(3, 2.0, 10.0)]);
     assert_eq!(w.stats().failed, 3);
     w.advance(1000.0);
-    assert_eq!(w.take_events(), vec![done(4, true, 10.0, 110.0)]);
+    assert_eq!(w.take_events(), vec![done(4, FIRST, 10.0, 110.0)]);
 }
 
 #[test]
@@ -306,12 +314,12 @@ fn a_killed_instance_is_reported_once_its_sandbox_is_destroyed() {
     let mut w = Worker::new(Limits::new(4, 6144, 64, Some(5000.0), 10.0).unwrap());
     w.arrive(0.0, 1, "f", work(20.0, 5.0));
     w.advance(100.0);
-    assert_eq!(w.take_events(), vec![done(1, true, 0.0, 20.0)]);
+    assert_eq!(w.take_events(), vec![done(1, FIRST, 0.0, 20.0)]);
     w.arrive(5000.0, 2, "f", work(20.0, 5.0));
     assert_eq!(w.take_events(), vec![], "not reported before it is destroyed");
     assert_eq!(w.next_deadline(), Some(5010.0));
     w.advance(6000.0);
-    assert_eq!(w.take_events(), vec![removed("f"), done(2, true, 5000.0, 5020.0)]);
+    assert_eq!(w.take_events(), vec![removed("f"), done(2, REFRESH, 5000.0, 5020.0)]);
 }
 
 #[test]
@@ -340,7 +348,7 @@ fn the_evictor_does_not_count_its_destroys_in_flight_and_waits_for_them_before_i
     w.advance(111.0);
     assert_eq!((w.stats().forced_evictions, w.stats().queued), (0, 2));
     w.advance(1000.0);
-    let expected = vec![failed(3, 100.0, 112.0), done(5, false, 102.0, 122.0), done(4, true, 101.0, 210.0)];
+    let expected = vec![failed(3, 100.0, 112.0), done(5, WARM, 102.0, 122.0), done(4, FIRST, 101.0, 210.0)];
     assert_eq!(w.take_events(), expected);
     assert_eq!(w.stats().forced_evictions, 1);
 }

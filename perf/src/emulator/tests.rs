@@ -17,6 +17,7 @@ fn config(memory_mb: u64, scheduler: Option<String>) -> Config {
         seed: 1,
         scheduler,
         fault: None,
+        hints: true,
     }
 }
 
@@ -61,6 +62,22 @@ fn cold_then_warm_on_one_kept_alive_connection() {
         conn.write_all(&http::get(&host, "/stats")).await.unwrap();
         let stats: model::Stats = serde_json::from_slice(&conn.read_response().await.unwrap().body).unwrap();
         assert_eq!(stats, model::Stats { cold: 2, warm: 1, ..Default::default() });
+    });
+}
+
+#[test]
+fn without_hints_only_the_body_says_how_a_call_started() {
+    block_on(async {
+        let urls = start(Config { hints: false, ..config(6144, None) }, &[any_port()]).await.unwrap();
+        let host = http::authority(&urls[0]).unwrap().to_string();
+        let mut conn = Conn::new(TcpStream::connect(&host).await.unwrap());
+        for (cold, cause) in [(true, Some("first")), (false, None)] {
+            let answer = call(&mut conn, &host, "linpack-0").await;
+            assert_eq!((answer.header("X-Cold-Start"), answer.header("X-Service-Ms")), (None, None));
+            let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+            assert_eq!((body["cold"].as_bool(), body["cold_cause"].as_str()), (Some(cold), cause), "{body}");
+            assert!(body["service_ms"].as_f64().is_some_and(|ms| ms >= 58.0), "{body}");
+        }
     });
 }
 

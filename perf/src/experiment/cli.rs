@@ -54,6 +54,10 @@ pub struct Args {
     /// other-host (they name it localhost for 127.0.0.1)
     #[arg(long, value_name = "FAULT", value_parser = Fault::parse)]
     fault: Option<Fault>,
+    /// The workers leave out the emulator's hint headers X-Cold-Start and X-Service-Ms, as
+    /// real OpenLambda workers do (only hiku's predictive balancer reads them)
+    #[arg(long)]
+    no_hints: bool,
     /// Another scheduler binary, started as `PATH start -c <config>`, run after hiku
     #[arg(long)]
     baseline: Option<PathBuf>,
@@ -76,7 +80,7 @@ pub struct Args {
     /// Write the report as CSV
     #[arg(long)]
     csv: Option<PathBuf>,
-    /// Write every call (start, latency, status, cold, worker, service time) as CSV
+    /// Write every call (start, latency, status, cold, worker, service time, cold cause) as CSV
     #[arg(long)]
     calls_csv: Option<PathBuf>,
     /// Write the figures (SVG) into this directory
@@ -226,6 +230,7 @@ impl Args {
             time_scale,
             seed: self.seed,
             fault: self.fault,
+            hints: !self.no_hints,
         };
         let progress = true;
         Ok(Options {

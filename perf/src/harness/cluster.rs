@@ -27,6 +27,8 @@ pub struct EmulatorArgs {
     pub seed: u64,
     /// A fault in the first worker's reports (`hiku-emulator --fault`).
     pub fault: Option<crate::emulator::Fault>,
+    /// Whether answers carry the hint headers (`hiku-emulator --no-hints` if not).
+    pub hints: bool,
 }
 
 /// A running emulator and its workers' URLs.
@@ -76,6 +78,7 @@ pub async fn start_emulator(args: &EmulatorArgs, scheduler_url: &str) -> Result<
         .args(["--destroy-ms", &args.destroy_ms.to_string(), "--time-scale", &args.time_scale.to_string()])
         .args(["--seed", &args.seed.to_string(), "--scheduler", scheduler_url])
         .args(args.fault.map(|f| ["--fault", f.name()]).into_iter().flatten())
+        .args((!args.hints).then_some("--no-hints"))
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| error(&format!("starting {}", args.binary.display()), e))?;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
+use crate::emulator::model::Cold;
 use crate::http::{self, Conn};
 use crate::load::workload::{joining_phase, UserScript, PAYLOAD, PHASE_VUS};
 use crate::rng::WeightedChoice;
@@ -49,6 +50,8 @@ pub struct Call {
     /// The answer's status; 0 if there was none (connection failure, timeout).
     pub status: u16,
     pub cold: Option<bool>,
+    /// Why it started cold, as the emulator says.
+    pub cold_cause: Option<Cold>,
     pub worker: Option<String>,
     pub service_ms: Option<f64>,
     /// In flight when its phase ended: cut, as k6 cuts it (`gracefulStop:
@@ -117,12 +120,23 @@ async fn user(plan: Arc<Plan>, clock: Clock, vu: usize, progress: Arc<Progress>)
 
 impl Call {
     fn new(vu: usize, function: usize, start_ms: f64, latency_ms: f64) -> Call {
-        Call { vu, function, start_ms, latency_ms, status: 0, cold: None, worker: None, service_ms: None, cut: false }
+        let (status, cold, cold_cause, worker, service_ms) = (0, None, None, None, None);
+        Call { vu, function, start_ms, latency_ms, status, cold, cold_cause, worker, service_ms, cut: false }
     }
 }
 
 /// A call's answer: the response, an I/O error, or no answer in time.
 type Answer = Result<std::io::Result<http::Response>, tokio::time::error::Elapsed>;
+
+/// What an emulated worker's answer says in its body: whether the call
+/// started cold and why, and its service time (as its hint headers do, when
+/// it sends them; the body is there either way).
+#[derive(serde::Deserialize)]
+struct Ran {
+    cold: bool,
+    cold_cause: Option<String>,
+    service_ms: f64,
+}
 
 /// `record` with what the answer said; drops the connection if it cannot
 /// carry another call.
@@ -130,9 +144,12 @@ fn record(mut record: Call, answer: Answer, conn: &mut Option<Conn<TcpStream>>) 
     match answer {
         Ok(Ok(response)) => {
             record.status = response.status;
-            record.cold = response.header("X-Cold-Start").and_then(|v| v.parse().ok());
             record.worker = response.header("X-Worker").map(str::to_string);
-            record.service_ms = response.header("X-Service-Ms").and_then(|v| v.parse().ok());
+            if let Ok(ran) = serde_json::from_slice::<Ran>(&response.body) {
+                record.cold = Some(ran.cold);
+                record.cold_cause = ran.cold_cause.as_deref().and_then(Cold::parse);
+                record.service_ms = Some(ran.service_ms);
+            }
             if !response.keep_alive {
                 *conn = None;
             }

@@ -64,6 +64,7 @@ mod tests {
             latency_ms: 1.0,
             status: 200,
             cold: Some(true),
+            cold_cause: Some(crate::emulator::model::Cold::First),
             worker: Some("w".to_string()),
             service_ms: Some(1.0),
             cut: false,

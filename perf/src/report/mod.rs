@@ -8,10 +8,12 @@ pub mod paper;
 pub mod results;
 pub mod svg;
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
+use crate::emulator::model::Cold;
 use crate::load::loadgen::Call;
 use crate::load::workload::PHASE_VUS;
 use crate::scale::TimeScale;
@@ -69,6 +71,10 @@ pub struct Run {
     /// percentile, 0 to 100: the latency CDF a figure draws.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub latency_cdf_ms: Vec<f64>,
+    /// The completed calls that started cold, by why (the emulator's
+    /// `cold_cause`: `first`, `refresh`, `scale-up`, `evicted`, `killed`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cold_causes: BTreeMap<String, u64>,
 }
 
 /// Points in [`Run::latency_cdf_ms`]: the 0th to the 100th percentile.
@@ -178,7 +184,17 @@ pub fn summarize(
                 (0..CDF_POINTS).map(|k| percentile(&latencies, 100.0 * k as f64 / (CDF_POINTS - 1) as f64)).collect()
             }
         },
+        cold_causes: cold_causes(&completed),
     }
+}
+
+/// How many of `completed` started cold for each reason.
+fn cold_causes(completed: &[&Call]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for cause in completed.iter().filter_map(|c| c.cold_cause) {
+        *counts.entry(cause.name().to_string()).or_insert(0) += 1;
+    }
+    counts
 }
 
 /// The figures of a run, in the order of the table and the CSV: a header,
@@ -316,7 +332,31 @@ pub fn table(runs: &[Run]) -> String {
         true => "mean over the seeds, then the least and the most any seed gave; ",
         false => "",
     };
-    grid(&headers, &rows) + &bound_line(runs) + &phase_lines(runs) + seeds + UNITS + paper::SOURCE
+    grid(&headers, &rows) + &bound_line(runs) + &phase_lines(runs) + &cause_lines(runs) + seeds + UNITS + paper::SOURCE
+}
+
+/// Each row's cold starts by why they were cold (means over the seeds), in
+/// points of its completed calls: what a change of placement removed.
+/// Nothing if no run knows them.
+fn cause_lines(runs: &[Run]) -> String {
+    if runs.iter().all(|r| r.cold_causes.is_empty()) {
+        return String::new();
+    }
+    let rows = groups(runs, |r| (r.scheduler.as_str(), r.balancer.as_str()));
+    let width = rows.iter().map(|((s, b), _)| s.len() + b.len() + 1).max().unwrap_or(0);
+    let names: Vec<&str> = Cold::ALL.iter().map(|c| c.name()).collect();
+    let mut out = format!("cold starts by cause, % of completed calls: {}:\n", names.join(" / "));
+    for ((scheduler, balancer), group) in rows {
+        let name = format!("{scheduler} {balancer}");
+        let _ = write!(out, "  {name:width$}");
+        for cause in &names {
+            let shares: Vec<f64> =
+                group.iter().map(|r| r.cold_causes.get(*cause).copied().unwrap_or(0) as f64 / r.calls as f64).collect();
+            let _ = write!(out, "  {:>5.1}", mean(&shares) * 100.0);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Each row's mean latency and cold starts phase by phase (means over the
@@ -395,13 +435,14 @@ pub fn csv(runs: &[Run]) -> String {
 pub fn calls_csv(scheduler: &str, balancer: &str, calls: &[Call], header: bool) -> String {
     let mut out = String::new();
     if header {
-        out += "scheduler,balancer,vu,function,start_ms,latency_ms,status,cold,worker,service_ms,cut\n";
+        out += "scheduler,balancer,vu,function,start_ms,latency_ms,status,cold,worker,service_ms,cut,cold_cause\n";
     }
     for c in calls {
         let cold = c.cold.map_or(String::new(), |v| v.to_string());
+        let cause = c.cold_cause.map_or("", Cold::name);
         let service = c.service_ms.map_or(String::new(), |v| format!("{v:.3}"));
         out += &format!(
-            "{scheduler},{balancer},{},{},{:.3},{:.3},{},{cold},{},{service},{}\n",
+            "{scheduler},{balancer},{},{},{:.3},{:.3},{},{cold},{},{service},{},{cause}\n",
             c.vu,
             c.function,
             c.start_ms,

@@ -241,6 +241,7 @@ mod tests {
             phases: vec![Phase { vus: 20, throughput_rps: 20.0, mean_ms: Some(481.0), cold_start_rate: Some(0.3) }],
             cold_bound_rate: None,
             latency_cdf_ms: vec![100.0, 481.0, 2000.0],
+            cold_causes: Default::default(),
         }
     }
 

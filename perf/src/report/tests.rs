@@ -10,6 +10,7 @@ fn call(start_ms: f64, latency_ms: f64, answer: Option<(bool, &str, f64)>) -> Ca
         latency_ms,
         status: 502,
         cold: None,
+        cold_cause: None,
         worker: None,
         service_ms: None,
         cut: false,
@@ -17,6 +18,7 @@ fn call(start_ms: f64, latency_ms: f64, answer: Option<(bool, &str, f64)>) -> Ca
     if let Some((cold, worker, service_ms)) = answer {
         call.status = 200;
         call.cold = Some(cold);
+        call.cold_cause = cold.then_some(Cold::First);
         call.worker = Some(worker.to_string());
         call.service_ms = Some(service_ms);
     }
@@ -28,7 +30,7 @@ fn run() -> Run {
         call(100.0, 200.0, Some((true, "http://a", 150.0))),
         call(500.0, 400.0, Some((false, "http://b", 300.0))),
         call(1200.0, 600.0, Some((false, "http://a", 500.0))),
-        call(2500.0, 800.0, Some((true, "http://a", 500.0))),
+        Call { cold_cause: Some(Cold::Evicted), ..call(2500.0, 800.0, Some((true, "http://a", 500.0))) },
         call(2600.0, 3.0, None),
         Call { cut: true, status: 0, ..call(2990.0, 10.0, None) },
     ];
@@ -74,6 +76,7 @@ fn json_has_exactly_the_issue_schema() {
         "balancer",
         "calls",
         "cold_bound_rate",
+        "cold_causes",
         "cold_start_rate",
         "cut",
         "failed",
@@ -101,6 +104,23 @@ fn each_phase_has_the_mean_and_cold_starts_of_its_completed_calls_and_the_table_
     let table = table(&[r.clone(), Run { seed: 8, ..r }]);
     assert!(table.contains("per phase, completed calls' mean ms / cold % at 20, 50, 100 VUs:\n"), "{table}");
     assert!(table.contains("  hiku random     300 /  50.0     600 /   0.0     800 / 100.0\n"), "{table}");
+}
+
+#[test]
+fn cold_starts_are_counted_by_cause_and_the_table_shows_their_share() {
+    let r = run();
+    let causes: Vec<(&str, u64)> = r.cold_causes.iter().map(|(c, n)| (c.as_str(), *n)).collect();
+    assert_eq!(causes, [("evicted", 1), ("first", 1)]);
+    let shown = table(&[r.clone(), Run { seed: 8, cold_causes: Default::default(), ..r }]);
+    assert!(
+        shown.contains("cold starts by cause, % of completed calls: first / refresh / scale-up / evicted / killed:\n"),
+        "{shown}"
+    );
+    // A quarter of the four completed calls each, on one seed of two.
+    assert!(shown.contains("  hiku random   12.5    0.0    0.0   12.5    0.0\n"), "{shown}");
+    let mut old = run();
+    old.cold_causes.clear();
+    assert!(!table(&[old]).contains("by cause"), "a report from before the causes shows none");
 }
 
 #[test]
