@@ -142,8 +142,8 @@ pub async fn status(scheduler: &Scheduler, cores: usize) -> String {
             Err(e) => Probe::Error(e),
         };
         let state = if w.is_ejected() { "ejected" } else { "up" };
-        let capacity = capacity(w);
-        list.push(WorkerStatus { url: w.url().as_str(), state, in_flight: w.in_flight(), capacity, probe });
+        let (capacity, adaptive) = (capacity(w), adaptive(w));
+        list.push(WorkerStatus { url: w.url().as_str(), state, in_flight: w.in_flight(), capacity, adaptive, probe });
     }
     let waiting = scheduler.signals().waiting();
     let status = Status { balancer: scheduler.kind().name(), cores, waiting, workers: list };
@@ -164,6 +164,34 @@ fn capacity(w: &Worker) -> Option<usize> {
     Some(w.capacity()).filter(|&c| c != usize::MAX)
 }
 
+/// A worker's adaptive limit as shown (`null` if off): the limit, whether
+/// it holds calls back, the configured capacity it stays within, and the
+/// slowdowns it goes by (the lowest seen lately and the smoothed one;
+/// `null` before any).
+fn adaptive(w: &Worker) -> Option<Adaptive> {
+    let limit = w.adaptive_limit()?;
+    let (lowest, smoothed) = w.slowdowns();
+    let round = |s: f64| (s > 0.0).then(|| (s * 100.0).round() / 100.0);
+    let configured = Some(w.configured_capacity()).filter(|&c| c != usize::MAX);
+    Some(Adaptive {
+        limit,
+        holds: w.limit_holds(),
+        configured,
+        slowdown: round(smoothed),
+        lowest_slowdown: round(lowest),
+    })
+}
+
+#[derive(Serialize)]
+struct Adaptive {
+    limit: u32,
+    /// Whether it holds calls back (they take long enough).
+    holds: bool,
+    configured: Option<usize>,
+    slowdown: Option<f64>,
+    lowest_slowdown: Option<f64>,
+}
+
 #[derive(Serialize)]
 struct WorkerStatus<'a> {
     url: &'a str,
@@ -171,6 +199,7 @@ struct WorkerStatus<'a> {
     state: &'static str,
     in_flight: usize,
     capacity: Option<usize>,
+    adaptive: Option<Adaptive>,
     probe: Probe,
 }
 
@@ -242,7 +271,7 @@ pub fn instances(scheduler: &Scheduler, query: &str) -> String {
             let held: u64 = entries.iter().flat_map(|(_, c)| c).filter(|(id, _)| *id == w.id()).map(|(_, n)| n).sum();
             let state = if w.is_ejected() { "ejected" } else { "up" };
             json!({"url": w.url().as_str(), "state": state, "in_flight": w.in_flight(), "capacity": capacity(w),
-                   "idle": held, "warm_functions": warm})
+                   "adaptive": adaptive(w), "idle": held, "warm_functions": warm})
         })
         .collect();
     let kind = scheduler.kind().name();
@@ -320,10 +349,18 @@ mod tests {
         let f = json!({"idle": 3, "workers": [{"url": "http://w1:1", "idle": 2}, {"url": "http://w2:1", "idle": 1}]});
         assert_eq!(all["functions"]["f"], f);
         assert_eq!(all["functions"]["g"], json!({"idle": 1, "workers": [{"url": "http://w2:1", "idle": 1}]}));
-        let w2_row = json!({"url": "http://w2:1", "state": "up", "in_flight": 1, "capacity": 4, "idle": 2,
-                            "warm_functions": ["f", "g"]});
+        let w2_row = json!({"url": "http://w2:1", "state": "up", "in_flight": 1, "capacity": 4, "adaptive": null,
+                            "idle": 2, "warm_functions": ["f", "g"]});
         assert_eq!(all["workers"][1], w2_row);
         assert_eq!(all["workers"][0]["capacity"], json!(null), "no capacity");
+        // An adaptive limit, within the configured capacity; it holds calls
+        // back (and is the capacity) once they are known to take long enough.
+        s.set_adaptive(Some(crate::worker::Tuning::default()));
+        let all: serde_json::Value = serde_json::from_str(&instances(&s, "")).unwrap();
+        let adaptive = |limit, configured| json!({"limit": limit, "holds": false, "configured": configured, "slowdown": null, "lowest_slowdown": null});
+        let row = |i: usize| (all["workers"][i]["capacity"].clone(), all["workers"][i]["adaptive"].clone());
+        assert_eq!(row(0), (json!(null), adaptive(8, json!(null))));
+        assert_eq!(row(1), (json!(4), adaptive(4, json!(4))));
         // One function only.
         let only: serde_json::Value = serde_json::from_str(&instances(&s, "function=g")).unwrap();
         assert_eq!(only["functions"].as_object().unwrap().len(), 1);

@@ -35,7 +35,10 @@
 //!   snapshot with a compare-and-swap;
 //! - per worker, its requests in flight as an atomic counter, moved only by
 //!   a [`worker::Lease`] (increment on select, decrement on drop, so no path
-//!   can leak a count);
+//!   can leak a count), and its adaptive limit ([`worker::Limit`]): a
+//!   window of atomic sums that each call's end adds to, from which the
+//!   call that completes the window computes how many calls the worker
+//!   runs well at once (the rest wait in the queue);
 //! - the balancer's own state, lock-free: the hashing ring is another
 //!   `ArcSwap` snapshot, and pull-based keeps its idle queues in
 //!   `IdleQueues`, a table of atomics.
@@ -67,7 +70,8 @@
 //! 4. The response head is rewritten the same way and the body streamed back
 //!    (chunked bodies passed through, or decoded for HTTP/1.0 clients).
 //! 5. Once the worker's answer is read to its end, the worker connection
-//!    returns to the pool and the balancer hears how the request ended
+//!    returns to the pool, the worker's adaptive limit hears how long the
+//!    call took (or that it failed), and the balancer how it ended
 //!    (pull-based records a warm idle instance for a 2xx/3xx); the lease
 //!    drops. Only then do the last bytes go to the client, so its next call
 //!    finds the worker idle.
@@ -98,9 +102,11 @@
 //! - [`config`]: the file, read as the Go original reads it, and its
 //!   sections.
 //! - [`scheduler`]: the shared state: snapshot, place and release,
-//!   capacities, the cores' signals; [`health`]: ejection and probes.
+//!   capacities, the functions' baselines, the cores' signals;
+//!   [`health`]: ejection and probes.
 //! - [`balancer`]: the `Balancer` trait, the kinds, one file per strategy.
-//! - [`worker`]: workers, their URLs, the worker-set snapshot, leases.
+//! - [`worker`]: workers, their URLs, the worker-set snapshot, leases,
+//!   adaptive limits.
 //! - [`probe`]: the one small HTTP client.
 //! - [`http`]: parsing, framing, rewriting, chunked bodies, buffers, and
 //!   moving heads and bodies over sockets.

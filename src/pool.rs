@@ -27,7 +27,7 @@ pub struct Pool {
 struct Idle {
     stream: TcpStream,
     since: Instant,
-    /// It counts in its worker's `pooled` (only while it had a capacity:
+    /// It counts in its worker's `pooled` (only while it had a configured capacity:
     /// a worker without one pays no shared counter per call).
     counted: bool,
 }
@@ -64,8 +64,8 @@ impl Pool {
     /// past its capacity: those idle over all cores and one per call in
     /// flight (a race between cores may pass it by one each).
     pub fn put(&self, worker: &Worker, stream: TcpStream) {
-        let counted = worker.capacity() != usize::MAX;
-        if counted && worker.pooled() + worker.in_flight() > worker.capacity() {
+        let counted = worker.configured_capacity() != usize::MAX;
+        if counted && worker.pooled() + worker.in_flight() > worker.configured_capacity() {
             return;
         }
         let mut idle = self.idle.borrow_mut();
@@ -93,7 +93,7 @@ impl Pool {
         let mut idle = self.idle.borrow_mut();
         idle.retain(|id, list| {
             let Some(worker) = workers.get(*id) else { return false };
-            let bounded = worker.capacity() != usize::MAX;
+            let bounded = worker.configured_capacity() != usize::MAX;
             list.retain_mut(|i| {
                 // Kept before the worker had a capacity (a reload gave it
                 // one): counted from now on.
@@ -107,7 +107,7 @@ impl Pool {
                 }
                 open
             });
-            let excess = (worker.pooled() + worker.in_flight()).saturating_sub(worker.capacity());
+            let excess = (worker.pooled() + worker.in_flight()).saturating_sub(worker.configured_capacity());
             let trimmed = excess.min(list.len());
             list.drain(..trimmed).for_each(|i| i.uncount(worker));
             !list.is_empty()

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use crate::balancer::{Answer, Outcome};
 use crate::config::MAX_RETRIES;
 use crate::conn::{Conn, BODY_BYTE};
-use crate::error::Error;
+use crate::error::{Error, Side};
 use crate::http::{self, Bounds, ChunkedDecoder, Copied, CopyError, Framing, HeadError, RequestMeta, Version};
 use crate::metrics::Decision;
 use crate::pool;
 use crate::runtime::{self, TcpStream};
-use crate::scheduler::Unplaced;
+use crate::scheduler::{CallEnd, Unplaced};
 use crate::shard::Shard;
 use crate::shutdown;
 use crate::worker::{Lease, Worker, WorkerId};
@@ -186,8 +186,13 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, mut meta:
         asked[bounces] = lease.worker().id();
         let may_bounce = bounces < shard.config().retries.overload as usize;
         let bounce_from = may_bounce.then_some(&asked[..=bounces]);
-        match exchange(shard, conn, lease.worker(), upstream, meta, bounce_from).await {
-            Exchanged::Done(result) => break result,
+        match exchange(shard, conn, lease.worker(), upstream, meta, bounce_from, started).await {
+            Exchanged::Done(result, end) => {
+                if let Some(end) = end {
+                    shard.scheduler.call_ended(&conn.function, &lease, end);
+                }
+                break result;
+            }
             Exchanged::Bounced(next) => {
                 log::debug!("{} is overloaded; sending the call to {}", lease.worker().url(), next.worker().url());
                 shard.counters().decision(Decision::Bounced);
@@ -231,10 +236,10 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, mut meta:
 }
 
 /// How an exchange with one worker ended: with an answer for the client
-/// (or a failure), or with the worker saying it is overloaded and the
-/// call leased to another.
+/// (or a failure) and what it says of the worker, or with the worker
+/// saying it is overloaded and the call leased to another.
 enum Exchanged {
-    Done(Result<Relayed, Failure>),
+    Done(Result<Relayed, Failure>, Option<CallEnd>),
     Bounced(Lease),
 }
 
@@ -246,12 +251,14 @@ struct Upstream {
 
 /// A request on its way: the connection it went on, whether the whole
 /// request was sent from `conn.out` (so it is there to send again), when
-/// it was sent (for a balancer that learns), and whether the worker
-/// stopped taking the request body before its end.
+/// it was sent (for a balancer that learns), how long the call took to its
+/// answer's head, and whether the worker stopped taking the request body
+/// before its end.
 struct Sent {
     upstream: TcpStream,
     whole: bool,
     sent_at: Option<Instant>,
+    took: Duration,
     body_cut: bool,
 }
 
@@ -261,6 +268,17 @@ struct Relayed {
     code: u16,
     keep_alive: bool,
     answer: Option<Answer>,
+}
+
+/// What the response head at the front of `head`, `took` after the request
+/// was sent, says of the worker: it is overloaded, it failed the call (its
+/// own 502, 503 or 504), or it answered.
+fn call_end(head: &[u8], took: Duration) -> CallEnd {
+    match head.get(9..12) {
+        _ if overloaded(head) => CallEnd::Overloaded,
+        Some(b"502" | b"503" | b"504") => CallEnd::Failed,
+        _ => CallEnd::Answered { took },
+    }
 }
 
 /// Whether the response head at the front of `head` says the worker is
@@ -328,8 +346,9 @@ async fn connect(
 /// Sends the request on `upstream` (and whether it is a reused connection),
 /// relays the response; returns the worker's status code, whether the
 /// client connection stays open, and (for a balancer that learns) what the
-/// answer said. With `bounce_from` (the workers asked so far), an answer
-/// that the worker is overloaded sends a request hiku holds whole to
+/// answer said, and what the answer says of the worker, the call having
+/// begun at `began`. With `bounce_from` (the workers asked so far), an
+/// answer that the worker is overloaded sends a request hiku holds whole to
 /// another worker instead, if there is one.
 async fn exchange(
     shard: &Shard,
@@ -338,10 +357,12 @@ async fn exchange(
     upstream: Upstream,
     meta: RequestMeta,
     bounce_from: Option<&[WorkerId]>,
+    began: Instant,
 ) -> Exchanged {
-    let result = match send_and_read_head(shard, conn, worker, upstream, meta).await {
-        Ok(Sent { upstream, whole, sent_at, body_cut }) => {
-            if let Some(asked) = bounce_from.filter(|_| whole && overloaded(conn.ubuf.data())) {
+    match send_and_read_head(shard, conn, worker, upstream, meta, began).await {
+        Ok(Sent { upstream, whole, sent_at, took, body_cut }) => {
+            let end = call_end(conn.ubuf.data(), took);
+            if let Some(asked) = bounce_from.filter(|_| whole && end == CallEnd::Overloaded) {
                 if let Some(next) = shard.scheduler.select_other(asked) {
                     // The rest of this answer is never read: the connection goes.
                     conn.ubuf.clear();
@@ -351,21 +372,27 @@ async fn exchange(
             let sent = sent_at.map(|at| (at, at.elapsed()));
             // The rest of a cut-off body is still on its way: close after answering.
             let meta = RequestMeta { keep_alive: meta.keep_alive && !body_cut, ..meta };
-            relay_response(shard, conn, worker, upstream, meta, sent).await
+            Exchanged::Done(relay_response(shard, conn, worker, upstream, meta, sent).await, Some(end))
         }
-        Err(failure) => Err(failure),
-    };
-    Exchanged::Done(result)
+        Err(failure) => {
+            let end = match &failure {
+                Failure::Answer { error, .. } if error.side() == Side::Worker => Some(CallEnd::Failed),
+                _ => None,
+            };
+            Exchanged::Done(Err(failure), end)
+        }
+    }
 }
 
 /// Sends the request on `upstream` and reads the worker's response head
-/// into `conn.ubuf`.
+/// into `conn.ubuf`, for a call begun at `began`.
 async fn send_and_read_head(
     shard: &Shard,
     conn: &mut Conn,
     worker: &Worker,
     upstream: Upstream,
     meta: RequestMeta,
+    began: Instant,
 ) -> Result<Sent, Failure> {
     let learns = shard.scheduler.learns();
     let mut sent_at = None;
@@ -460,7 +487,7 @@ async fn send_and_read_head(
             }
         }
     };
-    Ok(Sent { upstream, whole: whole.is_some(), sent_at, body_cut })
+    Ok(Sent { upstream, whole: whole.is_some(), sent_at, took: began.elapsed(), body_cut })
 }
 
 /// What the answer's head says for a balancer that learns: the worker's

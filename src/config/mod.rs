@@ -16,7 +16,7 @@ use serde_json::Value;
 pub use raw::ConfigError;
 use raw::{Document, Section};
 pub use sections::{
-    Admin, Cluster, DestroySandbox, Front, Limits, Log, Predictive, Queue, Retries, Timeouts, MAX_RETRIES,
+    Adaptive, Admin, Cluster, DestroySandbox, Front, Limits, Log, Predictive, Queue, Retries, Timeouts, MAX_RETRIES,
 };
 use sections::{MAX_CAPACITY, MAX_TIMEOUT_MS};
 
@@ -51,6 +51,8 @@ pub struct Config {
     pub admin: Admin,
     pub destroy_sandbox: DestroySandbox,
     pub predictive: Predictive,
+    /// `adaptive`: each worker's limit, found from its calls.
+    pub adaptive: Adaptive,
     pub health: Health,
     pub log: Log,
     pub front: Front,
@@ -77,6 +79,7 @@ impl Default for Config {
             admin: Admin::default(),
             destroy_sandbox: DestroySandbox::default(),
             predictive: Predictive::default(),
+            adaptive: Adaptive::default(),
             health: Health::default(),
             log: Log::default(),
             front: Front::default(),
@@ -128,6 +131,7 @@ impl Config {
             admin: Admin::read(&file.section("admin")?)?,
             destroy_sandbox: DestroySandbox::read(&file.section("destroy_sandbox")?)?,
             predictive: Predictive::read(&file.section("predictive")?)?,
+            adaptive: Adaptive::read(&file.section("adaptive")?)?,
             health: sections::read_health(&file.section("health")?)?,
             log: Log::read(&file.section("log")?)?,
             front: Front::read(&file.section("front")?)?,
@@ -192,6 +196,7 @@ impl Config {
                 ("health", self.health != next.health),
                 ("admin.token", self.admin.token != next.admin.token),
                 ("destroy_sandbox", self.destroy_sandbox != next.destroy_sandbox),
+                ("adaptive", self.adaptive != next.adaptive),
                 ("front", self.front != next.front),
                 ("cluster", self.cluster != next.cluster),
             ]),

@@ -144,6 +144,15 @@ impl<'a> Section<'a> {
         Ok(std::time::Duration::from_millis(ms))
     }
 
+    /// A number at `key` from `min` to `max`, or `default`.
+    pub fn float(&self, key: &str, min: f64, max: f64, default: f64) -> Result<f64, ConfigError> {
+        let bad = || ConfigError(format!("\"{}\" must be a number from {min} to {max}", self.name(key)));
+        match self.value_exact(key) {
+            None => Ok(default),
+            Some(v) => v.as_f64().filter(|n| (min..=max).contains(n)).ok_or_else(bad),
+        }
+    }
+
     /// `true` or `false` at `key`, or `default`.
     pub fn boolean(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
         match self.value_exact(key) {

@@ -11,6 +11,7 @@ use crate::balancer::{DEFAULT_MAX_FUNCTIONS, DEFAULT_WORKER_CORES};
 use crate::health::Health;
 use crate::http::{MAX_HEAD, MAX_HEADERS};
 use crate::proxy_protocol::Network;
+use crate::worker::Tuning;
 
 /// The longest timeout accepted: a day.
 pub const MAX_TIMEOUT_MS: u64 = 86_400_000;
@@ -221,6 +222,54 @@ impl Default for DestroySandbox {
 impl DestroySandbox {
     pub fn read(s: &Section) -> Result<DestroySandbox, ConfigError> {
         Ok(DestroySandbox { only_from_workers: s.boolean("only_from_workers", true)? })
+    }
+}
+
+/// Each worker's adaptive limit (`adaptive` in the file): on unless
+/// `enabled` is false.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Adaptive {
+    pub enabled: bool,
+    pub tuning: Tuning,
+}
+
+// Its numbers are finite (checked when read), so equality is one.
+impl Eq for Adaptive {}
+
+impl Default for Adaptive {
+    fn default() -> Self {
+        Adaptive { enabled: true, tuning: Tuning::default() }
+    }
+}
+
+impl Adaptive {
+    /// The most excess a tuning may name.
+    const MOST_EXCESS: f64 = 1000.0;
+
+    pub fn read(s: &Section) -> Result<Adaptive, ConfigError> {
+        let d = Tuning::default();
+        let count = |key: &str, default: u32| s.number(key, 1, MAX_CAPACITY, default.into()).map(|n| n as u32);
+        let excess = |key: &str, default: f64| s.float(key, 0.0, Adaptive::MOST_EXCESS, default);
+        let min_call_ms = s.float("min_call_ms", 0.0, MAX_TIMEOUT_MS as f64, d.min_call_us as f64 / 1000.0)?;
+        let tuning = Tuning {
+            initial: count("initial", d.initial)?,
+            min: count("min", d.min)?,
+            low: excess("low", d.low)?,
+            high: excess("high", d.high)?,
+            min_call_us: (min_call_ms * 1000.0) as u64,
+        };
+        if tuning.low >= tuning.high {
+            return Err(ConfigError(format!(
+                "\"adaptive.low\" ({}) must be less than \"adaptive.high\" ({})",
+                tuning.low, tuning.high
+            )));
+        }
+        Ok(Adaptive { enabled: s.boolean("enabled", true)?, tuning })
+    }
+
+    /// The tuning if it is on.
+    pub fn tuning(&self) -> Option<Tuning> {
+        self.enabled.then_some(self.tuning)
     }
 }
 

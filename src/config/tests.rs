@@ -205,6 +205,29 @@ fn the_predictive_balancer_is_told_the_workers_cores() {
 }
 
 #[test]
+fn every_worker_has_an_adaptive_limit_unless_it_is_turned_off() {
+    let d = Config::parse("{}").unwrap().adaptive;
+    let tuning = crate::worker::Tuning { initial: 8, min: 1, low: 1.0, high: 2.0, min_call_us: 1000 };
+    assert_eq!((d.enabled, d.tuning, d.tuning()), (true, tuning, Some(tuning)));
+    let text = r#"{"adaptive": {"initial": 4, "min": 2, "low": 0.5, "high": 3, "min_call_ms": 0.25}}"#;
+    let c = Config::parse(text).unwrap().adaptive;
+    assert_eq!(c.tuning(), Some(crate::worker::Tuning { initial: 4, min: 2, low: 0.5, high: 3.0, min_call_us: 250 }));
+    assert_eq!(Config::parse(r#"{"adaptive": {"enabled": false}}"#).unwrap().adaptive.tuning(), None);
+    for (text, error) in [
+        (r#"{"adaptive": {"low": 2, "high": 2}}"#, "\"adaptive.low\" (2) must be less than \"adaptive.high\" (2)"),
+        (r#"{"adaptive": {"high": -1}}"#, "\"adaptive.high\" must be a number from 0 to 1000"),
+        (r#"{"adaptive": {"low": "1"}}"#, "\"adaptive.low\" must be a number from 0 to 1000"),
+        (r#"{"adaptive": {"min": 0}}"#, "\"adaptive.min\" must be a whole number from 1 to 1000000"),
+        (r#"{"adaptive": {"enabled": 1}}"#, "\"adaptive.enabled\" must be true or false"),
+    ] {
+        let e = Config::parse(text).unwrap_err().0;
+        assert!(e.contains(error), "{text}: {e}");
+    }
+    let next = Config::parse(r#"{"adaptive": {"high": 3}}"#).unwrap();
+    assert_eq!(Config::default().changes(&next).per_call, ["adaptive"]);
+}
+
+#[test]
 fn admin_protection_is_read_and_checked() {
     let c = Config::parse("{}").unwrap();
     assert_eq!((c.admin.token, c.destroy_sandbox.only_from_workers), (None, true));

@@ -2,21 +2,25 @@
 //! balancer are an immutable [`Snapshot`] behind an `ArcSwap`, read with
 //! one atomic load per call; changes (workers added or removed, a balancer
 //! reloaded) publish a new one with a compare-and-swap loop, then tell the
-//! balancer.
+//! balancer. How calls end also tells each worker's adaptive limit
+//! ([`Scheduler::call_ended`]), against the functions' [`Baselines`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 
 use crate::balancer::{Answer, Balancer, BalancerKind, Outcome};
 use crate::health::{self, Health};
-use crate::worker::{Lease, Worker, WorkerId, WorkerSet, WorkerUrl};
+use crate::worker::{Change, Lease, Sample, Tuning, Worker, WorkerId, WorkerSet, WorkerUrl};
 
+mod baselines;
 mod capacities;
 mod signals;
 
+pub use baselines::Baselines;
 pub use capacities::Capacities;
 pub use signals::Signals;
 
@@ -31,10 +35,15 @@ pub struct Scheduler {
     /// What the balancer says of itself, asked once rather than per call.
     learns: AtomicBool,
     tracks_warm: AtomicBool,
-    /// Whether any worker has a capacity: only then can calls wait.
+    /// Whether any worker has a capacity or an adaptive limit: only then
+    /// can calls wait.
     bounded: AtomicBool,
     /// The capacity of each worker, also of those added later.
     capacities: ArcSwap<Capacities>,
+    /// The workers' adaptive limits' tuning (`None`: off), also for those
+    /// added later.
+    adaptive: ArcSwap<Option<Tuning>>,
+    baselines: Baselines,
     /// The cores' queues of calls waiting for a worker with room.
     signals: Signals,
 }
@@ -69,6 +78,19 @@ pub enum Unplaced {
     Full,
 }
 
+/// How a call on a worker ended, as its adaptive limit sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallEnd {
+    /// The worker answered, this long after the request was sent (a
+    /// function's own errors too: the worker ran it).
+    Answered { took: Duration },
+    /// It failed on the worker: a 502, 503 or 504 of its own, or a
+    /// connection that broke off or went silent.
+    Failed,
+    /// The worker said it was overloaded and did not run it.
+    Overloaded,
+}
+
 /// `select` found no worker at all.
 #[derive(Debug, PartialEq, Eq)]
 pub struct NoWorkers;
@@ -89,6 +111,8 @@ impl Scheduler {
             tracks_warm: AtomicBool::new(tracks_warm),
             bounded: AtomicBool::new(false),
             capacities: ArcSwap::from_pointee(Capacities::default()),
+            adaptive: ArcSwap::from_pointee(None),
+            baselines: Baselines::default(),
             signals: Signals::new(1),
         };
         s.add(workers);
@@ -215,8 +239,10 @@ impl Scheduler {
     }
 
     /// A call its worker did not run (it answered that it was overloaded):
-    /// what the balancer took for it is given back and its slot freed.
+    /// its limit hears of it, what the balancer took for it is given back
+    /// and its slot freed.
     pub fn unused(&self, function: &str, lease: Lease) {
+        self.call_ended(function, &lease, CallEnd::Overloaded);
         self.give_back(function, lease);
         if self.bounded.load(Ordering::Relaxed) {
             self.signals.slot_freed();
@@ -231,21 +257,66 @@ impl Scheduler {
     /// Sets the capacity of every worker, and of workers added later;
     /// calls waiting are placed if that made room.
     pub fn set_capacities(&self, capacities: Capacities) {
-        self.bounded.store(capacities.any(), Ordering::Relaxed);
         self.capacities.store(Arc::new(capacities));
-        // Again if workers were added meanwhile: they may have read the
-        // capacities before they changed.
         let capacities = self.capacities.load();
+        self.for_every_worker(|w| w.set_capacity(capacities.of(w.url()).unwrap_or(usize::MAX)));
+    }
+
+    /// Gives every worker, and those added later, an adaptive limit tuned
+    /// so (`None`: none). A tuning that changed starts every limit afresh.
+    pub fn set_adaptive(&self, tuning: Option<Tuning>) {
+        self.adaptive.store(Arc::new(tuning));
+        let tuning = self.adaptive.load();
+        self.for_every_worker(|w| w.set_adaptive(tuning.as_ref().as_ref()));
+    }
+
+    /// Applies `set` to every worker, again if workers were added meanwhile
+    /// (they may have read the settings before they changed); then calls
+    /// may wait or not, and those waiting are placed if that made room.
+    fn for_every_worker(&self, set: impl Fn(&Worker)) {
+        let bounded = self.capacities.load().any() || self.adaptive.load().is_some();
+        self.bounded.store(bounded, Ordering::Relaxed);
         loop {
             let now = self.snapshot.load();
             for w in now.iter() {
-                w.set_capacity(capacities.of(w.url()).unwrap_or(usize::MAX));
+                set(w);
             }
             if self.snapshot.load().generation() == now.generation() {
                 break;
             }
         }
         self.signals.notify_all();
+    }
+
+    /// Tells the worker of `lease` how its call of `function` ended, before
+    /// the lease is released; a limit that came down sharply, or for a
+    /// failure, is logged (the worker is under pressure).
+    pub fn call_ended(&self, function: &str, lease: &Lease, end: CallEnd) {
+        let worker = lease.worker();
+        if worker.adaptive_limit().is_none() {
+            return;
+        }
+        let in_flight = worker.in_flight();
+        let sample = match end {
+            CallEnd::Answered { took } => {
+                let took_us = took.as_micros().min(u64::MAX as u128) as u64;
+                let base_us = self.baselines.observe(function, took_us);
+                Sample::Answered { took_us, base_us, at_limit: in_flight >= worker.capacity() }
+            }
+            CallEnd::Failed => Sample::Failed,
+            CallEnd::Overloaded => Sample::Overloaded { in_flight },
+        };
+        let Some((from, to, why)) = worker.record(sample) else { return };
+        let url = worker.url();
+        match why {
+            Change::Failed => log::warn!("worker {url}: a call failed; its limit {from} -> {to}"),
+            Change::Overloaded => log::warn!("worker {url} says it is overloaded; its limit {from} -> {to}"),
+            Change::Excess(excess) if to * 3 <= from * 2 => {
+                log::warn!("worker {url} is under pressure ({excess:.1} calls only waited); its limit {from} -> {to}")
+            }
+            Change::Excess(excess) => log::debug!("worker {url}: {excess:.1} calls only waited; limit {from} -> {to}"),
+            Change::Raised => log::debug!("worker {url} keeps up; limit {from} -> {to}"),
+        }
     }
 
     /// Leases the least loaded worker not in `tried`, if there is one with
@@ -314,6 +385,7 @@ impl Scheduler {
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                     let worker = Worker::new(id, url.clone(), addrs.clone(), Arc::clone(&self.total));
                     worker.set_capacity(self.capacities.load().of(url).unwrap_or(usize::MAX));
+                    worker.set_adaptive(self.adaptive.load().as_ref().as_ref());
                     list.push(Arc::new(worker));
                 }
             }
@@ -488,6 +560,47 @@ mod tests {
             let capacity = |u: &str| s.workers().find_url(&WorkerUrl::parse(u).unwrap()).unwrap().capacity();
             assert_eq!((capacity("http://d:1"), capacity("http://a:1")), (2, 1), "{kind}");
         }
+    }
+
+    #[test]
+    fn an_adaptive_limit_is_the_capacity_moves_with_how_calls_end_and_makes_calls_wait() {
+        let s = Scheduler::new(BalancerKind::LeastConnections, urls(&["http://a:1"]));
+        assert_eq!(s.workers().as_slice()[0].capacity(), usize::MAX, "none until it is set");
+        let tuning = Tuning { initial: 2, ..Tuning::default() };
+        s.set_adaptive(Some(tuning));
+        let a = Arc::clone(&s.workers().as_slice()[0]);
+        assert_eq!((a.capacity(), a.adaptive_limit()), (usize::MAX, Some(2)), "no bound before calls are timed");
+        let (first, second) = (s.place("f").unwrap(), s.place("f").unwrap());
+        // Calls of f, each 10 ms with both slots taken: the first 8 set f's
+        // baseline; after a window of 20 the limit holds calls back (they
+        // take over 1 ms); after one more, all at the limit with no excess,
+        // it goes up by one.
+        let answered = CallEnd::Answered { took: Duration::from_millis(10) };
+        for _ in 0..8 + 20 {
+            s.call_ended("f", &first, answered);
+        }
+        assert_eq!(a.capacity(), 2);
+        for _ in 0..20 {
+            s.call_ended("f", &first, answered);
+        }
+        assert_eq!((a.capacity(), a.adaptive_limit()), (3, Some(3)));
+        let third = s.place("f").unwrap();
+        assert_eq!(s.place("f").unwrap_err(), Unplaced::Full, "the fourth waits");
+        drop(third);
+        // Failures: the third cuts it (to 0.7 x 3), and it never goes below min.
+        for _ in 0..3 {
+            s.call_ended("f", &second, CallEnd::Failed);
+        }
+        assert_eq!(a.capacity(), 2);
+        s.call_ended("f", &second, CallEnd::Overloaded);
+        assert_eq!(a.capacity(), 1, "one less than the two it held");
+        // A configured capacity bounds it; off, only that is left.
+        s.set_capacities(Capacities { default: Some(1), own: Vec::new() });
+        s.set_adaptive(None);
+        assert_eq!((a.capacity(), a.adaptive_limit()), (1, None));
+        s.set_capacities(Capacities::default());
+        assert_eq!(a.capacity(), usize::MAX);
+        drop((first, second));
     }
 
     #[test]

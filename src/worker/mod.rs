@@ -1,12 +1,15 @@
-//! Workers, the immutable worker-set snapshot every core reads, and the
-//! `Lease` that counts a request in flight on a worker.
+//! Workers, the immutable worker-set snapshot every core reads, the
+//! `Lease` that counts a request in flight on a worker, and each worker's
+//! adaptive [`Limit`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+mod limit;
 mod url;
 
+pub use limit::{Change, Limit, Sample, Tuning};
 pub use url::WorkerUrl;
 
 /// Identifies one worker for the life of the process. Ids grow with every
@@ -22,8 +25,13 @@ pub struct Worker {
     addrs: Vec<SocketAddr>,
     in_flight: AtomicUsize,
     /// The most calls it takes at once (`usize::MAX`: no bound): past it,
-    /// no balancer picks it and calls wait for a slot.
+    /// no balancer picks it and calls wait for a slot. The lower of the
+    /// configured capacity and the adaptive limit.
     capacity: AtomicUsize,
+    /// The capacity the config gives it (`usize::MAX`: none).
+    configured: AtomicUsize,
+    /// What its calls show of how many it takes (`adaptive`).
+    limit: Limit,
     /// Connections to it kept idle in the cores' pools.
     pooled: AtomicUsize,
     /// Calls ever assigned, and those that got no usable answer.
@@ -47,6 +55,8 @@ impl Worker {
             addrs,
             in_flight: AtomicUsize::new(0),
             capacity: AtomicUsize::new(usize::MAX),
+            configured: AtomicUsize::new(usize::MAX),
+            limit: Limit::default(),
             pooled: AtomicUsize::new(0),
             assigned,
             failures,
@@ -90,15 +100,74 @@ impl Worker {
         self.ejected.load(Ordering::Relaxed)
     }
 
-    /// The most calls it takes at once (`usize::MAX`: no bound).
+    /// The most calls it takes at once (`usize::MAX`: no bound): the lower
+    /// of its configured capacity and its adaptive limit.
     pub fn capacity(&self) -> usize {
         self.capacity.load(Ordering::Relaxed)
     }
 
-    /// Sets its capacity (0 and `usize::MAX`: no bound); it applies to new calls.
+    /// The capacity the config gives it (`usize::MAX`: none).
+    pub fn configured_capacity(&self) -> usize {
+        self.configured.load(Ordering::Relaxed)
+    }
+
+    /// Sets its configured capacity (0 and `usize::MAX`: no bound); it
+    /// applies to new calls.
     pub fn set_capacity(&self, capacity: usize) {
         let capacity = if capacity == 0 { usize::MAX } else { capacity };
-        self.capacity.store(capacity, Ordering::Relaxed);
+        self.configured.store(capacity, Ordering::Relaxed);
+        // The adaptive limit's next step keeps it within the new capacity;
+        // until then the lower of the two counts.
+        self.settle_capacity();
+    }
+
+    /// Its adaptive limit, if it has one.
+    pub fn adaptive_limit(&self) -> Option<u32> {
+        self.limit.is_on().then(|| self.limit.get())
+    }
+
+    /// Whether its adaptive limit holds calls back (its calls take long
+    /// enough: `adaptive.min_call_ms`).
+    pub fn limit_holds(&self) -> bool {
+        self.limit.is_on() && self.limit.holds()
+    }
+
+    /// What its calls showed of it lately: the lowest slowdown and the
+    /// smoothed one (0: none yet).
+    pub fn slowdowns(&self) -> (f64, f64) {
+        self.limit.slowdowns()
+    }
+
+    /// Gives it an adaptive limit tuned so, starting afresh (or none).
+    pub fn set_adaptive(&self, tuning: Option<&Tuning>) {
+        self.limit.set_tuning(tuning, self.most());
+        self.settle_capacity();
+    }
+
+    /// Tells its adaptive limit how a call ended; the limit before and
+    /// after, and why, if it moved.
+    pub fn record(&self, sample: Sample) -> Option<(u32, u32, Change)> {
+        let moved = self.limit.record(sample, self.most());
+        self.settle_capacity();
+        moved
+    }
+
+    /// Its configured capacity as a bound of the adaptive limit.
+    fn most(&self) -> u32 {
+        self.configured_capacity().min(u32::MAX as usize) as u32
+    }
+
+    /// Its capacity anew from its configured one and its limit's bound
+    /// (written only if it changed: every call's end comes here).
+    fn settle_capacity(&self) {
+        let bound = match self.limit.bound() {
+            u32::MAX => usize::MAX,
+            n => n as usize,
+        };
+        let capacity = self.configured_capacity().min(bound);
+        if self.capacity() != capacity {
+            self.capacity.store(capacity, Ordering::Relaxed);
+        }
     }
 
     /// Whether it has no room for another call.

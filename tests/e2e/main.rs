@@ -39,6 +39,7 @@ macro_rules! on_both_drivers {
 // The areas: the `// ---- area ----` sections of the one file (cases.rs,
 // included twice) these tests were in before.
 mod access_log;
+mod adaptive;
 mod admin_protection;
 mod admin_workers;
 mod balancers;

@@ -48,6 +48,12 @@ struct WorkerState {
     /// Calls being served now, and the most ever served at once.
     active: AtomicUsize,
     most_active: AtomicUsize,
+    /// While nonzero, a call that comes while this many are served is
+    /// answered at once with `fail_code` (and not served): a worker that
+    /// fails calls past a number at once, as one short of memory does.
+    fail_past: AtomicUsize,
+    fail_code: AtomicU16,
+    failed: AtomicUsize,
 }
 
 /// A test worker on `127.0.0.1:0`: a thread per connection, keep-alive,
@@ -64,7 +70,8 @@ struct WorkerState {
 ///   by `strays`); `mode=gzip`: the echo with `Transfer-Encoding: gzip,
 ///   chunked`;
 /// - `code=N`: that status (204 and 304 without a body);
-/// - `size=N`: N bytes of a pattern instead of the echo.
+/// - `size=N`: N bytes of a pattern instead of the echo;
+/// - `ms=N`: the answer waits N ms (the call's work).
 ///
 /// Every answer carries `X-Worker: <url>` and `X-Custom: yes`.
 pub struct Worker {
@@ -129,6 +136,18 @@ impl Worker {
     /// Times stray bytes were sent after an answer (`mode=extra`).
     pub fn strays(&self) -> usize {
         self.state.strays.load(Ordering::Relaxed)
+    }
+
+    /// Answers every call that comes while `n` are being served with
+    /// `code` at once (0: never again), with `Retry-After: 1` for a 503.
+    pub fn fail_past(&self, n: usize, code: u16) {
+        self.state.fail_code.store(code, Ordering::Relaxed);
+        self.state.fail_past.store(n, Ordering::Relaxed);
+    }
+
+    /// Calls answered so for coming past `fail_past`.
+    pub fn failed(&self) -> usize {
+        self.state.failed.load(Ordering::Relaxed)
     }
 
     /// Requests waiting at the gate.
@@ -204,6 +223,17 @@ fn serve_worker_connection(stream: TcpStream, state: &WorkerState, url: &str) {
             }
             log.push_back(seen);
         }
+        let past = state.fail_past.load(Ordering::Relaxed);
+        if past != 0 && target != "/status" && state.active.load(Ordering::SeqCst) >= past {
+            state.failed.fetch_add(1, Ordering::Relaxed);
+            let code = state.fail_code.load(Ordering::Relaxed);
+            let retry = if code == 503 { "Retry-After: 1\r\n" } else { "" };
+            let answer = format!("HTTP/1.1 {code} Failed\r\nX-Worker: {url}\r\n{retry}Content-Length: 6\r\n\r\nfailed");
+            if writer.write_all(answer.as_bytes()).is_err() {
+                return;
+            }
+            continue;
+        }
         let active = (target != "/status").then(|| Active::enter(state));
         let refuse = state.refuse.load(Ordering::Relaxed);
         if refuse != 0 && target != "/status" {
@@ -228,6 +258,9 @@ fn serve_worker_connection(stream: TcpStream, state: &WorkerState, url: &str) {
             }
             "continue" => writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap(),
             _ => {}
+        }
+        if let Some(ms) = query_param(&target, "ms").and_then(|ms| ms.parse().ok()) {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
         }
         let code: u16 = query_param(&target, "code").and_then(|c| c.parse().ok()).unwrap_or(200);
         let body = match query_param(&target, "size").and_then(|s| s.parse::<usize>().ok()) {
