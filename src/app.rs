@@ -53,7 +53,7 @@ pub fn run(config: &Config, path: Option<&Path>, cores: usize, pin: bool) -> Res
         .with_health(config.health)
         .with_cores(cores);
     scheduler.set_capacities(config.capacities());
-    scheduler.set_adaptive(config.adaptive.tuning());
+    scheduler.set_adaptive(config.adaptive_tuning());
     if !config.cluster.peers.is_empty() && scheduler.tracks_warm() {
         adopt_peers_idle(config, &scheduler);
     }

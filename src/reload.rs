@@ -81,7 +81,7 @@ impl Live {
         let next = current.keeping_start_bound(next);
         // Capacities first: workers added next take theirs.
         self.scheduler.set_capacities(next.capacities());
-        self.scheduler.set_adaptive(next.adaptive.tuning());
+        self.scheduler.set_adaptive(next.adaptive_tuning());
         self.apply_workers(&next, &mut changes);
         use crate::balancer::BalancerKind::{Predictive, PullBased, PullHashing};
         let keeps_table = matches!(next.balancer, PullBased | PullHashing | Predictive);

@@ -23,7 +23,7 @@ use sections::{MAX_CAPACITY, MAX_TIMEOUT_MS};
 use crate::balancer::BalancerKind;
 use crate::health::Health;
 use crate::scheduler::Capacities;
-use crate::worker::WorkerUrl;
+use crate::worker::{Tuning, WorkerUrl};
 
 /// What `hiku start` needs to run, as read from the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +168,17 @@ impl Config {
         let share = |n: Option<usize>| n.map(|n| self.cluster.share(n));
         let own = self.worker_max_inflight.iter().map(|(url, n)| (url.clone(), share(min_bound(Some(*n), cap))));
         Capacities { default: share(self.default_capacity()), own: own.collect() }
+    }
+
+    /// The workers' adaptive limits' tuning, if they have them: in a tier
+    /// of `cluster.size`, this instance's part of it (of the initial limit,
+    /// and of the excess a worker may hold: every instance's calls on a
+    /// worker wait alike, so each holds its part of the excess).
+    pub fn adaptive_tuning(&self) -> Option<Tuning> {
+        let tuning = self.adaptive.tuning()?;
+        let k = self.cluster.size as f64;
+        let initial = self.cluster.share(tuning.initial as usize) as u32;
+        Some(Tuning { initial, low: tuning.low / k, high: tuning.high / k, ..tuning })
     }
 
     /// What `next` changes of this config: the keys bound at start (which

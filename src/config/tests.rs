@@ -225,6 +225,9 @@ fn every_worker_has_an_adaptive_limit_unless_it_is_turned_off() {
     }
     let next = Config::parse(r#"{"adaptive": {"high": 3}}"#).unwrap();
     assert_eq!(Config::default().changes(&next).per_call, ["adaptive"]);
+    // In a tier of two, each instance holds its part of the excess.
+    let tier = Config::parse(r#"{"cluster": {"size": 2}}"#).unwrap().adaptive_tuning().unwrap();
+    assert_eq!((tier.initial, tier.low, tier.high), (4, 0.5, 1.0));
 }
 
 #[test]
