@@ -1,16 +1,18 @@
 //! The decision cost of each balancer: one select and its release (and,
 //! for a balancer that learns from answers, what it learns from one), at
-//! cluster sizes from the paper's (5 workers, 40 functions) up.
+//! cluster sizes from the paper's (5 workers, 40 functions) up; and what a
+//! call's end costs the worker's adaptive limit (its function's baseline,
+//! the window's sums, now and then the next limit).
 //!
-//! `cargo bench --bench select`; ids are `<balancer>/<W>w-<F>f`.
+//! `cargo bench --bench select`; ids are `select/<balancer>/<W>w-<F>f` and
+//! `call_end/adaptive/<W>w-<F>f`.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use hiku::Scheduler;
-use hiku::WorkerUrl;
 use hiku::{Answer, BalancerKind, Outcome};
+use hiku::{CallEnd, Scheduler, Tuning, WorkerUrl};
 
 const SIZES: [(usize, usize); 3] = [(5, 40), (100, 10_000), (1000, 100_000)];
 
@@ -73,5 +75,26 @@ fn select(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, select);
+fn call_end(c: &mut Criterion) {
+    let mut group = c.benchmark_group("call_end");
+    group.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2));
+    for (w, f) in SIZES {
+        let s = scheduler(BalancerKind::PullBased, w);
+        s.set_adaptive(Some(Tuning::default()));
+        let names = functions(f);
+        let leases: Vec<_> = (0..w).map(|_| s.select("held").unwrap()).collect();
+        let mut i = 0;
+        group.bench_function(format!("adaptive/{w}w-{f}f"), |b| {
+            b.iter(|| {
+                let name = &names[i % names.len()];
+                let took = Duration::from_micros(100_000 + (i % 997) as u64 * 100);
+                s.call_ended(name, &leases[i % leases.len()], black_box(CallEnd::Answered { took }));
+                i += 1;
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, select, call_end);
 criterion_main!(benches);

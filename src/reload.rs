@@ -42,14 +42,13 @@ pub struct Live {
 
 impl Live {
     pub fn new(path: Option<PathBuf>, config: Config, scheduler: Arc<Scheduler>) -> Arc<Live> {
-        let live = Arc::new(Live {
+        Arc::new(Live {
             path,
             config: ArcSwap::from_pointee(config),
             generation: AtomicU64::new(0),
             scheduler,
             reloading: Mutex::new(()),
-        });
-        live
+        })
     }
 
     pub fn config(&self) -> Arc<Config> {

@@ -115,7 +115,7 @@ pub fn handle_signals(grace: Duration, announce: Duration) {
                     log::info!("SIGHUP before hiku started serving: ignored");
                     continue;
                 };
-                let reload = std::thread::Builder::new().name("hiku-reload".into()).spawn(move || reload());
+                let reload = std::thread::Builder::new().name("hiku-reload".into()).spawn(reload);
                 if let Err(e) = reload {
                     log::error!("SIGHUP: cannot start the reload: {e}");
                 }

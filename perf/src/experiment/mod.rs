@@ -176,7 +176,8 @@ async fn run_one(
     }
     let phase_ms = options.phase_seconds * 1000.0;
     let refresh_ms = (options.emulator.code_refresh_s > 0.0).then_some(options.emulator.code_refresh_s * 1000.0);
-    let run = report::summarize(&contender.label, balancer, seed, &calls, &emulator.urls, phase_ms, scale, refresh_ms);
+    let timing = report::Timing { phase_ms, scale, refresh_ms };
+    let run = report::summarize(&contender.label, balancer, seed, &calls, &emulator.urls, timing);
     if options.progress {
         let clear = if std::io::stderr().is_terminal() { "\r\x1b[2K" } else { "" };
         eprintln!("{clear}[{label}] done: {} calls, {} failed", run.calls, run.failed);

@@ -122,18 +122,26 @@ pub fn latencies(calls: &[Call]) -> Vec<f64> {
     latencies
 }
 
+/// A run's clock: its phases' length (paper-scale ms), its time scale, and
+/// the workers' code refresh (ms; `None`: never).
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub phase_ms: f64,
+    pub scale: TimeScale,
+    pub refresh_ms: Option<f64>,
+}
+
 /// Summarises a run of `calls` over `workers` (their URLs, as in
-/// `X-Worker`), with phases of `phase_ms` paper-scale ms.
+/// `X-Worker`), timed as `timing` says.
 pub fn summarize(
     scheduler: &str,
     balancer: &str,
     seed: u64,
     calls: &[Call],
     workers: &[String],
-    phase_ms: f64,
-    scale: TimeScale,
-    refresh_ms: Option<f64>,
+    timing: Timing,
 ) -> Run {
+    let Timing { phase_ms, scale, refresh_ms } = timing;
     let completed: Vec<&Call> = calls.iter().filter(|c| c.completed()).collect();
     let latencies = latencies(calls);
     let mut added: Vec<f64> =

@@ -190,7 +190,10 @@ impl Args {
             let page = markdown(&provenance, &machine(), &experiments, &throughput, &soaks, &figures);
             match &self.out {
                 Some(path) => std::fs::write(path, page).map_err(|e| format!("{}: {e}", path.display())),
-                None => Ok(print!("{page}")),
+                None => {
+                    print!("{page}");
+                    Ok(())
+                }
             }
         })();
         exit(page)

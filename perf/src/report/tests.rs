@@ -35,7 +35,8 @@ fn run() -> Run {
         Call { cut: true, status: 0, ..call(2990.0, 10.0, None) },
     ];
     let workers = ["http://a".to_string(), "http://b".to_string()];
-    summarize("hiku", "random", 7, &calls, &workers, 1000.0, TimeScale::new(0.5).unwrap(), Some(1000.0))
+    let timing = Timing { phase_ms: 1000.0, scale: TimeScale::new(0.5).unwrap(), refresh_ms: Some(1000.0) };
+    summarize("hiku", "random", 7, &calls, &workers, timing)
 }
 
 fn close(a: f64, b: f64) -> bool {
