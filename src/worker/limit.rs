@@ -20,17 +20,19 @@
 //! quarter of the window's calls found the worker at it), it goes up by
 //! one. Calls past the limit wait in hiku's queue, where a freed slot goes
 //! to a call its worker holds warm; a worker that runs them all at once
-//! instead shares its cores among them and evicts for memory. Failed calls
-//! (the worker's 502, 503 or 504, or a connection that broke off) cut the
-//! limit to 0.7 of itself at once, when a few came since the last cut (two,
-//! and one more per 16 calls of a window), at most once a round trip (the
-//! last window's mean call): one burst of failures cuts once, failures
-//! that go on cut again. A worker that says it is
-//! overloaded (429, 503 with `Retry-After`) to one less than it held. Either
-//! way the limit then stays below where the trouble came for 32 binding
-//! windows without any, before it tries one more: a worker that fails
-//! calls past some number at once costs a few calls, not a few every
-//! window. The limit stays within `min` and the configured capacity.
+//! instead shares its cores among them and evicts for memory.
+//!
+//! Failed calls (the worker's 502, 503 or 504, or a connection that broke
+//! off) cut the limit to 0.7 of itself at once, when a few came since the
+//! last cut (two, and one more per 16 calls of a window), at most once a
+//! round trip (the last window's mean call): one burst of failures cuts
+//! once, failures that go on cut again. An answer that the worker is
+//! overloaded (429, 503 with `Retry-After`) cuts it to one less than the
+//! calls the worker held. Either way the limit then stays below where the
+//! trouble came for 32 binding windows without any, before it tries one
+//! more: a worker that fails calls past some number at once costs a few
+//! calls, not a few every window. The limit stays within `min` and the
+//! configured capacity.
 //!
 //! Holding a call back costs hiku a little work (the queue, a wake-up),
 //! which is nothing beside a call of a function but not beside one that
