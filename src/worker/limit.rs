@@ -18,9 +18,12 @@
 //! So, window by window: above `high` calls of excess the limit comes down
 //! by the calls over it; below `low`, if the limit held calls back (a
 //! quarter of the window's calls found the worker at it), it goes up by
-//! one. Calls past the limit wait in hiku's queue, where a freed slot goes
-//! to a call its worker holds warm; a worker that runs them all at once
-//! instead shares its cores among them and evicts for memory.
+//! one, but not back to a limit that showed too much excess (or failures,
+//! below) until 32 binding windows passed without any: near the edge of a
+//! worker's memory each try past it costs evicted sandboxes. Calls past
+//! the limit wait in hiku's queue, where a freed slot goes to a call its
+//! worker holds warm; a worker that runs them all at once instead shares
+//! its cores among them and evicts for memory.
 //!
 //! Failed calls (the worker's 502, 503 or 504, or a connection that broke
 //! off) cut the limit to 0.7 of itself at once, when a few came since the
@@ -76,9 +79,9 @@ fn failures_that_cut(limit: u32) -> u32 {
 /// binding: only then is it raised.
 const BINDING_SHARE: u32 = 4;
 
-/// After failures (or an overloaded answer) the limit stays below where
-/// they came until this many binding windows passed without any; then it
-/// may try one more.
+/// After too much excess, failures or an overloaded answer, the limit
+/// stays below where they came until this many binding windows passed
+/// without any; then it may try one more.
 const PATIENCE: u32 = 32;
 
 /// The adaptive limit's parameters (`adaptive` in the config).
@@ -151,8 +154,8 @@ pub struct Controller {
     /// none seen yet).
     pub smoothed: f64,
     pub lowest: f64,
-    /// The most it goes up to: one below where calls last failed (or the
-    /// worker said it was overloaded), `u32::MAX` if they never did; and
+    /// The most it goes up to: one below where it last saw too much excess,
+    /// failures or an overloaded answer, `u32::MAX` if it never did; and
     /// the binding windows without trouble since.
     pub ceiling: u32,
     pub calm: u32,
@@ -198,6 +201,9 @@ impl Controller {
             }
         }
         let next = if excess > tuning.high {
+            // Down by the calls over `high`; and not back up to where the
+            // excess was for a while.
+            self.trouble_at(self.limit);
             self.limit.saturating_sub((excess - tuning.high).ceil() as u32)
         } else if excess < tuning.low && binding && self.limit < self.ceiling {
             self.limit.saturating_add(1)
@@ -533,6 +539,8 @@ mod tests {
         // The smoothed slowdown is a quarter of the way to 5: 2.75; the
         // lowest stays (the limit held calls back).
         assert_eq!((c.limit, c.smoothed, c.lowest), (10 - 4, 2.75, 2.0));
+        // Nor back up to 10 for a while: one below where the excess was.
+        assert_eq!((c.ceiling, c.calm), (9, 0));
         // A window that held none back: the lowest creeps up.
         c.window(&window(36, 0, 3.0, 2.5), &tuning, MOST);
         assert_eq!(c.lowest, 2.0 * (1.0 + LOWEST_CREEP));
