@@ -354,12 +354,13 @@ mod tests {
         assert_eq!(all["workers"][1], w2_row);
         assert_eq!(all["workers"][0]["capacity"], json!(null), "no capacity");
         // An adaptive limit, within the configured capacity; it holds calls
-        // back (and is the capacity) once they are known to take long enough.
+        // back (and is the capacity) from the start, until they are known
+        // to take too little time for that.
         s.set_adaptive(Some(crate::worker::Tuning::default()));
         let all: serde_json::Value = serde_json::from_str(&instances(&s, "")).unwrap();
-        let adaptive = |limit, configured| json!({"limit": limit, "holds": false, "configured": configured, "slowdown": null, "lowest_slowdown": null});
+        let adaptive = |limit, configured| json!({"limit": limit, "holds": true, "configured": configured, "slowdown": null, "lowest_slowdown": null});
         let row = |i: usize| (all["workers"][i]["capacity"].clone(), all["workers"][i]["adaptive"].clone());
-        assert_eq!(row(0), (json!(null), adaptive(8, json!(null))));
+        assert_eq!(row(0), (json!(8), adaptive(8, json!(null))));
         assert_eq!(row(1), (json!(4), adaptive(4, json!(4))));
         // One function only.
         let only: serde_json::Value = serde_json::from_str(&instances(&s, "function=g")).unwrap();

@@ -54,9 +54,7 @@ pub fn run(config: &Config, path: Option<&Path>, cores: usize, pin: bool) -> Res
         .with_cores(cores);
     scheduler.set_capacities(config.capacities());
     scheduler.set_adaptive(config.adaptive_tuning());
-    if !config.cluster.peers.is_empty() && scheduler.tracks_warm() {
-        adopt_peers_idle(config, &scheduler);
-    }
+    adopt_from_peers(config, &scheduler);
     let scheduler = Arc::new(scheduler);
     health::probe_actively(Arc::downgrade(&scheduler));
     log::info!(
@@ -118,15 +116,24 @@ pub fn run(config: &Config, path: Option<&Path>, cores: usize, pin: bool) -> Res
     })
 }
 
-/// Takes the warm idle instances the peers know of: the functions they
-/// served while this instance was away (the front sent them its functions)
-/// come back to it warm. Blocks: at start.
-fn adopt_peers_idle(config: &Config, scheduler: &Scheduler) {
+/// Takes what the peers know: the warm idle instances (the functions they
+/// served while this instance was away, the front having sent them its
+/// functions, come back to it warm), and what the first that knows any
+/// learnt of the workers' adaptive limits. Blocks: at start.
+fn adopt_from_peers(config: &Config, scheduler: &Scheduler) {
+    let mut limits_known = false;
     for peer in &config.cluster.peers {
-        let entries = cluster::idle_of_peer(config, peer);
-        let adopted = entries.iter().filter(|(f, url, n)| scheduler.adopt_idle(f, url, *n)).count();
+        let directory = cluster::directory_of_peer(config, peer);
+        let adopted = directory.idle.iter().filter(|(f, url, n)| scheduler.adopt_idle(f, url, *n)).count();
         if adopted > 0 {
             log::info!("took {adopted} warm idle entries from peer {peer}");
+        }
+        if !limits_known {
+            let adopted = directory.limits.iter().filter(|(url, learnt)| scheduler.adopt_limit(url, learnt)).count();
+            if adopted > 0 {
+                log::info!("took the adaptive limits of {adopted} workers from peer {peer}");
+                limits_known = true;
+            }
         }
     }
 }

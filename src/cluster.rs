@@ -1,8 +1,9 @@
 //! What an instance of a tier does with its peers (`cluster.peers`, their
 //! admin addresses): an admin change made here is passed on to each, and a
 //! starting instance takes the tier's worker list from the first that
-//! answers, and the warm idle instances each knows of (the functions it
-//! served while this one was away come back warm).
+//! answers, the warm idle instances each knows of (the functions it served
+//! while this one was away come back warm), and what the workers' adaptive
+//! limits learnt there (its own start under full load floods no worker).
 
 use std::net::ToSocketAddrs;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use serde_json::{json, Map, Value};
 use crate::config::Config;
 use crate::probe::{self, Ask};
 use crate::runtime;
-use crate::worker::WorkerUrl;
+use crate::worker::{Learnt, WorkerUrl};
 
 /// How long a peer may take to answer a change passed on to it.
 const PEER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -88,36 +89,55 @@ pub fn workers_from_peers(config: &Config) -> Option<(String, Vec<WorkerUrl>)> {
 /// The most idle instances taken for one function on one worker.
 const MOST_ADOPTED: u64 = 64;
 
-/// The warm idle instances `peer` knows of (`GET /admin/instances`): per
-/// function, per worker URL, how many. Empty if it does not answer.
-/// Blocks: at start.
-pub fn idle_of_peer(config: &Config, peer: &str) -> Vec<(String, WorkerUrl, u64)> {
+/// What a peer knows that a starting instance takes (`GET
+/// /admin/instances`): the warm idle instances, per function and worker
+/// URL, how many; and what each worker's adaptive limit learnt there.
+#[derive(Debug, Default)]
+pub struct Directory {
+    pub idle: Vec<(String, WorkerUrl, u64)>,
+    pub limits: Vec<(WorkerUrl, Learnt)>,
+}
+
+/// `peer`'s [`Directory`]; empty if it does not answer. Blocks: at start.
+pub fn directory_of_peer(config: &Config, peer: &str) -> Directory {
     let ask = Ask::get("/admin/instances", peer).token(config.admin.token.as_deref());
     let addrs = peer.to_socket_addrs().map(Vec::from_iter).unwrap_or_default();
     for addr in addrs {
         match probe::ask_blocking(addr, &ask, ASK_AT_START) {
-            Ok(reply) if reply.status == 200 => return idle_list(&reply.body),
+            Ok(reply) if reply.status == 200 => return directory(&reply.body),
             Ok(reply) => log::warn!("peer {peer} gave no directory: status {}", reply.status),
             Err(e) => log::warn!("peer {peer} gave no directory: {e}"),
         }
     }
-    Vec::new()
+    Directory::default()
 }
 
 /// The entries of a `/admin/instances` answer.
-fn idle_list(body: &str) -> Vec<(String, WorkerUrl, u64)> {
-    let Ok(value) = serde_json::from_str::<Value>(body) else { return Vec::new() };
-    let Some(functions) = value["functions"].as_object() else { return Vec::new() };
-    let mut entries = Vec::new();
-    for (function, held) in functions {
+fn directory(body: &str) -> Directory {
+    let Ok(value) = serde_json::from_str::<Value>(body) else { return Directory::default() };
+    let mut idle = Vec::new();
+    for (function, held) in value["functions"].as_object().into_iter().flatten() {
         for on in held["workers"].as_array().into_iter().flatten() {
             let url = on["url"].as_str().and_then(|u| WorkerUrl::parse(u).ok());
             if let (Some(url), Some(n)) = (url, on["idle"].as_u64()) {
-                entries.push((function.clone(), url, n.min(MOST_ADOPTED)));
+                idle.push((function.clone(), url, n.min(MOST_ADOPTED)));
             }
         }
     }
-    entries
+    let limits = value["workers"].as_array().into_iter().flatten().filter_map(|w| {
+        let url = WorkerUrl::parse(w["url"].as_str()?).ok()?;
+        let a = &w["adaptive"];
+        let limit = u32::try_from(a["limit"].as_u64()?).ok()?;
+        let slowdown = |key: &str| a[key].as_f64().unwrap_or(0.0);
+        let learnt = Learnt {
+            limit,
+            holds: a["holds"].as_bool()?,
+            lowest: slowdown("lowest_slowdown"),
+            smoothed: slowdown("slowdown"),
+        };
+        Some((url, learnt))
+    });
+    Directory { idle, limits: limits.collect() }
 }
 
 /// The URLs of a `{"workers": [...]}` answer.
@@ -139,11 +159,20 @@ mod tests {
         assert!(worker_list("{}").is_err());
         assert!(worker_list("nope").is_err());
         assert!(workers_from_peers(&Config::default()).is_none(), "no peers");
-        let directory = r#"{"functions": {"f": {"idle": 3, "workers": [{"url": "http://a:1", "idle": 2},
-                           {"url": "http://b:1", "idle": 1000}]}}, "workers": []}"#;
-        let entries = idle_list(directory);
-        let shown: Vec<_> = entries.iter().map(|(f, u, n)| (f.as_str(), u.as_str(), *n)).collect();
+        let body = r#"{"functions": {"f": {"idle": 3, "workers": [{"url": "http://a:1", "idle": 2},
+                      {"url": "http://b:1", "idle": 1000}]}},
+                      "workers": [{"url": "http://a:1", "adaptive": {"limit": 6, "holds": true, "slowdown": 2.5,
+                      "lowest_slowdown": 1.25}}, {"url": "http://b:1", "adaptive": {"limit": 8, "holds": false,
+                      "slowdown": null, "lowest_slowdown": null}}, {"url": "http://c:1", "adaptive": null}]}"#;
+        let Directory { idle, limits } = directory(body);
+        let shown: Vec<_> = idle.iter().map(|(f, u, n)| (f.as_str(), u.as_str(), *n)).collect();
         assert_eq!(shown, [("f", "http://a:1", 2), ("f", "http://b:1", MOST_ADOPTED)]);
-        assert!(idle_list("{}").is_empty() && idle_list("nope").is_empty());
+        let shown: Vec<_> = limits.iter().map(|(u, l)| (u.as_str(), *l)).collect();
+        let learnt = |limit, holds, lowest, smoothed| Learnt { limit, holds, lowest, smoothed };
+        assert_eq!(shown, [("http://a:1", learnt(6, true, 1.25, 2.5)), ("http://b:1", learnt(8, false, 0.0, 0.0))]);
+        for nothing in ["{}", "nope"] {
+            let Directory { idle, limits } = directory(nothing);
+            assert!(idle.is_empty() && limits.is_empty());
+        }
     }
 }

@@ -165,6 +165,14 @@ fn a_tiny_experiment_runs_through_a_tier_behind_each_front() {
     for o in &outcomes {
         let r = &o.run;
         assert!(r.calls > 100, "{}: {} calls", r.scheduler, r.calls);
-        assert_eq!(r.failed, 0, "{}: every call through the front is answered", r.scheduler);
+        let failed: Vec<_> = o.calls.iter().filter(|c| !c.cut && c.status != 200).collect();
+        let mut statuses = std::collections::BTreeMap::new();
+        failed.iter().for_each(|c| *statuses.entry(c.status).or_insert(0) += 1);
+        let span = failed.first().zip(failed.last()).map(|(a, b)| (a.start_ms, b.start_ms + b.latency_ms));
+        assert_eq!(
+            r.failed, 0,
+            "{}: every call through the front is answered: {statuses:?} in {span:?} ms",
+            r.scheduler
+        );
     }
 }

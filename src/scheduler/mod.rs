@@ -14,7 +14,7 @@ use arc_swap::{ArcSwap, Guard};
 
 use crate::balancer::{Answer, Balancer, BalancerKind, Outcome};
 use crate::health::{self, Health};
-use crate::worker::{Change, Lease, Sample, Tuning, Worker, WorkerId, WorkerSet, WorkerUrl};
+use crate::worker::{Change, Learnt, Lease, Sample, Tuning, Worker, WorkerId, WorkerSet, WorkerUrl};
 
 mod baselines;
 mod capacities;
@@ -360,6 +360,17 @@ impl Scheduler {
         true
     }
 
+    /// Takes what a peer's adaptive limit on the worker at `url` learnt
+    /// (for an instance that restarts); false if no worker has that URL or
+    /// it has no adaptive limit.
+    pub fn adopt_limit(&self, url: &WorkerUrl, learnt: &Learnt) -> bool {
+        let snapshot = self.snapshot.load();
+        let Some(worker) = snapshot.find_url(url).filter(|w| w.adaptive_limit().is_some()) else { return false };
+        worker.adopt_limit(learnt);
+        self.signals.notify_all();
+        true
+    }
+
     /// Ends a request: tells the balancer, then frees the lease. A worker
     /// removed meanwhile is not recorded as holding anything.
     pub fn release(&self, function: &str, lease: Lease, outcome: Outcome) {
@@ -569,20 +580,17 @@ mod tests {
         let tuning = Tuning { initial: 2, ..Tuning::default() };
         s.set_adaptive(Some(tuning));
         let a = Arc::clone(&s.workers().as_slice()[0]);
-        assert_eq!((a.capacity(), a.adaptive_limit()), (usize::MAX, Some(2)), "no bound before calls are timed");
+        assert_eq!((a.capacity(), a.adaptive_limit()), (2, Some(2)), "it holds at initial from the start");
         let (first, second) = (s.place("f").unwrap(), s.place("f").unwrap());
         // Calls of f, each 10 ms with both slots taken: the first 8 set f's
-        // baseline; after a window of 20 the limit holds calls back (they
-        // take over 1 ms); after one more, all at the limit with no excess,
-        // it goes up by one.
+        // baseline; after a window of 20, all at the limit with no excess,
+        // it goes up by one (and goes on holding: they take over 1 ms).
         let answered = CallEnd::Answered { took: Duration::from_millis(10) };
-        for _ in 0..8 + 20 {
+        for _ in 0..8 + 19 {
             s.call_ended("f", &first, answered);
         }
         assert_eq!(a.capacity(), 2);
-        for _ in 0..20 {
-            s.call_ended("f", &first, answered);
-        }
+        s.call_ended("f", &first, answered);
         assert_eq!((a.capacity(), a.adaptive_limit()), (3, Some(3)));
         let third = s.place("f").unwrap();
         assert_eq!(s.place("f").unwrap_err(), Unplaced::Full, "the fourth waits");

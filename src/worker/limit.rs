@@ -42,7 +42,12 @@
 //! takes a few microseconds. So the limit only holds calls back while the
 //! worker's calls take at least `min_call_ms` at best (their mean
 //! baseline, window by window), or fail; below, it is learnt all the same
-//! but the worker gets every call, as it would without one.
+//! but the worker gets every call, as it would without one. A new limit
+//! holds from the start, at `initial`, until its first window shows
+//! otherwise (or a call ends in less than `min_call_ms` before then): an
+//! instance that starts, or a worker added, under full load does not
+//! flood the worker while its functions' baselines are learnt. In a tier,
+//! a starting instance takes its peer's limits instead ([`Learnt`]).
 //!
 //! Lock-free: every call adds to the worker's window with three relaxed
 //! atomic additions; the call that completes a window computes the next
@@ -283,6 +288,18 @@ const CALL: u64 = 1;
 const AT_LIMIT: u64 = 1 << 32;
 const FIELD: u64 = (1 << 32) - 1;
 
+/// What a limit has learnt of its worker, as a peer in a tier shows it in
+/// `/admin/instances`: a starting instance takes it rather than start from
+/// `initial` knowing nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Learnt {
+    pub limit: u32,
+    pub holds: bool,
+    /// The lowest slowdown seen lately and the smoothed one (0: none).
+    pub lowest: f64,
+    pub smoothed: f64,
+}
+
 /// What a call's end tells its worker's limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sample {
@@ -377,7 +394,8 @@ impl Limit {
             self.limit.store(u32::MAX, Ordering::Relaxed);
             return;
         };
-        if self.is_on() && self.tuning() == *t {
+        let was_on = self.is_on();
+        if was_on && self.tuning() == *t {
             return;
         }
         self.initial.store(t.initial, Ordering::Relaxed);
@@ -391,7 +409,26 @@ impl Limit {
             None
         });
         self.close_window();
+        if !was_on {
+            // Until a window shows the calls short, it holds.
+            self.holds.store(true, Ordering::Relaxed);
+        }
         self.on.store(true, Ordering::Relaxed);
+    }
+
+    /// Takes what a peer's limit on the same worker learnt (its limit
+    /// within `min` and `most`, whether it holds, its slowdowns), if this
+    /// one is on.
+    pub fn adopt(&self, learnt: &Learnt, most: u32) {
+        if !self.is_on() {
+            return;
+        }
+        self.update(|c| {
+            c.set(learnt.limit, &self.tuning(), most);
+            (c.lowest, c.smoothed) = (learnt.lowest.max(0.0), learnt.smoothed.max(0.0));
+            None
+        });
+        self.holds.store(learnt.holds, Ordering::Relaxed);
     }
 
     /// Counts a call's end; the limit before and after, and why, if it
@@ -401,7 +438,15 @@ impl Limit {
             return None;
         }
         match sample {
-            Sample::Answered { base_us: 0, .. } => None,
+            Sample::Answered { took_us, base_us: 0, .. } => {
+                // Before its first window, a call this short shows that
+                // holding calls back would cost more than it saves.
+                let first = self.round_trip_us.load(Ordering::Relaxed) == 0;
+                if first && took_us < self.min_call_us.load(Ordering::Relaxed) {
+                    self.holds.store(false, Ordering::Relaxed);
+                }
+                None
+            }
             Sample::Answered { took_us, base_us, at_limit } => {
                 self.took_us.fetch_add(took_us, Ordering::Relaxed);
                 self.base_us.fetch_add(base_us, Ordering::Relaxed);
@@ -670,7 +715,7 @@ mod tests {
     fn a_limit_holds_calls_back_only_while_they_take_long_enough() {
         let limit = Limit::default();
         limit.set_tuning(Some(&Tuning::default()), MOST);
-        assert_eq!((limit.get(), limit.bound()), (8, u32::MAX), "nothing known yet: no bound");
+        assert_eq!((limit.get(), limit.bound()), (8, 8), "nothing known yet: it holds at initial");
         let window = |base_us| {
             for _ in 0..window_calls(limit.get()) {
                 limit.record(Sample::Answered { took_us: 3 * base_us, base_us, at_limit: false }, MOST);
@@ -682,5 +727,51 @@ mod tests {
         assert_eq!(limit.bound(), 8);
         window(20);
         assert_eq!(limit.bound(), u32::MAX);
+        // Turned off and on again, it holds until a window says otherwise.
+        limit.set_tuning(None, MOST);
+        limit.set_tuning(Some(&Tuning::default()), MOST);
+        assert_eq!(limit.bound(), 8);
+    }
+
+    #[test]
+    fn a_new_limit_stops_holding_at_a_short_call_before_its_first_window_and_not_after() {
+        let limit = Limit::default();
+        limit.set_tuning(Some(&Tuning::default()), MOST);
+        let unknown = |took_us| Sample::Answered { took_us, base_us: 0, at_limit: false };
+        limit.record(unknown(5_000), MOST);
+        assert_eq!(limit.bound(), 8, "a long call, its function's baseline not known yet");
+        limit.record(unknown(900), MOST);
+        assert_eq!(limit.bound(), u32::MAX, "a call under min_call_ms: it holds nothing");
+        // After a window of long calls, one short call of a new function
+        // changes nothing: the next window decides.
+        for _ in 0..window_calls(8) {
+            limit.record(Sample::Answered { took_us: 3000, base_us: 2000, at_limit: false }, MOST);
+        }
+        assert_eq!(limit.bound(), 8);
+        limit.record(unknown(900), MOST);
+        assert_eq!(limit.bound(), 8);
+    }
+
+    #[test]
+    fn a_limit_takes_what_a_peer_learnt_within_min_and_the_configured_capacity() {
+        let limit = Limit::default();
+        let learnt = Learnt { limit: 6, holds: true, lowest: 1.5, smoothed: 2.0 };
+        limit.adopt(&learnt, MOST);
+        assert_eq!(limit.get(), u32::MAX, "off: nothing to take");
+        limit.set_tuning(Some(&Tuning::default()), MOST);
+        limit.adopt(&learnt, MOST);
+        assert_eq!((limit.get(), limit.bound(), limit.slowdowns()), (6, 6, (1.5, 2.0)));
+        limit.adopt(&Learnt { limit: 0, holds: false, ..learnt }, 4);
+        assert_eq!((limit.get(), limit.bound()), (1, u32::MAX), "never below min; holds as the peer's does");
+        limit.adopt(&learnt, 4);
+        assert_eq!(limit.get(), 4, "within the configured capacity");
+        // A window measured against the lowest it took: 1.5 lowest, 3.0
+        // now, 12 held: 6 calls of excess, 4 over high.
+        let calls = window_calls(4);
+        limit.started_us.store(limit.now_us(), Ordering::Relaxed);
+        for _ in 0..calls {
+            limit.record(Sample::Answered { took_us: 3000, base_us: 1000, at_limit: true }, MOST);
+        }
+        assert!(limit.get() < 4, "cut by the excess over the peer's lowest slowdown: {}", limit.get());
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 mod limit;
 mod url;
 
-pub use limit::{Change, Limit, Sample, Tuning};
+pub use limit::{Change, Learnt, Limit, Sample, Tuning};
 pub use url::WorkerUrl;
 
 /// Identifies one worker for the life of the process. Ids grow with every
@@ -141,6 +141,12 @@ impl Worker {
     /// Gives it an adaptive limit tuned so, starting afresh (or none).
     pub fn set_adaptive(&self, tuning: Option<&Tuning>) {
         self.limit.set_tuning(tuning, self.most());
+        self.settle_capacity();
+    }
+
+    /// Takes what a peer's adaptive limit on it learnt (if it has one).
+    pub fn adopt_limit(&self, learnt: &Learnt) {
+        self.limit.adopt(learnt, self.most());
         self.settle_capacity();
     }
 

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::support::{free_port, sample, wait_for, Client, Driver, Front, Hiku, Worker};
 
@@ -17,7 +17,13 @@ fn instance(driver: Driver, workers: &[&str]) -> (Hiku, SocketAddr) {
 /// An instance with its admin endpoints at `admin`, and `peers`' admin
 /// addresses in `cluster.peers`.
 fn instance_at(driver: Driver, workers: &[&str], admin: SocketAddr, peers: &[SocketAddr]) -> Hiku {
+    instance_tuned(driver, workers, admin, peers, json!({}))
+}
+
+/// The same, with `adaptive` as its adaptive limits' section.
+fn instance_tuned(driver: Driver, workers: &[&str], admin: SocketAddr, peers: &[SocketAddr], adaptive: Value) -> Hiku {
     let extra = json!({
+        "adaptive": adaptive,
         "front": {"proxy_protocol": true, "trusted_proxies": ["127.0.0.1"]},
         "admin": {"listen": admin.to_string(), "token": "t0ken"},
         // Longer than the front's checks take to count it out (3 x 300 ms).
@@ -339,4 +345,29 @@ fn a_restarted_instance_takes_its_peers_warm_entries(driver: Driver) {
     for f in &ones {
         assert!(known.contains(f), "{f} is not warm on the restarted instance: {known:?}\n{}", one.stderr());
     }
+}
+
+on_both_drivers!(a_restarted_instance_takes_its_peers_adaptive_limits);
+fn a_restarted_instance_takes_its_peers_adaptive_limits(driver: Driver) {
+    let w = Worker::start();
+    let (one_admin, two_admin) = (free_addr(), free_addr());
+    // The survivor starts its limits lower than the restarted one would
+    // (6 for the worker: 3 for each of the two instances, against 4), and
+    // its calls of 5 ms show it the worker's slowdowns.
+    let two = instance_tuned(driver, &[&w.url], two_admin, &[one_admin], json!({"initial": 6}));
+    let mut c = two.client();
+    c.send(b"PROXY TCP4 127.0.0.1 127.0.0.1 40000 80\r\n");
+    for _ in 0..80 {
+        assert_eq!(c.request("POST", "/run/f?ms=5", &[], b"x").status, 200);
+    }
+    let limits = |admin: SocketAddr| {
+        let auth = [("Authorization", "Bearer t0ken")];
+        Client::connect(admin).request("GET", "/admin/instances", &auth, b"").json()["workers"][0]["adaptive"].clone()
+    };
+    let learnt = limits(two_admin);
+    assert_eq!((learnt["limit"].clone(), learnt["holds"].clone()), (json!(3), json!(true)), "{learnt}");
+    assert!(learnt["lowest_slowdown"].as_f64().is_some(), "{learnt}");
+    // A starting instance takes them, before any call reaches it.
+    let one = instance_at(driver, &[&w.url], one_admin, &[two_admin]);
+    assert_eq!(limits(one_admin), learnt, "{}", one.stderr());
 }
