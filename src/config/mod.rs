@@ -173,12 +173,14 @@ impl Config {
     /// The workers' adaptive limits' tuning, if they have them: in a tier
     /// of `cluster.size`, this instance's part of it (of the initial limit,
     /// and of the excess a worker may hold: every instance's calls on a
-    /// worker wait alike, so each holds its part of the excess).
+    /// worker wait alike, so each holds its part of the excess), and how
+    /// many instances share each worker (each takes its part of a cut).
     pub fn adaptive_tuning(&self) -> Option<Tuning> {
         let tuning = self.adaptive.tuning()?;
         let k = self.cluster.size as f64;
         let initial = self.cluster.share(tuning.initial as usize) as u32;
-        Some(Tuning { initial, low: tuning.low / k, high: tuning.high / k, ..tuning })
+        let instances = self.cluster.size as u32;
+        Some(Tuning { initial, low: tuning.low / k, high: tuning.high / k, instances, ..tuning })
     }
 
     /// What `next` changes of this config: the keys bound at start (which

@@ -257,6 +257,7 @@ impl Adaptive {
             low: excess("low", d.low)?,
             high: excess("high", d.high)?,
             min_call_us: (min_call_ms * 1000.0) as u64,
+            instances: 1,
         };
         if tuning.low >= tuning.high {
             return Err(ConfigError(format!(

@@ -16,7 +16,8 @@
 //! and the excess grows faster still, well before any call fails.
 //!
 //! So, window by window: above `high` calls of excess the limit comes down
-//! by the calls over it; below `low`, if the limit held calls back (a
+//! by the calls over it (in a tier, by this instance's part of that, see
+//! [`calls_to_cut`]); below `low`, if the limit held calls back (a
 //! quarter of the window's calls found the worker at it), it goes up by
 //! one, but not back to a limit that showed too much excess (or failures,
 //! below) until 32 binding windows passed without any: near the edge of a
@@ -103,11 +104,15 @@ pub struct Tuning {
     /// The limit holds calls back only while the worker's calls take at
     /// least this long at best (their mean baseline, µs).
     pub min_call_us: u64,
+    /// The instances of a tier that share each worker (`cluster.size`),
+    /// each with a limit of its own; `low` and `high` are already this
+    /// instance's part.
+    pub instances: u32,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { initial: 8, min: 1, low: 1.0, high: 2.0, min_call_us: 1000 }
+        Tuning { initial: 8, min: 1, low: 1.0, high: 2.0, min_call_us: 1000, instances: 1 }
     }
 }
 
@@ -148,6 +153,30 @@ pub enum Change {
     Failed,
     /// It said it was overloaded.
     Overloaded,
+}
+
+/// The calls a limit comes down by for `over` calls of excess over
+/// `high`: all of them, rounded up. In a tier of `instances`, every
+/// instance's limit on a worker sees the same slowdown at once, and each
+/// holds its part of the excess: together they would cut `instances` times
+/// what one hiku cuts, and a limit of two or three calls would halve. So
+/// each takes its part of the whole worker's cut, rounded up or down at
+/// random (`draw`, in [0, 1)) so that together they cut about what one hiku
+/// would, and seldom all at once.
+fn calls_to_cut(over: f64, instances: u32, draw: f64) -> u32 {
+    let k = f64::from(instances.max(1));
+    let part = (over * k).ceil() / k;
+    (part.floor() + if draw < part.fract() { 1.0 } else { 0.0 }) as u32
+}
+
+/// A number in [0, 1) drawn from a window's sums: windows differ from
+/// instance to instance, so their draws do too (splitmix64's mix).
+fn draw(window: &Window) -> f64 {
+    let mut z = window.took_us ^ window.span_us.rotate_left(32) ^ u64::from(window.calls);
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) as f64 / (u64::MAX as f64 + 1.0)
 }
 
 /// The controller's memory between windows: a pure state machine, so that
@@ -205,11 +234,17 @@ impl Controller {
                 (self.ceiling, self.calm) = (self.ceiling.saturating_add(1), 0);
             }
         }
-        let next = if excess > tuning.high {
+        let cut = match excess > tuning.high {
+            true => calls_to_cut(excess - tuning.high, tuning.instances, draw(window)),
+            false => 0,
+        };
+        let next = if cut > 0 {
             // Down by the calls over `high`; and not back up to where the
             // excess was for a while.
             self.trouble_at(self.limit);
-            self.limit.saturating_sub((excess - tuning.high).ceil() as u32)
+            self.limit.saturating_sub(cut)
+        } else if excess > tuning.high {
+            self.limit
         } else if excess < tuning.low && binding && self.limit < self.ceiling {
             self.limit.saturating_add(1)
         } else {
@@ -278,6 +313,7 @@ pub struct Limit {
     low: AtomicU64,
     high: AtomicU64,
     min_call_us: AtomicU64,
+    instances: AtomicU32,
     /// The last window's calls took long enough for the limit to hold
     /// calls back.
     holds: AtomicBool,
@@ -336,6 +372,7 @@ impl Default for Limit {
             low: zero(),
             high: zero(),
             min_call_us: AtomicU64::new(0),
+            instances: AtomicU32::new(1),
             holds: AtomicBool::new(false),
             epoch: std::time::Instant::now(),
         }
@@ -382,6 +419,7 @@ impl Limit {
             low: load(&self.low),
             high: load(&self.high),
             min_call_us: self.min_call_us.load(Ordering::Relaxed),
+            instances: self.instances.load(Ordering::Relaxed),
         }
     }
 
@@ -403,6 +441,7 @@ impl Limit {
         self.low.store(t.low.to_bits(), Ordering::Relaxed);
         self.high.store(t.high.to_bits(), Ordering::Relaxed);
         self.min_call_us.store(t.min_call_us, Ordering::Relaxed);
+        self.instances.store(t.instances, Ordering::Relaxed);
         self.update(|c| {
             let fresh = Controller::new(t, most);
             (c.limit, c.ceiling, c.calm) = (fresh.limit, fresh.ceiling, fresh.calm);
@@ -670,6 +709,53 @@ mod tests {
             limits.push(c.limit);
         }
         assert!(limits[30..].iter().all(|l| (5..=6).contains(l)), "{limits:?}");
+    }
+
+    #[test]
+    fn in_a_tier_each_instance_takes_its_part_of_a_cut_rounded_at_random() {
+        // Alone, all the calls over high, rounded up.
+        assert_eq!([calls_to_cut(0.3, 1, 0.9), calls_to_cut(2.2, 1, 0.0)], [1, 3]);
+        // One of three instances, 0.13 calls over its part of high: the
+        // whole worker is 0.39 over, one call to cut, a third of it each.
+        assert_eq!([calls_to_cut(0.13, 3, 0.2), calls_to_cut(0.13, 3, 0.5)], [1, 0]);
+        // 0.9 over: 2.7 for the worker, 3 calls, one each.
+        assert_eq!([calls_to_cut(0.9, 3, 0.0), calls_to_cut(0.9, 3, 0.99)], [1, 1]);
+        assert_eq!([calls_to_cut(1.5, 2, 0.3), calls_to_cut(1.5, 2, 0.7)], [2, 1]);
+        // The draws of windows that differ a little spread over [0, 1).
+        let draws: Vec<f64> =
+            (0..1000).map(|i| draw(&Window { took_us: 90_000 + i, ..window(26, 26, 3.0, 3.0) })).collect();
+        assert!(draws.iter().all(|d| (0.0..1.0).contains(d)));
+        let low = draws.iter().filter(|&&d| d < 1.0 / 3.0).count();
+        assert!((250..420).contains(&low), "{low} of 1000 below a third");
+    }
+
+    #[test]
+    fn three_instances_hold_a_worker_about_where_one_would() {
+        // The worker of four cores above, its calls from three instances,
+        // each holding its limit and seeing the slowdown all of them make.
+        // Alone, a limit settles at 5 or 6; three that all cut at once
+        // would halve their limits of two, to 3 in all.
+        let worker = |held: f64| 2.0 * (held / 4.0).max(1.0);
+        let alone = Tuning::default();
+        let tuning = Tuning { initial: 2, low: alone.low / 3.0, high: alone.high / 3.0, instances: 3, ..alone };
+        let mut tier = [Controller::new(&tuning, MOST); 3];
+        for c in &mut tier {
+            c.window(&window(20, 0, 0.6, worker(2.0)), &tuning, MOST);
+        }
+        let mut totals = Vec::new();
+        for round in 0..400u64 {
+            let total: u32 = tier.iter().map(|c| c.limit).sum();
+            for (i, c) in tier.iter_mut().enumerate() {
+                let (held, calls) = (c.limit as f64, window_calls(c.limit));
+                let mut w = window(calls, calls, held, worker(total as f64));
+                w.took_us += round * 3 + i as u64;
+                c.window(&w, &tuning, MOST);
+            }
+            totals.push(total);
+        }
+        let mean = totals[100..].iter().sum::<u32>() as f64 / 300.0;
+        assert!((4.5..=6.5).contains(&mean), "{mean}: {totals:?}");
+        assert!(tier.iter().all(|c| c.limit >= 1));
     }
 
     #[test]
