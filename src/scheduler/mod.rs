@@ -14,7 +14,7 @@ use arc_swap::{ArcSwap, Guard};
 
 use crate::balancer::{Answer, Balancer, BalancerKind, Outcome};
 use crate::health::{self, Health};
-use crate::worker::{Change, Learnt, Lease, Sample, Tuning, Worker, WorkerId, WorkerSet, WorkerUrl};
+use crate::worker::{Change, Learnt, Lease, Sample, Tuning, Worker, WorkerId, WorkerSet, WorkerUrl, SAMPLED};
 
 mod baselines;
 mod capacities;
@@ -89,6 +89,19 @@ pub enum CallEnd {
     Failed,
     /// The worker said it was overloaded and did not run it.
     Overloaded,
+}
+
+/// Whether this answer is the one in [`SAMPLED`] this core passes on
+/// to a limit that holds nothing back.
+fn sampled() -> bool {
+    thread_local! {
+        static ANSWERS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    ANSWERS.with(|n| {
+        let next = n.get().wrapping_add(1);
+        n.set(next);
+        next % SAMPLED == 0
+    })
 }
 
 /// `select` found no worker at all.
@@ -299,9 +312,16 @@ impl Scheduler {
         let in_flight = worker.in_flight();
         let sample = match end {
             CallEnd::Answered { took } => {
+                // While the limit holds nothing back, one answer in SAMPLED
+                // (a count of this core's) stands for as many.
+                let weight = match worker.limit_holds() {
+                    true => 1,
+                    false if sampled() => SAMPLED,
+                    false => return,
+                };
                 let took_us = took.as_micros().min(u64::MAX as u128) as u64;
                 let base_us = self.baselines.observe(function, took_us);
-                Sample::Answered { took_us, base_us, at_limit: in_flight >= worker.capacity() }
+                Sample::Answered { took_us, base_us, at_limit: in_flight >= worker.capacity(), weight }
             }
             CallEnd::Failed => Sample::Failed,
             CallEnd::Overloaded => Sample::Overloaded { in_flight },

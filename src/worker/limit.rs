@@ -51,8 +51,9 @@
 //! a starting instance takes its peer's limits instead ([`Learnt`]).
 //!
 //! Lock-free: every call adds to the worker's window with three relaxed
-//! atomic additions; the call that completes a window computes the next
-//! limit and starts the next window. A worker's limit moves a few times a
+//! atomic additions (while the limit holds nothing back, one call in
+//! [`SAMPLED`] does, for as many); the call that completes a window
+//! computes the next limit and starts the next window. A worker's limit moves a few times a
 //! second at most.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -320,6 +321,11 @@ pub struct Limit {
     epoch: std::time::Instant,
 }
 
+/// While a limit holds nothing back, one answer in this many is enough to
+/// follow the worker: hiku's part of a call of a few microseconds stays
+/// what it was. Each counts for as many; a window is as many times longer.
+pub const SAMPLED: u32 = 16;
+
 const CALL: u64 = 1;
 const AT_LIMIT: u64 = 1 << 32;
 const FIELD: u64 = (1 << 32) - 1;
@@ -341,8 +347,9 @@ pub struct Learnt {
 pub enum Sample {
     /// The worker answered: `took_us` after the call was sent, its
     /// function's baseline being `base_us` (0: not known yet), while the
-    /// worker was at its limit or not.
-    Answered { took_us: u64, base_us: u64, at_limit: bool },
+    /// worker was at its limit or not; standing for `weight` answers
+    /// alike (1, or [`SAMPLED`] for one answer of that many).
+    Answered { took_us: u64, base_us: u64, at_limit: bool, weight: u32 },
     /// The call failed on the worker (not the client's doing).
     Failed,
     /// The worker said it was overloaded.
@@ -486,18 +493,19 @@ impl Limit {
                 }
                 None
             }
-            Sample::Answered { took_us, base_us, at_limit } => {
-                self.took_us.fetch_add(took_us, Ordering::Relaxed);
-                self.base_us.fetch_add(base_us, Ordering::Relaxed);
-                let add = CALL + if at_limit { AT_LIMIT } else { 0 };
+            Sample::Answered { took_us, base_us, at_limit, weight } => {
+                let w = u64::from(weight.max(1));
+                self.took_us.fetch_add(took_us * w, Ordering::Relaxed);
+                self.base_us.fetch_add(base_us * w, Ordering::Relaxed);
+                let add = (CALL + if at_limit { AT_LIMIT } else { 0 }) * w;
                 let counts = self.counts.fetch_add(add, Ordering::Relaxed) + add;
-                if ((counts & FIELD) as u32) < window_calls(self.get()) {
+                if ((counts & FIELD) as u32) < self.window_of(self.get()) {
                     return None;
                 }
                 self.update(|c| {
                     // Another core may have closed it a moment ago.
                     let calls = (self.counts.load(Ordering::Relaxed) & FIELD) as u32;
-                    if calls < window_calls(c.limit) {
+                    if calls < self.window_of(c.limit) {
                         return None;
                     }
                     let window = self.close_window();
@@ -523,6 +531,15 @@ impl Limit {
                 self.holds.store(true, Ordering::Relaxed);
                 self.update(|c| c.overloaded(in_flight, &self.tuning(), most))
             }
+        }
+    }
+
+    /// The answers a window at `limit` counts: as many again for each one
+    /// sampled while the limit holds nothing back.
+    fn window_of(&self, limit: u32) -> u32 {
+        match self.holds() {
+            true => window_calls(limit),
+            false => window_calls(limit) * SAMPLED,
         }
     }
 
@@ -761,13 +778,13 @@ mod tests {
     #[test]
     fn the_shared_limit_closes_a_window_after_its_calls_and_cuts_once_per_window_on_failures() {
         let limit = Limit::default();
-        let answered = |took_us| Sample::Answered { took_us, base_us: 1000, at_limit: true };
+        let answered = |took_us| Sample::Answered { took_us, base_us: 1000, at_limit: true, weight: 1 };
         assert_eq!(limit.record(answered(2000), MOST), None, "off");
         assert_eq!(limit.get(), u32::MAX);
         let tuning = Tuning::default();
         limit.set_tuning(Some(&tuning), MOST);
         assert_eq!(limit.get(), 8);
-        let unknown = Sample::Answered { took_us: 5, base_us: 0, at_limit: true };
+        let unknown = Sample::Answered { took_us: 5000, base_us: 0, at_limit: true, weight: 1 };
         assert_eq!(limit.record(unknown, MOST), None, "no baseline: not counted");
         for _ in 0..window_calls(8) - 1 {
             assert_eq!(limit.record(answered(2000), MOST), None);
@@ -804,7 +821,10 @@ mod tests {
         assert_eq!((limit.get(), limit.bound()), (8, 8), "nothing known yet: it holds at initial");
         let window = |base_us| {
             for _ in 0..window_calls(limit.get()) {
-                limit.record(Sample::Answered { took_us: 3 * base_us, base_us, at_limit: false }, MOST);
+                // One in SAMPLED, as `Scheduler::call_ended` sends them,
+                // while it holds nothing back.
+                let weight = if limit.holds() { 1 } else { SAMPLED };
+                limit.record(Sample::Answered { took_us: 3 * base_us, base_us, at_limit: false, weight }, MOST);
             }
         };
         window(999);
@@ -820,10 +840,35 @@ mod tests {
     }
 
     #[test]
+    fn a_sampled_answer_counts_for_as_many_in_the_windows_sums() {
+        // Two limits on the same calls: one hears every answer, the other
+        // one in SAMPLED, weighted. Same slowdowns, same held calls.
+        let (every, sampled) = (Limit::default(), Limit::default());
+        for limit in [&every, &sampled] {
+            limit.set_tuning(Some(&Tuning::default()), MOST);
+            limit.record(Sample::Answered { took_us: 10, base_us: 0, at_limit: false, weight: 1 }, MOST);
+            assert!(!limit.holds(), "microsecond calls");
+        }
+        let answer = |weight| Sample::Answered { took_us: 40, base_us: 20, at_limit: false, weight };
+        for i in 0..window_calls(8) * SAMPLED - 1 {
+            every.record(answer(1), MOST);
+            if i % SAMPLED == 0 {
+                sampled.record(answer(SAMPLED), MOST);
+            }
+        }
+        assert_eq!(every.slowdowns(), (0.0, 0.0), "a window of as many answers, not closed yet");
+        every.record(answer(1), MOST);
+        assert_eq!(every.slowdowns(), (2.0, 2.0));
+        assert_eq!(sampled.slowdowns(), (2.0, 2.0));
+        let round_trip = |l: &Limit| l.round_trip_us.load(Ordering::Relaxed);
+        assert_eq!((round_trip(&every), round_trip(&sampled)), (40, 40));
+    }
+
+    #[test]
     fn a_new_limit_stops_holding_at_a_short_call_before_its_first_window_and_not_after() {
         let limit = Limit::default();
         limit.set_tuning(Some(&Tuning::default()), MOST);
-        let unknown = |took_us| Sample::Answered { took_us, base_us: 0, at_limit: false };
+        let unknown = |took_us| Sample::Answered { took_us, base_us: 0, at_limit: false, weight: 1 };
         limit.record(unknown(5_000), MOST);
         assert_eq!(limit.bound(), 8, "a long call, its function's baseline not known yet");
         limit.record(unknown(900), MOST);
@@ -831,7 +876,8 @@ mod tests {
         // After a window of long calls, one short call of a new function
         // changes nothing: the next window decides.
         for _ in 0..window_calls(8) {
-            limit.record(Sample::Answered { took_us: 3000, base_us: 2000, at_limit: false }, MOST);
+            let weight = if limit.holds() { 1 } else { SAMPLED };
+            limit.record(Sample::Answered { took_us: 3000, base_us: 2000, at_limit: false, weight }, MOST);
         }
         assert_eq!(limit.bound(), 8);
         limit.record(unknown(900), MOST);
@@ -856,7 +902,7 @@ mod tests {
         let calls = window_calls(4);
         limit.started_us.store(limit.now_us(), Ordering::Relaxed);
         for _ in 0..calls {
-            limit.record(Sample::Answered { took_us: 3000, base_us: 1000, at_limit: true }, MOST);
+            limit.record(Sample::Answered { took_us: 3000, base_us: 1000, at_limit: true, weight: 1 }, MOST);
         }
         assert!(limit.get() < 4, "cut by the excess over the peer's lowest slowdown: {}", limit.get());
     }

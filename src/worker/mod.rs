@@ -9,7 +9,7 @@ use std::sync::Arc;
 mod limit;
 mod url;
 
-pub use limit::{Change, Learnt, Limit, Sample, Tuning};
+pub use limit::{Change, Learnt, Limit, Sample, Tuning, SAMPLED};
 pub use url::WorkerUrl;
 
 /// Identifies one worker for the life of the process. Ids grow with every
