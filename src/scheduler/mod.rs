@@ -91,16 +91,21 @@ pub enum CallEnd {
     Overloaded,
 }
 
-/// Whether this answer is the one in [`SAMPLED`] this core passes on
-/// to a limit that holds nothing back.
+/// Whether this core passes this answer on to a limit that holds nothing
+/// back: one in [`SAMPLED`], drawn at random (xorshift, per core) rather
+/// than every 16th, so that answers coming from the workers in turn cannot
+/// leave a worker out of every sample.
 fn sampled() -> bool {
     thread_local! {
-        static ANSWERS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        static STATE: std::cell::Cell<u32> = const { std::cell::Cell::new(0x9e37_79b9) };
     }
-    ANSWERS.with(|n| {
-        let next = n.get().wrapping_add(1);
-        n.set(next);
-        next % SAMPLED == 0
+    STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        state.set(x);
+        x % SAMPLED == 0
     })
 }
 
@@ -313,7 +318,7 @@ impl Scheduler {
         let sample = match end {
             CallEnd::Answered { took } => {
                 // While the limit holds nothing back, one answer in SAMPLED
-                // (a count of this core's) stands for as many.
+                // (drawn per core) stands for as many.
                 let weight = match worker.limit_holds() {
                     true => 1,
                     false if sampled() => SAMPLED,
@@ -591,6 +596,18 @@ mod tests {
             let capacity = |u: &str| s.workers().find_url(&WorkerUrl::parse(u).unwrap()).unwrap().capacity();
             assert_eq!((capacity("http://d:1"), capacity("http://a:1")), (2, 1), "{kind}");
         }
+    }
+
+    #[test]
+    fn one_answer_in_sampled_is_drawn_and_none_of_two_workers_in_turn_is_left_out() {
+        // Answers from two workers in turn, as least-connections gives them.
+        let mut drawn = [0; 2];
+        for i in 0..32_000 {
+            if sampled() {
+                drawn[i % 2] += 1;
+            }
+        }
+        assert!(drawn.iter().all(|&n| (800..1200).contains(&n)), "{drawn:?} of 16 000 each");
     }
 
     #[test]
