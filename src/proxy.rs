@@ -441,7 +441,15 @@ async fn send_and_read_head(
                 match futures_lite::future::or(head, gone).await {
                     Some(head) => head,
                     None => {
+                        // The worker runs the call to its end all the same
+                        // (OpenLambda sends it to the sandbox with a context
+                        // of its own, which the client's leaving does not
+                        // cancel): it keeps its slot until the worker
+                        // answers, or for the answer's time limit, so that a
+                        // capacity or an adaptive limit never sends the
+                        // worker more calls than it runs.
                         log::debug!("the client left while {} worked on its call", worker.url());
+                        let _ = http::read_response_head(&mut up, &mut conn.ubuf, within).await;
                         return Err(Failure::Close);
                     }
                 }
