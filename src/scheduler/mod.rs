@@ -91,24 +91,6 @@ pub enum CallEnd {
     Overloaded,
 }
 
-/// Whether this core passes this answer on to a limit that holds nothing
-/// back: one in [`SAMPLED`], drawn at random (xorshift, per core) rather
-/// than every 16th, so that answers coming from the workers in turn cannot
-/// leave a worker out of every sample.
-fn sampled() -> bool {
-    thread_local! {
-        static STATE: std::cell::Cell<u32> = const { std::cell::Cell::new(0x9e37_79b9) };
-    }
-    STATE.with(|state| {
-        let mut x = state.get();
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        state.set(x);
-        x % SAMPLED == 0
-    })
-}
-
 /// `select` found no worker at all.
 #[derive(Debug, PartialEq, Eq)]
 pub struct NoWorkers;
@@ -314,22 +296,22 @@ impl Scheduler {
         if worker.adaptive_limit().is_none() {
             return;
         }
-        let in_flight = worker.in_flight();
         let sample = match end {
             CallEnd::Answered { took } => {
                 // While the limit holds nothing back, one answer in SAMPLED
-                // (drawn per core) stands for as many.
+                // (drawn at random, so that answers from the workers in
+                // turn leave none out) stands for as many.
                 let weight = match worker.limit_holds() {
                     true => 1,
-                    false if sampled() => SAMPLED,
+                    false if fastrand::u32(..SAMPLED) == 0 => SAMPLED,
                     false => return,
                 };
                 let took_us = took.as_micros().min(u64::MAX as u128) as u64;
                 let base_us = self.baselines.observe(function, took_us);
-                Sample::Answered { took_us, base_us, at_limit: in_flight >= worker.capacity(), weight }
+                Sample::Answered { took_us, base_us, at_limit: worker.in_flight() >= worker.capacity(), weight }
             }
             CallEnd::Failed => Sample::Failed,
-            CallEnd::Overloaded => Sample::Overloaded { in_flight },
+            CallEnd::Overloaded => Sample::Overloaded { in_flight: worker.in_flight() },
         };
         let Some((from, to, why)) = worker.record(sample) else { return };
         let url = worker.url();
@@ -600,10 +582,11 @@ mod tests {
 
     #[test]
     fn one_answer_in_sampled_is_drawn_and_none_of_two_workers_in_turn_is_left_out() {
-        // Answers from two workers in turn, as least-connections gives them.
+        // Answers from two workers in turn, as least-connections gives them,
+        // drawn as `call_ended` draws them.
         let mut drawn = [0; 2];
         for i in 0..32_000 {
-            if sampled() {
+            if fastrand::u32(..SAMPLED) == 0 {
                 drawn[i % 2] += 1;
             }
         }

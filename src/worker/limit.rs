@@ -244,8 +244,6 @@ impl Controller {
             // excess was for a while.
             self.trouble_at(self.limit);
             self.limit.saturating_sub(cut)
-        } else if excess > tuning.high {
-            self.limit
         } else if excess < tuning.low && binding && self.limit < self.ceiling {
             self.limit.saturating_add(1)
         } else {
