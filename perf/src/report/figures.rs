@@ -156,6 +156,7 @@ mod tests {
             cold_bound_rate: None,
             latency_cdf_ms: (0..201).map(|i| 80.0 + (1.0 + k / 4.0) * (f64::from(i) / 40.0).powi(3) * 30.0).collect(),
             cold_causes: Default::default(),
+            failures: Default::default(),
         }
     }
 

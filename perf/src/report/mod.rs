@@ -75,6 +75,11 @@ pub struct Run {
     /// `cold_cause`: `first`, `refresh`, `scale-up`, `evicted`, `killed`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cold_causes: BTreeMap<String, u64>,
+    /// The failed calls by the answer they got: its status, `none` (no
+    /// answer: the connection broke or the call timed out) or
+    /// `200-unmarked` (a 200 that no worker ran).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failures: BTreeMap<String, u64>,
 }
 
 /// Points in [`Run::latency_cdf_ms`]: the 0th to the 100th percentile.
@@ -193,7 +198,22 @@ pub fn summarize(
             }
         },
         cold_causes: cold_causes(&completed),
+        failures: failures(calls),
     }
+}
+
+/// How many of `calls` failed with each answer ([`Run::failures`]).
+fn failures(calls: &[Call]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for call in calls.iter().filter(|c| !c.completed() && !c.cut) {
+        let answer = match call.status {
+            0 => "none".to_string(),
+            200 => "200-unmarked".to_string(),
+            status => status.to_string(),
+        };
+        *counts.entry(answer).or_insert(0) += 1;
+    }
+    counts
 }
 
 /// How many of `completed` started cold for each reason.
@@ -340,7 +360,39 @@ pub fn table(runs: &[Run]) -> String {
         true => "mean over the seeds, then the least and the most any seed gave; ",
         false => "",
     };
-    grid(&headers, &rows) + &bound_line(runs) + &phase_lines(runs) + &cause_lines(runs) + seeds + UNITS + paper::SOURCE
+    grid(&headers, &rows)
+        + &bound_line(runs)
+        + &phase_lines(runs)
+        + &cause_lines(runs)
+        + &failure_lines(runs)
+        + seeds
+        + UNITS
+        + paper::SOURCE
+}
+
+/// The failed calls of each row that had any, by answer, over all its
+/// seeds: whether the worker failed them (502), hiku turned them away
+/// (503, 504) or no answer came. Nothing if no run failed a call (or the
+/// reports predate the breakdown).
+fn failure_lines(runs: &[Run]) -> String {
+    if runs.iter().all(|r| r.failures.is_empty()) {
+        return String::new();
+    }
+    let rows = groups(runs, |r| (r.scheduler.as_str(), r.balancer.as_str()));
+    let width = rows.iter().map(|((s, b), _)| s.len() + b.len() + 1).max().unwrap_or(0);
+    let mut out = String::from("failed calls by answer, all seeds together (none: no answer):\n");
+    for ((scheduler, balancer), group) in rows {
+        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+        for (answer, n) in group.iter().flat_map(|r| &r.failures) {
+            *counts.entry(answer.as_str()).or_insert(0) += n;
+        }
+        if counts.is_empty() {
+            continue;
+        }
+        let shown: Vec<String> = counts.iter().map(|(answer, n)| format!("{answer}: {n}")).collect();
+        let _ = writeln!(out, "  {:width$}  {}", format!("{scheduler} {balancer}"), shown.join(", "));
+    }
+    out
 }
 
 /// Each row's cold starts by why they were cold (means over the seeds), in

@@ -245,6 +245,7 @@ mod tests {
             cold_bound_rate: None,
             latency_cdf_ms: vec![100.0, 481.0, 2000.0],
             cold_causes: Default::default(),
+            failures: Default::default(),
         }
     }
 

@@ -81,6 +81,7 @@ fn json_has_exactly_the_issue_schema() {
         "cold_start_rate",
         "cut",
         "failed",
+        "failures",
         "latency_cdf_ms",
         "latency_ms",
         "load_cv",
@@ -122,6 +123,19 @@ fn cold_starts_are_counted_by_cause_and_the_table_shows_their_share() {
     let mut old = run();
     old.cold_causes.clear();
     assert!(!table(&[old]).contains("by cause"), "a report from before the causes shows none");
+}
+
+#[test]
+fn failed_calls_are_counted_by_answer_and_the_table_shows_them() {
+    let r = run();
+    let failures: Vec<(&str, u64)> = r.failures.iter().map(|(a, n)| (a.as_str(), *n)).collect();
+    assert_eq!(failures, [("502", 1)]);
+    let shown = table(&[r.clone(), Run { seed: 8, ..r.clone() }]);
+    assert!(shown.contains("failed calls by answer, all seeds together (none: no answer):\n"), "{shown}");
+    assert!(shown.contains("\n  hiku random  502: 2\n"), "{shown}");
+    let mut clean = run();
+    clean.failures.clear();
+    assert!(!table(&[clean]).contains("by answer"), "no failures, no line");
 }
 
 #[test]
