@@ -11,6 +11,10 @@
 //! http://localhost:5000 12.345`: when the call ended (UTC), the client,
 //! the request line, the status hiku answered, the worker (`-` if none)
 //! and the milliseconds the call took in hiku.
+//!
+//! SIGUSR1 reopens the file by its path ([`Writer::reopen`]), as nginx
+//! does: rotation renames the file, then signals, and lines go on into the
+//! renamed file until the writer has opened the new one; none is lost.
 
 use std::cell::{Cell, RefCell};
 use std::fs::OpenOptions;
@@ -30,8 +34,16 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
 /// The log's file and writer thread, and what the shards handed over.
 #[derive(Clone)]
 pub struct Writer {
-    tx: Sender<Vec<u8>>,
+    tx: Sender<Chunk>,
     counts: Arc<Counts>,
+}
+
+/// What the writer thread is given.
+enum Chunk {
+    /// Lines to append.
+    Lines(Vec<u8>),
+    /// Open the file by its path again (it was rotated).
+    Reopen,
 }
 
 /// How far the writer is, for the exit to wait on.
@@ -48,23 +60,39 @@ struct Counts {
 /// Opens (or creates) `path` for appending and starts its writer thread;
 /// each of `shards` shards then logs through [`Writer::shard`].
 pub fn open(path: &Path, shards: usize) -> io::Result<Writer> {
-    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
-    let (tx, rx) = channel::<Vec<u8>>();
-    let shown = path.display().to_string();
+    let append = |path: &Path| OpenOptions::new().create(true).append(true).open(path);
+    let mut file = append(path)?;
+    let (tx, rx) = channel::<Chunk>();
+    let path = path.to_path_buf();
     let counts = Arc::new(Counts { shards, ..Counts::default() });
     let written = Arc::clone(&counts);
     std::thread::Builder::new().name("hiku-access-log".into()).spawn(move || {
         let mut failing = false;
         for chunk in rx {
-            match file.write_all(&chunk) {
-                Ok(()) => failing = false,
-                Err(e) if !failing => {
-                    log::error!("access log {shown}: {e} (lines are lost until writes work again)");
-                    failing = true;
+            match chunk {
+                Chunk::Lines(lines) => {
+                    match file.write_all(&lines) {
+                        Ok(()) => failing = false,
+                        Err(e) if !failing => {
+                            let shown = path.display();
+                            log::error!("access log {shown}: {e} (lines are lost until writes work again)");
+                            failing = true;
+                        }
+                        Err(_) => {}
+                    }
+                    written.written.fetch_add(1, Ordering::Release);
                 }
-                Err(_) => {}
+                Chunk::Reopen => match append(&path) {
+                    Ok(reopened) => {
+                        file = reopened;
+                        log::info!("access log {} reopened", path.display());
+                    }
+                    Err(e) => log::error!(
+                        "access log {}: cannot reopen ({e}); lines go on into the file open before",
+                        path.display()
+                    ),
+                },
             }
-            written.written.fetch_add(1, Ordering::Release);
         }
     })?;
     Ok(Writer { tx, counts })
@@ -74,6 +102,12 @@ impl Writer {
     /// A shard's side of the log.
     pub fn shard(&self) -> AccessLog {
         AccessLog::new(self.tx.clone(), Arc::clone(&self.counts))
+    }
+
+    /// Opens the file by its path again (after rotation), once the lines
+    /// handed over before are written to the one open now.
+    pub fn reopen(&self) {
+        let _ = self.tx.send(Chunk::Reopen);
     }
 
     /// Before the process exits after a drain: waits until every shard has
@@ -94,7 +128,7 @@ impl Writer {
 
 /// One shard's side of the log.
 pub struct AccessLog {
-    tx: Sender<Vec<u8>>,
+    tx: Sender<Chunk>,
     counts: Arc<Counts>,
     /// The drain began: lines go to the writer at once.
     draining: Cell<bool>,
@@ -105,7 +139,7 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    fn new(tx: Sender<Vec<u8>>, counts: Arc<Counts>) -> AccessLog {
+    fn new(tx: Sender<Chunk>, counts: Arc<Counts>) -> AccessLog {
         AccessLog {
             tx,
             counts,
@@ -123,7 +157,7 @@ impl AccessLog {
         let second = now.as_secs();
         if self.second.get() != second {
             self.second.set(second);
-            *self.stamp.borrow_mut() = stamp(second);
+            *self.stamp.borrow_mut() = crate::logger::utc(second);
         }
         let mut buf = self.buf.borrow_mut();
         let _ = writeln!(
@@ -149,7 +183,7 @@ impl AccessLog {
         }
         let chunk = std::mem::replace(&mut *buf, Vec::with_capacity(FLUSH_BYTES * 2));
         self.counts.sent.fetch_add(1, Ordering::Release);
-        if self.tx.send(chunk).is_err() {
+        if self.tx.send(Chunk::Lines(chunk)).is_err() {
             // The writer is gone: count the chunk as done so the exit does not wait for it.
             self.counts.written.fetch_add(1, Ordering::Release);
         }
@@ -163,33 +197,9 @@ impl AccessLog {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS` (UTC) for seconds since the Unix epoch.
-fn stamp(secs: u64) -> String {
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Days to a civil date (Howard Hinnant's algorithm), from 1970-01-01.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stamps_are_utc_civil_times() {
-        assert_eq!(stamp(0), "1970-01-01T00:00:00");
-        assert_eq!(stamp(951_782_400), "2000-02-29T00:00:00");
-        assert_eq!(stamp(1_796_041_201), "2026-11-30T12:20:01");
-        assert_eq!(stamp(4_102_444_799), "2099-12-31T23:59:59");
-    }
 
     #[test]
     fn lines_are_buffered_and_handed_over_whole() {
@@ -199,12 +209,34 @@ mod tests {
         log.call("::1", "GET /run/g?x=1", 502, None, Duration::ZERO);
         assert!(rx.try_recv().is_err(), "buffered until flushed");
         log.flush();
-        let text = String::from_utf8(rx.try_recv().unwrap()).unwrap();
+        let Ok(Chunk::Lines(chunk)) = rx.try_recv() else { panic!("lines handed over") };
+        let text = String::from_utf8(chunk).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
         let fields: Vec<&str> = lines[0].split(' ').collect();
         assert_eq!(fields[1..], ["127.0.0.1", "\"POST", "/run/f\"", "200", "http://w:1", "12.345"]);
         assert!(fields[0].ends_with('Z') && fields[0].len() == "2026-11-29T12:40:01.123Z".len(), "{}", fields[0]);
         assert!(lines[1].ends_with(" \"GET /run/g?x=1\" 502 - 0.000"), "{}", lines[1]);
+    }
+
+    #[test]
+    fn reopen_opens_the_path_again_after_the_lines_before() {
+        let dir = std::env::temp_dir().join(format!("hiku-reopen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (path, rotated) = (dir.join("access.log"), dir.join("access.log.1"));
+        let writer = open(&path, 1).unwrap();
+        let log = writer.shard();
+        log.call("127.0.0.1", "POST /run/before", 200, None, Duration::ZERO);
+        log.flush();
+        std::fs::rename(&path, &rotated).unwrap();
+        writer.reopen();
+        log.call("127.0.0.1", "POST /run/after", 200, None, Duration::ZERO);
+        log.drained();
+        writer.finish(Duration::from_secs(5));
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+        assert!(read(&rotated).contains("/run/before") && !read(&rotated).contains("/run/after"), "{}", read(&rotated));
+        assert!(read(&path).contains("/run/after") && !read(&path).contains("/run/before"), "{}", read(&path));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

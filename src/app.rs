@@ -84,6 +84,8 @@ pub fn run(config: &Config, path: Option<&Path>, cores: usize, pin: bool) -> Res
         None => None,
     };
     if let Some(writer) = access.clone() {
+        let reopened = writer.clone();
+        shutdown::on_reopen(move || reopened.reopen());
         shutdown::before_exit(move || writer.finish(Duration::from_secs(1)));
     }
     let reloads = Arc::clone(&live);

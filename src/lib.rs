@@ -149,6 +149,12 @@ mod steering;
 mod sys;
 mod worker;
 
+/// What `hiku --version` prints after the name: the version, the commit
+/// it was built from (`build.rs`) and the I/O drivers this build runs on
+/// (`HIKU_IO` picks one).
+pub const LONG_VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("HIKU_COMMIT"), "; I/O drivers: io_uring, epoll)");
+
 // The surface: what the binary, the benchmarks, the fuzz targets and the
 // tests outside the crate use. `http` is whole: the parser is fuzzed.
 pub use app::run;

@@ -13,7 +13,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_CONFIG: u8 = 78;
 
 #[derive(Parser)]
-#[command(name = "hiku", version, about = "A thread-per-core request scheduler for serverless workers")]
+#[command(name = "hiku", version = hiku::LONG_VERSION, about = "A thread-per-core request scheduler for serverless workers")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,8 +59,8 @@ enum Command {
 fn load(path: &Path) -> Result<Config, ExitCode> {
     match Config::load(path) {
         Ok(config) => {
-            for key in &config.unknown_keys {
-                log::warn!("{}: unknown key {key:?} ignored", path.display());
+            for warning in config.key_warnings() {
+                log::warn!("{}: {warning}", path.display());
             }
             Ok(config)
         }

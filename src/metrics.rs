@@ -131,11 +131,14 @@ impl Metrics {
         self.cores.iter().map(|c| get(c).load(Ordering::Relaxed)).fold(0, u64::wrapping_add)
     }
 
-    /// The text format (version 0.0.4) of every metric.
-    /// The text of a scrape; `open` is each shard's open client connections.
+    /// The text of a scrape, in the text format (version 0.0.4); `open` is
+    /// each shard's open client connections.
     pub fn render(&self, scheduler: &Scheduler, open: &[usize]) -> String {
         let mut out = String::new();
         let o = &mut out;
+        family(o, "hiku_build_info", "gauge", "Always 1: the version and commit of the running hiku, as labels.");
+        let (version, commit) = (env!("CARGO_PKG_VERSION"), env!("HIKU_COMMIT"));
+        let _ = writeln!(o, "hiku_build_info{{version=\"{version}\",commit=\"{commit}\"}} 1");
         family(o, "hiku_calls_total", "counter", "Calls to /run answered, by status class.");
         for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
             let _ = writeln!(o, "hiku_calls_total{{class=\"{class}\"}} {}", self.sum(|c| &c.calls[i]));
@@ -266,7 +269,13 @@ mod tests {
         let lease = s.select("f").unwrap();
         s.release("f", lease, crate::balancer::Outcome::Completed);
         let text = m.render(&s, &[3, 4]);
+        let build = format!(
+            "hiku_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            env!("HIKU_COMMIT")
+        );
         for line in [
+            build.as_str(),
             "hiku_calls_total{class=\"2xx\"} 2",
             "hiku_calls_total{class=\"5xx\"} 1",
             "hiku_decisions_total{decision=\"warm\"} 1",

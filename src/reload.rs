@@ -68,8 +68,8 @@ impl Live {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let path = self.path.as_ref().ok_or("hiku was not started from a config file")?;
         let next = Config::load(path).map_err(|e| e.to_string())?;
-        for key in &next.unknown_keys {
-            log::warn!("{}: unknown key {key:?} ignored", path.display());
+        for warning in next.key_warnings() {
+            log::warn!("{}: {warning}", path.display());
         }
         let current = self.config.load_full();
         let mut changes = Vec::new();

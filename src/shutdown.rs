@@ -6,7 +6,8 @@
 //! closes its parked keep-alive connections, and answers what is in flight
 //! with `Connection: close`; the process exits 0 once no connection is
 //! left, or when `shutdown_grace_ms` is up. A second SIGTERM or SIGINT
-//! exits at once. SIGHUP reloads the config (what [`on_reload`] was given); SIGPIPE
+//! exits at once. SIGHUP reloads the config (what [`on_reload`] was given);
+//! SIGUSR1 reopens the access log after rotation ([`on_reopen`]); SIGPIPE
 //! is ignored by the Rust runtime already.
 //!
 //! The signals are blocked in every thread and taken by one thread of
@@ -27,11 +28,19 @@ static OPEN: AtomicUsize = AtomicUsize::new(0);
 /// What SIGHUP does, and what the exit waits for, once the app has said.
 static ON_RELOAD: OnceLock<Box<dyn Fn() + Send + Sync>> = OnceLock::new();
 static BEFORE_EXIT: OnceLock<Box<dyn Fn() + Send + Sync>> = OnceLock::new();
+/// What SIGUSR1 does.
+static ON_REOPEN: OnceLock<Box<dyn Fn() + Send + Sync>> = OnceLock::new();
 
 /// What SIGHUP does from now on (run in a thread of its own): until this
 /// is called, SIGHUP is ignored.
 pub fn on_reload(reload: impl Fn() + Send + Sync + 'static) {
     let _ = ON_RELOAD.set(Box::new(reload));
+}
+
+/// What SIGUSR1 does from now on (reopen the access log): until this is
+/// called, SIGUSR1 is ignored.
+pub fn on_reopen(reopen: impl Fn() + Send + Sync + 'static) {
+    let _ = ON_REOPEN.set(Box::new(reopen));
 }
 
 /// What a drained process does last before it exits (the access log's
@@ -83,14 +92,14 @@ fn signal_set() -> libc::sigset_t {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
             libc::sigaddset(&mut set, signal);
         }
         set
     }
 }
 
-/// Blocks SIGTERM, SIGINT and SIGHUP in this thread (and so in every thread
+/// Blocks SIGTERM, SIGINT, SIGHUP and SIGUSR1 in this thread (and so in every thread
 /// it starts after) and takes them in a thread of their own. Call before
 /// any other thread starts.
 pub fn handle_signals(grace: Duration, announce: Duration) {
@@ -120,6 +129,11 @@ pub fn handle_signals(grace: Duration, announce: Duration) {
                     log::error!("SIGHUP: cannot start the reload: {e}");
                 }
             }
+            libc::SIGUSR1 => match ON_REOPEN.get() {
+                // Quick: it hands the access log's writer a message.
+                Some(reopen) => reopen(),
+                None => log::info!("SIGUSR1: no access log to reopen"),
+            },
             _ if STOPPING.swap(true, Ordering::Relaxed) => {
                 log::warn!("{}: exiting now, {} connections open", name(signal), open_connections());
                 std::process::exit(1);

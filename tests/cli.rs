@@ -37,12 +37,69 @@ fn hiku(args: &[&str]) -> Output {
 fn version_and_help() {
     let out = hiku(&["--version"]);
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("hiku {}", env!("CARGO_PKG_VERSION")));
+    let version = format!("hiku {} (commit {}; I/O drivers: io_uring, epoll)", env!("CARGO_PKG_VERSION"), commit());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), version);
     let help = String::from_utf8_lossy(&hiku(&["--help"]).stdout).into_owned();
     assert!(help.contains("start") && help.contains("check"), "{help}");
     let help = String::from_utf8_lossy(&hiku(&["start", "--help"]).stdout).into_owned();
     assert!(help.contains("--config") && help.contains("--cores") && help.contains("hiku.json"), "{help}");
     assert!(help.contains("--no-pin"), "{help}");
+}
+
+/// The commit hiku was built from: the one `HIKU_COMMIT` gave the build,
+/// else git's HEAD here.
+fn commit() -> String {
+    if std::env::var_os("HIKU_COMMIT").is_some() {
+        return env!("HIKU_COMMIT").to_string();
+    }
+    let git = std::process::Command::new("git")
+        .args(["rev-parse", "--short=7", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    match git {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        _ => "unknown".to_string(),
+    }
+}
+
+#[test]
+fn stderr_lines_carry_their_time_or_for_the_journal_their_priority() {
+    use std::os::unix::fs::MetadataExt;
+    let config = r#"{"balancer": "random", "workers": [], "timeout": 5}"#;
+    for journal in [false, true] {
+        let (mut cmd, path) = hiku_command(config, &["check"]);
+        let log = path.with_file_name("stderr.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let meta = file.metadata().unwrap();
+        if journal {
+            cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+        } else {
+            // Inherited but naming another file: not the journal.
+            cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino() + 1));
+        }
+        let status = cmd.stdout(std::process::Stdio::null()).stderr(file).status().unwrap();
+        assert!(status.success());
+        let text = std::fs::read_to_string(&log).unwrap();
+        let line = text.lines().find(|l| l.contains("unknown key \"timeout\" ignored")).expect(&text);
+        match journal {
+            true => assert!(line.starts_with("<4>hiku WARN "), "{line}"),
+            false => {
+                // 2026-12-07T13:30:01.123Z hiku WARN ...
+                let (stamp, rest) = line.split_once(' ').unwrap();
+                assert!(rest.starts_with("hiku WARN "), "{line}");
+                let digits = |r: std::ops::Range<usize>| stamp[r].bytes().all(|b| b.is_ascii_digit());
+                assert_eq!(stamp.len(), "2026-12-07T13:30:01.123Z".len(), "{line}");
+                assert!(digits(0..4) && digits(5..7) && digits(8..10) && digits(11..13), "{line}");
+                assert!(digits(14..16) && digits(17..19) && digits(20..23), "{line}");
+                assert_eq!(
+                    [&stamp[4..5], &stamp[10..11], &stamp[19..20], &stamp[23..]],
+                    ["-", "T", ".", "Z"],
+                    "{line}"
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
 }
 
 #[test]

@@ -59,6 +59,9 @@ pub struct Config {
     pub cluster: Cluster,
     /// Keys the file has that hiku does not know (reported as warnings).
     pub unknown_keys: Vec<String>,
+    /// Keys read in another case than hiku's (as Go reads them): as the
+    /// file writes them, and as hiku names them (reported as warnings).
+    pub recased_keys: Vec<(String, String)>,
 }
 
 impl Default for Config {
@@ -85,6 +88,7 @@ impl Default for Config {
             front: Front::default(),
             cluster: Cluster::default(),
             unknown_keys: Vec::new(),
+            recased_keys: Vec::new(),
         }
     }
 }
@@ -95,6 +99,16 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
         Config::parse(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// What to tell the operator about the file's keys: those hiku does
+    /// not know, and those it read in another case.
+    pub fn key_warnings(&self) -> Vec<String> {
+        let unknown = self.unknown_keys.iter().map(|key| format!("unknown key {key:?} ignored"));
+        let recased = self.recased_keys.iter().map(|(written, read)| {
+            format!("key {written:?} read as {read:?} (keys match in any case, as in the Go original)")
+        });
+        unknown.chain(recased).collect()
     }
 
     /// Parses and validates config text.
@@ -137,8 +151,10 @@ impl Config {
             front: Front::read(&file.section("front")?)?,
             cluster: Cluster::read(&file.section("cluster")?)?,
             unknown_keys: Vec::new(),
+            recased_keys: Vec::new(),
         };
         config.unknown_keys = doc.unknown_keys();
+        config.recased_keys = doc.recased_keys();
         Ok(config)
     }
 

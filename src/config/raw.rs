@@ -1,9 +1,10 @@
 //! The config file as JSON, read as Go's `encoding/json` reads it into the
 //! original's struct, so that every file it accepts starts here too: keys
-//! of the top level match case-insensitively (an exact match first), the
+//! match case-insensitively (an exact match first), at every level, the
 //! last of repeated keys wins, `null` means absent, and whatever follows the
 //! first JSON value is ignored. Every key asked for is written down, so the
-//! keys hiku does not know are the rest.
+//! keys hiku does not know are the rest; so is every key read in another
+//! case than hiku's, so that hiku can say which it took for what.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -29,6 +30,14 @@ pub struct Document {
     read: RefCell<Vec<String>>,
     /// The sections read, in order, as `section.`.
     sections: RefCell<Vec<String>>,
+    /// Keys found in another case: as the file writes them, as hiku names them.
+    recased: RefCell<Vec<(String, String)>>,
+}
+
+/// The entry of `map` for `key`: the one written exactly so, else one
+/// written in another case (of several, the last in the map's order).
+fn find<'m>(map: &'m Map<String, Value>, key: &str) -> Option<(&'m String, &'m Value)> {
+    map.get_key_value(key).or_else(|| map.iter().rev().find(|(k, _)| k.eq_ignore_ascii_case(key)))
 }
 
 impl Document {
@@ -38,7 +47,13 @@ impl Document {
         let mut values = serde_json::Deserializer::from_str(text).into_iter::<Map<_, _>>();
         match values.next() {
             Some(map) => {
-                Ok(Document { map: map.map_err(json_error)?, read: RefCell::default(), sections: RefCell::default() })
+                let map = map.map_err(json_error)?;
+                Ok(Document {
+                    map,
+                    read: RefCell::default(),
+                    sections: RefCell::default(),
+                    recased: RefCell::default(),
+                })
             }
             None => Err(ConfigError("the config is empty: expected a JSON object".into())),
         }
@@ -58,12 +73,18 @@ impl Document {
         let mut unknown: Vec<String> = self.map.keys().filter(|k| !known(k)).cloned().collect();
         for prefix in self.sections.borrow().iter() {
             let name = &prefix[..prefix.len() - 1];
-            if let Some(Value::Object(section)) = self.map.get(name) {
-                let keys = section.keys().map(|k| format!("{prefix}{k}"));
-                unknown.extend(keys.filter(|k| !known(k)));
+            if let Some((written, Value::Object(section))) = find(&self.map, name) {
+                let keys = section.keys().map(|k| (format!("{written}.{k}"), format!("{prefix}{k}")));
+                unknown.extend(keys.filter(|(_, k)| !known(k)).map(|(written, _)| written));
             }
         }
         unknown
+    }
+
+    /// The keys read in another case than hiku's: as the file writes them
+    /// (with their section), and as hiku names them.
+    pub fn recased_keys(&self) -> Vec<(String, String)> {
+        self.recased.borrow().clone()
     }
 }
 
@@ -83,17 +104,31 @@ impl<'a> Section<'a> {
         format!("{}{key}", self.prefix)
     }
 
-    /// The value at `key`, `None` if absent or null. At the top level the
-    /// key matches in any case (an exact match first), as Go's does.
+    /// The value at `key`, `None` if absent or null. The key matches in any
+    /// case (an exact match first), as Go's does.
     pub fn value(&self, key: &str) -> Option<&'a Value> {
+        self.entry(key).filter(|v| !v.is_null())
+    }
+
+    /// The entry at `key` (in any case), noting that it was asked for and,
+    /// if written otherwise, how.
+    fn entry(&self, key: &str) -> Option<&'a Value> {
         self.doc.read.borrow_mut().push(self.name(key));
-        let map = self.map?;
-        let value = match map.get(key) {
-            Some(v) => Some(v),
-            None if self.prefix.is_empty() => map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v),
-            None => None,
-        };
-        value.filter(|v| !v.is_null())
+        let (written, value) = find(self.map?, key)?;
+        if written != key {
+            let mut recased = self.doc.recased.borrow_mut();
+            // The section as the file writes it, if it was recased too.
+            let section = recased.iter().find(|(_, read)| self.prefix == format!("{read}."));
+            let in_file = match section {
+                Some((written_section, _)) => format!("{written_section}.{written}"),
+                None => format!("{}{written}", self.prefix),
+            };
+            let pair = (in_file, self.name(key));
+            if !recased.contains(&pair) {
+                recased.push(pair);
+            }
+        }
+        Some(value)
     }
 
     /// The value of `key`, deserialized; `None` if absent or null.
@@ -104,13 +139,13 @@ impl<'a> Section<'a> {
         }
     }
 
-    /// The object under `key` (hiku's own keys are matched exactly); an
-    /// absent or null one has every key at its default.
+    /// The object under `key`; an absent or null one has every key at its
+    /// default.
     pub fn section(&self, key: &str) -> Result<Section<'a>, ConfigError> {
         let prefix = format!("{}{key}.", self.prefix);
-        self.doc.read.borrow_mut().push(self.name(key));
+        let entry = self.entry(key);
         self.doc.sections.borrow_mut().push(prefix.clone());
-        let map = match self.map.and_then(|m| m.get(key)) {
+        let map = match entry {
             None | Some(Value::Null) => None,
             Some(Value::Object(map)) => Some(map),
             Some(other) => return Err(ConfigError(format!("\"{}\" must be an object, not {other}", self.name(key)))),
@@ -126,7 +161,7 @@ impl<'a> Section<'a> {
     /// A whole number at `key` from `min` to `max`, if there is one.
     pub fn optional_number(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
         let bad = || ConfigError(format!("\"{}\" must be a whole number from {min} to {max}", self.name(key)));
-        match self.value_exact(key) {
+        match self.value(key) {
             None => Ok(None),
             Some(v) => v.as_u64().filter(|n| (min..=max).contains(n)).map(Some).ok_or_else(bad),
         }
@@ -147,7 +182,7 @@ impl<'a> Section<'a> {
     /// A number at `key` from `min` to `max`, or `default`.
     pub fn float(&self, key: &str, min: f64, max: f64, default: f64) -> Result<f64, ConfigError> {
         let bad = || ConfigError(format!("\"{}\" must be a number from {min} to {max}", self.name(key)));
-        match self.value_exact(key) {
+        match self.value(key) {
             None => Ok(default),
             Some(v) => v.as_f64().filter(|n| (min..=max).contains(n)).ok_or_else(bad),
         }
@@ -155,17 +190,10 @@ impl<'a> Section<'a> {
 
     /// `true` or `false` at `key`, or `default`.
     pub fn boolean(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
-        match self.value_exact(key) {
+        match self.value(key) {
             None => Ok(default),
             Some(Value::Bool(b)) => Ok(*b),
             Some(_) => Err(ConfigError(format!("\"{}\" must be true or false", self.name(key)))),
         }
-    }
-
-    /// The value at `key` matched exactly (hiku's own keys), `None` if
-    /// absent or null.
-    fn value_exact(&self, key: &str) -> Option<&'a Value> {
-        self.doc.read.borrow_mut().push(self.name(key));
-        self.map?.get(key).filter(|v| !v.is_null())
     }
 }

@@ -33,6 +33,9 @@ fn reads_what_go_reads() {
     assert!(c.unknown_keys.is_empty(), "{:?}", c.unknown_keys);
     let c = Config::parse(r#"{"Workers": ["http://a:1"], "Host": "0.0.0.0"}"#).unwrap();
     assert_eq!((c.host.as_str(), c.workers.len()), ("0.0.0.0", 1));
+    let read_as =
+        |pairs: &[(&str, &str)]| pairs.iter().map(|(w, r)| (w.to_string(), r.to_string())).collect::<Vec<_>>();
+    assert_eq!(c.recased_keys, read_as(&[("Host", "host"), ("Workers", "workers")]));
     assert!(Config::parse("").unwrap_err().0.contains("empty"));
     assert!(Config::parse("[]").unwrap_err().0.contains("line 1 column"));
 }
@@ -328,4 +331,35 @@ fn a_front_names_clients_one_way_or_the_other() {
     assert!(Config::parse(both).unwrap_err().0.contains("one or the other"));
     let e = Config::parse(r#"{"front": {"forwarded_for": true}}"#).unwrap_err().0;
     assert!(e.contains("\"front.forwarded_for\" needs \"front.trusted_proxies\""), "{e}");
+}
+
+#[test]
+fn keys_of_every_section_match_in_any_case_and_are_named_when_they_do() {
+    let c = Config::parse(
+        r#"{"Queue": {"Limit": 5, "size": 1}, "timeouts_ms": {"Upstream_Connect": 700}, "adaptive": {"enabled": false}}"#,
+    )
+    .unwrap();
+    assert_eq!(c.queue.limit, 5);
+    assert_eq!(c.timeouts.upstream_connect, Duration::from_millis(700));
+    assert!(!c.adaptive.enabled);
+    assert_eq!(c.unknown_keys, ["Queue.size"]);
+    let recased: Vec<(&str, &str)> = c.recased_keys.iter().map(|(w, r)| (w.as_str(), r.as_str())).collect();
+    assert_eq!(
+        recased,
+        [
+            ("Queue", "queue"),
+            ("Queue.Limit", "queue.limit"),
+            ("timeouts_ms.Upstream_Connect", "timeouts_ms.upstream_connect")
+        ]
+    );
+    let warnings = c.key_warnings();
+    assert_eq!(warnings[0], "unknown key \"Queue.size\" ignored");
+    assert!(warnings[1].starts_with("key \"Queue\" read as \"queue\""), "{warnings:?}");
+    // An exact match wins over one in another case.
+    let c = Config::parse(r#"{"queue": {"limit": 3, "LIMIT": 9}}"#).unwrap();
+    assert_eq!(c.queue.limit, 3);
+    assert!(c.recased_keys.is_empty(), "{:?}", c.recased_keys);
+    // Errors name the key as hiku knows it.
+    let e = Config::parse(r#"{"Queue": {"Limit": -1}}"#).unwrap_err();
+    assert!(e.0.contains("\"queue.limit\""), "{e}");
 }

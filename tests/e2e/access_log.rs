@@ -1,4 +1,4 @@
-//! The access log: a line per call, none lost at shutdown.
+//! The access log: a line per call, none lost at shutdown or rotation.
 
 use crate::support::{wait_for, Driver, Hiku, Worker};
 
@@ -26,4 +26,37 @@ fn the_access_log_has_a_line_per_call_and_loses_none_at_shutdown(driver: Driver)
     assert!(first[0].ends_with('Z') && first[6].parse::<f64>().is_ok(), "{}", lines[0]);
     assert!(lines[1].contains(" \"GET /run/g?code=404\" 404 "), "{}", lines[1]);
     let _ = std::fs::remove_file(&path);
+}
+
+on_both_drivers!(sigusr1_reopens_the_access_log_after_rotation_and_loses_no_line);
+fn sigusr1_reopens_the_access_log_after_rotation_and_loses_no_line(driver: Driver) {
+    let w = Worker::start();
+    let path = std::env::temp_dir().join(format!("hiku-rotate-{}-{driver:?}.log", std::process::id()));
+    let rotated = path.with_extension("log.1");
+    let _ = (std::fs::remove_file(&path), std::fs::remove_file(&rotated));
+    let mut hiku = Hiku::on(driver).start_with("pull-based", &[&w.url], serde_json::json!({"log": {"access": path}}));
+    let mut c = hiku.client();
+    for _ in 0..3 {
+        assert_eq!(c.request("POST", "/run/before", &[], b"x").status, 200);
+    }
+    // As logrotate does: rename, then signal; a call comes in between.
+    std::fs::rename(&path, &rotated).unwrap();
+    assert_eq!(c.request("POST", "/run/between", &[], b"x").status, 200);
+    hiku.signal(libc::SIGUSR1);
+    wait_for("the file opened again", || path.exists());
+    assert_eq!(c.request("POST", "/run/after", &[], b"x").status, 200);
+    wait_for("the call after in the new file", || {
+        std::fs::read_to_string(&path).is_ok_and(|t| t.contains("/run/after"))
+    });
+    drop(c);
+    hiku.signal(libc::SIGTERM);
+    assert_eq!(hiku.wait_exit().code(), Some(0));
+    let (old, new) = (std::fs::read_to_string(&rotated).unwrap(), std::fs::read_to_string(&path).unwrap());
+    // Every call has its line, in one file or the other; the call after the
+    // signal is in the new one.
+    assert_eq!(old.lines().count() + new.lines().count(), 5, "{old}---\n{new}");
+    assert_eq!(format!("{old}{new}").matches("\"POST /run/before\" 200").count(), 3, "{old}---\n{new}");
+    assert!(format!("{old}{new}").contains("\"POST /run/between\" 200"), "{old}---\n{new}");
+    assert!(!old.contains("/run/after"), "{old}");
+    let _ = (std::fs::remove_file(&path), std::fs::remove_file(&rotated));
 }
