@@ -28,8 +28,9 @@ pub struct Document {
     map: Map<String, Value>,
     /// Keys asked for, as `section.key` (top-level ones without a dot).
     read: RefCell<Vec<String>>,
-    /// The sections read, in order, as `section.`.
-    sections: RefCell<Vec<String>>,
+    /// The sections read, in order, as `section.`, and as the file writes
+    /// it.
+    sections: RefCell<Vec<(String, String)>>,
     /// Keys found in another case: as the file writes them, as hiku names them.
     recased: RefCell<Vec<(String, String)>>,
 }
@@ -61,7 +62,7 @@ impl Document {
 
     /// The top level.
     pub fn root(&self) -> Section<'_> {
-        Section { map: Some(&self.map), prefix: String::new(), doc: self }
+        Section { map: Some(&self.map), prefix: String::new(), written: String::new(), doc: self }
     }
 
     /// The keys no one asked for (compared ignoring case), top-level ones
@@ -71,10 +72,9 @@ impl Document {
         let read = self.read.borrow();
         let known = |key: &str| read.iter().any(|r| r.eq_ignore_ascii_case(key));
         let mut unknown: Vec<String> = self.map.keys().filter(|k| !known(k)).cloned().collect();
-        for prefix in self.sections.borrow().iter() {
-            let name = &prefix[..prefix.len() - 1];
-            if let Some((written, Value::Object(section))) = find(&self.map, name) {
-                let keys = section.keys().map(|k| (format!("{written}.{k}"), format!("{prefix}{k}")));
+        for (prefix, written) in self.sections.borrow().iter() {
+            if let Some(Value::Object(section)) = self.map.get(&written[..written.len() - 1]) {
+                let keys = section.keys().map(|k| (format!("{written}{k}"), format!("{prefix}{k}")));
                 unknown.extend(keys.filter(|(_, k)| !known(k)).map(|(written, _)| written));
             }
         }
@@ -95,6 +95,8 @@ pub struct Section<'a> {
     map: Option<&'a Map<String, Value>>,
     /// `""` at the top level, `name.` in a section.
     prefix: String,
+    /// The prefix as the file writes it.
+    written: String,
     doc: &'a Document,
 }
 
@@ -107,28 +109,23 @@ impl<'a> Section<'a> {
     /// The value at `key`, `None` if absent or null. The key matches in any
     /// case (an exact match first), as Go's does.
     pub fn value(&self, key: &str) -> Option<&'a Value> {
-        self.entry(key).filter(|v| !v.is_null())
+        self.entry(key).map(|(_, v)| v).filter(|v| !v.is_null())
     }
 
-    /// The entry at `key` (in any case), noting that it was asked for and,
-    /// if written otherwise, how.
-    fn entry(&self, key: &str) -> Option<&'a Value> {
+    /// The entry at `key` (in any case): the key as the file writes it,
+    /// and its value; noting that it was asked for and, if written
+    /// otherwise, how.
+    fn entry(&self, key: &str) -> Option<(&'a str, &'a Value)> {
         self.doc.read.borrow_mut().push(self.name(key));
         let (written, value) = find(self.map?, key)?;
         if written != key {
+            let pair = (format!("{}{written}", self.written), self.name(key));
             let mut recased = self.doc.recased.borrow_mut();
-            // The section as the file writes it, if it was recased too.
-            let section = recased.iter().find(|(_, read)| self.prefix == format!("{read}."));
-            let in_file = match section {
-                Some((written_section, _)) => format!("{written_section}.{written}"),
-                None => format!("{}{written}", self.prefix),
-            };
-            let pair = (in_file, self.name(key));
             if !recased.contains(&pair) {
                 recased.push(pair);
             }
         }
-        Some(value)
+        Some((written.as_str(), value))
     }
 
     /// The value of `key`, deserialized; `None` if absent or null.
@@ -144,13 +141,14 @@ impl<'a> Section<'a> {
     pub fn section(&self, key: &str) -> Result<Section<'a>, ConfigError> {
         let prefix = format!("{}{key}.", self.prefix);
         let entry = self.entry(key);
-        self.doc.sections.borrow_mut().push(prefix.clone());
-        let map = match entry {
+        let written = format!("{}{}.", self.written, entry.map_or(key, |(written, _)| written));
+        self.doc.sections.borrow_mut().push((prefix.clone(), written.clone()));
+        let map = match entry.map(|(_, value)| value) {
             None | Some(Value::Null) => None,
             Some(Value::Object(map)) => Some(map),
             Some(other) => return Err(ConfigError(format!("\"{}\" must be an object, not {other}", self.name(key)))),
         };
-        Ok(Section { map, prefix, doc: self.doc })
+        Ok(Section { map, prefix, written, doc: self.doc })
     }
 
     /// A whole number at `key` from `min` to `max`, or `default`.
