@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use hiku::Config;
 
 #[global_allocator]
@@ -12,8 +12,31 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Exit status for a config that can't be used (sysexits EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
 
+/// What `hiku --help` and the man page say after the subcommands.
+const AFTER_HELP: &str = "\
+Exit status: 0 after a drain; 78 (EX_CONFIG) for a config that cannot be used (start, check, reload); \
+2 for bad arguments; 1 for any other failure.
+
+Signals: SIGTERM or SIGINT drains, a second one exits at once; SIGHUP reloads the config; SIGUSR1 \
+reopens the access log.
+
+Environment: HIKU_LOG sets the log level (error, warn, info, debug, trace; default info); HIKU_IO \
+picks the I/O driver (auto, io_uring, epoll); JOURNAL_STREAM (set by systemd) marks log lines with \
+their syslog priority instead of their time.
+
+Files: /etc/hiku/hiku.json, the packaged service's config (hiku@NAME runs /etc/hiku/NAME.json).";
+
 #[derive(Parser)]
-#[command(name = "hiku", version = hiku::LONG_VERSION, about = "A thread-per-core request scheduler for serverless workers")]
+#[command(
+    name = "hiku",
+    version = hiku::LONG_VERSION,
+    about = "A thread-per-core request scheduler for serverless workers",
+    long_about = "A thread-per-core request scheduler for serverless workers. Clients POST to \
+/run/<function>; hiku picks a worker with the config's balancer and proxies the call. A drop-in \
+replacement for the Go Hiku scheduler (hiku start -c config.json); the config keys, endpoints and \
+tuning are in the README (/usr/share/doc/hiku/README.md where the package installed it).",
+    after_long_help = AFTER_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,6 +77,16 @@ enum Command {
         #[arg(short, long, default_value = "hiku.json")]
         config: PathBuf,
     },
+    /// Print the completions of hiku's arguments for a shell
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Write hiku's man pages (hiku.1 and one per subcommand) into a directory
+    Manpages {
+        /// Where to write them (made if missing)
+        dir: PathBuf,
+    },
 }
 
 fn load(path: &Path) -> Result<Config, ExitCode> {
@@ -71,6 +104,12 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
     }
 }
 
+/// hiku.1 and a page per subcommand (hiku-start.1, ...), as git's are.
+fn write_manpages(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    clap_mangen::generate_to(Cli::command().disable_help_subcommand(true), dir)
+}
+
 fn main() -> ExitCode {
     hiku::no_huge_pages();
     hiku::init_logging();
@@ -81,6 +120,17 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(code) => code,
+        },
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "hiku", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Manpages { dir } => match write_manpages(&dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hiku: {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
         },
         Command::Reload { config, addr, token } => {
             let loaded = match load(&config) {

@@ -46,6 +46,30 @@ fn version_and_help() {
     assert!(help.contains("--no-pin"), "{help}");
 }
 
+#[test]
+fn completions_and_man_pages_come_from_the_command_line() {
+    for (shell, mark) in [("bash", "_hiku()"), ("zsh", "#compdef hiku"), ("fish", "complete -c hiku")] {
+        let out = hiku(&["completions", shell]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success() && text.contains(mark), "{shell}: {text}");
+        assert!(text.contains("no-pin") && text.contains("reload"), "{shell}: {text}");
+    }
+    assert_eq!(hiku(&["completions", "tcsh"]).status.code(), Some(2), "an unknown shell is a usage error");
+    let dir = std::env::temp_dir().join(format!("hiku-man-{}", std::process::id()));
+    let out = hiku(&["manpages", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let main = page("hiku.1");
+    assert!(main.contains(".TH hiku 1"), "{main}");
+    for told in [r"hiku\-start(1)", "EX_CONFIG", "78", "SIGUSR1", "HIKU_LOG", "/etc/hiku/hiku.json"] {
+        assert!(main.contains(told), "hiku.1 says nothing of {told}: {main}");
+    }
+    assert!(page("hiku-start.1").contains(r"no\-pin"));
+    assert!(page("hiku-check.1").contains("config"));
+    assert!(!dir.join("hiku-help.1").exists(), "no page for clap's help subcommand");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The commit hiku was built from: the one `HIKU_COMMIT` gave the build,
 /// else git's HEAD here.
 fn commit() -> String {
