@@ -5,7 +5,7 @@
 //! of all of it when the process drains.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -45,8 +45,31 @@ fn retry_while_in_use<T>(mut bind: impl FnMut() -> io::Result<T>) -> io::Result<
 /// Binds one listening socket per core to `addr`, all with SO_REUSEPORT so
 /// the kernel spreads connections over the cores. With port 0 the first
 /// socket picks the port and the others share it.
+/// Every interface (`[::]`) is IPv6 and IPv4 at once; where the kernel has
+/// no IPv6, it is IPv4's (`0.0.0.0`).
 pub fn bind_listeners(addr: SocketAddr, cores: usize) -> io::Result<(SocketAddr, Vec<Socket>)> {
-    retry_while_in_use(|| bind_group(addr, cores))
+    match retry_while_in_use(|| bind_group(addr, cores)) {
+        Err(e) if addr.ip() == Ipv6Addr::UNSPECIFIED && no_ipv6(&e) => {
+            let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port()));
+            retry_while_in_use(|| bind_group(v4, cores))
+        }
+        bound => bound,
+    }
+}
+
+/// Whether `e` says this kernel has no IPv6 (or no IPv6 address to bind).
+fn no_ipv6(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL))
+}
+
+/// A socket for `addr`; on every IPv6 interface, IPv4 too (whatever
+/// `net.ipv6.bindv6only` says), as Go's listeners are.
+fn socket_for(addr: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.ip() == Ipv6Addr::UNSPECIFIED {
+        socket.set_only_v6(false)?;
+    }
+    Ok(socket)
 }
 
 fn bind_group(addr: SocketAddr, cores: usize) -> io::Result<(SocketAddr, Vec<Socket>)> {
@@ -54,14 +77,14 @@ fn bind_group(addr: SocketAddr, cores: usize) -> io::Result<(SocketAddr, Vec<Soc
         // Any process of this user that also sets SO_REUSEPORT could join
         // the port and take half the connections: a socket without it finds
         // out whether the port is in use first (another hiku, say).
-        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        let probe = socket_for(addr)?;
         probe.set_reuse_address(true)?;
         probe.bind(&addr.into())?;
     }
     let mut bound = addr;
     let mut sockets = Vec::with_capacity(cores);
     for _ in 0..cores {
-        let socket = Socket::new(Domain::for_address(bound), Type::STREAM, Some(Protocol::TCP))?;
+        let socket = socket_for(bound)?;
         socket.set_reuse_address(true)?;
         socket.set_reuse_port(true)?;
         socket.set_nodelay(true)?;
@@ -83,7 +106,7 @@ pub fn bind_admin(addr: SocketAddr) -> io::Result<(SocketAddr, Socket)> {
 }
 
 fn bind_one(addr: SocketAddr) -> io::Result<(SocketAddr, Socket)> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = socket_for(addr)?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;

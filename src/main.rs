@@ -71,11 +71,14 @@ enum Command {
         #[arg(long)]
         token: Option<String>,
     },
-    /// Validate a config file and exit
+    /// Check a config file as start would (short of binding) and exit
     Check {
         /// The JSON config file
         #[arg(short, long, default_value = "hiku.json")]
         config: PathBuf,
+        /// Print the config hiku would run, every key with its value, defaults filled in
+        #[arg(long)]
+        print: bool,
     },
     /// Print the completions of hiku's arguments for a shell
     Completions {
@@ -89,19 +92,25 @@ enum Command {
     },
 }
 
-fn load(path: &Path) -> Result<Config, ExitCode> {
-    match Config::load(path) {
-        Ok(config) => {
-            for warning in config.key_warnings() {
-                log::warn!("{}: {warning}", path.display());
-            }
-            Ok(config)
-        }
-        Err(e) => {
-            eprintln!("hiku: {e}");
-            Err(ExitCode::from(EXIT_CONFIG))
-        }
+/// Reads the config at `path`, warning of keys it ignored or read in
+/// another case; with `preflight`, also makes every check `start` makes
+/// short of binding (addresses, the access log), warning of admin
+/// endpoints open to anyone. A config that fails is EX_CONFIG.
+fn load(path: &Path, preflight: bool) -> Result<Config, ExitCode> {
+    let exit = |e: hiku::ConfigError| {
+        eprintln!("hiku: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    };
+    let config = Config::load(path).map_err(exit)?;
+    let mut warnings = config.key_warnings();
+    if preflight {
+        let shown = path.display();
+        warnings.extend(config.preflight().map_err(|e| exit(hiku::ConfigError(format!("{shown}: {e}"))))?);
     }
+    for warning in warnings {
+        log::warn!("{}: {warning}", path.display());
+    }
+    Ok(config)
 }
 
 /// hiku.1 and a page per subcommand (hiku-start.1, ...), as git's are.
@@ -114,9 +123,19 @@ fn main() -> ExitCode {
     hiku::no_huge_pages();
     hiku::init_logging();
     match Cli::parse().command {
-        Command::Check { config } => match load(&config) {
+        Command::Check { config, print } => match load(&config, true) {
             Ok(c) => {
-                println!("{}: config OK ({} balancer, {} workers)", config.display(), c.balancer, c.workers.len());
+                let ok =
+                    format!("{}: config OK ({} balancer, {} workers)", config.display(), c.balancer, c.workers.len());
+                match print {
+                    // The config on stdout, as nginx -T prints it; the verdict on stderr.
+                    true => {
+                        let text = serde_json::to_string_pretty(&c.to_json()).expect("a JSON value prints");
+                        println!("{text}");
+                        eprintln!("{ok}");
+                    }
+                    false => println!("{ok}"),
+                }
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -133,7 +152,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Reload { config, addr, token } => {
-            let loaded = match load(&config) {
+            let loaded = match load(&config, false) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -157,7 +176,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Start { config, cores, no_pin } => {
-            let loaded = match load(&config) {
+            let loaded = match load(&config, true) {
                 Ok(c) => c,
                 Err(code) => return code,
             };

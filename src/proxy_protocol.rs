@@ -146,6 +146,13 @@ impl Network {
     }
 }
 
+impl std::fmt::Display for Network {
+    /// As the config takes it: `ip/prefix`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

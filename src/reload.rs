@@ -144,11 +144,11 @@ pub fn ask(config: &Config, addr: Option<&str>, token: Option<&str>) -> Result<(
             None => config.listen_addr().map_err(|e| e.to_string())?,
         },
     };
-    // A wildcard listener is reached on loopback.
-    let addr = match addr.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => (std::net::Ipv4Addr::LOCALHOST, addr.port()).into(),
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => (std::net::Ipv6Addr::LOCALHOST, addr.port()).into(),
-        _ => addr,
+    // A listener on every interface is reached on loopback (IPv4's: one on
+    // every IPv6 interface takes IPv4 too).
+    let addr = match addr.ip().is_unspecified() {
+        true => (std::net::Ipv4Addr::LOCALHOST, addr.port()).into(),
+        false => addr,
     };
     let token = token.or(config.admin.token.as_deref());
     let host = addr.to_string();

@@ -151,6 +151,10 @@ fn bad_configs_exit_78_with_one_line_naming_the_problem() {
         (r#"{"port": 65536}"#, "\"port\" 65536 is out of range"),
         (r#"{"workers": ["http://a:1", "http://a:1/"]}"#, "http://a:1 is listed twice"),
         (r#"{"port": "9020"}"#, "\"port\": invalid type"),
+        // What start used to find only when binding, check now finds too.
+        (r#"{"host": "no-such-host.invalid"}"#, "cannot resolve \"host\" no-such-host.invalid"),
+        (r#"{"admin": {"listen": "no-such-host.invalid:9"}}"#, "cannot resolve \"admin.listen\""),
+        (r#"{"log": {"access": "/nonexistent-dir/access.log"}}"#, "cannot open \"log.access\" /nonexistent-dir/"),
     ];
     for (config, message) in cases {
         for command in ["check", "start"] {
@@ -161,6 +165,45 @@ fn bad_configs_exit_78_with_one_line_naming_the_problem() {
             assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
             assert!(out.stdout.is_empty(), "nothing bound or printed: {}", String::from_utf8_lossy(&out.stdout));
         }
+    }
+}
+
+#[test]
+fn check_print_shows_every_key_with_its_value_and_reads_back() {
+    let sample = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/hiku.json")).unwrap();
+    let out = run(&sample, &["check", "--print"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("config OK (pull-based balancer, 2 workers)"), "{}", stderr(&out));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    // The file's keys, and the defaults it leaves out.
+    assert_eq!(printed["adaptive"]["initial"], 8);
+    assert_eq!(printed["queue"]["limit"], 1024);
+    assert_eq!(printed["health"]["eject_after"], 3);
+    let again = run(&printed.to_string(), &["check", "--print"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(String::from_utf8_lossy(&again.stdout), String::from_utf8_lossy(&out.stdout));
+    assert!(!stderr(&again).contains("unknown key"), "{}", stderr(&again));
+}
+
+#[test]
+fn an_empty_or_missing_host_is_every_interface_and_an_open_admin_is_told() {
+    // Go's ListenAndServe(":port"): IPv6 and IPv4.
+    let hiku = support::Hiku::on(support::Driver::Auto).cores(1).start_config(r#"{"host": "", "port": 0}"#);
+    assert!(hiku.addr.ip().is_unspecified(), "{}", hiku.addr);
+    let port = hiku.addr.port();
+    let health = support::Client::connect(([127, 0, 0, 1], port).into()).request("GET", "/health", &[], b"");
+    assert_eq!(health.status, 200);
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        let health =
+            support::Client::connect((std::net::Ipv6Addr::LOCALHOST, port).into()).request("GET", "/health", &[], b"");
+        assert_eq!(health.status, 200);
+    }
+    let told = hiku.stderr();
+    assert!(told.contains("[::]:0 (on every interface): there is no \"admin.token\""), "{told}");
+    // With a token, or on loopback only, there is nothing to tell.
+    for config in [r#"{"port": 0, "admin": {"token": "t0ken"}}"#, r#"{"host": "127.0.0.1", "port": 0}"#] {
+        let hiku = support::Hiku::on(support::Driver::Auto).cores(1).start_config(config);
+        assert!(!hiku.stderr().contains("admin.token"), "{config}: {}", hiku.stderr());
     }
 }
 

@@ -7,7 +7,7 @@
 mod raw;
 mod sections;
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
@@ -67,7 +67,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            host: "localhost".into(),
+            host: String::new(),
             port: 9020,
             balancer: BalancerKind::PullBased,
             workers: Vec::new(),
@@ -117,9 +117,6 @@ impl Config {
         let file = doc.root();
         let d = Config::default();
         let host = file.get::<String>("host")?.unwrap_or(d.host);
-        if host.is_empty() {
-            return Err(ConfigError("\"host\" must not be empty".into()));
-        }
         let port = match file.get::<i64>("port")? {
             None => d.port,
             Some(p) => u16::try_from(p).map_err(|_| ConfigError(format!("\"port\" {p} is out of range (0-65535)")))?,
@@ -158,10 +155,81 @@ impl Config {
         Ok(config)
     }
 
-    /// The addresses to listen on for `host:port`, IPv4 first (as Go's
-    /// `net.Listen` does for "localhost").
+    /// The address to listen on for `host:port`: the first `host`
+    /// resolves to, IPv4 first (as Go's `net.Listen` does for
+    /// "localhost"); an empty or missing `host` is every interface, IPv6
+    /// and IPv4, as Go's `":port"` is.
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        if self.host.is_empty() {
+            return Ok(SocketAddr::from((Ipv6Addr::UNSPECIFIED, self.port)));
+        }
         first_addr((self.host.as_str(), self.port), "host", &self.host)
+    }
+
+    /// The config as a file that says every key, defaults filled in (`hiku
+    /// check --print`): read back, it is this config (but for an
+    /// `admin.token`, which it does not show).
+    pub fn to_json(&self) -> Value {
+        let capacity = |url: &WorkerUrl| self.worker_max_inflight.iter().find(|(u, _)| u == url).map(|(_, n)| *n);
+        let workers: Vec<Value> = self
+            .workers
+            .iter()
+            .map(|url| match capacity(url) {
+                Some(n) => serde_json::json!({"url": url.to_string(), "max_inflight": n}),
+                None => Value::String(url.to_string()),
+            })
+            .collect();
+        serde_json::json!({
+            "host": self.host,
+            "port": self.port,
+            "balancer": self.balancer.to_string(),
+            "workers": workers,
+            "workers_max_inflight": self.workers_max_inflight,
+            "shutdown_grace_ms": self.shutdown_grace.as_millis() as u64,
+            "shutdown_announce_ms": self.shutdown_announce.as_millis() as u64,
+            "queue": self.queue.json(),
+            "timeouts_ms": self.timeouts.json(),
+            "retries": self.retries.json(),
+            "limits": self.limits.json(),
+            "admin": self.admin.json(),
+            "destroy_sandbox": self.destroy_sandbox.json(),
+            "predictive": self.predictive.json(),
+            "adaptive": self.adaptive.json(),
+            "health": sections::health_json(&self.health),
+            "log": self.log.json(),
+            "front": self.front.json(),
+            "cluster": self.cluster.json(),
+        })
+    }
+
+    /// Every check `start` makes of the config short of binding: its
+    /// addresses resolve and its access log opens (created if missing, as
+    /// `start` does). Returns what to warn of: admin endpoints that anyone
+    /// on the network may use.
+    pub fn preflight(&self) -> Result<Vec<String>, ConfigError> {
+        let listen = self.listen_addr()?;
+        let admin = self.admin_addr()?;
+        if let Some(path) = &self.log.access {
+            let open = std::fs::OpenOptions::new().create(true).append(true).open(path);
+            open.map_err(|e| ConfigError(format!("cannot open \"log.access\" {}: {e}", path.display())))?;
+        }
+        Ok(self.open_admin(admin.unwrap_or(listen)).into_iter().collect())
+    }
+
+    /// A warning if the admin endpoints, served at `at`, take changes from
+    /// anyone who reaches it: no `admin.token`, and `at` is not loopback.
+    fn open_admin(&self, at: SocketAddr) -> Option<String> {
+        if self.admin.token.is_some() || at.ip().is_loopback() {
+            return None;
+        }
+        let reach = match at.ip().is_unspecified() {
+            true => "on every interface",
+            false => "on a network address",
+        };
+        Some(format!(
+            "/admin/* (the worker list, adding and removing workers, reload) answers anyone who reaches {at} \
+             ({reach}): there is no \"admin.token\"; set one, or \"admin.listen\" on a loopback address"
+        ))
     }
 
     /// The address of `admin.listen`, if set.

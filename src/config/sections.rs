@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::raw::{ConfigError, Section};
 use crate::balancer::{DEFAULT_MAX_FUNCTIONS, DEFAULT_WORKER_CORES};
@@ -67,6 +67,18 @@ impl Timeouts {
             client_send: ms("client_send", d.client_send)?,
         })
     }
+
+    pub fn json(&self) -> Value {
+        let ms = |d: Duration| d.as_millis() as u64;
+        json!({
+            "client_header": ms(self.client_header),
+            "client_idle": ms(self.client_idle),
+            "client_body": ms(self.client_body),
+            "client_send": ms(self.client_send),
+            "upstream_connect": ms(self.upstream_connect),
+            "upstream_response": ms(self.upstream_response),
+        })
+    }
 }
 
 /// What hiku tries again (`retries` in the file).
@@ -93,6 +105,10 @@ impl Retries {
         let number = |key: &str, default: u32| s.number(key, 0, MAX_RETRIES.into(), default.into()).map(|n| n as u32);
         Ok(Retries { connect: number("connect", d.connect)?, overload: number("overload", d.overload)? })
     }
+
+    pub fn json(&self) -> Value {
+        json!({"connect": self.connect, "overload": self.overload})
+    }
 }
 
 /// How calls wait for a worker with room (`queue` in the file).
@@ -115,6 +131,10 @@ impl Queue {
         let d = Queue::default();
         let limit = s.number("limit", 0, 10_000_000, d.limit as u64)? as usize;
         Ok(Queue { limit, timeout: s.millis("timeout_ms", 1, MAX_TIMEOUT_MS, d.timeout)? })
+    }
+
+    pub fn json(&self) -> Value {
+        json!({"limit": self.limit, "timeout_ms": self.timeout.as_millis() as u64})
     }
 }
 
@@ -174,6 +194,20 @@ impl Limits {
             max_connections_per_worker: optional("max_connections_per_worker", MAX_CAPACITY)?,
         })
     }
+
+    /// Unset bounds are `null` (no bound; `max_connections`: half the
+    /// open-file limit), which reads back as unset.
+    pub fn json(&self) -> Value {
+        json!({
+            "max_header_bytes": self.max_header_bytes,
+            "max_headers": self.max_headers,
+            "max_body_bytes": self.max_body_bytes,
+            "buffer_body_bytes": self.buffer_body_bytes,
+            "max_connections": self.max_connections,
+            "max_functions": self.max_functions,
+            "max_connections_per_worker": self.max_connections_per_worker,
+        })
+    }
 }
 
 /// Who may use `/admin/*`, and where (`admin` in the file).
@@ -199,6 +233,12 @@ impl Admin {
         };
         Ok(Admin { token, listen })
     }
+
+    /// The token is shown as `"(set)"`, never itself: the output may end
+    /// up in a ticket or a log.
+    pub fn json(&self) -> Value {
+        json!({"token": self.token.as_ref().map(|_| "(set)"), "listen": self.listen})
+    }
 }
 
 /// Whether `s` is `host:port` (a bracketed IPv6 host too).
@@ -222,6 +262,10 @@ impl Default for DestroySandbox {
 impl DestroySandbox {
     pub fn read(s: &Section) -> Result<DestroySandbox, ConfigError> {
         Ok(DestroySandbox { only_from_workers: s.boolean("only_from_workers", true)? })
+    }
+
+    pub fn json(&self) -> Value {
+        json!({"only_from_workers": self.only_from_workers})
     }
 }
 
@@ -256,7 +300,7 @@ impl Adaptive {
             min: count("min", d.min)?,
             low: excess("low", d.low)?,
             high: excess("high", d.high)?,
-            min_call_us: (min_call_ms * 1000.0) as u64,
+            min_call_us: (min_call_ms * 1000.0).round() as u64,
             instances: 1,
         };
         if tuning.low >= tuning.high {
@@ -271,6 +315,18 @@ impl Adaptive {
     /// The tuning if it is on.
     pub fn tuning(&self) -> Option<Tuning> {
         self.enabled.then_some(self.tuning)
+    }
+
+    pub fn json(&self) -> Value {
+        let t = &self.tuning;
+        json!({
+            "enabled": self.enabled,
+            "initial": t.initial,
+            "min": t.min,
+            "low": t.low,
+            "high": t.high,
+            "min_call_ms": t.min_call_us as f64 / 1000.0,
+        })
     }
 }
 
@@ -291,6 +347,10 @@ impl Predictive {
     pub fn read(s: &Section) -> Result<Predictive, ConfigError> {
         Ok(Predictive { worker_cores: s.number("worker_cores", 1, 4096, Predictive::default().worker_cores)? })
     }
+
+    pub fn json(&self) -> Value {
+        json!({"worker_cores": self.worker_cores})
+    }
 }
 
 /// What hiku writes down (`log` in the file).
@@ -308,6 +368,10 @@ impl Log {
             Some(other) => return Err(ConfigError(format!("\"log.access\" must be a file path, not {other}"))),
         };
         Ok(Log { access })
+    }
+
+    pub fn json(&self) -> Value {
+        json!({"access": self.access.as_ref().map(|p| p.display().to_string())})
     }
 }
 
@@ -346,6 +410,15 @@ impl Front {
         Ok(Front { proxy_protocol, forwarded_for, trusted_proxies })
     }
 
+    pub fn json(&self) -> Value {
+        let trusted: Vec<String> = self.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        json!({
+            "proxy_protocol": self.proxy_protocol,
+            "forwarded_for": self.forwarded_for,
+            "trusted_proxies": trusted,
+        })
+    }
+
     /// Whether a PROXY header is taken from `peer`.
     pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
         self.trusted_proxies.iter().any(|n| n.contains(peer))
@@ -379,6 +452,10 @@ impl Cluster {
         Ok(Cluster { size, peers })
     }
 
+    pub fn json(&self) -> Value {
+        json!({"size": self.size, "peers": self.peers})
+    }
+
     /// This instance's part of a capacity of `n` calls.
     pub fn share(&self, n: usize) -> usize {
         (n / self.size).max(1)
@@ -393,5 +470,14 @@ pub fn read_health(s: &Section) -> Result<Health, ConfigError> {
         eject_after: s.number("eject_after", 0, 1000, d.eject_after.into())? as u32,
         max_ejected_percent: s.number("max_ejected_percent", 0, 100, d.max_ejected_percent.into())? as u32,
         interval,
+    })
+}
+
+/// `health` as the config writes it (an unset interval: `null`).
+pub fn health_json(h: &Health) -> Value {
+    json!({
+        "eject_after": h.eject_after,
+        "max_ejected_percent": h.max_ejected_percent,
+        "interval_ms": h.interval.map(|d| d.as_millis() as u64),
     })
 }

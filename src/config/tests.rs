@@ -6,7 +6,65 @@ use super::*;
 fn defaults_match_the_go_original() {
     let c = Config::parse("{}").unwrap();
     assert_eq!(c, Config::default());
-    assert_eq!((c.host.as_str(), c.port, c.balancer), ("localhost", 9020, BalancerKind::PullBased));
+    // No host: every interface, as Go's ":9020" is (its decoder leaves
+    // the string empty); "" says the same.
+    assert_eq!((c.host.as_str(), c.port, c.balancer), ("", 9020, BalancerKind::PullBased));
+    assert_eq!(Config::parse(r#"{"host": ""}"#).unwrap(), c);
+    assert_eq!(c.listen_addr().unwrap(), "[::]:9020".parse().unwrap());
+}
+
+#[test]
+fn the_printed_config_says_every_key_and_reads_back_as_itself() {
+    let full = r#"{"host": "127.0.0.1", "port": 9100, "balancer": "predictive",
+        "workers": ["http://a:1", {"url": "http://b:2", "max_inflight": 3}], "workers_max_inflight": 5,
+        "shutdown_grace_ms": 1000, "shutdown_announce_ms": 1500, "queue": {"limit": 7, "timeout_ms": 70},
+        "timeouts_ms": {"client_header": 1, "client_idle": 2, "client_body": 3, "client_send": 4,
+            "upstream_connect": 5, "upstream_response": 6},
+        "retries": {"connect": 0, "overload": 3},
+        "limits": {"max_header_bytes": 2048, "max_headers": 9, "max_body_bytes": 10, "buffer_body_bytes": 0,
+            "max_connections": 11, "max_functions": 12, "max_connections_per_worker": 13},
+        "admin": {"listen": "127.0.0.1:9101"}, "destroy_sandbox": {"only_from_workers": false},
+        "predictive": {"worker_cores": 2},
+        "adaptive": {"enabled": false, "initial": 3, "min": 2, "low": 0.5, "high": 2.5, "min_call_ms": 0.333},
+        "health": {"eject_after": 0, "max_ejected_percent": 10, "interval_ms": 250},
+        "log": {"access": "/tmp/a.log"},
+        "front": {"proxy_protocol": true, "trusted_proxies": ["10.0.0.0/8", "::1"]},
+        "cluster": {"size": 2, "peers": ["127.0.0.1:9201"]}}"#;
+    for text in ["{}", full] {
+        let c = Config::parse(text).unwrap();
+        let printed = c.to_json();
+        let again = Config::parse(&printed.to_string()).unwrap();
+        assert_eq!(again, c, "{printed:#}");
+        assert!(again.unknown_keys.is_empty() && again.recased_keys.is_empty(), "{printed:#}");
+        // Every key hiku reads is there, defaults too.
+        let sections = printed.as_object().unwrap();
+        assert_eq!(sections.len(), 19, "{printed:#}");
+    }
+    let printed = Config::default().to_json();
+    assert_eq!(printed["limits"]["max_connections"], Value::Null, "unset bounds are null");
+    // The token is never shown.
+    let c = Config::parse(r#"{"admin": {"token": "s3cret"}}"#).unwrap();
+    assert_eq!(c.to_json()["admin"]["token"], "(set)");
+    assert!(!c.to_json().to_string().contains("s3cret"));
+}
+
+#[test]
+fn preflight_resolves_what_start_binds_and_warns_of_an_open_admin() {
+    let open = |text: &str| Config::parse(text).unwrap().preflight();
+    let warned = open("{}").unwrap();
+    assert!(warned.len() == 1 && warned[0].contains("[::]:9020 (on every interface)"), "{warned:?}");
+    assert!(warned[0].contains("admin.token"), "{warned:?}");
+    assert_eq!(open(r#"{"host": "127.0.0.1"}"#).unwrap(), Vec::<String>::new(), "loopback only");
+    assert_eq!(open(r#"{"admin": {"token": "t"}}"#).unwrap(), Vec::<String>::new(), "a token");
+    assert_eq!(open(r#"{"admin": {"listen": "127.0.0.1:9101"}}"#).unwrap(), Vec::<String>::new(), "admin apart");
+    let warned = open(r#"{"host": "127.0.0.1", "admin": {"listen": "0.0.0.0:9101"}}"#).unwrap();
+    assert!(warned[0].contains("0.0.0.0:9101"), "{warned:?}");
+    let err = |text: &str| open(text).unwrap_err().0;
+    assert!(err(r#"{"host": "no-such-host.invalid"}"#).contains("cannot resolve \"host\" no-such-host.invalid"));
+    let e = err(r#"{"admin": {"listen": "no-such-host.invalid:1"}}"#);
+    assert!(e.contains("cannot resolve \"admin.listen\""), "{e}");
+    let e = err(r#"{"log": {"access": "/nonexistent-dir/access.log"}}"#);
+    assert!(e.contains("cannot open \"log.access\" /nonexistent-dir/access.log"), "{e}");
 }
 
 #[test]
