@@ -185,8 +185,8 @@ pub struct Address {
 /// The workers a hiku config names, to emulate in front of it: the port and
 /// name (`host:port`, as the config writes it) of each of its `workers`
 /// (all must be on this machine: `localhost` or 127.x.x.x), and its
-/// scheduler's URL from `host` and `port` (hiku's defaults, `localhost` and
-/// 9020, if absent).
+/// scheduler's URL from `host` and `port` (hiku's defaults, every
+/// interface, reached on 127.0.0.1, and 9020, if absent).
 pub fn workers_of_config(text: &str) -> Result<(Vec<Address>, String), String> {
     let config: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not a JSON config: {e}"))?;
     let host = match config["host"].as_str() {
