@@ -421,3 +421,19 @@ fn keys_of_every_section_match_in_any_case_and_are_named_when_they_do() {
     let e = Config::parse(r#"{"Queue": {"Limit": -1}}"#).unwrap_err();
     assert!(e.0.contains("\"queue.limit\""), "{e}");
 }
+
+#[test]
+fn the_sample_configs_use_only_keys_hiku_reads() {
+    for (name, text) in [
+        ("config/hiku.json", include_str!("../../config/hiku.json")),
+        ("config/tier/instance.json", include_str!("../../config/tier/instance.json")),
+    ] {
+        let c = Config::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(c.unknown_keys.is_empty() && c.recased_keys.is_empty(), "{name}: {:?}", c.key_warnings());
+    }
+    let tier = Config::parse(include_str!("../../config/tier/instance.json")).unwrap();
+    // What config/tier/haproxy.cfg expects of an instance.
+    assert!(tier.front.proxy_protocol && tier.admin.token.is_some());
+    assert_eq!((tier.port, tier.admin.listen.as_deref()), (9020, Some("10.0.0.11:9030")));
+    assert!(tier.shutdown_announce >= Duration::from_millis(1500), "longer than the front's checks");
+}

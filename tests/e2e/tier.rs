@@ -21,16 +21,22 @@ fn instance_at(driver: Driver, workers: &[&str], admin: SocketAddr, peers: &[Soc
 }
 
 /// The same, with `adaptive` as its adaptive limits' section.
+/// The sample instance config hiku ships (`config/tier/instance.json`),
+/// for loopback: its PROXY protocol from the front, its admin address and
+/// token, its tier of two and its announce time, as it writes them.
+const SAMPLE: &str = include_str!("../../config/tier/instance.json");
+
 fn instance_tuned(driver: Driver, workers: &[&str], admin: SocketAddr, peers: &[SocketAddr], adaptive: Value) -> Hiku {
-    let extra = json!({
-        "adaptive": adaptive,
-        "front": {"proxy_protocol": true, "trusted_proxies": ["127.0.0.1"]},
-        "admin": {"listen": admin.to_string(), "token": "t0ken"},
-        // Longer than the front's checks take to count it out (3 x 300 ms).
-        "shutdown_announce_ms": 1500,
-        "cluster": {"size": 2, "peers": peers.iter().map(|p| p.to_string()).collect::<Vec<_>>()},
-    });
-    Hiku::on(driver).start_with("pull-based", workers, extra)
+    let mut config: Value = serde_json::from_str(SAMPLE).unwrap();
+    config["host"] = json!("127.0.0.1");
+    config["port"] = json!(0);
+    config["workers"] = json!(workers);
+    config["front"]["trusted_proxies"] = json!(["127.0.0.1"]);
+    config["admin"] = json!({"listen": admin.to_string(), "token": "t0ken"});
+    config["cluster"]["peers"] = json!(peers.iter().map(|p| p.to_string()).collect::<Vec<_>>());
+    config["adaptive"] = adaptive;
+    config.as_object_mut().unwrap().remove("log");
+    Hiku::on(driver).start_config(&config.to_string())
 }
 
 fn free_addr() -> SocketAddr {
@@ -80,14 +86,28 @@ fn a_functions_calls_and_its_evictions_reach_one_instance(driver: Driver) {
         let res = c.request("POST", &format!("/destroySandbox/{f}"), &[], body.as_bytes());
         assert_eq!((res.status, res.json()), (200, json!({"removed": true})), "{f}");
     }
-    // /admin/* reaches an instance that is up; /health is answered.
-    let listed = c.request("GET", "/admin/instances", &[("Authorization", "Bearer t0ken")], b"");
-    assert_eq!(listed.status, 200);
-    assert_eq!(c.request("GET", "/health", &[], b"").json(), json!({"status": "up"}));
+    // The admin endpoints are refused on the public address, and served
+    // on the internal one by an instance that is up; the front answers
+    // /health on the public one itself.
+    let auth = [("Authorization", "Bearer t0ken")];
+    for target in ["/admin/instances", "/admin/workers", "/status", "/metrics"] {
+        assert_eq!(c.request("GET", target, &auth, b"").status, 403, "{target} on the public address");
+        let inside = Client::connect(front.internal).request("GET", target, &auth, b"");
+        assert_eq!(inside.status, 200, "{target} on the internal address: {}", front.log());
+    }
+    let reload = c.request("POST", "/admin/reload", &auth, b"");
+    assert_eq!(reload.status, 403, "no admin change through the public address");
+    assert_eq!(c.request("GET", "/health", &[], b"").status, 200);
     // The front checks the admin addresses too: /health is answered there.
     for admin in [one_admin, two_admin] {
         assert_eq!(Client::connect(admin).request("GET", "/health", &[], b"").status, 200);
     }
+    // With no instance up, the front's /health says so (for whatever
+    // balances the fronts).
+    drop((one, two));
+    wait_for("the front to count both instances out", || {
+        Client::connect(front.addr).request("GET", "/health", &[], b"").status == 503
+    });
 }
 
 on_both_drivers!(two_fronts_on_the_shipped_config_send_a_function_to_the_same_instance);
@@ -242,9 +262,10 @@ fn an_admin_change_reaches_every_instance_and_a_restarted_one_asks_its_peers(dri
     let two = instance_at(driver, &[&a.url], two_admin, &[one_admin]);
     let front = Front::start(&[one.addr, two.addr], &[one_admin, two_admin]);
     let auth = [("Authorization", "Bearer t0ken")];
-    // Added through the front: the instance that took it passes it on.
+    // Added through the front's internal address: the instance that took
+    // it passes it on.
     let added =
-        Client::connect(front.addr).request("POST", &format!("/admin/workers/add?workers={}", b.url), &auth, b"");
+        Client::connect(front.internal).request("POST", &format!("/admin/workers/add?workers={}", b.url), &auth, b"");
     assert_eq!(added.status, 200, "{}", added.text());
     let peers = added.json()["peers"].clone();
     assert!(
@@ -314,8 +335,14 @@ fn behind_nginx_a_functions_calls_and_evictions_reach_one_instance_too(driver: D
     assert_eq!(spoofed.status, 200);
     let seen = if a.requests() > 0 && a.last().target.contains("fn-0") { a.last() } else { b.last() };
     assert_eq!(seen.header("x-forwarded-for"), Some("10.9.9.9, 127.0.0.1, 127.0.0.1"));
+    // The admin endpoints: refused on the public address, served on the
+    // internal one.
     let auth = [("Authorization", "Bearer t0ken")];
-    assert_eq!(c.request("GET", "/admin/instances", &auth, b"").status, 200);
+    for target in ["/admin/instances", "/status", "/metrics"] {
+        assert_eq!(c.request("GET", target, &auth, b"").status, 403, "{target} on the public address");
+        let inside = Client::connect(front.internal).request("GET", target, &auth, b"");
+        assert_eq!(inside.status, 200, "{target} on the internal address: {}", front.log());
+    }
 }
 
 on_both_drivers!(a_restarted_instance_takes_its_peers_warm_entries);

@@ -28,21 +28,27 @@ pub fn free_port() -> u16 {
 // perf/ renders it with.
 #[path = "../../perf/src/harness/shipped_front.rs"]
 mod shipped_front;
-pub use shipped_front::render;
+pub use shipped_front::{render, Binds};
 
-/// The shipped nginx config with the front on `bind`, and in each
-/// upstream one `server` line per instance: `instances` for the functions,
-/// `admins` for `/admin/*`.
-pub fn render_nginx(template: &str, bind: SocketAddr, instances: &[SocketAddr], admins: &[SocketAddr]) -> String {
+/// The shipped nginx config with the front on `bind` (its public server)
+/// and `internal` (the admin one), and in each upstream one `server` line
+/// per instance: `instances` for the functions, `admins` for `/admin/*`.
+pub fn render_nginx(
+    template: &str,
+    (bind, internal): (SocketAddr, SocketAddr),
+    instances: &[SocketAddr],
+    admins: &[SocketAddr],
+) -> String {
     let mut out = String::new();
-    let mut admin_upstream = false;
+    let (mut admin_upstream, mut servers) = (false, 0);
     for line in template.lines() {
         let trimmed = line.trim_start();
         if let Some(name) = trimmed.strip_prefix("upstream ") {
             admin_upstream = name.starts_with("hiku_any");
         }
         if trimmed.starts_with("listen ") {
-            out.push_str(&format!("        listen {bind};\n"));
+            servers += 1;
+            out.push_str(&format!("        listen {};\n", if servers == 1 { bind } else { internal }));
         } else if trimmed.starts_with("server 10.0.0.11:") {
             let (addrs, rest) = (if admin_upstream { admins } else { instances }, trimmed.split_once(' ').unwrap().1);
             let options = rest.split_once(' ').map_or("", |(_, o)| o).trim_end_matches(';');
@@ -67,7 +73,10 @@ pub fn nginx() -> PathBuf {
 /// HAProxy or nginx running a rendered config, killed on drop.
 pub struct Front {
     child: Child,
+    /// Where it takes calls, and its internal address, for the admin
+    /// endpoints.
     pub addr: SocketAddr,
+    pub internal: SocketAddr,
     dir: PathBuf,
 }
 
@@ -75,9 +84,10 @@ impl Front {
     /// Starts HAProxy on the shipped config in front of `instances` (and
     /// their `admins`), and waits until it takes connections.
     pub fn start(instances: &[SocketAddr], admins: &[SocketAddr]) -> Front {
-        Front::launch("haproxy", |dir, addr| {
-            let cfg = dir.join("haproxy.cfg");
-            std::fs::write(&cfg, render(HAPROXY_CFG, addr, instances, admins)).unwrap();
+        Front::launch("haproxy", |dir, addr, internal| {
+            let (cfg, socket) = (dir.join("haproxy.cfg"), dir.join("haproxy.sock").display().to_string());
+            let binds = Binds { public: &addr, internal: &internal, socket: &socket };
+            std::fs::write(&cfg, render(HAPROXY_CFG, &binds, instances, admins)).unwrap();
             let mut cmd = Command::new(haproxy());
             cmd.arg("-db").arg("-f").arg(&cfg);
             cmd
@@ -86,9 +96,9 @@ impl Front {
 
     /// The same with nginx on its shipped config.
     pub fn start_nginx(instances: &[SocketAddr], admins: &[SocketAddr]) -> Front {
-        Front::launch("nginx", |dir, addr| {
+        Front::launch("nginx", |dir, addr, internal| {
             let conf = dir.join("nginx.conf");
-            std::fs::write(&conf, render_nginx(NGINX_CONF, addr, instances, admins)).unwrap();
+            std::fs::write(&conf, render_nginx(NGINX_CONF, (addr, internal), instances, admins)).unwrap();
             let mut cmd = Command::new(nginx());
             cmd.arg("-p").arg(dir).arg("-c").arg(&conf).arg("-e").arg(dir.join("error.log"));
             cmd.arg("-g").arg(format!("daemon off; pid {};", dir.join("nginx.pid").display()));
@@ -98,13 +108,14 @@ impl Front {
         })
     }
 
-    fn launch(name: &str, command: impl FnOnce(&std::path::Path, SocketAddr) -> Command) -> Front {
+    fn launch(name: &str, command: impl FnOnce(&std::path::Path, SocketAddr, SocketAddr) -> Command) -> Front {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let internal: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let dir = std::env::temp_dir().join(format!("hiku-front-{name}-{}-{}", std::process::id(), addr.port()));
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::File::create(dir.join("front.log")).unwrap();
-        let child = command(&dir, addr).stdout(Stdio::null()).stderr(log).spawn().expect("the front starts");
-        let mut front = Front { child, addr, dir };
+        let child = command(&dir, addr, internal).stdout(Stdio::null()).stderr(log).spawn().expect("the front starts");
+        let mut front = Front { child, addr, internal, dir };
         wait_for("the front to take connections", || {
             let exited = front.child.try_wait().unwrap();
             assert!(exited.is_none(), "the front exited ({exited:?}): {}", front.log());

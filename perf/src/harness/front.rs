@@ -40,7 +40,7 @@ impl Kind {
     }
 }
 
-pub use crate::harness::shipped_front::render;
+pub use crate::harness::shipped_front::{render, Binds};
 
 /// An L4 front: each client connection to one instance in turn, with the
 /// PROXY protocol as the shipped front sends it, and TCP checks.
@@ -114,8 +114,11 @@ mod tests {
         let template = std::fs::read_to_string(SHIPPED).unwrap();
         let instances = ["127.0.0.1:1".to_string(), "127.0.0.1:2".to_string(), "127.0.0.1:3".to_string()];
         let admins = ["127.0.0.1:11".to_string(), "127.0.0.1:12".to_string(), "127.0.0.1:13".to_string()];
-        let cfg = render(&template, "127.0.0.1:9", &instances, &admins);
-        assert!(cfg.contains("    bind 127.0.0.1:9\n"));
+        let binds = Binds { public: &"127.0.0.1:9", internal: &"127.0.0.1:8", socket: &"/tmp/front.sock" };
+        let cfg = render(&template, &binds, &instances, &admins);
+        assert!(cfg.contains("frontend hiku\n    bind 127.0.0.1:9\n"), "{cfg}");
+        assert!(cfg.contains("frontend hiku_internal\n    bind 127.0.0.1:8\n"), "{cfg}");
+        assert!(cfg.contains("    stats socket /tmp/front.sock mode 660 level admin\n"), "{cfg}");
         assert!(cfg.contains("balance hash path,field(3,/)") && cfg.contains("hash-type consistent"));
         assert!(cfg.contains("    server hiku3 127.0.0.1:3\n") && cfg.contains("    server hiku3 127.0.0.1:13\n"));
         assert_eq!(cfg.matches("    server hiku").count(), 6, "{cfg}");

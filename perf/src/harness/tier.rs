@@ -123,7 +123,10 @@ pub async fn start(spec: Spec<'_>) -> Result<Tier, String> {
     let config = match spec.front {
         Kind::FnHash => {
             let shipped = std::fs::read_to_string(front::SHIPPED).map_err(|e| format!("{}: {e}", front::SHIPPED))?;
-            front::render(&shipped, &spec.address, &mains, &admins)
+            let internal = format!("127.0.0.1:{}", free_port()?);
+            let socket = spec.workdir.join(format!("{}-haproxy.sock", spec.name)).display().to_string();
+            let binds = front::Binds { public: &spec.address, internal: &internal, socket: &socket };
+            front::render(&shipped, &binds, &mains, &admins)
         }
         Kind::L4 => front::l4(&spec.address, &mains),
     };
