@@ -9,11 +9,11 @@
 //!   `predictive.worker_cores`) places new calls, starting with no warm
 //!   instances known;
 //! - everything else read per call (timeouts, retries, limits, queue,
-//!   admin token, destroy_sandbox) applies to the next request on each core.
+//!   admin token, destroy_sandbox, front, cluster) applies to the next
+//!   request on each core.
 //!
-//! What is bound at start (`host`, `port`, `admin.listen`,
-//! `limits.max_connections`, `log.access`, `shutdown_grace_ms`) keeps its
-//! running value, with a warning that it takes a restart.
+//! What is bound at start ([`Config::changes`] lists it) keeps its running
+//! value, with a warning that it takes a restart.
 
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;

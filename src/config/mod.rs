@@ -113,7 +113,11 @@ impl Config {
 
     /// Parses and validates config text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let doc = Document::parse(text)?;
+        Config::read(&Document::parse(text)?)
+    }
+
+    /// Reads and validates a parsed file.
+    fn read(doc: &Document) -> Result<Config, ConfigError> {
         let file = doc.root();
         let d = Config::default();
         let host = file.get::<String>("host")?.unwrap_or(d.host);

@@ -81,6 +81,12 @@ impl Document {
         unknown
     }
 
+    /// Every key asked for so far, as `section.key` (sections too).
+    #[cfg(test)]
+    pub fn asked(&self) -> Vec<String> {
+        self.read.borrow().clone()
+    }
+
     /// The keys read in another case than hiku's: as the file writes them
     /// (with their section), and as hiku names them.
     pub fn recased_keys(&self) -> Vec<(String, String)> {

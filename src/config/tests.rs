@@ -13,9 +13,8 @@ fn defaults_match_the_go_original() {
     assert_eq!(c.listen_addr().unwrap(), "[::]:9020".parse().unwrap());
 }
 
-#[test]
-fn the_printed_config_says_every_key_and_reads_back_as_itself() {
-    let full = r#"{"host": "127.0.0.1", "port": 9100, "balancer": "predictive",
+/// A config that sets every key hiku reads (none at its default).
+const FULL: &str = r#"{"host": "127.0.0.1", "port": 9100, "balancer": "predictive",
         "workers": ["http://a:1", {"url": "http://b:2", "max_inflight": 3}], "workers_max_inflight": 5,
         "shutdown_grace_ms": 1000, "shutdown_announce_ms": 1500, "queue": {"limit": 7, "timeout_ms": 70},
         "timeouts_ms": {"client_header": 1, "client_idle": 2, "client_body": 3, "client_send": 4,
@@ -23,17 +22,23 @@ fn the_printed_config_says_every_key_and_reads_back_as_itself() {
         "retries": {"connect": 0, "overload": 3},
         "limits": {"max_header_bytes": 2048, "max_headers": 9, "max_body_bytes": 10, "buffer_body_bytes": 0,
             "max_connections": 11, "max_functions": 12, "max_connections_per_worker": 13},
-        "admin": {"listen": "127.0.0.1:9101"}, "destroy_sandbox": {"only_from_workers": false},
+        "admin": {"listen": "127.0.0.1:9101", "token": "t0ken"}, "destroy_sandbox": {"only_from_workers": false},
         "predictive": {"worker_cores": 2},
         "adaptive": {"enabled": false, "initial": 3, "min": 2, "low": 0.5, "high": 2.5, "min_call_ms": 0.333},
         "health": {"eject_after": 0, "max_ejected_percent": 10, "interval_ms": 250},
         "log": {"access": "/tmp/a.log"},
         "front": {"proxy_protocol": true, "trusted_proxies": ["10.0.0.0/8", "::1"]},
         "cluster": {"size": 2, "peers": ["127.0.0.1:9201"]}}"#;
-    for text in ["{}", full] {
+
+#[test]
+fn the_printed_config_says_every_key_and_reads_back_as_itself() {
+    for text in ["{}", FULL] {
         let c = Config::parse(text).unwrap();
         let printed = c.to_json();
         let again = Config::parse(&printed.to_string()).unwrap();
+        // All of it, but the token, which it never shows.
+        let shown = c.admin.token.as_ref().map(|_| "(set)".to_string());
+        let c = Config { admin: Admin { token: shown, ..c.admin.clone() }, ..c };
         assert_eq!(again, c, "{printed:#}");
         assert!(again.unknown_keys.is_empty() && again.recased_keys.is_empty(), "{printed:#}");
         // Every key hiku reads is there, defaults too.
@@ -436,4 +441,68 @@ fn the_sample_configs_use_only_keys_hiku_reads() {
     assert!(tier.front.proxy_protocol && tier.admin.token.is_some());
     assert_eq!((tier.port, tier.admin.listen.as_deref()), (9020, Some("10.0.0.11:9030")));
     assert!(tier.shutdown_announce >= Duration::from_millis(1500), "longer than the front's checks");
+}
+
+/// The keys a config section of the README's table names in its first
+/// column (`| \`a\`, \`b\` | ...`), in the table under "## Config".
+fn readme_keys() -> Vec<String> {
+    let readme = include_str!("../../README.md");
+    let table = readme.split("\n## Config\n").nth(1).expect("README has ## Config");
+    let table = table.split("\n#").next().unwrap();
+    let mut keys = Vec::new();
+    for row in table.lines().filter(|l| l.starts_with("| `")) {
+        let first = row.split(" | ").next().unwrap().trim_start_matches("| ");
+        keys.extend(first.split(", ").map(|k| k.trim_matches('`').to_string()));
+    }
+    keys
+}
+
+#[test]
+fn the_readme_lists_every_key_the_config_reads_and_no_other() {
+    // The keys hiku asks the file for (sections aside)...
+    let doc = Document::parse("{}").unwrap();
+    Config::read(&doc).unwrap();
+    let asked = doc.asked();
+    let is_section = |k: &String| asked.iter().any(|other| other.starts_with(&format!("{k}.")));
+    let mut read: Vec<String> = asked.iter().filter(|k| !is_section(k)).cloned().collect();
+    read.sort();
+    read.dedup();
+    // ... are those the printed config names...
+    let mut printed = Vec::new();
+    for (key, value) in Config::default().to_json().as_object().unwrap() {
+        match value.as_object() {
+            Some(section) => printed.extend(section.keys().map(|k| format!("{key}.{k}"))),
+            None => printed.push(key.clone()),
+        }
+    }
+    printed.sort();
+    assert_eq!(printed, read, "check --print names every key hiku reads");
+    // ... and those the README's table lists.
+    let mut listed = readme_keys();
+    listed.sort();
+    let missing: Vec<&String> = read.iter().filter(|k| !listed.contains(k)).collect();
+    let extra: Vec<&String> = listed.iter().filter(|k| !read.contains(k)).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "README's key table lacks {missing:?}, has unread {extra:?}");
+}
+
+#[test]
+fn the_readme_says_which_keys_a_reload_applies_and_which_take_a_restart() {
+    // Every key changed: the lists of what takes a restart and what is
+    // read per call, as reload reports them.
+    let every = Config::parse(FULL).unwrap();
+    let changes = Config::default().changes(&every);
+    let readme = include_str!("../../README.md");
+    let hup = readme.split("**SIGHUP**").nth(1).unwrap().split("The outcome is logged").next().unwrap();
+    let bullet = |start: &str| -> Vec<String> {
+        let text = hup.split(start).nth(1).unwrap().split("\n- ").next().unwrap();
+        let ticked = text.split('`').skip(1).step_by(2);
+        ticked.map(str::to_string).collect()
+    };
+    let restart = bullet("what is bound at start");
+    assert_eq!(restart, changes.start_bound, "README's restart-only keys");
+    let per_request = bullet("everything else read per request");
+    for key in changes.per_call.iter().filter(|k| **k != "capacity") {
+        let named = per_request.iter().any(|k| k == key) || hup.contains(&format!("**{key}**"));
+        assert!(named, "README's reload list leaves out {key}");
+    }
 }
