@@ -298,14 +298,7 @@ impl Scheduler {
         }
         let sample = match end {
             CallEnd::Answered { took } => {
-                // While the limit holds nothing back, one answer in SAMPLED
-                // (drawn at random, so that answers from the workers in
-                // turn leave none out) stands for as many.
-                let weight = match worker.limit_holds() {
-                    true => 1,
-                    false if fastrand::u32(..SAMPLED) == 0 => SAMPLED,
-                    false => return,
-                };
+                let Some(weight) = sample_weight(worker.limit_holds()) else { return };
                 let took_us = took.as_micros().min(u64::MAX as u128) as u64;
                 let base_us = self.baselines.observe(function, took_us);
                 Sample::Answered { took_us, base_us, at_limit: worker.in_flight() >= worker.capacity(), weight }
@@ -481,6 +474,17 @@ impl health::Probed for Scheduler {
     }
 }
 
+/// What an answer weighs in its worker's window: each counts while the
+/// limit holds calls back; else one in [`SAMPLED`] stands for as many,
+/// drawn at random (not every SAMPLED-th: answers from the workers in turn
+/// would leave one out), and the rest are not counted.
+fn sample_weight(holds: bool) -> Option<u32> {
+    if holds {
+        return Some(1);
+    }
+    (fastrand::u32(..SAMPLED) == 0).then_some(SAMPLED)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -583,14 +587,16 @@ mod tests {
     #[test]
     fn one_answer_in_sampled_is_drawn_and_none_of_two_workers_in_turn_is_left_out() {
         // Answers from two workers in turn, as least-connections gives them,
-        // drawn as `call_ended` draws them.
+        // weighed as `call_ended` weighs them.
         let mut drawn = [0; 2];
         for i in 0..32_000 {
-            if fastrand::u32(..SAMPLED) == 0 {
+            if let Some(weight) = sample_weight(false) {
+                assert_eq!(weight, SAMPLED, "one stands for as many");
                 drawn[i % 2] += 1;
             }
         }
         assert!(drawn.iter().all(|&n| (800..1200).contains(&n)), "{drawn:?} of 16 000 each");
+        assert!((0..100).all(|_| sample_weight(true) == Some(1)), "while the limit holds, every answer counts");
     }
 
     #[test]
