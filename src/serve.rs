@@ -303,22 +303,28 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
         }
         Err(error) => Plan::Answer(error, meta),
         Ok(Route::Run(function)) => {
+            conn.function.clear();
+            conn.function.push_str(function);
+            if shard.access.is_some() {
+                conn.request_line.clear();
+                conn.request_line.push_str(req.method);
+                conn.request_line.push(' ');
+                conn.request_line.push_str(req.origin_target());
+            }
             let max_body = config.limits.max_body_bytes;
-            if let Err(e) = body {
-                Plan::Answer(Error::BadRequest(e.to_string()), meta)
-            } else if matches!(req.framing, http::Framing::Length(n) if n > max_body)
-                || matches!(body, Ok(Some((_, data))) if data > max_body)
-            {
-                Plan::Answer(Error::BodyTooLarge(max_body), meta)
-            } else {
-                conn.function.clear();
-                conn.function.push_str(function);
-                if shard.access.is_some() {
-                    conn.request_line.clear();
-                    conn.request_line.push_str(req.method);
-                    conn.request_line.push(' ');
-                    conn.request_line.push_str(req.origin_target());
+            let refused = match body {
+                Err(e) => Some(Error::BadRequest(e.to_string())),
+                Ok(Some((_, data))) if data > max_body => Some(Error::BodyTooLarge(max_body)),
+                _ if matches!(req.framing, http::Framing::Length(n) if n > max_body) => {
+                    Some(Error::BodyTooLarge(max_body))
                 }
+                _ => None,
+            };
+            if let Some(error) = refused {
+                // A call all the same: counted and logged as one.
+                shard.record_refused(conn, Some(error.status()));
+                Plan::Answer(error, meta)
+            } else {
                 let hold = meta.whole_body.is_none() && proxy::holds(req.framing, config.limits.buffer_body_bytes);
                 // A held call is placed once its body is in.
                 let placed = match hold && !shard.scheduler.workers().is_empty() {
