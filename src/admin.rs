@@ -360,7 +360,7 @@ mod tests {
         let all: serde_json::Value = serde_json::from_str(&instances(&s, "")).unwrap();
         let adaptive = |limit, configured| json!({"limit": limit, "holds": true, "configured": configured, "slowdown": null, "lowest_slowdown": null});
         let row = |i: usize| (all["workers"][i]["capacity"].clone(), all["workers"][i]["adaptive"].clone());
-        assert_eq!(row(0), (json!(8), adaptive(8, json!(null))));
+        assert_eq!(row(0), (json!(6), adaptive(6, json!(null))));
         assert_eq!(row(1), (json!(4), adaptive(4, json!(4))));
         // One function only.
         let only: serde_json::Value = serde_json::from_str(&instances(&s, "function=g")).unwrap();

@@ -273,7 +273,7 @@ fn the_predictive_balancer_is_told_the_workers_cores() {
 #[test]
 fn every_worker_has_an_adaptive_limit_unless_it_is_turned_off() {
     let d = Config::parse("{}").unwrap().adaptive;
-    let tuning = crate::worker::Tuning { initial: 8, min: 1, low: 1.0, high: 2.0, min_call_us: 1000, instances: 1 };
+    let tuning = crate::worker::Tuning { initial: 6, min: 1, low: 1.0, high: 2.0, min_call_us: 1000, instances: 1 };
     assert_eq!((d.enabled, d.tuning, d.tuning()), (true, tuning, Some(tuning)));
     let text = r#"{"adaptive": {"initial": 4, "min": 2, "low": 0.5, "high": 3, "min_call_ms": 0.25}}"#;
     let c = Config::parse(text).unwrap().adaptive;
@@ -296,7 +296,7 @@ fn every_worker_has_an_adaptive_limit_unless_it_is_turned_off() {
     assert_eq!(Config::default().changes(&next).per_call, ["adaptive"]);
     // In a tier of two, each instance holds its part of the excess.
     let tier = Config::parse(r#"{"cluster": {"size": 2}}"#).unwrap().adaptive_tuning().unwrap();
-    assert_eq!((tier.initial, tier.low, tier.high, tier.instances), (4, 0.5, 1.0, 2));
+    assert_eq!((tier.initial, tier.low, tier.high, tier.instances), (3, 0.5, 1.0, 2));
 }
 
 #[test]

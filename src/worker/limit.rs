@@ -94,7 +94,11 @@ const PATIENCE: u32 = 32;
 /// The adaptive limit's parameters (`adaptive` in the config).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tuning {
-    /// The limit a worker starts with.
+    /// The limit a worker starts with, until its calls show another: a
+    /// jump in load meets all of it at once, before any window can. The
+    /// default, 6, is what the smallest workers measured (6 GB, 10 sandbox
+    /// slots) take at once without their evictor destroying a running
+    /// sandbox; at 8, a few calls failed when the load doubled.
     pub initial: u32,
     /// The lowest limit: a worker always takes this many calls.
     pub min: u32,
@@ -113,7 +117,7 @@ pub struct Tuning {
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { initial: 8, min: 1, low: 1.0, high: 2.0, min_call_us: 1000, instances: 1 }
+        Tuning { initial: 6, min: 1, low: 1.0, high: 2.0, min_call_us: 1000, instances: 1 }
     }
 }
 
@@ -591,6 +595,9 @@ mod tests {
 
     const MOST: u32 = u32::MAX;
 
+    /// A tuning starting at 8 (the windows below are counted for it).
+    const EIGHT: Tuning = Tuning { initial: 8, min: 1, low: 1.0, high: 2.0, min_call_us: 1000, instances: 1 };
+
     /// A window of `calls` calls, `at_limit` of them at the limit, holding
     /// `held` calls on average at `slowdown` (1000 µs baselines each).
     fn window(calls: u32, at_limit: u32, held: f64, slowdown: f64) -> Window {
@@ -779,7 +786,7 @@ mod tests {
         let answered = |took_us| Sample::Answered { took_us, base_us: 1000, at_limit: true, weight: 1 };
         assert_eq!(limit.record(answered(2000), MOST), None, "off");
         assert_eq!(limit.get(), u32::MAX);
-        let tuning = Tuning::default();
+        let tuning = EIGHT;
         limit.set_tuning(Some(&tuning), MOST);
         assert_eq!(limit.get(), 8);
         let unknown = Sample::Answered { took_us: 5000, base_us: 0, at_limit: true, weight: 1 };
@@ -815,7 +822,7 @@ mod tests {
     #[test]
     fn a_limit_holds_calls_back_only_while_they_take_long_enough() {
         let limit = Limit::default();
-        limit.set_tuning(Some(&Tuning::default()), MOST);
+        limit.set_tuning(Some(&EIGHT), MOST);
         assert_eq!((limit.get(), limit.bound()), (8, 8), "nothing known yet: it holds at initial");
         let window = |base_us| {
             for _ in 0..window_calls(limit.get()) {
@@ -833,7 +840,7 @@ mod tests {
         assert_eq!(limit.bound(), u32::MAX);
         // Turned off and on again, it holds until a window says otherwise.
         limit.set_tuning(None, MOST);
-        limit.set_tuning(Some(&Tuning::default()), MOST);
+        limit.set_tuning(Some(&EIGHT), MOST);
         assert_eq!(limit.bound(), 8);
     }
 
@@ -843,7 +850,7 @@ mod tests {
         // one in SAMPLED, weighted. Same slowdowns, same held calls.
         let (every, sampled) = (Limit::default(), Limit::default());
         for limit in [&every, &sampled] {
-            limit.set_tuning(Some(&Tuning::default()), MOST);
+            limit.set_tuning(Some(&EIGHT), MOST);
             limit.record(Sample::Answered { took_us: 10, base_us: 0, at_limit: false, weight: 1 }, MOST);
             assert!(!limit.holds(), "microsecond calls");
         }
@@ -865,7 +872,7 @@ mod tests {
     #[test]
     fn a_new_limit_stops_holding_at_a_short_call_before_its_first_window_and_not_after() {
         let limit = Limit::default();
-        limit.set_tuning(Some(&Tuning::default()), MOST);
+        limit.set_tuning(Some(&EIGHT), MOST);
         let unknown = |took_us| Sample::Answered { took_us, base_us: 0, at_limit: false, weight: 1 };
         limit.record(unknown(5_000), MOST);
         assert_eq!(limit.bound(), 8, "a long call, its function's baseline not known yet");

@@ -15,7 +15,7 @@ on_both_drivers!(a_worker_that_fails_calls_past_four_at_once_gets_four_and_loses
 fn a_worker_that_fails_calls_past_four_at_once_gets_four_and_loses_no_more_calls(driver: Driver) {
     let worker = Worker::start();
     worker.fail_past(4, 502);
-    // The default limit (8 to start with); calls past it wait at most 10 s.
+    // The default limit (6 to start with); calls past it wait at most 10 s.
     let hiku = Arc::new(Hiku::on(driver).start("least-connections", &[&worker.url]));
     let (sent, failed_late) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let clients: Vec<_> = (0..CLIENTS)
@@ -51,7 +51,7 @@ fn a_worker_that_fails_calls_past_four_at_once_gets_four_and_loses_no_more_calls
     let limit = status["workers"][0]["adaptive"]["limit"].as_u64().unwrap();
     assert!((3..=4).contains(&limit), "settles near four: {status}");
     assert_eq!(status["workers"][0]["capacity"], limit, "the limit is the capacity");
-    assert!(hiku.stderr().contains("a call failed; its limit 8 -> 5"), "{}", hiku.stderr());
+    assert!(hiku.stderr().contains("a call failed; its limit 6 -> 4"), "{}", hiku.stderr());
 }
 
 on_both_drivers!(the_adaptive_limit_can_be_turned_off_and_stays_within_a_configured_capacity);
@@ -68,11 +68,11 @@ fn the_adaptive_limit_can_be_turned_off_and_stays_within_a_configured_capacity(d
     // No call timed yet: the limits hold calls back at their start (a
     // within its capacity), until calls show they take too little time.
     assert_eq!(row(0), (serde_json::json!(3), serde_json::json!(3), serde_json::json!(true)), "{status}");
-    assert_eq!(row(1), (serde_json::json!(8), serde_json::json!(8), serde_json::json!(true)), "{status}");
+    assert_eq!(row(1), (serde_json::json!(6), serde_json::json!(6), serde_json::json!(true)), "{status}");
     let metrics = hiku.get("/metrics").text();
-    assert!(metrics.contains(&format!("hiku_worker_capacity{{worker=\"{}\"}} 8", b.url)), "{metrics}");
+    assert!(metrics.contains(&format!("hiku_worker_capacity{{worker=\"{}\"}} 6", b.url)), "{metrics}");
     // Calls that take well under a millisecond are not held back: after 300
-    // of them, 20 at once all reach their worker, past its limit of 8.
+    // of them, 20 at once all reach their worker, past its limit of 6.
     let fast = Worker::start();
     let alone = Hiku::on(driver).start("least-connections", &[&fast.url]);
     let mut c = alone.client();

@@ -379,9 +379,9 @@ fn a_restarted_instance_takes_its_peers_adaptive_limits(driver: Driver) {
     let w = Worker::start();
     let (one_admin, two_admin) = (free_addr(), free_addr());
     // The survivor starts its limits lower than the restarted one would
-    // (6 for the worker: 3 for each of the two instances, against 4), and
+    // (4 for the worker: 2 for each of the two instances, against 3), and
     // its calls of 5 ms show it the worker's slowdowns.
-    let two = instance_tuned(driver, &[&w.url], two_admin, &[one_admin], json!({"initial": 6}));
+    let two = instance_tuned(driver, &[&w.url], two_admin, &[one_admin], json!({"initial": 4}));
     let mut c = two.client();
     c.send(b"PROXY TCP4 127.0.0.1 127.0.0.1 40000 80\r\n");
     for _ in 0..80 {
@@ -392,7 +392,7 @@ fn a_restarted_instance_takes_its_peers_adaptive_limits(driver: Driver) {
         Client::connect(admin).request("GET", "/admin/instances", &auth, b"").json()["workers"][0]["adaptive"].clone()
     };
     let learnt = limits(two_admin);
-    assert_eq!((learnt["limit"].clone(), learnt["holds"].clone()), (json!(3), json!(true)), "{learnt}");
+    assert_eq!((learnt["limit"].clone(), learnt["holds"].clone()), (json!(2), json!(true)), "{learnt}");
     assert!(learnt["lowest_slowdown"].as_f64().is_some(), "{learnt}");
     // A starting instance takes them, before any call reaches it.
     let one = instance_at(driver, &[&w.url], one_admin, &[two_admin]);
