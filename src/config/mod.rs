@@ -278,16 +278,13 @@ impl Config {
             |c: &Config| (c.workers_max_inflight, c.worker_max_inflight.clone(), c.limits.max_connections_per_worker);
         let pick =
             |keys: &[(&'static str, bool)]| keys.iter().filter(|(_, changed)| *changed).map(|(k, _)| *k).collect();
+        let kept = |keep: &Keep| {
+            let mut kept = next.clone();
+            keep(self, &mut kept);
+            kept != *next
+        };
         Changes {
-            start_bound: pick(&[
-                ("host", self.host != next.host),
-                ("port", self.port != next.port),
-                ("admin.listen", self.admin.listen != next.admin.listen),
-                ("limits.max_connections", self.limits.max_connections != next.limits.max_connections),
-                ("log.access", self.log.access != next.log.access),
-                ("shutdown_grace_ms", self.shutdown_grace != next.shutdown_grace),
-                ("shutdown_announce_ms", self.shutdown_announce != next.shutdown_announce),
-            ]),
+            start_bound: START_BOUND.iter().filter(|(_, keep)| kept(keep)).map(|(key, _)| *key).collect(),
             per_call: pick(&[
                 ("timeouts_ms", self.timeouts != next.timeouts),
                 ("retries", self.retries != next.retries),
@@ -305,19 +302,28 @@ impl Config {
     }
 
     /// `next`, keeping this config's values of what is bound at start.
-    pub fn keeping_start_bound(&self, next: Config) -> Config {
-        Config {
-            host: self.host.clone(),
-            port: self.port,
-            admin: Admin { listen: self.admin.listen.clone(), ..next.admin },
-            limits: Limits { max_connections: self.limits.max_connections, ..next.limits },
-            log: self.log.clone(),
-            shutdown_grace: self.shutdown_grace,
-            shutdown_announce: self.shutdown_announce,
-            ..next
+    pub fn keeping_start_bound(&self, mut next: Config) -> Config {
+        for (_, keep) in &START_BOUND {
+            keep(self, &mut next);
         }
+        next
     }
 }
+
+/// Copies one start-bound value from the running config into the next.
+type Keep = fn(&Config, &mut Config);
+
+/// What is bound at start, by key: a reload keeps each one's running value
+/// (its `Keep`) and says it takes a restart. The one list of them.
+const START_BOUND: [(&str, Keep); 7] = [
+    ("host", |run, next| next.host.clone_from(&run.host)),
+    ("port", |run, next| next.port = run.port),
+    ("admin.listen", |run, next| next.admin.listen.clone_from(&run.admin.listen)),
+    ("limits.max_connections", |run, next| next.limits.max_connections = run.limits.max_connections),
+    ("log.access", |run, next| next.log.access.clone_from(&run.log.access)),
+    ("shutdown_grace_ms", |run, next| next.shutdown_grace = run.shutdown_grace),
+    ("shutdown_announce_ms", |run, next| next.shutdown_announce = run.shutdown_announce),
+];
 
 /// What a new config changes of the running one, by key.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -506,3 +506,47 @@ fn the_readme_says_which_keys_a_reload_applies_and_which_take_a_restart() {
         assert!(named, "README's reload list leaves out {key}");
     }
 }
+
+#[test]
+fn every_key_has_a_place_in_what_a_reload_does() {
+    // Each key on its own set as FULL sets it (its whole section, where one
+    // key alone does not load): a reload keeps it (bound at start), applies
+    // it per call, or, for the balancer, the workers and the predictive
+    // balancer's view, builds the placement anew, which it does apart.
+    let full: Value = serde_json::from_str(FULL).unwrap();
+    let default = Config::default().to_json();
+    let placement = ["balancer", "workers", "predictive.worker_cores"];
+    for (section, value) in default.as_object().unwrap() {
+        let keys: Vec<Option<&String>> = match value.as_object() {
+            Some(keys) => keys.keys().map(Some).collect(),
+            None => vec![None],
+        };
+        for key in keys {
+            let (mut one, name) = (default.clone(), key.map_or(section.clone(), |k| format!("{section}.{k}")));
+            // FULL's value; a flag, the other one than the default (FULL
+            // leaves one out that its other keys exclude).
+            let other = |set: &Value, was: &Value| match was {
+                Value::Bool(d) => Value::Bool(!d),
+                _ => set.clone(),
+            };
+            match key {
+                Some(k) => one[section][k] = other(&full[section][k], &default[section][k]),
+                None => one[section] = other(&full[section], &default[section]),
+            }
+            let next = Config::parse(&one.to_string()).or_else(|_| {
+                one[section] = full[section].clone();
+                Config::parse(&one.to_string())
+            });
+            let changes = Config::default().changes(&next.unwrap());
+            let reported = !changes.start_bound.is_empty() || !changes.per_call.is_empty();
+            assert!(reported || placement.contains(&name.as_str()), "a reload says nothing of {name}");
+        }
+    }
+    // The start-bound keys are keys, and a reload keeps every one of them.
+    let every = Config::parse(FULL).unwrap();
+    for (key, _) in &START_BOUND {
+        assert!(readme_keys().iter().any(|k| k == key), "{key} is no key");
+    }
+    assert_eq!(every.keeping_start_bound(Config::default()).changes(&Config::default()).start_bound.len(), 7);
+    assert!(Config::default().changes(&Config::default().keeping_start_bound(every)).start_bound.is_empty());
+}
