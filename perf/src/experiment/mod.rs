@@ -129,11 +129,13 @@ async fn run_one(
             (None, Some(tier::start(spec).await?))
         }
     };
-    let (mut instances, _front) = match tier {
-        Some(tier) => (tier.instances, Some(tier.front)),
-        None => (Vec::new(), None),
+    let (mut instances, _front, rise) = match tier {
+        Some(tier) => (tier.instances, Some(tier.front), tier.rise),
+        None => (Vec::new(), None, Duration::ZERO),
     };
-    // The rolling restart: from a tenth into the last phase on.
+    // The rolling restart: from a tenth into the last phase on, as an
+    // operator's goes: the next instance stops once the front counts the
+    // last one up again (else both may be out at once).
     let restarts = contender.rolling_restart.then(|| {
         let wait = scale.real(options.phase_seconds * 1000.0 * 2.1);
         let (binary, mut instances) = (contender.binary.clone(), std::mem::take(&mut instances));
@@ -143,6 +145,7 @@ async fn run_one(
                 // SIGTERM: it tells the front, then drains.
                 instance.stop(libc::SIGTERM, Duration::from_secs(60)).await?;
                 instance.start(&binary).await?;
+                tokio::time::sleep(rise).await;
             }
             Ok::<_, String>(instances)
         })
