@@ -45,6 +45,7 @@ fn retry_while_in_use<T>(mut bind: impl FnMut() -> io::Result<T>) -> io::Result<
 /// Binds one listening socket per core to `addr`, all with SO_REUSEPORT so
 /// the kernel spreads connections over the cores. With port 0 the first
 /// socket picks the port and the others share it.
+///
 /// Every interface (`[::]`) is IPv6 and IPv4 at once; where the kernel has
 /// no IPv6, it is IPv4's (`0.0.0.0`).
 pub fn bind_listeners(addr: SocketAddr, cores: usize) -> io::Result<(SocketAddr, Vec<Socket>)> {

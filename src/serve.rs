@@ -312,13 +312,12 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
                 conn.request_line.push_str(req.origin_target());
             }
             let max_body = config.limits.max_body_bytes;
+            let too_large = matches!(req.framing, http::Framing::Length(n) if n > max_body)
+                || matches!(body, Ok(Some((_, data))) if data > max_body);
             let refused = match body {
                 Err(e) => Some(Error::BadRequest(e.to_string())),
-                Ok(Some((_, data))) if data > max_body => Some(Error::BodyTooLarge(max_body)),
-                _ if matches!(req.framing, http::Framing::Length(n) if n > max_body) => {
-                    Some(Error::BodyTooLarge(max_body))
-                }
-                _ => None,
+                Ok(_) if too_large => Some(Error::BodyTooLarge(max_body)),
+                Ok(_) => None,
             };
             if let Some(error) = refused {
                 // A call all the same: counted and logged as one.

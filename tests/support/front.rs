@@ -35,7 +35,8 @@ pub use shipped_front::{render, Binds};
 /// per instance: `instances` for the functions, `admins` for `/admin/*`.
 pub fn render_nginx(
     template: &str,
-    (bind, internal): (SocketAddr, SocketAddr),
+    bind: SocketAddr,
+    internal: SocketAddr,
     instances: &[SocketAddr],
     admins: &[SocketAddr],
 ) -> String {
@@ -98,7 +99,7 @@ impl Front {
     pub fn start_nginx(instances: &[SocketAddr], admins: &[SocketAddr]) -> Front {
         Front::launch("nginx", |dir, addr, internal| {
             let conf = dir.join("nginx.conf");
-            std::fs::write(&conf, render_nginx(NGINX_CONF, (addr, internal), instances, admins)).unwrap();
+            std::fs::write(&conf, render_nginx(NGINX_CONF, addr, internal, instances, admins)).unwrap();
             let mut cmd = Command::new(nginx());
             cmd.arg("-p").arg(dir).arg("-c").arg(&conf).arg("-e").arg(dir.join("error.log"));
             cmd.arg("-g").arg(format!("daemon off; pid {};", dir.join("nginx.pid").display()));
