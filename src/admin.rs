@@ -5,13 +5,12 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::cluster;
-use crate::config::Timeouts;
 use crate::conn::Conn;
 use crate::error::Error;
-use crate::http::{Framing, RequestMeta};
+use crate::http::RequestMeta;
 use crate::probe::{self, Ask};
 use crate::reload;
 use crate::route::Endpoint;
@@ -35,93 +34,88 @@ pub struct Local {
 
 /// Answers `local`; whether the connection can carry another request.
 pub async fn serve(shard: &Shard, conn: &mut Conn, local: Local, meta: RequestMeta) -> bool {
-    let Local { endpoint, arg, forwarded } = local;
-    let body = match read_small_body(conn, meta, shard.config().timeouts).await {
-        Ok(body) => {
-            conn.input_done = true;
-            body
-        }
+    let within = shard.config().timeouts.client_body;
+    let body = match conn.read_small_body(meta, LOCAL_BODY_LIMIT, within).await {
+        Ok(body) => body,
         Err(None) => return false,
         Err(Some(e)) => {
             conn.send_error(&e, false, Some(meta)).await;
             return false;
         }
     };
-    let answer = match endpoint {
-        Endpoint::Status => Ok(status(&shard.scheduler, shard.cores).await),
-        Endpoint::Health if shutdown::stopping() => {
-            let body = json!({ "status": "stopping" }).to_string();
-            let ok = conn.send(503, "application/json", body.as_bytes(), meta.keep_alive, Some(meta)).await;
-            return ok && meta.keep_alive;
+    let keep_alive = meta.keep_alive;
+    let sent = match answer(shard, &local, &body).await {
+        Ok(Reply { code, content_type, body }) => {
+            conn.send(code, content_type, body.as_bytes(), keep_alive, Some(meta)).await
         }
-        Endpoint::Health => Ok(json!({ "status": "up" }).to_string()),
+        Err(e) => conn.send_error(&e, keep_alive, Some(meta)).await,
+    };
+    sent && keep_alive
+}
+
+/// What one of hiku's own endpoints answers.
+struct Reply {
+    code: u16,
+    content_type: &'static str,
+    body: String,
+}
+
+impl Reply {
+    fn json(value: Value) -> Reply {
+        Reply { code: 200, content_type: "application/json", body: value.to_string() }
+    }
+}
+
+/// The answer of `local`, whose request body is `body`; a change of the
+/// tier's is passed on to the peers, and what each said joins the answer.
+async fn answer(shard: &Shard, local: &Local, body: &[u8]) -> Result<Reply, Error> {
+    let Local { endpoint, ref arg, forwarded } = *local;
+    let mut json = match endpoint {
+        // Serialized from its structs, fields in their order (url first).
+        Endpoint::Status => {
+            let body = status(&shard.scheduler, shard.cores).await;
+            return Ok(Reply { code: 200, content_type: "application/json", body });
+        }
+        Endpoint::Health if shutdown::stopping() => {
+            return Ok(Reply { code: 503, ..Reply::json(json!({ "status": "stopping" })) })
+        }
+        Endpoint::Health => json!({ "status": "up" }),
         Endpoint::Metrics => {
             let open: Vec<usize> = shard.handoff.open().collect();
-            let text = shard.metrics.render(&shard.scheduler, &open);
-            let ok = conn.send(200, "text/plain; version=0.0.4", text.as_bytes(), meta.keep_alive, Some(meta)).await;
-            return ok && meta.keep_alive;
+            let body = shard.metrics.render(&shard.scheduler, &open);
+            return Ok(Reply { code: 200, content_type: "text/plain; version=0.0.4", body });
         }
-        Endpoint::Workers => Ok(worker_list_json(&shard.scheduler.workers())),
-        Endpoint::AddWorkers => add_workers(&shard.scheduler, &arg).await,
-        Endpoint::RemoveWorkers => remove_workers(&shard.scheduler, &arg),
-        Endpoint::Instances => Ok(instances(&shard.scheduler, &arg)),
-        Endpoint::Reload => reload_config(shard).await,
-        Endpoint::DestroySandbox => destroy_sandbox(&shard.scheduler, &arg, &body).map(|removed| {
+        Endpoint::Workers => worker_list_json(&shard.scheduler.workers()),
+        Endpoint::AddWorkers => add_workers(&shard.scheduler, arg).await?,
+        Endpoint::RemoveWorkers => remove_workers(&shard.scheduler, arg)?,
+        Endpoint::Instances => instances(&shard.scheduler, arg),
+        Endpoint::Reload => reload_config(shard).await?,
+        Endpoint::DestroySandbox => {
+            let removed = destroy_sandbox(&shard.scheduler, arg, body)?;
             shard.counters().sandbox_destroyed(removed);
-            json!({ "removed": removed }).to_string()
-        }),
-    };
-    let peers = &shard.config().cluster.peers;
-    let answer = match answer {
-        Ok(json) if endpoint.changes_the_tier() && !forwarded && !peers.is_empty() => {
-            let path = match endpoint {
-                Endpoint::AddWorkers => "/admin/workers/add",
-                Endpoint::RemoveWorkers => "/admin/workers/remove",
-                _ => "/admin/reload",
-            };
-            let outcomes = cluster::pass_on(&shard.config(), path, &arg).await;
-            let mut answer: serde_json::Value = serde_json::from_str(&json).expect("hiku's own JSON");
-            answer["peers"] = serde_json::Value::Object(outcomes);
-            Ok(answer.to_string())
+            json!({ "removed": removed })
         }
-        answer => answer,
     };
-    match answer {
-        Ok(json) => {
-            conn.send(200, "application/json", json.as_bytes(), meta.keep_alive, Some(meta)).await && meta.keep_alive
-        }
-        Err(e) => conn.send_error(&e, meta.keep_alive, Some(meta)).await && meta.keep_alive,
+    let config = shard.config();
+    let spec = endpoint.spec();
+    if spec.changes_the_tier && !forwarded && !config.cluster.peers.is_empty() {
+        json["peers"] = Value::Object(cluster::pass_on(&config, spec.path, arg).await);
     }
+    Ok(Reply::json(json))
 }
 
 /// `/admin/reload`: re-reads the config file (off the executor: it
 /// resolves new workers' names) and says what changed, or why the file
 /// was refused (**422**, hiku running as before).
-async fn reload_config(shard: &Shard) -> Result<String, Error> {
+async fn reload_config(shard: &Shard) -> Result<Value, Error> {
     let live = Arc::clone(&shard.live);
     let outcome =
         runtime::blocking(move || live.reload()).await.unwrap_or_else(|e| Err(format!("the reload did not run: {e}")));
     reload::log_outcome(outcome.clone());
     match outcome {
-        Ok(changes) => Ok(json!({ "reloaded": true, "changes": changes }).to_string()),
+        Ok(changes) => Ok(json!({ "reloaded": true, "changes": changes })),
         Err(e) => Err(Error::ConfigRefused(e)),
     }
-}
-
-/// Reads a body of at most `LOCAL_BODY_LIMIT` bytes (its data, if
-/// chunked), each read within `timeouts.client_body`. `Err(None)`: the
-/// client is gone; `Err(Some(e))`: answer `e` and close.
-async fn read_small_body(conn: &mut Conn, meta: RequestMeta, timeouts: Timeouts) -> Result<Vec<u8>, Option<Error>> {
-    if matches!(meta.framing, Framing::Length(n) if n > LOCAL_BODY_LIMIT) {
-        return Err(Some(Error::BodyTooLarge(LOCAL_BODY_LIMIT)));
-    }
-    if meta.expect_continue && meta.whole_body.is_none() && conn.send_continue().await.is_err() {
-        return Err(None);
-    }
-    let mut body = Vec::new();
-    let limits = (LOCAL_BODY_LIMIT as usize + 1, LOCAL_BODY_LIMIT);
-    conn.read_body(meta.framing, false, &mut body, limits, timeouts.client_body).await?;
-    Ok(body)
 }
 
 /// The balancer, the cores, and per worker its load and the answer of its
@@ -236,9 +230,9 @@ fn worker_list(query: &str) -> Result<Vec<WorkerUrl>, Error> {
     Ok(urls)
 }
 
-fn worker_list_json(set: &WorkerSet) -> String {
+fn worker_list_json(set: &WorkerSet) -> Value {
     let urls: Vec<&str> = set.iter().map(|w| w.url().as_str()).collect();
-    json!({ "workers": urls }).to_string()
+    json!({ "workers": urls })
 }
 
 /// `GET /admin/instances[?function=f]`: the directory of warm idle
@@ -246,14 +240,14 @@ fn worker_list_json(set: &WorkerSet) -> String {
 /// function, the workers holding them and how many; per worker, its calls
 /// in flight and the functions it holds warm. Read from the live lock-free
 /// table, which calls go on changing meanwhile.
-pub fn instances(scheduler: &Scheduler, query: &str) -> String {
+pub fn instances(scheduler: &Scheduler, query: &str) -> Value {
     let function = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "function").map(|(_, v)| v);
     let workers = scheduler.workers();
     let balancer = scheduler.balancer();
     let idle = balancer.idle_instances();
     let entries = idle.map_or_else(Vec::new, |idle| idle.entries(&workers, function.as_deref()));
     let url = |id| workers.get(id).map_or("", |w| w.url().as_str());
-    let functions: serde_json::Map<String, serde_json::Value> = entries
+    let functions: serde_json::Map<String, Value> = entries
         .iter()
         .map(|(name, counts)| {
             let on: Vec<_> = counts.iter().map(|&(id, n)| json!({"url": url(id), "idle": n})).collect();
@@ -275,12 +269,12 @@ pub fn instances(scheduler: &Scheduler, query: &str) -> String {
         })
         .collect();
     let kind = scheduler.kind().name();
-    json!({"balancer": kind, "tracked": idle.is_some(), "functions": functions, "workers": per_worker}).to_string()
+    json!({"balancer": kind, "tracked": idle.is_some(), "functions": functions, "workers": per_worker})
 }
 
 /// Adds the listed workers (present ones are left as they are). All are
 /// parsed and resolved before anything changes.
-pub async fn add_workers(scheduler: &Scheduler, query: &str) -> Result<String, Error> {
+pub async fn add_workers(scheduler: &Scheduler, query: &str) -> Result<Value, Error> {
     let mut new = Vec::new();
     for url in worker_list(query)? {
         if scheduler.workers().find_url(&url).is_some() {
@@ -301,7 +295,7 @@ pub async fn add_workers(scheduler: &Scheduler, query: &str) -> Result<String, E
 
 /// Removes the listed workers; if one is not present, nothing changes.
 /// Requests in flight on a removed worker finish normally.
-pub fn remove_workers(scheduler: &Scheduler, query: &str) -> Result<String, Error> {
+pub fn remove_workers(scheduler: &Scheduler, query: &str) -> Result<Value, Error> {
     let urls = worker_list(query)?;
     let set = scheduler
         .remove(&urls)
@@ -343,7 +337,7 @@ mod tests {
         }
         let _busy = crate::worker::Lease::new(w2);
         w2.set_capacity(4);
-        let all: serde_json::Value = serde_json::from_str(&instances(&s, "")).unwrap();
+        let all: serde_json::Value = instances(&s, "");
         assert_eq!(all["balancer"], "pull-based");
         assert_eq!(all["tracked"], true);
         let f = json!({"idle": 3, "workers": [{"url": "http://w1:1", "idle": 2}, {"url": "http://w2:1", "idle": 1}]});
@@ -357,18 +351,18 @@ mod tests {
         // back (and is the capacity) from the start, until they are known
         // to take too little time for that.
         s.set_adaptive(Some(crate::worker::Tuning::default()));
-        let all: serde_json::Value = serde_json::from_str(&instances(&s, "")).unwrap();
+        let all: serde_json::Value = instances(&s, "");
         let adaptive = |limit, configured| json!({"limit": limit, "holds": true, "configured": configured, "slowdown": null, "lowest_slowdown": null});
         let row = |i: usize| (all["workers"][i]["capacity"].clone(), all["workers"][i]["adaptive"].clone());
         assert_eq!(row(0), (json!(6), adaptive(6, json!(null))));
         assert_eq!(row(1), (json!(4), adaptive(4, json!(4))));
         // One function only.
-        let only: serde_json::Value = serde_json::from_str(&instances(&s, "function=g")).unwrap();
+        let only: serde_json::Value = instances(&s, "function=g");
         assert_eq!(only["functions"].as_object().unwrap().len(), 1);
         assert_eq!(only["workers"][0]["warm_functions"], json!([]));
         // A balancer that keeps no idle instances says so.
         let lc = Scheduler::new(BalancerKind::LeastConnections, urls(1));
-        let none: serde_json::Value = serde_json::from_str(&instances(&lc, "")).unwrap();
+        let none: serde_json::Value = instances(&lc, "");
         assert_eq!((none["tracked"].clone(), none["functions"].clone()), (json!(false), json!({})));
     }
 
@@ -391,7 +385,7 @@ mod tests {
         assert_eq!(e.status(), 404);
         assert!(e.to_string().contains("http://b:2"));
         assert_eq!(s.workers().len(), 1);
-        assert_eq!(remove_workers(&s, "workers=http://a:1").unwrap(), r#"{"workers":[]}"#);
+        assert_eq!(remove_workers(&s, "workers=http://a:1").unwrap(), json!({"workers": []}));
     }
 
     #[test]

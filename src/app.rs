@@ -41,27 +41,12 @@ pub fn run(config: &Config, path: Option<&Path>, cores: usize, pin: bool) -> Res
         Some(addr) => Some(listen::bind_admin(addr).map_err(|e| format!("cannot listen on admin.listen {addr}: {e}"))?),
         None => None,
     };
-    let workers = match cluster::workers_from_peers(config) {
-        Some((peer, workers)) => {
-            log::info!("{} workers, as peer {peer} has them (the tier's list, not the file's)", workers.len());
-            workers
-        }
-        None => config.workers.clone(),
-    };
-    let balancer = config.balancer.build_with(config.limits.max_functions, config.predictive.worker_cores);
-    let scheduler = Scheduler::with_balancer(config.balancer, balancer, scheduler::resolve(&workers))
-        .with_health(config.health)
-        .with_cores(cores);
-    scheduler.set_capacities(config.capacities());
-    scheduler.set_adaptive(config.adaptive_tuning());
-    adopt_from_peers(config, &scheduler);
-    let scheduler = Arc::new(scheduler);
-    health::probe_actively(Arc::downgrade(&scheduler));
+    let scheduler = start_scheduler(config, cores);
     log::info!(
         "hiku {} on {bound}: {} balancer, {} workers, {cores} {} cores, {driver}",
         env!("CARGO_PKG_VERSION"),
         config.balancer,
-        workers.len(),
+        scheduler.workers().len(),
         if pin { "pinned" } else { "unpinned" }
     );
     println!("listening on {bound}");
@@ -77,17 +62,7 @@ pub fn run(config: &Config, path: Option<&Path>, cores: usize, pin: bool) -> Res
     let live = Live::new(path.map(Into::into), config.clone(), Arc::clone(&scheduler));
     let config = live.config();
     let metrics = Arc::new(Metrics::new(cores));
-    let access = match &config.log.access {
-        Some(path) => {
-            Some(access_log::open(path, cores).map_err(|e| format!("cannot open log.access {}: {e}", path.display()))?)
-        }
-        None => None,
-    };
-    if let Some(writer) = access.clone() {
-        let reopened = writer.clone();
-        shutdown::on_reopen(move || reopened.reopen());
-        shutdown::before_exit(move || writer.finish(Duration::from_secs(1)));
-    }
+    let access = open_access_log(&config, cores)?;
     let reloads = Arc::clone(&live);
     shutdown::on_reload(move || reload::log_outcome(reloads.reload()));
     runtime::run_shards(inputs, driver, pin, move |i, (socket, admin, inbox)| {
@@ -116,6 +91,39 @@ pub fn run(config: &Config, path: Option<&Path>, cores: usize, pin: bool) -> Res
             listen::accept_all(shard, listener, admin, max_connections).await;
         }
     })
+}
+
+/// The scheduler of `config`'s workers (or, in a tier, of the list a peer
+/// has), with what the peers know, its workers probed from now on.
+fn start_scheduler(config: &Config, cores: usize) -> Arc<Scheduler> {
+    let workers = match cluster::workers_from_peers(config) {
+        Some((peer, workers)) => {
+            log::info!("{} workers, as peer {peer} has them (the tier's list, not the file's)", workers.len());
+            workers
+        }
+        None => config.workers.clone(),
+    };
+    let balancer = config.balancer.build_with(config.limits.max_functions, config.predictive.worker_cores);
+    let scheduler = Scheduler::with_balancer(config.balancer, balancer, scheduler::resolve(&workers))
+        .with_health(config.health)
+        .with_cores(cores);
+    scheduler.set_capacities(config.capacities());
+    scheduler.set_adaptive(config.adaptive_tuning());
+    adopt_from_peers(config, &scheduler);
+    let scheduler = Arc::new(scheduler);
+    health::probe_actively(Arc::downgrade(&scheduler));
+    scheduler
+}
+
+/// Opens `log.access`, if set, reopened on SIGUSR1 and flushed at exit.
+fn open_access_log(config: &Config, cores: usize) -> Result<Option<access_log::Writer>, String> {
+    let Some(path) = &config.log.access else { return Ok(None) };
+    let writer =
+        access_log::open(path, cores).map_err(|e| format!("cannot open log.access {}: {e}", path.display()))?;
+    let (reopened, finished) = (writer.clone(), writer.clone());
+    shutdown::on_reopen(move || reopened.reopen());
+    shutdown::before_exit(move || finished.finish(Duration::from_secs(1)));
+    Ok(Some(writer))
 }
 
 /// Takes what the peers know: the warm idle instances (the functions they

@@ -3,15 +3,6 @@
 use std::fmt;
 use std::time::Duration;
 
-/// Whose fault a failure is: the client's (downstream), a worker's
-/// (upstream), or the scheduler's own state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Client,
-    Worker,
-    Scheduler,
-}
-
 #[derive(Debug)]
 pub enum Error {
     /// The request can't be parsed or framed (RFC 9112), or names no route.
@@ -72,22 +63,6 @@ impl Error {
             Error::NoWorkers | Error::Overloaded(_) => 503,
             Error::WorkerUnreachable { .. } | Error::BadResponse { .. } => 502,
             Error::WorkerTimeout { .. } => 504,
-        }
-    }
-
-    pub fn side(&self) -> Side {
-        match self {
-            Error::BadRequest(_)
-            | Error::NotFound(_)
-            | Error::Unauthorized
-            | Error::Forbidden(_)
-            | Error::BodyTooLarge(_)
-            | Error::HeadTooLarge { .. }
-            | Error::NotImplemented(_)
-            | Error::ClientTimeout { .. }
-            | Error::ConfigRefused(_) => Side::Client,
-            Error::NoWorkers | Error::Overloaded(_) => Side::Scheduler,
-            Error::WorkerUnreachable { .. } | Error::BadResponse { .. } | Error::WorkerTimeout { .. } => Side::Worker,
         }
     }
 }

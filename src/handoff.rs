@@ -151,13 +151,16 @@ impl Handoff {
         })
     }
 
-    /// Sends `client` (the caller drops its own stream after) to shard `to`,
-    /// counted open on the way with `open`; gives `open` back if it cannot.
+    /// Sends `client` from `peer` (on `admin.listen`: `admin`; the caller
+    /// drops its own stream after) to shard `to`, counted open on the way
+    /// with `open`; gives `open` back if it cannot.
     pub fn send(
         &self,
         to: usize,
         client: &TcpStream,
-        (peer, admin, open): (SocketAddr, bool, Open),
+        peer: SocketAddr,
+        admin: bool,
+        open: Open,
     ) -> Result<(), (std::io::Error, Open)> {
         // SAFETY: fcntl(2) duplicating a descriptor this stream owns; the
         // copy is owned by the OwnedFd alone.

@@ -162,6 +162,7 @@ pub use balancer::{hold_epoch, repin_epoch, Answer, Balancer, BalancerKind, Outc
 pub use config::{Config, ConfigError};
 pub use logger::init as init_logging;
 pub use metrics::Metrics;
+pub use probe::Reply;
 pub use reload::ask as ask_reload;
 pub use scheduler::{CallEnd, Scheduler};
 pub use shutdown::handle_signals;

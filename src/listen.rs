@@ -149,9 +149,10 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: u
                 }
                 let _ = stream.set_nodelay(true);
                 shard.counters().accepted(admin);
-                let mut conn = Conn::new(stream, peer, shutdown::Open::new(), shard.handoff.count());
-                conn.admin = admin;
-                conn.awaits_proxy_header = !admin && shard.config().front.proxy_protocol;
+                let mut conn = Conn::new(stream, peer, admin, shutdown::Open::new(), shard.handoff.count());
+                if !admin && shard.config().front.proxy_protocol {
+                    conn.expect_proxy_header();
+                }
                 serve::spawn(Rc::clone(&shard), conn);
             }
             // Only once the watcher has shut the listeners down: it holds
@@ -173,8 +174,7 @@ async fn adopt_moved(shard: Rc<Shard>) {
         let stream = std::net::TcpStream::from(moved.fd);
         match runtime::TcpStream::from_std(stream) {
             Ok(stream) => {
-                let mut conn = Conn::new(stream, moved.peer, moved.open, shard.handoff.count());
-                conn.admin = moved.admin;
+                let conn = Conn::new(stream, moved.peer, moved.admin, moved.open, shard.handoff.count());
                 serve::spawn(Rc::clone(&shard), conn);
             }
             Err(e) => log::warn!("a connection moved here could not be adopted: {e}"),

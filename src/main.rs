@@ -157,15 +157,15 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             match hiku::ask_reload(&loaded, addr.as_deref(), token.as_deref()) {
-                Ok((200, body)) => {
+                Ok(hiku::Reply { status: 200, body }) => {
                     println!("reloaded: {body}");
                     ExitCode::SUCCESS
                 }
-                Ok((422, body)) => {
+                Ok(hiku::Reply { status: 422, body }) => {
                     eprintln!("hiku: {body}");
                     ExitCode::from(EXIT_CONFIG)
                 }
-                Ok((status, body)) => {
+                Ok(hiku::Reply { status, body }) => {
                     eprintln!("hiku: reload answered {status}: {body}");
                     ExitCode::FAILURE
                 }

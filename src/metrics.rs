@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::scheduler::Scheduler;
-use crate::worker::Worker;
+use crate::worker::{Worker, WorkerSet};
 
 /// Upper bounds (seconds) of the call-duration buckets.
 const CALL_BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -157,30 +157,7 @@ impl Metrics {
         }
 
         let workers = scheduler.workers();
-        type Read = fn(&Worker) -> u64;
-        let per_worker: [(&str, &str, &str, Read); 5] = [
-            ("hiku_worker_in_flight", "gauge", "Calls in flight on the worker.", |w| w.in_flight() as u64),
-            ("hiku_worker_assigned_total", "counter", "Calls assigned to the worker.", |w| w.assigned()),
-            ("hiku_worker_failures_total", "counter", "Calls on the worker that got no usable answer.", |w| {
-                w.failures()
-            }),
-            ("hiku_worker_ejected", "gauge", "1 while the worker is ejected (health).", |w| u64::from(w.is_ejected())),
-            ("hiku_worker_ejections_total", "counter", "Times the worker was ejected.", |w| w.ejections()),
-        ];
-        for (name, kind, help, read) in per_worker {
-            family(o, name, kind, help);
-            for w in workers.iter() {
-                let _ = writeln!(o, "{name}{{worker=\"{}\"}} {}", escape(w.url().as_str()), read(w));
-            }
-        }
-        family(o, "hiku_worker_capacity", "gauge", "The most calls the worker takes at once (+Inf: no bound).");
-        for w in workers.iter() {
-            let capacity = match w.capacity() {
-                usize::MAX => "+Inf".to_string(),
-                n => n.to_string(),
-            };
-            let _ = writeln!(o, "hiku_worker_capacity{{worker=\"{}\"}} {capacity}", escape(w.url().as_str()));
-        }
+        render_workers(o, &workers);
         family(o, "hiku_connections_open", "gauge", "Client connections open, by the shard (core) serving them.");
         for (shard, n) in open.iter().enumerate() {
             let _ = writeln!(o, "hiku_connections_open{{shard=\"{shard}\"}} {n}");
@@ -241,6 +218,32 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 /// A label value as the text format wants it.
 fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// The per-worker families, a sample per worker of `workers`.
+fn render_workers(o: &mut String, workers: &WorkerSet) {
+    type Read = fn(&Worker) -> u64;
+    let per_worker: [(&str, &str, &str, Read); 5] = [
+        ("hiku_worker_in_flight", "gauge", "Calls in flight on the worker.", |w| w.in_flight() as u64),
+        ("hiku_worker_assigned_total", "counter", "Calls assigned to the worker.", |w| w.assigned()),
+        ("hiku_worker_failures_total", "counter", "Calls on the worker that got no usable answer.", |w| w.failures()),
+        ("hiku_worker_ejected", "gauge", "1 while the worker is ejected (health).", |w| u64::from(w.is_ejected())),
+        ("hiku_worker_ejections_total", "counter", "Times the worker was ejected.", |w| w.ejections()),
+    ];
+    for (name, kind, help, read) in per_worker {
+        family(o, name, kind, help);
+        for w in workers.iter() {
+            let _ = writeln!(o, "{name}{{worker=\"{}\"}} {}", escape(w.url().as_str()), read(w));
+        }
+    }
+    family(o, "hiku_worker_capacity", "gauge", "The most calls the worker takes at once (+Inf: no bound).");
+    for w in workers.iter() {
+        let capacity = match w.capacity() {
+            usize::MAX => "+Inf".to_string(),
+            n => n.to_string(),
+        };
+        let _ = writeln!(o, "hiku_worker_capacity{{worker=\"{}\"}} {capacity}", escape(w.url().as_str()));
+    }
 }
 
 #[cfg(test)]

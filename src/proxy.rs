@@ -4,19 +4,19 @@
 //! (before anything was sent) or the worker says it is overloaded, and
 //! the answer streamed back; then the balancer hears how it ended.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::balancer::{Answer, Outcome};
-use crate::config::MAX_RETRIES;
-use crate::conn::{Conn, BODY_BYTE};
-use crate::error::{Error, Side};
-use crate::http::{self, Bounds, ChunkedDecoder, Copied, CopyError, Framing, HeadError, RequestMeta, Version};
+use crate::config::{Retries, MAX_RETRIES};
+use crate::conn::{self, Conn};
+use crate::error::Error;
+use crate::http::{self, Bounds, Copied, CopyError, Framing, HeadError, RequestMeta, Version};
 use crate::metrics::Decision;
 use crate::pool;
-use crate::runtime::{self, TcpStream};
+use crate::runtime::TcpStream;
 use crate::scheduler::{CallEnd, Unplaced};
 use crate::shard::Shard;
-use crate::shutdown;
 use crate::worker::{Lease, Worker, WorkerId};
 
 /// A whole request up to this size is sent in one write and kept until the
@@ -28,15 +28,15 @@ pub enum Call {
     /// To the leased worker.
     Forward(Lease),
     /// Every worker is full: it waits for one with room, then goes like
-    /// `Forward` (its head, without a worker's name, is in `conn.out`).
+    /// `Forward` (its head, without a worker's name, is in `conn`).
     Wait,
     /// A small body is still on its way: it is read whole, after the head
-    /// in `conn.out`, before a worker is chosen (nginx's request
+    /// in `conn`, before a worker is chosen (nginx's request
     /// buffering), so the call can go again like any request held whole.
     Hold,
 }
 
-/// Serves a call whose head is in `conn.out`; whether the client
+/// Serves a call whose head is in `conn`; whether the client
 /// connection can carry another request.
 pub async fn serve(shard: &Shard, conn: &mut Conn, call: Call, meta: RequestMeta) -> bool {
     match call {
@@ -61,11 +61,10 @@ pub fn holds(framing: Framing, limit: usize) -> bool {
     }
 }
 
-/// Reads the body of a `Call::Hold` into `conn.out` (after its head),
-/// each read within `timeouts.client_body`, then places the call as
-/// `plan` would have: to a worker with room, or into the queue. A chunked
-/// body that outgrows `limits.buffer_body_bytes` streams on from where
-/// holding it stopped.
+/// Reads the body of a `Call::Hold` after its head, each read within
+/// `timeouts.client_body`, then places the call as `plan` would have: to
+/// a worker with room, or into the queue. A chunked body that outgrows
+/// `limits.buffer_body_bytes` streams on from where holding it stopped.
 async fn hold_and_forward(shard: &Shard, conn: &mut Conn, mut meta: RequestMeta) -> bool {
     if meta.expect_continue {
         if conn.send_continue().await.is_err() {
@@ -75,16 +74,9 @@ async fn hold_and_forward(shard: &Shard, conn: &mut Conn, mut meta: RequestMeta)
         meta.expect_continue = false;
     }
     let config = shard.config();
-    let limits = (config.limits.buffer_body_bytes, config.limits.max_body_bytes);
-    let mut out = std::mem::take(&mut conn.out);
-    let read = conn.read_body(meta.framing, true, &mut out, limits, config.timeouts.client_body).await;
-    conn.out = out;
-    match read {
-        Ok(Copied::Whole) => {
-            conn.input_done = true;
-            meta.in_out = true;
-            meta.whole_body = Some(0);
-        }
+    let (hold, max) = (config.limits.buffer_body_bytes, config.limits.max_body_bytes);
+    match conn.hold_body(meta.framing, hold, max, config.timeouts.client_body).await {
+        Ok(Copied::Whole) => meta = RequestMeta { in_out: true, whole_body: Some(0), ..meta },
         Ok(Copied::Partial(decoder)) => meta.chunked = decoder,
         Err(error) => {
             shard.record_refused(conn, error.as_ref().map(Error::status));
@@ -94,7 +86,7 @@ async fn hold_and_forward(shard: &Shard, conn: &mut Conn, mut meta: RequestMeta)
             return false;
         }
     }
-    match shard.place(&conn.function) {
+    match shard.place(conn.function()) {
         Ok(lease) => {
             conn.retarget_host(meta, None, lease.worker());
             forward(shard, conn, lease, meta).await
@@ -112,8 +104,8 @@ async fn hold_and_forward(shard: &Shard, conn: &mut Conn, mut meta: RequestMeta)
 /// client that leaves meanwhile takes its call out of the queue.
 async fn wait_and_forward(shard: &Shard, conn: &mut Conn, meta: RequestMeta) -> bool {
     let queue = shard.config().queue;
-    let gone = http::client_gone(&conn.client);
-    let waited = shard.queue.wait(&shard.scheduler, &conn.function, queue.limit, queue.timeout, gone).await;
+    let waited =
+        shard.queue.wait(&shard.scheduler, conn.function(), queue.limit, queue.timeout, conn.client_gone()).await;
     match waited {
         Some(Ok(lease)) => {
             shard.counters().decision(Decision::Queued);
@@ -135,6 +127,9 @@ async fn wait_and_forward(shard: &Shard, conn: &mut Conn, meta: RequestMeta) -> 
 
 /// Why an exchange with the worker ended early.
 enum Failure {
+    /// Nothing of the request went to any worker (no connection could be
+    /// made): it is answered like a request whose body is of no use.
+    Unsent(Error),
     /// Before any answer went to the client: it gets an error response.
     /// `body_read` says whether the request body was fully read, so the
     /// client connection may stay open.
@@ -159,74 +154,111 @@ fn outcome(code: u16) -> Outcome {
     }
 }
 
-/// Forwards the request whose head is in `conn.out` (already rewritten) and
-/// whose body follows in `conn.rbuf`/the client stream. Returns whether the
-/// client connection can carry another request.
+/// The workers a call went to (to connect, or to ask), and what is left of
+/// its retries: `retries.connect` after connections that failed (nothing
+/// was sent), `retries.overload` after answers that the worker is
+/// overloaded (a request held whole goes again).
+struct Tries {
+    tried: [WorkerId; 2 * (MAX_RETRIES as usize + 1)],
+    len: usize,
+    connects_left: u32,
+    bounces_left: u32,
+}
+
+impl Tries {
+    fn new(retries: Retries) -> Tries {
+        Tries {
+            tried: [0; 2 * (MAX_RETRIES as usize + 1)],
+            len: 0,
+            connects_left: retries.connect,
+            bounces_left: retries.overload,
+        }
+    }
+
+    /// The call goes to `worker`.
+    fn note(&mut self, worker: WorkerId) {
+        if !self.tried[..self.len].contains(&worker) && self.len < self.tried.len() {
+            self.tried[self.len] = worker;
+            self.len += 1;
+        }
+    }
+
+    /// The least loaded worker with room not tried yet, after a connection
+    /// failed, if a retry is left.
+    fn after_connect_failed(&mut self, shard: &Shard) -> Option<Lease> {
+        self.connects_left = self.connects_left.checked_sub(1)?;
+        shard.scheduler.select_other(&self.tried[..self.len])
+    }
+
+    /// The workers tried so far, if a bounce is left.
+    fn bounce_from(&self) -> Option<&[WorkerId]> {
+        (self.bounces_left > 0).then_some(&self.tried[..self.len])
+    }
+}
+
+/// Forwards the request whose head is in `conn` (already rewritten) and
+/// whose body follows from the client. Returns whether the client
+/// connection can carry another request.
+///
+/// One loop tries again where that is safe, as each try's end says: a
+/// connection that could not be made (nothing sent) goes to another worker
+/// (`retries.connect`); a pooled connection the worker had closed gets the
+/// request again on a new one if it is idempotent and held whole; an
+/// answer that the worker is overloaded sends a request held whole to
+/// another worker (`retries.overload`).
 ///
 /// The lease is released as soon as the worker's part is over, before the
 /// last bytes go to the client: a client that sends its next call the moment
 /// it has the answer must find the worker idle (and, for pull-based, warm).
 pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, mut meta: RequestMeta) -> bool {
     let started = Instant::now();
-    // The workers that answered "overloaded", and the one asked now.
-    let mut asked: [WorkerId; MAX_RETRIES as usize + 1] = Default::default();
-    let mut bounces = 0;
+    if conn.stage_whole(meta, WHOLE_LIMIT) {
+        meta = RequestMeta { in_out: true, whole_body: Some(0), ..meta };
+    }
+    let mut tries = Tries::new(shard.config().retries);
+    let mut pooled = true;
     let result = loop {
-        let upstream = match shard.pool.take(lease.worker()) {
+        let worker = lease.worker();
+        tries.note(worker.id());
+        let upstream = match pooled.then(|| shard.pool.take(worker)).flatten() {
             Some(stream) => Upstream { stream, reused: true },
-            None => match connect(shard, conn, &mut lease, meta, &asked[..bounces]).await {
+            None => match connect(shard, worker).await {
                 Ok(stream) => Upstream { stream, reused: false },
                 Err(error) => {
-                    shard.record_call(conn, Some(lease.worker()), Some(error.status()), started.elapsed());
-                    shard.scheduler.release(&conn.function, lease, Outcome::Failed);
-                    return conn.answer_error(&error, meta).await;
+                    let Some(next) = tries.after_connect_failed(shard) else { break Err(Failure::Unsent(error)) };
+                    log::debug!("{error}; trying {} instead", next.worker().url());
+                    shard.counters().decision(Decision::Retried);
+                    conn.retarget_host(meta, Some(worker), next.worker());
+                    let failed = std::mem::replace(&mut lease, next);
+                    shard.scheduler.release(conn.function(), failed, Outcome::Failed);
+                    continue;
                 }
             },
         };
-        asked[bounces] = lease.worker().id();
-        let may_bounce = bounces < shard.config().retries.overload as usize;
-        let bounce_from = may_bounce.then_some(&asked[..=bounces]);
-        match exchange(shard, conn, lease.worker(), upstream, meta, bounce_from, started).await {
+        pooled = true;
+        match exchange(shard, conn, worker, upstream, meta, tries.bounce_from(), started).await {
             Exchanged::Done(result, end) => {
                 if let Some(end) = end {
-                    shard.scheduler.call_ended(&conn.function, &lease, end);
+                    shard.scheduler.call_ended(conn.function(), &lease, end);
                 }
                 break result;
             }
+            Exchanged::Resend => pooled = false,
             Exchanged::Bounced(next) => {
-                log::debug!("{} is overloaded; sending the call to {}", lease.worker().url(), next.worker().url());
+                log::debug!("{} is overloaded; sending the call to {}", worker.url(), next.worker().url());
                 shard.counters().decision(Decision::Bounced);
-                conn.retarget_host(meta, Some(lease.worker()), next.worker());
+                conn.retarget_host(meta, Some(worker), next.worker());
                 let refused = std::mem::replace(&mut lease, next);
-                shard.scheduler.unused(&conn.function, refused);
-                // The whole request, body too, is in `conn.out` now: none
-                // of it is left in `conn.rbuf`.
-                meta.in_out = true;
-                meta.whole_body = Some(0);
-                bounces += 1;
+                shard.scheduler.unused(conn.function(), refused);
+                tries.bounces_left -= 1;
             }
         }
     };
-    let outcome = match result {
-        Ok(Relayed { code, .. }) | Err(Failure::ClientGone { code }) => outcome(code),
-        Err(Failure::Answer { .. } | Failure::Close) => Outcome::Failed,
-    };
-    if let (Ok(Relayed { answer: Some(answer), .. }), Outcome::Completed) = (&result, outcome) {
-        shard.scheduler.observe(&conn.function, &lease, *answer);
-    }
-    let status = match &result {
-        Ok(Relayed { code, .. }) | Err(Failure::ClientGone { code }) => Some(*code),
-        Err(Failure::Answer { error, .. }) => Some(error.status()),
-        Err(Failure::Close) => None,
-    };
-    shard.record_call(conn, Some(lease.worker()), status, started.elapsed());
-    shard.scheduler.release(&conn.function, lease, outcome);
-    conn.ubuf.clear();
+    settle(shard, conn, lease, &result, started);
+    conn.drop_answer();
     match result {
-        Ok(Relayed { keep_alive, .. }) => {
-            let within = shard.config().timeouts.client_send;
-            http::flush(&mut conn.client, &mut conn.out, within).await.is_ok() && keep_alive
-        }
+        Ok(Relayed { keep_alive, .. }) => conn.finish_answer(shard.config().timeouts.client_send).await && keep_alive,
+        Err(Failure::Unsent(error)) => conn.answer_error(&error, meta).await,
         Err(Failure::Answer { error, body_read }) => {
             let keep = body_read && meta.keep_alive;
             conn.send_error(&error, keep, Some(meta)).await && keep
@@ -235,12 +267,35 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, mut meta:
     }
 }
 
+/// Tells the balancer how the call on `lease` ended (and what a worker's
+/// answer said, for one that learns), counts and logs it, and releases
+/// the lease.
+fn settle(shard: &Shard, conn: &Conn, lease: Lease, result: &Result<Relayed, Failure>, started: Instant) {
+    let outcome = match result {
+        Ok(Relayed { code, .. }) | Err(Failure::ClientGone { code }) => outcome(*code),
+        Err(Failure::Unsent(_) | Failure::Answer { .. } | Failure::Close) => Outcome::Failed,
+    };
+    if let (Ok(Relayed { answer: Some(answer), .. }), Outcome::Completed) = (result, outcome) {
+        shard.scheduler.observe(conn.function(), &lease, *answer);
+    }
+    let status = match result {
+        Ok(Relayed { code, .. }) | Err(Failure::ClientGone { code }) => Some(*code),
+        Err(Failure::Unsent(error) | Failure::Answer { error, .. }) => Some(error.status()),
+        Err(Failure::Close) => None,
+    };
+    shard.record_call(conn, Some(lease.worker()), status, started.elapsed());
+    shard.scheduler.release(conn.function(), lease, outcome);
+}
+
 /// How an exchange with one worker ended: with an answer for the client
-/// (or a failure) and what it says of the worker, or with the worker
-/// saying it is overloaded and the call leased to another.
+/// (or a failure) and what it says of the worker; with the worker saying
+/// it is overloaded and the call leased to another; or on a pooled
+/// connection the worker had closed, before any answer, with a request
+/// that may go again on a new one.
 enum Exchanged {
     Done(Result<Relayed, Failure>, Option<CallEnd>),
     Bounced(Lease),
+    Resend,
 }
 
 /// A connection to a worker, and whether it came from the pool.
@@ -249,17 +304,19 @@ struct Upstream {
     reused: bool,
 }
 
-/// A request on its way: the connection it went on, whether the whole
-/// request was sent from `conn.out` (so it is there to send again), when
-/// it was sent (for a balancer that learns), how long the call took to its
-/// answer's head, and whether the worker stopped taking the request body
-/// before its end.
+/// A request sent and its answer's head read: when it was sent (for a
+/// balancer that learns), and whether the worker stopped taking the
+/// request body before its end.
 struct Sent {
-    upstream: TcpStream,
-    whole: bool,
     sent_at: Option<Instant>,
-    took: Duration,
     body_cut: bool,
+}
+
+/// Why a request got no answer head from its worker: the client's side
+/// failed (the exchange ends so), or the worker's did.
+enum NoHead {
+    Client(Failure),
+    Worker(HeadError),
 }
 
 /// An answer relayed: the worker's status, whether the client connection
@@ -298,58 +355,37 @@ fn overloaded(head: &[u8]) -> bool {
     }
 }
 
-/// Opens a connection to the leased worker. One that fails or times out
-/// sent nothing, so the call goes to another worker, the least loaded one
-/// not tried yet (nor in `avoid`: those that bounced it), up to
-/// `retries.connect` times: the lease moves with it (and a `Host` hiku
-/// added for a client that sent none is changed too).
-async fn connect(
-    shard: &Shard,
-    conn: &mut Conn,
-    lease: &mut Lease,
-    meta: RequestMeta,
-    avoid: &[WorkerId],
-) -> Result<TcpStream, Error> {
-    const MOST: usize = 2 * (MAX_RETRIES as usize + 1);
-    let mut tried: [WorkerId; MOST] = [0; MOST];
-    tried[..avoid.len()].copy_from_slice(avoid);
-    let mut attempts = avoid.len();
-    let retries = shard.config().retries.connect as usize;
-    loop {
-        let worker = lease.worker();
-        let cause = match pool::connect(worker, shard.config().timeouts.upstream_connect).await {
-            Ok(stream) => {
-                worker.connect_succeeded();
-                return Ok(stream);
-            }
-            Err(e) => {
-                shard.scheduler.connect_failed(worker);
-                e.to_string()
-            }
-        };
-        tried[attempts] = worker.id();
-        attempts += 1;
-        let error = Error::WorkerUnreachable { worker: worker.url().to_string(), cause };
-        let next = match attempts - avoid.len() <= retries {
-            true => shard.scheduler.select_other(&tried[..attempts]),
-            false => None,
-        };
-        let Some(next) = next else { return Err(error) };
-        log::debug!("{error}; trying {} instead", next.worker().url());
-        shard.counters().decision(Decision::Retried);
-        conn.retarget_host(meta, Some(worker), next.worker());
-        let failed = std::mem::replace(lease, next);
-        shard.scheduler.release(&conn.function, failed, Outcome::Failed);
+/// Opens a new connection to `worker`, within `timeouts.upstream_connect`,
+/// and counts how it went for the worker's health.
+async fn connect(shard: &Shard, worker: &Arc<Worker>) -> Result<TcpStream, Error> {
+    match pool::connect(worker, shard.config().timeouts.upstream_connect).await {
+        Ok(stream) => {
+            worker.connect_succeeded();
+            Ok(stream)
+        }
+        Err(e) => {
+            shard.scheduler.connect_failed(worker);
+            Err(Error::WorkerUnreachable { worker: worker.url().to_string(), cause: e.to_string() })
+        }
     }
 }
 
-/// Sends the request on `upstream` (and whether it is a reused connection),
-/// relays the response; returns the worker's status code, whether the
-/// client connection stays open, and (for a balancer that learns) what the
-/// answer said, and what the answer says of the worker, the call having
-/// begun at `began`. With `bounce_from` (the workers asked so far), an
-/// answer that the worker is overloaded sends a request hiku holds whole to
-/// another worker instead, if there is one.
+/// The error a client gets for a worker's answer head that did not come
+/// (within `within`) or is not HTTP.
+fn head_error(e: HeadError, worker: &Worker, within: Duration) -> Error {
+    let worker = worker.url().to_string();
+    match e {
+        HeadError::TimedOut => Error::WorkerTimeout { worker, within },
+        HeadError::Io(e) => Error::WorkerUnreachable { worker, cause: e.to_string() },
+        HeadError::Closed => Error::WorkerUnreachable { worker, cause: "connection closed before a response".into() },
+        HeadError::Invalid(cause) => Error::BadResponse { worker, cause },
+    }
+}
+
+/// Sends the request on `upstream` and relays the worker's answer; with
+/// `bounce_from` (the workers tried so far), an answer that the worker is
+/// overloaded sends a request held whole to another worker instead, if
+/// there is one. The call began at `began`.
 async fn exchange(
     shard: &Shard,
     conn: &mut Conn,
@@ -359,149 +395,101 @@ async fn exchange(
     bounce_from: Option<&[WorkerId]>,
     began: Instant,
 ) -> Exchanged {
-    match send_and_read_head(shard, conn, worker, upstream, meta, began).await {
-        Ok(Sent { upstream, whole, sent_at, took, body_cut }) => {
-            let end = call_end(conn.ubuf.data(), took);
-            if let Some(asked) = bounce_from.filter(|_| whole && end == CallEnd::Overloaded) {
+    let Upstream { stream: mut up, reused } = upstream;
+    match send_and_read_head(shard, conn, worker, &mut up, meta).await {
+        Ok(Sent { sent_at, body_cut }) => {
+            let end = call_end(conn.answer(), began.elapsed());
+            if let Some(asked) = bounce_from.filter(|_| meta.in_out && end == CallEnd::Overloaded) {
                 if let Some(next) = shard.scheduler.select_other(asked) {
                     // The rest of this answer is never read: the connection goes.
-                    conn.ubuf.clear();
+                    conn.drop_answer();
                     return Exchanged::Bounced(next);
                 }
             }
-            let sent = sent_at.map(|at| (at, at.elapsed()));
             // The rest of a cut-off body is still on its way: close after answering.
             let meta = RequestMeta { keep_alive: meta.keep_alive && !body_cut, ..meta };
-            Exchanged::Done(relay_response(shard, conn, worker, upstream, meta, sent).await, Some(end))
+            Exchanged::Done(relay_response(shard, conn, worker, up, meta, sent_at).await, Some(end))
         }
-        Err(failure) => {
-            let end = match &failure {
-                Failure::Answer { error, .. } if error.side() == Side::Worker => Some(CallEnd::Failed),
-                _ => None,
-            };
-            Exchanged::Done(Err(failure), end)
+        Err(NoHead::Client(failure)) => Exchanged::Done(Err(failure), None),
+        Err(NoHead::Worker(e)) => {
+            let closed = matches!(e, HeadError::Io(_) | HeadError::Closed);
+            if reused && closed {
+                // The worker closed a connection it had kept: its other idle
+                // ones on this core are likely gone too (it died, say).
+                shard.pool.forget(worker);
+                // Closed while idle, before any answer: nothing ran, and a
+                // request held whole that may run twice goes again.
+                if meta.in_out && meta.idempotent && conn.answer().is_empty() {
+                    return Exchanged::Resend;
+                }
+            }
+            let error = head_error(e, worker, shard.config().timeouts.upstream_response);
+            Exchanged::Done(Err(Failure::Answer { error, body_read: meta.in_out }), Some(CallEnd::Failed))
         }
     }
 }
 
-/// Sends the request on `upstream` and reads the worker's response head
-/// into `conn.ubuf`, for a call begun at `began`.
+/// Sends the request on `up`: whole in one write if it is held whole,
+/// else its head and then its body streamed from the client (each read
+/// within `timeouts.client_body`, all of it within
+/// `limits.max_body_bytes`); then reads the worker's answer head.
 async fn send_and_read_head(
     shard: &Shard,
     conn: &mut Conn,
     worker: &Worker,
-    upstream: Upstream,
+    up: &mut TcpStream,
     meta: RequestMeta,
-    began: Instant,
-) -> Result<Sent, Failure> {
-    let learns = shard.scheduler.learns();
-    let mut sent_at = None;
-    let unreachable = |cause: String| Error::WorkerUnreachable { worker: worker.url().to_string(), cause };
-    // A small request that is whole in the buffer is sent in one write. If
-    // it is idempotent it is sent again on a fresh connection when a reused
-    // one fails before any answer (the worker closed it while idle); any
-    // other request may have reached the worker, and must not run twice.
-    let whole = match meta.in_out {
-        true => Some(0),
-        false => meta.whole_body.filter(|&n| conn.out.len() + n <= WHOLE_LIMIT),
+) -> Result<Sent, NoHead> {
+    let config = shard.config();
+    let within = config.timeouts.upstream_response;
+    let sent = match meta.in_out {
+        true => conn.send_whole(up).await,
+        false => {
+            let bounds = Bounds {
+                read_within: config.timeouts.client_body,
+                write_within: within,
+                max_bytes: config.limits.max_body_bytes,
+            };
+            conn.send_streaming(up, meta, bounds).await
+        }
     };
-    if let Some(n) = whole {
-        conn.out.extend_from_slice(&conn.rbuf.data()[..n]);
-        conn.rbuf.consume(n);
+    match sent {
+        Ok(()) => {
+            let sent_at = shard.scheduler.learns().then(Instant::now);
+            match conn.read_answer_head_unless_gone(up, within).await {
+                Some(head) => head.map_err(NoHead::Worker)?,
+                None => {
+                    // The worker runs the call to its end all the same
+                    // (OpenLambda sends it to the sandbox with a context of
+                    // its own, which the client's leaving does not cancel):
+                    // it keeps its slot until the worker answers, or for the
+                    // answer's time limit, so that a capacity or an adaptive
+                    // limit never sends the worker more calls than it runs.
+                    log::debug!("the client left while {} worked on its call", worker.url());
+                    let _ = conn.read_answer_head(up, within).await;
+                    return Err(NoHead::Client(Failure::Close));
+                }
+            }
+            Ok(Sent { sent_at, body_cut: false })
+        }
+        // The worker stopped taking the body: it may have answered early
+        // (a 413, say). Relay that answer if there is one.
+        Err(CopyError::Write(e)) => match conn.read_answer_head(up, within).await {
+            Ok(()) => Ok(Sent { sent_at: None, body_cut: !meta.in_out }),
+            Err(_) => Err(NoHead::Worker(HeadError::Io(e))),
+        },
+        Err(e) => Err(NoHead::Client(match conn::client_body_error(e) {
+            Some(error) => Failure::Answer { error, body_read: false },
+            None => Failure::Close,
+        })),
     }
-    let resend = whole.is_some() && meta.idempotent;
-    let mut first = Some(upstream);
-    let mut body_cut = false;
-    let within = shard.config().timeouts.upstream_response;
-    let timed_out = || Error::WorkerTimeout { worker: worker.url().to_string(), within };
-    let upstream = loop {
-        let Upstream { stream: mut up, reused } = match first.take() {
-            Some(first) => first,
-            None => match pool::connect(worker, shard.config().timeouts.upstream_connect).await {
-                Ok(stream) => Upstream { stream, reused: false },
-                Err(e) => {
-                    return Err(Failure::Answer { error: unreachable(e.to_string()), body_read: whole.is_some() })
-                }
-            },
-        };
-        let sent = match whole {
-            Some(_) => runtime::write_all(&mut up, &mut conn.out).await.map_err(CopyError::Write),
-            None => send_streaming(conn, &mut up, meta, shard).await,
-        };
-        let result = match sent {
-            Ok(()) => {
-                conn.input_done = true;
-                sent_at = learns.then(Instant::now);
-                let (client, ubuf) = (&conn.client, &mut conn.ubuf);
-                let head = async { Some(http::read_response_head(&mut up, ubuf, within).await) };
-                let gone = async {
-                    http::client_gone(client).await;
-                    None
-                };
-                match futures_lite::future::or(head, gone).await {
-                    Some(head) => head,
-                    None => {
-                        // The worker runs the call to its end all the same
-                        // (OpenLambda sends it to the sandbox with a context
-                        // of its own, which the client's leaving does not
-                        // cancel): it keeps its slot until the worker
-                        // answers, or for the answer's time limit, so that a
-                        // capacity or an adaptive limit never sends the
-                        // worker more calls than it runs.
-                        log::debug!("the client left while {} worked on its call", worker.url());
-                        let _ = http::read_response_head(&mut up, &mut conn.ubuf, within).await;
-                        return Err(Failure::Close);
-                    }
-                }
-            }
-            // The worker stopped taking the body: it may have answered early
-            // (a 413, say). Relay that answer if there is one.
-            Err(CopyError::Write(e)) => match http::read_response_head(&mut up, &mut conn.ubuf, within).await {
-                Ok(()) => {
-                    body_cut = whole.is_none();
-                    Ok(())
-                }
-                Err(_) => Err(HeadError::Io(e)),
-            },
-            Err(CopyError::Read(_)) => return Err(Failure::Close),
-            Err(CopyError::ReadTimeout(within)) => {
-                let error = Error::ClientTimeout { what: BODY_BYTE, within };
-                return Err(Failure::Answer { error, body_read: false });
-            }
-            Err(CopyError::Framing(e)) => {
-                return Err(Failure::Answer { error: Error::BadRequest(e.to_string()), body_read: false })
-            }
-            Err(CopyError::TooLarge(limit)) => {
-                return Err(Failure::Answer { error: Error::BodyTooLarge(limit), body_read: false })
-            }
-        };
-        if reused && matches!(result, Err(HeadError::Io(_) | HeadError::Closed)) {
-            // The worker closed a connection it had kept: its other idle
-            // ones on this core are likely gone too (it died, say).
-            shard.pool.forget(worker);
-        }
-        match result {
-            Ok(()) => break up,
-            // A pooled connection the worker closed while idle: send again.
-            Err(HeadError::Io(_) | HeadError::Closed) if reused && resend && conn.ubuf.is_empty() => continue,
-            Err(e) => {
-                let error = match e {
-                    HeadError::TimedOut => timed_out(),
-                    HeadError::Io(e) => unreachable(e.to_string()),
-                    HeadError::Closed => unreachable("connection closed before a response".into()),
-                    HeadError::Invalid(cause) => Error::BadResponse { worker: worker.url().to_string(), cause },
-                };
-                return Err(Failure::Answer { error, body_read: whole.is_some() });
-            }
-        }
-    };
-    Ok(Sent { upstream, whole: whole.is_some(), sent_at, took: began.elapsed(), body_cut })
 }
 
 /// What the answer's head says for a balancer that learns: the worker's
 /// `X-Cold-Start` and `X-Service-Ms`, if it sent them, for a request sent at
-/// `sent_at` and answered `elapsed` later.
-fn answer(headers: http::Headers, (sent_at, elapsed): (Instant, Duration)) -> Answer {
+/// `sent_at` and answered now.
+fn answer(headers: http::Headers, sent_at: Instant) -> Answer {
+    let elapsed = sent_at.elapsed();
     let value = |name: &str| {
         let header = headers.iter().find(|h| h.name.eq_ignore_ascii_case(name))?;
         std::str::from_utf8(header.value).ok().map(str::trim)
@@ -516,75 +504,39 @@ fn answer(headers: http::Headers, (sent_at, elapsed): (Instant, Duration)) -> An
     Answer { sent_at, elapsed, cold, service_ms }
 }
 
-/// Sends the head in `conn.out`, then streams the body from the client,
-/// each read within `timeouts.client_body`, all of it within
-/// `limits.max_body_bytes`.
-async fn send_streaming(
-    conn: &mut Conn,
-    up: &mut TcpStream,
-    meta: RequestMeta,
-    shard: &Shard,
-) -> Result<(), CopyError> {
-    if meta.expect_continue {
-        conn.send_continue().await.map_err(CopyError::Read)?;
-    }
-    let timeouts = shard.config().timeouts;
-    let bounds = Bounds {
-        read_within: timeouts.client_body,
-        write_within: timeouts.upstream_response,
-        max_bytes: shard.config().limits.max_body_bytes,
-    };
-    let body = (meta.framing, meta.chunked);
-    http::copy_body(&mut conn.client, &mut conn.rbuf, up, body, false, &mut conn.out, bounds).await?;
-    http::flush(up, &mut conn.out, timeouts.upstream_response).await
-}
-
-/// Relays the response whose head is at the front of `conn.ubuf`, all but
-/// its last piece, which is left in `conn.out` for `forward` to send.
+/// Relays the answer whose head `conn` read from `up`, all but its last
+/// piece, which `conn` keeps for `forward` to send; a worker connection
+/// read to the answer's end goes back to the pool.
 async fn relay_response(
     shard: &Shard,
     conn: &mut Conn,
     worker: &Worker,
     mut up: TcpStream,
     meta: RequestMeta,
-    sent: Option<(Instant, Duration)>,
+    sent_at: Option<Instant>,
 ) -> Result<Relayed, Failure> {
-    conn.out.clear();
-    let (code, head_len, framing, worker_keep_alive, answer) = {
-        let mut headers = http::empty_headers();
-        let res = match http::parse_response(conn.ubuf.data(), &mut headers, meta.head) {
-            Ok(Some(r)) => r,
-            _ => unreachable!("read_response_head parsed this head"),
-        };
-        let to_client = match res.framing {
-            Framing::Chunked if meta.version == Version::Http10 => Framing::Close,
-            f => f,
-        };
-        // A drain that began while the worker worked closes this connection too.
-        let keep = meta.keep_alive && to_client != Framing::Close && !shutdown::draining();
-        http::write_response_head(&mut conn.out, &res, to_client, keep, meta.version);
-        (res.code, res.head_len, res.framing, res.keep_alive, sent.map(|s| answer(res.headers, s)))
-    };
-    conn.ubuf.consume(head_len);
-    let decode = framing == Framing::Chunked && meta.version == Version::Http10;
-    let client_keep = meta.keep_alive && !(framing == Framing::Close || decode);
+    let head = conn.pass_answer_head(meta, |headers| sent_at.map(|at| answer(headers, at)));
+    let decode = head.framing == Framing::Chunked && meta.version == Version::Http10;
+    let keep_alive = meta.keep_alive && !(head.framing == Framing::Close || decode);
     let timeouts = shard.config().timeouts;
     let bounds =
         Bounds { read_within: timeouts.upstream_response, write_within: timeouts.client_send, max_bytes: u64::MAX };
-    let body = (framing, ChunkedDecoder::default());
-    let copied = http::copy_body(&mut up, &mut conn.ubuf, &mut conn.client, body, decode, &mut conn.out, bounds).await;
-    if let Err(e) = copied {
-        // The head is out: all that is left is to cut the answer short.
-        log::debug!("response from {} cut short: {e}", worker.url());
-        return Err(match e {
-            CopyError::Write(_) => Failure::ClientGone { code },
-            CopyError::Read(_) | CopyError::ReadTimeout(_) | CopyError::Framing(_) | CopyError::TooLarge(_) => {
-                Failure::Close
+    match conn.pass_answer_body(&mut up, head.framing, decode, bounds).await {
+        Ok(drained) => {
+            if head.reusable && drained {
+                shard.pool.put(worker, up);
             }
-        });
+            Ok(Relayed { code: head.code, keep_alive, answer: head.learned })
+        }
+        Err(e) => {
+            // The head is out: all that is left is to cut the answer short.
+            log::debug!("response from {} cut short: {e}", worker.url());
+            Err(match e {
+                CopyError::Write(_) => Failure::ClientGone { code: head.code },
+                CopyError::Read(_) | CopyError::ReadTimeout(_) | CopyError::Framing(_) | CopyError::TooLarge(_) => {
+                    Failure::Close
+                }
+            })
+        }
     }
-    if worker_keep_alive && conn.ubuf.is_empty() {
-        shard.pool.put(worker, up);
-    }
-    Ok(Relayed { code, keep_alive: client_keep, answer })
 }

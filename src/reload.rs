@@ -24,7 +24,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
-use crate::probe::{self, Ask};
+use crate::probe::{self, Ask, Reply};
 use crate::scheduler::{self, Scheduler};
 
 /// The running config, and how to load the next one.
@@ -132,7 +132,7 @@ pub fn log_outcome(outcome: Result<Vec<String>, String>) {
 /// `admin.listen`, or its `host:port`, with its `admin.token`; `addr` and
 /// `token` instead, if given) to reload its config file. Returns the
 /// answer's status and body.
-pub fn ask(config: &Config, addr: Option<&str>, token: Option<&str>) -> Result<(u16, String), String> {
+pub fn ask(config: &Config, addr: Option<&str>, token: Option<&str>) -> Result<Reply, String> {
     let addr = match addr {
         Some(given) => given
             .to_socket_addrs()
@@ -153,6 +153,5 @@ pub fn ask(config: &Config, addr: Option<&str>, token: Option<&str>) -> Result<(
     let token = token.or(config.admin.token.as_deref());
     let host = addr.to_string();
     let ask = Ask::post("/admin/reload", &host).token(token);
-    let reply = probe::ask_blocking(addr, &ask, Duration::from_secs(60)).map_err(|e| format!("hiku: {e}"))?;
-    Ok((reply.status, reply.body))
+    probe::ask_blocking(addr, &ask, Duration::from_secs(60)).map_err(|e| format!("hiku: {e}"))
 }

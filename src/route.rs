@@ -18,13 +18,12 @@ pub enum Route<'a> {
     Local(Endpoint, &'a str),
 }
 
-/// hiku's own endpoints.
+/// hiku's own endpoints, in the order of [`ENDPOINTS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
-    DestroySandbox,
+    Status,
     /// `/health`: whether this instance takes calls, for a front's checks.
     Health,
-    Status,
     Metrics,
     /// `/admin/workers`: the worker list (what a starting peer asks for).
     Workers,
@@ -32,31 +31,63 @@ pub enum Endpoint {
     RemoveWorkers,
     Instances,
     Reload,
+    /// `/destroySandbox/<fn>`: a worker's report of an evicted instance.
+    DestroySandbox,
 }
 
+/// Which listener an endpoint is served on when `admin.listen` is set
+/// (without it, every endpoint is on `host:port`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `host:port` alone, with the calls.
+    Main,
+    /// `admin.listen` alone.
+    Admin,
+    /// Both.
+    Both,
+}
+
+/// An endpoint, its path, and who may call it: on which listener, whether
+/// it needs `Authorization: Bearer <admin.token>` (when set), whether it is
+/// taken from a worker's address only (with
+/// `destroy_sandbox.only_from_workers`), and whether an instance passes it
+/// on to its peers (`cluster.peers`). Any method is taken, as the Go
+/// original takes any.
+#[derive(Debug)]
+pub struct Spec {
+    pub endpoint: Endpoint,
+    /// The path; one ending in `/` is followed by a function name.
+    pub path: &'static str,
+    pub listener: Listener,
+    pub needs_token: bool,
+    pub workers_only: bool,
+    pub changes_the_tier: bool,
+}
+
+/// Every endpoint of hiku's own (`/run/<fn>` goes to a worker).
+pub const ENDPOINTS: [Spec; 9] = {
+    const fn spec(endpoint: Endpoint, path: &'static str, listener: Listener, needs_token: bool) -> Spec {
+        Spec { endpoint, path, listener, needs_token, workers_only: false, changes_the_tier: false }
+    }
+    use Endpoint::*;
+    use Listener::*;
+    [
+        spec(Status, "/status", Admin, false),
+        spec(Health, "/health", Both, false),
+        spec(Metrics, "/metrics", Admin, false),
+        spec(Workers, "/admin/workers", Admin, true),
+        Spec { changes_the_tier: true, ..spec(AddWorkers, "/admin/workers/add", Admin, true) },
+        Spec { changes_the_tier: true, ..spec(RemoveWorkers, "/admin/workers/remove", Admin, true) },
+        spec(Instances, "/admin/instances", Admin, true),
+        Spec { changes_the_tier: true, ..spec(Reload, "/admin/reload", Admin, true) },
+        Spec { workers_only: true, ..spec(DestroySandbox, "/destroySandbox/", Main, false) },
+    ]
+};
+
 impl Endpoint {
-    /// A change an instance passes on to its peers (`cluster.peers`).
-    pub fn changes_the_tier(self) -> bool {
-        matches!(self, Endpoint::AddWorkers | Endpoint::RemoveWorkers | Endpoint::Reload)
-    }
-
-    /// Served on `admin.listen` (when set) and nowhere else.
-    pub fn admin_only(self) -> bool {
-        !matches!(self, Endpoint::DestroySandbox | Endpoint::Health)
-    }
-
-    /// Needs `Authorization: Bearer <admin.token>` (when set).
-    pub fn needs_token(self) -> bool {
-        matches!(
-            self,
-            Endpoint::Workers | Endpoint::AddWorkers | Endpoint::RemoveWorkers | Endpoint::Instances | Endpoint::Reload
-        )
-    }
-
-    /// Taken only from a worker's address (with
-    /// `destroy_sandbox.only_from_workers`).
-    pub fn workers_only(self) -> bool {
-        matches!(self, Endpoint::DestroySandbox)
+    /// Its row of [`ENDPOINTS`].
+    pub fn spec(self) -> &'static Spec {
+        &ENDPOINTS[self as usize]
     }
 }
 
@@ -64,19 +95,8 @@ impl Endpoint {
 /// or `/destroySandbox` path without exactly one function name is a 400,
 /// any other unknown path a 404.
 pub fn route<'a>(path: &'a str, query: &'a str) -> Result<Route<'a>, Error> {
-    let local = match path {
-        "/status" => Some(Endpoint::Status),
-        "/health" => Some(Endpoint::Health),
-        "/admin/workers" => Some(Endpoint::Workers),
-        "/admin/workers/add" => Some(Endpoint::AddWorkers),
-        "/admin/workers/remove" => Some(Endpoint::RemoveWorkers),
-        "/admin/instances" => Some(Endpoint::Instances),
-        "/admin/reload" => Some(Endpoint::Reload),
-        "/metrics" => Some(Endpoint::Metrics),
-        _ => None,
-    };
-    if let Some(endpoint) = local {
-        return Ok(Route::Local(endpoint, query));
+    if let Some(spec) = ENDPOINTS.iter().find(|s| s.path == path && !s.path.ends_with('/')) {
+        return Ok(Route::Local(spec.endpoint, query));
     }
     let not_found = || Error::NotFound(format!("no such endpoint: {path}"));
     let mut segments = path.trim_matches('/').split('/');
@@ -111,18 +131,25 @@ pub fn admit<'a>(
     scheduler: &Scheduler,
 ) -> Result<Route<'a>, Error> {
     let routed = route(path, query);
-    let admin_only = matches!(routed, Ok(Route::Local(endpoint, _)) if endpoint.admin_only());
-    let anywhere = matches!(routed, Ok(Route::Local(Endpoint::Health, _)));
-    if config.admin.listen.is_some() && admin_only != from.on_admin_listener && !anywhere {
+    let listener = match routed {
+        Ok(Route::Local(endpoint, _)) => endpoint.spec().listener,
+        _ => Listener::Main,
+    };
+    let here = match from.on_admin_listener {
+        true => Listener::Admin,
+        false => Listener::Main,
+    };
+    if config.admin.listen.is_some() && listener != Listener::Both && listener != here {
         return Err(Error::NotFound(format!("no such endpoint: {path}")));
     }
     let routed = routed?;
     let Route::Local(endpoint, _) = routed else { return Ok(routed) };
-    if endpoint.workers_only() && config.destroy_sandbox.only_from_workers && !from_a_worker(scheduler, from.peer) {
+    let spec = endpoint.spec();
+    if spec.workers_only && config.destroy_sandbox.only_from_workers && !from_a_worker(scheduler, from.peer) {
         let why = format!("destroySandbox is taken only from workers, not from {}", from.peer);
         return Err(Error::Forbidden(why));
     }
-    if endpoint.needs_token() && !token_given(config, from.headers) {
+    if spec.needs_token && !token_given(config, from.headers) {
         return Err(Error::Unauthorized);
     }
     Ok(routed)
@@ -170,6 +197,14 @@ mod tests {
             assert!(!constant_time_eq(other, b"s3cret"), "{other:?}");
         }
         assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn the_table_is_in_the_order_of_its_endpoints() {
+        for (i, spec) in ENDPOINTS.iter().enumerate() {
+            assert_eq!(spec.endpoint as usize, i, "{spec:?}");
+            assert_eq!(spec.endpoint.spec().path, spec.path);
+        }
     }
 
     #[test]

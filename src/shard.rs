@@ -154,7 +154,7 @@ impl Shard {
         }
         if let Some(log) = &self.access {
             let worker = worker.map(|w| w.url().as_str());
-            log.call(&conn.client_ip, &conn.request_line, status.unwrap_or(0), worker, took);
+            log.call(conn.client_ip(), conn.request_line(), status.unwrap_or(0), worker, took);
         }
     }
 

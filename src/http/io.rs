@@ -201,23 +201,39 @@ pub enum Copied {
     Partial(ChunkedDecoder),
 }
 
-/// Copies a body framed as `framing` from `src` (whose bytes already read
-/// are in `buf`) to `dst`, after `pending` (a head, and perhaps the start
-/// of the body, decoded as far as `chunked` says), joining small pieces
-/// into one write. With `decode`, a chunked body goes out as its data alone.
-/// Leaves in `buf` whatever follows the body, and in `pending` the last
-/// piece (at most `COALESCE_LIMIT` bytes) for the caller to send. Gives up
-/// when a read brings nothing in time, or a chunked body grows too large;
-/// stops a chunked body where `dst` is full.
+/// A body to copy: its framing, where decoding it stands if it is chunked
+/// (at its start, or where an earlier copy stopped), and whether a chunked
+/// one goes out as its data alone (`decode`).
+#[derive(Debug, Clone, Copy)]
+pub struct Body {
+    pub framing: Framing,
+    pub chunked: ChunkedDecoder,
+    pub decode: bool,
+}
+
+impl Body {
+    /// A body framed as `framing`, from its start, passed on as it is.
+    pub fn new(framing: Framing) -> Body {
+        Body { framing, chunked: ChunkedDecoder::default(), decode: false }
+    }
+}
+
+/// Copies `body` from `src` (whose bytes already read are in `buf`) to
+/// `dst`, after `pending` (a head, and perhaps the start of the body),
+/// joining small pieces into one write. Leaves in `buf` whatever follows
+/// the body, and in `pending` the last piece (at most `COALESCE_LIMIT`
+/// bytes) for the caller to send. Gives up when a read brings nothing in
+/// time, or a chunked body grows too large; stops a chunked body where
+/// `dst` is full.
 pub async fn copy_body<S: Sink>(
     src: &mut TcpStream,
     buf: &mut ReadBuf,
     dst: &mut S,
-    (framing, mut chunked): (Framing, ChunkedDecoder),
-    decode: bool,
+    body: Body,
     pending: &mut Vec<u8>,
     bounds: Bounds,
 ) -> Result<Copied, CopyError> {
+    let Body { framing, mut chunked, decode } = body;
     let within = bounds.read_within;
     let decode = decode && framing == Framing::Chunked;
     let mut left = match framing {

@@ -13,7 +13,9 @@ mod write;
 
 pub use buf::{recycle, spare, ReadBuf};
 pub use chunked::{ChunkError, ChunkedDecoder};
-pub use io::{client_gone, copy_body, flush, read_response_head, Bounds, Copied, CopyError, HeadError, Held, Sink};
+pub use io::{
+    client_gone, copy_body, flush, read_response_head, Body, Bounds, Copied, CopyError, HeadError, Held, Sink,
+};
 pub use meta::RequestMeta;
 pub use parse::{
     buffered_body_len, empty_headers, head_end, last_forwarded_for, parse_request, parse_response,
