@@ -29,11 +29,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const FLUSH_BYTES: usize = 32 * 1024;
 
 /// How often a shard hands over what it has.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
 /// The log's file and writer thread, and what the shards handed over.
 #[derive(Clone)]
-pub struct Writer {
+pub(crate) struct Writer {
     tx: Sender<Chunk>,
     counts: Arc<Counts>,
 }
@@ -59,7 +59,7 @@ struct Counts {
 
 /// Opens (or creates) `path` for appending and starts its writer thread;
 /// each of `shards` shards then logs through [`Writer::shard`].
-pub fn open(path: &Path, shards: usize) -> io::Result<Writer> {
+pub(crate) fn open(path: &Path, shards: usize) -> io::Result<Writer> {
     let append = |path: &Path| OpenOptions::new().create(true).append(true).open(path);
     let mut file = append(path)?;
     let (tx, rx) = channel::<Chunk>();
@@ -100,19 +100,19 @@ pub fn open(path: &Path, shards: usize) -> io::Result<Writer> {
 
 impl Writer {
     /// A shard's side of the log.
-    pub fn shard(&self) -> AccessLog {
+    pub(crate) fn shard(&self) -> AccessLog {
         AccessLog::new(self.tx.clone(), Arc::clone(&self.counts))
     }
 
     /// Opens the file by its path again (after rotation), once the lines
     /// handed over before are written to the one open now.
-    pub fn reopen(&self) {
+    pub(crate) fn reopen(&self) {
         let _ = self.tx.send(Chunk::Reopen);
     }
 
     /// Before the process exits after a drain: waits until every shard has
     /// handed its lines over and the writer has written them, at most `within`.
-    pub fn finish(&self, within: Duration) {
+    pub(crate) fn finish(&self, within: Duration) {
         let c = &self.counts;
         let start = Instant::now();
         let done = || {
@@ -127,7 +127,7 @@ impl Writer {
 }
 
 /// One shard's side of the log.
-pub struct AccessLog {
+pub(crate) struct AccessLog {
     tx: Sender<Chunk>,
     counts: Arc<Counts>,
     /// The drain began: lines go to the writer at once.
@@ -152,7 +152,7 @@ impl AccessLog {
 
     /// Logs a call from `client` (`request`: its method and target) that
     /// hiku answered with `status` after `took`, on `worker` if any.
-    pub fn call(&self, client: &str, request: &str, status: u16, worker: Option<&str>, took: Duration) {
+    pub(crate) fn call(&self, client: &str, request: &str, status: u16, worker: Option<&str>, took: Duration) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let second = now.as_secs();
         if self.second.get() != second {
@@ -176,7 +176,7 @@ impl AccessLog {
     }
 
     /// Hands what the shard has to the writer.
-    pub fn flush(&self) {
+    pub(crate) fn flush(&self) {
         let mut buf = self.buf.borrow_mut();
         if buf.is_empty() {
             return;
@@ -190,7 +190,7 @@ impl AccessLog {
     }
 
     /// The drain began: hands everything over (later lines go at once).
-    pub fn drained(&self) {
+    pub(crate) fn drained(&self) {
         self.draining.set(true);
         self.flush();
         self.counts.drain_flushed.fetch_add(1, Ordering::AcqRel);

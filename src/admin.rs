@@ -24,16 +24,16 @@ use crate::worker::{Worker, WorkerSet, WorkerUrl};
 const LOCAL_BODY_LIMIT: u64 = 64 * 1024;
 
 /// A request for one of hiku's own endpoints.
-pub struct Local {
-    pub endpoint: Endpoint,
+pub(crate) struct Local {
+    pub(crate) endpoint: Endpoint,
     /// The function of `destroySandbox`, the query of the others.
-    pub arg: String,
+    pub(crate) arg: String,
     /// A change passed on by a peer (`X-Hiku-Forwarded`): it goes no further.
-    pub forwarded: bool,
+    pub(crate) forwarded: bool,
 }
 
 /// Answers `local`; whether the connection can carry another request.
-pub async fn serve(shard: &Shard, conn: &mut Conn, local: Local, meta: RequestMeta) -> bool {
+pub(crate) async fn serve(shard: &Shard, conn: &mut Conn, local: Local, meta: RequestMeta) -> bool {
     let within = shard.config().timeouts.client_body;
     let body = match conn.read_small_body(meta, LOCAL_BODY_LIMIT, within).await {
         Ok(body) => body,
@@ -120,7 +120,7 @@ async fn reload_config(shard: &Shard) -> Result<Value, Error> {
 
 /// The balancer, the cores, and per worker its load and the answer of its
 /// `GET /status` (all workers probed at once).
-pub async fn status(scheduler: &Scheduler, cores: usize) -> String {
+pub(crate) async fn status(scheduler: &Scheduler, cores: usize) -> String {
     let workers: Vec<Arc<Worker>> = scheduler.workers().iter().cloned().collect();
     let probes: Vec<_> = workers
         .iter()
@@ -139,7 +139,7 @@ pub async fn status(scheduler: &Scheduler, cores: usize) -> String {
         let (capacity, adaptive) = (capacity(w), adaptive(w));
         list.push(WorkerStatus { url: w.url().as_str(), state, in_flight: w.in_flight(), capacity, adaptive, probe });
     }
-    let waiting = scheduler.signals().waiting();
+    let waiting = scheduler.waiting_calls().count();
     let status = Status { balancer: scheduler.kind().name(), cores, waiting, workers: list };
     serde_json::to_string(&status).expect("status serializes")
 }
@@ -240,7 +240,7 @@ fn worker_list_json(set: &WorkerSet) -> Value {
 /// function, the workers holding them and how many; per worker, its calls
 /// in flight and the functions it holds warm. Read from the live lock-free
 /// table, which calls go on changing meanwhile.
-pub fn instances(scheduler: &Scheduler, query: &str) -> Value {
+pub(crate) fn instances(scheduler: &Scheduler, query: &str) -> Value {
     let function = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "function").map(|(_, v)| v);
     let workers = scheduler.workers();
     let balancer = scheduler.balancer();
@@ -274,7 +274,7 @@ pub fn instances(scheduler: &Scheduler, query: &str) -> Value {
 
 /// Adds the listed workers (present ones are left as they are). All are
 /// parsed and resolved before anything changes.
-pub async fn add_workers(scheduler: &Scheduler, query: &str) -> Result<Value, Error> {
+pub(crate) async fn add_workers(scheduler: &Scheduler, query: &str) -> Result<Value, Error> {
     let mut new = Vec::new();
     for url in worker_list(query)? {
         if scheduler.workers().find_url(&url).is_some() {
@@ -295,7 +295,7 @@ pub async fn add_workers(scheduler: &Scheduler, query: &str) -> Result<Value, Er
 
 /// Removes the listed workers; if one is not present, nothing changes.
 /// Requests in flight on a removed worker finish normally.
-pub fn remove_workers(scheduler: &Scheduler, query: &str) -> Result<Value, Error> {
+pub(crate) fn remove_workers(scheduler: &Scheduler, query: &str) -> Result<Value, Error> {
     let urls = worker_list(query)?;
     let set = scheduler
         .remove(&urls)
@@ -311,7 +311,7 @@ struct SandboxDestroyed {
 
 /// A worker evicted an idle instance of `function`: `{"host": "<ip>:<port>"}`.
 /// Whether an entry was removed.
-pub fn destroy_sandbox(scheduler: &Scheduler, function: &str, body: &[u8]) -> Result<bool, Error> {
+pub(crate) fn destroy_sandbox(scheduler: &Scheduler, function: &str, body: &[u8]) -> Result<bool, Error> {
     let msg: SandboxDestroyed = serde_json::from_slice(body).map_err(|e| {
         Error::BadRequest(format!("destroySandbox expects a JSON body {{\"host\": \"<ip>:<port>\"}}: {e}"))
     })?;

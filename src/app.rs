@@ -17,7 +17,7 @@ use crate::handoff::{Handoff, Shards};
 use crate::health;
 use crate::listen;
 use crate::metrics::Metrics;
-use crate::reload::{self, Live};
+use crate::reload::{self, LiveConfig};
 use crate::runtime::{self, Driver, TcpListener};
 use crate::scheduler::{self, Scheduler};
 use crate::shard::{Parts, Shard};
@@ -59,7 +59,7 @@ pub fn run(config: &Config, path: Option<&Path>, cores: usize, pin: bool) -> Res
     let (shards, inboxes) = Shards::new(cores);
     let inputs: Vec<_> = sockets.into_iter().zip(inboxes).map(|(s, inbox)| (s, admin.take(), inbox)).collect();
     let max_connections = config.limits.max_connections.unwrap_or_else(|| sys::open_file_limit() / 2).max(1);
-    let live = Live::new(path.map(Into::into), config.clone(), Arc::clone(&scheduler));
+    let live = LiveConfig::new(path.map(Into::into), config.clone(), Arc::clone(&scheduler));
     let config = live.config();
     let metrics = Arc::new(Metrics::new(cores));
     let access = open_access_log(&config, cores)?;

@@ -26,7 +26,7 @@ const ASK_AT_START: Duration = Duration::from_secs(2);
 /// `cluster.peers`, all at once, with the admin token, marked so that it
 /// goes no further; each peer's outcome by its address: its status, or why
 /// it gave none within `PEER_TIMEOUT` (also logged).
-pub async fn pass_on(config: &Config, path: &str, query: &str) -> Map<String, Value> {
+pub(crate) async fn pass_on(config: &Config, path: &str, query: &str) -> Map<String, Value> {
     let target = if query.is_empty() { path.to_string() } else { format!("{path}?{query}") };
     let asks: Vec<_> = config
         .cluster
@@ -67,7 +67,7 @@ pub async fn pass_on(config: &Config, path: &str, query: &str) -> Map<String, Va
 /// The tier's worker list, from the first of `cluster.peers` that gives
 /// it (`GET /admin/workers`), and which one did; `None` if none did, or
 /// there are no peers. Blocks: call it at start, before the shards run.
-pub fn workers_from_peers(config: &Config) -> Option<(String, Vec<WorkerUrl>)> {
+pub(crate) fn workers_from_peers(config: &Config) -> Option<(String, Vec<WorkerUrl>)> {
     for peer in &config.cluster.peers {
         let ask = Ask::get("/admin/workers", peer).token(config.admin.token.as_deref());
         let addrs = peer.to_socket_addrs().map(Vec::from_iter).unwrap_or_default();
@@ -93,13 +93,13 @@ const MOST_ADOPTED: u64 = 64;
 /// /admin/instances`): the warm idle instances, per function and worker
 /// URL, how many; and what each worker's adaptive limit learnt there.
 #[derive(Debug, Default)]
-pub struct Directory {
-    pub idle: Vec<(String, WorkerUrl, u64)>,
-    pub limits: Vec<(WorkerUrl, Learnt)>,
+pub(crate) struct Directory {
+    pub(crate) idle: Vec<(String, WorkerUrl, u64)>,
+    pub(crate) limits: Vec<(WorkerUrl, Learnt)>,
 }
 
 /// `peer`'s [`Directory`]; empty if it does not answer. Blocks: at start.
-pub fn directory_of_peer(config: &Config, peer: &str) -> Directory {
+pub(crate) fn directory_of_peer(config: &Config, peer: &str) -> Directory {
     let ask = Ask::get("/admin/instances", peer).token(config.admin.token.as_deref());
     let addrs = peer.to_socket_addrs().map(Vec::from_iter).unwrap_or_default();
     for addr in addrs {

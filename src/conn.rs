@@ -15,13 +15,13 @@ use crate::config::{Front, Limits, Timeouts};
 use crate::error::Error;
 use crate::handoff::{self, Handoff, OnShard};
 use crate::http::{
-    self, Body, Bounds, ChunkError, Copied, CopyError, Framing, HeadError, Held, ReadBuf, Request, RequestMeta, Sink,
-    Version,
+    self, Body, Bounds, ChunkError, Copied, CopyError, Framing, HeadError, HeldBody, ReadBuf, Request, RequestMeta,
+    Sink, Version,
 };
 use crate::parking::{Parked, Parking, Spot};
 use crate::proxy_protocol;
 use crate::runtime::{self, Canceller, TcpStream};
-use crate::shutdown::{self, Open};
+use crate::shutdown::{self, OpenConnection};
 use crate::worker::Worker;
 
 /// How long a connection waits for its next request with a read (and its
@@ -29,7 +29,7 @@ use crate::worker::Worker;
 /// core's stock and is parked: its task ends, and a small one waits for
 /// readiness alone (one more step and a new task when it wakes, but an idle
 /// connection holds a few hundred bytes).
-pub const HOT_IDLE: Duration = Duration::from_millis(500);
+pub(crate) const HOT_IDLE: Duration = Duration::from_millis(500);
 
 /// How long a connection hiku closes keeps being read (and the bytes
 /// dropped), so that a client still sending does not get a reset that
@@ -40,7 +40,7 @@ const LINGER: Duration = Duration::from_secs(2);
 const BODY_BYTE: &str = "next byte of the request body";
 
 /// One client connection and its buffers, reused from request to request.
-pub struct Conn {
+pub(crate) struct Conn {
     client: TcpStream,
     /// Bytes from the client.
     rbuf: ReadBuf,
@@ -68,7 +68,7 @@ pub struct Conn {
     canceller: Canceller,
     /// Its place among the shard's parked connections, once it was parked.
     spot: Option<Rc<Spot>>,
-    open: Open,
+    open: OpenConnection,
     _on_shard: OnShard,
 }
 
@@ -92,7 +92,7 @@ impl Client {
 }
 
 /// What waiting for a request came to.
-pub enum NextRequest {
+pub(crate) enum NextRequest {
     /// A whole head is in the read buffer.
     Head,
     /// The client closed the connection first.
@@ -105,7 +105,13 @@ pub enum NextRequest {
 impl Conn {
     /// A connection from `peer` (on `admin.listen`: `admin`), counted open
     /// in the process by `open` and on its shard by `on_shard`.
-    pub fn new(client: TcpStream, peer: SocketAddr, admin: bool, open: Open, on_shard: OnShard) -> Conn {
+    pub(crate) fn new(
+        client: TcpStream,
+        peer: SocketAddr,
+        admin: bool,
+        open: OpenConnection,
+        on_shard: OnShard,
+    ) -> Conn {
         let ip = peer.ip().to_canonical();
         Conn {
             client,
@@ -127,34 +133,34 @@ impl Conn {
     }
 
     /// It must start with a PROXY protocol header.
-    pub fn expect_proxy_header(&mut self) {
+    pub(crate) fn expect_proxy_header(&mut self) {
         self.awaits_proxy_header = true;
     }
 
     /// The client (as a trusted front names it).
-    pub fn peer(&self) -> IpAddr {
+    pub(crate) fn peer(&self) -> IpAddr {
         self.who.ip
     }
 
     /// The client as text, for the access log.
-    pub fn client_ip(&self) -> &str {
+    pub(crate) fn client_ip(&self) -> &str {
         &self.who.text
     }
 
     /// The function of the call being served.
-    pub fn function(&self) -> &str {
+    pub(crate) fn function(&self) -> &str {
         &self.function
     }
 
     /// The call's method and target (with an access log).
-    pub fn request_line(&self) -> &str {
+    pub(crate) fn request_line(&self) -> &str {
         &self.request_line
     }
 
     /// Reads the PROXY protocol header the connection must start with (if
     /// it must), from a front `front` trusts, within `within`, and takes
     /// the client it names as the connection's peer.
-    pub async fn accept_proxy_header(&mut self, front: &Front, within: Duration) -> Result<(), String> {
+    pub(crate) async fn accept_proxy_header(&mut self, front: &Front, within: Duration) -> Result<(), String> {
         if !std::mem::take(&mut self.awaits_proxy_header) {
             return Ok(());
         }
@@ -188,14 +194,14 @@ impl Conn {
 
     /// Whether it may move to another shard now: it has served a few
     /// calls, and nothing of the next one is buffered.
-    pub fn may_move(&self) -> bool {
+    pub(crate) fn may_move(&self) -> bool {
         self.requests >= handoff::SETTLED && self.rbuf.is_empty()
     }
 
     /// Between two calls: sends this connection to shard `to`, still
     /// counted open in the process on the way. `Some`: it could not go, and
     /// is served here.
-    pub fn move_to(self, handoff: &Handoff, to: usize) -> Option<Conn> {
+    pub(crate) fn move_to(self, handoff: &Handoff, to: usize) -> Option<Conn> {
         let Conn { client, who, admin, open, .. } = self;
         let peer = SocketAddr::new(who.ip, 0);
         match handoff.send(to, &client, peer, admin, open) {
@@ -212,7 +218,7 @@ impl Conn {
     /// quiet sooner, see [`HOT_IDLE`]), the rest within
     /// `timeouts.client_header` of them. A head over `limits`, or bytes no
     /// head starts with, is an error to answer before closing.
-    pub async fn read_head(&mut self, timeouts: Timeouts, limits: Limits) -> Result<NextRequest, Error> {
+    pub(crate) async fn read_head(&mut self, timeouts: Timeouts, limits: Limits) -> Result<NextRequest, Error> {
         self.input_done = false;
         if self.rbuf.is_empty() {
             match self.wait_request(timeouts.client_idle).await {
@@ -273,7 +279,7 @@ impl Conn {
     /// within `limits` into `headers`, and the rest of the connection, to
     /// act on while the head is read. Consume the head after
     /// ([`Conn::consume_head`]).
-    pub fn parse_head<'h, 'c>(
+    pub(crate) fn parse_head<'h, 'c>(
         &'c mut self,
         headers: &'h mut [httparse::Header<'c>],
         limits: Limits,
@@ -294,18 +300,18 @@ impl Conn {
     }
 
     /// Drops the head [`Conn::parse_head`] read.
-    pub fn consume_head(&mut self, head_len: usize) {
+    pub(crate) fn consume_head(&mut self, head_len: usize) {
         self.rbuf.consume(head_len);
     }
 
     /// Parks the connection in `parking` until `deadline`: it holds no
     /// buffer, and a small task waits for it to be readable.
-    pub fn park(&mut self, parking: &Parking, deadline: Instant) -> Parked {
+    pub(crate) fn park(&mut self, parking: &Parking, deadline: Instant) -> Parked {
         parking.park(&mut self.spot, self.client.as_raw_fd(), deadline)
     }
 
     /// Returns when the client has sent something (or closed).
-    pub async fn readable(&self) -> io::Result<()> {
+    pub(crate) async fn readable(&self) -> io::Result<()> {
         runtime::readable(&self.client).await
     }
 
@@ -313,7 +319,7 @@ impl Conn {
     /// request, as anything it sends now is a request it was told would not
     /// be read; otherwise our side first, then what the client still sends
     /// is dropped until it closes too or `LINGER` runs out.
-    pub async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         if self.input_done && self.rbuf.is_empty() {
             return;
         }
@@ -333,7 +339,7 @@ impl Conn {
     }
 
     /// Sends a response of hiku's own; false if the client is gone.
-    pub async fn send(
+    pub(crate) async fn send(
         &mut self,
         code: u16,
         content_type: &str,
@@ -354,7 +360,7 @@ impl Conn {
 
     /// Sends `error` as text; `meta` is the request's, if it was parsed
     /// (a HEAD request gets the head alone).
-    pub async fn send_error(&mut self, error: &Error, keep_alive: bool, meta: Option<RequestMeta>) -> bool {
+    pub(crate) async fn send_error(&mut self, error: &Error, keep_alive: bool, meta: Option<RequestMeta>) -> bool {
         log::debug!("answering {}: {error}", error.status());
         let body = format!("{error}\n");
         self.send(error.status(), "text/plain; charset=utf-8", body.as_bytes(), keep_alive, meta).await
@@ -364,7 +370,7 @@ impl Conn {
     /// went to a worker): at once, without waiting for a body not sent yet.
     /// The connection stays open only if the whole body was already read
     /// (it is skipped).
-    pub async fn answer_error(&mut self, error: &Error, meta: RequestMeta) -> bool {
+    pub(crate) async fn answer_error(&mut self, error: &Error, meta: RequestMeta) -> bool {
         let keep_alive = match meta.whole_body {
             Some(n) => {
                 self.rbuf.consume(n);
@@ -376,7 +382,7 @@ impl Conn {
     }
 
     /// Tells a client that waits for it (`Expect: 100-continue`) to send its body.
-    pub async fn send_continue(&mut self) -> io::Result<()> {
+    pub(crate) async fn send_continue(&mut self) -> io::Result<()> {
         runtime::write_static(&mut self.client, b"HTTP/1.1 100 Continue\r\n\r\n").await
     }
 
@@ -384,7 +390,7 @@ impl Conn {
     /// data, if chunked), refused (413) past `max` bytes, each read within
     /// `within`; a client that waits for it is told to send it.
     /// `Err(None)`: the client is gone; `Err(Some(e))`: answer `e`, close.
-    pub async fn read_small_body(
+    pub(crate) async fn read_small_body(
         &mut self,
         meta: RequestMeta,
         max: u64,
@@ -399,7 +405,7 @@ impl Conn {
         let mut body = Vec::new();
         let room = usize::try_from(max).unwrap_or(usize::MAX).saturating_add(1);
         let bounds = Bounds { read_within: within, write_within: within, max_bytes: max };
-        read_body(&mut self.client, &mut self.rbuf, Held::new(&mut body, room), meta.framing, true, bounds).await?;
+        read_body(&mut self.client, &mut self.rbuf, HeldBody::new(&mut body, room), meta.framing, true, bounds).await?;
         self.input_done = true;
         Ok(body)
     }
@@ -409,7 +415,7 @@ impl Conn {
     /// until `hold` bytes of it are held (then it streams on, from where
     /// decoding stopped); refused (413) past `max` bytes of data.
     /// `Err(None)`: the client is gone; `Err(Some(e))`: answer `e`, close.
-    pub async fn hold_body(
+    pub(crate) async fn hold_body(
         &mut self,
         framing: Framing,
         hold: usize,
@@ -417,7 +423,7 @@ impl Conn {
         within: Duration,
     ) -> Result<Copied, Option<Error>> {
         let bounds = Bounds { read_within: within, write_within: within, max_bytes: max };
-        let held = Held::new(&mut self.out, hold);
+        let held = HeldBody::new(&mut self.out, hold);
         let copied = read_body(&mut self.client, &mut self.rbuf, held, framing, false, bounds).await?;
         if matches!(copied, Copied::Whole) {
             self.input_done = true;
@@ -427,14 +433,14 @@ impl Conn {
 
     /// Returns when the client, waiting for an answer, has closed its
     /// connection (see [`http::client_gone`]).
-    pub async fn client_gone(&self) {
+    pub(crate) async fn client_gone(&self) {
         http::client_gone(&self.client).await
     }
 
     /// Names `to` in the `Host` hiku added to the outgoing head for a client
     /// that sent none (naming `from`, or no worker yet), as the call moves
     /// to another worker.
-    pub fn retarget_host(&mut self, meta: RequestMeta, from: Option<&Worker>, to: &Worker) {
+    pub(crate) fn retarget_host(&mut self, meta: RequestMeta, from: Option<&Worker>, to: &Worker) {
         if meta.added_host {
             let from = from.map_or("", |w| w.url().authority());
             http::retarget_host(&mut self.out, from, to.url().authority());
@@ -442,10 +448,10 @@ impl Conn {
     }
 
     /// Makes the whole request, body too, ready to send in one write if it
-    /// is not already (`meta.in_out`) and its body is in and small enough
+    /// is not already (`meta.held_whole`) and its body is in and small enough
     /// (at most `limit` bytes in all); whether it is.
-    pub fn stage_whole(&mut self, meta: RequestMeta, limit: usize) -> bool {
-        if meta.in_out {
+    pub(crate) fn stage_whole(&mut self, meta: RequestMeta, limit: usize) -> bool {
+        if meta.held_whole {
             return true;
         }
         match meta.whole_body {
@@ -460,7 +466,7 @@ impl Conn {
 
     /// Sends the request made whole by [`Conn::stage_whole`] on `up`; it
     /// stays in the outgoing buffer, to be sent again.
-    pub async fn send_whole(&mut self, up: &mut TcpStream) -> Result<(), CopyError> {
+    pub(crate) async fn send_whole(&mut self, up: &mut TcpStream) -> Result<(), CopyError> {
         runtime::write_all(up, &mut self.out).await.map_err(CopyError::Write)?;
         self.input_done = true;
         Ok(())
@@ -469,7 +475,7 @@ impl Conn {
     /// Sends the head in the outgoing buffer on `up`, then streams the body
     /// from the client after it (from where `meta.chunked` says a held part
     /// stopped), read and written within `bounds`.
-    pub async fn send_streaming(
+    pub(crate) async fn send_streaming(
         &mut self,
         up: &mut TcpStream,
         meta: RequestMeta,
@@ -486,13 +492,13 @@ impl Conn {
     }
 
     /// Reads the worker's answer head from `up`, within `within`.
-    pub async fn read_answer_head(&mut self, up: &mut TcpStream, within: Duration) -> Result<(), HeadError> {
+    pub(crate) async fn read_answer_head(&mut self, up: &mut TcpStream, within: Duration) -> Result<(), HeadError> {
         http::read_response_head(up, &mut self.ubuf, within).await
     }
 
     /// Like [`Conn::read_answer_head`], unless the client leaves first
     /// (`None`).
-    pub async fn read_answer_head_unless_gone(
+    pub(crate) async fn read_answer_head_unless_gone(
         &mut self,
         up: &mut TcpStream,
         within: Duration,
@@ -507,12 +513,12 @@ impl Conn {
     }
 
     /// The answer read so far: its head first, once it is whole.
-    pub fn answer(&self) -> &[u8] {
+    pub(crate) fn answer(&self) -> &[u8] {
         self.ubuf.data()
     }
 
     /// Forgets the answer read so far (its connection goes).
-    pub fn drop_answer(&mut self) {
+    pub(crate) fn drop_answer(&mut self) {
         self.ubuf.clear();
     }
 
@@ -520,7 +526,11 @@ impl Conn {
     /// rewritten for the client of the request `meta` describes, to the
     /// outgoing buffer, and consumes it. `learn` reads what it wants of the
     /// worker's head first.
-    pub fn pass_answer_head<T>(&mut self, meta: RequestMeta, learn: impl FnOnce(http::Headers) -> T) -> AnswerHead<T> {
+    pub(crate) fn pass_answer_head<T>(
+        &mut self,
+        meta: RequestMeta,
+        learn: impl FnOnce(http::Headers) -> T,
+    ) -> AnswerHead<T> {
         self.out.clear();
         let mut headers = http::empty_headers();
         let res = match http::parse_response(self.ubuf.data(), &mut headers, meta.head) {
@@ -545,7 +555,7 @@ impl Conn {
     /// with `decode`) from `up` to the client, within `bounds`, all but its
     /// last piece, which is left for [`Conn::finish_answer`]. Whether the
     /// worker's connection holds nothing more of it after.
-    pub async fn pass_answer_body(
+    pub(crate) async fn pass_answer_body(
         &mut self,
         up: &mut TcpStream,
         framing: Framing,
@@ -558,23 +568,23 @@ impl Conn {
     }
 
     /// Sends what is left of the answer within `within`; whether it went.
-    pub async fn finish_answer(&mut self, within: Duration) -> bool {
+    pub(crate) async fn finish_answer(&mut self, within: Duration) -> bool {
         http::flush(&mut self.client, &mut self.out, within).await.is_ok()
     }
 }
 
 /// A worker's answer head as passed on: its status, framing, whether the
 /// worker's connection may be reused, and what `learn` read of it.
-pub struct AnswerHead<T> {
-    pub code: u16,
-    pub framing: Framing,
-    pub reusable: bool,
-    pub learned: T,
+pub(crate) struct AnswerHead<T> {
+    pub(crate) code: u16,
+    pub(crate) framing: Framing,
+    pub(crate) reusable: bool,
+    pub(crate) learned: T,
 }
 
 /// What of a connection a request's head is read into, while the head
 /// (in the read buffer) is borrowed.
-pub struct Planning<'c> {
+pub(crate) struct Planning<'c> {
     after_head: &'c [u8],
     who: &'c mut Client,
     admin: bool,
@@ -587,31 +597,31 @@ pub struct Planning<'c> {
 impl Planning<'_> {
     /// How much of a body framed as `framing` came with the head: its bytes
     /// and its data's, if all of it did (noted: the request is all in).
-    pub fn body_in_view(&mut self, framing: Framing) -> Result<Option<(usize, u64)>, ChunkError> {
+    pub(crate) fn body_in_view(&mut self, framing: Framing) -> Result<Option<(usize, u64)>, ChunkError> {
         let body = http::buffered_body_len(self.after_head, framing);
         *self.input_done = matches!(body, Ok(Some(_)));
         body
     }
 
     /// It came in on `admin.listen`.
-    pub fn on_admin_listener(&self) -> bool {
+    pub(crate) fn on_admin_listener(&self) -> bool {
         self.admin
     }
 
     /// The function of the call [`Planning::begin_call`] began.
-    pub fn function(&self) -> &str {
+    pub(crate) fn function(&self) -> &str {
         self.function
     }
 
     /// The client, as far as is known.
-    pub fn peer(&self) -> IpAddr {
+    pub(crate) fn peer(&self) -> IpAddr {
         self.who.ip
     }
 
     /// Behind a front that names the client in `X-Forwarded-For` (nginx):
     /// believed from a trusted `front` only, request by request; whether
     /// the front named the client of this request.
-    pub fn take_forwarded_for(&mut self, front: &Front, headers: http::Headers) -> bool {
+    pub(crate) fn take_forwarded_for(&mut self, front: &Front, headers: http::Headers) -> bool {
         let named = front.forwarded_for && !self.admin && front.trusts(self.who.socket_peer);
         if named {
             let client = http::last_forwarded_for(headers).unwrap_or(self.who.socket_peer);
@@ -624,7 +634,7 @@ impl Planning<'_> {
 
     /// The request is a call of `function`; its request line is kept for
     /// the access log, if there is one (`logged`).
-    pub fn begin_call(&mut self, function: &str, req: &Request, logged: bool) {
+    pub(crate) fn begin_call(&mut self, function: &str, req: &Request, logged: bool) {
         self.function.clear();
         self.function.push_str(function);
         if logged {
@@ -639,13 +649,11 @@ impl Planning<'_> {
     /// the outgoing buffer, the address hiku took the request from joining
     /// `X-Forwarded-For`: the front's, when the front named the client
     /// there already (`named_by_front`). Whether hiku added a `Host`.
-    pub fn write_request_head(&mut self, req: &Request, authority: &str, named_by_front: bool) -> bool {
+    pub(crate) fn write_request_head(&mut self, req: &Request, authority: &str, named_by_front: bool) -> bool {
         self.out.clear();
         let mut front_ip = [0u8; 48];
-        let from_ip = match named_by_front {
-            true => ip_text(self.who.socket_peer, &mut front_ip),
-            false => self.who.text.as_bytes(),
-        };
+        let from_ip =
+            if named_by_front { ip_text(self.who.socket_peer, &mut front_ip) } else { self.who.text.as_bytes() };
         http::write_request_head(self.out, req, authority, from_ip)
     }
 }
@@ -687,7 +695,7 @@ fn parse_head<'h, 'b>(
 async fn read_body(
     client: &mut TcpStream,
     rbuf: &mut ReadBuf,
-    mut held: Held<'_>,
+    mut held: HeldBody<'_>,
     framing: Framing,
     decode: bool,
     bounds: Bounds,
@@ -702,7 +710,7 @@ async fn read_body(
 /// What a client's request body that could not be read whole comes to: an
 /// error to answer (and close), or none (the client is gone). A failed
 /// write is the client's only for hiku's own sinks, which never fail.
-pub fn client_body_error(e: CopyError) -> Option<Error> {
+pub(crate) fn client_body_error(e: CopyError) -> Option<Error> {
     match e {
         CopyError::ReadTimeout(within) => Some(Error::ClientTimeout { what: BODY_BYTE, within }),
         CopyError::Read(_) | CopyError::Write(_) => None,

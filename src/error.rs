@@ -49,7 +49,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             Error::BadRequest(_) => 400,
             Error::NotFound(_) => 404,

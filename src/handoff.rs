@@ -26,29 +26,29 @@ use std::time::Duration;
 use atomic_waker::AtomicWaker;
 
 use crate::runtime::TcpStream;
-use crate::shutdown::Open;
+use crate::shutdown::OpenConnection;
 
 /// How often each shard weighs its share.
-pub const LOOK_EVERY: Duration = Duration::from_millis(50);
-/// Calls a connection has served before it may move: one that closes after
-/// a call or two (a client without a pool that does not say
-/// `Connection: close`) is not worth the move.
-pub const SETTLED: u32 = 2;
+pub(crate) const LOOK_EVERY: Duration = Duration::from_millis(50);
+/// Requests a connection has had on its shard before it may move: one
+/// that closes after a call or two (a client without a pool that does not
+/// say `Connection: close`) is not worth the move.
+pub(crate) const SETTLED: u32 = 2;
 /// The count of a shard that is not serving (it failed to start).
 const RETIRED: usize = usize::MAX;
 
 /// A connection on its way to another shard, still counted as open.
-pub struct Moved {
-    pub fd: OwnedFd,
-    pub peer: SocketAddr,
+pub(crate) struct Moved {
+    pub(crate) fd: OwnedFd,
+    pub(crate) peer: SocketAddr,
     /// It came in on `admin.listen`.
-    pub admin: bool,
-    pub open: Open,
+    pub(crate) admin: bool,
+    pub(crate) open: OpenConnection,
 }
 
 /// What the shards share, for the life of the process: per shard its open
 /// client connections, its inbox and the waker of the task that empties it.
-pub struct Shards {
+pub(crate) struct Shards {
     cores: Box<[Core]>,
 }
 
@@ -63,7 +63,7 @@ impl Shards {
     /// The shared part for `n` shards (it lives as long as the process, so
     /// counting a connection touches no reference count), and each shard's
     /// receiving end.
-    pub fn new(n: usize) -> (&'static Shards, Vec<Receiver<Moved>>) {
+    pub(crate) fn new(n: usize) -> (&'static Shards, Vec<Receiver<Moved>>) {
         let (cores, inboxes): (Vec<Core>, Vec<Receiver<Moved>>) = (0..n.max(1))
             .map(|_| {
                 let (inbox, receiver) = channel();
@@ -73,15 +73,15 @@ impl Shards {
         (Box::leak(Box::new(Shards { cores: cores.into() })), inboxes)
     }
 
-    /// Open client connections, shard by shard (a retired shard's are
+    /// OpenConnection client connections, shard by shard (a retired shard's are
     /// `usize::MAX`).
-    pub fn open(&self) -> impl Iterator<Item = usize> + '_ {
+    pub(crate) fn open(&self) -> impl Iterator<Item = usize> + '_ {
         self.cores.iter().map(|c| c.open.load(Ordering::Relaxed))
     }
 
     /// Shard `i` serves nothing (it failed to start): no connection moves
     /// to it.
-    pub fn retire(&self, i: usize) {
+    pub(crate) fn retire(&self, i: usize) {
         self.cores[i].open.store(RETIRED, Ordering::Relaxed);
     }
 }
@@ -92,7 +92,7 @@ impl Shards {
 /// mean, and no more than its part of what the emptiest lacks (the part
 /// of each shard that is over, so that they do not all fill it past the
 /// mean at once). Retired shards take no part.
-pub fn plan(open: &[usize], me: usize) -> (usize, usize) {
+pub(crate) fn plan(open: &[usize], me: usize) -> (usize, usize) {
     let live = || open.iter().copied().enumerate().filter(|&(_, c)| c != RETIRED);
     let n = live().count().max(1);
     let mean = live().map(|(_, c)| c).sum::<usize>() / n;
@@ -100,14 +100,15 @@ pub fn plan(open: &[usize], me: usize) -> (usize, usize) {
     let over = live().filter(|&(_, c)| c > mean + slack).count().max(1);
     let (to, fewest) = live().min_by_key(|&(_, c)| c).unwrap_or((me, 0));
     let surplus = open.get(me).copied().filter(|&c| c != RETIRED).unwrap_or(0).saturating_sub(mean);
-    match surplus > slack && to != me {
-        true => (surplus.min((mean - fewest).div_ceil(over)), to),
-        false => (0, me),
+    if surplus > slack && to != me {
+        (surplus.min((mean - fewest).div_ceil(over)), to)
+    } else {
+        (0, me)
     }
 }
 
 /// One shard's side.
-pub struct Handoff {
+pub(crate) struct Handoff {
     shards: &'static Shards,
     me: usize,
     inbox: Receiver<Moved>,
@@ -117,24 +118,24 @@ pub struct Handoff {
 }
 
 impl Handoff {
-    pub fn new(shards: &'static Shards, me: usize, inbox: Receiver<Moved>) -> Handoff {
+    pub(crate) fn new(shards: &'static Shards, me: usize, inbox: Receiver<Moved>) -> Handoff {
         Handoff { shards, me, inbox, give: Cell::new(0), to: Cell::new(me) }
     }
 
-    /// Open client connections, shard by shard.
-    pub fn open(&self) -> impl Iterator<Item = usize> + '_ {
+    /// OpenConnection client connections, shard by shard.
+    pub(crate) fn open(&self) -> impl Iterator<Item = usize> + '_ {
         self.shards.open()
     }
 
     /// Counts a connection on this shard while the guard lives.
-    pub fn count(&self) -> OnShard {
+    pub(crate) fn count(&self) -> OnShard {
         let open = &self.shards.cores[self.me].open;
         open.fetch_add(1, Ordering::Relaxed);
         OnShard(open)
     }
 
     /// Weighs the shards' counts (every `LOOK_EVERY`).
-    pub fn look(&self) {
+    pub(crate) fn look(&self) {
         let open: Vec<usize> = self.shards.open().collect();
         let (give, to) = plan(&open, self.me);
         self.give.set(give);
@@ -143,7 +144,7 @@ impl Handoff {
 
     /// The shard a connection between two calls should move to, if this
     /// one holds more than its share.
-    pub fn wanted(&self) -> Option<usize> {
+    pub(crate) fn wanted(&self) -> Option<usize> {
         let give = self.give.get();
         (give > 0).then(|| {
             self.give.set(give - 1);
@@ -154,14 +155,14 @@ impl Handoff {
     /// Sends `client` from `peer` (on `admin.listen`: `admin`; the caller
     /// drops its own stream after) to shard `to`, counted open on the way
     /// with `open`; gives `open` back if it cannot.
-    pub fn send(
+    pub(crate) fn send(
         &self,
         to: usize,
         client: &TcpStream,
         peer: SocketAddr,
         admin: bool,
-        open: Open,
-    ) -> Result<(), (std::io::Error, Open)> {
+        open: OpenConnection,
+    ) -> Result<(), (std::io::Error, OpenConnection)> {
         // SAFETY: fcntl(2) duplicating a descriptor this stream owns; the
         // copy is owned by the OwnedFd alone.
         let fd = unsafe { libc::fcntl(client.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
@@ -181,7 +182,7 @@ impl Handoff {
     }
 
     /// The next connection another shard moved here.
-    pub async fn next(&self) -> Moved {
+    pub(crate) async fn next(&self) -> Moved {
         poll_fn(|cx| {
             self.shards.cores[self.me].waker.register(cx.waker());
             match self.inbox.try_recv() {
@@ -194,7 +195,7 @@ impl Handoff {
 }
 
 /// A connection counted on its shard.
-pub struct OnShard(&'static AtomicUsize);
+pub(crate) struct OnShard(&'static AtomicUsize);
 
 impl Drop for OnShard {
     fn drop(&mut self) {

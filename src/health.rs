@@ -13,10 +13,10 @@ use crate::worker::Worker;
 /// `interval`, every worker in is also probed that often, a failed probe
 /// counting as a failed connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Health {
-    pub eject_after: u32,
-    pub max_ejected_percent: u32,
-    pub interval: Option<Duration>,
+pub(crate) struct Health {
+    pub(crate) eject_after: u32,
+    pub(crate) max_ejected_percent: u32,
+    pub(crate) interval: Option<Duration>,
 }
 
 impl Default for Health {
@@ -27,12 +27,12 @@ impl Default for Health {
 
 impl Health {
     /// Whether `failures` connection failures in a row eject a worker.
-    pub fn ejects_after(&self, failures: u32) -> bool {
+    pub(crate) fn ejects_after(&self, failures: u32) -> bool {
         self.eject_after != 0 && failures >= self.eject_after
     }
 
     /// Whether one more worker may go out, with `out` of `total` out now.
-    pub fn may_eject(&self, out: usize, total: usize) -> bool {
+    pub(crate) fn may_eject(&self, out: usize, total: usize) -> bool {
         out < total * self.max_ejected_percent as usize / 100
     }
 }
@@ -44,7 +44,7 @@ const PROBE_LAST: Duration = Duration::from_secs(30);
 const PROBE_SLICE: Duration = Duration::from_millis(250);
 
 /// What the active probes look at and report to: the scheduler.
-pub trait Probed: Send + Sync + 'static {
+pub(crate) trait Probed: Send + Sync + 'static {
     /// The health settings in force now (a reload may change them).
     fn health(&self) -> Health;
     /// The workers not ejected.
@@ -57,7 +57,7 @@ pub trait Probed: Send + Sync + 'static {
 /// set), for as long as `probed` lives: a failed probe counts as a failed
 /// connection, a 2xx resets the count. A thread of its own, as blocking
 /// here stops no executor.
-pub fn probe_actively<P: Probed>(probed: Weak<P>) {
+pub(crate) fn probe_actively<P: Probed>(probed: Weak<P>) {
     let spawned = std::thread::Builder::new().name("hiku-health".into()).spawn(move || {
         let (mut last, mut slice) = (Instant::now(), PROBE_SLICE);
         loop {
@@ -92,7 +92,7 @@ pub fn probe_actively<P: Probed>(probed: Weak<P>) {
 /// Probes an ejected worker with backoff until it answers `GET /status`
 /// with a 2xx (then puts it back), or it is gone. A thread of its own:
 /// blocking here stops no executor.
-pub fn probe_until_back(worker: Weak<Worker>) {
+pub(crate) fn probe_until_back(worker: Weak<Worker>) {
     let mut wait = PROBE_FIRST;
     loop {
         std::thread::sleep(wait);
@@ -111,7 +111,7 @@ pub fn probe_until_back(worker: Weak<Worker>) {
 
 /// Whether the worker answers `GET /status` with a 2xx `within` the time,
 /// at any of its addresses. Blocks: for the probes' own threads.
-pub fn status_ok(w: &Worker, within: Duration) -> bool {
+pub(crate) fn status_ok(w: &Worker, within: Duration) -> bool {
     let ask = Ask::get("/status", w.url().authority());
     w.addrs().iter().any(|&addr| probe::ask_blocking(addr, &ask, within).is_ok_and(|r| (200..300).contains(&r.status)))
 }

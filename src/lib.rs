@@ -28,20 +28,28 @@
 //!   core); or epoll, where io_uring is blocked ([`runtime`] chooses once
 //!   at start, and nothing else knows which).
 //!
-//! Shared by all shards, through one `Arc<`[`scheduler::Scheduler`]`>`:
+//! Shared by all shards:
 //!
-//! - the worker set, an immutable [`worker::WorkerSet`] snapshot in an
-//!   `ArcSwap`: reading it is one atomic load; admin changes publish a new
-//!   snapshot with a compare-and-swap;
-//! - per worker, its requests in flight as an atomic counter, moved only by
-//!   a [`worker::Lease`] (increment on select, decrement on drop, so no path
-//!   can leak a count), and its adaptive limit ([`worker::Limit`]): a
-//!   window of atomic sums that each call's end adds to, from which the
-//!   call that completes the window computes how many calls the worker
-//!   runs well at once (the rest wait in the queue);
-//! - the balancer's own state, lock-free: the hashing ring is another
-//!   `ArcSwap` snapshot, and pull-based keeps its idle queues in
-//!   `IdleQueues`, a table of atomics.
+//! - through one `Arc<`[`scheduler::Scheduler`]`>`: the worker set, an
+//!   immutable [`worker::WorkerSet`] snapshot in an `ArcSwap`: reading it
+//!   is one atomic load; admin changes publish a new snapshot with a
+//!   compare-and-swap; per worker, its requests in flight as an atomic
+//!   counter, moved only by a [`worker::Lease`] (increment on select,
+//!   decrement on drop, so no path can leak a count), and its adaptive
+//!   limit ([`worker::Limit`]): a window of atomic sums that each call's
+//!   end adds to, from which the call that completes the window computes
+//!   how many calls the worker runs well at once (the rest wait in the
+//!   queue); the balancer's own state, lock-free: the hashing ring is
+//!   another `ArcSwap` snapshot, and pull-based keeps its idle queues in
+//!   `IdleQueues`, a table of atomics; and the calls waiting over all
+//!   cores ([`scheduler::WaitingCalls`]): counts, a ticket per call in
+//!   order of arrival, and per core its oldest call's ticket and a waker;
+//! - the running config ([`reload::LiveConfig`], another `ArcSwap`, which
+//!   a shard looks at between requests);
+//! - the metrics ([`metrics::Metrics`]): counters per core, each on its
+//!   own cache lines, summed when scraped;
+//! - the handoff table ([`handoff::Shards`]): per shard its open
+//!   connections, its inbox of connections moved to it and its waker.
 //!
 //! Nothing on the request path takes a lock, allocates in the decision, or
 //! logs at info level.
@@ -51,12 +59,16 @@
 //! 1. A shard accepts the connection and reads the head into a buffer from
 //!    the shard's stock (a connection quiet for 500 ms gives the buffer
 //!    back, its task ends, and a small parked task waits for readiness to
-//!    start a new one: an idle connection holds about 1 KiB; a per-core
-//!    sweep ([`parking`]) closes those idle past `timeouts_ms.client_idle`);
-//!    [`http::parse_request`] (httparse) borrows it.
-//! 2. [`serve`] reads the head, and [`route`] says where it goes. For `/run/<fn>` the scheduler selects a
-//!    worker and returns a `Lease` (a small body that did not come with
-//!    its head is read whole first, so the call can go again if it must).
+//!    start a new one: an idle connection holds no buffer, about 1.5 KiB
+//!    of hiku's memory in all (`perf/throughput --idle-connections`); a
+//!    per-core sweep ([`parking`]) closes those idle past
+//!    `timeouts_ms.client_idle`); [`http::parse_request`] (httparse)
+//!    borrows it. [`conn::Conn`] keeps the buffers and every rule of
+//!    reading and writing them.
+//! 2. [`serve`] plans the request from its head, and [`route`] says where
+//!    it goes. For `/run/<fn>` the scheduler selects a worker and returns a
+//!    `Lease` (a small body that did not come with its head is read whole
+//!    first, so the call can go again if it must).
 //! 3. [`proxy`] writes the rewritten head (hop-by-hop fields removed,
 //!    `X-Forwarded-For` extended) to a worker connection from the shard's
 //!    pool (if idle for 50 ms or more it is peeked first: closed or holding
@@ -80,8 +92,10 @@
 //!
 //! ## Layout
 //!
-//! Every arrow points down: a file uses only files below it in this list
-//! (`tests/layout.rs` checks that no file leans on one that leans back).
+//! Every arrow points down: a file uses only files below it in this list,
+//! and a room (a module with its folder) named on a line only rooms named
+//! after it (`tests/layout.rs` checks both, and that no file leans on one
+//! that leans back).
 //!
 //! - `main.rs`: the command line, on top of [`run`], [`Config`] and
 //!   [`ask_reload`].
@@ -89,12 +103,16 @@
 //!   state, one shard per core.
 //! - [`listen`]: listeners, the accept loops, connections moved in, the
 //!   stop at a drain.
-//! - [`serve`]: the connection loop: head, plan, park, move, linger.
-//! - [`route`]: one `Endpoint` per path, and who may call it.
-//! - [`proxy`]: a call's policy: hold, wait, forward, retry, bounce,
-//!   release. [`admin`]: hiku's own endpoints.
+//! - [`serve`]: the connection loop: head, plan, park, move, close.
+//! - [`proxy`]: a call's policy: hold, wait, forward, one retry loop
+//!   (connect, resend, bounce), release. [`admin`]: hiku's own endpoints;
+//!   [`cluster`]: the tier's peers (changes passed on, what a starting
+//!   instance takes from them).
+//! - [`route`]: the endpoint table (path, listener, token, workers only),
+//!   and who may call each.
 //! - [`shard`]: what a core owns and its periodic tasks; [`conn`]: a
-//!   client connection, its buffers and hiku's own answers.
+//!   client connection, its buffers and their rules, and hiku's own
+//!   answers.
 //! - [`reload`], [`metrics`], [`access_log`], [`queue`] (a core's waiting
 //!   calls), [`handoff`] and [`steering`] (which shard serves a
 //!   connection), [`parking`] (idle connections), [`pool`] (worker
@@ -102,7 +120,8 @@
 //! - [`config`]: the file, read as the Go original reads it, and its
 //!   sections.
 //! - [`scheduler`]: the shared state: snapshot, place and release,
-//!   capacities, the functions' baselines, the cores' signals;
+//!   capacities, the functions' baselines, the calls waiting over all
+//!   cores;
 //!   [`health`]: ejection and probes.
 //! - [`balancer`]: the `Balancer` trait, the kinds, one file per strategy.
 //! - [`worker`]: workers, their URLs, the worker-set snapshot, leases,
@@ -112,7 +131,9 @@
 //!   moving heads and bodies over sockets.
 //! - [`runtime`] (the seam to monoio: driver, shard threads, socket I/O),
 //!   [`error`] (every failure and its HTTP answer), [`shutdown`]
-//!   (signals, drain, exit), [`sys`], [`logger`]: the leaves.
+//!   (signals, drain, exit), [`sys`], [`logger`], [`proxy_protocol`] (the
+//!   header a front may send first, and the networks of
+//!   `front.trusted_proxies`): the leaves.
 
 // The essay above is for developers (`cargo doc --document-private-items`):
 // it names the private rooms.

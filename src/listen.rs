@@ -48,7 +48,7 @@ fn retry_while_in_use<T>(mut bind: impl FnMut() -> io::Result<T>) -> io::Result<
 ///
 /// Every interface (`[::]`) is IPv6 and IPv4 at once; where the kernel has
 /// no IPv6, it is IPv4's (`0.0.0.0`).
-pub fn bind_listeners(addr: SocketAddr, cores: usize) -> io::Result<(SocketAddr, Vec<Socket>)> {
+pub(crate) fn bind_listeners(addr: SocketAddr, cores: usize) -> io::Result<(SocketAddr, Vec<Socket>)> {
     match retry_while_in_use(|| bind_group(addr, cores)) {
         Err(e) if addr.ip() == Ipv6Addr::UNSPECIFIED && no_ipv6(&e) => {
             let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port()));
@@ -102,7 +102,7 @@ fn bind_group(addr: SocketAddr, cores: usize) -> io::Result<(SocketAddr, Vec<Soc
 }
 
 /// Binds the `admin.listen` socket (one, taken by the first shard).
-pub fn bind_admin(addr: SocketAddr) -> io::Result<(SocketAddr, Socket)> {
+pub(crate) fn bind_admin(addr: SocketAddr) -> io::Result<(SocketAddr, Socket)> {
     retry_while_in_use(|| bind_one(addr))
 }
 
@@ -120,7 +120,12 @@ fn bind_one(addr: SocketAddr) -> io::Result<(SocketAddr, Socket)> {
 /// `admin`, if it has `admin.listen`'s), and those other shards move to it,
 /// until the process drains; then waits for the process to exit (its
 /// connections' tasks go on until then).
-pub async fn accept_all(shard: Rc<Shard>, listener: TcpListener, admin: Option<TcpListener>, max_connections: usize) {
+pub(crate) async fn accept_all(
+    shard: Rc<Shard>,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    max_connections: usize,
+) {
     if shard.cores > 1 {
         runtime::spawn(adopt_moved(Rc::clone(&shard)));
     }
@@ -149,7 +154,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: u
                 }
                 let _ = stream.set_nodelay(true);
                 shard.counters().accepted(admin);
-                let mut conn = Conn::new(stream, peer, admin, shutdown::Open::new(), shard.handoff.count());
+                let mut conn = Conn::new(stream, peer, admin, shutdown::OpenConnection::new(), shard.handoff.count());
                 if !admin && shard.config().front.proxy_protocol {
                     conn.expect_proxy_header();
                 }

@@ -35,13 +35,12 @@ impl Log for Stderr {
             Level::Trace => ("TRACE", 7),
         };
         let mut err = std::io::stderr().lock();
-        let _ = match self.journal {
-            true => writeln!(err, "<{priority}>hiku {level} {}", record.args()),
-            false => {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-                let (stamp, ms) = (utc(now.as_secs()), now.subsec_millis());
-                writeln!(err, "{stamp}.{ms:03}Z hiku {level} {}", record.args())
-            }
+        let _ = if self.journal {
+            writeln!(err, "<{priority}>hiku {level} {}", record.args())
+        } else {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            let (stamp, ms) = (utc(now.as_secs()), now.subsec_millis());
+            writeln!(err, "{stamp}.{ms:03}Z hiku {level} {}", record.args())
         };
     }
 
@@ -78,7 +77,7 @@ pub fn init() {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` (UTC) for seconds since the Unix epoch.
-pub fn utc(secs: u64) -> String {
+pub(crate) fn utc(secs: u64) -> String {
     let (days, rest) = (secs / 86_400, secs % 86_400);
     // Days to a civil date (Howard Hinnant's algorithm), from 1970-01-01.
     let z = days as i64 + 719_468;

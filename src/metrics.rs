@@ -20,12 +20,12 @@ const DECISION_BUCKETS: [f64; 8] = [50e-9, 100e-9, 200e-9, 500e-9, 1e-6, 2e-6, 5
 
 /// One in this many decisions is timed (two clock reads cost about as much
 /// as a decision).
-pub const DECISION_SAMPLE: u32 = 64;
+pub(crate) const DECISION_SAMPLE: u32 = 64;
 
 /// How a call's worker was chosen. `Warm` and `Fallback` are counted for
 /// balancers that know warm instances; the others for every balancer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// It took a warm idle instance.
     Warm,
     /// None was known: another rule chose (a cold start, most likely).
@@ -72,7 +72,7 @@ fn bump(counter: &AtomicU64, by: u64) {
 /// What one core counts.
 #[repr(align(128))]
 #[derive(Default)]
-pub struct Core {
+pub(crate) struct Core {
     /// `/run` answers by status class (1xx to 5xx).
     calls: [AtomicU64; 5],
     decisions: [AtomicU64; DECISIONS.len()],
@@ -87,27 +87,27 @@ pub struct Core {
 impl Core {
     /// A `/run` call answered with `status` after `took` (from its head to
     /// the end of the worker's part).
-    pub fn call(&self, status: u16, took: Duration) {
+    pub(crate) fn call(&self, status: u16, took: Duration) {
         if let Some(class) = (status / 100).checked_sub(1).filter(|&c| c < 5) {
             bump(&self.calls[usize::from(class)], 1);
         }
         self.call_duration.observe(&CALL_BUCKETS, took);
     }
 
-    pub fn decision(&self, decision: Decision) {
+    pub(crate) fn decision(&self, decision: Decision) {
         bump(&self.decisions[decision as usize], 1);
     }
 
-    pub fn decision_time(&self, took: Duration) {
+    pub(crate) fn decision_time(&self, took: Duration) {
         self.decision_duration.observe(&DECISION_BUCKETS, took);
     }
 
-    pub fn sandbox_destroyed(&self, removed: bool) {
+    pub(crate) fn sandbox_destroyed(&self, removed: bool) {
         bump(&self.destroyed[usize::from(!removed)], 1);
     }
 
     /// A client connection accepted here (`admin`: on `admin.listen`).
-    pub fn accepted(&self, admin: bool) {
+    pub(crate) fn accepted(&self, admin: bool) {
         bump(&self.accepted[usize::from(admin)], 1);
     }
 }
@@ -123,7 +123,7 @@ impl Metrics {
     }
 
     /// Core `i`'s counters: only that core may write them.
-    pub fn core(&self, i: usize) -> &Core {
+    pub(crate) fn core(&self, i: usize) -> &Core {
         &self.cores[i % self.cores.len()]
     }
 
@@ -172,7 +172,7 @@ impl Metrics {
             );
         }
         family(o, "hiku_queue_waiting", "gauge", "Calls waiting for a worker with room (every worker was full).");
-        let _ = writeln!(o, "hiku_queue_waiting {}", scheduler.signals().waiting());
+        let _ = writeln!(o, "hiku_queue_waiting {}", scheduler.waiting_calls().count());
         if let Some(idle) = scheduler.balancer().idle_instances() {
             let entries = idle.entries(&workers, None);
             let total: u64 = entries.iter().flat_map(|(_, counts)| counts).map(|(_, n)| n).sum();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// One connection's place on the list, made at its first parking and kept
 /// for its life, so that parking allocates nothing after that.
 #[derive(Debug)]
-pub struct Spot {
+pub(crate) struct Spot {
     fd: RawFd,
     deadline: Cell<Instant>,
     /// Parked now: its fd is open and its task waits for readiness.
@@ -26,13 +26,13 @@ pub struct Spot {
 }
 
 /// Marks a connection parked until dropped (its task woke, or ended).
-pub struct Parked(Rc<Spot>);
+pub(crate) struct Parked(Rc<Spot>);
 
 impl Parked {
     /// Whether the sweep shut the connection down (its time was up). A
     /// request read after that came in the race with the close: it must not
     /// run, as the answer could not reach the client.
-    pub fn was_shut(&self) -> bool {
+    pub(crate) fn was_shut(&self) -> bool {
         self.0.shut.get()
     }
 }
@@ -45,7 +45,7 @@ impl Drop for Parked {
 
 /// A core's parked connections.
 #[derive(Debug, Default)]
-pub struct Parking {
+pub(crate) struct Parking {
     list: RefCell<Vec<Rc<Spot>>>,
 }
 
@@ -53,7 +53,7 @@ impl Parking {
     /// Parks the connection on `fd` until `deadline`; `spot` is its place,
     /// made on the first call. The connection is parked while the returned
     /// guard lives.
-    pub fn park(&self, spot: &mut Option<Rc<Spot>>, fd: RawFd, deadline: Instant) -> Parked {
+    pub(crate) fn park(&self, spot: &mut Option<Rc<Spot>>, fd: RawFd, deadline: Instant) -> Parked {
         let spot = spot.get_or_insert_with(|| {
             Rc::new(Spot {
                 fd,
@@ -74,7 +74,7 @@ impl Parking {
 
     /// Shuts down the parked connections whose time is up at `now`, and
     /// forgets those no longer parked; returns how many it shut down.
-    pub fn sweep(&self, now: Instant) -> usize {
+    pub(crate) fn sweep(&self, now: Instant) -> usize {
         let mut shut = 0;
         self.list.borrow_mut().retain(|spot| {
             let keep = spot.parked.get() && spot.deadline.get() > now;
@@ -95,19 +95,19 @@ impl Parking {
 
     /// How many connections are on the list.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.list.borrow().len()
     }
 
     #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
 /// How often to sweep for an idle timeout of `idle`: a quarter of it,
 /// between 10 ms and a second.
-pub fn sweep_every(idle: Duration) -> Duration {
+pub(crate) fn sweep_every(idle: Duration) -> Duration {
     (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 

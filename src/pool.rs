@@ -13,14 +13,14 @@ use crate::worker::{Worker, WorkerId, WorkerSet};
 
 /// Idle connections kept per worker on one core. The pool grows to the
 /// concurrency the core has seen (the Go original keeps 2).
-pub const MAX_IDLE_PER_WORKER: usize = 4096;
+pub(crate) const MAX_IDLE_PER_WORKER: usize = 4096;
 /// A connection idle for less than this is reused without checking it: a
 /// worker closes idle connections after seconds, not within moments of an
 /// answer, and the check costs a system call per request under load.
-pub const FRESH: Duration = Duration::from_millis(50);
+pub(crate) const FRESH: Duration = Duration::from_millis(50);
 
 #[derive(Default)]
-pub struct Pool {
+pub(crate) struct Pool {
     idle: RefCell<AHashMap<WorkerId, Vec<Idle>>>,
 }
 
@@ -46,7 +46,7 @@ impl Pool {
     /// open and has nothing waiting to be read: a worker may have closed it,
     /// or sent stray bytes after its last answer that must not be taken for
     /// the next one. One idle for less than [`FRESH`] is taken as it is.
-    pub fn take(&self, worker: &Worker) -> Option<TcpStream> {
+    pub(crate) fn take(&self, worker: &Worker) -> Option<TcpStream> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&worker.id())?;
         let now = Instant::now();
@@ -63,7 +63,7 @@ impl Pool {
     /// for its next call, unless that would take the connections to it
     /// past its capacity: those idle over all cores and one per call in
     /// flight (a race between cores may pass it by one each).
-    pub fn put(&self, worker: &Worker, stream: TcpStream) {
+    pub(crate) fn put(&self, worker: &Worker, stream: TcpStream) {
         let counted = worker.configured_capacity() != usize::MAX;
         if counted && worker.pooled() + worker.in_flight() > worker.configured_capacity() {
             return;
@@ -80,7 +80,7 @@ impl Pool {
 
     /// Closes every idle connection to `worker`: one of them just failed,
     /// and the others (its process died, say) likely will too.
-    pub fn forget(&self, worker: &Worker) {
+    pub(crate) fn forget(&self, worker: &Worker) {
         if let Some(list) = self.idle.borrow_mut().remove(&worker.id()) {
             list.iter().for_each(|i| i.uncount(worker));
         }
@@ -89,7 +89,7 @@ impl Pool {
     /// Closes connections to removed workers, ones their worker closed, and
     /// the oldest idle ones past a worker's capacity: a core with none idle
     /// opens a new connection while others keep theirs.
-    pub fn sweep(&self, workers: &WorkerSet) {
+    pub(crate) fn sweep(&self, workers: &WorkerSet) {
         let mut idle = self.idle.borrow_mut();
         idle.retain(|id, list| {
             let Some(worker) = workers.get(*id) else { return false };
@@ -122,7 +122,7 @@ fn is_open(stream: &TcpStream) -> bool {
 }
 
 /// Opens a connection to `worker`, trying each of its addresses in turn.
-pub async fn connect(worker: &Worker, within: Duration) -> io::Result<TcpStream> {
+pub(crate) async fn connect(worker: &Worker, within: Duration) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "host resolved to no address");
     for addr in worker.addrs() {
         match runtime::timeout(within, TcpStream::connect_addr(*addr)).await {

@@ -15,10 +15,10 @@ use crate::runtime::{self, TcpStream};
 const MOST: u64 = 1 << 20;
 
 /// How long a worker's `GET /status` may take to answer.
-pub const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A request: its method, path, `Host`, and admin token if any.
-pub struct Ask<'a> {
+pub(crate) struct Ask<'a> {
     method: &'static str,
     path: &'a str,
     host: &'a str,
@@ -28,21 +28,21 @@ pub struct Ask<'a> {
 }
 
 impl<'a> Ask<'a> {
-    pub fn get(path: &'a str, host: &'a str) -> Ask<'a> {
+    pub(crate) fn get(path: &'a str, host: &'a str) -> Ask<'a> {
         Ask { method: "GET", path, host, token: None, forwarded: false }
     }
 
-    pub fn post(path: &'a str, host: &'a str) -> Ask<'a> {
+    pub(crate) fn post(path: &'a str, host: &'a str) -> Ask<'a> {
         Ask { method: "POST", path, host, token: None, forwarded: false }
     }
 
     /// With `Authorization: Bearer <token>`, if there is one.
-    pub fn token(self, token: Option<&'a str>) -> Ask<'a> {
+    pub(crate) fn token(self, token: Option<&'a str>) -> Ask<'a> {
         Ask { token, ..self }
     }
 
     /// Marked as passed on by a peer (`X-Hiku-Forwarded: 1`).
-    pub fn forwarded(self) -> Ask<'a> {
+    pub(crate) fn forwarded(self) -> Ask<'a> {
         Ask { forwarded: true, ..self }
     }
 
@@ -85,7 +85,7 @@ fn head(data: &[u8]) -> Result<Option<(u16, usize, Option<u64>)>, String> {
 
 /// Sends `ask` to the first of `addrs` that takes a connection and reads
 /// its answer's status, all within `within`.
-pub async fn ask(addrs: &[SocketAddr], ask: &Ask<'_>, within: Duration) -> Result<u16, String> {
+pub(crate) async fn ask(addrs: &[SocketAddr], ask: &Ask<'_>, within: Duration) -> Result<u16, String> {
     let exchange = async {
         let mut stream = connect(addrs).await?;
         runtime::write_all(&mut stream, &mut ask.bytes()).await.map_err(|e| format!("cannot send: {e}"))?;
@@ -123,7 +123,7 @@ async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, String> {
 
 /// Sends `ask` to `addr` and reads the whole answer (as long as its head
 /// says, or to the end; up to a MiB), each step within `within`. Blocks: for threads of their own, never a shard.
-pub fn ask_blocking(addr: SocketAddr, ask: &Ask<'_>, within: Duration) -> Result<Reply, String> {
+pub(crate) fn ask_blocking(addr: SocketAddr, ask: &Ask<'_>, within: Duration) -> Result<Reply, String> {
     let mut stream =
         std::net::TcpStream::connect_timeout(&addr, within).map_err(|e| format!("cannot reach {addr}: {e}"))?;
     stream.set_read_timeout(Some(within)).map_err(|e| e.to_string())?;

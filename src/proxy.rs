@@ -15,7 +15,7 @@ use crate::http::{self, Bounds, Copied, CopyError, Framing, HeadError, RequestMe
 use crate::metrics::Decision;
 use crate::pool;
 use crate::runtime::TcpStream;
-use crate::scheduler::{CallEnd, Unplaced};
+use crate::scheduler::{CallEnd, Scheduler, Unplaced};
 use crate::shard::Shard;
 use crate::worker::{Lease, Worker, WorkerId};
 
@@ -24,7 +24,7 @@ use crate::worker::{Lease, Worker, WorkerId};
 /// connection turns out closed.
 const WHOLE_LIMIT: usize = 64 * 1024;
 /// How a call goes on from its head.
-pub enum Call {
+pub(crate) enum Call {
     /// To the leased worker.
     Forward(Lease),
     /// Every worker is full: it waits for one with room, then goes like
@@ -38,7 +38,7 @@ pub enum Call {
 
 /// Serves a call whose head is in `conn`; whether the client
 /// connection can carry another request.
-pub async fn serve(shard: &Shard, conn: &mut Conn, call: Call, meta: RequestMeta) -> bool {
+pub(crate) async fn serve(shard: &Shard, conn: &mut Conn, call: Call, meta: RequestMeta) -> bool {
     match call {
         Call::Forward(lease) => forward(shard, conn, lease, meta).await,
         // Only when workers are full: boxed, so that its state does not
@@ -53,7 +53,7 @@ pub async fn serve(shard: &Shard, conn: &mut Conn, call: Call, meta: RequestMeta
 /// head is held whole before the call goes to a worker: one of at most
 /// `limit` bytes by its length, or any chunked one (read up to `limit`,
 /// then streamed).
-pub fn holds(framing: Framing, limit: usize) -> bool {
+pub(crate) fn holds(framing: Framing, limit: usize) -> bool {
     match framing {
         Framing::Length(n) => n <= limit as u64,
         Framing::Chunked => limit > 0,
@@ -76,7 +76,7 @@ async fn hold_and_forward(shard: &Shard, conn: &mut Conn, mut meta: RequestMeta)
     let config = shard.config();
     let (hold, max) = (config.limits.buffer_body_bytes, config.limits.max_body_bytes);
     match conn.hold_body(meta.framing, hold, max, config.timeouts.client_body).await {
-        Ok(Copied::Whole) => meta = RequestMeta { in_out: true, whole_body: Some(0), ..meta },
+        Ok(Copied::Whole) => meta = RequestMeta { held_whole: true, whole_body: Some(0), ..meta },
         Ok(Copied::Partial(decoder)) => meta.chunked = decoder,
         Err(error) => {
             shard.record_refused(conn, error.as_ref().map(Error::status));
@@ -185,9 +185,9 @@ impl Tries {
 
     /// The least loaded worker with room not tried yet, after a connection
     /// failed, if a retry is left.
-    fn after_connect_failed(&mut self, shard: &Shard) -> Option<Lease> {
+    fn after_connect_failed(&mut self, scheduler: &Scheduler) -> Option<Lease> {
         self.connects_left = self.connects_left.checked_sub(1)?;
-        shard.scheduler.select_other(&self.tried[..self.len])
+        scheduler.select_other(&self.tried[..self.len])
     }
 
     /// The workers tried so far, if a bounce is left.
@@ -210,10 +210,10 @@ impl Tries {
 /// The lease is released as soon as the worker's part is over, before the
 /// last bytes go to the client: a client that sends its next call the moment
 /// it has the answer must find the worker idle (and, for pull-based, warm).
-pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, mut meta: RequestMeta) -> bool {
+pub(crate) async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, mut meta: RequestMeta) -> bool {
     let started = Instant::now();
     if conn.stage_whole(meta, WHOLE_LIMIT) {
-        meta = RequestMeta { in_out: true, whole_body: Some(0), ..meta };
+        meta = RequestMeta { held_whole: true, whole_body: Some(0), ..meta };
     }
     let mut tries = Tries::new(shard.config().retries);
     let mut pooled = true;
@@ -225,12 +225,17 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, mut meta:
             None => match connect(shard, worker).await {
                 Ok(stream) => Upstream { stream, reused: false },
                 Err(error) => {
-                    let Some(next) = tries.after_connect_failed(shard) else { break Err(Failure::Unsent(error)) };
+                    let Some(next) = tries.after_connect_failed(&shard.scheduler) else {
+                        break Err(Failure::Unsent(error));
+                    };
                     log::debug!("{error}; trying {} instead", next.worker().url());
                     shard.counters().decision(Decision::Retried);
                     conn.retarget_host(meta, Some(worker), next.worker());
                     let failed = std::mem::replace(&mut lease, next);
                     shard.scheduler.release(conn.function(), failed, Outcome::Failed);
+                    // A new connection to the next one too, as the first
+                    // try would have made.
+                    pooled = false;
                     continue;
                 }
             },
@@ -249,7 +254,7 @@ pub async fn forward(shard: &Shard, conn: &mut Conn, mut lease: Lease, mut meta:
                 shard.counters().decision(Decision::Bounced);
                 conn.retarget_host(meta, Some(worker), next.worker());
                 let refused = std::mem::replace(&mut lease, next);
-                shard.scheduler.unused(conn.function(), refused);
+                shard.scheduler.refused(conn.function(), refused);
                 tries.bounces_left -= 1;
             }
         }
@@ -399,7 +404,7 @@ async fn exchange(
     match send_and_read_head(shard, conn, worker, &mut up, meta).await {
         Ok(Sent { sent_at, body_cut }) => {
             let end = call_end(conn.answer(), began.elapsed());
-            if let Some(asked) = bounce_from.filter(|_| meta.in_out && end == CallEnd::Overloaded) {
+            if let Some(asked) = bounce_from.filter(|_| meta.held_whole && end == CallEnd::Overloaded) {
                 if let Some(next) = shard.scheduler.select_other(asked) {
                     // The rest of this answer is never read: the connection goes.
                     conn.drop_answer();
@@ -419,12 +424,12 @@ async fn exchange(
                 shard.pool.forget(worker);
                 // Closed while idle, before any answer: nothing ran, and a
                 // request held whole that may run twice goes again.
-                if meta.in_out && meta.idempotent && conn.answer().is_empty() {
+                if meta.held_whole && meta.idempotent && conn.answer().is_empty() {
                     return Exchanged::Resend;
                 }
             }
             let error = head_error(e, worker, shard.config().timeouts.upstream_response);
-            Exchanged::Done(Err(Failure::Answer { error, body_read: meta.in_out }), Some(CallEnd::Failed))
+            Exchanged::Done(Err(Failure::Answer { error, body_read: meta.held_whole }), Some(CallEnd::Failed))
         }
     }
 }
@@ -442,16 +447,15 @@ async fn send_and_read_head(
 ) -> Result<Sent, NoHead> {
     let config = shard.config();
     let within = config.timeouts.upstream_response;
-    let sent = match meta.in_out {
-        true => conn.send_whole(up).await,
-        false => {
-            let bounds = Bounds {
-                read_within: config.timeouts.client_body,
-                write_within: within,
-                max_bytes: config.limits.max_body_bytes,
-            };
-            conn.send_streaming(up, meta, bounds).await
-        }
+    let sent = if meta.held_whole {
+        conn.send_whole(up).await
+    } else {
+        let bounds = Bounds {
+            read_within: config.timeouts.client_body,
+            write_within: within,
+            max_bytes: config.limits.max_body_bytes,
+        };
+        conn.send_streaming(up, meta, bounds).await
     };
     match sent {
         Ok(()) => {
@@ -475,7 +479,7 @@ async fn send_and_read_head(
         // The worker stopped taking the body: it may have answered early
         // (a 413, say). Relay that answer if there is one.
         Err(CopyError::Write(e)) => match conn.read_answer_head(up, within).await {
-            Ok(()) => Ok(Sent { sent_at: None, body_cut: !meta.in_out }),
+            Ok(()) => Ok(Sent { sent_at: None, body_cut: !meta.held_whole }),
             Err(_) => Err(NoHead::Worker(HeadError::Io(e))),
         },
         Err(e) => Err(NoHead::Client(match conn::client_body_error(e) {
@@ -538,5 +542,35 @@ async fn relay_response(
                 }
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balancer::BalancerKind;
+    use crate::worker::WorkerUrl;
+
+    #[test]
+    fn a_call_tries_each_worker_once_within_its_retries() {
+        let urls = (1..=3).map(|i| (WorkerUrl::parse(&format!("http://w{i}:1")).unwrap(), vec![])).collect();
+        let s = Scheduler::new(BalancerKind::LeastConnections, urls);
+        let first = s.workers().as_slice()[0].id();
+        let mut tries = Tries::new(Retries { connect: 5, overload: 1 });
+        tries.note(first);
+        tries.note(first);
+        assert_eq!(tries.bounce_from(), Some(&[first][..]), "a worker is noted once");
+        let mut leases = Vec::new();
+        while let Some(next) = tries.after_connect_failed(&s) {
+            assert!(!tries.tried[..tries.len].contains(&next.worker().id()), "a worker not tried yet");
+            tries.note(next.worker().id());
+            leases.push(next);
+        }
+        assert_eq!((leases.len(), tries.connects_left), (2, 2), "every worker once, then none left");
+        // Out of retries: no other worker, and no bounce.
+        let mut spent = Tries::new(Retries { connect: 0, overload: 0 });
+        spent.note(first);
+        assert!(spent.after_connect_failed(&s).is_none());
+        assert_eq!(spent.bounce_from(), None);
     }
 }

@@ -15,17 +15,17 @@ const V2_MAX_BODY: usize = 512;
 
 /// A whole header, read from the front of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header {
+pub(crate) struct Header {
     /// The client the front stands for; `None` for the front's own
     /// connections (v2 `LOCAL`, its health checks) or an unknown family.
-    pub source: Option<SocketAddr>,
+    pub(crate) source: Option<SocketAddr>,
     /// The header's length in bytes.
-    pub len: usize,
+    pub(crate) len: usize,
 }
 
 /// Why a connection's first bytes are not a PROXY header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotProxy(pub &'static str);
+pub(crate) struct NotProxy(pub &'static str);
 
 impl std::fmt::Display for NotProxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -34,7 +34,7 @@ impl std::fmt::Display for NotProxy {
 }
 
 /// The header at the start of `data`: `Ok(None)` if more bytes are needed.
-pub fn parse(data: &[u8]) -> Result<Option<Header>, NotProxy> {
+pub(crate) fn parse(data: &[u8]) -> Result<Option<Header>, NotProxy> {
     let v2 = data.len().min(V2_SIGNATURE.len());
     if data[..v2] == V2_SIGNATURE[..v2] && !data.is_empty() {
         return parse_v2(data);
@@ -48,10 +48,7 @@ pub fn parse(data: &[u8]) -> Result<Option<Header>, NotProxy> {
 
 fn parse_v1(data: &[u8]) -> Result<Option<Header>, NotProxy> {
     let Some(end) = data.iter().take(V1_MAX).position(|&b| b == b'\n') else {
-        return match data.len() >= V1_MAX {
-            true => Err(NotProxy("a version 1 line longer than 107 bytes")),
-            false => Ok(None),
-        };
+        return if data.len() >= V1_MAX { Err(NotProxy("a version 1 line longer than 107 bytes")) } else { Ok(None) };
     };
     let line = data[..end].strip_suffix(b"\r").ok_or(NotProxy("a version 1 line not ended by CRLF"))?;
     let line = std::str::from_utf8(line).map_err(|_| NotProxy("a version 1 line that is not text"))?;
@@ -109,14 +106,14 @@ fn parse_v2(data: &[u8]) -> Result<Option<Header>, NotProxy> {
 
 /// An address or a network (`10.0.0.0/8`, `::1`) a front may connect from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Network {
+pub(crate) struct Network {
     addr: IpAddr,
     prefix: u8,
 }
 
 impl Network {
     /// `ip` or `ip/prefix`; anything else is an error naming it.
-    pub fn parse(text: &str) -> Result<Network, String> {
+    pub(crate) fn parse(text: &str) -> Result<Network, String> {
         let bad = || format!("{text:?} is not an IP address or network (e.g. 10.0.0.0/8)");
         let (ip, prefix) = match text.split_once('/') {
             Some((ip, prefix)) => (ip, Some(prefix.parse::<u8>().map_err(|_| bad())?)),
@@ -132,7 +129,7 @@ impl Network {
     }
 
     /// Whether `ip` is in it.
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         let bits = |ip: IpAddr| match ip.to_canonical() {
             IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
             IpAddr::V6(v6) => (u128::from(v6), 128),

@@ -5,7 +5,7 @@
 //!
 //! Each core owns its waiting calls (plain `RefCell` state, never borrowed
 //! across an `.await`), in the order they came. What cores share is
-//! [`Signals`](crate::scheduler::Signals): counts of waiting calls, a ticket per call in order of
+//! [`WaitingCalls`](crate::scheduler::WaitingCalls): counts of waiting calls, a ticket per call in order of
 //! arrival, and per core the ticket of its oldest waiting call, a flag and
 //! a waker. A call that ends (`Scheduler::release`) while calls wait wakes
 //! the core holding the oldest one; that core's dispatcher places its
@@ -37,7 +37,7 @@ const WARM_WINDOW: usize = 8;
 const LOOK_EVERY: Duration = Duration::from_millis(100);
 
 /// One core's waiting calls, oldest first.
-pub struct Queue {
+pub(crate) struct Queue {
     core: usize,
     calls: RefCell<VecDeque<Rc<Waiter>>>,
 }
@@ -67,34 +67,34 @@ impl Drop for Leave<'_> {
         }
         self.queue.publish(self.scheduler, &calls);
         drop(calls);
-        self.scheduler.signals().leave(self.queue.core);
+        self.scheduler.waiting_calls().leave(self.queue.core);
         if let Some(lease) = self.waiter.lease.take() {
-            self.scheduler.give_back(&self.waiter.function, lease);
-            self.scheduler.signals().slot_freed();
+            self.scheduler.unselect(&self.waiter.function, lease);
+            self.scheduler.waiting_calls().slot_freed();
         }
     }
 }
 
 impl Queue {
-    pub fn new(core: usize) -> Queue {
+    pub(crate) fn new(core: usize) -> Queue {
         Queue { core, calls: RefCell::new(VecDeque::new()) }
     }
 
     /// Tells the other cores the ticket of this core's oldest waiting call.
     fn publish(&self, scheduler: &Scheduler, calls: &VecDeque<Rc<Waiter>>) {
         let oldest = calls.front().map_or(u64::MAX, |w| w.ticket);
-        scheduler.signals().set_oldest(self.core, oldest);
+        scheduler.waiting_calls().set_oldest(self.core, oldest);
     }
 
     /// Whether no call waits on this core.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.calls.borrow().is_empty()
     }
 
     /// Waits for a worker with room for a call of `function`, at most
     /// `within`; fails at once if `limit` calls wait already. Ends with
     /// `None` as soon as `gone` does (the client left).
-    pub async fn wait(
+    pub(crate) async fn wait(
         &self,
         scheduler: &Scheduler,
         function: &str,
@@ -102,11 +102,11 @@ impl Queue {
         within: Duration,
         gone: impl std::future::Future<Output = ()>,
     ) -> Option<Result<Lease, Error>> {
-        let signals = scheduler.signals();
-        if signals.waiting() >= limit {
+        let waiting = scheduler.waiting_calls();
+        if waiting.count() >= limit {
             return Some(Err(Error::Overloaded(format!("every worker is full and {limit} calls wait already"))));
         }
-        let ticket = signals.enter(self.core);
+        let ticket = waiting.enter(self.core);
         let waiter =
             Rc::new(Waiter { ticket, function: function.into(), lease: Cell::new(None), waker: Cell::new(None) });
         {
@@ -117,7 +117,7 @@ impl Queue {
         let leave = Leave { queue: self, scheduler, waiter };
         // A slot freed before this call was counted found no one waiting:
         // the dispatcher looks once more, in order.
-        signals.notify(self.core);
+        waiting.notify(self.core);
         let placed = poll_fn(|cx| match leave.waiter.lease.take() {
             Some(lease) => Poll::Ready(lease),
             None => {
@@ -133,18 +133,21 @@ impl Queue {
         let placed = futures_lite::future::or(placed, left).await?;
         Some(match placed {
             Ok(lease) => Ok(lease),
-            Err(_) => leave.waiter.lease.take().ok_or_else(|| match scheduler.workers().is_empty() {
-                true => Error::NoWorkers,
-                false => Error::Overloaded(format!("every worker stayed full for {} ms", within.as_millis())),
+            Err(_) => leave.waiter.lease.take().ok_or_else(|| {
+                if scheduler.workers().is_empty() {
+                    Error::NoWorkers
+                } else {
+                    Error::Overloaded(format!("every worker stayed full for {} ms", within.as_millis()))
+                }
             }),
         })
     }
 
     /// Places waiting calls whenever a slot may have freed, for the life of
     /// the shard.
-    pub async fn dispatch_forever(&self, scheduler: &Scheduler) {
+    pub(crate) async fn dispatch_forever(&self, scheduler: &Scheduler) {
         loop {
-            let notified = scheduler.signals().notified(self.core);
+            let notified = scheduler.waiting_calls().notified(self.core);
             if self.is_empty() {
                 notified.await;
             } else {
@@ -155,7 +158,7 @@ impl Queue {
                 // A slot this core held for a moment may have turned
                 // another core's call away meanwhile, or there may be room
                 // left for calls waiting on another core.
-                scheduler.signals().slot_freed();
+                scheduler.waiting_calls().slot_freed();
             }
         }
     }
@@ -184,7 +187,7 @@ impl Queue {
                     place(&waiter, lease);
                 } else {
                     // No warm instance for it: it waits its turn.
-                    scheduler.give_back(&calls[i].function, lease);
+                    scheduler.unselect(&calls[i].function, lease);
                     gave_back = true;
                     i += 1;
                 }

@@ -28,7 +28,7 @@ use crate::probe::{self, Ask, Reply};
 use crate::scheduler::{self, Scheduler};
 
 /// The running config, and how to load the next one.
-pub struct Live {
+pub(crate) struct LiveConfig {
     /// The file hiku was started with (`None`: nothing to re-read).
     path: Option<PathBuf>,
     config: ArcSwap<Config>,
@@ -40,9 +40,9 @@ pub struct Live {
     reloading: Mutex<()>,
 }
 
-impl Live {
-    pub fn new(path: Option<PathBuf>, config: Config, scheduler: Arc<Scheduler>) -> Arc<Live> {
-        Arc::new(Live {
+impl LiveConfig {
+    pub(crate) fn new(path: Option<PathBuf>, config: Config, scheduler: Arc<Scheduler>) -> Arc<LiveConfig> {
+        Arc::new(LiveConfig {
             path,
             config: ArcSwap::from_pointee(config),
             generation: AtomicU64::new(0),
@@ -51,20 +51,20 @@ impl Live {
         })
     }
 
-    pub fn config(&self) -> Arc<Config> {
+    pub(crate) fn config(&self) -> Arc<Config> {
         self.config.load_full()
     }
 
     /// Changes with every reload (a plain load on x86: cheap on every
     /// request).
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
     /// Re-reads the file and applies it; returns what changed (one line
     /// each), or why the file was refused. Blocks (it reads a file and
     /// resolves new workers' names): call it off the executors.
-    pub fn reload(&self) -> Result<Vec<String>, String> {
+    pub(crate) fn reload(&self) -> Result<Vec<String>, String> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let path = self.path.as_ref().ok_or("hiku was not started from a config file")?;
         let next = Config::load(path).map_err(|e| e.to_string())?;
@@ -120,7 +120,7 @@ impl Live {
 }
 
 /// Logs what a reload did.
-pub fn log_outcome(outcome: Result<Vec<String>, String>) {
+pub(crate) fn log_outcome(outcome: Result<Vec<String>, String>) {
     match outcome {
         Ok(changes) if changes.is_empty() => log::info!("config reloaded: nothing changed"),
         Ok(changes) => log::info!("config reloaded: {}", changes.join("; ")),
@@ -146,10 +146,7 @@ pub fn ask(config: &Config, addr: Option<&str>, token: Option<&str>) -> Result<R
     };
     // A listener on every interface is reached on loopback (IPv4's: one on
     // every IPv6 interface takes IPv4 too).
-    let addr = match addr.ip().is_unspecified() {
-        true => (std::net::Ipv4Addr::LOCALHOST, addr.port()).into(),
-        false => addr,
-    };
+    let addr = if addr.ip().is_unspecified() { (std::net::Ipv4Addr::LOCALHOST, addr.port()).into() } else { addr };
     let token = token.or(config.admin.token.as_deref());
     let host = addr.to_string();
     let ask = Ask::post("/admin/reload", &host).token(token);

@@ -10,7 +10,7 @@ use crate::scheduler::Scheduler;
 
 /// A request's destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route<'a> {
+pub(crate) enum Route<'a> {
     /// `/run/<fn>`: to a worker.
     Run(&'a str),
     /// One of hiku's own endpoints, with its argument: the function of
@@ -20,7 +20,7 @@ pub enum Route<'a> {
 
 /// hiku's own endpoints, in the order of [`ENDPOINTS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     Status,
     /// `/health`: whether this instance takes calls, for a front's checks.
     Health,
@@ -38,7 +38,7 @@ pub enum Endpoint {
 /// Which listener an endpoint is served on when `admin.listen` is set
 /// (without it, every endpoint is on `host:port`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listener {
+pub(crate) enum Listener {
     /// `host:port` alone, with the calls.
     Main,
     /// `admin.listen` alone.
@@ -54,18 +54,18 @@ pub enum Listener {
 /// on to its peers (`cluster.peers`). Any method is taken, as the Go
 /// original takes any.
 #[derive(Debug)]
-pub struct Spec {
-    pub endpoint: Endpoint,
+pub(crate) struct Spec {
+    pub(crate) endpoint: Endpoint,
     /// The path; one ending in `/` is followed by a function name.
-    pub path: &'static str,
-    pub listener: Listener,
-    pub needs_token: bool,
-    pub workers_only: bool,
-    pub changes_the_tier: bool,
+    pub(crate) path: &'static str,
+    pub(crate) listener: Listener,
+    pub(crate) needs_token: bool,
+    pub(crate) workers_only: bool,
+    pub(crate) changes_the_tier: bool,
 }
 
 /// Every endpoint of hiku's own (`/run/<fn>` goes to a worker).
-pub const ENDPOINTS: [Spec; 9] = {
+pub(crate) const ENDPOINTS: [Spec; 9] = {
     const fn spec(endpoint: Endpoint, path: &'static str, listener: Listener, needs_token: bool) -> Spec {
         Spec { endpoint, path, listener, needs_token, workers_only: false, changes_the_tier: false }
     }
@@ -86,7 +86,7 @@ pub const ENDPOINTS: [Spec; 9] = {
 
 impl Endpoint {
     /// Its row of [`ENDPOINTS`].
-    pub fn spec(self) -> &'static Spec {
+    pub(crate) fn spec(self) -> &'static Spec {
         &ENDPOINTS[self as usize]
     }
 }
@@ -94,7 +94,7 @@ impl Endpoint {
 /// The route of `path` (with `query`), as the Go original routes: a `/run`
 /// or `/destroySandbox` path without exactly one function name is a 400,
 /// any other unknown path a 404.
-pub fn route<'a>(path: &'a str, query: &'a str) -> Result<Route<'a>, Error> {
+pub(crate) fn route<'a>(path: &'a str, query: &'a str) -> Result<Route<'a>, Error> {
     if let Some(spec) = ENDPOINTS.iter().find(|s| s.path == path && !s.path.ends_with('/')) {
         return Ok(Route::Local(spec.endpoint, query));
     }
@@ -112,18 +112,18 @@ pub fn route<'a>(path: &'a str, query: &'a str) -> Result<Route<'a>, Error> {
 }
 
 /// Who sent a request, as far as the route's rules go.
-pub struct Sender<'a> {
+pub(crate) struct Sender<'a> {
     /// It came in on `admin.listen`.
-    pub on_admin_listener: bool,
-    pub peer: IpAddr,
-    pub headers: &'a [httparse::Header<'a>],
+    pub(crate) on_admin_listener: bool,
+    pub(crate) peer: IpAddr,
+    pub(crate) headers: &'a [httparse::Header<'a>],
 }
 
 /// Routes `path` for `from`: with `admin.listen` set, its endpoints are
 /// there alone and nothing else is but `/health` (404); an endpoint that needs the token
 /// without it is a 401; `destroySandbox` from an address that is no
 /// worker's a 403, where the config says so.
-pub fn admit<'a>(
+pub(crate) fn admit<'a>(
     path: &'a str,
     query: &'a str,
     from: &Sender,
@@ -135,10 +135,7 @@ pub fn admit<'a>(
         Ok(Route::Local(endpoint, _)) => endpoint.spec().listener,
         _ => Listener::Main,
     };
-    let here = match from.on_admin_listener {
-        true => Listener::Admin,
-        false => Listener::Main,
-    };
+    let here = if from.on_admin_listener { Listener::Admin } else { Listener::Main };
     if config.admin.listen.is_some() && listener != Listener::Both && listener != here {
         return Err(Error::NotFound(format!("no such endpoint: {path}")));
     }

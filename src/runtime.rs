@@ -19,10 +19,10 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
-pub use monoio::io::Canceller;
-pub use monoio::net::{TcpListener, TcpStream};
-pub use monoio::spawn;
-pub use monoio::time::{sleep, timeout};
+pub(crate) use monoio::io::Canceller;
+pub(crate) use monoio::net::{TcpListener, TcpStream};
+pub(crate) use monoio::spawn;
+pub(crate) use monoio::time::{sleep, timeout};
 
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent};
@@ -32,11 +32,11 @@ use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 const RING_ENTRIES: u32 = 1024;
 /// The environment variable that forces a driver: `io_uring`, `epoll` or
 /// `auto` (the default).
-pub const IO_ENV: &str = "HIKU_IO";
+pub(crate) const IO_ENV: &str = "HIKU_IO";
 
 /// The I/O driver every shard runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Driver {
+pub(crate) enum Driver {
     /// io_uring; `deferred` when the kernel takes the task-run flags
     /// (Linux 6.1+), plain io_uring otherwise.
     IoUring {
@@ -59,7 +59,7 @@ impl Driver {
     /// The driver `HIKU_IO` asks for, or the best this kernel allows. An
     /// explicit `io_uring` that the kernel refuses is an error; `auto`
     /// falls back to epoll with a warning.
-    pub fn choose() -> Result<Driver, String> {
+    pub(crate) fn choose() -> Result<Driver, String> {
         let wanted = std::env::var(IO_ENV).unwrap_or_default();
         match wanted.to_ascii_lowercase().as_str() {
             "epoll" => Ok(Driver::Epoll),
@@ -94,7 +94,7 @@ fn uring_builder(deferred: bool) -> io_uring::Builder {
 /// Runs `shard(i, input)` for each of `inputs`, each on its own thread
 /// with its own runtime on `driver`, pinned to the `i`-th core this process
 /// may use if `pin`; returns when all have ended.
-pub fn run_shards<T, F, Fut>(inputs: Vec<T>, driver: Driver, pin: bool, shard: F) -> Result<(), String>
+pub(crate) fn run_shards<T, F, Fut>(inputs: Vec<T>, driver: Driver, pin: bool, shard: F) -> Result<(), String>
 where
     T: Send + 'static,
     F: Fn(usize, T) -> Fut + Send + Sync + 'static,
@@ -147,7 +147,7 @@ where
 
 /// The cores `shards` pinned shards run on, shard `i` on the `i`-th, if
 /// each has a core of its own and they are numbered in a row.
-pub fn pinned_cores(shards: usize) -> Option<std::ops::Range<usize>> {
+pub(crate) fn pinned_cores(shards: usize) -> Option<std::ops::Range<usize>> {
     let cpus = allowed_cpus();
     let first = *cpus.first()?;
     let cores = first..first + shards;
@@ -178,14 +178,14 @@ fn pin_to(cpu: usize) {
 }
 
 /// Runs `f` on the runtime's blocking thread (name resolution, say).
-pub async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> io::Result<R> {
+pub(crate) async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> io::Result<R> {
     monoio::spawn_blocking(f).await.map_err(|_| io::Error::other("a blocking task was cancelled"))
 }
 
 /// Reads into the spare capacity of `buf` (after its length), growing its
 /// length by what was read; `Ok(0)` at end of stream. If the read is
 /// cancelled (its future dropped), `buf` is left empty, without capacity.
-pub async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+pub(crate) async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
     let len = buf.len();
     let cap = buf.capacity();
     debug_assert!(len < cap, "read into a full buffer");
@@ -197,7 +197,7 @@ pub async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<
 /// Like [`read_more`], but gives up when nothing arrives `within` the time:
 /// `Ok(None)`, with `buf` as it was. The read is cancelled and its end
 /// awaited, so bytes that arrive as it is cancelled are kept, not lost.
-pub async fn read_more_within(
+pub(crate) async fn read_more_within(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     within: Duration,
@@ -231,13 +231,13 @@ pub async fn read_more_within(
 /// buffer. Never a stale answer: the epoll driver remembers readiness until
 /// a read finds nothing, so it checks with poll(2) first (the relaxed form
 /// would return at once, again and again, to a caller that only peeks).
-pub async fn readable(stream: &TcpStream) -> io::Result<()> {
+pub(crate) async fn readable(stream: &TcpStream) -> io::Result<()> {
     stream.readable(false).await
 }
 
 /// Peeks at the next byte without waiting: `Ok(0)` at end of stream,
 /// `Ok(1)` if data waits, `Err` of kind `WouldBlock` if there is none yet.
-pub fn peek(stream: &TcpStream) -> io::Result<usize> {
+pub(crate) fn peek(stream: &TcpStream) -> io::Result<usize> {
     let mut byte = 0u8;
     // SAFETY: a valid fd and a one-byte buffer we own.
     let n = unsafe {
@@ -248,25 +248,25 @@ pub fn peek(stream: &TcpStream) -> io::Result<usize> {
 
 /// Writes all of `buf[range]`. If the write is cancelled, `buf` is left
 /// empty, without capacity.
-pub async fn write_range(stream: &mut TcpStream, buf: &mut Vec<u8>, start: usize, end: usize) -> io::Result<()> {
+pub(crate) async fn write_range(stream: &mut TcpStream, buf: &mut Vec<u8>, start: usize, end: usize) -> io::Result<()> {
     let (res, slice) = stream.write_all(mem::take(buf).slice(start..end)).await;
     *buf = slice.into_inner();
     res.map(|_| ())
 }
 
 /// Writes all of `buf`.
-pub async fn write_all(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
+pub(crate) async fn write_all(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
     let len = buf.len();
     write_range(stream, buf, 0, len).await
 }
 
 /// Writes a constant message.
-pub async fn write_static(stream: &mut TcpStream, msg: &'static [u8]) -> io::Result<()> {
+pub(crate) async fn write_static(stream: &mut TcpStream, msg: &'static [u8]) -> io::Result<()> {
     stream.write_all(msg).await.0.map(|_| ())
 }
 
 /// Shuts down the writing half: the peer reads end of stream.
-pub async fn shutdown_write(stream: &mut TcpStream) -> io::Result<()> {
+pub(crate) async fn shutdown_write(stream: &mut TcpStream) -> io::Result<()> {
     stream.shutdown().await
 }
 

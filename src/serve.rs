@@ -24,7 +24,7 @@ use crate::shutdown;
 
 /// Serves `conn` in a task of its own until it closes, or parks it when it
 /// falls quiet.
-pub fn spawn(shard: Rc<Shard>, conn: Conn) {
+pub(crate) fn spawn(shard: Rc<Shard>, conn: Conn) {
     runtime::spawn(serve_task(shard, conn));
 }
 
@@ -160,7 +160,7 @@ fn plan(shard: &Shard, conn: &mut Conn) -> Plan {
         idempotent: req.is_idempotent(),
         whole_body: body.as_ref().ok().copied().flatten().map(|(len, _)| len),
         added_host: false,
-        in_out: false,
+        held_whole: false,
         chunked: http::ChunkedDecoder::default(),
     };
     let head_len = req.head_len;
@@ -212,23 +212,24 @@ fn plan_call(
     named_by_front: bool,
 ) -> Plan {
     let hold = meta.whole_body.is_none() && proxy::holds(req.framing, shard.config().limits.buffer_body_bytes);
-    // A held call is placed once its body is in.
-    let placed = match hold && !shard.scheduler.workers().is_empty() {
-        true => Err(Unplaced::Full),
-        false => shard.place(planning.function()),
+    let call = if hold && !shard.scheduler.workers().is_empty() {
+        // Placed once its body is in.
+        Call::Hold
+    } else {
+        match shard.place(planning.function()) {
+            Ok(lease) => Call::Forward(lease),
+            Err(Unplaced::Full) if hold => Call::Hold,
+            Err(Unplaced::Full) => Call::Wait,
+            Err(Unplaced::NoWorkers) => return Plan::Refused(Error::NoWorkers, meta),
+        }
     };
-    if matches!(placed, Err(Unplaced::NoWorkers)) {
-        return Plan::Refused(Error::NoWorkers, meta);
-    }
     // A call that waits gets its worker's name in a `Host` hiku adds once
     // it has one.
-    let authority = placed.as_ref().map_or("", |lease| lease.worker().url().authority());
+    let authority = match &call {
+        Call::Forward(lease) => lease.worker().url().authority(),
+        Call::Hold | Call::Wait => "",
+    };
     let added_host = planning.write_request_head(req, authority, named_by_front);
     let meta = RequestMeta { added_host, ..meta };
-    let call = match placed {
-        Ok(lease) => Call::Forward(lease),
-        Err(_) if hold => Call::Hold,
-        Err(_) => Call::Wait,
-    };
     Plan::Call(call, meta)
 }

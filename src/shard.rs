@@ -17,7 +17,7 @@ use crate::metrics::{self, Decision, Metrics};
 use crate::parking::{self, Parking};
 use crate::pool::Pool;
 use crate::queue::Queue;
-use crate::reload::Live;
+use crate::reload::LiveConfig;
 use crate::runtime;
 use crate::scheduler::{Scheduler, Unplaced};
 use crate::sys;
@@ -29,50 +29,50 @@ const POOL_SWEEP_EVERY: Duration = Duration::from_secs(5);
 const TRIM_EVERY: Duration = Duration::from_secs(1);
 
 /// What one core owns.
-pub struct Shard {
-    pub scheduler: Arc<Scheduler>,
+pub(crate) struct Shard {
+    pub(crate) scheduler: Arc<Scheduler>,
     /// Its keep-alive connections to the workers.
-    pub pool: Pool,
+    pub(crate) pool: Pool,
     /// How many shards the process runs.
-    pub cores: usize,
+    pub(crate) cores: usize,
     /// The running config, and this core's copy of it (as of its
     /// generation), refreshed before each request: a reloaded config
     /// applies from the core's next request on (to the requests in
     /// progress too, from then on).
-    pub live: Arc<Live>,
+    pub(crate) live: Arc<LiveConfig>,
     config: RefCell<Rc<Config>>,
     config_generation: Cell<u64>,
     /// Its quiet connections, closed when `timeouts.client_idle` is up.
-    pub parking: Parking,
+    pub(crate) parking: Parking,
     /// A drain has shut its listeners down: their accept loops may end.
-    pub listeners_shut: Cell<bool>,
+    pub(crate) listeners_shut: Cell<bool>,
     /// Every core's counters (`/metrics`), and this core's place in them.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     core: usize,
     /// Decisions since the last timed one.
     untimed: Cell<u32>,
     /// Its side of the access log, if there is one.
-    pub access: Option<AccessLog>,
+    pub(crate) access: Option<AccessLog>,
     /// Its calls waiting for a worker with room.
-    pub queue: Queue,
+    pub(crate) queue: Queue,
     /// Its share of the keep-alive connections.
-    pub handoff: Handoff,
+    pub(crate) handoff: Handoff,
 }
 
 /// What a shard is made of, beside what it makes itself.
-pub struct Parts {
-    pub core: usize,
-    pub cores: usize,
-    pub scheduler: Arc<Scheduler>,
-    pub live: Arc<Live>,
-    pub metrics: Arc<Metrics>,
-    pub access: Option<AccessLog>,
-    pub handoff: Handoff,
+pub(crate) struct Parts {
+    pub(crate) core: usize,
+    pub(crate) cores: usize,
+    pub(crate) scheduler: Arc<Scheduler>,
+    pub(crate) live: Arc<LiveConfig>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) access: Option<AccessLog>,
+    pub(crate) handoff: Handoff,
 }
 
 impl Shard {
     /// Core `parts.core`'s shard, with its periodic tasks running.
-    pub fn start(parts: Parts) -> Rc<Shard> {
+    pub(crate) fn start(parts: Parts) -> Rc<Shard> {
         let Parts { core, cores, scheduler, live, metrics, access, handoff } = parts;
         let shard = Rc::new(Shard {
             scheduler,
@@ -104,13 +104,13 @@ impl Shard {
     }
 
     /// The settings hiku runs with (time limits, retries, limits, admin).
-    pub fn config(&self) -> Rc<Config> {
+    pub(crate) fn config(&self) -> Rc<Config> {
         Rc::clone(&self.config.borrow())
     }
 
     /// Takes the reloaded config, if there is a newer one (a relaxed load
     /// otherwise).
-    pub fn refresh_config(&self) {
+    pub(crate) fn refresh_config(&self) {
         let generation = self.live.generation();
         if generation != self.config_generation.get() {
             *self.config.borrow_mut() = Rc::new(Config::clone(&self.live.config()));
@@ -119,13 +119,13 @@ impl Shard {
     }
 
     /// This core's counters.
-    pub fn counters(&self) -> &metrics::Core {
+    pub(crate) fn counters(&self) -> &metrics::Core {
         self.metrics.core(self.core)
     }
 
     /// The balancer's choice for a call of `function`, counted (and one in
     /// `DECISION_SAMPLE` timed) for `/metrics`.
-    pub fn place(&self, function: &str) -> Result<Lease, Unplaced> {
+    pub(crate) fn place(&self, function: &str) -> Result<Lease, Unplaced> {
         let untimed = self.untimed.get();
         self.untimed.set(if untimed + 1 >= metrics::DECISION_SAMPLE { 0 } else { untimed + 1 });
         let timed = (untimed == 0).then(Instant::now);
@@ -138,7 +138,7 @@ impl Shard {
     }
 
     /// Counts whether a call took a warm instance, for balancers that know.
-    pub fn count_decision(&self, lease: &Lease) {
+    pub(crate) fn count_decision(&self, lease: &Lease) {
         if self.scheduler.tracks_warm() {
             let decision = if lease.hint() > 0 { Decision::Warm } else { Decision::Fallback };
             self.counters().decision(decision);
@@ -148,7 +148,7 @@ impl Shard {
     /// Counts a `/run` call on `conn` that ended with `status` after `took`
     /// (none: the connection was cut, or the client left), on `worker` if
     /// one had it, and logs it if there is an access log.
-    pub fn record_call(&self, conn: &Conn, worker: Option<&Worker>, status: Option<u16>, took: Duration) {
+    pub(crate) fn record_call(&self, conn: &Conn, worker: Option<&Worker>, status: Option<u16>, took: Duration) {
         if let Some(status) = status {
             self.counters().call(status, took);
         }
@@ -160,7 +160,7 @@ impl Shard {
 
     /// Counts a `/run` call that no worker had, answered with `status` by
     /// hiku itself (none: the client left).
-    pub fn record_refused(&self, conn: &Conn, status: Option<u16>) {
+    pub(crate) fn record_refused(&self, conn: &Conn, status: Option<u16>) {
         self.record_call(conn, None, status, Duration::ZERO);
     }
 }

@@ -33,54 +33,54 @@ static ON_REOPEN: OnceLock<Box<dyn Fn() + Send + Sync>> = OnceLock::new();
 
 /// What SIGHUP does from now on (run in a thread of its own): until this
 /// is called, SIGHUP is ignored.
-pub fn on_reload(reload: impl Fn() + Send + Sync + 'static) {
+pub(crate) fn on_reload(reload: impl Fn() + Send + Sync + 'static) {
     let _ = ON_RELOAD.set(Box::new(reload));
 }
 
 /// What SIGUSR1 does from now on (reopen the access log): until this is
 /// called, SIGUSR1 is ignored.
-pub fn on_reopen(reopen: impl Fn() + Send + Sync + 'static) {
+pub(crate) fn on_reopen(reopen: impl Fn() + Send + Sync + 'static) {
     let _ = ON_REOPEN.set(Box::new(reopen));
 }
 
 /// What a drained process does last before it exits (the access log's
 /// last lines, say).
-pub fn before_exit(finish: impl Fn() + Send + Sync + 'static) {
+pub(crate) fn before_exit(finish: impl Fn() + Send + Sync + 'static) {
     let _ = BEFORE_EXIT.set(Box::new(finish));
 }
 
 /// How often the shards look for a drain, and the exit for a drained process.
-pub const LOOK_EVERY: Duration = Duration::from_millis(50);
+pub(crate) const LOOK_EVERY: Duration = Duration::from_millis(50);
 
 /// Whether the process is draining.
-pub fn draining() -> bool {
+pub(crate) fn draining() -> bool {
     DRAINING.load(Ordering::Relaxed)
 }
 
 /// Whether the process is stopping: it tells a front (`/health` says 503)
 /// before it drains, or drains.
-pub fn stopping() -> bool {
+pub(crate) fn stopping() -> bool {
     STOPPING.load(Ordering::Relaxed)
 }
 
 /// Client connections open in the process.
-pub fn open_connections() -> usize {
+pub(crate) fn open_connections() -> usize {
     OPEN.load(Ordering::Relaxed)
 }
 
 /// Counts a client connection as open while it lives.
 #[derive(Debug)]
-pub struct Open(());
+pub(crate) struct OpenConnection(());
 
-impl Open {
+impl OpenConnection {
     #[allow(clippy::new_without_default)]
-    pub fn new() -> Open {
+    pub(crate) fn new() -> OpenConnection {
         OPEN.fetch_add(1, Ordering::Relaxed);
-        Open(())
+        OpenConnection(())
     }
 }
 
-impl Drop for Open {
+impl Drop for OpenConnection {
     fn drop(&mut self) {
         OPEN.fetch_sub(1, Ordering::Relaxed);
     }

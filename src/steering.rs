@@ -26,7 +26,7 @@ use std::os::fd::AsRawFd;
 /// Attaches the program to the reuseport group of `socket`, whose sockets
 /// (in the order they were bound) are the shards pinned to the cores
 /// `cores`, one each. Fewer than two shards have nothing to choose.
-pub fn steer_away_from_syn_core(socket: &impl AsRawFd, cores: Range<usize>) -> io::Result<()> {
+pub(crate) fn steer_away_from_syn_core(socket: &impl AsRawFd, cores: Range<usize>) -> io::Result<()> {
     let (Ok(first), Ok(shards)) = (u32::try_from(cores.start), u32::try_from(cores.len())) else {
         return Err(io::Error::other("core numbers out of range"));
     };

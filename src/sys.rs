@@ -3,7 +3,7 @@
 /// Raises the soft limits on open files (a descriptor per client and per
 /// worker connection) and locked memory (io_uring rings on older kernels) to
 /// the hard limits.
-pub fn raise_limits() {
+pub(crate) fn raise_limits() {
     for resource in [libc::RLIMIT_NOFILE, libc::RLIMIT_MEMLOCK] {
         let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: plain getrlimit/setrlimit on a local struct.
@@ -17,7 +17,7 @@ pub fn raise_limits() {
 }
 
 /// The soft limit on open files (after [`raise_limits`], the hard one).
-pub fn open_file_limit() -> usize {
+pub(crate) fn open_file_limit() -> usize {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: plain getrlimit on a local struct.
     match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
@@ -39,7 +39,7 @@ pub fn no_huge_pages() {
 /// freed pages a while for reuse and gives them back only when it is next
 /// busy, so a core that served a burst and fell quiet would hold its peak
 /// for good; called now and then from each core.
-pub fn return_free_memory() {
+pub(crate) fn return_free_memory() {
     // SAFETY: mi_collect only walks this thread's heap; it is harmless if
     // mimalloc is not the global allocator (nothing is there to collect).
     unsafe { libmimalloc_sys::mi_collect(false) };

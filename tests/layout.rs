@@ -256,6 +256,49 @@ fn hiku_has_no_import_circle() {
     check("src");
 }
 
+/// The rooms `src/lib.rs`'s essay lists under "## Layout", in the order
+/// it names them (each by [`name`] or `name.rs`, the first time).
+fn essay_order(lib: &str) -> Vec<String> {
+    let doc: Vec<&str> = lib.lines().filter_map(|l| l.strip_prefix("//!")).collect();
+    let start = doc.iter().position(|l| l.trim() == "## Layout").expect("lib.rs has a \"## Layout\" section");
+    let mut order = Vec::new();
+    for line in doc[start + 1..].iter().take_while(|l| !l.trim_start().starts_with("## ")) {
+        let mut rest = *line;
+        while let Some(at) = rest.find('`') {
+            let Some(len) = rest[at + 1..].find('`') else { break };
+            let name = rest[at + 1..at + 1 + len].trim_end_matches(".rs");
+            if !order.iter().any(|n| n == name) {
+                order.push(name.to_string());
+            }
+            rest = &rest[at + len + 2..];
+        }
+    }
+    order
+}
+
+/// lib.rs's essay says a file uses only files below it in its layout list:
+/// every room is in the list, and every arrow between rooms points down it.
+#[test]
+fn the_essay_lists_every_room_and_arrows_point_down_its_list() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let rooms = rooms(&read_crate(&root));
+    let order = essay_order(&std::fs::read_to_string(root.join("lib.rs")).unwrap());
+    let rank = |room: &Vec<String>| order.iter().position(|n| room.first() == Some(n));
+    let mut wrong = Vec::new();
+    for (room, to) in rooms.arrows.iter().filter(|(r, _)| !r.is_empty()) {
+        let Some(from) = rank(room) else {
+            wrong.push(format!("{} is not in the essay's layout", room[0]));
+            continue;
+        };
+        for target in to.iter().filter(|t| !t.is_empty()) {
+            if rank(target).is_some_and(|r| r < from) {
+                wrong.push(format!("{} uses {}, listed above it", room[0], target[0]));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "src/lib.rs's layout:\n{}", wrong.join("\n"));
+}
+
 #[test]
 fn the_perf_harness_has_no_import_circle() {
     check("perf/src");
@@ -276,4 +319,7 @@ fn the_reader_finds_circles_and_group_imports() {
             .collect(),
     };
     assert_eq!(circles(&c), [vec!["a".to_string(), "b".to_string()]]);
+    let essay =
+        "//! ## Layout\n//!\n//! - `main.rs`: on [`b`].\n//! - [`b`] and [`a`], [`b`] again\n//! ## Next\n//! [`c`]";
+    assert_eq!(essay_order(essay), ["main", "b", "a"]);
 }

@@ -20,9 +20,15 @@ use crate::throughput::{blast, idle};
 /// A call unanswered this long is lost.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One request on a new connection that the server closes after: its
-/// status and body.
-pub async fn get(target: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
+/// An answer's status and body.
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+/// One request (`method`, `path`, no body) on a new connection that the
+/// server closes after: its answer.
+pub async fn request_once(target: SocketAddr, method: &str, path: &str) -> Result<Answer, String> {
     let exchange = async {
         let mut stream = TcpStream::connect(target).await?;
         let request =
@@ -40,7 +46,7 @@ pub async fn get(target: SocketAddr, method: &str, path: &str) -> Result<(u16, S
     let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("{method} {path}: {text}"))?;
     let status =
         head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("{method} {path}: {head}"))?;
-    Ok((status, body.to_string()))
+    Ok(Answer { status, body: body.to_string() })
 }
 
 /// Answers by status, and calls lost.

@@ -48,18 +48,19 @@
 //! leaked; with `--instances` ([`tier_soak`]), through a tier behind
 //! HAProxy while its instances are restarted one after the other.
 //!
-//! `perf/results` runs both at full length and [`report::results`] lays
+//! `perf/results` runs both at full length and [`results`] lays
 //! their reports out as `perf/RESULTS.md`.
 //!
 //! Each subcommand of the `hiku-perf` binary owns its command line and
 //! turns it into its module's options: [`experiment::cli`],
-//! [`throughput::cli`] (`throughput` and `blast`), [`report::results`] and
+//! [`throughput::cli`] (`throughput` and `blast`), [`results`] and
 //! [`soak`], with what they share in [`cli`]; the binary only dispatches.
 //!
 //! The modules follow the experiment as it runs: [`experiment`] starts the
 //! [`emulator`] and a scheduler, the [`load`] side calls through it, and the
 //! [`report`] is what comes out; [`throughput`] and [`soak`] are the other
-//! measurements. [`harness`] starts and watches the processes of all
+//! measurements, and [`results`] lays the reports of all three out as one
+//! page. [`harness`] starts and watches the processes of all
 //! three, and [`http`], [`functions`], [`balancers`], [`rng`], [`scale`]
 //! and [`stats`] are shared between them.
 
@@ -73,6 +74,7 @@ pub mod harness;
 pub mod http;
 pub mod load;
 pub mod report;
+pub mod results;
 pub mod rng;
 pub mod scale;
 pub mod soak;

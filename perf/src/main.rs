@@ -1,11 +1,11 @@
 //! `hiku-perf`: its subcommands, each with its own command line (in
-//! `experiment::cli`, `throughput::cli`, `report::results` and `soak`).
+//! `experiment::cli`, `throughput::cli`, `results` and `soak`).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hiku_perf::harness::process::raise_open_file_limit;
-use hiku_perf::{experiment, report, soak, throughput};
+use hiku_perf::{experiment, results, soak, throughput};
 
 #[derive(Parser)]
 #[command(name = "hiku-perf", version, about = "The Hiku paper's experiment on one machine")]
@@ -23,7 +23,7 @@ enum Command {
     /// Run only the throughput generator against a running server, and print what it measured
     Blast(throughput::cli::BlastArgs),
     /// Lay out saved reports as markdown (perf/RESULTS.md) on stdout
-    Results(report::results::Args),
+    Results(results::Args),
     /// Calls through hiku while its workers die, restart, leave and come back: none may be lost
     Soak(soak::Args),
 }

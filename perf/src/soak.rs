@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::process::Child;
 
 use crate::balancers::BALANCERS;
-use crate::calls::{get, load};
+use crate::calls::{load, request_once, Answer};
 use crate::cli::{exit, sibling, usage_error};
 use crate::harness::cluster::{start_scheduler, start_upstreams};
 use crate::harness::front;
@@ -262,7 +262,7 @@ async fn churn_once(
 
 /// `/admin/workers/<verb>?workers=<url>`, which must answer 200.
 async fn admin(target: SocketAddr, verb: &str, url: &str) -> Result<(), String> {
-    let (status, body) = get(target, "POST", &format!("/admin/workers/{verb}?workers={url}")).await?;
+    let Answer { status, body } = request_once(target, "POST", &format!("/admin/workers/{verb}?workers={url}")).await?;
     match status {
         200 => Ok(()),
         _ => Err(format!("{verb} {url}: {status} {body}")),
@@ -274,7 +274,7 @@ async fn admin(target: SocketAddr, verb: &str, url: &str) -> Result<(), String> 
 async fn settled_in_flight(target: SocketAddr) -> Result<Vec<u64>, String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, body) = get(target, "GET", "/status").await?;
+        let body = request_once(target, "GET", "/status").await?.body;
         let status: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("/status: {e}: {body}"))?;
         let counts: Vec<u64> = status["workers"]
             .as_array()

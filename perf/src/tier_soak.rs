@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::calls::{get, load, Tally};
+use crate::calls::{load, request_once, Tally};
 use crate::harness::cluster::start_upstreams;
 use crate::harness::front::Kind;
 use crate::harness::process::free_port;
@@ -167,7 +167,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
     let mut worker_lists = BTreeMap::new();
     for instance in &instances {
         let admin: SocketAddr = instance.admin.parse().expect("an address");
-        let (_, body) = get(admin, "GET", "/admin/workers").await?;
+        let body = request_once(admin, "GET", "/admin/workers").await?.body;
         let listed: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("{body}: {e}"))?;
         let urls =
             listed["workers"].as_array().map(|a| a.iter().filter_map(|u| u.as_str().map(String::from)).collect());

@@ -13,7 +13,7 @@ use crate::worker::{Lease, Worker, WorkerSet};
 
 /// Points per worker on the ring. The Go original's 10 leave some workers
 /// with twice the arc of others; 160 keeps arcs within a few percent.
-pub const VIRTUAL_NODES: u32 = 160;
+pub(crate) const VIRTUAL_NODES: u32 = 160;
 
 /// Load bound: a worker takes a request while `load + 1 <= ceil(c * (total + 1) / n)`,
 /// with c = LOAD_FACTOR_NUM / LOAD_FACTOR_DEN = 1.25.
@@ -23,7 +23,7 @@ const LOAD_FACTOR_DEN: usize = 4;
 /// Fixed seeds: every core and every restart builds the same ring.
 const SEEDS: [u64; 4] = [0x6869_6b75_5f72_696e, 0x9e37_79b9_7f4a_7c15, 0xbf58_476d_1ce4_e5b9, 0x94d0_49bb_1331_11eb];
 
-pub struct HashingBounded {
+pub(crate) struct HashingBounded {
     ring: ArcSwap<Ring>,
 }
 
@@ -83,7 +83,7 @@ fn bucket(hash: u64, shift: u32) -> u64 {
 }
 
 impl HashingBounded {
-    pub fn new() -> HashingBounded {
+    pub(crate) fn new() -> HashingBounded {
         HashingBounded { ring: ArcSwap::from_pointee(Ring::default()) }
     }
 }

@@ -55,7 +55,7 @@ impl BalancerKind {
     /// The balancer, with the warm-instance table holding `max_functions`
     /// (pull-based, pull-hashing, predictive) and predictive told that
     /// workers run calls on `worker_cores` cores.
-    pub fn build_with(self, max_functions: usize, worker_cores: u64) -> Arc<dyn Balancer> {
+    pub(crate) fn build_with(self, max_functions: usize, worker_cores: u64) -> Arc<dyn Balancer> {
         match self {
             BalancerKind::PullBased => Arc::new(PullBased::with_max_functions(max_functions)),
             BalancerKind::HashingBounded => Arc::new(HashingBounded::new()),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::strategy::Balancer;
 use crate::worker::{Lease, Worker, WorkerSet};
 
-pub struct LeastConnections;
+pub(crate) struct LeastConnections;
 
 impl Balancer for LeastConnections {
     fn select(&self, workers: &WorkerSet, _function: &str) -> Lease {

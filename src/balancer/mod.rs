@@ -14,11 +14,12 @@ mod pull_hashing;
 mod random;
 mod strategy;
 
-pub use idle_queues::{hold_epoch, repin_epoch, DEFAULT_MAX_FUNCTIONS};
+pub(crate) use idle_queues::DEFAULT_MAX_FUNCTIONS;
+pub use idle_queues::{hold_epoch, repin_epoch};
 pub use kind::BalancerKind;
-pub use predictive::DEFAULT_WORKER_CORES;
+pub(crate) use predictive::DEFAULT_WORKER_CORES;
 #[cfg(test)]
-pub use pull_based::PullBased;
+pub(crate) use pull_based::PullBased;
 pub use strategy::{Answer, Balancer, Outcome};
 
 #[cfg(test)]

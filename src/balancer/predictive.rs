@@ -41,7 +41,7 @@ use super::strategy::{Answer, Balancer, Outcome};
 use crate::worker::{Lease, Worker, WorkerId, WorkerSet};
 
 /// Cores per worker unless the config says (the paper's m5.xlarge: 4).
-pub const DEFAULT_WORKER_CORES: u64 = 4;
+pub(crate) const DEFAULT_WORKER_CORES: u64 = 4;
 
 /// Function slots: `limits.max_functions` rounded up, within these bounds.
 const MIN_FUNCTION_SLOTS: usize = 1 << 12;
@@ -95,7 +95,7 @@ struct PairStats {
     last_cold: AtomicU64,
 }
 
-pub struct Predictive {
+pub(crate) struct Predictive {
     /// The idle instances, kept as pull-based keeps them.
     pull: PullBased,
     cores: u64,
@@ -126,7 +126,7 @@ fn blend(mean: &AtomicU32, sample: u32) {
 }
 
 impl Predictive {
-    pub fn new(max_functions: usize, cores: u64) -> Predictive {
+    pub(crate) fn new(max_functions: usize, cores: u64) -> Predictive {
         Predictive {
             pull: PullBased::with_max_functions(max_functions),
             cores: cores.max(1),

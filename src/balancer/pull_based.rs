@@ -11,24 +11,24 @@ use super::strategy::{Balancer, Outcome};
 use crate::worker::{Lease, Worker, WorkerSet};
 
 /// The lease hint of a call placed on a warm idle instance.
-pub const WARM: u32 = 1;
+pub(crate) const WARM: u32 = 1;
 
-pub struct PullBased {
+pub(crate) struct PullBased {
     idle: IdleQueues,
     /// The newest worker-set generation whose removed workers were dropped.
     retained: AtomicU64,
 }
 
 impl PullBased {
-    pub fn new() -> PullBased {
+    pub(crate) fn new() -> PullBased {
         PullBased::with_max_functions(DEFAULT_MAX_FUNCTIONS)
     }
 
-    pub fn with_max_functions(max: usize) -> PullBased {
+    pub(crate) fn with_max_functions(max: usize) -> PullBased {
         PullBased { idle: IdleQueues::new(max), retained: AtomicU64::new(0) }
     }
 
-    pub fn idle_queues(&self) -> &IdleQueues {
+    pub(crate) fn idle_queues(&self) -> &IdleQueues {
         &self.idle
     }
 }

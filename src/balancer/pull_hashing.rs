@@ -16,13 +16,13 @@ use super::pull_based::PullBased;
 use super::strategy::{Balancer, Outcome};
 use crate::worker::{Lease, Worker, WorkerSet};
 
-pub struct PullHashing {
+pub(crate) struct PullHashing {
     pull: PullBased,
     home: HashingBounded,
 }
 
 impl PullHashing {
-    pub fn with_max_functions(max: usize) -> PullHashing {
+    pub(crate) fn with_max_functions(max: usize) -> PullHashing {
         PullHashing { pull: PullBased::with_max_functions(max), home: HashingBounded::new() }
     }
 }

@@ -3,7 +3,7 @@
 use super::strategy::Balancer;
 use crate::worker::{Lease, WorkerSet};
 
-pub struct Random;
+pub(crate) struct Random;
 
 impl Balancer for Random {
     fn select(&self, workers: &WorkerSet, _function: &str) -> Lease {

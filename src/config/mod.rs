@@ -15,7 +15,7 @@ use serde_json::Value;
 
 pub use raw::ConfigError;
 use raw::{Document, Section};
-pub use sections::{
+pub(crate) use sections::{
     Adaptive, Admin, Cluster, DestroySandbox, Front, Limits, Log, Predictive, Queue, Retries, Timeouts, MAX_RETRIES,
 };
 use sections::{MAX_CAPACITY, MAX_TIMEOUT_MS};
@@ -28,40 +28,40 @@ use crate::worker::{Tuning, WorkerUrl};
 /// What `hiku start` needs to run, as read from the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    pub host: String,
-    pub port: u16,
+    pub(crate) host: String,
+    pub(crate) port: u16,
     pub balancer: BalancerKind,
     pub workers: Vec<WorkerUrl>,
     /// `max_inflight` of the workers listed as objects.
-    pub worker_max_inflight: Vec<(WorkerUrl, usize)>,
+    pub(crate) worker_max_inflight: Vec<(WorkerUrl, usize)>,
     /// `workers_max_inflight`: the capacity of every other worker, if any.
-    pub workers_max_inflight: Option<usize>,
+    pub(crate) workers_max_inflight: Option<usize>,
     /// `shutdown_grace_ms`: how long a drain waits for calls in flight.
     pub shutdown_grace: Duration,
     /// `shutdown_announce_ms`: how long, on SIGTERM, `/health` says 503
     /// while calls are still served, before the drain (for a front).
     pub shutdown_announce: Duration,
     /// `queue`: how calls wait when every worker is full.
-    pub queue: Queue,
+    pub(crate) queue: Queue,
     /// `timeouts_ms`: hiku's own key, not the Go original's (as are the
     /// sections below).
-    pub timeouts: Timeouts,
-    pub retries: Retries,
-    pub limits: Limits,
-    pub admin: Admin,
-    pub destroy_sandbox: DestroySandbox,
-    pub predictive: Predictive,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) retries: Retries,
+    pub(crate) limits: Limits,
+    pub(crate) admin: Admin,
+    pub(crate) destroy_sandbox: DestroySandbox,
+    pub(crate) predictive: Predictive,
     /// `adaptive`: each worker's limit, found from its calls.
-    pub adaptive: Adaptive,
-    pub health: Health,
-    pub log: Log,
-    pub front: Front,
-    pub cluster: Cluster,
+    pub(crate) adaptive: Adaptive,
+    pub(crate) health: Health,
+    pub(crate) log: Log,
+    pub(crate) front: Front,
+    pub(crate) cluster: Cluster,
     /// Keys the file has that hiku does not know (reported as warnings).
-    pub unknown_keys: Vec<String>,
+    pub(crate) unknown_keys: Vec<String>,
     /// Keys read in another case than hiku's (as Go reads them): as the
     /// file writes them, and as hiku names them (reported as warnings).
-    pub recased_keys: Vec<(String, String)>,
+    pub(crate) recased_keys: Vec<(String, String)>,
 }
 
 impl Default for Config {
@@ -112,7 +112,7 @@ impl Config {
     }
 
     /// Parses and validates config text.
-    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    pub(crate) fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::read(&Document::parse(text)?)
     }
 
@@ -163,7 +163,7 @@ impl Config {
     /// resolves to, IPv4 first (as Go's `net.Listen` does for
     /// "localhost"); an empty or missing `host` is every interface, IPv6
     /// and IPv4, as Go's `":port"` is.
-    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+    pub(crate) fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         if self.host.is_empty() {
             return Ok(SocketAddr::from((Ipv6Addr::UNSPECIFIED, self.port)));
         }
@@ -226,10 +226,7 @@ impl Config {
         if self.admin.token.is_some() || at.ip().is_loopback() {
             return None;
         }
-        let reach = match at.ip().is_unspecified() {
-            true => "on every interface",
-            false => "on a network address",
-        };
+        let reach = if at.ip().is_unspecified() { "on every interface" } else { "on a network address" };
         Some(format!(
             "/admin/* (the worker list, adding and removing workers, reload) answers anyone who reaches {at} \
              ({reach}): there is no \"admin.token\"; set one, or \"admin.listen\" on a loopback address"
@@ -237,7 +234,7 @@ impl Config {
     }
 
     /// The address of `admin.listen`, if set.
-    pub fn admin_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+    pub(crate) fn admin_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
         let Some(listen) = &self.admin.listen else { return Ok(None) };
         first_addr(listen.as_str(), "admin.listen", listen).map(Some)
     }
@@ -245,13 +242,13 @@ impl Config {
     /// The capacity of workers without one of their own (and of workers
     /// added later): `workers_max_inflight`, at most
     /// `limits.max_connections_per_worker`; `None`: no bound.
-    pub fn default_capacity(&self) -> Option<usize> {
+    pub(crate) fn default_capacity(&self) -> Option<usize> {
         min_bound(self.workers_max_inflight, self.limits.max_connections_per_worker)
     }
 
     /// Every worker's capacity, as the config says, this instance's part of
     /// it in a tier of `cluster.size`.
-    pub fn capacities(&self) -> Capacities {
+    pub(crate) fn capacities(&self) -> Capacities {
         let cap = self.limits.max_connections_per_worker;
         let share = |n: Option<usize>| n.map(|n| self.cluster.share(n));
         let own = self.worker_max_inflight.iter().map(|(url, n)| (url.clone(), share(min_bound(Some(*n), cap))));
@@ -263,7 +260,7 @@ impl Config {
     /// and of the excess a worker may hold: every instance's calls on a
     /// worker wait alike, so each holds its part of the excess), and how
     /// many instances share each worker (each takes its part of a cut).
-    pub fn adaptive_tuning(&self) -> Option<Tuning> {
+    pub(crate) fn adaptive_tuning(&self) -> Option<Tuning> {
         let tuning = self.adaptive.tuning()?;
         let k = self.cluster.size as f64;
         let initial = self.cluster.share(tuning.initial as usize) as u32;
@@ -273,7 +270,7 @@ impl Config {
 
     /// What `next` changes of this config: the keys bound at start (which
     /// take a restart), and those read per call.
-    pub fn changes(&self, next: &Config) -> Changes {
+    pub(crate) fn changes(&self, next: &Config) -> Changes {
         let capacity =
             |c: &Config| (c.workers_max_inflight, c.worker_max_inflight.clone(), c.limits.max_connections_per_worker);
         let pick =
@@ -302,7 +299,7 @@ impl Config {
     }
 
     /// `next`, keeping this config's values of what is bound at start.
-    pub fn keeping_start_bound(&self, mut next: Config) -> Config {
+    pub(crate) fn keeping_start_bound(&self, mut next: Config) -> Config {
         for (_, keep) in &START_BOUND {
             keep(self, &mut next);
         }
@@ -327,11 +324,11 @@ const START_BOUND: [(&str, Keep); 7] = [
 
 /// What a new config changes of the running one, by key.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Changes {
+pub(crate) struct Changes {
     /// Bound at start: only a restart changes them.
-    pub start_bound: Vec<&'static str>,
+    pub(crate) start_bound: Vec<&'static str>,
     /// Read per call: they apply to the next request on each core.
-    pub per_call: Vec<&'static str>,
+    pub(crate) per_call: Vec<&'static str>,
 }
 
 /// The workers' URLs, and the capacities some were given.

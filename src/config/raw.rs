@@ -24,7 +24,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// The file's top-level object, and the keys read from it so far.
-pub struct Document {
+pub(crate) struct Document {
     map: Map<String, Value>,
     /// Keys asked for, as `section.key` (top-level ones without a dot).
     read: RefCell<Vec<String>>,
@@ -42,7 +42,7 @@ fn find<'m>(map: &'m Map<String, Value>, key: &str) -> Option<(&'m String, &'m V
 }
 
 impl Document {
-    pub fn parse(text: &str) -> Result<Document, ConfigError> {
+    pub(crate) fn parse(text: &str) -> Result<Document, ConfigError> {
         let json_error =
             |e: serde_json::Error| ConfigError(format!("invalid JSON at line {} column {}: {e}", e.line(), e.column()));
         let mut values = serde_json::Deserializer::from_str(text).into_iter::<Map<_, _>>();
@@ -61,14 +61,14 @@ impl Document {
     }
 
     /// The top level.
-    pub fn root(&self) -> Section<'_> {
+    pub(crate) fn root(&self) -> Section<'_> {
         Section { map: Some(&self.map), prefix: String::new(), written: String::new(), doc: self }
     }
 
     /// The keys no one asked for (compared ignoring case), top-level ones
     /// first, then those of each section in the order they were read, as
     /// `section.key`.
-    pub fn unknown_keys(&self) -> Vec<String> {
+    pub(crate) fn unknown_keys(&self) -> Vec<String> {
         let read = self.read.borrow();
         let known = |key: &str| read.iter().any(|r| r.eq_ignore_ascii_case(key));
         let mut unknown: Vec<String> = self.map.keys().filter(|k| !known(k)).cloned().collect();
@@ -83,20 +83,20 @@ impl Document {
 
     /// Every key asked for so far, as `section.key` (sections too).
     #[cfg(test)]
-    pub fn asked(&self) -> Vec<String> {
+    pub(crate) fn asked(&self) -> Vec<String> {
         self.read.borrow().clone()
     }
 
     /// The keys read in another case than hiku's: as the file writes them
     /// (with their section), and as hiku names them.
-    pub fn recased_keys(&self) -> Vec<(String, String)> {
+    pub(crate) fn recased_keys(&self) -> Vec<(String, String)> {
         self.recased.borrow().clone()
     }
 }
 
 /// An object of the file (the top level, or a section of hiku's own).
 #[derive(Clone)]
-pub struct Section<'a> {
+pub(crate) struct Section<'a> {
     /// `None`: the section is absent (or null), so every key has its default.
     map: Option<&'a Map<String, Value>>,
     /// `""` at the top level, `name.` in a section.
@@ -108,13 +108,13 @@ pub struct Section<'a> {
 
 impl<'a> Section<'a> {
     /// `key` as errors name it: with its section.
-    pub fn name(&self, key: &str) -> String {
+    pub(crate) fn name(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }
 
     /// The value at `key`, `None` if absent or null. The key matches in any
     /// case (an exact match first), as Go's does.
-    pub fn value(&self, key: &str) -> Option<&'a Value> {
+    pub(crate) fn value(&self, key: &str) -> Option<&'a Value> {
         self.entry(key).map(|(_, v)| v).filter(|v| !v.is_null())
     }
 
@@ -135,7 +135,7 @@ impl<'a> Section<'a> {
     }
 
     /// The value of `key`, deserialized; `None` if absent or null.
-    pub fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ConfigError> {
+    pub(crate) fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ConfigError> {
         match self.value(key) {
             None => Ok(None),
             Some(v) => T::deserialize(v).map(Some).map_err(|e| ConfigError(format!("\"{}\": {e}", self.name(key)))),
@@ -144,7 +144,7 @@ impl<'a> Section<'a> {
 
     /// The object under `key`; an absent or null one has every key at its
     /// default.
-    pub fn section(&self, key: &str) -> Result<Section<'a>, ConfigError> {
+    pub(crate) fn section(&self, key: &str) -> Result<Section<'a>, ConfigError> {
         let prefix = format!("{}{key}.", self.prefix);
         let entry = self.entry(key);
         let written = format!("{}{}.", self.written, entry.map_or(key, |(written, _)| written));
@@ -158,12 +158,12 @@ impl<'a> Section<'a> {
     }
 
     /// A whole number at `key` from `min` to `max`, or `default`.
-    pub fn number(&self, key: &str, min: u64, max: u64, default: u64) -> Result<u64, ConfigError> {
+    pub(crate) fn number(&self, key: &str, min: u64, max: u64, default: u64) -> Result<u64, ConfigError> {
         Ok(self.optional_number(key, min, max)?.unwrap_or(default))
     }
 
     /// A whole number at `key` from `min` to `max`, if there is one.
-    pub fn optional_number(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
+    pub(crate) fn optional_number(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>, ConfigError> {
         let bad = || ConfigError(format!("\"{}\" must be a whole number from {min} to {max}", self.name(key)));
         match self.value(key) {
             None => Ok(None),
@@ -172,7 +172,7 @@ impl<'a> Section<'a> {
     }
 
     /// A millisecond count at `key` from `min` to `max`, or `default`.
-    pub fn millis(
+    pub(crate) fn millis(
         &self,
         key: &str,
         min: u64,
@@ -184,7 +184,7 @@ impl<'a> Section<'a> {
     }
 
     /// A number at `key` from `min` to `max`, or `default`.
-    pub fn float(&self, key: &str, min: f64, max: f64, default: f64) -> Result<f64, ConfigError> {
+    pub(crate) fn float(&self, key: &str, min: f64, max: f64, default: f64) -> Result<f64, ConfigError> {
         let bad = || ConfigError(format!("\"{}\" must be a number from {min} to {max}", self.name(key)));
         match self.value(key) {
             None => Ok(default),
@@ -193,7 +193,7 @@ impl<'a> Section<'a> {
     }
 
     /// `true` or `false` at `key`, or `default`.
-    pub fn boolean(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+    pub(crate) fn boolean(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
         match self.value(key) {
             None => Ok(default),
             Some(Value::Bool(b)) => Ok(*b),

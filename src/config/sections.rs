@@ -14,11 +14,11 @@ use crate::proxy_protocol::Network;
 use crate::worker::Tuning;
 
 /// The longest timeout accepted: a day.
-pub const MAX_TIMEOUT_MS: u64 = 86_400_000;
+pub(crate) const MAX_TIMEOUT_MS: u64 = 86_400_000;
 /// The most retries accepted.
-pub const MAX_RETRIES: u32 = 16;
+pub(crate) const MAX_RETRIES: u32 = 16;
 /// The largest capacity a worker may be given.
-pub const MAX_CAPACITY: u64 = 1_000_000;
+pub(crate) const MAX_CAPACITY: u64 = 1_000_000;
 /// The most `limits.buffer_body_bytes` may be: each client connection may
 /// hold this much while its body arrives.
 const MAX_BUFFER_BODY: u64 = 16 << 20;
@@ -26,19 +26,19 @@ const MAX_BUFFER_BODY: u64 = 16 << 20;
 /// How long hiku waits, for each thing it waits for (`timeouts_ms` in the
 /// file, in milliseconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
+pub(crate) struct Timeouts {
     /// From the first byte of a request head to its end: 408 past it.
-    pub client_header: Duration,
+    pub(crate) client_header: Duration,
     /// A keep-alive connection with no request: closed silently past it.
-    pub client_idle: Duration,
+    pub(crate) client_idle: Duration,
     /// Between two bytes of a request body: 408 past it.
-    pub client_body: Duration,
+    pub(crate) client_body: Duration,
     /// For a connection to a worker: another worker is tried past it.
-    pub upstream_connect: Duration,
+    pub(crate) upstream_connect: Duration,
     /// From the request sent to the worker's response head: 504 past it.
-    pub upstream_response: Duration,
+    pub(crate) upstream_response: Duration,
     /// A client that takes none of its answer for this long: closed.
-    pub client_send: Duration,
+    pub(crate) client_send: Duration,
 }
 
 impl Default for Timeouts {
@@ -55,7 +55,7 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
-    pub fn read(s: &Section) -> Result<Timeouts, ConfigError> {
+    pub(crate) fn read(s: &Section) -> Result<Timeouts, ConfigError> {
         let d = Timeouts::default();
         let ms = |key: &str, default: Duration| s.millis(key, 1, MAX_TIMEOUT_MS, default);
         Ok(Timeouts {
@@ -83,14 +83,14 @@ impl Timeouts {
 
 /// What hiku tries again (`retries` in the file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retries {
+pub(crate) struct Retries {
     /// Other workers tried when a connection to one fails: nothing was
     /// sent, so it is always safe.
-    pub connect: u32,
+    pub(crate) connect: u32,
     /// Other workers tried when one answers that it is overloaded (429, or
     /// 503 with `Retry-After`): it did not run the call. Only a request
     /// hiku still holds whole is sent again.
-    pub overload: u32,
+    pub(crate) overload: u32,
 }
 
 impl Default for Retries {
@@ -100,7 +100,7 @@ impl Default for Retries {
 }
 
 impl Retries {
-    pub fn read(s: &Section) -> Result<Retries, ConfigError> {
+    pub(crate) fn read(s: &Section) -> Result<Retries, ConfigError> {
         let d = Retries::default();
         let number = |key: &str, default: u32| s.number(key, 0, MAX_RETRIES.into(), default.into()).map(|n| n as u32);
         Ok(Retries { connect: number("connect", d.connect)?, overload: number("overload", d.overload)? })
@@ -113,11 +113,11 @@ impl Retries {
 
 /// How calls wait for a worker with room (`queue` in the file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Queue {
+pub(crate) struct Queue {
     /// Calls waiting at once over all cores; past it: 503.
-    pub limit: usize,
+    pub(crate) limit: usize,
     /// The longest a call waits; past it: 503.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl Default for Queue {
@@ -127,7 +127,7 @@ impl Default for Queue {
 }
 
 impl Queue {
-    pub fn read(s: &Section) -> Result<Queue, ConfigError> {
+    pub(crate) fn read(s: &Section) -> Result<Queue, ConfigError> {
         let d = Queue::default();
         let limit = s.number("limit", 0, 10_000_000, d.limit as u64)? as usize;
         Ok(Queue { limit, timeout: s.millis("timeout_ms", 1, MAX_TIMEOUT_MS, d.timeout)? })
@@ -140,28 +140,28 @@ impl Queue {
 
 /// How much a client may send (`limits` in the file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// A request head larger than this: 431.
-    pub max_header_bytes: usize,
+    pub(crate) max_header_bytes: usize,
     /// A request head with more fields: 431.
-    pub max_headers: usize,
+    pub(crate) max_headers: usize,
     /// A request body larger than this (by its Content-Length, or as it
     /// streams): 413.
-    pub max_body_bytes: u64,
+    pub(crate) max_body_bytes: u64,
     /// A `/run` body up to this size that did not come with its head is
     /// read whole before the call goes to a worker (so it can go again to
     /// another worker if its worker is overloaded or cannot be reached); a
     /// larger one streams. 0: every such body streams.
-    pub buffer_body_bytes: usize,
+    pub(crate) buffer_body_bytes: usize,
     /// Client connections open at once in the process; past it new ones
     /// wait in the listen backlog. `None`: half the open-file limit.
-    pub max_connections: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
     /// Functions pull-based keeps warm-instance queues for; past it a new
     /// function takes the place of a least recently used one.
-    pub max_functions: usize,
+    pub(crate) max_functions: usize,
     /// Connections to one worker, in use and idle: a call holds one, so
     /// this bounds its calls in flight as a capacity does.
-    pub max_connections_per_worker: Option<usize>,
+    pub(crate) max_connections_per_worker: Option<usize>,
 }
 
 impl Default for Limits {
@@ -179,7 +179,7 @@ impl Default for Limits {
 }
 
 impl Limits {
-    pub fn read(s: &Section) -> Result<Limits, ConfigError> {
+    pub(crate) fn read(s: &Section) -> Result<Limits, ConfigError> {
         let d = Limits::default();
         let (max_head, max_fields) = (MAX_HEAD as u64, MAX_HEADERS as u64);
         let size = |key: &str, min: u64, max: u64, default: usize| s.number(key, min, max, default as u64);
@@ -212,15 +212,15 @@ impl Limits {
 
 /// Who may use `/admin/*`, and where (`admin` in the file).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Admin {
+pub(crate) struct Admin {
     /// If set, `/admin/*` needs `Authorization: Bearer <token>`.
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
     /// If set, `/admin/*` and `/status` are served on this `host:port` only.
-    pub listen: Option<String>,
+    pub(crate) listen: Option<String>,
 }
 
 impl Admin {
-    pub fn read(s: &Section) -> Result<Admin, ConfigError> {
+    pub(crate) fn read(s: &Section) -> Result<Admin, ConfigError> {
         let token = match s.value("token") {
             None => None,
             Some(Value::String(t)) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()) => Some(t.clone()),
@@ -248,9 +248,9 @@ fn valid_host_port(s: &str) -> bool {
 
 /// Who may report an evicted instance (`destroy_sandbox` in the file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DestroySandbox {
+pub(crate) struct DestroySandbox {
     /// `/destroySandbox` is taken only from the address of a worker.
-    pub only_from_workers: bool,
+    pub(crate) only_from_workers: bool,
 }
 
 impl Default for DestroySandbox {
@@ -260,7 +260,7 @@ impl Default for DestroySandbox {
 }
 
 impl DestroySandbox {
-    pub fn read(s: &Section) -> Result<DestroySandbox, ConfigError> {
+    pub(crate) fn read(s: &Section) -> Result<DestroySandbox, ConfigError> {
         Ok(DestroySandbox { only_from_workers: s.boolean("only_from_workers", true)? })
     }
 
@@ -272,9 +272,9 @@ impl DestroySandbox {
 /// Each worker's adaptive limit (`adaptive` in the file): on unless
 /// `enabled` is false.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Adaptive {
-    pub enabled: bool,
-    pub tuning: Tuning,
+pub(crate) struct Adaptive {
+    pub(crate) enabled: bool,
+    pub(crate) tuning: Tuning,
 }
 
 // Its numbers are finite (checked when read), so equality is one.
@@ -290,7 +290,7 @@ impl Adaptive {
     /// The most excess a tuning may name.
     const MOST_EXCESS: f64 = 1000.0;
 
-    pub fn read(s: &Section) -> Result<Adaptive, ConfigError> {
+    pub(crate) fn read(s: &Section) -> Result<Adaptive, ConfigError> {
         let d = Tuning::default();
         let count = |key: &str, default: u32| s.number(key, 1, MAX_CAPACITY, default.into()).map(|n| n as u32);
         let excess = |key: &str, default: f64| s.float(key, 0.0, Adaptive::MOST_EXCESS, default);
@@ -313,7 +313,7 @@ impl Adaptive {
     }
 
     /// The tuning if it is on.
-    pub fn tuning(&self) -> Option<Tuning> {
+    pub(crate) fn tuning(&self) -> Option<Tuning> {
         self.enabled.then_some(self.tuning)
     }
 
@@ -332,9 +332,9 @@ impl Adaptive {
 
 /// The predictive balancer's view of the workers (`predictive` in the file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Predictive {
+pub(crate) struct Predictive {
     /// The cores each worker runs calls on, as it prices a worker's load.
-    pub worker_cores: u64,
+    pub(crate) worker_cores: u64,
 }
 
 impl Default for Predictive {
@@ -344,7 +344,7 @@ impl Default for Predictive {
 }
 
 impl Predictive {
-    pub fn read(s: &Section) -> Result<Predictive, ConfigError> {
+    pub(crate) fn read(s: &Section) -> Result<Predictive, ConfigError> {
         Ok(Predictive { worker_cores: s.number("worker_cores", 1, 4096, Predictive::default().worker_cores)? })
     }
 
@@ -355,13 +355,13 @@ impl Predictive {
 
 /// What hiku writes down (`log` in the file).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Log {
+pub(crate) struct Log {
     /// Where to write a line per `/run` call, if anywhere.
-    pub access: Option<PathBuf>,
+    pub(crate) access: Option<PathBuf>,
 }
 
 impl Log {
-    pub fn read(s: &Section) -> Result<Log, ConfigError> {
+    pub(crate) fn read(s: &Section) -> Result<Log, ConfigError> {
         let access = match s.value("access") {
             None => None,
             Some(Value::String(path)) if !path.is_empty() => Some(PathBuf::from(path)),
@@ -377,22 +377,22 @@ impl Log {
 
 /// What hiku takes from a front (HAProxy) in front of it (`front` in the file).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Front {
+pub(crate) struct Front {
     /// Every connection to `host:port` starts with a PROXY protocol header
     /// (v1 or v2) naming the client; one without it is refused.
-    pub proxy_protocol: bool,
+    pub(crate) proxy_protocol: bool,
     /// The client of a request from a trusted front is the last address of
     /// its `X-Forwarded-For` (the one the front added): for a front that
     /// cannot send the PROXY protocol (nginx).
-    pub forwarded_for: bool,
+    pub(crate) forwarded_for: bool,
     /// The addresses and networks a PROXY header or `X-Forwarded-For` is
     /// taken from: a PROXY connection from anywhere else is refused, an
     /// `X-Forwarded-For` from anywhere else ignored.
-    pub trusted_proxies: Vec<Network>,
+    pub(crate) trusted_proxies: Vec<Network>,
 }
 
 impl Front {
-    pub fn read(s: &Section) -> Result<Front, ConfigError> {
+    pub(crate) fn read(s: &Section) -> Result<Front, ConfigError> {
         let proxy_protocol = s.boolean("proxy_protocol", false)?;
         let forwarded_for = s.boolean("forwarded_for", false)?;
         let mut trusted_proxies = Vec::new();
@@ -420,20 +420,20 @@ impl Front {
     }
 
     /// Whether a PROXY header is taken from `peer`.
-    pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
+    pub(crate) fn trusts(&self, peer: std::net::IpAddr) -> bool {
         self.trusted_proxies.iter().any(|n| n.contains(peer))
     }
 }
 
 /// The tier this instance is one of (`cluster` in the file).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cluster {
+pub(crate) struct Cluster {
     /// Instances in the tier: each worker's capacity is shared between
     /// them, each instance taking its part (rounded down, at least 1).
-    pub size: usize,
+    pub(crate) size: usize,
     /// The other instances' admin addresses (`host:port`), which an admin
     /// change made here is passed on to.
-    pub peers: Vec<String>,
+    pub(crate) peers: Vec<String>,
 }
 
 impl Default for Cluster {
@@ -443,7 +443,7 @@ impl Default for Cluster {
 }
 
 impl Cluster {
-    pub fn read(s: &Section) -> Result<Cluster, ConfigError> {
+    pub(crate) fn read(s: &Section) -> Result<Cluster, ConfigError> {
         let size = s.number("size", 1, 1024, 1)? as usize;
         let peers = s.get::<Vec<String>>("peers")?.unwrap_or_default();
         if let Some(bad) = peers.iter().find(|p| !valid_host_port(p)) {
@@ -457,13 +457,13 @@ impl Cluster {
     }
 
     /// This instance's part of a capacity of `n` calls.
-    pub fn share(&self, n: usize) -> usize {
+    pub(crate) fn share(&self, n: usize) -> usize {
         (n / self.size).max(1)
     }
 }
 
 /// When workers are ejected (`health` in the file).
-pub fn read_health(s: &Section) -> Result<Health, ConfigError> {
+pub(crate) fn read_health(s: &Section) -> Result<Health, ConfigError> {
     let d = Health::default();
     let interval = s.optional_number("interval_ms", 100, MAX_TIMEOUT_MS)?.map(Duration::from_millis);
     Ok(Health {

@@ -162,19 +162,19 @@ impl Sink for TcpStream {
 
 /// A body held in memory, after what `into` holds already, until it has
 /// grown by `room` bytes.
-pub struct Held<'a> {
+pub struct HeldBody<'a> {
     into: &'a mut Vec<u8>,
     full_at: usize,
 }
 
-impl<'a> Held<'a> {
-    pub fn new(into: &'a mut Vec<u8>, room: usize) -> Held<'a> {
+impl<'a> HeldBody<'a> {
+    pub fn new(into: &'a mut Vec<u8>, room: usize) -> HeldBody<'a> {
         let full_at = into.len().saturating_add(room);
-        Held { into, full_at }
+        HeldBody { into, full_at }
     }
 }
 
-impl Sink for Held<'_> {
+impl Sink for HeldBody<'_> {
     async fn put(&mut self, data: &mut Vec<u8>, _within: Duration) -> Result<(), CopyError> {
         self.into.append(data);
         Ok(())

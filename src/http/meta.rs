@@ -17,10 +17,10 @@ pub struct RequestMeta {
     pub whole_body: Option<usize>,
     /// hiku added a `Host` naming the worker (the client sent none).
     pub added_host: bool,
-    /// The whole request, body too, is in `conn.out` (it was held, or sent
-    /// once and bounced).
-    pub in_out: bool,
+    /// The whole request, body too, is in the connection's outgoing
+    /// buffer (it was held, or is small and came whole with its head).
+    pub held_whole: bool,
     /// Where decoding a chunked body stands when it streams: at its start,
-    /// or where holding it stopped (the part held is in `conn.out`).
+    /// or where holding it stopped (the part held is in the outgoing buffer).
     pub chunked: ChunkedDecoder,
 }

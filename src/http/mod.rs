@@ -14,7 +14,7 @@ mod write;
 pub use buf::{recycle, spare, ReadBuf};
 pub use chunked::{ChunkError, ChunkedDecoder};
 pub use io::{
-    client_gone, copy_body, flush, read_response_head, Body, Bounds, Copied, CopyError, HeadError, Held, Sink,
+    client_gone, copy_body, flush, read_response_head, Body, Bounds, Copied, CopyError, HeadError, HeldBody, Sink,
 };
 pub use meta::RequestMeta;
 pub use parse::{

@@ -38,7 +38,7 @@ struct Slot {
     value: AtomicU64,
 }
 
-pub struct Baselines {
+pub(crate) struct Baselines {
     hasher: RandomState,
     slots: Box<[Slot]>,
 }
@@ -56,7 +56,7 @@ impl Baselines {
     /// Learns from an answer of `function` that took `took_us`; the
     /// baseline to measure it against (as it was before), or 0 while the
     /// function has not answered often enough.
-    pub fn observe(&self, function: &str, took_us: u64) -> u64 {
+    pub(crate) fn observe(&self, function: &str, took_us: u64) -> u64 {
         let tag = self.hasher.hash_one(function) | 1;
         let set = (tag >> 1) as usize % (SLOTS / 2) * 2;
         let ways = &self.slots[set..set + 2];
@@ -71,10 +71,7 @@ impl Baselines {
         };
         let value = slot.value.load(Ordering::Relaxed);
         let (base, answers) = (value & BASE_MASK, value >> BASE_BITS);
-        let next = match took_us < base {
-            true => took_us,
-            false => base + ((took_us - base) >> CREEP_SHIFT),
-        };
+        let next = if took_us < base { took_us } else { base + ((took_us - base) >> CREEP_SHIFT) };
         let updated = (answers + 1).min(MOST_ANSWERS) << BASE_BITS | next.max(1);
         if updated != value {
             slot.value.store(updated, Ordering::Relaxed);

@@ -5,18 +5,18 @@ use crate::worker::WorkerUrl;
 
 /// The capacity of each worker: its own, or the default (`None`: no bound).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Capacities {
-    pub default: Option<usize>,
-    pub own: Vec<(WorkerUrl, Option<usize>)>,
+pub(crate) struct Capacities {
+    pub(crate) default: Option<usize>,
+    pub(crate) own: Vec<(WorkerUrl, Option<usize>)>,
 }
 
 impl Capacities {
-    pub fn of(&self, url: &WorkerUrl) -> Option<usize> {
+    pub(crate) fn of(&self, url: &WorkerUrl) -> Option<usize> {
         self.own.iter().find(|(u, _)| u == url).map_or(self.default, |&(_, n)| n)
     }
 
     /// Whether any worker may have a bound.
-    pub fn any(&self) -> bool {
+    pub(crate) fn any(&self) -> bool {
         self.default.is_some() || self.own.iter().any(|(_, n)| n.is_some())
     }
 }

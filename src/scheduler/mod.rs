@@ -18,14 +18,14 @@ use crate::worker::{Change, Learnt, Lease, Sample, Tuning, Worker, WorkerId, Wor
 
 mod baselines;
 mod capacities;
-mod signals;
+mod waiting;
 
-pub use baselines::Baselines;
-pub use capacities::Capacities;
-pub use signals::Signals;
+pub(crate) use baselines::Baselines;
+pub(crate) use capacities::Capacities;
+pub(crate) use waiting::WaitingCalls;
 
 /// A worker to add: its URL and the addresses it resolved to.
-pub type NewWorker = (WorkerUrl, Vec<SocketAddr>);
+pub(crate) type NewWorker = (WorkerUrl, Vec<SocketAddr>);
 
 pub struct Scheduler {
     snapshot: ArcSwap<Snapshot>,
@@ -45,11 +45,11 @@ pub struct Scheduler {
     adaptive: ArcSwap<Option<Tuning>>,
     baselines: Baselines,
     /// The cores' queues of calls waiting for a worker with room.
-    signals: Signals,
+    waiting: WaitingCalls,
 }
 
 /// The workers and the balancer that chooses among them, published together.
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     set: WorkerSet,
     kind: BalancerKind,
     balancer: Arc<dyn Balancer>,
@@ -71,7 +71,7 @@ impl std::ops::Deref for Snapshot {
 
 /// Why a call found no worker.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Unplaced {
+pub(crate) enum Unplaced {
     NoWorkers,
     /// Every worker is at its capacity (or calls wait already): the call
     /// waits in the queue.
@@ -100,7 +100,7 @@ impl Scheduler {
         Scheduler::with_balancer(kind, kind.build(), workers)
     }
 
-    pub fn with_balancer(kind: BalancerKind, balancer: Arc<dyn Balancer>, workers: Vec<NewWorker>) -> Scheduler {
+    pub(crate) fn with_balancer(kind: BalancerKind, balancer: Arc<dyn Balancer>, workers: Vec<NewWorker>) -> Scheduler {
         let (learns, tracks_warm) = (balancer.learns(), balancer.idle_instances().is_some());
         let s = Scheduler {
             snapshot: ArcSwap::from_pointee(Snapshot { set: WorkerSet::default(), kind, balancer }),
@@ -113,30 +113,30 @@ impl Scheduler {
             capacities: ArcSwap::from_pointee(Capacities::default()),
             adaptive: ArcSwap::from_pointee(None),
             baselines: Baselines::default(),
-            signals: Signals::new(1),
+            waiting: WaitingCalls::new(1),
         };
         s.add(workers);
         s
     }
 
     /// The same, with a queue of waiting calls on each of `cores` cores.
-    pub fn with_cores(mut self, cores: usize) -> Scheduler {
-        self.signals = Signals::new(cores);
+    pub(crate) fn with_cores(mut self, cores: usize) -> Scheduler {
+        self.waiting = WaitingCalls::new(cores);
         self
     }
 
     /// The same, ejecting workers as `health` says.
-    pub fn with_health(self, health: Health) -> Scheduler {
+    pub(crate) fn with_health(self, health: Health) -> Scheduler {
         self.set_health(health);
         self
     }
 
     /// Ejects workers as `health` says from now on.
-    pub fn set_health(&self, health: Health) {
+    pub(crate) fn set_health(&self, health: Health) {
         self.health.store(Arc::new(health));
     }
 
-    pub fn health(&self) -> Health {
+    pub(crate) fn health(&self) -> Health {
         **self.health.load()
     }
 
@@ -144,7 +144,7 @@ impl Scheduler {
     /// ejected (unless too many are out already) and probed with `GET
     /// /status`, after 0.5 s, then twice as long each time up to 30 s, until
     /// it answers and is put back.
-    pub fn connect_failed(&self, worker: &Arc<Worker>) {
+    pub(crate) fn connect_failed(&self, worker: &Arc<Worker>) {
         let failures = worker.connect_failed();
         let health = self.health();
         if !health.ejects_after(failures) || worker.is_ejected() {
@@ -164,16 +164,16 @@ impl Scheduler {
         }
     }
 
-    pub fn kind(&self) -> BalancerKind {
+    pub(crate) fn kind(&self) -> BalancerKind {
         self.snapshot.load().kind
     }
 
-    pub fn balancer(&self) -> Arc<dyn Balancer> {
+    pub(crate) fn balancer(&self) -> Arc<dyn Balancer> {
         Arc::clone(&self.snapshot.load().balancer)
     }
 
     /// The current worker set (one atomic load; hold it briefly).
-    pub fn workers(&self) -> Guard<Arc<Snapshot>> {
+    pub(crate) fn workers(&self) -> Guard<Arc<Snapshot>> {
         self.snapshot.load()
     }
 
@@ -188,7 +188,7 @@ impl Scheduler {
 
     /// Changes the balancer: new calls are placed by `balancer` (of
     /// `kind`), knowing nothing yet; calls in flight end with it too.
-    pub fn set_balancer(&self, kind: BalancerKind, balancer: Arc<dyn Balancer>) {
+    pub(crate) fn set_balancer(&self, kind: BalancerKind, balancer: Arc<dyn Balancer>) {
         let mut current = self.snapshot.load_full();
         loop {
             let set = WorkerSet::new(current.generation() + 1, current.as_slice().to_vec());
@@ -198,7 +198,7 @@ impl Scheduler {
                 self.learns.store(balancer.learns(), Ordering::Relaxed);
                 self.tracks_warm.store(balancer.idle_instances().is_some(), Ordering::Relaxed);
                 balancer.workers_changed(&next.set);
-                self.signals.notify_all();
+                self.waiting.notify_all();
                 return;
             }
             current = Guard::into_inner(prev);
@@ -208,55 +208,55 @@ impl Scheduler {
     /// Places a call of `function`: the balancer's choice, if its worker
     /// has room (always, unless workers have a capacity). A call that
     /// finds calls waiting already waits behind them.
-    pub fn place(&self, function: &str) -> Result<Lease, Unplaced> {
+    pub(crate) fn place(&self, function: &str) -> Result<Lease, Unplaced> {
         let bounded = self.bounded.load(Ordering::Relaxed);
-        if bounded && self.signals.waiting() != 0 {
+        if bounded && self.waiting.count() != 0 {
             return Err(Unplaced::Full);
         }
         let lease = self.select(function).map_err(|NoWorkers| Unplaced::NoWorkers)?;
         if lease.admitted() {
             return Ok(lease);
         }
-        self.give_back(function, lease);
+        self.unselect(function, lease);
         Err(Unplaced::Full)
     }
 
     /// The balancer's choice for a waiting call of `function`, if its
     /// worker has room.
-    pub fn try_place(&self, function: &str) -> Option<Lease> {
+    pub(crate) fn try_place(&self, function: &str) -> Option<Lease> {
         let lease = self.select(function).ok()?;
         if lease.admitted() {
             return Some(lease);
         }
-        self.give_back(function, lease);
+        self.unselect(function, lease);
         None
     }
 
     /// Undoes a choice that was not used: what the balancer took for it (a
     /// warm idle instance) is given back, and the lease dropped.
-    pub fn give_back(&self, function: &str, lease: Lease) {
+    pub(crate) fn unselect(&self, function: &str, lease: Lease) {
         self.snapshot.load().balancer.unselect(function, &lease);
     }
 
     /// A call its worker did not run (it answered that it was overloaded):
     /// its limit hears of it, what the balancer took for it is given back
     /// and its slot freed.
-    pub fn unused(&self, function: &str, lease: Lease) {
+    pub(crate) fn refused(&self, function: &str, lease: Lease) {
         self.call_ended(function, &lease, CallEnd::Overloaded);
-        self.give_back(function, lease);
+        self.unselect(function, lease);
         if self.bounded.load(Ordering::Relaxed) {
-            self.signals.slot_freed();
+            self.waiting.slot_freed();
         }
     }
 
-    /// The cores' shared queue signals.
-    pub fn signals(&self) -> &Signals {
-        &self.signals
+    /// The calls waiting for a worker with room, as the cores share them.
+    pub(crate) fn waiting_calls(&self) -> &WaitingCalls {
+        &self.waiting
     }
 
     /// Sets the capacity of every worker, and of workers added later;
     /// calls waiting are placed if that made room.
-    pub fn set_capacities(&self, capacities: Capacities) {
+    pub(crate) fn set_capacities(&self, capacities: Capacities) {
         self.capacities.store(Arc::new(capacities));
         let capacities = self.capacities.load();
         self.for_every_worker(|w| w.set_capacity(capacities.of(w.url()).unwrap_or(usize::MAX)));
@@ -285,7 +285,7 @@ impl Scheduler {
                 break;
             }
         }
-        self.signals.notify_all();
+        self.waiting.notify_all();
     }
 
     /// Tells the worker of `lease` how its call of `function` ended, before
@@ -323,7 +323,7 @@ impl Scheduler {
     /// room: where a call goes when its connection to the chosen worker
     /// failed (nothing was sent, so any worker will do; the balancer's
     /// pick is what failed), or the worker said it was overloaded.
-    pub fn select_other(&self, tried: &[WorkerId]) -> Option<Lease> {
+    pub(crate) fn select_other(&self, tried: &[WorkerId]) -> Option<Lease> {
         let workers = self.snapshot.load();
         let others = workers.iter().filter(|w| !tried.contains(&w.id()));
         others.min_by_key(|w| w.load()).map(Lease::new).filter(Lease::admitted)
@@ -335,7 +335,7 @@ impl Scheduler {
     }
 
     /// Whether the balancer keeps warm idle instances (`Balancer::idle_instances`).
-    pub fn tracks_warm(&self) -> bool {
+    pub(crate) fn tracks_warm(&self) -> bool {
         self.tracks_warm.load(Ordering::Relaxed)
     }
 
@@ -348,7 +348,7 @@ impl Scheduler {
     /// `url` into the balancer's directory, as if that many calls had just
     /// completed there (what a peer knew, for an instance that restarts);
     /// false if no worker has that URL or the balancer keeps no directory.
-    pub fn adopt_idle(&self, function: &str, url: &WorkerUrl, count: u64) -> bool {
+    pub(crate) fn adopt_idle(&self, function: &str, url: &WorkerUrl, count: u64) -> bool {
         let snapshot = self.snapshot.load();
         let Some(worker) = snapshot.find_url(url) else { return false };
         if snapshot.balancer.idle_instances().is_none() {
@@ -363,11 +363,11 @@ impl Scheduler {
     /// Takes what a peer's adaptive limit on the worker at `url` learnt
     /// (for an instance that restarts); false if no worker has that URL or
     /// it has no adaptive limit.
-    pub fn adopt_limit(&self, url: &WorkerUrl, learnt: &Learnt) -> bool {
+    pub(crate) fn adopt_limit(&self, url: &WorkerUrl, learnt: &Learnt) -> bool {
         let snapshot = self.snapshot.load();
         let Some(worker) = snapshot.find_url(url).filter(|w| w.adaptive_limit().is_some()) else { return false };
         worker.adopt_limit(learnt);
-        self.signals.notify_all();
+        self.waiting.notify_all();
         true
     }
 
@@ -383,12 +383,12 @@ impl Scheduler {
         now.balancer.release(function, lease.worker(), outcome);
         drop(lease);
         if self.bounded.load(Ordering::Relaxed) {
-            self.signals.slot_freed();
+            self.waiting.slot_freed();
         }
     }
 
     /// Adds the workers not present yet; returns the resulting set.
-    pub fn add(&self, new: Vec<NewWorker>) -> Arc<Snapshot> {
+    pub(crate) fn add(&self, new: Vec<NewWorker>) -> Arc<Snapshot> {
         let result: Result<_, ()> = self.update(|current| {
             let mut list = current.as_slice().to_vec();
             for (url, addrs) in &new {
@@ -406,7 +406,7 @@ impl Scheduler {
     }
 
     /// Removes the workers; if any is absent, nothing changes and it is returned.
-    pub fn remove(&self, urls: &[WorkerUrl]) -> Result<Arc<Snapshot>, WorkerUrl> {
+    pub(crate) fn remove(&self, urls: &[WorkerUrl]) -> Result<Arc<Snapshot>, WorkerUrl> {
         self.update(|current| {
             if let Some(absent) = urls.iter().find(|u| current.find_url(u).is_none()) {
                 return Err(absent.clone());
@@ -418,7 +418,7 @@ impl Scheduler {
 
     /// A worker (named by `host`, as OpenLambda sends it) evicted an idle
     /// instance of `function`. `None` if no worker has that name.
-    pub fn sandbox_destroyed(&self, function: &str, host: &str) -> Option<bool> {
+    pub(crate) fn sandbox_destroyed(&self, function: &str, host: &str) -> Option<bool> {
         let now = self.snapshot.load();
         let worker = now.iter().find(|w| w.is_named_by(host))?;
         Some(now.balancer.sandbox_destroyed(function, worker))
@@ -438,7 +438,7 @@ impl Scheduler {
             let prev = self.snapshot.compare_and_swap(&current, Arc::clone(&next));
             if Arc::ptr_eq(&prev, &current) {
                 next.balancer.workers_changed(&next.set);
-                self.signals.notify_all();
+                self.waiting.notify_all();
                 return Ok(next);
             }
             current = Guard::into_inner(prev);
@@ -449,7 +449,7 @@ impl Scheduler {
 /// Resolves workers' names (blocking: off the executors). One that does
 /// not resolve is kept, with no address (its calls get a 502 naming it),
 /// so that a config that starts elsewhere starts here too.
-pub fn resolve(urls: &[WorkerUrl]) -> Vec<NewWorker> {
+pub(crate) fn resolve(urls: &[WorkerUrl]) -> Vec<NewWorker> {
     let resolve = |url: &WorkerUrl| {
         let addrs = url.resolve().unwrap_or_else(|e| {
             log::warn!("worker {url}: cannot resolve its host: {e}");

@@ -99,20 +99,20 @@ pub struct Tuning {
     /// default, 6, is what the smallest workers measured (6 GB, 10 sandbox
     /// slots) take at once without their evictor destroying a running
     /// sandbox; at 8, a few calls failed when the load doubled.
-    pub initial: u32,
+    pub(crate) initial: u32,
     /// The lowest limit: a worker always takes this many calls.
-    pub min: u32,
+    pub(crate) min: u32,
     /// Excess calls below which a binding limit goes up, and above which it
     /// comes down.
-    pub low: f64,
-    pub high: f64,
+    pub(crate) low: f64,
+    pub(crate) high: f64,
     /// The limit holds calls back only while the worker's calls take at
     /// least this long at best (their mean baseline, µs).
-    pub min_call_us: u64,
+    pub(crate) min_call_us: u64,
     /// The instances of a tier that share each worker (`cluster.size`),
     /// each with a limit of its own; `low` and `high` are already this
     /// instance's part.
-    pub instances: u32,
+    pub(crate) instances: u32,
 }
 
 impl Default for Tuning {
@@ -123,33 +123,33 @@ impl Default for Tuning {
 
 /// What a window of calls on a worker showed.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Window {
+pub(crate) struct Window {
     /// Calls that ran to an answer, and those of them that found the
     /// worker at its limit when they ended.
-    pub calls: u32,
-    pub at_limit: u32,
+    pub(crate) calls: u32,
+    pub(crate) at_limit: u32,
     /// Their durations, and their functions' baselines (µs).
-    pub took_us: u64,
-    pub base_us: u64,
+    pub(crate) took_us: u64,
+    pub(crate) base_us: u64,
     /// From the window's start to its last call's end (µs).
-    pub span_us: u64,
+    pub(crate) span_us: u64,
 }
 
 impl Window {
     /// The calls the worker held on average (Little's law).
-    pub fn held(&self) -> f64 {
+    pub(crate) fn held(&self) -> f64 {
         self.took_us as f64 / self.span_us.max(1) as f64
     }
 
     /// How much longer than their baselines the calls took.
-    pub fn slowdown(&self) -> f64 {
+    pub(crate) fn slowdown(&self) -> f64 {
         self.took_us as f64 / self.base_us.max(1) as f64
     }
 }
 
 /// Why a limit moved.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Change {
+pub(crate) enum Change {
     /// It held calls back and the worker had room.
     Raised,
     /// The worker held this many calls that only waited.
@@ -187,37 +187,38 @@ fn draw(window: &Window) -> f64 {
 /// The controller's memory between windows: a pure state machine, so that
 /// every rule is tested on made-up windows.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Controller {
-    pub limit: u32,
+pub(crate) struct Controller {
+    pub(crate) limit: u32,
     /// The slowdown, smoothed over windows; its lowest value lately (0:
     /// none seen yet).
-    pub smoothed: f64,
-    pub lowest: f64,
+    pub(crate) smoothed: f64,
+    pub(crate) lowest: f64,
     /// The most it goes up to: one below where it last saw too much excess,
     /// failures or an overloaded answer, `u32::MAX` if it never did; and
     /// the binding windows without trouble since.
-    pub ceiling: u32,
-    pub calm: u32,
+    pub(crate) ceiling: u32,
+    pub(crate) calm: u32,
 }
 
 impl Controller {
-    pub fn new(tuning: &Tuning, most: u32) -> Controller {
+    pub(crate) fn new(tuning: &Tuning, most: u32) -> Controller {
         let limit = tuning.initial.clamp(tuning.min, most.max(tuning.min));
         Controller { limit, smoothed: 0.0, lowest: 0.0, ceiling: u32::MAX, calm: 0 }
     }
 
     /// The calls of excess `window` shows, as this controller judges it.
-    pub fn excess(&self, window: &Window) -> f64 {
+    pub(crate) fn excess(&self, window: &Window) -> f64 {
         let now = window.slowdown();
-        match self.lowest > 0.0 && now > self.lowest {
-            true => window.held() * (1.0 - self.lowest / now),
-            false => 0.0,
+        if self.lowest > 0.0 && now > self.lowest {
+            window.held() * (1.0 - self.lowest / now)
+        } else {
+            0.0
         }
     }
 
     /// The next limit after `window`, at most `most` (the configured
     /// capacity); `Some` if it moved.
-    pub fn window(&mut self, window: &Window, tuning: &Tuning, most: u32) -> Option<Change> {
+    pub(crate) fn window(&mut self, window: &Window, tuning: &Tuning, most: u32) -> Option<Change> {
         if window.calls == 0 || window.base_us == 0 {
             return None;
         }
@@ -239,10 +240,8 @@ impl Controller {
                 (self.ceiling, self.calm) = (self.ceiling.saturating_add(1), 0);
             }
         }
-        let cut = match excess > tuning.high {
-            true => calls_to_cut(excess - tuning.high, tuning.instances, draw(window)),
-            false => 0,
-        };
+        let cut =
+            if excess > tuning.high { calls_to_cut(excess - tuning.high, tuning.instances, draw(window)) } else { 0 };
         let next = if cut > 0 {
             // Down by the calls over `high`; and not back up to where the
             // excess was for a while.
@@ -258,14 +257,14 @@ impl Controller {
     }
 
     /// Calls failed on the worker.
-    pub fn failed(&mut self, tuning: &Tuning, most: u32) -> Option<Change> {
+    pub(crate) fn failed(&mut self, tuning: &Tuning, most: u32) -> Option<Change> {
         self.trouble_at(self.limit);
         let next = (self.limit as f64 * FAILURE_CUT).floor() as u32;
         self.set(next, tuning, most).then_some(Change::Failed)
     }
 
     /// The worker said it was overloaded, holding `in_flight` calls.
-    pub fn overloaded(&mut self, in_flight: usize, tuning: &Tuning, most: u32) -> Option<Change> {
+    pub(crate) fn overloaded(&mut self, in_flight: usize, tuning: &Tuning, most: u32) -> Option<Change> {
         let held = in_flight.min(u32::MAX as usize) as u32;
         self.trouble_at(held);
         (held <= self.limit && self.set(held.saturating_sub(1), tuning, most)).then_some(Change::Overloaded)
@@ -290,7 +289,7 @@ impl Controller {
 /// (or the first failure of one) updates.
 #[derive(Debug)]
 #[repr(align(128))]
-pub struct Limit {
+pub(crate) struct Limit {
     took_us: AtomicU64,
     base_us: AtomicU64,
     /// Calls and at-limit calls, 32 bits each.
@@ -326,7 +325,7 @@ pub struct Limit {
 /// While a limit holds nothing back, one answer in this many is enough to
 /// follow the worker: hiku's part of a call of a few microseconds stays
 /// what it was. Each counts for as many; a window is as many times longer.
-pub const SAMPLED: u32 = 16;
+pub(crate) const SAMPLED: u32 = 16;
 
 const CALL: u64 = 1;
 const AT_LIMIT: u64 = 1 << 32;
@@ -336,17 +335,17 @@ const FIELD: u64 = (1 << 32) - 1;
 /// `/admin/instances`: a starting instance takes it rather than start from
 /// `initial` knowing nothing.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Learnt {
-    pub limit: u32,
-    pub holds: bool,
+pub(crate) struct Learnt {
+    pub(crate) limit: u32,
+    pub(crate) holds: bool,
     /// The lowest slowdown seen lately and the smoothed one (0: none).
-    pub lowest: f64,
-    pub smoothed: f64,
+    pub(crate) lowest: f64,
+    pub(crate) smoothed: f64,
 }
 
 /// What a call's end tells its worker's limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sample {
+pub(crate) enum Sample {
     /// The worker answered: `took_us` after the call was sent, its
     /// function's baseline being `base_us` (0: not known yet), while the
     /// worker was at its limit or not; standing for `weight` answers
@@ -390,32 +389,33 @@ impl Default for Limit {
 
 impl Limit {
     /// Whether the worker has an adaptive limit.
-    pub fn is_on(&self) -> bool {
+    pub(crate) fn is_on(&self) -> bool {
         self.on.load(Ordering::Relaxed)
     }
 
     /// The current limit (`u32::MAX` while off).
-    pub fn get(&self) -> u32 {
+    pub(crate) fn get(&self) -> u32 {
         self.limit.load(Ordering::Relaxed)
     }
 
     /// Whether the limit holds calls back: the worker's calls take long
     /// enough (`min_call_ms`).
-    pub fn holds(&self) -> bool {
+    pub(crate) fn holds(&self) -> bool {
         self.holds.load(Ordering::Relaxed)
     }
 
     /// The most calls the worker gets at once by this limit (`u32::MAX`:
     /// off, or calls too short to hold back).
-    pub fn bound(&self) -> u32 {
-        match self.is_on() && self.holds() {
-            true => self.get(),
-            false => u32::MAX,
+    pub(crate) fn bound(&self) -> u32 {
+        if self.is_on() && self.holds() {
+            self.get()
+        } else {
+            u32::MAX
         }
     }
 
     /// The lowest slowdown seen lately and the smoothed one (0: none yet).
-    pub fn slowdowns(&self) -> (f64, f64) {
+    pub(crate) fn slowdowns(&self) -> (f64, f64) {
         let load = |a: &AtomicU64| f64::from_bits(a.load(Ordering::Relaxed));
         (load(&self.lowest), load(&self.smoothed))
     }
@@ -435,7 +435,7 @@ impl Limit {
     /// Turns the limit on with `tuning` (at most `most`), or off. A new
     /// tuning starts again from its `initial`, with a fresh window; what
     /// was learnt of slowdowns stays.
-    pub fn set_tuning(&self, tuning: Option<&Tuning>, most: u32) {
+    pub(crate) fn set_tuning(&self, tuning: Option<&Tuning>, most: u32) {
         let Some(t) = tuning else {
             self.on.store(false, Ordering::Relaxed);
             self.limit.store(u32::MAX, Ordering::Relaxed);
@@ -467,7 +467,7 @@ impl Limit {
     /// Takes what a peer's limit on the same worker learnt (its limit
     /// within `min` and `most`, whether it holds, its slowdowns), if this
     /// one is on.
-    pub fn adopt(&self, learnt: &Learnt, most: u32) {
+    pub(crate) fn adopt(&self, learnt: &Learnt, most: u32) {
         if !self.is_on() {
             return;
         }
@@ -481,7 +481,7 @@ impl Limit {
 
     /// Counts a call's end; the limit before and after, and why, if it
     /// moved. `most` is the worker's configured capacity.
-    pub fn record(&self, sample: Sample, most: u32) -> Option<(u32, u32, Change)> {
+    pub(crate) fn record(&self, sample: Sample, most: u32) -> Option<(u32, u32, Change)> {
         if !self.is_on() {
             return None;
         }
@@ -539,9 +539,10 @@ impl Limit {
     /// The answers a window at `limit` counts: as many again for each one
     /// sampled while the limit holds nothing back.
     fn window_of(&self, limit: u32) -> u32 {
-        match self.holds() {
-            true => window_calls(limit),
-            false => window_calls(limit) * SAMPLED,
+        if self.holds() {
+            window_calls(limit)
+        } else {
+            window_calls(limit) * SAMPLED
         }
     }
 

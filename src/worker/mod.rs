@@ -9,13 +9,14 @@ use std::sync::Arc;
 mod limit;
 mod url;
 
-pub use limit::{Change, Learnt, Limit, Sample, Tuning, SAMPLED};
+pub use limit::Tuning;
+pub(crate) use limit::{Change, Learnt, Limit, Sample, SAMPLED};
 pub use url::WorkerUrl;
 
 /// Identifies one worker for the life of the process. Ids grow with every
 /// addition and are never reused, so a stale id can't alias a newer worker,
 /// and a `WorkerSet` (kept in order of addition) is sorted by id.
-pub type WorkerId = u64;
+pub(crate) type WorkerId = u64;
 
 /// One worker, shared by every core.
 #[derive(Debug)]
@@ -47,7 +48,7 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(id: WorkerId, url: WorkerUrl, addrs: Vec<SocketAddr>, total: Arc<AtomicUsize>) -> Worker {
+    pub(crate) fn new(id: WorkerId, url: WorkerUrl, addrs: Vec<SocketAddr>, total: Arc<AtomicUsize>) -> Worker {
         let (assigned, failures) = (AtomicU64::new(0), AtomicU64::new(0));
         Worker {
             id,
@@ -67,53 +68,53 @@ impl Worker {
         }
     }
 
-    pub fn id(&self) -> WorkerId {
+    pub(crate) fn id(&self) -> WorkerId {
         self.id
     }
 
-    pub fn url(&self) -> &WorkerUrl {
+    pub(crate) fn url(&self) -> &WorkerUrl {
         &self.url
     }
 
     /// Resolved addresses, IPv4 first.
-    pub fn addrs(&self) -> &[SocketAddr] {
+    pub(crate) fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
     }
 
     /// Requests this scheduler has in flight on this worker, over all cores.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
 
     /// Calls ever assigned to this worker.
-    pub fn assigned(&self) -> u64 {
+    pub(crate) fn assigned(&self) -> u64 {
         self.assigned.load(Ordering::Relaxed)
     }
 
     /// Calls on this worker that got no usable answer.
-    pub fn failures(&self) -> u64 {
+    pub(crate) fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
     }
 
     /// Whether it is out of the balancers' choice (health).
-    pub fn is_ejected(&self) -> bool {
+    pub(crate) fn is_ejected(&self) -> bool {
         self.ejected.load(Ordering::Relaxed)
     }
 
     /// The most calls it takes at once (`usize::MAX`: no bound): the lower
     /// of its configured capacity and its adaptive limit.
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.capacity.load(Ordering::Relaxed)
     }
 
     /// The capacity the config gives it (`usize::MAX`: none).
-    pub fn configured_capacity(&self) -> usize {
+    pub(crate) fn configured_capacity(&self) -> usize {
         self.configured.load(Ordering::Relaxed)
     }
 
     /// Sets its configured capacity (0 and `usize::MAX`: no bound); it
     /// applies to new calls.
-    pub fn set_capacity(&self, capacity: usize) {
+    pub(crate) fn set_capacity(&self, capacity: usize) {
         let capacity = if capacity == 0 { usize::MAX } else { capacity };
         self.configured.store(capacity, Ordering::Relaxed);
         // The adaptive limit's next step keeps it within the new capacity;
@@ -122,37 +123,37 @@ impl Worker {
     }
 
     /// Its adaptive limit, if it has one.
-    pub fn adaptive_limit(&self) -> Option<u32> {
+    pub(crate) fn adaptive_limit(&self) -> Option<u32> {
         self.limit.is_on().then(|| self.limit.get())
     }
 
     /// Whether its adaptive limit holds calls back (its calls take long
     /// enough: `adaptive.min_call_ms`).
-    pub fn limit_holds(&self) -> bool {
+    pub(crate) fn limit_holds(&self) -> bool {
         self.limit.is_on() && self.limit.holds()
     }
 
     /// What its calls showed of it lately: the lowest slowdown and the
     /// smoothed one (0: none yet).
-    pub fn slowdowns(&self) -> (f64, f64) {
+    pub(crate) fn slowdowns(&self) -> (f64, f64) {
         self.limit.slowdowns()
     }
 
     /// Gives it an adaptive limit tuned so, starting afresh (or none).
-    pub fn set_adaptive(&self, tuning: Option<&Tuning>) {
+    pub(crate) fn set_adaptive(&self, tuning: Option<&Tuning>) {
         self.limit.set_tuning(tuning, self.most());
         self.settle_capacity();
     }
 
     /// Takes what a peer's adaptive limit on it learnt (if it has one).
-    pub fn adopt_limit(&self, learnt: &Learnt) {
+    pub(crate) fn adopt_limit(&self, learnt: &Learnt) {
         self.limit.adopt(learnt, self.most());
         self.settle_capacity();
     }
 
     /// Tells its adaptive limit how a call ended; the limit before and
     /// after, and why, if it moved.
-    pub fn record(&self, sample: Sample) -> Option<(u32, u32, Change)> {
+    pub(crate) fn record(&self, sample: Sample) -> Option<(u32, u32, Change)> {
         let moved = self.limit.record(sample, self.most());
         self.settle_capacity();
         moved
@@ -177,12 +178,12 @@ impl Worker {
     }
 
     /// Whether it has no room for another call.
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.in_flight() >= self.capacity()
     }
 
     /// Whether a balancer may pick it: not ejected, not full.
-    pub fn is_available(&self) -> bool {
+    pub(crate) fn is_available(&self) -> bool {
         !self.is_ejected() && !self.is_full()
     }
 
@@ -190,7 +191,7 @@ impl Worker {
     /// worker one less than the most there is, and the most for an ejected
     /// one, so that any available worker comes first, and a full one (the
     /// call waits for it) before an ejected one (likely dead).
-    pub fn load(&self) -> usize {
+    pub(crate) fn load(&self) -> usize {
         let in_flight = self.in_flight();
         if self.is_ejected() {
             usize::MAX
@@ -203,42 +204,43 @@ impl Worker {
 
     /// Its calls in flight if it is available, else `u64::MAX`: the cost
     /// of taking one of its idle instances.
-    pub fn available_load(&self) -> u64 {
-        match self.is_available() {
-            true => self.in_flight() as u64,
-            false => u64::MAX,
+    pub(crate) fn available_load(&self) -> u64 {
+        if self.is_available() {
+            self.in_flight() as u64
+        } else {
+            u64::MAX
         }
     }
 
     /// Counts a connection to it that a pool keeps idle.
-    pub fn pooled_one(&self) {
+    pub(crate) fn pooled_one(&self) {
         self.pooled.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one a pool lets go (taken for a call, or closed).
-    pub fn unpooled_one(&self) {
+    pub(crate) fn unpooled_one(&self) {
         self.pooled.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Connections to it kept idle over all cores.
-    pub fn pooled(&self) -> usize {
+    pub(crate) fn pooled(&self) -> usize {
         self.pooled.load(Ordering::Relaxed)
     }
 
     /// A connection to it failed: the count of failures in a row.
-    pub fn connect_failed(&self) -> u32 {
+    pub(crate) fn connect_failed(&self) -> u32 {
         self.connect_failures.fetch_add(1, Ordering::Relaxed).saturating_add(1)
     }
 
     /// A connection to it worked (no write unless failures were counted).
-    pub fn connect_succeeded(&self) {
+    pub(crate) fn connect_succeeded(&self) {
         if self.connect_failures.load(Ordering::Relaxed) != 0 {
             self.connect_failures.store(0, Ordering::Relaxed);
         }
     }
 
     /// Takes it out of the choice; false if it already was.
-    pub fn eject(&self) -> bool {
+    pub(crate) fn eject(&self) -> bool {
         let newly = !self.ejected.swap(true, Ordering::AcqRel);
         if newly {
             self.ejections.fetch_add(1, Ordering::Relaxed);
@@ -247,29 +249,29 @@ impl Worker {
     }
 
     /// Times it was ejected.
-    pub fn ejections(&self) -> u64 {
+    pub(crate) fn ejections(&self) -> u64 {
         self.ejections.load(Ordering::Relaxed)
     }
 
     /// Puts it back.
-    pub fn restore(&self) {
+    pub(crate) fn restore(&self) {
         self.connect_failures.store(0, Ordering::Relaxed);
         self.ejected.store(false, Ordering::Release);
     }
 
     /// Counts a call that got no usable answer.
-    pub fn failed(&self) {
+    pub(crate) fn failed(&self) {
         self.failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Requests in flight over all workers of the scheduler.
-    pub fn total_in_flight(&self) -> usize {
+    pub(crate) fn total_in_flight(&self) -> usize {
         self.total.load(Ordering::Relaxed)
     }
 
     /// Whether `host` (`ip:port`, `name:port` or a URL, as a worker names
     /// itself in `destroySandbox`) denotes this worker.
-    pub fn is_named_by(&self, host: &str) -> bool {
+    pub(crate) fn is_named_by(&self, host: &str) -> bool {
         let host = host.trim().trim_end_matches('/');
         let host = host.strip_prefix("http://").unwrap_or(host);
         if host.eq_ignore_ascii_case(self.url.authority()) {
@@ -295,11 +297,11 @@ pub struct Lease {
 }
 
 impl Lease {
-    pub fn new(worker: &Arc<Worker>) -> Lease {
+    pub(crate) fn new(worker: &Arc<Worker>) -> Lease {
         Lease::with_hint(worker, 0)
     }
 
-    pub fn with_hint(worker: &Arc<Worker>, hint: u32) -> Lease {
+    pub(crate) fn with_hint(worker: &Arc<Worker>, hint: u32) -> Lease {
         let capacity = worker.capacity();
         let admitted = if capacity == usize::MAX {
             worker.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -320,15 +322,15 @@ impl Lease {
     /// Whether the worker had room for this call: it was below its
     /// capacity, and the lease counts the call in flight. One that was not
     /// counts nothing; it is given back (the call waits for a slot).
-    pub fn admitted(&self) -> bool {
+    pub(crate) fn admitted(&self) -> bool {
         self.admitted
     }
 
-    pub fn worker(&self) -> &Arc<Worker> {
+    pub(crate) fn worker(&self) -> &Arc<Worker> {
         &self.worker
     }
 
-    pub fn hint(&self) -> u32 {
+    pub(crate) fn hint(&self) -> u32 {
         self.hint
     }
 }
@@ -356,38 +358,38 @@ pub struct WorkerSet {
 }
 
 impl WorkerSet {
-    pub fn new(generation: u64, workers: Vec<Arc<Worker>>) -> WorkerSet {
+    pub(crate) fn new(generation: u64, workers: Vec<Arc<Worker>>) -> WorkerSet {
         debug_assert!(workers.windows(2).all(|w| w[0].id < w[1].id), "workers out of id order");
         let ids = workers.iter().map(|w| w.id).collect();
         WorkerSet { generation, workers, ids }
     }
 
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.workers.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.workers.is_empty()
     }
 
-    pub fn iter(&self) -> std::slice::Iter<'_, Arc<Worker>> {
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, Arc<Worker>> {
         self.workers.iter()
     }
 
-    pub fn as_slice(&self) -> &[Arc<Worker>] {
+    pub(crate) fn as_slice(&self) -> &[Arc<Worker>] {
         &self.workers
     }
 
     /// The worker with this id, if it is still in the set (binary search).
-    pub fn get(&self, id: WorkerId) -> Option<&Arc<Worker>> {
+    pub(crate) fn get(&self, id: WorkerId) -> Option<&Arc<Worker>> {
         self.ids.binary_search(&id).ok().map(|i| &self.workers[i])
     }
 
-    pub fn find_url(&self, url: &WorkerUrl) -> Option<&Arc<Worker>> {
+    pub(crate) fn find_url(&self, url: &WorkerUrl) -> Option<&Arc<Worker>> {
         self.workers.iter().find(|w| &w.url == url)
     }
 }
@@ -397,7 +399,7 @@ pub(crate) mod tests {
     use super::*;
 
     /// A set of `n` workers named `http://w<i>:80` with ids 1..=n.
-    pub fn set_of(n: usize) -> WorkerSet {
+    pub(crate) fn set_of(n: usize) -> WorkerSet {
         let total = Arc::new(AtomicUsize::new(0));
         let workers = (1..=n)
             .map(|i| {

@@ -62,17 +62,17 @@ impl WorkerUrl {
         Ok(WorkerUrl { authority_start: 7, host_end: 7 + host.len(), canonical, port })
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.canonical
     }
 
     /// `host:port`, as sent in `Host` headers and by OpenLambda in `destroySandbox`.
-    pub fn authority(&self) -> &str {
+    pub(crate) fn authority(&self) -> &str {
         &self.canonical[self.authority_start..]
     }
 
     /// The host without the port (IPv6 in brackets).
-    pub fn host(&self) -> &str {
+    pub(crate) fn host(&self) -> &str {
         &self.canonical[self.authority_start..self.host_end]
     }
 
@@ -81,7 +81,7 @@ impl WorkerUrl {
     }
 
     /// Resolves the host (blocking: call it off the request path).
-    pub fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
+    pub(crate) fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
         let host = self.host().trim_start_matches('[').trim_end_matches(']');
         let mut addrs: Vec<SocketAddr> = (host, self.port).to_socket_addrs()?.collect();
         addrs.sort_by_key(|a| a.is_ipv6());

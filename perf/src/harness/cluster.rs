@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio::process::Child;
 
 use crate::emulator::model::Stats;
-use crate::harness::process::{command, tail, START_DEADLINE};
+use crate::harness::process::{command, until_listening, START_DEADLINE};
 use crate::http::{self, Conn};
 
 /// What the emulator is told, beyond where to report evictions.
@@ -124,23 +124,8 @@ pub async fn start_scheduler(
         .stderr(log_err)
         .spawn()
         .map_err(|e| error(&format!("starting {}", binary.display()), e))?;
-    let deadline = tokio::time::Instant::now() + START_DEADLINE;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("{} exited ({status}) before listening; its log:\n{}", binary.display(), tail(log)));
-        }
-        if TcpStream::connect(address).await.is_ok() {
-            return Ok(Scheduler { child, address: address.to_string() });
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!(
-                "{} did not listen on {address} within {START_DEADLINE:?}; its log:\n{}",
-                binary.display(),
-                tail(log)
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_listening(&mut child, &binary.display().to_string(), address, log, || true).await?;
+    Ok(Scheduler { child, address: address.to_string() })
 }
 
 /// Starts `hiku-upstream` with `servers` servers from `port` on (0: any

@@ -4,12 +4,10 @@
 //! (TCP, round-robin) front for comparison.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::process::Child;
 
-use crate::harness::process::{command, tail, START_DEADLINE};
+use crate::harness::process::{command, until_listening};
 
 /// The front config hiku ships.
 pub const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/tier/haproxy.cfg");
@@ -80,19 +78,8 @@ pub async fn start(haproxy: &Path, config: &str, path: &Path, address: &str, log
         .stderr(log_file)
         .spawn()
         .map_err(|e| format!("starting {}: {e}", haproxy.display()))?;
-    let deadline = tokio::time::Instant::now() + START_DEADLINE;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("HAProxy exited ({status}); its log:\n{}", tail(log)));
-        }
-        if TcpStream::connect(address).await.is_ok() {
-            return Ok(Front { child });
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!("HAProxy did not listen on {address}; its log:\n{}", tail(log)));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_listening(&mut child, "HAProxy", address, log, || true).await?;
+    Ok(Front { child })
 }
 
 /// The HAProxy binary: `haproxy` on the PATH, or in /usr/sbin.

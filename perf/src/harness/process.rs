@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::process::Command;
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
 
 /// How long a process gets to come up.
 pub const START_DEADLINE: Duration = Duration::from_secs(20);
@@ -44,6 +45,35 @@ pub fn until_interrupted<T>(work: impl std::future::Future<Output = Result<T, St
             _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
         }
     })
+}
+
+/// Waits until `child` (started as `name`, its output in `log`) takes
+/// connections on `address` and `ready` says it is up: an error with the
+/// log's last lines if it exits first, or is not up within
+/// [`START_DEADLINE`].
+pub async fn until_listening(
+    child: &mut Child,
+    name: &str,
+    address: &str,
+    log: &Path,
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + START_DEADLINE;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("{name} exited ({status}) before listening; its log:\n{}", tail(log)));
+        }
+        if ready() && TcpStream::connect(address).await.is_ok() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "{name} did not listen on {address} within {START_DEADLINE:?}; its log:\n{}",
+                tail(log)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The last lines of a log, for an error message.

@@ -5,7 +5,6 @@
 pub mod bound;
 pub mod figures;
 pub mod paper;
-pub mod results;
 pub mod svg;
 
 use std::collections::BTreeMap;

@@ -5,14 +5,12 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::process::Child;
 
 use crate::harness::cluster::{self, start_upstreams};
 use crate::harness::front::Kind;
-use crate::harness::process::{self, free_port, START_DEADLINE};
+use crate::harness::process::{self, free_port};
 use crate::harness::procstat;
 use crate::harness::tier::{self, Tier};
 use crate::throughput::options::{Contender, Options, Proxy, UPSTREAMS};
@@ -223,19 +221,8 @@ async fn start_haproxy(
         .spawn()
         .map_err(|e| format!("starting {}: {e}", binary.display()))?;
     let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
-    let deadline = tokio::time::Instant::now() + START_DEADLINE;
-    loop {
-        if let Ok(Some(status)) = haproxy.try_wait() {
-            return Err(format!("haproxy exited ({status}) before listening:\n{}", process::tail(&log)));
-        }
-        if TcpStream::connect(address).await.is_ok() {
-            return Ok((haproxy, address));
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!("haproxy did not listen on {address} within {START_DEADLINE:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    process::until_listening(&mut haproxy, "haproxy", &address.to_string(), &log, || true).await?;
+    Ok((haproxy, address))
 }
 
 /// How the proxies among `contenders` are configured, as each measurement
@@ -279,24 +266,20 @@ async fn start_nginx(binary: &Path, upstreams: &[SocketAddr], cores: usize, work
         .spawn()
         .map_err(|e| format!("starting {}: {e}", binary.display()))?;
     let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+    let mut master = master;
     let group = master.id().ok_or("nginx exited at once")?;
-    let mut nginx = Nginx { master, group, workers: Vec::new(), address };
-    let deadline = tokio::time::Instant::now() + START_DEADLINE;
-    loop {
-        if let Ok(Some(status)) = nginx.master.try_wait() {
+    let mut workers = Vec::new();
+    let up = |workers: &mut Vec<u32>| {
+        *workers = procstat::children(group);
+        workers.len() >= cores
+    };
+    process::until_listening(&mut master, "nginx", &address.to_string(), &log, || up(&mut workers)).await.map_err(
+        |e| {
             let errors = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
-            return Err(format!("nginx exited ({status}) before listening:\n{}{errors}", process::tail(&log)));
-        }
-        let master = nginx.master.id().unwrap_or(0);
-        nginx.workers = procstat::children(master);
-        if nginx.workers.len() >= cores && TcpStream::connect(address).await.is_ok() {
-            return Ok(nginx);
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!("nginx did not start {cores} workers on {address} within {START_DEADLINE:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            format!("{e}\n{errors}")
+        },
+    )?;
+    Ok(Nginx { master, group, workers, address })
 }
 
 #[cfg(test)]

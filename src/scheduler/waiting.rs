@@ -1,4 +1,4 @@
-//! What the cores share of their queues of waiting calls
+//! The calls waiting for a worker with room, as the cores share them
 //! (each core keeps its own in `queue.rs`): counts of waiting calls, a
 //! ticket per call in order of arrival, and per core the ticket of its
 //! oldest waiting call, a flag and a waker.
@@ -9,12 +9,12 @@ use std::task::Poll;
 
 use atomic_waker::AtomicWaker;
 
-/// What the cores share of their queues.
-pub struct Signals {
+/// What the cores share of their queues of waiting calls.
+pub(crate) struct WaitingCalls {
     /// On a line of their own: they change as calls wait, beside state
     /// every call reads.
     shared: Shared,
-    cores: Box<[CoreSignal]>,
+    cores: Box<[CoreWaiting]>,
 }
 
 #[repr(align(128))]
@@ -27,7 +27,7 @@ struct Shared {
 }
 
 #[repr(align(128))]
-struct CoreSignal {
+struct CoreWaiting {
     waiting: AtomicUsize,
     /// The ticket of its oldest waiting call (`u64::MAX`: none).
     oldest: AtomicU64,
@@ -36,9 +36,9 @@ struct CoreSignal {
     waker: AtomicWaker,
 }
 
-impl Default for CoreSignal {
+impl Default for CoreWaiting {
     fn default() -> Self {
-        CoreSignal {
+        CoreWaiting {
             waiting: AtomicUsize::new(0),
             oldest: AtomicU64::new(u64::MAX),
             notified: AtomicBool::new(false),
@@ -47,35 +47,35 @@ impl Default for CoreSignal {
     }
 }
 
-impl Signals {
-    pub fn new(cores: usize) -> Signals {
-        Signals { shared: Shared::default(), cores: (0..cores.max(1)).map(|_| CoreSignal::default()).collect() }
+impl WaitingCalls {
+    pub(crate) fn new(cores: usize) -> WaitingCalls {
+        WaitingCalls { shared: Shared::default(), cores: (0..cores.max(1)).map(|_| CoreWaiting::default()).collect() }
     }
 
     /// Calls waiting over all cores.
-    pub fn waiting(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.shared.waiting.load(Ordering::Relaxed)
     }
 
     /// Tells the other cores the ticket of `core`'s oldest waiting call
     /// (`u64::MAX`: none).
-    pub fn set_oldest(&self, core: usize, ticket: u64) {
+    pub(crate) fn set_oldest(&self, core: usize, ticket: u64) {
         self.core(core).oldest.store(ticket, Ordering::Relaxed);
     }
 
-    fn core(&self, core: usize) -> &CoreSignal {
+    fn core(&self, core: usize) -> &CoreWaiting {
         &self.cores[core % self.cores.len()]
     }
 
     /// A call on `core` starts waiting: its ticket.
-    pub fn enter(&self, core: usize) -> u64 {
+    pub(crate) fn enter(&self, core: usize) -> u64 {
         self.core(core).waiting.fetch_add(1, Ordering::SeqCst);
         self.shared.waiting.fetch_add(1, Ordering::SeqCst);
         self.shared.tickets.fetch_add(1, Ordering::Relaxed)
     }
 
     /// A call on `core` stopped waiting.
-    pub fn leave(&self, core: usize) {
+    pub(crate) fn leave(&self, core: usize) {
         self.core(core).waiting.fetch_sub(1, Ordering::SeqCst);
         self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
     }
@@ -84,7 +84,7 @@ impl Signals {
     /// oldest waiting call, if any. The fence pairs with the one a
     /// dispatcher passes before it looks: either this sees the waiting
     /// call, or the dispatcher sees the freed slot.
-    pub fn slot_freed(&self) {
+    pub(crate) fn slot_freed(&self) {
         fence(Ordering::SeqCst);
         if self.shared.waiting.load(Ordering::Relaxed) == 0 {
             return;
@@ -100,7 +100,7 @@ impl Signals {
 
     /// Wakes every core's dispatcher that has waiting calls (workers came,
     /// or got room).
-    pub fn notify_all(&self) {
+    pub(crate) fn notify_all(&self) {
         for (i, c) in self.cores.iter().enumerate() {
             if c.waiting.load(Ordering::Relaxed) != 0 {
                 self.notify(i);
@@ -109,23 +109,24 @@ impl Signals {
     }
 
     /// Wakes `core`'s dispatcher.
-    pub fn notify(&self, core: usize) {
+    pub(crate) fn notify(&self, core: usize) {
         let c = self.core(core);
         c.notified.store(true, Ordering::Release);
         c.waker.wake();
     }
 
     /// Resolves once `core` was notified since it last was.
-    pub async fn notified(&self, core: usize) {
+    pub(crate) async fn notified(&self, core: usize) {
         let c = self.core(core);
         poll_fn(|cx| {
             if c.notified.swap(false, Ordering::AcqRel) {
                 return Poll::Ready(());
             }
             c.waker.register(cx.waker());
-            match c.notified.swap(false, Ordering::AcqRel) {
-                true => Poll::Ready(()),
-                false => Poll::Pending,
+            if c.notified.swap(false, Ordering::AcqRel) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
             }
         })
         .await
@@ -138,27 +139,27 @@ mod tests {
 
     #[test]
     fn a_freed_slot_wakes_the_core_with_the_oldest_waiting_call_only() {
-        let signals = Signals::new(3);
-        let notified = |i: usize| signals.cores[i].notified.swap(false, Ordering::Relaxed);
-        signals.slot_freed();
+        let waiting = WaitingCalls::new(3);
+        let notified = |i: usize| waiting.cores[i].notified.swap(false, Ordering::Relaxed);
+        waiting.slot_freed();
         assert!(!(notified(0) || notified(1) || notified(2)), "no call waits: no one is woken");
-        let first = signals.enter(2);
-        signals.set_oldest(2, first);
-        let second = signals.enter(0);
-        signals.set_oldest(0, second);
+        let first = waiting.enter(2);
+        waiting.set_oldest(2, first);
+        let second = waiting.enter(0);
+        waiting.set_oldest(0, second);
         assert!(first < second);
-        signals.slot_freed();
+        waiting.slot_freed();
         assert_eq!((notified(0), notified(1), notified(2)), (false, false, true));
         // Core 2's call was placed (its task has not taken it yet, so it
         // still counts as waiting): core 0's is the oldest now.
-        signals.set_oldest(2, u64::MAX);
-        signals.slot_freed();
+        waiting.set_oldest(2, u64::MAX);
+        waiting.slot_freed();
         assert_eq!((notified(0), notified(1), notified(2)), (true, false, false));
-        signals.leave(2);
+        waiting.leave(2);
         // A change of workers or capacities wakes every core with calls.
-        signals.enter(1);
-        signals.notify_all();
+        waiting.enter(1);
+        waiting.notify_all();
         assert_eq!((notified(0), notified(1), notified(2)), (true, true, false));
-        assert_eq!(signals.waiting(), 2);
+        assert_eq!(waiting.count(), 2);
     }
 }
