@@ -310,9 +310,11 @@ impl Conn {
         parking.park(&mut self.spot, self.client.as_raw_fd(), deadline)
     }
 
-    /// Returns when the client has sent something (or closed).
-    pub(crate) async fn readable(&self) -> io::Result<()> {
-        runtime::readable(&self.client).await
+    /// Returns when the client has sent something (or closed). Not an
+    /// `async fn`: a parked connection's task holds this future, and a
+    /// wrapper's state would make every parked task larger.
+    pub(crate) fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> + '_ {
+        runtime::readable(&self.client)
     }
 
     /// Closes the connection: plainly if the client sent all of its last
