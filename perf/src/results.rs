@@ -215,7 +215,7 @@ impl Args {
             let written = report::figures::write(&dir.join(format!("experiment-{}", i + 1)), &e.report.runs)?;
             figures.experiments.push(written.iter().map(|p| link(p)).collect());
         }
-        if let Some(keep_alive) = throughput.iter().find(|t| !t.new_connection && !t.results.is_empty()) {
+        if let Some(keep_alive) = throughput.iter().find(|t| !t.new_connection && !t.tail && !t.results.is_empty()) {
             let written = report::figures::write_throughput(dir, keep_alive)?;
             figures.proxies = written.iter().map(|p| link(p)).collect();
         }
@@ -253,12 +253,16 @@ mod tests {
     fn row(contender: &str, connections: usize, rps: f64) -> summary::Row {
         summary::Row {
             contender: contender.to_string(),
+            cores: 2,
             connections,
             rps,
             p50_ms: 1.0,
             p99_ms: 2.0,
             p999_ms: 3.0,
+            p9999_ms: 4.0,
+            max_ms: 5.0,
             errors: 0,
+            timeouts: 0,
             cpu_s_per_1k: 0.02,
             front_cpu_s_per_1k: None,
             peak_rss_mb: 20.0,
@@ -295,6 +299,7 @@ mod tests {
         };
         let idle = crate::throughput::idle::IdleRow {
             contender: "nginx".to_string(),
+            cores: 2,
             connections: 10000,
             burst: false,
             ok: 10000,

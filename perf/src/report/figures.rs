@@ -191,7 +191,7 @@ mod tests {
         };
         let contenders = ["hiku", "hiku-go", "nginx", "haproxy", "hiku-k3-fnhash-restarted"];
         let results = [1, 16, 64, 256, 1024].iter().flat_map(|c| contenders.map(|n| row(n, *c))).collect();
-        summary::Report { results, new_connection: false, idle: vec![], configs: vec![] }
+        summary::Report { results, ..Default::default() }
     }
 
     /// The panels' titles: the texts in the panel font.

@@ -101,6 +101,11 @@ impl Tally {
     pub fn latency_ms(&self, quantile: f64) -> f64 {
         self.latency_us.value_at_quantile(quantile) as f64 / 1000.0
     }
+
+    /// The slowest 2xx response, in milliseconds.
+    pub fn max_ms(&self) -> f64 {
+        self.latency_us.max() as f64 / 1000.0
+    }
 }
 
 enum Phase {

@@ -13,7 +13,7 @@ use crate::functions;
 use crate::harness::front;
 use crate::harness::process::until_interrupted;
 use crate::throughput::blast::{self, Load};
-use crate::throughput::options::{Contender, Options, Proxy, BODY, REQUEST_TIMEOUT, UPSTREAMS};
+use crate::throughput::options::{Backend, Contender, Options, Proxy, BODY, REQUEST_TIMEOUT};
 use crate::throughput::{self, counters, idle, proxies, summary};
 
 /// `hiku-perf throughput`'s command line.
@@ -22,24 +22,39 @@ pub struct Args {
     /// A short run: 3 rounds of 2 s at 64 and 256 connections
     #[arg(long)]
     quick: bool,
-    /// Client connections, comma-separated [default: 64,256,1024, or 64,256 with --quick]
+    /// The tail mode: the slowest calls (p99.9, p99.99, max, timeouts) of hiku and the
+    /// proxies asked for, at 1024 and 4096 connections, on 1 and on 2 cores, 8 s each with
+    /// no warm-up (every connection's first call counts, as with wrk)
+    #[arg(long, conflicts_with_all = ["quick", "idle_connections", "new_connection"])]
+    tail: bool,
+    /// Client connections, comma-separated [default: 64,256,1024; 64,256 with --quick;
+    /// 1024,4096 with --tail]
     #[arg(long, value_delimiter = ',')]
     connections: Vec<usize>,
     /// Rounds; every contender is measured at every connection count in each
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Seconds measured per contender and connection count [default: 5, or 2 with --quick]
+    /// Seconds measured per contender and connection count [default: 5; 2 with --quick;
+    /// 8 with --tail]
     #[arg(long)]
     duration: Option<f64>,
-    /// Untimed seconds of load before each measurement [default: 1, or 0.5 with --quick]
+    /// Untimed seconds of load before each measurement [default: 1; 0.5 with --quick;
+    /// 0 with --tail]
     #[arg(long)]
     warmup: Option<f64>,
     /// The balancer in the schedulers' config
     #[arg(long, default_value = "least-connections")]
     balancer: String,
-    /// Cores for hiku (`--cores`), nginx (worker processes) and HAProxy (threads) [default: all]
-    #[arg(long)]
-    cores: Option<usize>,
+    /// Cores for hiku (`--cores`), nginx (worker processes), HAProxy (threads) and the Go
+    /// original (GOMAXPROCS), comma-separated, each measured in turn [default: all; 1,2
+    /// with --tail]
+    #[arg(long, value_delimiter = ',')]
+    cores: Vec<usize>,
+    /// What answers behind the proxies: `hiku-upstream` (the cheapest server there is) or
+    /// `nginx` (one nginx worker, `return 200`; the binary is --nginx's, or nginx on the
+    /// PATH or in /usr/sbin)
+    #[arg(long, default_value = "hiku-upstream", value_parser = ["hiku-upstream", "nginx"])]
+    backend: String,
     /// Another scheduler binary, started as `PATH start -c <config>`
     #[arg(long)]
     baseline: Option<PathBuf>,
@@ -99,10 +114,11 @@ impl Args {
                 None => summary::Report {
                     results: throughput::run(&options).await?,
                     new_connection: options.new_connection,
+                    tail: options.tail,
                     ..Default::default()
                 },
             }
-            .with_configs(proxies::proxy_configs(&options.contenders, UPSTREAMS, options.cores)))
+            .with_configs(proxies::proxy_configs(&options)))
         };
         let outcome = until_interrupted(measured).and_then(|report| {
             for (title, table) in summary::titled(&report) {
@@ -124,9 +140,12 @@ impl Args {
 
     /// The measurement's options, or what is wrong with the arguments.
     fn options(&self) -> Result<Options, String> {
-        let (duration, warmup, connections) = match self.quick {
-            true => (self.duration.unwrap_or(2.0), self.warmup.unwrap_or(0.5), vec![64, 256]),
-            false => (self.duration.unwrap_or(5.0), self.warmup.unwrap_or(1.0), vec![64, 256, 1024]),
+        let (duration, warmup, connections) = if self.quick {
+            (self.duration.unwrap_or(2.0), self.warmup.unwrap_or(0.5), vec![64, 256])
+        } else if self.tail {
+            (self.duration.unwrap_or(8.0), self.warmup.unwrap_or(0.0), vec![1024, 4096])
+        } else {
+            (self.duration.unwrap_or(5.0), self.warmup.unwrap_or(1.0), vec![64, 256, 1024])
         };
         let connections = if self.connections.is_empty() { connections } else { self.connections.clone() };
         let (duration, warmup) = (seconds(duration, "--duration")?, seconds(warmup, "--warmup")?);
@@ -137,28 +156,40 @@ impl Args {
             return Err(format!("unknown balancer {:?}; the balancers are {}", self.balancer, BALANCERS.join(", ")));
         }
         let available = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let cores = self.cores.unwrap_or(available);
-        if cores == 0 {
+        let cores = match (self.cores.is_empty(), self.tail) {
+            (false, _) => self.cores.clone(),
+            (true, true) => vec![1, available.min(2)],
+            (true, false) => vec![available],
+        };
+        if cores.contains(&0) {
             return Err("--cores must be at least 1".to_string());
         }
         let hiku = self.hiku.clone().unwrap_or_else(|| sibling("hiku"));
         let upstream = self.upstream.clone().unwrap_or_else(|| sibling("hiku-upstream"));
-        let hiku_extra = self.cores.map(|n| vec!["--cores".to_string(), n.to_string()]).unwrap_or_default();
-        let mut contenders = vec![
-            Contender { label: "direct".to_string(), proxy: Proxy::Direct },
-            Contender {
-                label: "hiku".to_string(),
-                proxy: Proxy::Scheduler { binary: hiku.clone(), extra: hiku_extra.clone(), env: Vec::new() },
-            },
-        ];
+        let nginx = || {
+            self.nginx.clone().or_else(|| on_path(Path::new("nginx"))).or_else(|| on_path(Path::new("/usr/sbin/nginx")))
+        };
+        let backend = match self.backend.as_str() {
+            "nginx" => Backend::Nginx(nginx().ok_or("--backend nginx: no nginx (give its path with --nginx)")?),
+            _ => Backend::HikuUpstream(upstream),
+        };
+        // The tail mode compares proxies: the generator straight at the
+        // upstreams would only measure itself.
+        let mut contenders = match self.tail {
+            true => Vec::new(),
+            false => vec![Contender { label: "direct".to_string(), proxy: Proxy::Direct }],
+        };
+        contenders.push(Contender {
+            label: "hiku".to_string(),
+            proxy: Proxy::Scheduler { binary: hiku.clone(), extra: Vec::new(), env: Vec::new(), hiku: true },
+        });
         for spec in &self.variants {
             let variant = parse_variant(spec)?;
-            let extra = hiku_extra.iter().cloned().chain(variant.args).collect();
-            let proxy = Proxy::Scheduler { binary: hiku.clone(), extra, env: variant.env };
+            let proxy = Proxy::Scheduler { binary: hiku.clone(), extra: variant.args, env: variant.env, hiku: true };
             contenders.push(Contender { label: variant.label, proxy });
         }
         if let Some(path) = &self.baseline {
-            let proxy = Proxy::Scheduler { binary: path.clone(), extra: Vec::new(), env: Vec::new() };
+            let proxy = Proxy::Scheduler { binary: path.clone(), extra: Vec::new(), env: Vec::new(), hiku: false };
             contenders.push(Contender { label: baseline_label(path), proxy });
         }
         if let Some(path) = &self.nginx {
@@ -173,7 +204,7 @@ impl Args {
                 return Err("--tier: a tier has at least one instance".to_string());
             }
             // The instances share the machine with the front: none is pinned.
-            let extra = hiku_extra.iter().cloned().chain(["--no-pin".to_string()]).collect();
+            let extra = vec!["--no-pin".to_string()];
             let haproxy = self.haproxy.as_deref().and_then(on_path).unwrap_or_else(front::haproxy);
             let proxy = Proxy::Tier { hiku: hiku.clone(), haproxy, instances, extra };
             contenders.push(Contender { label: format!("tier-k{instances}"), proxy });
@@ -188,7 +219,10 @@ impl Args {
             Proxy::Scheduler { binary, .. } | Proxy::Nginx { binary } | Proxy::Haproxy { binary } => Some(binary),
             Proxy::Tier { hiku, .. } => Some(hiku),
         });
-        for binary in binaries.chain([&upstream]) {
+        let backend_binary = match &backend {
+            Backend::HikuUpstream(path) | Backend::Nginx(path) => path,
+        };
+        for binary in binaries.chain([backend_binary]) {
             if !binary.is_file() {
                 return Err(format!(
                     "no binary at {} (build with `cargo build --release -p hiku -p hiku-perf`)",
@@ -198,9 +232,10 @@ impl Args {
         }
         Ok(Options {
             contenders,
-            upstream,
+            backend,
             balancer: self.balancer.clone(),
             cores,
+            cores_given: !self.cores.is_empty() || self.tail,
             connections,
             rounds: self.rounds,
             warmup,
@@ -208,6 +243,7 @@ impl Args {
             counted: duration / 2,
             perf: if self.idle_connections.is_some() { None } else { usable_perf() },
             new_connection: self.new_connection,
+            tail: self.tail,
             progress: true,
         })
     }
@@ -319,6 +355,50 @@ fn usable_perf() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    /// The options of `hiku-perf throughput ARGS`, with every binary an
+    /// existing file.
+    fn options(args: &str) -> Result<Options, String> {
+        let bin = "--hiku /bin/sh --upstream /bin/sh --nginx /bin/sh";
+        let line = format!("throughput {bin} {args}");
+        Command::try_parse_from(line.split_whitespace()).map_err(|e| e.to_string())?.args.options()
+    }
+
+    #[test]
+    fn the_tail_mode_measures_the_proxies_on_one_and_two_cores_from_the_first_call() {
+        let tail = options("--tail").unwrap();
+        assert_eq!(tail.connections, [1024, 4096]);
+        assert_eq!(tail.cores, [1, std::thread::available_parallelism().map_or(1, |n| n.get()).min(2)]);
+        assert!(tail.tail && tail.cores_given);
+        assert_eq!((tail.duration, tail.warmup), (Duration::from_secs(8), Duration::ZERO));
+        let labels: Vec<&str> = tail.contenders.iter().map(|c| c.label.as_str()).collect();
+        assert_eq!(labels, ["hiku", "nginx"], "no `direct`: the generator alone measures nothing of a proxy");
+
+        let plain = options("").unwrap();
+        assert!(!plain.tail && !plain.cores_given);
+        assert_eq!(plain.contenders[0].label, "direct");
+        let given = options("--tail --cores 2 --connections 64 --duration 3 --warmup 1").unwrap();
+        assert_eq!((given.cores, given.connections), (vec![2], vec![64]));
+        assert_eq!((given.duration, given.warmup), (Duration::from_secs(3), Duration::from_secs(1)));
+
+        assert!(options("--tail --quick").is_err());
+        assert!(options("--tail --idle-connections 10").is_err());
+        assert!(options("--cores 0").unwrap_err().contains("at least 1"));
+    }
+
+    #[test]
+    fn the_backend_is_hiku_upstream_or_nginx() {
+        assert_eq!(options("").unwrap().backend, Backend::HikuUpstream("/bin/sh".into()));
+        assert_eq!(options("--backend nginx").unwrap().backend, Backend::Nginx("/bin/sh".into()));
+        assert!(options("--backend apache").is_err());
+    }
 
     #[test]
     fn variants_are_a_label_variables_and_arguments() {

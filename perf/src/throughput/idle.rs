@@ -49,6 +49,9 @@ const CALLS_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdleRow {
     pub contender: String,
+    /// The contender's cores (0 in reports from before they were recorded).
+    #[serde(default)]
+    pub cores: usize,
     pub connections: usize,
     /// All the calls were sent at once.
     #[serde(default)]
@@ -69,22 +72,24 @@ pub async fn run(options: &Options, connections: usize, burst: bool) -> Result<V
     let workdir = WorkDir::new()?;
     let mut samples = Vec::new();
     for round in 1..=options.rounds {
-        for contender in options.contenders.iter().filter(|c| !matches!(c.proxy, Proxy::Direct)) {
-            let sample = measure(options, contender, connections, burst, &workdir.0).await?;
-            if options.progress {
-                eprintln!(
-                    "[round {round}/{}] {:<12} {connections:>6} idle conns: {} ok, {} errors, {:.1} -> {:.1} MB, \
-                     {:.2} KiB/conn",
-                    options.rounds,
-                    sample.contender,
-                    sample.ok,
-                    sample.errors,
-                    sample.rss_before_mb,
-                    sample.rss_after_mb,
-                    sample.kib_per_connection
-                );
+        for &cores in &options.cores {
+            for contender in options.contenders.iter().filter(|c| !matches!(c.proxy, Proxy::Direct)) {
+                let sample = measure(options, contender, cores, connections, burst, &workdir.0).await?;
+                if options.progress {
+                    eprintln!(
+                        "[round {round}/{}] {:<12} {cores} cores {connections:>6} idle conns: {} ok, {} errors, \
+                         {:.1} -> {:.1} MB, {:.2} KiB/conn",
+                        options.rounds,
+                        sample.contender,
+                        sample.ok,
+                        sample.errors,
+                        sample.rss_before_mb,
+                        sample.rss_after_mb,
+                        sample.kib_per_connection
+                    );
+                }
+                samples.push(sample);
             }
-            samples.push(sample);
         }
     }
     Ok(summarize(&samples))
@@ -92,12 +97,13 @@ pub async fn run(options: &Options, connections: usize, burst: bool) -> Result<V
 
 /// One row per contender, in the order they first appear.
 pub fn summarize(samples: &[IdleRow]) -> Vec<IdleRow> {
-    groups(samples, |s| (s.contender.as_str(), s.connections))
+    groups(samples, |s| (s.contender.as_str(), s.cores, s.connections))
         .into_iter()
-        .map(|((contender, connections), group)| {
+        .map(|((contender, cores, connections), group)| {
             let m = |f: fn(&IdleRow) -> f64| median(group.iter().map(|s| f(s)));
             IdleRow {
                 contender: contender.to_string(),
+                cores,
                 connections,
                 burst: group.iter().any(|s| s.burst),
                 ok: group.iter().map(|s| s.ok).min().unwrap_or(0),
@@ -113,15 +119,24 @@ pub fn summarize(samples: &[IdleRow]) -> Vec<IdleRow> {
 /// The rows as a table.
 pub fn table(rows: &[IdleRow]) -> String {
     let mut out = format!(
-        "{:<14} {:>7} {:>6} {:>7} {:>7} {:>12} {:>12} {:>10}\n",
-        "contender", "conns", "calls", "ok", "errors", "rss before", "rss after", "KiB/conn"
+        "{:<14} {:>5} {:>7} {:>6} {:>7} {:>7} {:>12} {:>12} {:>10}\n",
+        "contender", "cores", "conns", "calls", "ok", "errors", "rss before", "rss after", "KiB/conn"
     );
     for r in rows {
         let calls = if r.burst { "burst".to_string() } else { format!("by {CALLING}") };
+        let cores = if r.cores == 0 { "-".to_string() } else { r.cores.to_string() };
         let _ = writeln!(
             out,
-            "{:<14} {:>7} {:>6} {:>7} {:>7} {:>9.1} MB {:>9.1} MB {:>10.2}",
-            r.contender, r.connections, calls, r.ok, r.errors, r.rss_before_mb, r.rss_after_mb, r.kib_per_connection
+            "{:<14} {:>5} {:>7} {:>6} {:>7} {:>7} {:>9.1} MB {:>9.1} MB {:>10.2}",
+            r.contender,
+            cores,
+            r.connections,
+            calls,
+            r.ok,
+            r.errors,
+            r.rss_before_mb,
+            r.rss_after_mb,
+            r.kib_per_connection
         );
     }
     out
@@ -130,11 +145,12 @@ pub fn table(rows: &[IdleRow]) -> String {
 async fn measure(
     options: &Options,
     contender: &Contender,
+    cores: usize,
     connections: usize,
     burst: bool,
     workdir: &Path,
 ) -> Result<IdleRow, String> {
-    let setup = proxies::start(options, contender, workdir).await?;
+    let setup = proxies::start(options, contender, cores, workdir).await?;
     let target = setup.targets[0];
     tokio::time::sleep(SETTLE).await;
     let before = procstat::rss_mb(&setup.pids);
@@ -146,6 +162,7 @@ async fn measure(
     drop(streams);
     Ok(IdleRow {
         contender: contender.label.clone(),
+        cores,
         connections,
         burst,
         ok,
@@ -253,6 +270,7 @@ mod tests {
     fn row(contender: &str, ok: u64, errors: u64, kib: f64) -> IdleRow {
         IdleRow {
             contender: contender.to_string(),
+            cores: 2,
             connections: 100,
             burst: false,
             ok,
@@ -270,7 +288,10 @@ mod tests {
         assert_eq!((rows[0].ok, rows[0].errors, rows[0].kib_per_connection), (98, 2, 5.0));
         assert_eq!((rows[1].contender.as_str(), rows[1].ok, rows[1].errors), ("nginx", 99, 1));
         let shown = table(&rows);
-        assert!(shown.lines().nth(1).unwrap().starts_with("hiku               100  by 64      98       2"), "{shown}");
+        assert!(
+            shown.lines().nth(1).unwrap().starts_with("hiku               2     100  by 64      98       2"),
+            "{shown}"
+        );
         assert!(shown.lines().nth(1).unwrap().ends_with("5.00"), "{shown}");
     }
 }

@@ -31,29 +31,35 @@ use crate::functions;
 use crate::harness::procstat;
 use crate::harness::workdir::WorkDir;
 
-/// Every round, in which every contender is measured at every connection
-/// count; the medians.
+/// Every round, in which every contender is measured on every core count
+/// at every connection count; the medians.
 pub async fn run(options: &Options) -> Result<Vec<Row>, String> {
     let workdir = WorkDir::new()?;
     let mut samples = Vec::new();
     for round in 1..=options.rounds {
-        for &connections in &options.connections {
-            for contender in &options.contenders {
-                let sample = measure(options, contender, connections, &workdir.0).await?;
-                if options.progress {
-                    eprintln!(
-                        "[round {round}/{}] {:<12} {connections:>5} conns: {:>8.0} req/s  p99 {:.2} ms  {} errors  \
-                         {:.4} cpu s/1k  {:.1} MB",
-                        options.rounds,
-                        contender.label,
-                        sample.rps,
-                        sample.p99_ms,
-                        sample.errors,
-                        sample.cpu_s_per_1k,
-                        sample.peak_rss_mb
-                    );
+        for &cores in &options.cores {
+            for &connections in &options.connections {
+                for contender in &options.contenders {
+                    let sample = measure(options, contender, cores, connections, &workdir.0).await?;
+                    if options.progress {
+                        eprintln!(
+                            "[round {round}/{}] {:<12} {cores} cores {connections:>5} conns: {:>8.0} req/s  \
+                             p99 {:.2} ms  p99.99 {:.2} ms  max {:.2} ms  {} errors ({} timeouts)  \
+                             {:.4} cpu s/1k  {:.1} MB",
+                            options.rounds,
+                            contender.label,
+                            sample.rps,
+                            sample.p99_ms,
+                            sample.p9999_ms,
+                            sample.max_ms,
+                            sample.errors,
+                            sample.timeouts,
+                            sample.cpu_s_per_1k,
+                            sample.peak_rss_mb
+                        );
+                    }
+                    samples.push(sample);
                 }
-                samples.push(sample);
             }
         }
     }
@@ -63,10 +69,11 @@ pub async fn run(options: &Options) -> Result<Vec<Row>, String> {
 async fn measure(
     options: &Options,
     contender: &Contender,
+    cores: usize,
     connections: usize,
     workdir: &Path,
 ) -> Result<Sample, String> {
-    let setup = proxies::start(options, contender, workdir).await?;
+    let setup = proxies::start(options, contender, cores, workdir).await?;
     let load = Load {
         targets: setup.targets.clone(),
         connections,
@@ -100,12 +107,16 @@ async fn measure(
     }
     Ok(Sample {
         contender: contender.label.clone(),
+        cores,
         connections,
         rps: tally.rps(),
         p50_ms: tally.latency_ms(0.5),
         p99_ms: tally.latency_ms(0.99),
         p999_ms: tally.latency_ms(0.999),
+        p9999_ms: tally.latency_ms(0.9999),
+        max_ms: tally.max_ms(),
         errors: tally.errors.total(),
+        timeouts: tally.errors.timeout,
         cpu_s_per_1k: per_1k(0),
         front_cpu_s_per_1k: has_front.then(|| per_1k(1)),
         peak_rss_mb,

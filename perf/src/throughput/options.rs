@@ -18,9 +18,9 @@ pub enum Proxy {
     /// Nothing: the generator's connections alternate between the upstreams.
     Direct,
     /// A binary with the Go original's `start -c <config>` interface, with
-    /// arguments after it (hiku's `--cores`) and variables added to its
-    /// environment.
-    Scheduler { binary: PathBuf, extra: Vec<String>, env: Vec<(String, String)> },
+    /// arguments after it and variables added to its environment; `hiku`
+    /// if it takes hiku's `--cores` (the Go original gets `GOMAXPROCS`).
+    Scheduler { binary: PathBuf, extra: Vec<String>, env: Vec<(String, String)>, hiku: bool },
     /// nginx as a least-connections keep-alive reverse proxy.
     Nginx { binary: PathBuf },
     /// HAProxy (2.6+) the same way: a thread per core, least connections,
@@ -29,6 +29,17 @@ pub enum Proxy {
     /// A tier: `instances` hiku instances (`extra` after `start -c
     /// <config>`) behind HAProxy on the front config hiku ships.
     Tier { hiku: PathBuf, haproxy: PathBuf, instances: usize, extra: Vec<String> },
+}
+
+/// What answers behind the proxies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// `hiku-upstream`: one thread, one event loop for every port, a
+    /// preformatted answer; as cheap as a server gets.
+    HikuUpstream(PathBuf),
+    /// nginx, one worker process serving every port, `return 200` from a
+    /// `location`: what a real server costs, closer to it.
+    Nginx(PathBuf),
 }
 
 /// A proxy (or none) and the label of its rows.
@@ -42,12 +53,16 @@ pub struct Contender {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub contenders: Vec<Contender>,
-    pub upstream: PathBuf,
+    pub backend: Backend,
     /// The balancer in the schedulers' config.
     pub balancer: String,
-    /// Cores for the proxy: nginx's worker processes (hiku gets `--cores` in
-    /// its `extra`).
-    pub cores: usize,
+    /// Cores for the proxy, each measured in turn: nginx's worker
+    /// processes, HAProxy's threads, hiku's `--cores` and the Go original's
+    /// `GOMAXPROCS` when `cores_given`.
+    pub cores: Vec<usize>,
+    /// The cores were asked for (`--cores`, `--tail`): schedulers are told;
+    /// otherwise they take every core, as they would by themselves.
+    pub cores_given: bool,
     pub connections: Vec<usize>,
     pub rounds: usize,
     pub warmup: Duration,
@@ -59,6 +74,9 @@ pub struct Options {
     pub perf: Option<PathBuf>,
     /// A new connection for every call (`Connection: close` on each).
     pub new_connection: bool,
+    /// The tail mode: the slowest calls (p99.99, max, timeouts) are the
+    /// point, and every connection's first call counts.
+    pub tail: bool,
     /// Show progress on stderr.
     pub progress: bool,
 }

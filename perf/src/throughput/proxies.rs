@@ -13,14 +13,14 @@ use crate::harness::front::Kind;
 use crate::harness::process::{self, free_port};
 use crate::harness::procstat;
 use crate::harness::tier::{self, Tier};
-use crate::throughput::options::{Contender, Options, Proxy, UPSTREAMS};
+use crate::throughput::options::{Backend, Contender, Options, Proxy, UPSTREAMS};
 
 /// nginx's keep-alive pool per worker process.
 const NGINX_KEEPALIVE: usize = 256;
 
 /// The processes of one measurement; all are killed when this drops.
 pub(crate) struct Setup {
-    _upstreams: Child,
+    _upstreams: Upstreams,
     _proxy: Option<Running>,
     /// Where the generator connects.
     pub targets: Vec<SocketAddr>,
@@ -38,18 +38,59 @@ enum Running {
     Tier { _tier: Tier },
 }
 
-/// Starts the upstreams and `contender` in front of them.
-pub(crate) async fn start(options: &Options, contender: &Contender, workdir: &Path) -> Result<Setup, String> {
-    let (upstreams, urls) = start_upstreams(&options.upstream, UPSTREAMS, 0).await?;
-    let upstream_pid = upstreams.id().ok_or("the upstreams exited")?;
+/// The upstreams, held only to be dropped (which kills them).
+enum Upstreams {
+    Hiku { _process: Child },
+    Nginx { _process: Nginx },
+}
+
+/// Starts `backend` with [`UPSTREAMS`] servers: the processes, their pids
+/// and their URLs.
+async fn start_upstreams_of(backend: &Backend, workdir: &Path) -> Result<(Upstreams, Vec<u32>, Vec<String>), String> {
+    match backend {
+        Backend::HikuUpstream(binary) => {
+            let (child, urls) = start_upstreams(binary, UPSTREAMS, 0).await?;
+            let pid = child.id().ok_or("the upstreams exited")?;
+            Ok((Upstreams::Hiku { _process: child }, vec![pid], urls))
+        }
+        Backend::Nginx(binary) => {
+            let ports = (0..UPSTREAMS).map(|_| free_port()).collect::<Result<Vec<u16>, _>>()?;
+            let dir = workdir.join(format!("backend-{}", ports[0]));
+            let config = nginx_backend_config(&ports, &dir);
+            let nginx = start_nginx(binary, config, ports[0], 1, &dir).await?;
+            let urls = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
+            let pids = nginx.pids();
+            Ok((Upstreams::Nginx { _process: nginx }, pids, urls))
+        }
+    }
+}
+
+/// Starts the upstreams and `contender` in front of them, on `cores` cores.
+pub(crate) async fn start(
+    options: &Options,
+    contender: &Contender,
+    cores: usize,
+    workdir: &Path,
+) -> Result<Setup, String> {
+    let (upstreams, upstream_pids, urls) = start_upstreams_of(&options.backend, workdir).await?;
     let addresses: Vec<SocketAddr> = urls
         .iter()
         .map(|u| crate::http::authority(u).and_then(|a| a.parse().ok()).ok_or_else(|| format!("bad upstream {u}")))
         .collect::<Result<_, _>>()?;
     let mut front_pids = Vec::new();
+    let cores_flag = || match options.cores_given {
+        true => vec!["--cores".to_string(), cores.to_string()],
+        false => Vec::new(),
+    };
     let (proxy, targets, pids) = match &contender.proxy {
-        Proxy::Direct => (None, addresses, vec![upstream_pid]),
-        Proxy::Scheduler { binary, extra, env } => {
+        Proxy::Direct => (None, addresses, upstream_pids),
+        Proxy::Scheduler { binary, extra, env, hiku } => {
+            let (mut extra, mut env) = (extra.clone(), env.clone());
+            match (hiku, options.cores_given) {
+                (true, _) => extra.splice(0..0, cores_flag()).for_each(drop),
+                (false, true) => env.push(("GOMAXPROCS".to_string(), cores.to_string())),
+                (false, false) => {}
+            }
             let port = free_port()?;
             let config = workdir.join(format!("{}.json", contender.label));
             let json =
@@ -57,19 +98,22 @@ pub(crate) async fn start(options: &Options, contender: &Contender, workdir: &Pa
             std::fs::write(&config, json.to_string()).map_err(|e| format!("{}: {e}", config.display()))?;
             let log = workdir.join(format!("{}.log", contender.label));
             let address = format!("127.0.0.1:{port}");
-            let scheduler = cluster::start_scheduler(binary, &config, extra, env, &address, &log).await?;
+            let scheduler = cluster::start_scheduler(binary, &config, &extra, &env, &address, &log).await?;
             let pid = scheduler.pid().ok_or_else(|| format!("{} exited", contender.label))?;
             let target = address.parse().expect("an address");
             (Some(Running::Scheduler { _process: scheduler }), vec![target], vec![pid])
         }
         Proxy::Nginx { binary } => {
-            let nginx = start_nginx(binary, &addresses, options.cores, workdir).await?;
+            let port = free_port()?;
+            let dir = workdir.join(format!("nginx-{port}"));
+            let config = nginx_config(&addresses, port, cores, &dir);
+            let nginx = start_nginx(binary, config, port, cores, &dir).await?;
             let pids = nginx.pids();
             let target = nginx.address;
             (Some(Running::Nginx { _process: nginx }), vec![target], pids)
         }
         Proxy::Haproxy { binary } => {
-            let (haproxy, target) = start_haproxy(binary, &addresses, options.cores, workdir).await?;
+            let (haproxy, target) = start_haproxy(binary, &addresses, cores, workdir).await?;
             let pid = haproxy.id().ok_or("haproxy exited")?;
             (Some(Running::Haproxy { _process: haproxy }), vec![target], vec![pid])
         }
@@ -78,7 +122,7 @@ pub(crate) async fn start(options: &Options, contender: &Contender, workdir: &Pa
             let spec = tier::Spec {
                 hiku,
                 haproxy,
-                extra: extra.clone(),
+                extra: cores_flag().into_iter().chain(extra.iter().cloned()).collect(),
                 config: serde_json::json!({"host": "127.0.0.1", "balancer": options.balancer, "workers": urls}),
                 instances: *instances,
                 front: Kind::FnHash,
@@ -162,6 +206,40 @@ http {{
     )
 }
 
+/// The nginx backend's configuration: one worker serving every port in
+/// `ports`, `return 200` to every request, keep-alive, no logging.
+pub fn nginx_backend_config(ports: &[u16], dir: &Path) -> String {
+    let dir = dir.display();
+    let listens: String = ports.iter().map(|p| format!("        listen 127.0.0.1:{p} backlog=4096;\n")).collect();
+    format!(
+        "worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+worker_rlimit_nofile 65536;
+events {{
+    worker_connections 16384;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    server {{
+{listens}        location / {{
+            default_type text/plain;
+            return 200 \"hello world\";
+        }}
+    }}
+}}
+"
+    )
+}
+
 /// HAProxy's configuration, as fair as nginx's: `cores` threads (as nginx
 /// has worker processes), least connections over the upstreams, keep-alive
 /// to clients and to the upstreams with idle server connections shared by
@@ -227,10 +305,18 @@ async fn start_haproxy(
 
 /// How the proxies among `contenders` are configured, as each measurement
 /// writes it (with its own ports and directory): (label, text).
-pub fn proxy_configs(contenders: &[Contender], upstreams: usize, cores: usize) -> Vec<(String, String)> {
-    let upstreams: Vec<SocketAddr> =
-        (0..upstreams).map(|i| SocketAddr::from(([127, 0, 0, 1], 5000 + i as u16))).collect();
-    contenders
+/// nginx and HAProxy are shown with the first of `options.cores`; an nginx
+/// backend as "nginx backend".
+pub fn proxy_configs(options: &Options) -> Vec<(String, String)> {
+    let ports: Vec<u16> = (0..UPSTREAMS as u16).map(|i| 5000 + i).collect();
+    let upstreams: Vec<SocketAddr> = ports.iter().map(|&p| SocketAddr::from(([127, 0, 0, 1], p))).collect();
+    let cores = options.cores.first().copied().unwrap_or(1);
+    let backend = match &options.backend {
+        Backend::Nginx(_) => Some(("nginx backend".to_string(), nginx_backend_config(&ports, Path::new("DIR")))),
+        Backend::HikuUpstream(_) => None,
+    };
+    options
+        .contenders
         .iter()
         .filter_map(|c| {
             match &c.proxy {
@@ -240,22 +326,22 @@ pub fn proxy_configs(contenders: &[Contender], upstreams: usize, cores: usize) -
             }
             .map(|text| (c.label.clone(), text))
         })
+        .chain(backend)
         .collect()
 }
 
-async fn start_nginx(binary: &Path, upstreams: &[SocketAddr], cores: usize, workdir: &Path) -> Result<Nginx, String> {
-    let port = free_port()?;
-    let dir = workdir.join(format!("nginx-{port}"));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+/// Starts nginx on `config` in `dir` (written there), once it listens on
+/// `port` with its `cores` workers.
+async fn start_nginx(binary: &Path, text: String, port: u16, cores: usize, dir: &Path) -> Result<Nginx, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let config = dir.join("nginx.conf");
-    std::fs::write(&config, nginx_config(upstreams, port, cores, &dir))
-        .map_err(|e| format!("{}: {e}", config.display()))?;
+    std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
     let log = dir.join("stderr.log");
     let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
     // On our death the master gets SIGTERM, and stops its workers itself.
     let master = process::command_dying_with(binary, libc::SIGTERM)
         .arg("-p")
-        .arg(&dir)
+        .arg(dir)
         .arg("-c")
         .arg(&config)
         .arg("-e")
@@ -301,6 +387,22 @@ mod tests {
             assert!(config.contains(line), "{line:?} missing from\n{config}");
         }
         assert!(!config.lines().any(|l| l.trim_start().starts_with("log")), "no logging:\n{config}");
+    }
+
+    #[test]
+    fn the_nginx_backend_answers_every_port_from_one_worker() {
+        let config = nginx_backend_config(&[5000, 5001], Path::new("/tmp/x"));
+        for line in [
+            "worker_processes 1;",
+            "daemon off;",
+            "listen 127.0.0.1:5000 backlog=4096;\n        listen 127.0.0.1:5001 backlog=4096;",
+            "return 200 \"hello world\";",
+            "keepalive_requests 1000000;",
+            "access_log off;",
+        ] {
+            assert!(config.contains(line), "{line:?} missing from\n{config}");
+        }
+        assert!(!config.contains("proxy_pass"), "{config}");
     }
 
     #[test]

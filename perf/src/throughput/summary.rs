@@ -19,6 +19,9 @@ pub struct Report {
     /// The generator asked for a new connection for every call.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub new_connection: bool,
+    /// The tail mode measured these: the slowest calls are the point.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tail: bool,
     /// `--idle-connections`: what idle connections cost each contender.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub idle: Vec<crate::throughput::idle::IdleRow>,
@@ -44,17 +47,30 @@ pub fn configs(configs: &[(String, String)]) -> String {
     out
 }
 
-/// A contender at a connection count: the median of each number over the
-/// rounds, except `errors`, the total (a median would hide a bad round).
+/// A contender on a core count at a connection count: the median of each
+/// number over the rounds, except `errors` and `timeouts`, the totals (a
+/// median would hide a bad round).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     pub contender: String,
+    /// The cores it ran on (0 in reports from before they were recorded).
+    #[serde(default)]
+    pub cores: usize,
     pub connections: usize,
     pub rps: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub p999_ms: f64,
+    #[serde(default)]
+    pub p9999_ms: f64,
+    /// The slowest answered call.
+    #[serde(default)]
+    pub max_ms: f64,
+    /// Every error, timeouts included.
     pub errors: u64,
+    /// Calls unanswered within the generator's timeout (wrk's 2 s).
+    #[serde(default)]
+    pub timeouts: u64,
     pub cpu_s_per_1k: f64,
     /// A tier's front alone (HAProxy), of `cpu_s_per_1k`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,22 +88,27 @@ pub struct Row {
     pub reschedule_ipis_per_request: Option<f64>,
 }
 
-/// One row per (contender, connections), in the order they first appear.
+/// One row per (contender, cores, connections), in the order they first
+/// appear.
 pub fn summarize(samples: &[Sample]) -> Vec<Row> {
-    groups(samples, |s| (s.contender.as_str(), s.connections))
+    groups(samples, |s| (s.contender.as_str(), s.cores, s.connections))
         .into_iter()
-        .map(|((contender, connections), group)| {
+        .map(|((contender, cores, connections), group)| {
             let m = |f: fn(&Sample) -> f64| median(group.iter().map(|s| f(s)));
             let counted =
                 |f: fn(&Sample) -> Option<f64>| Some(median(group.iter().filter_map(|s| f(s)))).filter(|m| !m.is_nan());
             Row {
                 contender: contender.to_string(),
+                cores,
                 connections,
                 rps: m(|s| s.rps),
                 p50_ms: m(|s| s.p50_ms),
                 p99_ms: m(|s| s.p99_ms),
                 p999_ms: m(|s| s.p999_ms),
+                p9999_ms: m(|s| s.p9999_ms),
+                max_ms: m(|s| s.max_ms),
                 errors: group.iter().map(|s| s.errors).sum(),
+                timeouts: group.iter().map(|s| s.timeouts).sum(),
                 cpu_s_per_1k: m(|s| s.cpu_s_per_1k),
                 front_cpu_s_per_1k: counted(|s| s.front_cpu_s_per_1k),
                 peak_rss_mb: m(|s| s.peak_rss_mb),
@@ -108,7 +129,8 @@ pub struct Ratios {
 }
 
 pub fn ratios(row: &Row, rows: &[Row], reference: &str) -> Option<Ratios> {
-    let hiku = rows.iter().find(|r| r.contender == reference && r.connections == row.connections)?;
+    let hiku =
+        rows.iter().find(|r| r.contender == reference && r.cores == row.cores && r.connections == row.connections)?;
     Some(Ratios { rps: row.rps / hiku.rps, p99: row.p99_ms / hiku.p99_ms, cpu: row.cpu_s_per_1k / hiku.cpu_s_per_1k })
 }
 
@@ -122,7 +144,13 @@ fn number(value: f64, decimals: usize) -> String {
 /// What a report measured, as a heading, and its table.
 pub fn titled(report: &Report) -> Vec<(&'static str, String)> {
     let mut parts = Vec::new();
-    if !report.results.is_empty() {
+    if report.tail {
+        parts.push((
+            "The slowest calls, keep-alive, every connection's first call counted (medians over rounds; \
+             errors and timeouts totalled)",
+            tail_table(&report.results, "hiku"),
+        ));
+    } else if !report.results.is_empty() {
         let title = match report.new_connection {
             true => "The proxy's own cost, a new connection per call (medians over rounds)",
             false => "The proxy's own cost, keep-alive (medians over rounds)",
@@ -199,6 +227,51 @@ pub fn table(rows: &[Row], reference: &str) -> String {
     out
 }
 
+/// The tail mode's table: the slowest calls of each contender on each core
+/// count at each connection count, and the ratio of its p99.99 and max to
+/// the `reference` contender's.
+pub fn tail_table(rows: &[Row], reference: &str) -> String {
+    let mut out = format!(
+        "{:<14} {:>5} {:>5} {:>9} {:>8} {:>8} {:>9} {:>9} {:>9} {:>6} {:>8} {:>10} {:>9}\n",
+        "contender",
+        "cores",
+        "conns",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "p99.99 ms",
+        "max ms",
+        "errors",
+        "timeouts",
+        "p99.99/hiku",
+        "max/hiku"
+    );
+    for row in rows {
+        let hiku =
+            rows.iter().find(|r| r.contender == reference && r.cores == row.cores && r.connections == row.connections);
+        let ratio = |f: fn(&Row) -> f64| hiku.map_or("-".to_string(), |h| number(f(row) / f(h), 2));
+        let _ = writeln!(
+            out,
+            "{:<14} {:>5} {:>5} {:>9} {:>8} {:>8} {:>9} {:>9} {:>9} {:>6} {:>8} {:>10} {:>9}",
+            row.contender,
+            row.cores,
+            row.connections,
+            number(row.rps, 0),
+            number(row.p50_ms, 2),
+            number(row.p99_ms, 2),
+            number(row.p999_ms, 1),
+            number(row.p9999_ms, 1),
+            number(row.max_ms, 1),
+            row.errors,
+            row.timeouts,
+            ratio(|r| r.p9999_ms),
+            ratio(|r| r.max_ms),
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,12 +279,16 @@ mod tests {
     fn sample(contender: &str, connections: usize, rps: f64, p99_ms: f64, errors: u64, cpu: f64) -> Sample {
         Sample {
             contender: contender.to_string(),
+            cores: 2,
             connections,
             rps,
             p50_ms: p99_ms / 4.0,
             p99_ms,
             p999_ms: p99_ms * 2.0,
+            p9999_ms: p99_ms * 3.0,
+            max_ms: p99_ms * 4.0,
             errors,
+            timeouts: 0,
             cpu_s_per_1k: cpu,
             front_cpu_s_per_1k: None,
             peak_rss_mb: 10.0,
@@ -239,12 +316,16 @@ mod tests {
             rows[0],
             Row {
                 contender: "hiku".to_string(),
+                cores: 2,
                 connections: 64,
                 rps: 100.0,
                 p50_ms: 0.75,
                 p99_ms: 3.0,
                 p999_ms: 6.0,
+                p9999_ms: 9.0,
+                max_ms: 12.0,
                 errors: 2,
+                timeouts: 0,
                 cpu_s_per_1k: 0.03,
                 front_cpu_s_per_1k: None,
                 peak_rss_mb: 10.0,
@@ -268,10 +349,55 @@ mod tests {
         let json = serde_json::to_value(Report { results: rows, ..Report::default() }).unwrap();
         let first = json["results"][0].as_object().unwrap();
         let keys: Vec<&str> = first.keys().map(String::as_str).collect();
-        let mut expected =
-            ["contender", "connections", "rps", "p50_ms", "p99_ms", "p999_ms", "errors", "cpu_s_per_1k", "peak_rss_mb"];
+        let mut expected = [
+            "contender",
+            "cores",
+            "connections",
+            "rps",
+            "p50_ms",
+            "p99_ms",
+            "p999_ms",
+            "p9999_ms",
+            "max_ms",
+            "errors",
+            "timeouts",
+            "cpu_s_per_1k",
+            "peak_rss_mb",
+        ];
         expected.sort();
         assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn the_tail_table_has_the_slowest_calls_per_core_count_beside_hikus() {
+        let tail = |contender: &str, cores: usize, p99: f64, timeouts: u64| Sample {
+            cores,
+            timeouts,
+            errors: timeouts,
+            ..sample(contender, 1024, 30000.0, p99, 0, 0.02)
+        };
+        let rows = summarize(&[
+            tail("hiku", 1, 10.0, 0),
+            tail("nginx", 1, 20.0, 3),
+            tail("hiku", 2, 5.0, 0),
+            tail("nginx", 2, 5.0, 0),
+            tail("hiku", 1, 10.0, 1),
+        ]);
+        assert_eq!(rows.len(), 4, "one row per contender and core count");
+        assert_eq!((rows[0].p9999_ms, rows[0].max_ms, rows[0].timeouts), (30.0, 40.0, 1));
+        let shown = tail_table(&rows, "hiku");
+        let lines: Vec<&str> = shown.lines().collect();
+        assert!(lines[0].contains("p99.99 ms") && lines[0].ends_with("max/hiku"), "{shown}");
+        // nginx on one core: p99.99 60 and max 80 against hiku's 30 and 40.
+        assert!(lines[2].starts_with("nginx              1  1024"), "{shown}");
+        assert!(lines[2].ends_with("60.0      80.0      3        3       2.00      2.00"), "{shown}");
+        assert!(lines[4].starts_with("nginx              2  1024") && lines[4].ends_with("1.00      1.00"), "{shown}");
+        let report = Report { results: rows, tail: true, ..Report::default() };
+        let titled = titled(&report);
+        assert_eq!(titled.len(), 1);
+        assert!(titled[0].0.starts_with("The slowest calls"), "{}", titled[0].0);
+        let json = serde_json::to_string(&report).unwrap();
+        assert_eq!(serde_json::from_str::<Report>(&json).unwrap(), report);
     }
 
     #[test]
