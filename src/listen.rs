@@ -19,6 +19,10 @@ use crate::shard::Shard;
 use crate::shutdown;
 
 const LISTEN_BACKLOG: i32 = 4096;
+/// Connections taken from the backlog at once, after each the driver
+/// accepted ([`runtime::accept_now`]): a turn of the shard serves its
+/// busy connections once, and accepts up to this many new ones.
+const ACCEPT_BATCH: usize = 64;
 /// How long a core at `limits.max_connections` waits before looking again.
 const FULL_PAUSE: Duration = Duration::from_millis(10);
 
@@ -143,22 +147,20 @@ pub(crate) async fn accept_all(
 /// Accepts connections and serves them while fewer than `max_connections`
 /// are open in the process; past that, new ones wait in the listen backlog
 /// (and the one each core has accepted already, unserved, until there is
-/// room).
+/// room). After each accept, up to [`ACCEPT_BATCH`] more are taken from the
+/// backlog without waiting.
 /// Connections from `admin.listen` are marked `admin`.
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: usize, admin: bool) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                while shutdown::open_connections() >= max_connections && !shutdown::draining() {
-                    runtime::sleep(FULL_PAUSE).await;
+                serve_accepted(&shard, stream, peer, max_connections, admin).await;
+                for _ in 1..ACCEPT_BATCH {
+                    // An error here (a connection reset while queued, say)
+                    // ends the batch; the driver's next accept reports what lasts.
+                    let Ok(Some((stream, peer))) = runtime::accept_now(&listener) else { break };
+                    serve_accepted(&shard, stream, peer, max_connections, admin).await;
                 }
-                let _ = stream.set_nodelay(true);
-                shard.counters().accepted(admin);
-                let mut conn = Conn::new(stream, peer, admin, shutdown::OpenConnection::new(), shard.handoff.count());
-                if !admin && shard.config().front.proxy_protocol {
-                    conn.expect_proxy_header();
-                }
-                serve::spawn(Rc::clone(&shard), conn);
             }
             // Only once the watcher has shut the listeners down: it holds
             // their descriptor numbers, which closing would free for reuse.
@@ -170,6 +172,26 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, max_connections: u
             }
         }
     }
+}
+
+/// Serves a connection just accepted, once there is room for it.
+async fn serve_accepted(
+    shard: &Rc<Shard>,
+    stream: runtime::TcpStream,
+    peer: SocketAddr,
+    max_connections: usize,
+    admin: bool,
+) {
+    while shutdown::open_connections() >= max_connections && !shutdown::draining() {
+        runtime::sleep(FULL_PAUSE).await;
+    }
+    let _ = stream.set_nodelay(true);
+    shard.counters().accepted(admin);
+    let mut conn = Conn::new(stream, peer, admin, shutdown::OpenConnection::new(), shard.handoff.count());
+    if !admin && shard.config().front.proxy_protocol {
+        conn.expect_proxy_header();
+    }
+    serve::spawn(Rc::clone(shard), conn);
 }
 
 /// Serves the connections other shards move here.

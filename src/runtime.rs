@@ -14,7 +14,7 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::mem;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
@@ -233,6 +233,35 @@ pub(crate) async fn read_more_within(
 /// would return at once, again and again, to a caller that only peeks).
 pub(crate) async fn readable(stream: &TcpStream) -> io::Result<()> {
     stream.readable(false).await
+}
+
+/// Takes a connection the kernel has queued on `listener` without waiting:
+/// `Ok(None)` if there is none. The accept loop drains its backlog with
+/// this after each accept the driver completed: on io_uring an accept costs
+/// a whole turn of the shard, and with many busy connections a turn is
+/// long, so one accept a turn left new connections (and their first
+/// requests) waiting seconds in the backlog.
+pub(crate) fn accept_now(listener: &TcpListener) -> io::Result<Option<(TcpStream, std::net::SocketAddr)>> {
+    // SAFETY: accept4(2) on the listener's descriptor into storage of the
+    // size given.
+    let accepted = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            let flags = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+            match libc::accept4(listener.as_raw_fd(), storage.cast(), len, flags) {
+                fd if fd < 0 => Err(io::Error::last_os_error()),
+                fd => Ok(fd),
+            }
+        })
+    };
+    let (fd, addr) = match accepted {
+        Ok(accepted) => accepted,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // SAFETY: a descriptor accept4 just returned, owned by nothing else.
+    let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    let peer = addr.as_socket().ok_or_else(|| io::Error::other("not an IP connection"))?;
+    Ok(Some((TcpStream::from_std(stream)?, peer)))
 }
 
 /// Peeks at the next byte without waiting: `Ok(0)` at end of stream,

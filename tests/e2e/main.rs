@@ -45,6 +45,7 @@ mod admin_workers;
 mod balancers;
 mod bodies;
 mod destroy_sandbox;
+mod fairness;
 mod forwarding;
 mod front;
 mod health;
