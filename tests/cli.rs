@@ -177,7 +177,7 @@ fn check_print_shows_every_key_with_its_value_and_reads_back() {
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     // The file's keys, and the defaults it leaves out.
     assert_eq!(printed["adaptive"]["initial"], 6);
-    assert_eq!(printed["queue"]["limit"], 1024);
+    assert_eq!(printed["queue"]["limit"], 65536);
     assert_eq!(printed["health"]["eject_after"], 3);
     let again = run(&printed.to_string(), &["check", "--print"]);
     assert!(again.status.success(), "{}", stderr(&again));

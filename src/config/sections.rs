@@ -122,7 +122,7 @@ pub(crate) struct Queue {
 
 impl Default for Queue {
     fn default() -> Self {
-        Queue { limit: 1024, timeout: Duration::from_secs(10) }
+        Queue { limit: 65_536, timeout: Duration::from_secs(10) }
     }
 }
 

@@ -199,7 +199,7 @@ fn limits_have_safe_defaults_and_are_checked() {
 #[test]
 fn workers_may_have_a_capacity_and_calls_a_queue() {
     let c = Config::parse("{}").unwrap();
-    assert_eq!((c.default_capacity(), c.queue.limit, c.queue.timeout.as_millis()), (None, 1024, 10_000));
+    assert_eq!((c.default_capacity(), c.queue.limit, c.queue.timeout.as_millis()), (None, 65_536, 10_000));
     let c = Config::parse(
         r#"{"workers": ["http://a:1", {"url": "http://b:1", "max_inflight": 8}, {"url": "http://c:1"}],
             "workers_max_inflight": 32, "queue": {"limit": 5, "timeout_ms": 250}}"#,

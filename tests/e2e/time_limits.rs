@@ -326,6 +326,25 @@ fn calls_wait_for_a_full_worker_in_a_bounded_queue_then_get_a_503(driver: Driver
     assert_eq!(in_flight(&hiku), [0]);
 }
 
+on_both_drivers!(thousands_of_calls_at_once_wait_for_room_rather_than_being_refused);
+fn thousands_of_calls_at_once_wait_for_room_rather_than_being_refused(driver: Driver) {
+    // As a load generator starts: every connection opened and calling at
+    // once, more calls than the workers take (here 8) by far. A waiting
+    // call holds nothing its connection does not hold already: by default
+    // they all wait (queue.timeout_ms bounds how long), none is refused
+    // with a 503 its client would come back with at once, again and again.
+    let w = Worker::start();
+    let extra = serde_json::json!({"workers_max_inflight": 8});
+    let hiku = Hiku::on(driver).cores(1).start_with("least-connections", &[&w.url], extra);
+    let mut clients: Vec<Client> = (0..1500).map(|_| hiku.client()).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.send(format!("POST /run/f{} HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx", i % 40).as_bytes());
+    }
+    let statuses: Vec<u16> = clients.iter_mut().map(|c| c.read(false).status).collect();
+    let refused = statuses.iter().filter(|&&s| s != 200).count();
+    assert_eq!(refused, 0, "{refused} of 1500 calls were not answered 200");
+}
+
 on_both_drivers!(a_client_that_leaves_takes_its_call_out_of_the_queue);
 fn a_client_that_leaves_takes_its_call_out_of_the_queue(driver: Driver) {
     let w = Worker::start();
