@@ -65,7 +65,10 @@ pub(crate) struct Conn {
     /// Request heads it has read on this shard: one that stays may move to
     /// another shard between calls.
     requests: u32,
-    canceller: Canceller,
+    /// Cancels the read posted between requests; made for that wait and
+    /// dropped when the connection goes quiet, as a parked connection
+    /// posts none (with the table of reads it cancelled, it is 176 bytes).
+    canceller: Option<Canceller>,
     /// Its place among the shard's parked connections, once it was parked.
     spot: Option<Rc<Spot>>,
     open: OpenConnection,
@@ -125,7 +128,7 @@ impl Conn {
             admin,
             awaits_proxy_header: false,
             requests: 0,
-            canceller: Canceller::new(),
+            canceller: None,
             spot: None,
             open,
             _on_shard: on_shard,
@@ -267,10 +270,17 @@ impl Conn {
         self.ubuf.release();
         http::recycle(std::mem::take(&mut self.out));
         let hot = HOT_IDLE.min(idle);
-        let read = self.rbuf.fill_within(&mut self.client, hot, &mut self.canceller).await?;
+        let canceller = self.canceller.get_or_insert_with(Canceller::new);
+        let read = self.rbuf.fill_within(&mut self.client, hot, canceller).await?;
         match read {
             Some(_) => self.out = http::spare(),
-            None => self.rbuf.release(),
+            None => {
+                // Quiet: what only a call in progress needs goes too.
+                self.rbuf.release();
+                self.canceller = None;
+                self.function = String::new();
+                self.request_line = String::new();
+            }
         }
         Ok(read)
     }
