@@ -7,8 +7,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
-use std::rc::Rc;
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use crate::config::{Front, Limits, Timeouts};
@@ -18,7 +17,6 @@ use crate::http::{
     self, Body, Bounds, ChunkError, Copied, CopyError, Framing, HeadError, HeldBody, ReadBuf, Request, RequestMeta,
     Sink, Version,
 };
-use crate::parking::{Parked, Parking, Spot};
 use crate::proxy_protocol;
 use crate::runtime::{self, Canceller, TcpStream};
 use crate::shutdown::{self, OpenConnection};
@@ -26,8 +24,8 @@ use crate::worker::Worker;
 
 /// How long a connection waits for its next request with a read (and its
 /// buffer) posted. One still quiet after that gives its buffers back to the
-/// core's stock and is parked: its task ends, and a small one waits for
-/// readiness alone (one more step and a new task when it wakes, but an idle
+/// core's stock and is parked: its task ends, and the core keeps a small
+/// record of it until it is readable (a new task when it wakes, but an idle
 /// connection holds a few hundred bytes).
 pub(crate) const HOT_IDLE: Duration = Duration::from_millis(500);
 
@@ -69,10 +67,19 @@ pub(crate) struct Conn {
     /// dropped when the connection goes quiet, as a parked connection
     /// posts none (with the table of reads it cancelled, it is 176 bytes).
     canceller: Option<Canceller>,
-    /// Its place among the shard's parked connections, once it was parked.
-    spot: Option<Rc<Spot>>,
     open: OpenConnection,
     _on_shard: OnShard,
+}
+
+/// What a parked connection keeps beside its socket: who its client is,
+/// where it came in, and its counts.
+pub(crate) struct Dormant {
+    ip: IpAddr,
+    socket_peer: IpAddr,
+    admin: bool,
+    requests: u32,
+    _open: OpenConnection,
+    on_shard: OnShard,
 }
 
 /// The client's address (an IPv4-mapped IPv6 one as IPv4), and as text:
@@ -129,7 +136,6 @@ impl Conn {
             awaits_proxy_header: false,
             requests: 0,
             canceller: None,
-            spot: None,
             open,
             _on_shard: on_shard,
         }
@@ -314,17 +320,25 @@ impl Conn {
         self.rbuf.consume(head_len);
     }
 
-    /// Parks the connection in `parking` until `deadline`: it holds no
-    /// buffer, and a small task waits for it to be readable.
-    pub(crate) fn park(&mut self, parking: &Parking, deadline: Instant) -> Parked {
-        parking.park(&mut self.spot, self.client.as_raw_fd(), deadline)
+    /// A quiet connection (no buffer, nothing read) as its socket and what
+    /// it takes to serve it again ([`Conn::wake`]), to be parked; `None`
+    /// if the socket could not be taken from the runtime (it is closed).
+    pub(crate) fn dormant(self) -> Option<(OwnedFd, Dormant)> {
+        debug_assert!(self.rbuf.is_empty(), "a quiet connection has read nothing");
+        let Conn { client, who, admin, requests, open, _on_shard, .. } = self;
+        let fd = runtime::detach(client).map_err(|e| log::debug!("a quiet connection was closed: {e}")).ok()?;
+        let dormant =
+            Dormant { ip: who.ip, socket_peer: who.socket_peer, admin, requests, _open: open, on_shard: _on_shard };
+        Some((fd, dormant))
     }
 
-    /// Returns when the client has sent something (or closed). Not an
-    /// `async fn`: a parked connection's task holds this future, and a
-    /// wrapper's state would make every parked task larger.
-    pub(crate) fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> + '_ {
-        runtime::readable(&self.client)
+    /// The connection parked as `fd` and `dormant`, with something to read.
+    pub(crate) fn wake(fd: OwnedFd, dormant: Dormant) -> io::Result<Conn> {
+        let Dormant { ip, socket_peer, admin, requests, _open: open, on_shard } = dormant;
+        let mut conn = Conn::new(runtime::attach(fd)?, SocketAddr::new(socket_peer, 0), admin, open, on_shard);
+        conn.who.set(ip);
+        conn.requests = requests;
+        Ok(conn)
     }
 
     /// Closes the connection: plainly if the client sent all of its last

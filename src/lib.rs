@@ -58,11 +58,12 @@
 //!
 //! 1. A shard accepts the connection and reads the head into a buffer from
 //!    the shard's stock (a connection quiet for 500 ms gives the buffer
-//!    back, its task ends, and a small parked task waits for readiness to
-//!    start a new one: an idle connection holds no buffer, about 1.5 KiB
-//!    of hiku's memory in all (`perf/throughput --idle-connections`); a
-//!    per-core sweep ([`parking`]) closes those idle past
-//!    `timeouts_ms.client_idle`); [`http::parse_request`] (httparse)
+//!    back, its task ends, and the shard keeps a record of it, a socket
+//!    among those its one epoll descriptor watches ([`parking`]), until it
+//!    is readable and a new task serves it: an idle connection holds no
+//!    task and no buffer, about 0.3 KiB of hiku's memory in all
+//!    (`perf/throughput --idle-connections`); a per-core sweep closes
+//!    those idle past `timeouts_ms.client_idle`); [`http::parse_request`] (httparse)
 //!    borrows it. [`conn::Conn`] keeps the buffers and every rule of
 //!    reading and writing them.
 //! 2. [`serve`] plans the request from its head, and [`route`] says where

@@ -135,6 +135,7 @@ pub(crate) async fn accept_all(
     }
     let fds = [Some(listener.as_raw_fd()), admin.as_ref().map(|a| a.as_raw_fd())];
     runtime::spawn(watch_for_drain(Rc::clone(&shard), fds));
+    runtime::spawn(serve::wake_parked(Rc::clone(&shard)));
     if let Some(admin) = admin {
         runtime::spawn(accept_loop(Rc::clone(&shard), admin, max_connections, true));
     }

@@ -98,6 +98,11 @@ impl Core {
         bump(&self.decisions[decision as usize], 1);
     }
 
+    /// The `/run` calls this core answered.
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
     pub(crate) fn decision_time(&self, took: Duration) {
         self.decision_duration.observe(&DECISION_BUCKETS, took);
     }

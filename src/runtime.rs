@@ -14,7 +14,7 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
@@ -262,6 +262,38 @@ pub(crate) fn accept_now(listener: &TcpListener) -> io::Result<Option<(TcpStream
     let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
     let peer = addr.as_socket().ok_or_else(|| io::Error::other("not an IP connection"))?;
     Ok(Some((TcpStream::from_std(stream)?, peer)))
+}
+
+/// Takes the socket of `stream` from the runtime: a descriptor of its own
+/// (the runtime closes the one it had, once its operations on it are over).
+pub(crate) fn detach(stream: TcpStream) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl(2) duplicating an open descriptor; the copy is owned
+    // by the OwnedFd alone.
+    let fd = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just made, owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Gives a socket to the runtime.
+pub(crate) fn attach(fd: OwnedFd) -> io::Result<TcpStream> {
+    TcpStream::from_std(std::net::TcpStream::from(fd))
+}
+
+/// A descriptor that is not a stream (the parked connections' epoll
+/// descriptor), watched by the runtime for readability ([`readable`]).
+pub(crate) fn watch(fd: RawFd) -> io::Result<TcpStream> {
+    // SAFETY: fcntl(2) duplicating an open descriptor; the copy is owned
+    // by what it is given to. (The runtime treats it as a stream only to
+    // wait for it to be readable: nothing reads or writes it.)
+    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if copy < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just made, owned by nothing else.
+    TcpStream::from_std(unsafe { std::net::TcpStream::from_raw_fd(copy) })
 }
 
 /// Peeks at the next byte without waiting: `Ok(0)` at end of stream,

@@ -7,7 +7,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_lite::FutureExt;
 
@@ -39,24 +39,42 @@ async fn serve_task(shard: Rc<Shard>, conn: Conn) {
     }
 }
 
-/// Waits, in a task of a few hundred bytes (a serving task is a few KiB),
-/// until a quiet connection has something to read, then serves it again.
-/// The shard's parking shuts it down if nothing comes before
-/// `timeouts.client_idle` is up.
-fn park(shard: Rc<Shard>, mut conn: Conn) {
+/// Parks a quiet connection: the shard keeps a small record of it, with
+/// no task and no buffer, until it has something to read
+/// ([`wake_parked`]), or closes it when `timeouts.client_idle` is up.
+fn park(shard: Rc<Shard>, conn: Conn) {
     let left = shard.config().timeouts.client_idle.saturating_sub(HOT_IDLE);
     if left.is_zero() || shutdown::draining() {
         return;
     }
-    let parked = conn.park(&shard.parking, Instant::now() + left);
-    runtime::spawn(async move {
-        let ready = conn.readable().await;
-        let shut = parked.was_shut();
-        drop(parked);
-        if ready.is_ok() && !shut {
-            spawn(shard, conn);
+    if let Some((fd, dormant)) = conn.dormant() {
+        if let Err(e) = shard.parking.park(fd, Instant::now() + left, dormant) {
+            log::debug!("a quiet connection could not be parked, and was closed: {e}");
         }
-    });
+    }
+}
+
+/// Serves the shard's parked connections again as they have something to
+/// read (or their client closed them), each in a task of its own.
+pub(crate) async fn wake_parked(shard: Rc<Shard>) {
+    let watched = match shard.parking.ready_fd().and_then(runtime::watch) {
+        Ok(watched) => watched,
+        Err(e) => {
+            log::error!("cannot watch the parked connections ({e}): quiet connections are closed instead");
+            shard.parking.refuse();
+            return;
+        }
+    };
+    loop {
+        if let Err(e) = runtime::readable(&watched).await {
+            log::warn!("waiting for parked connections failed: {e}");
+            runtime::sleep(Duration::from_millis(50)).await;
+        }
+        shard.parking.take_ready(|fd, dormant| match Conn::wake(fd, dormant) {
+            Ok(conn) => spawn(Rc::clone(&shard), conn),
+            Err(e) => log::warn!("a parked connection could not be served again, and was closed: {e}"),
+        });
+    }
 }
 
 /// Serves one client connection until it closes or can't go on (`None`), or

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::access_log::{self, AccessLog};
 use crate::balancer;
 use crate::config::Config;
-use crate::conn::Conn;
+use crate::conn::{Conn, Dormant};
 use crate::handoff::{self, Handoff};
 use crate::metrics::{self, Decision, Metrics};
 use crate::parking::{self, Parking};
@@ -43,7 +43,7 @@ pub(crate) struct Shard {
     config: RefCell<Rc<Config>>,
     config_generation: Cell<u64>,
     /// Its quiet connections, closed when `timeouts.client_idle` is up.
-    pub(crate) parking: Parking,
+    pub(crate) parking: Parking<Dormant>,
     /// A drain has shut its listeners down: their accept loops may end.
     pub(crate) listeners_shut: Cell<bool>,
     /// Every core's counters (`/metrics`), and this core's place in them.
@@ -81,7 +81,7 @@ impl Shard {
             config: RefCell::new(Rc::new(Config::clone(&live.config()))),
             config_generation: Cell::new(live.generation()),
             live,
-            parking: Parking::default(),
+            parking: Parking::new(),
             listeners_shut: Cell::new(false),
             metrics,
             core,
@@ -99,7 +99,7 @@ impl Shard {
         }
         runtime::spawn(sweep_pool(Rc::clone(&shard)));
         runtime::spawn(close_idle(Rc::clone(&shard)));
-        runtime::spawn(trim_memory());
+        runtime::spawn(trim_memory(Rc::clone(&shard)));
         shard
     }
 
@@ -193,11 +193,19 @@ async fn flush_access_log(shard: Rc<Shard>) {
     }
 }
 
-async fn trim_memory() {
+/// Gives the memory the core freed back to the system every
+/// [`TRIM_EVERY`]: all it can once no call came for as long (after a
+/// burst, the pages of its connections' tasks and buffers, kept otherwise:
+/// 0.6 KiB per idle connection with 10 000 over two cores), what is quick
+/// to give while calls come.
+async fn trim_memory(shard: Rc<Shard>) {
+    let mut calls = shard.counters().calls();
     loop {
         runtime::sleep(TRIM_EVERY).await;
         balancer::repin_epoch();
-        sys::return_free_memory();
+        let now = shard.counters().calls();
+        sys::return_free_memory(now == calls);
+        calls = now;
     }
 }
 

@@ -38,9 +38,11 @@ pub fn no_huge_pages() {
 /// Gives memory this thread freed back to the system. The allocator keeps
 /// freed pages a while for reuse and gives them back only when it is next
 /// busy, so a core that served a burst and fell quiet would hold its peak
-/// for good; called now and then from each core.
-pub(crate) fn return_free_memory() {
+/// for good; called now and then from each core. `all`: every page it can
+/// (a millisecond or more with a large heap, so only on a quiet core);
+/// otherwise what is quick to give.
+pub(crate) fn return_free_memory(all: bool) {
     // SAFETY: mi_collect only walks this thread's heap; it is harmless if
     // mimalloc is not the global allocator (nothing is there to collect).
-    unsafe { libmimalloc_sys::mi_collect(false) };
+    unsafe { libmimalloc_sys::mi_collect(all) };
 }
