@@ -19,6 +19,11 @@ const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nCo
 /// Largest request head.
 const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
+/// Connections the kernel queues for each server until it accepts them, as
+/// the proxies' own listeners (and Go's, the kernel's `somaxconn`): mio's
+/// 1024 overflowed when a proxy opened a thousand connections at once, and
+/// every SYN dropped cost that connection a second.
+const BACKLOG: i32 = 4096;
 /// Bytes read at a time.
 const READ_SIZE: usize = 16 * 1024;
 
@@ -176,12 +181,19 @@ pub fn bind(count: usize) -> io::Result<Vec<TcpListener>> {
     bind_from(count, 0)
 }
 
-/// `count` listeners on 127.0.0.1 from `port` on (0: ports the OS picks).
+/// `count` listeners on 127.0.0.1 from `port` on (0: ports the OS picks),
+/// each with a backlog of [`BACKLOG`].
 pub fn bind_from(count: usize, port: u16) -> io::Result<Vec<TcpListener>> {
     (0..count)
         .map(|i| {
             let port = if port == 0 { 0 } else { port.checked_add(i as u16).ok_or(io::ErrorKind::InvalidInput)? };
-            TcpListener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            let listener = TcpListener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))?;
+            // SAFETY: listen(2) again on our listening socket: Linux takes
+            // the new backlog.
+            if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), BACKLOG) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(listener)
         })
         .collect()
 }
