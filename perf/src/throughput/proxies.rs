@@ -166,11 +166,10 @@ impl Drop for Nginx {
     }
 }
 
-/// nginx's configuration: `cores` workers, least connections over the
-/// upstreams with a keep-alive pool, everything it writes in `dir`.
-pub fn nginx_config(upstreams: &[SocketAddr], port: u16, cores: usize, dir: &Path) -> String {
+/// An nginx configuration: `cores` workers, everything it writes in `dir`,
+/// no access log, keep-alive clients, and `body` inside its `http` block.
+fn nginx_with(cores: usize, dir: &Path, body: &str) -> String {
     let dir = dir.display();
-    let servers: String = upstreams.iter().map(|a| format!("        server {a};\n")).collect();
     format!(
         "worker_processes {cores};
 daemon off;
@@ -188,7 +187,17 @@ http {{
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
     keepalive_requests 1000000;
-    upstream workers {{
+{body}}}
+"
+    )
+}
+
+/// nginx's configuration: `cores` workers, least connections over the
+/// upstreams with a keep-alive pool, everything it writes in `dir`.
+pub fn nginx_config(upstreams: &[SocketAddr], port: u16, cores: usize, dir: &Path) -> String {
+    let servers: String = upstreams.iter().map(|a| format!("        server {a};\n")).collect();
+    let body = format!(
+        "    upstream workers {{
         least_conn;
 {servers}        keepalive {NGINX_KEEPALIVE};
         keepalive_requests 1000000;
@@ -201,43 +210,26 @@ http {{
             proxy_set_header Connection \"\";
         }}
     }}
-}}
 "
-    )
+    );
+    nginx_with(cores, dir, &body)
 }
 
 /// The nginx backend's configuration: one worker serving every port in
 /// `ports`, `return 200` to every request, keep-alive, no logging.
 pub fn nginx_backend_config(ports: &[u16], dir: &Path) -> String {
-    let dir = dir.display();
     let listens: String = ports.iter().map(|p| format!("        listen 127.0.0.1:{p} backlog=4096;\n")).collect();
-    format!(
-        "worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-worker_rlimit_nofile 65536;
-events {{
-    worker_connections 16384;
-}}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    keepalive_requests 1000000;
-    keepalive_timeout 75s;
+    let body = format!(
+        "    keepalive_timeout 75s;
     server {{
 {listens}        location / {{
             default_type text/plain;
             return 200 \"hello world\";
         }}
     }}
-}}
 "
-    )
+    );
+    nginx_with(1, dir, &body)
 }
 
 /// HAProxy's configuration, as fair as nginx's: `cores` threads (as nginx
