@@ -69,7 +69,10 @@ fn idle_connections_are_opened_called_once_and_weighed() {
     let per_connection = (hiku.rss_after_mb - hiku.rss_before_mb) * 1024.0 / 200.0;
     assert!((hiku.kib_per_connection - per_connection).abs() < 1e-9, "{hiku:?}");
     assert!(stdout.starts_with("Idle keep-alive connections"), "{stdout}");
-    assert!(stdout.lines().any(|l| l.starts_with("hiku               200  by 64     200       0")), "{stdout}");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(hiku.cores, cores, "{hiku:?}");
+    let row = format!("hiku           {cores:>5}     200  by 64     200       0");
+    assert!(stdout.lines().any(|l| l.starts_with(&row)), "{stdout}");
 }
 
 #[test]
