@@ -7,7 +7,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::config::{Front, Limits, Timeouts};
@@ -326,7 +326,9 @@ impl Conn {
     pub(crate) fn dormant(self) -> Option<(OwnedFd, Dormant)> {
         debug_assert!(self.rbuf.is_empty(), "a quiet connection has read nothing");
         let Conn { client, who, admin, requests, open, _on_shard, .. } = self;
-        let fd = runtime::detach(client).map_err(|e| log::debug!("a quiet connection was closed: {e}")).ok()?;
+        // The runtime's own descriptor closes as `client` drops.
+        let fd =
+            runtime::dup(client.as_raw_fd()).map_err(|e| log::debug!("a quiet connection was closed: {e}")).ok()?;
         let dormant =
             Dormant { ip: who.ip, socket_peer: who.socket_peer, admin, requests, _open: open, on_shard: _on_shard };
         Some((fd, dormant))

@@ -17,7 +17,7 @@
 use std::cell::Cell;
 use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::task::Poll;
@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
 
-use crate::runtime::TcpStream;
+use crate::runtime::{self, TcpStream};
 use crate::shutdown::OpenConnection;
 
 /// How often each shard weighs its share.
@@ -163,14 +163,10 @@ impl Handoff {
         admin: bool,
         open: OpenConnection,
     ) -> Result<(), (std::io::Error, OpenConnection)> {
-        // SAFETY: fcntl(2) duplicating a descriptor this stream owns; the
-        // copy is owned by the OwnedFd alone.
-        let fd = unsafe { libc::fcntl(client.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err((std::io::Error::last_os_error(), open));
-        }
-        // SAFETY: a new descriptor nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = match runtime::dup(client.as_raw_fd()) {
+            Ok(fd) => fd,
+            Err(e) => return Err((e, open)),
+        };
         let core = &self.shards.cores[to];
         match core.inbox.send(Moved { fd, peer, admin, open }) {
             Ok(()) => {

@@ -199,8 +199,7 @@ async fn serve_accepted(
 async fn adopt_moved(shard: Rc<Shard>) {
     loop {
         let moved = shard.handoff.next().await;
-        let stream = std::net::TcpStream::from(moved.fd);
-        match runtime::TcpStream::from_std(stream) {
+        match runtime::attach(moved.fd) {
             Ok(stream) => {
                 let conn = Conn::new(stream, moved.peer, moved.admin, moved.open, shard.handoff.count());
                 serve::spawn(Rc::clone(&shard), conn);

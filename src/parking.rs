@@ -119,12 +119,14 @@ impl<T> Parking<T> {
     /// Closes the parked connections whose time is up at `now` (the
     /// client reads the end of the stream); returns how many.
     pub(crate) fn sweep(&self, now: Instant) -> usize {
-        let due: Vec<usize> = {
-            let slots = self.slots.borrow();
-            let due = slots.iter().enumerate().filter(|(_, s)| s.as_ref().is_some_and(|s| s.deadline <= now));
-            due.map(|(i, _)| i).collect()
-        };
-        due.iter().filter(|&&i| self.take(i).is_some()).count()
+        let (mut closed, len) = (0, self.slots.borrow().len());
+        for i in 0..len {
+            let due = self.slots.borrow()[i].as_ref().is_some_and(|s| s.deadline <= now);
+            if due && self.take(i).is_some() {
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// How many connections are parked.

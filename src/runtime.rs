@@ -264,17 +264,18 @@ pub(crate) fn accept_now(listener: &TcpListener) -> io::Result<Option<(TcpStream
     Ok(Some((TcpStream::from_std(stream)?, peer)))
 }
 
-/// Takes the socket of `stream` from the runtime: a descriptor of its own
-/// (the runtime closes the one it had, once its operations on it are over).
-pub(crate) fn detach(stream: TcpStream) -> io::Result<OwnedFd> {
+/// A descriptor of its own for the socket (or other file) `fd` names: a
+/// socket leaves the runtime that way (the runtime closes its own
+/// descriptor when its stream is dropped, once its operations are over).
+pub(crate) fn dup(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: fcntl(2) duplicating an open descriptor; the copy is owned
     // by the OwnedFd alone.
-    let fd = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-    if fd < 0 {
+    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if copy < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: a descriptor just made, owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(unsafe { OwnedFd::from_raw_fd(copy) })
 }
 
 /// Gives a socket to the runtime.
@@ -283,17 +284,11 @@ pub(crate) fn attach(fd: OwnedFd) -> io::Result<TcpStream> {
 }
 
 /// A descriptor that is not a stream (the parked connections' epoll
-/// descriptor), watched by the runtime for readability ([`readable`]).
+/// descriptor), watched by the runtime for readability ([`readable`]): the
+/// runtime treats it as a stream only to wait for it; nothing reads or
+/// writes it.
 pub(crate) fn watch(fd: RawFd) -> io::Result<TcpStream> {
-    // SAFETY: fcntl(2) duplicating an open descriptor; the copy is owned
-    // by what it is given to. (The runtime treats it as a stream only to
-    // wait for it to be readable: nothing reads or writes it.)
-    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if copy < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a descriptor just made, owned by nothing else.
-    TcpStream::from_std(unsafe { std::net::TcpStream::from_raw_fd(copy) })
+    attach(dup(fd)?)
 }
 
 /// Peeks at the next byte without waiting: `Ok(0)` at end of stream,
