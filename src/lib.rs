@@ -21,12 +21,12 @@
 //!   read or served ([`conn::Conn`], [`http::ReadBuf`]);
 //! - its keep-alive connections to the workers ([`pool::Pool`]), since a
 //!   stream belongs to the runtime that made it;
-//! - its I/O driver: an io_uring ring set up with `COOP_TASKRUN`,
-//!   `SINGLE_ISSUER` and `DEFER_TASKRUN`, so reads and writes are
-//!   submitted in batches and their completions reaped by the shard itself
-//!   when it next enters the kernel (no interrupt, no wake-up from another
-//!   core); or epoll, where io_uring is blocked ([`runtime`] chooses once
-//!   at start, and nothing else knows which).
+//! - its I/O driver: an io_uring ring set up with `COOP_TASKRUN` and
+//!   `SINGLE_ISSUER`, so reads and writes are submitted in batches and
+//!   their completions' work run by the shard itself when it next enters
+//!   the kernel (no interrupt, no wake-up from another core); or epoll,
+//!   where io_uring is blocked ([`runtime`] chooses once at start, and
+//!   nothing else knows which).
 //!
 //! Shared by all shards:
 //!

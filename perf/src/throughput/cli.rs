@@ -286,12 +286,14 @@ impl BlastArgs {
         };
         exit(blast::run(&load, &AtomicBool::new(false), |_| {}).map_err(|e| e.to_string()).map(|t| {
             println!(
-                "{} connections: {:.0} req/s  p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  {} ok  errors {:?}",
+                "{} connections: {:.0} req/s  p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  p99.99 {:.3} ms  max {:.3} ms  {} ok  errors {:?}",
                 self.connections,
                 t.rps(),
                 t.latency_ms(0.5),
                 t.latency_ms(0.99),
                 t.latency_ms(0.999),
+                t.latency_ms(0.9999),
+                t.max_ms(),
                 t.ok,
                 t.errors
             );
