@@ -35,7 +35,6 @@ pub(crate) struct Parking<T> {
     slots: RefCell<Vec<Option<Slot<T>>>>,
     /// Places in `slots` free for the next parked connection.
     free: RefCell<Vec<u32>>,
-    parked: Cell<usize>,
 }
 
 impl<T> Parking<T> {
@@ -44,13 +43,7 @@ impl<T> Parking<T> {
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         // SAFETY: a descriptor just made, owned by nothing else.
         let epoll = if fd < 0 { Err(io::Error::last_os_error()) } else { Ok(unsafe { OwnedFd::from_raw_fd(fd) }) };
-        Parking {
-            epoll,
-            refused: Cell::new(false),
-            slots: RefCell::new(Vec::new()),
-            free: RefCell::new(Vec::new()),
-            parked: Cell::new(0),
-        }
+        Parking { epoll, refused: Cell::new(false), slots: RefCell::new(Vec::new()), free: RefCell::new(Vec::new()) }
     }
 
     /// The descriptor that is readable while a parked connection is.
@@ -92,7 +85,6 @@ impl<T> Parking<T> {
             return Err(io::Error::last_os_error());
         }
         slots[index] = Some(Slot { fd, deadline, item });
-        self.parked.set(self.parked.get() + 1);
         Ok(())
     }
 
@@ -132,7 +124,7 @@ impl<T> Parking<T> {
     /// How many connections are parked.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.parked.get()
+        self.slots.borrow().len() - self.free.borrow().len()
     }
 
     /// Takes slot `index` out of the watch, if it is parked.
@@ -143,7 +135,6 @@ impl<T> Parking<T> {
             unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_DEL, slot.fd.as_raw_fd(), std::ptr::null_mut()) };
         }
         self.free.borrow_mut().push(index as u32);
-        self.parked.set(self.parked.get() - 1);
         Some(slot)
     }
 }
@@ -163,6 +154,14 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         (l.accept().unwrap().0.into(), client)
+    }
+
+    /// Waits (up to a second) until a parked connection is ready.
+    fn wait_ready<T>(parking: &Parking<T>) {
+        let fd = parking.ready_fd().unwrap();
+        let mut polled = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: poll(2) on one descriptor the parking owns.
+        assert_eq!(unsafe { libc::poll(&mut polled, 1, 1000) }, 1, "nothing became ready");
     }
 
     /// The items of the connections taken out as ready; their sockets
@@ -191,7 +190,7 @@ mod tests {
         assert_eq!((parking.len(), ready(&parking, &mut held)), (3, vec![]));
         a_client.write_all(b"GET").unwrap();
         drop(b_client);
-        std::thread::sleep(Duration::from_millis(50));
+        wait_ready(&parking);
         assert_eq!(ready(&parking, &mut held), ["a", "b"]);
         assert_eq!(parking.len(), 1);
         // Taken out, they are not reported again; their places are reused.
@@ -201,7 +200,7 @@ mod tests {
         parking.park(d, far, "d").unwrap();
         assert_eq!(parking.slots.borrow().len(), 3, "a freed place was reused");
         d_client.write_all(b"x").unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        wait_ready(&parking);
         assert_eq!(ready(&parking, &mut held), ["d"]);
     }
 

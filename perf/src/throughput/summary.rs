@@ -177,99 +177,83 @@ const COUNTED: [Counted; 4] = [
     ("ipi/req", 8, 4, |r| r.reschedule_ipis_per_request),
 ];
 
+/// A table's column: its heading, its width and its cell for a row.
+type Column<'a> = (&'static str, usize, Box<dyn Fn(&Row) -> String + 'a>);
+
+/// `rows` under `columns`: the first left-aligned, the others
+/// right-aligned, a space between.
+fn render(rows: &[Row], columns: &[Column]) -> String {
+    let mut out = String::new();
+    let mut line = |cells: Vec<String>| {
+        for (i, ((_, width, _), cell)) in columns.iter().zip(cells).enumerate() {
+            let _ = match i {
+                0 => write!(out, "{cell:<width$}"),
+                _ => write!(out, " {cell:>width$}"),
+            };
+        }
+        out.push('\n');
+    };
+    line(columns.iter().map(|(heading, _, _)| heading.to_string()).collect());
+    for row in rows {
+        line(columns.iter().map(|(_, _, cell)| cell(row)).collect());
+    }
+    out
+}
+
 /// The rows as a table, with ratios to the `reference` contender. An
 /// optional column no row has a number for is left out.
 pub fn table(rows: &[Row], reference: &str) -> String {
-    let counted: Vec<&Counted> = COUNTED.iter().filter(|c| rows.iter().any(|r| c.3(r).is_some())).collect();
-    let mut out = format!(
-        "{:<14} {:>5} {:>10} {:>8} {:>8} {:>8} {:>7} {:>9} {:>7} {:>9} {:>9} {:>9}",
-        "contender",
-        "conns",
-        "req/s",
-        "p50 ms",
-        "p99 ms",
-        "p99.9 ms",
-        "errors",
-        "cpu s/1k",
-        "rss MB",
-        "rps/hiku",
-        "p99/hiku",
-        "cpu/hiku"
-    );
-    for (heading, width, _, _) in &counted {
-        let _ = write!(out, " {heading:>width$}");
-    }
-    out.push('\n');
-    for row in rows {
-        let r = ratios(row, rows, reference);
-        let ratio = |f: fn(&Ratios) -> f64| r.as_ref().map_or("-".to_string(), |r| number(f(r), 2));
-        let _ = write!(
-            out,
-            "{:<14} {:>5} {:>10} {:>8} {:>8} {:>8} {:>7} {:>9} {:>7} {:>9} {:>9} {:>9}",
-            row.contender,
-            row.connections,
-            number(row.rps, 0),
-            number(row.p50_ms, 2),
-            number(row.p99_ms, 2),
-            number(row.p999_ms, 2),
-            row.errors,
-            number(row.cpu_s_per_1k, 4),
-            number(row.peak_rss_mb, 1),
-            ratio(|r| r.rps),
-            ratio(|r| r.p99),
-            ratio(|r| r.cpu),
-        );
-        for (_, width, decimals, value) in &counted {
-            let _ = write!(out, " {:>width$}", number(value(row).unwrap_or(f64::NAN), *decimals));
+    let ratio = |f: fn(&Ratios) -> f64| -> Box<dyn Fn(&Row) -> String + '_> {
+        Box::new(move |row| ratios(row, rows, reference).map_or("-".to_string(), |r| number(f(&r), 2)))
+    };
+    let mut columns: Vec<Column> = vec![
+        ("contender", 14, Box::new(|r| r.contender.clone())),
+        ("conns", 5, Box::new(|r| r.connections.to_string())),
+        ("req/s", 10, Box::new(|r| number(r.rps, 0))),
+        ("p50 ms", 8, Box::new(|r| number(r.p50_ms, 2))),
+        ("p99 ms", 8, Box::new(|r| number(r.p99_ms, 2))),
+        ("p99.9 ms", 8, Box::new(|r| number(r.p999_ms, 2))),
+        ("errors", 7, Box::new(|r| r.errors.to_string())),
+        ("cpu s/1k", 9, Box::new(|r| number(r.cpu_s_per_1k, 4))),
+        ("rss MB", 7, Box::new(|r| number(r.peak_rss_mb, 1))),
+        ("rps/hiku", 9, ratio(|r| r.rps)),
+        ("p99/hiku", 9, ratio(|r| r.p99)),
+        ("cpu/hiku", 9, ratio(|r| r.cpu)),
+    ];
+    for &(heading, width, decimals, value) in &COUNTED {
+        if rows.iter().any(|r| value(r).is_some()) {
+            columns.push((heading, width, Box::new(move |r| number(value(r).unwrap_or(f64::NAN), decimals))));
         }
-        out.push('\n');
     }
-    out
+    render(rows, &columns)
 }
 
 /// The tail mode's table: the slowest calls of each contender on each core
 /// count at each connection count, and the ratio of its p99.99 and max to
 /// the `reference` contender's.
 pub fn tail_table(rows: &[Row], reference: &str) -> String {
-    let mut out = format!(
-        "{:<14} {:>5} {:>5} {:>9} {:>8} {:>8} {:>9} {:>9} {:>9} {:>6} {:>8} {:>10} {:>9}\n",
-        "contender",
-        "cores",
-        "conns",
-        "req/s",
-        "p50 ms",
-        "p99 ms",
-        "p99.9 ms",
-        "p99.99 ms",
-        "max ms",
-        "errors",
-        "timeouts",
-        "p99.99/hiku",
-        "max/hiku"
-    );
-    for row in rows {
-        let hiku =
-            rows.iter().find(|r| r.contender == reference && r.cores == row.cores && r.connections == row.connections);
-        let ratio = |f: fn(&Row) -> f64| hiku.map_or("-".to_string(), |h| number(f(row) / f(h), 2));
-        let _ = writeln!(
-            out,
-            "{:<14} {:>5} {:>5} {:>9} {:>8} {:>8} {:>9} {:>9} {:>9} {:>6} {:>8} {:>10} {:>9}",
-            row.contender,
-            row.cores,
-            row.connections,
-            number(row.rps, 0),
-            number(row.p50_ms, 2),
-            number(row.p99_ms, 2),
-            number(row.p999_ms, 1),
-            number(row.p9999_ms, 1),
-            number(row.max_ms, 1),
-            row.errors,
-            row.timeouts,
-            ratio(|r| r.p9999_ms),
-            ratio(|r| r.max_ms),
-        );
-    }
-    out
+    let ratio = |f: fn(&Row) -> f64| -> Box<dyn Fn(&Row) -> String + '_> {
+        Box::new(move |row| {
+            let same = |r: &&Row| r.contender == reference && r.cores == row.cores && r.connections == row.connections;
+            rows.iter().find(same).map_or("-".to_string(), |h| number(f(row) / f(h), 2))
+        })
+    };
+    let columns: Vec<Column> = vec![
+        ("contender", 14, Box::new(|r| r.contender.clone())),
+        ("cores", 5, Box::new(|r| r.cores.to_string())),
+        ("conns", 5, Box::new(|r| r.connections.to_string())),
+        ("req/s", 9, Box::new(|r| number(r.rps, 0))),
+        ("p50 ms", 8, Box::new(|r| number(r.p50_ms, 2))),
+        ("p99 ms", 8, Box::new(|r| number(r.p99_ms, 2))),
+        ("p99.9 ms", 9, Box::new(|r| number(r.p999_ms, 1))),
+        ("p99.99 ms", 9, Box::new(|r| number(r.p9999_ms, 1))),
+        ("max ms", 9, Box::new(|r| number(r.max_ms, 1))),
+        ("errors", 6, Box::new(|r| r.errors.to_string())),
+        ("timeouts", 8, Box::new(|r| r.timeouts.to_string())),
+        ("p99.99/hiku", 10, ratio(|r| r.p9999_ms)),
+        ("max/hiku", 9, ratio(|r| r.max_ms)),
+    ];
+    render(rows, &columns)
 }
 
 #[cfg(test)]
